@@ -1,0 +1,34 @@
+# Each target installs what it needs into .venv first (a fresh clone needs nothing else).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.ppcmk-installed
+
+.PHONY: install demo test lint bench serve clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ppcmk demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy ppcmk
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/fleet.py
+
+serve: $(STAMP)
+	$(BIN)/ppcmk serve
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Prefect blocks: the connection to a cloud and the CMK target."""

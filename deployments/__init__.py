@@ -1,0 +1,1 @@
+"""Deployment definitions, schedules and the serve entry."""

@@ -1,0 +1,21 @@
+"""The `ppcmk` command: one typer app, each command group in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from ppcmk.cli.exit_codes import EXIT_CODES_HELP
+from ppcmk.cli.sandbox_cmds import sandbox_app
+
+app = typer.Typer(
+    name="ppcmk",
+    help="Prefect runbooks for Power Platform customer-managed keys, with an offline sandbox cloud.\n\n"
+    + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,33 @@
+"""Exit codes that scripts can rely on; documented in the README and in `ppcmk --help`."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    # doctor/report found problems, a flow run failed, or a service answered with an error
+    FAILED = 1
+    # bad command line or bad configuration (the message names the field and the fix)
+    USAGE = 2
+    # an approval was rejected, separation of duty or a retention hold blocked the change,
+    # or Prefect refused to resume a run
+    BLOCKED = 3
+    # something the command needs is not running: no sandbox profile, Prefect API unreachable
+    UNAVAILABLE = 4
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 findings, failed run or service error; 2 usage or configuration error; "
+    "3 rejected or blocked (approval, separation of duty, retention hold); "
+    "4 sandbox or Prefect API not reachable."
+)
+
+
+class CliError(Exception):
+    """An error the CLI reports in plain words with a specific exit code (no traceback)."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.FAILED) -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,153 @@
+"""`ppcmk sandbox ...`: run the offline sandbox cloud and steer a running one (clock, faults)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ppcmk.cli.durations import parse_duration
+from ppcmk.cli.errors import reports_errors
+from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.profile import SandboxAdmin, SandboxProfile, load_profile, remove_profile, save_profile
+
+console = Console()
+
+sandbox_app = typer.Typer(help="Run the offline sandbox cloud and steer a running one.", no_args_is_help=True)
+clock_app = typer.Typer(help="Read or move the sandbox's virtual clock.", no_args_is_help=True)
+faults_app = typer.Typer(help="Inject or clear faults (throttling, errors, latency) in a running sandbox.",
+                         no_args_is_help=True)
+sandbox_app.add_typer(clock_app, name="clock")
+sandbox_app.add_typer(faults_app, name="faults")
+
+
+def resolve_scenario(scenario: str) -> str:
+    """A scenario is a name shipped with the sandbox or a path; a path must exist."""
+    looks_like_path = os.sep in scenario or scenario.endswith(".json") or scenario.startswith(".")
+    if looks_like_path and not Path(scenario).exists():
+        raise CliError(f"--scenario: {scenario} does not exist; give a scenario name (e.g. default) or an "
+                       "existing scenario directory", ExitCode.USAGE)
+    return str(Path(scenario).resolve()) if looks_like_path else scenario
+
+
+def start_sandbox(scenario: str, state_file: Path | None, port: int, clock_speed: float) -> tuple[Any, Path]:
+    """Start the sandbox in this process and publish its profile; returns (sandbox, profile path)."""
+    from sandbox import Sandbox
+
+    if clock_speed < 0:
+        raise CliError("--clock-speed must be 0 (virtual time, moved by runbooks) or positive "
+                       "(real time times X)", ExitCode.USAGE)
+    server = Sandbox(scenario=resolve_scenario(scenario), state_file=str(state_file) if state_file else None,
+                     port=port, clock_speed=clock_speed)
+    try:
+        server.start()
+    except OSError as error:
+        raise CliError(f"--port {port}: the sandbox could not listen ({error.strerror or error}); "
+                       "choose another port or 0 for any free port", ExitCode.USAGE) from error
+    profile = SandboxProfile.from_endpoints(
+        server.endpoints, scenario=scenario, state_file=str(state_file) if state_file else None,
+        pid=os.getpid(),
+    )
+    return server, save_profile(profile)
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@sandbox_app.command("up")
+@reports_errors
+def sandbox_up(
+    port: Annotated[int, typer.Option(help="Port of the main origin (0 = any free port).")] = 0,
+    state: Annotated[Path | None, typer.Option(help="Persist the cloud's state in this JSON file.")] = None,
+    scenario: Annotated[str, typer.Option(help="Scenario name (sandbox/scenarios) or a scenario directory.")]
+    = "default",
+    clock_speed: Annotated[
+        float, typer.Option(help="0 = virtual clock moved only by runbooks; X = real time times X.")
+    ] = 0.0,
+) -> None:
+    """Run the sandbox cloud in the foreground until Ctrl-C; other commands find it through the profile."""
+    server, path = start_sandbox(scenario, state, port, clock_speed)
+    try:
+        endpoints = server.endpoints
+        console.print(f"[bold green]Sandbox cloud up[/] at {endpoints.url} (scenario {scenario})")
+        console.print(f"  CA certificate: {endpoints.ca}")
+        for name, origin in sorted(dict(endpoints.vaults).items()):
+            console.print(f"  vault {name}: {origin}")
+        console.print(f"  profile: {path}  (Ctrl-C stops the sandbox)")
+        wait_for_interrupt()
+    finally:
+        server.stop()
+        remove_profile(os.getpid())
+        console.print("Sandbox stopped.")
+
+
+@clock_app.command("show")
+@reports_errors
+def clock_show() -> None:
+    """Print the sandbox's current (virtual) time."""
+    with SandboxAdmin(load_profile()) as admin:
+        console.print(admin.clock().get("now", "?"))
+
+
+@clock_app.command("advance")
+@reports_errors
+def clock_advance(
+    duration: Annotated[str, typer.Argument(help="How far to move the clock, e.g. 90s, 15m, 2h, 7d, 1d12h.")],
+) -> None:
+    """Move the virtual clock forward (long-running operations progress, lock deadlines come closer)."""
+    seconds = parse_duration(duration).total_seconds()
+    with SandboxAdmin(load_profile()) as admin:
+        answer = admin.advance_clock(seconds)
+    console.print(f"Sandbox clock is now {answer.get('now', '?')}")
+
+
+@faults_app.command("add")
+@reports_errors
+def faults_add(
+    path: Annotated[str, typer.Option(help="Regular expression matched against the request path.")],
+    status: Annotated[int, typer.Option(help="HTTP status to answer with (e.g. 429, 503, 409).")] = 503,
+    method: Annotated[str | None, typer.Option(help="Only this HTTP method (default: any).")] = None,
+    times: Annotated[int | None, typer.Option(help="Fire this many times, then stop (default: always).")]
+    = None,
+    retry_after: Annotated[str | None, typer.Option(help="Retry-After header value to send.")] = None,
+    latency: Annotated[float, typer.Option(help="Extra seconds before answering.")] = 0.0,
+    probability: Annotated[float, typer.Option(help="Chance (0-1) that a matching request is hit.")] = 1.0,
+    drop: Annotated[bool, typer.Option(help="Drop the connection instead of answering.")] = False,
+) -> None:
+    """Add a fault rule to the running sandbox."""
+    if not 0.0 <= probability <= 1.0:
+        raise CliError("--probability must be between 0 and 1", ExitCode.USAGE)
+    if not 100 <= status <= 599:
+        raise CliError("--status must be an HTTP status code between 100 and 599", ExitCode.USAGE)
+    rule: dict[str, Any] = {"path": path, "status": status, "latency": latency, "probability": probability,
+                            "drop": drop}
+    optional = {"method": method.upper() if method else None, "times": times, "retry_after": retry_after}
+    rule.update({name: value for name, value in optional.items() if value is not None})
+    with SandboxAdmin(load_profile()) as admin:
+        answer = admin.add_fault(rule)
+    rule_id = answer.get("id", answer) if isinstance(answer, dict) else answer
+    console.print(f"Fault added (rule {rule_id}): {method or 'any method'} {path} -> {status}")
+
+
+@faults_app.command("clear")
+@reports_errors
+def faults_clear() -> None:
+    """Remove every fault rule from the running sandbox."""
+    with SandboxAdmin(load_profile()) as admin:
+        admin.clear_faults()
+    console.print("All faults cleared.")

@@ -1,0 +1,235 @@
+"""Run one per-environment step over a fleet: selection, waves, a bounded number in flight, a failure gate.
+
+Flows describe the fleet with `FleetSelector` and `WaveSpec` parameters, turn their environments into
+`FleetMember`s, and hand `run_waves` a step that performs every lifecycle operation of one environment in
+order. Each environment therefore has at most one operation of ours at a time; the service's own 409 for an
+operation started elsewhere is waited out by the environment tasks. Every environment ends in a reported
+state, including those never started because an earlier wave failed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fnmatch
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+EnvironmentState = Literal["succeeded", "unchanged", "failed", "not-started"]
+
+
+class FleetMember(BaseModel):
+    """The facts about an environment that selection and wave planning need."""
+
+    id: str
+    name: str = ""
+    sku: str = ""
+    geo: str = ""
+
+
+class FleetSelector(BaseModel):
+    """Which environments a run touches: an explicit list, or every one matching all the given filters."""
+
+    environment_ids: list[str] | None = Field(
+        default=None, description="exact environment ids (names also match)"
+    )
+    geo: str | None = Field(default=None, description="Power Platform geo, e.g. europe or unitedstates")
+    skus: list[str] | None = Field(
+        default=None, description="environment types, e.g. ['Sandbox', 'Production']"
+    )
+    name_pattern: str | None = Field(
+        default=None, description="shell-style pattern on the display name, e.g. 'fin-*'"
+    )
+
+    def is_empty(self) -> bool:
+        return not (self.environment_ids or self.geo or self.skus or self.name_pattern)
+
+    def select(self, members: Sequence[FleetMember]) -> list[FleetMember]:
+        """Members matching every filter, in the given order. Unknown explicit ids raise a clear error."""
+        if self.environment_ids:
+            wanted = {i.lower() for i in self.environment_ids}
+            known = {m.id.lower() for m in members} | {m.name.lower() for m in members}
+            missing = sorted(i for i in self.environment_ids if i.lower() not in known)
+            if missing:
+                raise ValueError(
+                    f"selector.environment_ids: {', '.join(missing)} not found among the "
+                    f"{len(members)} visible environment(s); check the ids with the report flow"
+                )
+        chosen = []
+        for member in members:
+            if self.environment_ids and not {member.id.lower(), member.name.lower()} & wanted:
+                continue
+            if self.geo and member.geo.lower() != self.geo.lower():
+                continue
+            if self.skus and member.sku.lower() not in {s.lower() for s in self.skus}:
+                continue
+            if self.name_pattern and not fnmatch.fnmatch(member.name.lower(), self.name_pattern.lower()):
+                continue
+            chosen.append(member)
+        return chosen
+
+
+class WaveSpec(BaseModel):
+    """How a fleet is split and paced."""
+
+    canary_skus: list[str] = Field(
+        default_factory=lambda: ["Sandbox"],
+        description="environment types that go first as a canary wave; [] for no canary",
+    )
+    wave_sizes: list[int] = Field(
+        default_factory=list,
+        description="sizes of the waves after the canary; the last size repeats; [] = the rest in one wave",
+    )
+    max_in_flight: int = Field(default=8, ge=1, le=200, description="environments processed at the same time")
+    max_failures_per_wave: int = Field(
+        default=0, ge=0, description="a wave with more failed environments than this stops the later waves"
+    )
+    concurrency_limit: str | None = Field(
+        default=None,
+        description="name of a Prefect global concurrency limit shared by all runs (e.g. 'ppcmk-bap'); "
+        "it must exist (prefect gcl create ppcmk-bap --limit 20)",
+    )
+
+    @field_validator("wave_sizes")
+    @classmethod
+    def _positive_sizes(cls, sizes: list[int]) -> list[int]:
+        if any(size < 1 for size in sizes):
+            raise ValueError("waves.wave_sizes: every size must be at least 1, e.g. [5, 50]")
+        return sizes
+
+
+def plan_waves(members: Sequence[FleetMember], spec: WaveSpec) -> list[list[FleetMember]]:
+    """The canary wave (canary types) first, then the rest chunked by `wave_sizes`; no empty waves."""
+    canary_skus = {s.lower() for s in spec.canary_skus}
+    canary = [m for m in members if m.sku.lower() in canary_skus]
+    rest = [m for m in members if m.sku.lower() not in canary_skus]
+    waves = [canary] if canary else []
+    sizes = iter(spec.wave_sizes)
+    size = next(sizes, len(rest))
+    while rest:
+        waves.append(rest[:size])
+        rest = rest[size:]
+        size = next(sizes, size)
+    return waves
+
+
+class StepResult(BaseModel):
+    state: Literal["succeeded", "unchanged"]
+    detail: str = ""
+
+
+class EnvironmentResult(BaseModel):
+    environment_id: str
+    name: str
+    wave: int
+    state: EnvironmentState
+    detail: str = ""
+
+
+class FleetReport(BaseModel):
+    results: list[EnvironmentResult] = Field(default_factory=list)
+    stopped_after_wave: int | None = None
+
+    @property
+    def failed(self) -> list[EnvironmentResult]:
+        return [r for r in self.results if r.state == "failed"]
+
+    @property
+    def not_started(self) -> list[EnvironmentResult]:
+        return [r for r in self.results if r.state == "not-started"]
+
+    def rows(self) -> list[dict[str, str | int]]:
+        return [r.model_dump() for r in self.results]
+
+
+Step = Callable[[FleetMember], StepResult]
+
+_environment_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def environment_serialised(environment_id: str) -> Iterator[None]:
+    """One lifecycle sequence at a time per environment within this process (other runs wait their turn)."""
+    with _locks_guard:
+        lock = _environment_locks.setdefault(environment_id.lower(), threading.Lock())
+    with lock:
+        yield
+
+
+def run_waves(
+    waves: Sequence[Sequence[FleetMember]],
+    step: Step,
+    spec: WaveSpec,
+    on_wave_done: Callable[[int, list[EnvironmentResult]], None] | None = None,
+) -> FleetReport:
+    """Run `step` for every member, wave by wave, at most `spec.max_in_flight` at once.
+
+    The step runs in a worker thread inside a copy of the caller's context, so Prefect tasks it calls
+    belong to the calling flow run. An exception from the step marks that environment failed, with its
+    message as the detail.
+    """
+    report = FleetReport()
+    for number, wave in enumerate(waves, start=1):
+        if report.stopped_after_wave is not None:
+            report.results += [
+                EnvironmentResult(
+                    environment_id=m.id,
+                    name=m.name,
+                    wave=number,
+                    state="not-started",
+                    detail=f"not started: wave {report.stopped_after_wave} exceeded its failure "
+                    f"threshold ({spec.max_failures_per_wave})",
+                )
+                for m in wave
+            ]
+            continue
+        wave_results = _run_one_wave(number, wave, step, spec)
+        report.results += wave_results
+        if on_wave_done is not None:
+            on_wave_done(number, wave_results)
+        if sum(r.state == "failed" for r in wave_results) > spec.max_failures_per_wave:
+            report.stopped_after_wave = number
+    return report
+
+
+def _run_one_wave(
+    number: int, wave: Sequence[FleetMember], step: Step, spec: WaveSpec
+) -> list[EnvironmentResult]:
+    def guarded(member: FleetMember) -> EnvironmentResult:
+        try:
+            with _global_slot(spec.concurrency_limit), environment_serialised(member.id):
+                outcome = step(member)
+            return EnvironmentResult(
+                environment_id=member.id,
+                name=member.name,
+                wave=number,
+                state=outcome.state,
+                detail=outcome.detail,
+            )
+        except Exception as failure:  # every environment must end in a reported state
+            return EnvironmentResult(
+                environment_id=member.id,
+                name=member.name,
+                wave=number,
+                state="failed",
+                detail=f"{type(failure).__name__}: {failure}",
+            )
+
+    with ThreadPoolExecutor(
+        max_workers=min(spec.max_in_flight, max(len(wave), 1)), thread_name_prefix=f"ppcmk-wave-{number}"
+    ) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, guarded, member) for member in wave]
+        return [future.result() for future in futures]
+
+
+def _global_slot(limit_name: str | None) -> AbstractContextManager[object]:
+    if limit_name is None:
+        return nullcontext()
+    from prefect.concurrency.sync import concurrency
+
+    return concurrency(limit_name, occupy=1, strict=True)

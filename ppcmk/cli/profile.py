@@ -38,6 +38,8 @@ class SandboxProfile(BaseModel):
     scenario: str = "default"
     state_file: str | None = None
     pid: int | None = None
+    # set by `ppcmk serve`: the Prefect API its UI and deployments use
+    prefect_api_url: str | None = None
 
     @classmethod
     def from_endpoints(cls, endpoints: Any, **extra: Any) -> SandboxProfile:
@@ -74,6 +76,14 @@ def remove_profile(written_by_pid: int) -> None:
         return
     if current.pid == written_by_pid:
         path.unlink(missing_ok=True)
+
+
+def find_profile() -> SandboxProfile | None:
+    """The profile if one is readable, else None (for commands that can work without a sandbox)."""
+    try:
+        return SandboxProfile.model_validate_json(profile_path().read_text())
+    except (OSError, ValidationError):
+        return None
 
 
 def load_profile() -> SandboxProfile:

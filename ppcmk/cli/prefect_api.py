@@ -1,0 +1,123 @@
+"""The Prefect API as the CLI uses it: which server, runs waiting for approval, resuming with an answer."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.profile import find_profile
+
+
+@contextmanager
+def prefect_api() -> Iterator[SyncPrefectClient]:
+    """A client for $PREFECT_API_URL, else the API `ppcmk serve` published, else Prefect's default."""
+    served = find_profile()
+    use_served = not os.environ.get("PREFECT_API_URL") and served is not None and served.prefect_api_url
+    override = {PREFECT_API_URL: served.prefect_api_url} if use_served and served else {}
+    with temporary_settings(updates=override), get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+        if problem is not None:
+            raise CliError(
+                f"the Prefect API at {client.api_url} does not answer ({problem.__class__.__name__}); "
+                "start it with `ppcmk serve` or set PREFECT_API_URL",
+                ExitCode.UNAVAILABLE,
+            ) from problem
+        yield client
+
+
+@dataclass(frozen=True)
+class WaitingRun:
+    """A flow run paused or suspended at an approval, with the request text the flow stored for it."""
+
+    run: FlowRun
+    flow_name: str
+    description: str
+    schema: dict[str, Any]
+
+    @property
+    def waiting_since(self) -> datetime | None:
+        return self.run.state.timestamp if self.run.state else None
+
+    @property
+    def summary(self) -> str:
+        """The first meaningful line of the request (the plan headline)."""
+        for line in self.description.splitlines():
+            text = line.strip().lstrip("#").strip()
+            if text:
+                return text
+        return "(no description)"
+
+
+def _read_input(client: SyncPrefectClient, run_id: UUID, key: str | None) -> str:
+    if not key:
+        return ""
+    try:
+        return client.read_flow_run_input(run_id, key)
+    except ObjectNotFound:
+        return ""
+
+
+def _as_text(stored: str) -> str:
+    """Run inputs are stored JSON-encoded; the description is a JSON string."""
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return stored
+    return value if isinstance(value, str) else stored
+
+
+def describe_waiting_run(client: SyncPrefectClient, run: FlowRun) -> WaitingRun:
+    keyset = (run.state.state_details.run_input_keyset or {}) if run.state else {}
+    description = _as_text(_read_input(client, run.id, keyset.get("description")))
+    raw_schema = _read_input(client, run.id, keyset.get("schema"))
+    try:
+        schema = json.loads(raw_schema) if raw_schema else {}
+    except ValueError:
+        schema = {}
+    flow_name = client.read_flow(run.flow_id).name
+    return WaitingRun(run=run, flow_name=flow_name, description=description,
+                      schema=schema if isinstance(schema, dict) else {})
+
+
+def waiting_runs(client: SyncPrefectClient, limit: int = 200) -> list[WaitingRun]:
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    runs = client.read_flow_runs(flow_run_filter=paused, limit=limit)
+    return [describe_waiting_run(client, run) for run in runs]
+
+
+def read_waiting_run(client: SyncPrefectClient, run_id: str) -> WaitingRun:
+    try:
+        parsed = UUID(run_id)
+    except ValueError as error:
+        raise CliError(f"RUN_ID: '{run_id}' is not a flow run id; `ppcmk approvals` lists the waiting runs",
+                       ExitCode.USAGE) from error
+    try:
+        run = client.read_flow_run(parsed)
+    except ObjectNotFound as error:
+        raise CliError(f"RUN_ID: no flow run {run_id} on {client.api_url}", ExitCode.USAGE) from error
+    if not run.state or not run.state.is_paused():
+        state = run.state.name if run.state else "unknown"
+        raise CliError(f"flow run {run_id} is not waiting for approval (it is {state})", ExitCode.BLOCKED)
+    return describe_waiting_run(client, run)
+
+
+def resume_with_input(client: SyncPrefectClient, run_id: UUID, run_input: dict[str, Any]) -> None:
+    """Resume a waiting run; Prefect answers 200 even when it refuses, so the status is checked here."""
+    result = client.resume_flow_run(run_id, run_input=run_input)
+    if result.status != SetStateStatus.ACCEPT:
+        reason = getattr(result.details, "reason", None) or result.status.value
+        raise CliError(f"Prefect did not resume run {run_id}: {reason}", ExitCode.BLOCKED)

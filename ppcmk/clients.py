@@ -1,0 +1,314 @@
+"""The one place clients are built.
+
+Every Azure SDK client and every httpx client for the Power Platform admin API and Graph comes from a
+`ClientFactory`, so timeouts, retries, TLS trust, the user agent, request-id logging and the sleeper
+are the same everywhere and the same code runs against the sandbox and real Azure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+from azure.core.credentials import TokenCredential
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
+from azure.core.pipeline.transport import RequestsTransport
+
+from ppcmk import USER_AGENT
+from ppcmk.arm_ids import parse_resource_id
+from ppcmk.audit import note_response
+from ppcmk.credentials import build_credential
+from ppcmk.settings import ConnectionSettings
+from ppcmk.timing import RealSleeper, SandboxSleeper, Sleeper
+
+if TYPE_CHECKING:
+    from azure.keyvault.keys import KeyClient
+    from azure.keyvault.keys.crypto import CryptographyClient
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    from azure.mgmt.keyvault import KeyVaultManagementClient
+    from azure.mgmt.powerplatform import PowerPlatformMgmtClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    from ppcmk.graph import GraphClient
+    from ppcmk.ppadmin import PowerPlatformAdminClient
+
+log = logging.getLogger("ppcmk.http")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+BACKOFF_MAX = 60.0
+
+
+def _log_ids(method: str, url: str, status: int, headers: Any) -> None:
+    ids = note_response(method, url, status, headers)
+    # Only the path and the service's ids: never headers wholesale (Authorization) nor bodies (key material).
+    log.debug("%s %s -> %s %s", method, url.split("?", 1)[0], status,
+              " ".join(f"{name}={value}" for name, value in ids.items()))
+
+
+class RequestIdPolicy(SansIOHTTPPolicy):
+    """Logs and records the service's request/correlation ids of every attempt of every SDK call."""
+
+    def on_response(self, request: PipelineRequest, response: PipelineResponse) -> None:
+        http = response.http_response
+        _log_ids(request.http_request.method, request.http_request.url, http.status_code, http.headers)
+
+
+class SleeperTransport(RequestsTransport):
+    """The SDK transport whose waits (retry back-off, LRO polling) go through the factory's sleeper."""
+
+    def __init__(self, sleeper: Sleeper, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sleeper = sleeper
+
+    def sleep(self, duration: float) -> None:
+        self._sleeper.sleep(duration)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None if absent or garbled."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    reference = now or datetime.now(when.tzinfo)
+    return max((when - reference).total_seconds(), 0.0)
+
+
+class RetryingTransport(httpx.BaseTransport):
+    """httpx retries with azure-core's rules: 408/429/5xx and connection errors, Retry-After honoured,
+    exponential back-off otherwise; POST only when the service says when (Retry-After) or throttles."""
+
+    def __init__(self, inner: httpx.BaseTransport, sleeper: Sleeper, retry_total: int,
+                 backoff_factor: float) -> None:
+        self._inner = inner
+        self._sleeper = sleeper
+        self._retry_total = retry_total
+        self._backoff_factor = backoff_factor
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self._backoff_factor * (2 ** (attempt - 1)), BACKOFF_MAX) if attempt > 1 else 0.0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._inner.handle_request(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if attempt > self._retry_total:
+                    raise
+                self._sleeper.sleep(self._backoff(attempt))
+                continue
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            status = response.status_code
+            retryable = status in RETRY_STATUSES and (
+                request.method in IDEMPOTENT_METHODS or retry_after is not None or status == 429)
+            if not retryable or attempt > self._retry_total:
+                return response
+            response.close()
+            self._sleeper.sleep(retry_after if retry_after is not None else self._backoff(attempt))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class BearerAuth(httpx.Auth):
+    """Adds a bearer token for one scope; the credential caches and refreshes it."""
+
+    def __init__(self, credential: TokenCredential, scope: str) -> None:
+        self._credential = credential
+        self._scope = scope
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._credential.get_token(self._scope).token}"
+        yield request
+
+
+def _on_httpx_response(response: httpx.Response) -> None:
+    _log_ids(response.request.method, str(response.request.url), response.status_code, response.headers)
+
+
+class ClientFactory:
+    """Builds (and caches) every client for one connection. Use `ClientFactory.for_settings(settings)`."""
+
+    _instances: ClassVar[dict[str, ClientFactory]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, settings: ConnectionSettings, *, sleeper: Sleeper | None = None,
+                 credential: TokenCredential | None = None) -> None:
+        self.settings = settings
+        if sleeper is None:
+            sleeper = (SandboxSleeper(settings.sandbox_url or "", settings.ca_bundle or "",
+                                      settings.request_timeout)
+                       if settings.virtual_time else RealSleeper())
+        self.sleeper: Sleeper = sleeper
+        self.credential: TokenCredential = credential or build_credential(settings, clock=self._unix_now)
+        self._key_clients: dict[str, KeyClient] = {}
+        self._vault_urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings: ConnectionSettings) -> ClientFactory:
+        """The shared factory for these settings (one per distinct connection, secrets included)."""
+        key = settings.cache_key()
+        with cls._instances_lock:
+            factory = cls._instances.get(key)
+            if factory is None:
+                factory = cls._instances[key] = cls(settings)
+            return factory
+
+    def now(self) -> datetime:
+        """The current time as the target cloud sees it (the sandbox clock in virtual time)."""
+        return self.sleeper.now()
+
+    def _unix_now(self) -> float:
+        return self.sleeper.now().timestamp()
+
+    @property
+    def _verify(self) -> str | bool:
+        return self.settings.ca_bundle or True
+
+    @property
+    def _sandbox(self) -> bool:
+        return self.settings.cloud == "sandbox"
+
+    def _sdk_options(self) -> dict[str, Any]:
+        s = self.settings
+        transport = SleeperTransport(self.sleeper, connection_verify=self._verify,
+                                     connection_timeout=min(s.request_timeout, 30.0),
+                                     read_timeout=s.request_timeout)
+        retry = RetryPolicy(retry_total=s.retry_total, retry_backoff_factor=s.retry_backoff_factor,
+                            retry_backoff_max=BACKOFF_MAX)
+        return {"transport": transport, "retry_policy": retry, "user_agent": USER_AGENT,
+                "per_retry_policies": [RequestIdPolicy()]}
+
+    def _arm_options(self) -> dict[str, Any]:
+        options = self._sdk_options()
+        options["base_url"] = self.settings.endpoints.arm
+        options["credential_scopes"] = [self.settings.endpoints.arm_scope]
+        if self.settings.virtual_time:
+            options["polling_interval"] = 0  # the service's Retry-After still applies, through the sleeper
+        elif self._sandbox:
+            options["polling_interval"] = 1
+        return options
+
+    def _keyvault_options(self) -> dict[str, Any]:
+        options = self._sdk_options()
+        # Sandbox vaults live on 127.0.0.1, which can never be a subdomain of the challenge's resource.
+        options["verify_challenge_resource"] = not self._sandbox
+        return options
+
+    def key_client(self, vault_url: str) -> KeyClient:
+        from azure.keyvault.keys import KeyClient
+
+        url = vault_url.rstrip("/")
+        with self._lock:
+            client = self._key_clients.get(url)
+            if client is None:
+                client = self._key_clients[url] = KeyClient(url, self.credential, **self._keyvault_options())
+            return client
+
+    def crypto_client(self, key_id: str) -> CryptographyClient:
+        from azure.keyvault.keys.crypto import CryptographyClient
+
+        return CryptographyClient(key_id, self.credential, **self._keyvault_options())
+
+    def vault_url(self, vault_id: str) -> str:
+        """The data-plane URL of a vault, read from ARM (in the sandbox each vault has its own origin)."""
+        with self._lock:
+            cached = self._vault_urls.get(vault_id.lower())
+        if cached:
+            return cached
+        rid = parse_resource_id(vault_id)
+        vault = self.keyvault_mgmt().vaults.get(rid.resource_group, rid.name)
+        url = str(vault.properties.vault_uri).rstrip("/")
+        with self._lock:
+            self._vault_urls[vault_id.lower()] = url
+        return url
+
+    def keyvault_mgmt(self) -> KeyVaultManagementClient:
+        return self._keyvault_mgmt
+
+    @cached_property
+    def _keyvault_mgmt(self) -> KeyVaultManagementClient:
+        from azure.mgmt.keyvault import KeyVaultManagementClient
+
+        return KeyVaultManagementClient(self.credential, self.settings.subscription_id, **self._arm_options())
+
+    def authorization(self) -> AuthorizationManagementClient:
+        return self._authorization
+
+    @cached_property
+    def _authorization(self) -> AuthorizationManagementClient:
+        from azure.mgmt.authorization import AuthorizationManagementClient
+
+        return AuthorizationManagementClient(self.credential, self.settings.subscription_id,
+                                             **self._arm_options())
+
+    def resources(self) -> ResourceManagementClient:
+        return self._resources
+
+    @cached_property
+    def _resources(self) -> ResourceManagementClient:
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        return ResourceManagementClient(self.credential, self.settings.subscription_id, **self._arm_options())
+
+    def powerplatform_mgmt(self) -> PowerPlatformMgmtClient:
+        return self._powerplatform_mgmt
+
+    @cached_property
+    def _powerplatform_mgmt(self) -> PowerPlatformMgmtClient:
+        from azure.mgmt.powerplatform import PowerPlatformMgmtClient
+
+        return PowerPlatformMgmtClient(self.credential, self.settings.subscription_id, **self._arm_options())
+
+    def http_client(self, base_url: str, scope: str) -> httpx.Client:
+        """An httpx client with the factory's TLS trust, timeouts, retries, user agent and request-id hook."""
+        s = self.settings
+        inner = httpx.HTTPTransport(verify=self._verify)
+        return httpx.Client(
+            base_url=base_url,
+            auth=BearerAuth(self.credential, scope),
+            timeout=httpx.Timeout(s.request_timeout, connect=min(s.request_timeout, 30.0)),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            transport=RetryingTransport(inner, self.sleeper, s.retry_total, s.retry_backoff_factor),
+            event_hooks={"response": [_on_httpx_response]},
+        )
+
+    def pp_admin(self) -> PowerPlatformAdminClient:
+        return self._pp_admin
+
+    @cached_property
+    def _pp_admin(self) -> PowerPlatformAdminClient:
+        from ppcmk.ppadmin import PowerPlatformAdminClient
+
+        endpoints = self.settings.endpoints
+        return PowerPlatformAdminClient(
+            self.http_client(endpoints.bap, endpoints.bap_scope), self.sleeper,
+            poll_floor=self.settings.operation_poll_floor, poll_ceiling=self.settings.operation_poll_ceiling)
+
+    def graph(self) -> GraphClient:
+        return self._graph
+
+    @cached_property
+    def _graph(self) -> GraphClient:
+        from ppcmk.graph import GraphClient
+
+        endpoints = self.settings.endpoints
+        return GraphClient(self.http_client(endpoints.graph, endpoints.graph_scope))

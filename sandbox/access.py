@@ -1,0 +1,111 @@
+"""The ONE place that decides whether an enterprise policy's identity can use its key right now.
+
+Link operations, policy health and the lock reconciler all ask `policy_key_access`; nothing else re-implements
+these rules. The rules follow the CMK documentation: role Key Vault Crypto Service Encryption User (or
+Crypto Officer / Administrator) on an RBAC vault, or an access policy with get + wrapKey + unwrapKey on an
+access-policy vault, propagated; vault present and not deleted; key present and not deleted; the current
+version (and a pinned version, if the policy pins one) enabled, active and not expired; wrapKey and unwrapKey
+allowed; and the vault reachable by Power Platform (public network, or the trusted-services bypass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sandbox.rbac.roles import KEY_WRAP_ROLES
+
+if TYPE_CHECKING:
+    from sandbox.arm.state import EnterprisePolicy
+    from sandbox.world import World
+
+REQUIRED_ACCESS_POLICY_KEY_PERMISSIONS = frozenset({"get", "wrapkey", "unwrapkey"})
+
+
+@dataclass
+class AccessVerdict:
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def policy_key_access(world: World, policy: EnterprisePolicy) -> AccessVerdict:
+    reasons: list[str] = []
+    now = world.clock.now()
+    vault = world.keyvault.find_vault(policy.key_vault_id)
+    if vault is None or vault.deleted:
+        return AccessVerdict(False, [f"key vault {policy.key_vault_id} does not exist or is deleted"])
+    properties: dict[str, Any] = vault.properties
+    identity = policy.principal_id
+    if properties.get("enableRbacAuthorization"):
+        if world.rbac is None or not world.rbac.has_role(identity, vault.arm_id, KEY_WRAP_ROLES, now):
+            reasons.append(
+                f"the policy identity {identity} holds no Key Vault Crypto Service Encryption User role "
+                f"(propagated) on {vault.name}"
+            )
+    elif not _access_policy_grants(properties, identity):
+        reasons.append(
+            f"no access policy on {vault.name} gives the policy identity {identity} get+wrapKey+unwrapKey"
+        )
+    reasons.extend(_network_reasons(vault.name, properties))
+    key = vault.keys.get(policy.key_name)
+    if key is None or key.deleted or not key.versions:
+        reasons.append(f"key {policy.key_name} does not exist in {vault.name} or is deleted")
+        return AccessVerdict(False, reasons)
+    in_use = [key.versions[-1]]
+    if policy.key_version:
+        pinned = next((v for v in key.versions if v.version.lower() == policy.key_version.lower()), None)
+        if pinned is None:
+            reasons.append(f"key version {policy.key_version} of {policy.key_name} does not exist")
+        elif pinned is not in_use[0]:
+            in_use.append(pinned)
+    for version in in_use:
+        reasons.extend(_version_reasons(policy.key_name, version, now))
+    return AccessVerdict(not reasons, reasons)
+
+
+def _access_policy_grants(properties: dict[str, Any], principal_id: str) -> bool:
+    for entry in properties.get("accessPolicies") or []:
+        if str(entry.get("objectId", "")).lower() != principal_id.lower():
+            continue
+        granted = {p.lower() for p in (entry.get("permissions") or {}).get("keys") or []}
+        if "all" in granted or granted >= REQUIRED_ACCESS_POLICY_KEY_PERMISSIONS:
+            return True
+    return False
+
+
+def _network_reasons(vault_name: str, properties: dict[str, Any]) -> list[str]:
+    acls = properties.get("networkAcls") or {}
+    closed = str(properties.get("publicNetworkAccess", "Enabled")).lower() == "disabled" or (
+        str(acls.get("defaultAction", "Allow")).lower() == "deny"
+    )
+    bypass = {b.strip().lower() for b in str(acls.get("bypass") or "None").split(",")}
+    if closed and "azureservices" not in bypass:
+        return [f"{vault_name} refuses public network access without the trusted Microsoft services bypass"]
+    return []
+
+
+def _version_reasons(key_name: str, version: Any, now: datetime) -> list[str]:
+    label = f"key {key_name} version {version.version}"
+    reasons = []
+    if not version.enabled:
+        reasons.append(f"{label} is disabled")
+    nbf, exp = _instant(version.nbf), _instant(version.exp)
+    if nbf is not None and now < nbf:
+        reasons.append(f"{label} is not active before {nbf.isoformat()}")
+    if exp is not None and now >= exp:
+        reasons.append(f"{label} expired at {exp.isoformat()}")
+    ops = {op.lower() for op in version.key_ops or []}
+    missing = {"wrapkey", "unwrapkey"} - ops
+    if version.key_ops is not None and missing:
+        reasons.append(f"{label} does not allow {', '.join(sorted(missing))}")
+    return reasons
+
+
+def _instant(value: datetime | int | float | None) -> datetime | None:
+    """Key attributes may be held as datetimes or as Unix seconds (the wire format)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(value, UTC)

@@ -1,0 +1,50 @@
+"""What every emulated ARM route shares: the api-version rule, the subscription check, route building."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+
+ArmHandler = Callable[[SandboxRequest, "re.Match[str]"], SandboxResponse]
+
+SUBSCRIPTION = r"/subscriptions/(?P<subscription>[^/]+)"
+RESOURCE_GROUP = SUBSCRIPTION + r"/resourceGroups/(?P<resource_group>[^/]+)"
+
+
+def arm_route(method: str, pattern: str, handler: ArmHandler, *, mutating: bool = False) -> Route:
+    """An ARM route: the path matches case-insensitively and a missing api-version is a 400, as in ARM."""
+
+    def checked(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
+        if not req.query.get("api-version"):
+            return arm_error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        subscription = match.groupdict().get("subscription")
+        if subscription is not None:
+            require_subscription(req, subscription)
+        return handler(req, match)
+
+    return Route(method, pattern, checked, "arm", mutating=mutating)
+
+
+def require_subscription(req: SandboxRequest, subscription: str) -> None:
+    if subscription.lower() != req.world.settings.subscription_id.lower():
+        raise SandboxHttpError(
+            arm_error(404, "SubscriptionNotFound", f"The subscription '{subscription}' could not be found.")
+        )
+
+
+def not_found(resource_type: str, name: str, resource_group: str | None = None) -> SandboxHttpError:
+    where = f" under resource group '{resource_group}'" if resource_group else ""
+    return SandboxHttpError(
+        arm_error(404, "ResourceNotFound", f"The Resource '{resource_type}/{name}'{where} was not found.")
+    )
+
+
+def iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")

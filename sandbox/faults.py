@@ -1,0 +1,121 @@
+"""Fault injection: rules by method + path regex: an error status, latency or a dropped connection."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class FaultRule(BaseModel):
+    """One rule. ``times``: matching requests it hits (None = unlimited); ``status`` None: no error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    method: str = "*"
+    path: str = ".*"
+    status: int | None = 503
+    retry_after: str | None = None
+    times: int | None = 1
+    probability: float = Field(default=1.0, ge=0.0, le=1.0)
+    latency: float = Field(default=0.0, ge=0.0)
+    drop: bool = False
+    code: str | None = None  # error code in the body; defaults per status
+
+    @field_validator("path")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"path must be a regular expression: {exc}") from exc
+        return value
+
+    @field_validator("status")
+    @classmethod
+    def _error_status(cls, value: int | None) -> int | None:
+        if value is not None and not 400 <= value <= 599:
+            raise ValueError("status must be an HTTP error status (400-599), or null for latency/drop only")
+        return value
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in ("*", method.upper()) and re.search(self.path, path, re.IGNORECASE) is not None
+
+
+DEFAULT_CODES = {
+    429: "TooManyRequests",
+    409: "Conflict",
+    404: "NotFound",
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+}
+
+
+class Faults:
+    """The active rules: the first matching rule with ``times`` left (winning its dice roll) applies."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self._rules: list[FaultRule] = []
+        self._guard = threading.Lock()
+        self._random = random.Random(seed)
+
+    def add(
+        self,
+        method: str = "*",
+        path: str = ".*",
+        status: int | None = 503,
+        times: int | None = 1,
+        retry_after: str | None = None,
+        latency: float = 0.0,
+        probability: float = 1.0,
+        drop: bool = False,
+        code: str | None = None,
+    ) -> str:
+        rule = FaultRule(
+            method=method.upper(),
+            path=path,
+            status=status,
+            times=times,
+            retry_after=retry_after,
+            latency=latency,
+            probability=probability,
+            drop=drop,
+            code=code,
+        )
+        return self.add_rule(rule)
+
+    def add_rule(self, rule: FaultRule) -> str:
+        rule.method = rule.method.upper()
+        with self._guard:
+            self._rules.append(rule)
+        return rule.id
+
+    def clear(self, seed: int | None = None) -> None:
+        with self._guard:
+            self._rules.clear()
+            if seed is not None:
+                self._random.seed(seed)
+
+    def rules(self) -> list[dict[str, Any]]:
+        with self._guard:
+            return [r.model_dump() for r in self._rules]
+
+    def take(self, method: str, path: str) -> FaultRule | None:
+        """The rule that applies to this request (consuming one of its ``times``), if any."""
+        with self._guard:
+            for rule in self._rules:
+                if not rule.matches(method, path):
+                    continue
+                if rule.probability < 1.0 and self._random.random() >= rule.probability:
+                    continue
+                if rule.times is not None:
+                    rule.times -= 1
+                    if rule.times <= 0:
+                        self._rules.remove(rule)
+                return rule
+        return None

@@ -1,0 +1,272 @@
+"""The ASGI app behind every origin: record, authenticate, check the audience, faults, throttle, dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from sandbox.faults import DEFAULT_CODES
+from sandbox.http import (
+    AUDIENCES,
+    ERROR_BUILDERS,
+    Plane,
+    Route,
+    SandboxHttpError,
+    SandboxRequest,
+    SandboxResponse,
+    arm_error,
+    kv_error,
+)
+from sandbox.identity.principals import Principal
+from sandbox.identity.tokens import decode_token
+from sandbox.requestlog import LogEntry
+
+if TYPE_CHECKING:
+    from sandbox.server import Sandbox
+    from sandbox.world import World
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+logger = logging.getLogger("sandbox")
+UNAUTHENTICATED_PLANES = ("admin", "token")
+
+
+def guess_plane(path: str) -> Plane:
+    """The API a path belongs to when no route matched (for the right 404 envelope)."""
+    lowered = path.lower()
+    if lowered.startswith("/v1.0/"):
+        return "graph"
+    if lowered.startswith("/providers/microsoft.businessappplatform"):
+        return "bap"
+    if lowered.startswith("/_sandbox"):
+        return "admin"
+    return "arm"
+
+
+class Throttle:
+    """Per-caller, per-plane sliding one-minute window over real time."""
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, str], deque[float]] = {}
+        self._guard = threading.Lock()
+
+    def allow(self, plane: str, caller: str, per_minute: int) -> bool:
+        if per_minute <= 0:
+            return True
+        now = time.monotonic()
+        with self._guard:
+            window = self._calls.setdefault((plane, caller), deque())
+            while window and now - window[0] > 60:
+                window.popleft()
+            if len(window) >= per_minute:
+                return False
+            window.append(now)
+            return True
+
+    def clear(self) -> None:
+        with self._guard:
+            self._calls.clear()
+
+
+def kv_challenge(world: World) -> dict[str, str]:
+    return {
+        "WWW-Authenticate": f'Bearer authorization="https://login.microsoftonline.com/{world.tenant_id}", '
+        f'resource="{AUDIENCES["keyvault"]}"'
+    }
+
+
+class FrontDoor:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.throttle = Throttle()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        sandbox = self.sandbox
+        world = sandbox.world
+        method, path = scope["method"].upper(), scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        server_host, server_port = scope["server"]
+        base_url = f"https://{headers.get('host') or f'{server_host}:{server_port}'}"
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        vault_name = sandbox.origins.vault_for_port(server_port)
+        arrived = world.clock.now().isoformat()
+        caller: Principal | None = None
+
+        async def answer(response: SandboxResponse) -> None:
+            await _send(send, response)
+            sandbox.log.record(
+                LogEntry(
+                    method=method,
+                    path=path,
+                    status=response.status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    caller=caller.name if caller else None,
+                    origin=vault_name or "main",
+                    at=arrived,
+                    api_version=query.get("api-version"),
+                )
+            )
+
+        routes = sandbox.routes_for(vault_origin=vault_name is not None)
+        route, found = _find_route(routes, method, path)
+        plane: Plane = route.plane if route else ("keyvault" if vault_name else guess_plane(path))
+        error = ERROR_BUILDERS[plane]
+
+        if plane not in UNAUTHENTICATED_PLANES:
+            caller, rejection = _authenticate(world, headers, plane)
+            if rejection is not None:
+                await answer(rejection)
+                return
+        body = await _read_body(receive)
+
+        if plane != "admin":
+            rule = sandbox.faults.take(method, path)
+            if rule is not None:
+                if rule.latency:
+                    await asyncio.sleep(rule.latency)
+                if rule.drop:
+                    _drop_connection(send)
+                    return
+                if rule.status is not None:
+                    fault = error(rule.status, rule.code or _default_code(rule.status), "Injected fault.")
+                    if rule.retry_after is not None:
+                        fault.headers["Retry-After"] = rule.retry_after
+                    await answer(fault)
+                    return
+            if sandbox.latency:
+                await asyncio.sleep(sandbox.latency)
+
+        if caller is not None and plane in ("arm", "bap"):
+            limit = getattr(world.settings, f"throttle_{plane}_per_minute")
+            if not self.throttle.allow(plane, caller.object_id, limit):
+                throttled = error(
+                    429, "TooManyRequests", f"Rate limit of {limit} requests per minute exceeded."
+                )
+                throttled.headers["Retry-After"] = str(world.settings.throttle_retry_after_seconds)
+                await answer(throttled)
+                return
+
+        if route is None or found is None:
+            await answer(error(404, "NotFound", f"No {plane} API at {method} {path}."))
+            return
+        if plane == "arm" and not query.get("api-version"):
+            await answer(
+                arm_error(
+                    400,
+                    "MissingApiVersionParameter",
+                    "The api-version query parameter (?api-version=) is required for all requests.",
+                )
+            )
+            return
+        if vault_name is not None and world.keyvault.get(vault_name) is None:
+            await answer(kv_error(404, "VaultNotFound", f"Vault {vault_name} does not exist (deleted)."))
+            return
+        request = SandboxRequest(
+            method=method,
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            base_url=base_url,
+            world=world,
+            caller=caller,
+            vault=world.keyvault.get(vault_name) if vault_name else None,
+        )
+        await answer(self._dispatch(route, found, request))
+
+    def _dispatch(self, route: Route, found: Any, request: SandboxRequest) -> SandboxResponse:
+        world = request.world
+        with world.lock:
+            if world.clock.speed > 0:
+                world.after_change()  # real time moved the clock: let rotation and locks catch up first
+            try:
+                response = route.handler(request, found)
+            except SandboxHttpError as exc:
+                response = exc.response
+            except Exception:
+                logger.exception("sandbox handler failed: %s %s", request.method, request.path)
+                response = ERROR_BUILDERS[route.plane](
+                    500, "InternalServerError", "The sandbox handler failed."
+                )
+            if route.mutating and response.status < 400:
+                world.after_change()
+                self.sandbox.persist()
+        return response
+
+
+def _find_route(routes: list[Route], method: str, path: str) -> tuple[Route | None, Any]:
+    for route in routes:
+        found = route.match(method, path)
+        if found is not None:
+            return route, found
+    return None, None
+
+
+def _authenticate(
+    world: World, headers: dict[str, str], plane: Plane
+) -> tuple[Principal | None, SandboxResponse | None]:
+    """The caller from the bearer token, or the plane's 401 (Key Vault: the challenge, body unread)."""
+    authorization = headers.get("authorization", "")
+    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+
+    def reject(message: str) -> tuple[None, SandboxResponse]:
+        if plane == "keyvault":
+            response = kv_error(401, "Unauthorized", message)
+            response.headers.update(kv_challenge(world))
+            return None, response
+        return None, ERROR_BUILDERS[plane](401, "AuthenticationFailed", message)
+
+    if not token:
+        return reject("Authentication failed. The 'Authorization' header is missing.")
+    claims = decode_token(token)
+    if claims is None:
+        return reject("Authentication failed. The access token is malformed or expired.")
+    principal = world.identities.get(str(claims.get("oid", "")))
+    if principal is None or claims.get("tid") != world.tenant_id:
+        return reject("Authentication failed. The token's principal is not in this tenant.")
+    if str(claims.get("aud", "")).rstrip("/") != AUDIENCES[plane]:
+        return reject(f"Invalid audience {claims.get('aud')!r}; this API expects {AUDIENCES[plane]}.")
+    return principal, None
+
+
+def _default_code(status: int) -> str:
+    return DEFAULT_CODES.get(status, "InjectedFault")
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(send: Send, response: SandboxResponse) -> None:
+    payload = response.encoded()
+    headers = [(b"content-length", str(len(payload)).encode())]
+    if payload:
+        headers.append((b"content-type", b"application/json; charset=utf-8"))
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _drop_connection(send: Send) -> None:
+    """Close the TCP connection without answering (uvicorn's ASGI ``send`` is bound to the request cycle)."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise ConnectionAbortedError("injected dropped connection")
+    transport.close()

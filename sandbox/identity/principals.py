@@ -1,0 +1,91 @@
+"""Principals (users and service principals) of the sandbox tenant, loaded from ``identities.json``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+POWER_PLATFORM_ADMIN_WID = "11648597-926c-4cf3-9c36-bcebb0ba8dcc"
+
+
+class Principal(BaseModel):
+    """A user or service principal. ``name`` is the persona name used by tests and the token endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    object_id: str
+    kind: Literal["User", "ServicePrincipal"]
+    display_name: str
+    upn: str | None = None  # users only
+    app_id: str | None = None  # service principals only
+    wids: list[str] = Field(default_factory=list)  # Entra role template ids held by the principal
+    management_app: bool = False  # service principal registered as a Power Platform admin management app
+
+    @property
+    def is_power_platform_admin(self) -> bool:
+        return POWER_PLATFORM_ADMIN_WID in self.wids or self.management_app
+
+
+class Identities:
+    """The tenant directory: lookup by object id, persona name, UPN or app id (all case-insensitive)."""
+
+    def __init__(self, tenant_id: str, principals: list[Principal]) -> None:
+        self.tenant_id = tenant_id
+        self._by_oid: dict[str, Principal] = {}
+        for principal in principals:
+            self._add(principal)
+
+    @classmethod
+    def load(cls, section: dict[str, Any], tenant_id: str) -> Identities:
+        return cls(tenant_id, [Principal.model_validate(p) for p in section.get("principals", [])])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"principals": [p.model_dump(exclude_defaults=True) for p in self._by_oid.values()]}
+
+    def _add(self, principal: Principal) -> Principal:
+        if self.find(principal.object_id) or self.find(principal.name):
+            raise ValueError(
+                f"identities: principal {principal.name!r} / {principal.object_id} is defined twice"
+            )
+        self._by_oid[principal.object_id.lower()] = principal
+        return principal
+
+    def all(self) -> list[Principal]:
+        return list(self._by_oid.values())
+
+    def get(self, object_id: str) -> Principal | None:
+        return self._by_oid.get(object_id.lower())
+
+    def find(self, key: str) -> Principal | None:
+        """By object id, persona name, UPN or app id."""
+        wanted = key.lower()
+        if wanted in self._by_oid:
+            return self._by_oid[wanted]
+        for principal in self._by_oid.values():
+            candidates = (principal.name, principal.upn or "", principal.app_id or "")
+            if wanted in (c.lower() for c in candidates):
+                return principal
+        return None
+
+    def require(self, key: str) -> Principal:
+        principal = self.find(key)
+        if principal is None:
+            known = ", ".join(sorted(p.name for p in self._by_oid.values()))
+            raise KeyError(f"no principal {key!r} in the sandbox tenant (known: {known})")
+        return principal
+
+    def add_service_principal(self, display_name: str) -> Principal:
+        """A new service principal (e.g. an enterprise policy's system-assigned identity) with fresh ids."""
+        object_id = str(uuid.uuid4())
+        return self._add(
+            Principal(
+                name=f"{display_name}-{object_id[:8]}",
+                object_id=object_id,
+                kind="ServicePrincipal",
+                display_name=display_name,
+                app_id=str(uuid.uuid4()),
+            )
+        )

@@ -1,0 +1,1 @@
+"""Azure Key Vault: ARM management of vaults / managed HSMs and the keys data plane."""

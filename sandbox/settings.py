@@ -1,0 +1,29 @@
+"""Scenario timings and knobs (``settings.json``). Unknown keys are kept, so a service can add its own."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SandboxSettings(BaseModel):
+    """Durations are in (virtual) seconds unless named otherwise."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tenant_id: str
+    subscription_id: str
+    start_time: datetime = Field(description="virtual clock start (UTC)")
+    link_duration_seconds: float = 3600
+    unlink_duration_seconds: float = 3600
+    role_propagation_seconds: float = 120
+    policy_identity_delay_seconds: float = 60
+    lock_deletion_days_sandbox: float = 7
+    lock_deletion_days_other: float = 30
+    # Per-caller request rate above which the ARM / BAP planes answer 429 (0 = no throttling).
+    throttle_arm_per_minute: int = 0
+    throttle_bap_per_minute: int = 0
+    throttle_retry_after_seconds: int = 1
+    # Seed for fault rules given a probability, so "random" faults repeat run to run.
+    fault_seed: int = 7

@@ -1,1 +1,83 @@
-"""Prefect blocks: the connection to a cloud and the CMK target."""
+"""Prefect blocks: the connection to a cloud and the CMK target.
+
+Register them with `prefect block register -m blocks` (the package must be importable, e.g. installed
+with `pip install -e .`), then create instances from the UI or in code. Flows take block names;
+`.settings()` turns a loaded block into validated pydantic settings, so bad values fail on load with the
+field and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
+
+
+class CmkConnection(Block):
+    """How ppcmk reaches one cloud: endpoints, tenant and subscription, and the identity it runs as."""
+
+    _block_type_name = "ppcmk connection"
+    _block_type_slug = "ppcmk-connection"
+    _description = ("Where ppcmk runs its Power Platform CMK runbooks: the cloud (public, US Gov, China "
+                    "or the offline sandbox), tenant, subscription and credential.")
+
+    cloud: Literal["public", "usgov", "usgovhigh", "dod", "china", "sandbox"] = Field(
+        "sandbox", description="Cloud: public, usgov (GCC), usgovhigh (GCC High), dod, china, or the offline "
+                               "sandbox.")
+    tenant_id: str = Field(..., description="Entra ID tenant id (GUID).")
+    subscription_id: str = Field(
+        ..., description="Azure subscription (GUID) that holds the key vault and the enterprise policy.")
+    credential_mode: Literal["default", "client_secret", "workload_identity", "managed_identity",
+                             "sandbox"] | None = Field(
+        None, description="How to authenticate. Empty: 'sandbox' for the sandbox cloud, else "
+                          "DefaultAzureCredential.")
+    client_id: str | None = Field(
+        None, description="Application (client) id: required for client_secret; optional for workload and "
+                          "user-assigned managed identity.")
+    client_secret: SecretStr | None = Field(None, description="Client secret (client_secret mode only).")
+    sandbox_url: str | None = Field(
+        None, description="Sandbox only: its https URL, as printed by `ppcmk sandbox up`.")
+    sandbox_principal: str = Field(
+        "runbook", description="Sandbox only: the persona the runbook acts as (e.g. runbook, pp-admin).")
+    ca_bundle: str | None = Field(
+        None, description="Path to a CA PEM to trust: the sandbox CA, or a corporate TLS-inspection CA.")
+    time_mode: Literal["real", "virtual"] = Field(
+        "real", description="'virtual' advances the sandbox clock instead of waiting (sandbox only).")
+    request_timeout: float = Field(60.0, description="Seconds before one HTTP request times out.")
+    retry_total: int = Field(5, description="Retries of a throttled (429), failed (5xx) or unreachable call.")
+    operation_poll_floor: float = Field(
+        15.0, description="Minimum seconds between polls of a Power Platform lifecycle operation.")
+    operation_poll_ceiling: float = Field(
+        300.0, description="Maximum seconds between polls of a Power Platform lifecycle operation.")
+
+    def settings(self) -> ConnectionSettings:
+        data = self.model_dump(exclude={"block_type_slug"}, exclude_none=True)
+        if self.client_secret is not None:
+            data["client_secret"] = self.client_secret.get_secret_value()
+        return load_settings(ConnectionSettings, data)
+
+
+class CmkTarget(Block):
+    """What a CMK runbook protects: the key vault and key, the enterprise policy and its geo."""
+
+    _block_type_name = "ppcmk target"
+    _block_type_slug = "ppcmk-target"
+    _description = "The key vault and key, enterprise policy and Power Platform geo a CMK runbook works on."
+
+    vault_id: str = Field(..., description="Key vault (or managed HSM) ARM resource id, from its JSON View.")
+    key_name: str = Field(..., description="Name of the RSA key in the vault.")
+    key_type: Literal["RSA", "RSA-HSM"] = Field("RSA", description="RSA (software) or RSA-HSM key.")
+    key_size: int = Field(2048, description="RSA: 2048 or 3072. RSA-HSM: 2048, 3072 or 4096.")
+    policy_name: str = Field(..., description="Name of the Encryption enterprise policy.")
+    resource_group: str = Field(..., description="Resource group of the enterprise policy.")
+    geo: str = Field(..., description="Power Platform geo of the policy and its environments, e.g. "
+                                      "unitedstates or europe.")
+
+    def settings(self) -> TargetSettings:
+        return load_settings(TargetSettings, self.model_dump(exclude={"block_type_slug"}))
+
+
+__all__ = ["CmkConnection", "CmkTarget"]

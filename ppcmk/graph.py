@@ -1,0 +1,75 @@
+"""Microsoft Graph lookups: who is a user or service principal, by UPN or object id.
+
+Role assignments need object ids, while operators think in UPNs; approvals and separation of duty compare
+object ids, so both sides are resolved here.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from ppcmk.errors import ConfigError, TransientError
+from ppcmk.models import pick
+from ppcmk.ppadmin.responses import error_from
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+class Principal(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    object_id: str
+    kind: str  # "User" or "ServicePrincipal"
+    display_name: str | None = None
+    user_principal_name: str | None = None
+    app_id: str | None = None
+
+
+class GraphClient:
+    def __init__(self, http: httpx.Client) -> None:
+        self._http = http
+
+    def _get(self, path: str) -> httpx.Response:
+        try:
+            return self._http.get(path)
+        except httpx.TransportError as exc:
+            raise TransientError(f"could not reach Microsoft Graph: {exc.__class__.__name__}") from exc
+
+    def user(self, upn_or_id: str) -> Principal:
+        """The user with this UPN or object id; ConfigError when no such user exists."""
+        value = upn_or_id.strip()
+        if not value or ("@" not in value and not _GUID.match(value)):
+            raise ConfigError("user", f"{upn_or_id!r} is neither a UPN nor an object id",
+                              "give the user's sign-in name (name@contoso.com) or Entra object id")
+        response = self._get(f"/v1.0/users/{quote(value, safe='@')}")
+        if response.status_code == 404:
+            raise ConfigError("user", f"no user {upn_or_id!r} in this tenant",
+                              "check the spelling, or use the object id from Entra ID")
+        if response.status_code != 200:
+            raise error_from(response)
+        body = response.json()
+        return Principal(object_id=str(pick(body, "id")), kind="User",
+                         display_name=pick(body, "displayName"),
+                         user_principal_name=pick(body, "userPrincipalName"))
+
+    def user_object_id(self, upn_or_id: str) -> str:
+        return self.user(upn_or_id).object_id
+
+    def service_principal(self, object_id: str) -> Principal:
+        """The service principal with this object id; ConfigError when it does not exist."""
+        if not _GUID.match(object_id.strip()):
+            raise ConfigError("service principal", f"{object_id!r} is not an object id",
+                              "give the service principal's object id (a GUID)")
+        response = self._get(f"/v1.0/servicePrincipals/{object_id.strip()}")
+        if response.status_code == 404:
+            raise ConfigError("service principal", f"no service principal {object_id!r} in this tenant",
+                              "use the object id of the enterprise application (not its app id)")
+        if response.status_code != 200:
+            raise error_from(response)
+        body = response.json()
+        return Principal(object_id=str(pick(body, "id")), kind="ServicePrincipal",
+                         display_name=pick(body, "displayName"), app_id=pick(body, "appId"))

@@ -1,0 +1,187 @@
+"""Typed models at the edges: what the Power Platform admin API returns, and lifecycle operation handles.
+
+The service's JSON casing varies (customerManagedKeys vs CustomerManagedKeys, state.id vs State.Id), so every
+`from_api` reads fields case-insensitively through `pick`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+OperationKind = Literal["link", "unlink", "governance", "reenable"]
+TERMINAL_STATES = ("succeeded", "failed", "canceled", "cancelled")
+
+
+def pick(data: Any, *path: str, default: Any = None) -> Any:
+    """Follow `path` through nested mappings, matching each key case-insensitively."""
+    current = data
+    for key in path:
+        if not isinstance(current, Mapping):
+            return default
+        if key in current:
+            current = current[key]
+            continue
+        wanted = key.lower()
+        for candidate, value in current.items():
+            if isinstance(candidate, str) and candidate.lower() == wanted:
+                current = value
+                break
+        else:
+            return default
+    return default if current is None else current
+
+
+class CmkLink(BaseModel):
+    """The customer-managed key policy linked to an environment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    policy_id: str | None  # ARM id of the enterprise policy
+    system_id: str | None
+    link_status: str | None
+    location: str | None = None
+
+    @property
+    def linked(self) -> bool:
+        return (self.link_status or "").lower() == "linked"
+
+
+class DisallowedOperation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    reason: str | None = None
+
+
+class Environment(BaseModel):
+    """A Power Platform environment as the admin API reports it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    display_name: str | None
+    geo: str | None
+    sku: str | None
+    is_default: bool = False
+    protection_level: str | None
+    runtime_state: str | None
+    runtime_reason: str | None
+    cmk: CmkLink | None
+    key_managed_by: str | None
+    disallowed_operations: tuple[DisallowedOperation, ...] = ()
+
+    @property
+    def managed(self) -> bool:
+        return (self.protection_level or "").lower() == "standard"
+
+    @property
+    def enabled(self) -> bool:
+        return (self.runtime_state or "").lower() == "enabled"
+
+    def disallows(self, operation_type: str) -> DisallowedOperation | None:
+        for operation in self.disallowed_operations:
+            if operation.type.lower() == operation_type.lower():
+                return operation
+        return None
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Environment:
+        props = pick(raw, "properties", default={})
+        name = pick(raw, "name") or str(pick(raw, "id", default="")).rstrip("/").rsplit("/", 1)[-1]
+        cmk_raw = pick(props, "enterprisePolicies", "customerManagedKeys")
+        cmk = None
+        if isinstance(cmk_raw, Mapping) and cmk_raw:
+            cmk = CmkLink(policy_id=pick(cmk_raw, "id"), system_id=pick(cmk_raw, "systemId"),
+                          link_status=pick(cmk_raw, "linkStatus"), location=pick(cmk_raw, "location"))
+        disallowed = tuple(
+            DisallowedOperation(type=str(pick(item, "type", "id")), reason=pick(item, "reason", "message"))
+            for item in pick(props, "lifecycleOperationsEnforcement", "disallowedOperations", default=[])
+            if pick(item, "type", "id")
+        )
+        return cls(
+            id=str(name),
+            display_name=pick(props, "displayName"),
+            geo=pick(raw, "location") or pick(props, "location"),
+            sku=pick(props, "environmentSku"),
+            is_default=bool(pick(props, "isDefault", default=False)),
+            protection_level=pick(props, "governanceConfiguration", "protectionLevel"),
+            runtime_state=pick(props, "states", "runtime", "id"),
+            runtime_reason=pick(props, "states", "runtime", "runtimeReasonCode"),
+            cmk=cmk,
+            key_managed_by=pick(props, "protectionStatus", "keyManagedBy"),
+            disallowed_operations=disallowed,
+        )
+
+
+class OperationStage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    state: str | None
+
+
+class LifecycleOperation(BaseModel):
+    """A Power Platform lifecycle operation (link, unlink, governance change, re-enable)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str | None
+    state: str
+    type: str | None = None
+    stages: tuple[OperationStage, ...] = ()
+    error_message: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.lower() in TERMINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state.lower() == "succeeded"
+
+    @property
+    def failed(self) -> bool:
+        return self.terminal and not self.succeeded
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> LifecycleOperation:
+        state = pick(raw, "state", "id") or pick(raw, "status") or "Unknown"
+        stages = tuple(
+            OperationStage(id=str(pick(stage, "id") or pick(stage, "name")), state=pick(stage, "state", "id"))
+            for stage in pick(raw, "stages", default=[])
+        )
+        return cls(id=pick(raw, "id"), state=str(state), type=pick(raw, "type", "id"), stages=stages,
+                   error_message=pick(raw, "error", "message"))
+
+
+class OperationHandle(BaseModel):
+    """Where to poll a started operation. Serialisable, so a wait can resume after a restart."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    retry_after: float | None = None
+    environment_id: str
+    kind: OperationKind
+    started_at: datetime | None = None
+
+
+class WaitResult(BaseModel):
+    """The outcome of waiting on an operation: Succeeded, Failed (a result, not an exception) or StillRunning
+    when the deadline passed first (the handle can be waited on again later)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["Succeeded", "Failed", "StillRunning"]
+    handle: OperationHandle
+    operation: LifecycleOperation | None
+    polls: int
+    waited_seconds: float
+
+    @property
+    def error_message(self) -> str | None:
+        return self.operation.error_message if self.operation else None

@@ -1,0 +1,196 @@
+"""PowerPlatformAdminClient: the calls ppcmk makes to the Power Platform admin API, on httpx.
+
+Routes and api-versions follow the API reference: environments are read through the admin route; link and
+unlink use the route WITHOUT scopes/admin (the scoped one answers 404) with `{"SystemId": ...}`; re-enable is
+modelled on the admin center action (ARCHITECTURE section 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from ppcmk.errors import ServiceError
+from ppcmk.models import Environment, LifecycleOperation, OperationHandle, OperationKind, WaitResult, pick
+from ppcmk.ppadmin.responses import (
+    check_bap_url,
+    error_from,
+    is_active_operation_conflict,
+    operation_url,
+    retry_after,
+    transport_failure,
+)
+from ppcmk.timing import Sleeper
+
+BAP = "/providers/Microsoft.BusinessAppPlatform"
+ADMIN_ENVIRONMENTS = f"{BAP}/scopes/admin/environments"
+ENVIRONMENTS = f"{BAP}/environments"
+READ_API = "2020-10-01"
+LINK_API = "2019-10-01"
+GOVERNANCE_API = "2021-04-01"
+ENABLE_API = "2021-04-01"
+
+ProgressCallback = Callable[[LifecycleOperation], None]
+
+
+class PowerPlatformAdminClient:
+    """Environments, Managed Environment, CMK link/unlink, re-enable, and lifecycle operation waits.
+
+    `poll_floor`/`poll_ceiling` bound the wait between polls whatever Retry-After says; `start_timeout` bounds
+    how long a start keeps backing off while another lifecycle operation holds the environment (409).
+    """
+
+    def __init__(self, http: httpx.Client, sleeper: Sleeper, *, poll_floor: float = 15.0,
+                 poll_ceiling: float = 300.0, start_timeout: timedelta = timedelta(hours=2)) -> None:
+        self._http = http
+        self._sleeper = sleeper
+        self.poll_floor = poll_floor
+        self.poll_ceiling = poll_ceiling
+        self.start_timeout = start_timeout
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def _get_json(self, url: str, params: dict[str, str] | None, what: str) -> Any:
+        try:
+            response = self._http.get(url, params=params)
+        except httpx.TransportError as exc:
+            raise transport_failure(exc, what) from exc
+        if response.status_code != 200:
+            raise error_from(response)
+        return response.json()
+
+    def iter_environments(self) -> Iterator[Environment]:
+        """Every environment the caller administers, following nextLink pages."""
+        url: str | None = ADMIN_ENVIRONMENTS
+        params: dict[str, str] | None = {"api-version": READ_API}
+        while url:
+            page = self._get_json(url, params, "list environments")
+            for raw in pick(page, "value", default=[]):
+                yield Environment.from_api(raw)
+            url, params = pick(page, "nextLink"), None  # nextLink is absolute and carries its own query
+            if url:
+                check_bap_url(url, str(self._http.base_url))
+
+    def list_environments(self) -> list[Environment]:
+        return list(self.iter_environments())
+
+    def get_environment(self, environment_id: str) -> Environment:
+        raw = self._get_json(f"{ADMIN_ENVIRONMENTS}/{environment_id}", {"api-version": READ_API},
+                             f"read environment {environment_id}")
+        return Environment.from_api(raw)
+
+    # -- operations ----------------------------------------------------------------------------------------
+
+    def enable_managed_environment(self, environment_id: str) -> OperationHandle | None:
+        """Turn on Managed Environment (protectionLevel Standard). None when the service finished at once."""
+        return self._start("governance", environment_id,
+                           f"{ENVIRONMENTS}/{environment_id}/governanceConfiguration", GOVERNANCE_API,
+                           {"protectionLevel": "Standard", "settings": {"extendedSettings": {}}})
+
+    def link_policy(self, environment_id: str, system_id: str) -> OperationHandle | None:
+        """Link (or swap to) the Encryption enterprise policy with this systemId."""
+        return self._start("link", environment_id,
+                           f"{ENVIRONMENTS}/{environment_id}/enterprisePolicies/Encryption/link", LINK_API,
+                           {"SystemId": system_id})
+
+    def unlink_policy(self, environment_id: str, system_id: str) -> OperationHandle | None:
+        """Unlink the Encryption policy (revert to the Microsoft-managed key)."""
+        return self._start("unlink", environment_id,
+                           f"{ENVIRONMENTS}/{environment_id}/enterprisePolicies/Encryption/unlink", LINK_API,
+                           {"SystemId": system_id})
+
+    def reenable_environment(self, environment_id: str) -> OperationHandle | None:
+        """Re-enable an environment that was locked (after access to its key has been restored)."""
+        return self._start("reenable", environment_id, f"{ADMIN_ENVIRONMENTS}/{environment_id}/enable",
+                           ENABLE_API, None)
+
+    def _start(self, kind: OperationKind, environment_id: str, path: str, api_version: str,
+               body: dict[str, Any] | None) -> OperationHandle | None:
+        """POST an operation; while another lifecycle operation holds the environment (409), back off and
+        retry until `start_timeout`, then give up with the 409."""
+        give_up_at: datetime | None = None
+        backoff = self.poll_floor
+        while True:
+            try:
+                response = self._http.post(path, params={"api-version": api_version}, json=body)
+            except httpx.TransportError as exc:
+                raise transport_failure(exc, f"{kind} environment {environment_id}") from exc
+            if response.status_code in (200, 201, 202, 204):
+                return self._handle(kind, environment_id, response)
+            error = error_from(response)
+            if not is_active_operation_conflict(error):
+                raise error
+            now = self._sleeper.now()
+            give_up_at = give_up_at or now + self.start_timeout
+            if now >= give_up_at:
+                raise error
+            wait = self._bounded(retry_after(response) or backoff)
+            self._sleeper.sleep(min(wait, (give_up_at - now).total_seconds()))
+            backoff = min(backoff * 2, self.poll_ceiling)
+
+    def _handle(self, kind: OperationKind, environment_id: str,
+                response: httpx.Response) -> OperationHandle | None:
+        url = operation_url(response)
+        if url is None:
+            if response.status_code == 202:
+                # Accepted without a place to poll: never report that as done (a TF provider bug did).
+                raise ServiceError(202, "MissingOperationLocation",
+                                   f"{kind} of {environment_id} was accepted without an operation-location "
+                                   "header; read the environment to learn its state")
+            return None
+        return OperationHandle(url=check_bap_url(url, str(self._http.base_url)),
+                               retry_after=retry_after(response), environment_id=environment_id, kind=kind,
+                               started_at=self._sleeper.now())
+
+    def _poll(self, url: str) -> tuple[LifecycleOperation, float | None]:
+        check_bap_url(url, str(self._http.base_url))
+        try:
+            response = self._http.get(url)
+        except httpx.TransportError as exc:
+            raise transport_failure(exc, "read a lifecycle operation") from exc
+        if response.status_code not in (200, 202):
+            raise error_from(response)
+        return LifecycleOperation.from_api(response.json()), retry_after(response)
+
+    def get_operation(self, url: str) -> LifecycleOperation:
+        return self._poll(url)[0]
+
+    def _bounded(self, seconds: float) -> float:
+        return min(max(seconds, self.poll_floor), self.poll_ceiling)
+
+    def wait_operation(self, handle: OperationHandle, deadline: timedelta | datetime,
+                       on_progress: ProgressCallback | None = None) -> WaitResult:
+        """Poll until the operation ends or the deadline passes.
+
+        `deadline` is a duration from now (encryption can take four days: `timedelta(days=4)`) or an absolute
+        time, so a resumed wait can keep the original deadline. Failed is returned, not raised; at the
+        deadline the result is StillRunning and `handle` can be waited on again, even after a restart.
+        """
+        start = self._sleeper.now()
+        until = deadline if isinstance(deadline, datetime) else start + deadline
+        polls, waited = 0, 0.0
+        backoff = self.poll_floor
+        hinted = handle.retry_after
+        while True:
+            operation, hinted_next = self._poll(handle.url)
+            polls += 1
+            if on_progress is not None:
+                on_progress(operation)
+            if operation.terminal:
+                return WaitResult(status="Succeeded" if operation.succeeded else "Failed", handle=handle, operation=operation, polls=polls,
+                                  waited_seconds=waited)
+            hinted = hinted_next if hinted_next is not None else hinted
+            remaining = (until - self._sleeper.now()).total_seconds()
+            if remaining <= 0:
+                return WaitResult(status="StillRunning", handle=handle, operation=operation, polls=polls,
+                                  waited_seconds=waited)
+            if hinted is not None:
+                delay = self._bounded(hinted)
+            else:
+                delay, backoff = self._bounded(backoff), min(backoff * 2, self.poll_ceiling)
+            delay = min(delay, remaining)
+            self._sleeper.sleep(delay)
+            waited += delay

@@ -1,0 +1,64 @@
+"""Reading Power Platform admin API responses: errors, operation locations, Retry-After."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ppcmk.clients import parse_retry_after
+from ppcmk.errors import ConfigError, ServiceError, TransientError, service_error
+from ppcmk.models import pick
+
+ACTIVE_OPERATION_MARKER = "active lifecycle operation"
+
+
+def error_from(response: httpx.Response) -> ServiceError:
+    """The ServiceError for a refused request, with the service's code, message and ids."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    code = pick(body, "error", "code")
+    message = pick(body, "error", "message") or response.text[:500] or response.reason_phrase
+    headers = response.headers
+    return service_error(
+        response.status_code, code, str(message),
+        request_id=headers.get("x-ms-request-id") or headers.get("x-ms-client-request-id"),
+        correlation_id=headers.get("x-ms-correlation-id") or headers.get("x-ms-correlation-request-id"),
+        path=response.request.url.path,
+    )
+
+
+def is_active_operation_conflict(error: ServiceError) -> bool:
+    return error.status == 409 and ACTIVE_OPERATION_MARKER in error.message.lower()
+
+
+def operation_url(response: httpx.Response) -> str | None:
+    """Where to poll a started operation: operation-location first (scripts, module), then Location (TF)."""
+    return response.headers.get("operation-location") or response.headers.get("location")
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+def check_bap_url(url: str, bap: str) -> str:
+    """Refuse to send a Power Platform token anywhere but the admin API's own hosts.
+
+    Operation URLs come from response headers or from a saved handle, so they are checked before use: https,
+    and the admin host itself or one of its regional subdomains (europe.api.bap.microsoft.com).
+    """
+    target, home = urlsplit(url), urlsplit(bap)
+    host, home_host = (target.hostname or "").lower(), (home.hostname or "").lower()
+    same_origin = host == home_host and target.port == home.port
+    regional = host.endswith("." + home_host) and target.port is None and home.port is None
+    if target.scheme != "https" or not (same_origin or regional):
+        raise ConfigError("url", f"{url!r} is not a Power Platform admin API address",
+                          f"use an address returned by {bap}")
+    return url
+
+
+def transport_failure(exc: httpx.TransportError, what: str) -> TransientError:
+    return TransientError(f"could not reach the Power Platform admin API to {what}: {exc.__class__.__name__}")

@@ -157,7 +157,7 @@ class ClientFactory:
                                       settings.request_timeout)
                        if settings.virtual_time else RealSleeper())
         self.sleeper: Sleeper = sleeper
-        self.credential: TokenCredential = credential or build_credential(settings, clock=self._unix_now)
+        self.credential: TokenCredential = credential or build_credential(settings)
         self._key_clients: dict[str, KeyClient] = {}
         self._vault_urls: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -175,9 +175,6 @@ class ClientFactory:
     def now(self) -> datetime:
         """The current time as the target cloud sees it (the sandbox clock in virtual time)."""
         return self.sleeper.now()
-
-    def _unix_now(self) -> float:
-        return self.sleeper.now().timestamp()
 
     @property
     def _verify(self) -> str | bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -26,15 +25,12 @@ REFRESH_MARGIN = 300
 class SandboxCredential:
     """Gets bearer tokens for a sandbox persona from the sandbox token endpoint.
 
-    `clock` returns the current Unix time as the sandbox sees it, so in virtual time a token is
-    refreshed when the sandbox clock (not the wall clock) nears its expiry.
+    Sandbox tokens expire in wall-clock time (like the SDKs' own token caches), even in virtual time.
     """
 
-    def __init__(self, token_endpoint: str, principal: str, ca_bundle: str,
-                 clock: Callable[[], float] = time.time, timeout: float = 30.0) -> None:
+    def __init__(self, token_endpoint: str, principal: str, ca_bundle: str, timeout: float = 30.0) -> None:
         self._endpoint = token_endpoint
         self._principal = principal
-        self._clock = clock
         self._http = httpx.Client(verify=ca_bundle, timeout=timeout, headers={"User-Agent": USER_AGENT})
         self._cache: dict[str, AccessTokenInfo] = {}
         self._lock = threading.Lock()
@@ -54,7 +50,7 @@ class SandboxCredential:
         scope = scopes[0]
         with self._lock:
             cached = self._cache.get(scope)
-            if cached is not None and cached.expires_on - self._clock() > REFRESH_MARGIN:
+            if cached is not None and cached.expires_on - time.time() > REFRESH_MARGIN:
                 return cached
             fresh = self._request(scope)
             self._cache[scope] = fresh
@@ -80,14 +76,14 @@ class SandboxCredential:
         self.close()
 
 
-def build_credential(settings: ConnectionSettings, clock: Callable[[], float] = time.time) -> TokenCredential:
+def build_credential(settings: ConnectionSettings) -> TokenCredential:
     """The credential for a connection's mode. Nothing here sends a request until a token is needed."""
     mode = settings.credential_mode
     endpoints = settings.endpoints
     if mode == "sandbox":
         assert endpoints.token_endpoint and settings.ca_bundle  # guaranteed by ConnectionSettings validation
         return SandboxCredential(endpoints.token_endpoint, settings.sandbox_principal, settings.ca_bundle,
-                                 clock=clock, timeout=settings.request_timeout)
+                                 timeout=settings.request_timeout)
     from azure import identity
 
     authority = endpoints.authority

@@ -87,5 +87,5 @@ def endpoints_for(cloud: CloudName, sandbox_url: str | None = None) -> CloudEndp
         "graph": origin,
         "authority": origin,
         "keyvault_suffix": None,
-        "token_endpoint": f"{origin}/_sandbox/token",
+        "token_endpoint": f"{origin}/oauth2/token",
     })

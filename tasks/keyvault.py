@@ -1,0 +1,355 @@
+"""Key Vault tasks: verify the vault, create or adopt the key, rotate, rotation policy, versions.
+
+Each task has a plain reader/helper underneath (`read_*`) so the doctor can gather the same facts without
+a task run per read. Every task re-reads before it writes, so running it twice changes nothing the second
+time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.keyvault.keys import (
+    KeyClient,
+    KeyProperties,
+    KeyRotationLifetimeAction,
+    KeyRotationPolicy,
+    KeyRotationPolicyAction,
+    KeyVaultKey,
+)
+
+from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import ConfigError
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from tasks.results import (
+    AccessPolicyEntry,
+    KeyInfo,
+    KeyVersionInfo,
+    KeyVersions,
+    RotationPolicyInfo,
+    VaultStatus,
+    iso_days,
+    parse_iso_duration,
+)
+from tasks.retry import cmk_task
+from tasks.sdk import attr
+
+CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
+MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation
+
+
+# ------------------------------------------------------------------------------------------------ readers
+
+
+def read_vault(factory: ClientFactory, vault_id: str) -> VaultStatus:
+    """The vault's (or managed HSM's) ARM properties."""
+    rid = parse_resource_id(vault_id)
+    mgmt = factory.keyvault_mgmt()
+    if rid.is_type(*MANAGED_HSM_TYPE):
+        hsm = mgmt.managed_hsms.get(rid.resource_group, rid.name)
+        props = attr(hsm, "properties")
+        acls = attr(props, "network_acls")
+        return VaultStatus(
+            vault_id=str(rid),
+            name=rid.name,
+            kind="managedHSM",
+            vault_uri=str(attr(props, "hsm_uri", "")),
+            location=attr(hsm, "location"),
+            tenant_id=attr(props, "tenant_id"),
+            soft_delete=bool(attr(props, "enable_soft_delete", True)),
+            purge_protection=bool(attr(props, "enable_purge_protection", False)),
+            rbac_authorization=True,
+            public_network_access=str(attr(props, "public_network_access", "Enabled")),
+            default_action=str(attr(acls, "default_action", "Allow")),
+            bypass=str(attr(acls, "bypass", "None")),
+        )
+    vault = mgmt.vaults.get(rid.resource_group, rid.name)
+    props = vault.properties
+    acls = attr(props, "network_acls")
+    policies = [
+        AccessPolicyEntry(
+            object_id=p.object_id,
+            tenant_id=p.tenant_id,
+            key_permissions=[str(k) for k in attr(p.permissions, "keys", [])],
+        )
+        for p in attr(props, "access_policies", [])
+    ]
+    return VaultStatus(
+        vault_id=str(rid),
+        name=rid.name,
+        vault_uri=str(attr(props, "vault_uri", "")),
+        location=vault.location,
+        tenant_id=attr(props, "tenant_id"),
+        # Soft delete defaults to on (and cannot be turned off) since 2020; absent means on.
+        soft_delete=bool(attr(props, "enable_soft_delete", True)),
+        purge_protection=bool(attr(props, "enable_purge_protection", False)),
+        rbac_authorization=bool(attr(props, "enable_rbac_authorization", False)),
+        public_network_access=str(attr(props, "public_network_access", "Enabled")),
+        default_action=str(attr(acls, "default_action", "Allow")),
+        bypass=str(attr(acls, "bypass", "AzureServices")),
+        ip_rules=len(attr(acls, "ip_rules", [])),
+        virtual_network_rules=len(attr(acls, "virtual_network_rules", [])),
+        access_policies=policies,
+    )
+
+
+def key_client(factory: ClientFactory, vault_id: str) -> KeyClient:
+    return factory.key_client(factory.vault_url(vault_id))
+
+
+def _rsa_size(key: KeyVaultKey) -> int | None:
+    modulus = getattr(key.key, "n", None)
+    return len(modulus) * 8 if modulus else None
+
+
+def key_info(vault_id: str, key: KeyVaultKey, created: bool = False) -> KeyInfo:
+    props = key.properties
+    return KeyInfo(
+        vault_id=vault_id,
+        name=key.name or props.name,
+        kid=str(key.id),
+        version=str(props.version),
+        kty=str(key.key_type),
+        size=_rsa_size(key),
+        key_ops=[str(op) for op in key.key_operations or []],
+        enabled=bool(props.enabled),
+        not_before=props.not_before,
+        expires_on=props.expires_on,
+        created_on=props.created_on,
+        created=created,
+    )
+
+
+def read_key(factory: ClientFactory, vault_id: str, name: str, version: str | None = None) -> KeyInfo | None:
+    """The key (current version unless `version`), or None when it does not exist."""
+    try:
+        key = key_client(factory, vault_id).get_key(name, version=version)
+    except ResourceNotFoundError:
+        return None
+    return key_info(vault_id, key)
+
+
+def _policy_info(policy: KeyRotationPolicy) -> RotationPolicyInfo:
+    info = RotationPolicyInfo(
+        expires_after=parse_iso_duration(policy.expires_in) if policy.expires_in else None
+    )
+    for action in policy.lifetime_actions or []:
+        rotate = str(action.action).lower().endswith("rotate")
+        if action.time_after_create and rotate:
+            info.rotate_after_create = parse_iso_duration(action.time_after_create)
+        if action.time_before_expiry:
+            before = parse_iso_duration(action.time_before_expiry)
+            if rotate:
+                info.rotate_before_expiry = before
+            else:
+                info.notify_before_expiry = before
+    return info
+
+
+def read_rotation_policy(factory: ClientFactory, vault_id: str, name: str) -> RotationPolicyInfo:
+    try:
+        policy = key_client(factory, vault_id).get_key_rotation_policy(name)
+    except ResourceNotFoundError:
+        return RotationPolicyInfo()
+    return _policy_info(policy)
+
+
+def read_key_versions(factory: ClientFactory, vault_id: str, name: str) -> KeyVersions:
+    client = key_client(factory, vault_id)
+    current = client.get_key(name).properties.version
+    now = factory.now()
+    versions = [_version_info(p, now, current) for p in client.list_properties_of_key_versions(name)]
+    versions.sort(key=lambda v: v.created_on or datetime.min.replace(tzinfo=now.tzinfo), reverse=True)
+    return KeyVersions(vault_id=vault_id, name=name, versions=versions)
+
+
+def _version_info(props: KeyProperties, now: datetime, current: str | None) -> KeyVersionInfo:
+    age = (now - props.created_on).total_seconds() / 86400 if props.created_on else None
+    return KeyVersionInfo(
+        version=str(props.version),
+        kid=str(props.id),
+        enabled=bool(props.enabled),
+        created_on=props.created_on,
+        not_before=props.not_before,
+        expires_on=props.expires_on,
+        age_days=age,
+        current=props.version == current,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- tasks
+
+
+@cmk_task(task_run_name="verify-vault-{target.vault_id}")
+def verify_vault(conn: ConnectionSettings, target: TargetSettings) -> VaultStatus:
+    """Read the vault's soft delete, purge protection, permission model and network settings."""
+    return read_vault(ClientFactory.for_settings(conn), target.vault_id)
+
+
+def _refuse_mismatch(target: TargetSettings, existing: KeyInfo) -> None:
+    expected_kty = {"RSA": {"RSA", "RSA-HSM"}, "RSA-HSM": {"RSA-HSM"}}[target.key_type]
+    if existing.kty not in expected_kty:
+        raise ConfigError(
+            "key_name",
+            f"key {target.key_name!r} already exists as {existing.kty}, not {target.key_type}",
+            "choose another key_name, or set key_type to match the key",
+        )
+    if existing.size is not None and existing.size != target.key_size:
+        raise ConfigError(
+            "key_size",
+            f"key {target.key_name!r} already exists with {existing.size} bits, not {target.key_size}",
+            "choose another key_name, or set key_size to match the key",
+        )
+
+
+@cmk_task(task_run_name="create-or-adopt-key-{target.key_name}")
+def create_or_adopt_key(conn: ConnectionSettings, target: TargetSettings) -> KeyInfo:
+    """Adopt the key if it exists with the right type and size (refuse otherwise); create it if missing."""
+    factory = ClientFactory.for_settings(conn)
+    existing = read_key(factory, target.vault_id, target.key_name)
+    if existing is not None:
+        _refuse_mismatch(target, existing)
+        return existing
+    key = key_client(factory, target.vault_id).create_rsa_key(
+        target.key_name,
+        size=target.key_size,
+        hardware_protected=target.key_type == "RSA-HSM",
+        key_operations=list(CMK_KEY_OPS),
+    )
+    return key_info(target.vault_id, key, created=True)
+
+
+def _already_rotated(current: KeyInfo, since: datetime | None) -> bool:
+    return since is not None and current.created_on is not None and current.created_on >= since
+
+
+@cmk_task(task_run_name="rotate-key-now-{target.key_name}")
+def rotate_key_now(
+    conn: ConnectionSettings, target: TargetSettings, since: datetime | None = None
+) -> KeyInfo:
+    """Rotate through Key Vault (new version per the rotation policy's expiry).
+
+    `since` makes the rotation idempotent: when the current version was created at or after it (a previous
+    attempt of the same change already rotated), nothing happens. Without it every call rotates.
+    """
+    factory = ClientFactory.for_settings(conn)
+    current = read_key(factory, target.vault_id, target.key_name)
+    if current is None:
+        raise ConfigError(
+            "key_name",
+            f"key {target.key_name!r} does not exist in the vault",
+            "run onboarding (create_or_adopt_key) first, or fix key_name",
+        )
+    if _already_rotated(current, since):
+        return current
+    return key_info(target.vault_id, key_client(factory, target.vault_id).rotate_key(target.key_name), True)
+
+
+@cmk_task(task_run_name="new-key-version-{target.key_name}")
+def new_key_version(
+    conn: ConnectionSettings,
+    target: TargetSettings,
+    since: datetime | None = None,
+    expires_on: datetime | None = None,
+) -> KeyInfo:
+    """Create a new version with the target's type and size (and an optional expiry); `since` as in rotate."""
+    factory = ClientFactory.for_settings(conn)
+    current = read_key(factory, target.vault_id, target.key_name)
+    if current is not None:
+        _refuse_mismatch(target, current)
+        if _already_rotated(current, since):
+            return current
+    if expires_on is not None and expires_on <= factory.now() + MIN_EXPIRY_AFTER_ROTATION:
+        raise ConfigError(
+            "expires_on",
+            f"{expires_on.isoformat()} is less than 28 days away",
+            "set an expiry at least 28 days out (the previous version must outlive rotation)",
+        )
+    key = key_client(factory, target.vault_id).create_rsa_key(
+        target.key_name,
+        size=target.key_size,
+        hardware_protected=target.key_type == "RSA-HSM",
+        key_operations=list(CMK_KEY_OPS),
+        expires_on=expires_on,
+    )
+    return key_info(target.vault_id, key, created=True)
+
+
+def validate_rotation(rotate_after_days: int, expire_after_days: int | None, notify_before_days: int) -> None:
+    """Bad rotation settings are refused before anything is written."""
+    if rotate_after_days < 1:
+        raise ConfigError(
+            "rotate_after_days",
+            f"{rotate_after_days} is not a positive number of days",
+            "use e.g. 90 (rotate every 90 days)",
+        )
+    if expire_after_days is not None and expire_after_days < rotate_after_days + 28:
+        raise ConfigError(
+            "expire_after_days",
+            f"versions would expire {expire_after_days} days after creation, "
+            f"less than 28 days after rotation at day {rotate_after_days}",
+            f"set expire_after_days to at least {rotate_after_days + 28}",
+        )
+    if notify_before_days < 0 or (expire_after_days is not None and notify_before_days >= expire_after_days):
+        raise ConfigError(
+            "notify_before_days",
+            f"{notify_before_days} is outside the version lifetime",
+            "use a number of days smaller than expire_after_days, e.g. 30",
+        )
+
+
+@cmk_task(task_run_name="set-rotation-policy-{target.key_name}")
+def set_rotation_policy(
+    conn: ConnectionSettings,
+    target: TargetSettings,
+    rotate_after_days: int = 90,
+    expire_after_days: int | None = 365,
+    notify_before_days: int = 30,
+) -> RotationPolicyInfo:
+    """Rotate every N days; versions expire >= 28 days after the next rotation. Writes only on change."""
+    validate_rotation(rotate_after_days, expire_after_days, notify_before_days)
+    wanted = RotationPolicyInfo(
+        rotate_after_create=timedelta(days=rotate_after_days),
+        notify_before_expiry=timedelta(days=notify_before_days) if expire_after_days else None,
+        expires_after=timedelta(days=expire_after_days) if expire_after_days else None,
+    )
+    factory = ClientFactory.for_settings(conn)
+    current = read_rotation_policy(factory, target.vault_id, target.key_name)
+    if current.model_dump(exclude={"changed"}) == wanted.model_dump(exclude={"changed"}):
+        return current
+    actions = [
+        KeyRotationLifetimeAction(
+            KeyRotationPolicyAction.rotate, time_after_create=iso_days(rotate_after_days)
+        )
+    ]
+    if expire_after_days:
+        actions.append(
+            KeyRotationLifetimeAction(
+                KeyRotationPolicyAction.notify, time_before_expiry=iso_days(notify_before_days)
+            )
+        )
+    policy = KeyRotationPolicy(
+        lifetime_actions=actions, expires_in=iso_days(expire_after_days) if expire_after_days else None
+    )
+    written = key_client(factory, target.vault_id).update_key_rotation_policy(target.key_name, policy)
+    return _policy_info(written).model_copy(update={"changed": True})
+
+
+@cmk_task(task_run_name="list-key-versions-{target.key_name}")
+def list_key_versions(conn: ConnectionSettings, target: TargetSettings) -> KeyVersions:
+    """Every version of the key, newest first, with its age on the cloud's clock."""
+    return read_key_versions(ClientFactory.for_settings(conn), target.vault_id, target.key_name)
+
+
+@cmk_task(task_run_name="get-key-info-{target.key_name}")
+def get_key_info(conn: ConnectionSettings, target: TargetSettings, version: str | None = None) -> KeyInfo:
+    info = read_key(ClientFactory.for_settings(conn), target.vault_id, target.key_name, version)
+    if info is None:
+        raise ConfigError(
+            "key_name",
+            f"key {target.key_name!r} (version {version or 'current'}) does not exist",
+            "check key_name, or create the key with create_or_adopt_key",
+        )
+    return info

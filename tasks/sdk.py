@@ -1,0 +1,28 @@
+"""Small glue between the Azure SDK's objects and ppcmk's errors, shared by the task modules."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from azure.core.exceptions import HttpResponseError
+
+from ppcmk.errors import service_error
+
+
+def attr(obj: Any, name: str, default: Any = None) -> Any:
+    """`obj.name`, or `default` when the object or attribute is missing or None (SDK models are sparse)."""
+    value = getattr(obj, name, None) if obj is not None else None
+    return default if value is None else value
+
+
+def error_code(exc: HttpResponseError) -> str | None:
+    error = getattr(exc, "error", None)
+    return getattr(error, "code", None)
+
+
+def raise_service_error(exc: HttpResponseError) -> NoReturn:
+    """Re-raise an SDK error as a ppcmk ServiceError (transient ones are TransientError too)."""
+    error = getattr(exc, "error", None)
+    raise service_error(
+        exc.status_code or 0, error_code(exc), getattr(error, "message", None) or str(exc.message)
+    ) from exc

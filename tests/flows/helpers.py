@@ -1,0 +1,117 @@
+"""Drive runbooks from tests the way an admin does: start the flow, wait for its approval request, answer it
+through Prefect's resume API with a run input (what the UI "Resume" dialog posts)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.flow_runs import resume_flow_run
+from prefect.states import State
+
+APPROVAL_FLOW = "ppcmk-approval"
+
+
+@dataclass
+class RunningFlow:
+    """A flow started in a background thread; `state()` waits for its final state."""
+
+    thread: threading.Thread
+    box: dict[str, Any] = field(default_factory=dict)
+
+    def state(self, timeout: float = 60) -> State:
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise TimeoutError(f"the flow did not finish within {timeout} s")
+        if "error" in self.box:
+            raise self.box["error"]
+        return self.box["state"]
+
+    def result(self, timeout: float = 60) -> Any:
+        return self.state(timeout).result()
+
+
+def start(flow_fn: Callable[..., Any], **parameters: Any) -> RunningFlow:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["state"] = flow_fn(return_state=True, **parameters)
+        except BaseException as error:  # surfaced by RunningFlow.state()
+            box["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True, name=f"flow-{getattr(flow_fn, 'name', 'run')}")
+    thread.start()
+    return RunningFlow(thread=thread, box=box)
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    flow_run_id: UUID
+    key: str
+    plan_hash: str
+    description: str
+
+
+_answered: set[UUID] = set()
+
+
+def wait_for_approval(running: RunningFlow | None = None, timeout: float = 30) -> PendingApproval:
+    """The next unanswered approval request (a Paused `ppcmk-approval` run), with its pre-filled plan hash."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[APPROVAL_FLOW])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                ),
+            )
+            for run in runs:
+                if run.id in _answered or run.state is None or not run.state.is_paused():
+                    continue
+                key = run.name.removeprefix("approval-")
+                try:
+                    schema = json.loads(client.read_flow_run_input(run.id, f"paused-{key}-schema"))
+                    description = json.loads(client.read_flow_run_input(run.id, f"paused-{key}-description"))
+                except Exception:  # the inputs are written just after the state change; look again
+                    continue
+                plan_hash = schema["properties"]["plan_hash"]["default"]
+                return PendingApproval(run.id, key, plan_hash, description)
+            if running is not None and not running.thread.is_alive():
+                raise AssertionError(f"the flow ended without asking for approval: {running.state(0)}")
+            time.sleep(0.1)
+    raise TimeoutError(f"no approval request appeared within {timeout} s")
+
+
+def answer(pending: PendingApproval, *, approve: bool, approver: str, comment: str = "CHG-1",
+           plan_hash: str | None = None, connection_block: str | None = None,
+           confirmation: str | None = None) -> None:
+    run_input: dict[str, Any] = {"approve": approve, "approver": approver, "comment": comment,
+                                 "plan_hash": plan_hash or pending.plan_hash}
+    if connection_block is not None:
+        run_input["connection_block"] = connection_block
+    if confirmation is not None:
+        run_input["confirmation"] = confirmation
+    resume_flow_run(pending.flow_run_id, run_input=run_input)
+    _answered.add(pending.flow_run_id)
+
+
+def approve_next(running: RunningFlow, approver: str, **kwargs: Any) -> PendingApproval:
+    pending = wait_for_approval(running)
+    answer(pending, approve=kwargs.pop("approve", True), approver=approver, **kwargs)
+    return pending

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ppcmk.cli.approvals import approvals, approve
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
 from ppcmk.cli.sandbox_cmds import sandbox_app
 
@@ -15,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.command("approvals")(approvals)
+app.command("approve")(approve)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.errors import ApprovalRejected, ConfigError, HoldActive, PpcmkError, SeparationOfDutyError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,8 +31,14 @@ def exit_code_for(error: Exception) -> tuple[ExitCode, str] | None:
     """The exit code and message for an expected failure; None for a bug (which keeps its traceback)."""
     if isinstance(error, CliError):
         return error.code, str(error)
+    if isinstance(error, ConfigError):
+        return ExitCode.USAGE, str(error)
     if isinstance(error, ValidationError):
         return ExitCode.USAGE, describe_validation_error(error)
+    if isinstance(error, ApprovalRejected | SeparationOfDutyError | HoldActive):
+        return ExitCode.BLOCKED, str(error)
+    if isinstance(error, PpcmkError):
+        return ExitCode.FAILED, str(error)
     return None
 
 

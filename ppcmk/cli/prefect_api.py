@@ -80,6 +80,15 @@ def _as_text(stored: str) -> str:
     return value if isinstance(value, str) else stored
 
 
+def _runbook_name(client: SyncPrefectClient, run: FlowRun) -> str:
+    """Local runs wait in an approval subflow; name the runbook that asked, not the subflow."""
+    if run.parent_task_run_id:
+        parent_task = client.read_task_run(run.parent_task_run_id)
+        if parent_task.flow_run_id:
+            run = client.read_flow_run(parent_task.flow_run_id)
+    return client.read_flow(run.flow_id).name
+
+
 def describe_waiting_run(client: SyncPrefectClient, run: FlowRun) -> WaitingRun:
     keyset = (run.state.state_details.run_input_keyset or {}) if run.state else {}
     description = _as_text(_read_input(client, run.id, keyset.get("description")))
@@ -88,8 +97,7 @@ def describe_waiting_run(client: SyncPrefectClient, run: FlowRun) -> WaitingRun:
         schema = json.loads(raw_schema) if raw_schema else {}
     except ValueError:
         schema = {}
-    flow_name = client.read_flow(run.flow_id).name
-    return WaitingRun(run=run, flow_name=flow_name, description=description,
+    return WaitingRun(run=run, flow_name=_runbook_name(client, run), description=description,
                       schema=schema if isinstance(schema, dict) else {})
 
 

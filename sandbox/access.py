@@ -11,13 +11,14 @@ allowed; and the vault reachable by Power Platform (public network, or the trust
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sandbox.rbac.roles import KEY_WRAP_ROLES
 
 if TYPE_CHECKING:
     from sandbox.arm.state import EnterprisePolicy
+    from sandbox.keyvault.state import KeyVersion
     from sandbox.world import World
 
 REQUIRED_ACCESS_POLICY_KEY_PERMISSIONS = frozenset({"get", "wrapkey", "unwrapkey"})
@@ -37,7 +38,7 @@ def policy_key_access(world: World, policy: EnterprisePolicy) -> AccessVerdict:
         return AccessVerdict(False, [f"key vault {policy.key_vault_id} does not exist or is deleted"])
     properties: dict[str, Any] = vault.properties
     identity = policy.principal_id
-    if properties.get("enableRbacAuthorization"):
+    if vault.rbac_authorization:
         if world.rbac is None or not world.rbac.has_role(identity, vault.arm_id, KEY_WRAP_ROLES, now):
             reasons.append(
                 f"the policy identity {identity} holds no Key Vault Crypto Service Encryption User role "
@@ -48,13 +49,13 @@ def policy_key_access(world: World, policy: EnterprisePolicy) -> AccessVerdict:
             f"no access policy on {vault.name} gives the policy identity {identity} get+wrapKey+unwrapKey"
         )
     reasons.extend(_network_reasons(vault.name, properties))
-    key = vault.keys.get(policy.key_name)
-    if key is None or key.deleted or not key.versions:
+    key = vault.key(policy.key_name)
+    if key is None:
         reasons.append(f"key {policy.key_name} does not exist in {vault.name} or is deleted")
         return AccessVerdict(False, reasons)
-    in_use = [key.versions[-1]]
+    in_use = [key.current]
     if policy.key_version:
-        pinned = next((v for v in key.versions if v.version.lower() == policy.key_version.lower()), None)
+        pinned = key.version(policy.key_version)
         if pinned is None:
             reasons.append(f"key version {policy.key_version} of {policy.key_name} does not exist")
         elif pinned is not in_use[0]:
@@ -85,27 +86,16 @@ def _network_reasons(vault_name: str, properties: dict[str, Any]) -> list[str]:
     return []
 
 
-def _version_reasons(key_name: str, version: Any, now: datetime) -> list[str]:
+def _version_reasons(key_name: str, version: KeyVersion, now: datetime) -> list[str]:
     label = f"key {key_name} version {version.version}"
     reasons = []
     if not version.enabled:
         reasons.append(f"{label} is disabled")
-    nbf, exp = _instant(version.nbf), _instant(version.exp)
-    if nbf is not None and now < nbf:
-        reasons.append(f"{label} is not active before {nbf.isoformat()}")
-    if exp is not None and now >= exp:
-        reasons.append(f"{label} expired at {exp.isoformat()}")
-    ops = {op.lower() for op in version.key_ops or []}
-    missing = {"wrapkey", "unwrapkey"} - ops
-    if version.key_ops is not None and missing:
+    if version.nbf is not None and now < version.nbf:
+        reasons.append(f"{label} is not active before {version.nbf.isoformat()}")
+    if version.exp is not None and now >= version.exp:
+        reasons.append(f"{label} expired at {version.exp.isoformat()}")
+    missing = {"wrapkey", "unwrapkey"} - {op.lower() for op in version.key_ops}
+    if missing:
         reasons.append(f"{label} does not allow {', '.join(sorted(missing))}")
     return reasons
-
-
-def _instant(value: datetime | int | float | None) -> datetime | None:
-    """Key attributes may be held as datetimes or as Unix seconds (the wire format)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(value, UTC)

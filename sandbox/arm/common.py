@@ -1,4 +1,4 @@
-"""What every emulated ARM route shares: the api-version rule, the subscription check, route building."""
+"""What every emulated ARM route shares: the subscription check, error builders, route building."""
 
 from __future__ import annotations
 
@@ -15,15 +15,11 @@ RESOURCE_GROUP = SUBSCRIPTION + r"/resourceGroups/(?P<resource_group>[^/]+)"
 
 
 def arm_route(method: str, pattern: str, handler: ArmHandler, *, mutating: bool = False) -> Route:
-    """An ARM route: the path matches case-insensitively and a missing api-version is a 400, as in ARM."""
+    """An ARM-plane route whose subscription (if the path names one) must be the sandbox's.
+
+    (The front door already answers 400 MissingApiVersionParameter for ARM routes without api-version.)"""
 
     def checked(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
-        if not req.query.get("api-version"):
-            return arm_error(
-                400,
-                "MissingApiVersionParameter",
-                "The api-version query parameter (?api-version=) is required for all requests.",
-            )
         subscription = match.groupdict().get("subscription")
         if subscription is not None:
             require_subscription(req, subscription)

@@ -1,0 +1,180 @@
+"""Lifecycle operations on the virtual clock, and the CMK lock rules. `settle(world)` runs after every change.
+
+An operation is NotStarted for its first tenth (at most 10 s), Running until its duration has passed, then
+Succeeded or Failed. Link, unlink and re-enable decide their outcome at completion by asking
+`sandbox.access.policy_key_access`, so a grant that propagates during the operation still counts.
+
+Lock semantics (documented by Microsoft; the runtime reason code is inferred): when a linked policy's identity
+loses use of its key, every environment linked to it is locked (runtime Disabled, CustomerManagedKeyLocked);
+restoring access does not unlock by itself, re-enabling does. A locked environment is deleted after 7 days
+(Sandbox) or 30 days (other types) on the virtual clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sandbox.access import policy_key_access
+from sandbox.powerplatform.state import (
+    GOVERNANCE,
+    LINK,
+    REENABLE,
+    UNLINK,
+    CmkLink,
+    Environment,
+    LifecycleOperation,
+    PowerPlatformState,
+)
+
+if TYPE_CHECKING:
+    from sandbox.identity.principals import Principal
+    from sandbox.world import World
+
+STAGES = (("Validate", 0.0), ("Prepare", 0.1), ("Run", 0.2), ("Finalize", 0.9))  # name, start fraction
+
+
+def setting(world: World, name: str, default: float) -> float:
+    """A timing from settings.json; scenario files may add keys the settings model does not declare."""
+    return float(getattr(world.settings, name, default))
+
+
+def started_at(operation: LifecycleOperation) -> datetime:
+    return operation.created_at + timedelta(seconds=min(10.0, operation.duration_seconds / 10))
+
+
+def start_operation(
+    world: World,
+    environment: Environment,
+    operation_type: str,
+    duration_seconds: float,
+    caller: Principal | None,
+    target: dict[str, str] | None = None,
+) -> LifecycleOperation:
+    state = _state(world)
+    operation = LifecycleOperation(
+        id=str(uuid.uuid4()),
+        environment_id=environment.id,
+        type=operation_type,
+        created_at=world.clock.now(),
+        duration_seconds=duration_seconds,
+        requested_by={
+            "id": caller.object_id if caller else "",
+            "displayName": caller.display_name if caller else "",
+            "type": caller.kind if caller else "User",
+        },
+        target=dict(target or {}),
+    )
+    state.operations[operation.id.lower()] = operation
+    return operation
+
+
+def stage_states(operation: LifecycleOperation, now: datetime) -> list[dict[str, Any]]:
+    """Each stage's state at `now` (a failed operation fails in its last stage, Finalize)."""
+    stages = []
+    for index, (name, fraction) in enumerate(STAGES):
+        begins = operation.created_at + timedelta(seconds=operation.duration_seconds * fraction)
+        following = STAGES[index + 1][1] if index + 1 < len(STAGES) else 1.0
+        ends = operation.created_at + timedelta(seconds=operation.duration_seconds * following)
+        if operation.state in ("Succeeded", "Failed"):
+            state = "Failed" if operation.state == "Failed" and name == "Finalize" else "Succeeded"
+        elif now >= ends:
+            state = "Succeeded"
+        elif now >= begins and operation.state == "Running":
+            state = "Running"
+        else:
+            state = "NotStarted"
+        stages.append({"id": name, "name": name, "state": {"id": state}, "firstActionDateTime": begins})
+    return stages
+
+
+def settle(world: World) -> None:
+    """Bring operations, locks and lock deletions up to the current virtual time."""
+    state = _state(world)
+    now = world.clock.now()
+    for operation in sorted(state.operations.values(), key=lambda o: o.ends_at):
+        if not operation.active:
+            continue
+        if now >= operation.ends_at:
+            _complete(world, state, operation)
+        elif now >= started_at(operation):
+            operation.state = "Running"
+    _apply_locks(world, state, now)
+
+
+def _complete(world: World, state: PowerPlatformState, operation: LifecycleOperation) -> None:
+    operation.finished_at = operation.ends_at
+    environment = state.environment(operation.environment_id)
+    if environment is None:  # deleted meanwhile
+        operation.state, operation.error = "Failed", "The environment no longer exists."
+        return
+    reasons = _outcome(world, environment, operation)
+    operation.state = "Failed" if reasons else "Succeeded"
+    operation.error = "; ".join(reasons) if reasons else None
+
+
+def _outcome(world: World, environment: Environment, operation: LifecycleOperation) -> list[str]:
+    """Apply a finished operation; the reasons it failed, if it did (then nothing changes)."""
+    if operation.type == GOVERNANCE:
+        environment.protection_level = operation.target.get("protection_level", "Standard")
+        return []
+    policy_id = operation.target.get("policy_id") or (environment.cmk.policy_id if environment.cmk else "")
+    policy = world.arm.get_policy(policy_id) if world.arm else None
+    if policy is None:
+        return [f"The enterprise policy {policy_id} no longer exists."]
+    verdict = policy_key_access(world, policy)
+    if not verdict.ok:
+        return [f"The enterprise policy {policy.name} cannot use its key: {r}" for r in verdict.reasons]
+    if operation.type == LINK:
+        environment.cmk = CmkLink(policy.arm_id, policy.system_id, policy.location)
+        environment.key_managed_by = "Customer"
+        environment.locked_at = None
+    elif operation.type == UNLINK:
+        environment.cmk = None
+        environment.key_managed_by = "Microsoft"
+        environment.locked_at = None
+    elif operation.type == REENABLE:
+        environment.locked_at = None
+        environment.admin_disabled = False
+    return []
+
+
+def _apply_locks(world: World, state: PowerPlatformState, now: datetime) -> None:
+    verdicts: dict[str, bool] = {}
+    for environment in list(state.environments.values()):
+        if environment.locked_at is not None:
+            days = setting(
+                world,
+                "lock_deletion_days_sandbox" if environment.sku == "Sandbox" else "lock_deletion_days_other",
+                7 if environment.sku == "Sandbox" else 30,
+            )
+            if now >= environment.locked_at + timedelta(days=days):
+                del state.environments[environment.id.lower()]
+            continue
+        if environment.cmk is None:
+            continue
+        policy_id = environment.cmk.policy_id.lower()
+        if policy_id not in verdicts:
+            policy = world.arm.get_policy(policy_id) if world.arm else None
+            verdicts[policy_id] = policy is not None and policy_key_access(world, policy).ok
+        if not verdicts[policy_id]:
+            environment.locked_at = now
+
+
+def runtime(state: PowerPlatformState, environment: Environment, now: datetime) -> tuple[str, str]:
+    """(states.runtime.id, runtimeReasonCode) as the admin API reports them."""
+    if environment.locked_at is not None:
+        return "Disabled", "CustomerManagedKeyLocked"
+    operation = state.active_operation(environment.id)
+    if operation and operation.type in (LINK, UNLINK) and now >= started_at(operation):
+        return "Disabled", "CustomerManagedKeyOperationInProgress"
+    if environment.admin_disabled:
+        return "Disabled", "AdminDisabled"
+    return "Enabled", "NotSpecified"
+
+
+def _state(world: World) -> PowerPlatformState:
+    if world.powerplatform is None:
+        raise RuntimeError("the Power Platform state is not loaded")
+    return world.powerplatform

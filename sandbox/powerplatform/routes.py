@@ -1,0 +1,28 @@
+"""Every Power Platform admin API route the sandbox serves. Any api-version is accepted."""
+
+from __future__ import annotations
+
+from sandbox.http import Route
+from sandbox.powerplatform import handlers
+
+_BAP = r"/providers/Microsoft\.BusinessAppPlatform"
+_ENVIRONMENTS = _BAP + r"(?P<admin>/scopes/admin)?/environments"
+_ENVIRONMENT = _ENVIRONMENTS + r"/(?P<environment>[^/]+)"
+# Link/unlink exist only without scopes/admin: the scoped route is not registered (404), as in the service.
+_CMK = _BAP + r"/environments/(?P<environment>[^/]+)/enterprisePolicies/Encryption"
+
+ROUTES = [
+    Route("GET", _ENVIRONMENTS, handlers.list_environments, "bap"),
+    Route("GET", _ENVIRONMENT, handlers.get_environment, "bap"),
+    Route("POST", _ENVIRONMENT + r"/governanceConfiguration", handlers.set_governance, "bap", mutating=True),
+    Route("POST", _CMK + r"/link", handlers.link_policy, "bap", mutating=True),
+    Route("POST", _CMK + r"/unlink", handlers.unlink_policy, "bap", mutating=True),
+    Route(
+        "POST",
+        _BAP + r"/scopes/admin/environments/(?P<environment>[^/]+)/enable",
+        handlers.reenable_environment,
+        "bap",
+        mutating=True,
+    ),
+    Route("GET", _BAP + r"/lifecycleOperations/(?P<operation>[^/]+)", handlers.get_operation, "bap"),
+]

@@ -1,0 +1,113 @@
+"""JSON the Power Platform admin API returns: environments (reference §6) and lifecycle operations (§4.1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.powerplatform.lifecycle import runtime, stage_states
+from sandbox.powerplatform.state import (
+    LINK,
+    REENABLE,
+    UNLINK,
+    Environment,
+    LifecycleOperation,
+    PowerPlatformState,
+)
+
+BAP = "/providers/Microsoft.BusinessAppPlatform"
+# Environment types on which the service refuses CMK operations, and which operations.
+_DISALLOWED: dict[str, tuple[str, ...]] = {
+    "Default": ("NewCustomerManagedKey", "RotateCustomerManagedKey", "RevertToMicrosoftKey"),
+    "Trial": ("NewCustomerManagedKey",),
+    "Teams": ("NewCustomerManagedKey",),
+}
+
+
+def iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def disallowed_operations(environment: Environment) -> tuple[str, ...]:
+    return _DISALLOWED.get(environment.sku, ())
+
+
+def environment_json(state: PowerPlatformState, environment: Environment, now: datetime, admin: bool) -> dict:
+    runtime_id, reason = runtime(state, environment, now)
+    policies: dict[str, Any] = {}
+    if environment.cmk is not None:
+        link = environment.cmk
+        policies["customerManagedKeys"] = {
+            "policyId": link.policy_guid,
+            "location": link.location,
+            "id": link.policy_id,
+            "systemId": link.system_id,
+            "linkStatus": link.link_status,
+        }
+    disallowed = [
+        {
+            "type": {"id": op},
+            "reason": {"message": f"{op} cannot be performed on environment of type {environment.sku}."},
+        }
+        for op in disallowed_operations(environment)
+    ]
+    scope = "/scopes/admin" if admin else ""
+    return {
+        "id": f"{BAP}{scope}/environments/{environment.id}",
+        "name": environment.id,
+        "location": environment.location,
+        "type": "Microsoft.BusinessAppPlatform/scopes/environments",
+        "properties": {
+            "displayName": environment.display_name,
+            "azureRegion": environment.azure_region,
+            "environmentSku": environment.sku,
+            "isDefault": environment.sku == "Default",
+            "provisioningState": "Succeeded",
+            "createdTime": iso(environment.created_at) if environment.created_at else None,
+            "states": {
+                "management": {"id": "Ready"},
+                "runtime": {"id": runtime_id, "runtimeReasonCode": reason},
+            },
+            "protectionStatus": {"keyManagedBy": environment.key_managed_by},
+            "governanceConfiguration": {"protectionLevel": environment.protection_level},
+            "enterprisePolicies": policies,
+            "lifecycleOperationsEnforcement": {"allowedOperations": [], "disallowedOperations": disallowed},
+            "linkedEnvironmentMetadata": {"instanceState": "Ready", "type": "Dynamics365Instance"},
+            "databaseType": "CommonDataService",
+        },
+    }
+
+
+_DISPLAY = {
+    LINK: "Update Customer Managed Key",
+    UNLINK: "Revert To Microsoft Managed Key",
+    REENABLE: "Enable Environment",
+}
+
+
+def operation_path(operation: LifecycleOperation) -> str:
+    return f"{BAP}/lifecycleOperations/{operation.id}"
+
+
+def operation_json(operation: LifecycleOperation, now: datetime) -> dict[str, Any]:
+    last = operation.finished_at or min(now, operation.ends_at)
+    body: dict[str, Any] = {
+        "id": operation.id,
+        "links": {
+            "self": {"path": operation_path(operation)},
+            "environment": {"path": f"{BAP}/environments/{operation.environment_id}"},
+        },
+        "type": {"id": operation.type},
+        "typeDisplayName": _DISPLAY.get(operation.type, "Update Governance Configuration"),
+        "state": {"id": operation.state},
+        "createdDateTime": iso(operation.created_at),
+        "lastActionDateTime": iso(last),
+        "requestedBy": operation.requested_by,
+        "stages": [
+            {**stage, "firstActionDateTime": iso(stage["firstActionDateTime"])}
+            for stage in stage_states(operation, now)
+        ],
+    }
+    if operation.state == "Failed":
+        body["error"] = {"code": "LifecycleOperationFailed", "message": operation.error or "Unknown error"}
+    return body

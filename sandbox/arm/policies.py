@@ -234,6 +234,7 @@ def patch_policy(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
 def delete_policy(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
     _require_registered(req)
     authorize(req, _scope(req, match), "write", f"{POLICY_TYPE}/delete")
+    require_resource_group(req, match["resource_group"])
     policy = _find(req, match)
     if policy is None:
         return SandboxResponse(204)

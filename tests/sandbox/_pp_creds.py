@@ -1,0 +1,65 @@
+"""Real clients for the contract tests of the ARM, RBAC and Power Platform sandbox routes, per persona."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.powerplatform import PowerPlatformMgmtClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+
+from ppcmk.credentials import SandboxCredential
+
+BAP = "/providers/Microsoft.BusinessAppPlatform"
+
+
+def credential(cloud: Any, persona: str) -> SandboxCredential:
+    endpoints = cloud.endpoints
+    return SandboxCredential(endpoints.token, persona, endpoints.ca)
+
+
+def _arm_kwargs(cloud: Any) -> dict[str, Any]:
+    endpoints = cloud.endpoints
+    return {
+        "base_url": endpoints.arm,
+        "connection_verify": endpoints.ca,
+        "polling_interval": 0,
+        "retry_backoff_factor": 0,
+    }
+
+
+def resources(cloud: Any, persona: str = "runbook") -> ResourceManagementClient:
+    return ResourceManagementClient(
+        credential(cloud, persona), cloud.endpoints.subscription_id, **_arm_kwargs(cloud)
+    )
+
+
+def authorization(cloud: Any, persona: str = "runbook") -> AuthorizationManagementClient:
+    return AuthorizationManagementClient(
+        credential(cloud, persona), cloud.endpoints.subscription_id, **_arm_kwargs(cloud)
+    )
+
+
+def powerplatform(cloud: Any, persona: str = "runbook") -> PowerPlatformMgmtClient:
+    return PowerPlatformMgmtClient(
+        credential(cloud, persona), cloud.endpoints.subscription_id, **_arm_kwargs(cloud)
+    )
+
+
+def bap(cloud: Any, persona: str = "pp-admin") -> httpx.Client:
+    """httpx against the Power Platform admin API, TLS verified with the sandbox CA."""
+    token = cloud.token_for(persona, "https://service.powerapps.com")
+    return httpx.Client(
+        base_url=cloud.endpoints.bap,
+        verify=cloud.endpoints.ca,
+        headers={"Authorization": f"Bearer {token}"},
+        params={"api-version": "2019-10-01"},
+    )
+
+
+def arm_http(cloud: Any, persona: str = "runbook") -> httpx.Client:
+    token = cloud.token_for(persona, "https://management.azure.com")
+    return httpx.Client(
+        base_url=cloud.endpoints.arm, verify=cloud.endpoints.ca, headers={"Authorization": f"Bearer {token}"}
+    )

@@ -54,7 +54,7 @@ class CmkConnection(Block):
         300.0, description="Maximum seconds between polls of a Power Platform lifecycle operation.")
 
     def settings(self) -> ConnectionSettings:
-        data = self.model_dump(exclude={"block_type_slug"}, exclude_none=True)
+        data = self.model_dump(include=set(ConnectionSettings.model_fields), exclude_none=True)
         if self.client_secret is not None:
             data["client_secret"] = self.client_secret.get_secret_value()
         return load_settings(ConnectionSettings, data)
@@ -77,7 +77,7 @@ class CmkTarget(Block):
                                       "unitedstates or europe.")
 
     def settings(self) -> TargetSettings:
-        return load_settings(TargetSettings, self.model_dump(exclude={"block_type_slug"}))
+        return load_settings(TargetSettings, self.model_dump(include=set(TargetSettings.model_fields)))
 
 
 __all__ = ["CmkConnection", "CmkTarget"]

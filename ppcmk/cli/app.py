@@ -7,6 +7,7 @@ import typer
 from ppcmk.cli.approvals import approvals, approve
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
 from ppcmk.cli.sandbox_cmds import sandbox_app
+from ppcmk.cli.serve import serve
 
 app = typer.Typer(
     name="ppcmk",
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(sandbox_app, name="sandbox")
 app.command("approvals")(approvals)
 app.command("approve")(approve)
+app.command("serve")(serve)
 
 
 def main() -> None:

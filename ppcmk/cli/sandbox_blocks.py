@@ -1,0 +1,43 @@
+"""Blocks for the sandbox: one CmkConnection per persona and the CmkTarget of the default scenario."""
+
+from __future__ import annotations
+
+from deployments.catalog import SandboxBlocks
+from ppcmk.cli.profile import SandboxProfile
+from ppcmk.settings import TimeMode
+
+# The default scenario's production vault and key, and the policy onboarding creates for its europe geo.
+SANDBOX_VAULT_GROUP = "rg-cmk"
+SANDBOX_VAULT = "kv-cmk-prod"
+SANDBOX_KEY = "cmk-prod"
+SANDBOX_KEY_SIZE = 3072
+SANDBOX_POLICY = "ep-cmk-europe"
+SANDBOX_GEO = "europe"
+
+
+def register_sandbox_blocks(profile: SandboxProfile, blocks: SandboxBlocks | None = None,
+                            time_mode: TimeMode = "virtual") -> SandboxBlocks:
+    """Save (or refresh) the sandbox blocks in the current Prefect API; returns their names.
+
+    Virtual time: runbooks advance the sandbox clock instead of sleeping, so a four-day encryption is instant.
+    """
+    from blocks import CmkConnection, CmkTarget
+
+    blocks = blocks or SandboxBlocks()
+    for persona, block_name in blocks.persona_blocks().items():
+        connection = CmkConnection.model_validate({
+            "cloud": "sandbox", "tenant_id": profile.tenant_id, "subscription_id": profile.subscription_id,
+            "sandbox_url": profile.url, "sandbox_principal": persona, "ca_bundle": profile.ca,
+            "time_mode": time_mode,
+        })
+        connection.settings()  # validate before saving: a bad profile fails here, naming the field
+        connection.save(block_name, overwrite=True)
+    vault_id = (f"/subscriptions/{profile.subscription_id}/resourceGroups/{SANDBOX_VAULT_GROUP}"
+                f"/providers/Microsoft.KeyVault/vaults/{SANDBOX_VAULT}")
+    target = CmkTarget.model_validate({
+        "vault_id": vault_id, "key_name": SANDBOX_KEY, "key_size": SANDBOX_KEY_SIZE,
+        "policy_name": SANDBOX_POLICY, "resource_group": SANDBOX_VAULT_GROUP, "geo": SANDBOX_GEO,
+    })
+    target.settings()
+    target.save(blocks.target, overwrite=True)
+    return blocks

@@ -1,0 +1,149 @@
+"""`ppcmk serve`: Prefect server + UI, the sandbox with persisted state, sandbox blocks, every deployment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from rich.console import Console
+
+from ppcmk.cli.errors import reports_errors
+from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.profile import SandboxProfile, ppcmk_home, remove_profile, save_profile
+from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk.cli.sandbox_cmds import start_sandbox
+
+console = Console()
+SERVER_START_TIMEOUT = 90.0
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """A Prefect server with UI on 127.0.0.1, SQLite under `home`; returns (process, API URL)."""
+    api_url = f"http://127.0.0.1:{port}/api"
+    if _healthy(api_url):
+        raise CliError(f"--prefect-port {port}: a Prefect server already answers there; stop it, choose "
+                       "another port, or set PREFECT_API_URL to use it", ExitCode.USAGE)
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not _healthy(api_url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise CliError(f"the Prefect server did not start; see {home / 'server.log'}",
+                           ExitCode.UNAVAILABLE)
+        time.sleep(0.3)
+    return process, api_url
+
+
+def start_deployments(api_url: str, limit: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    return subprocess.Popen([sys.executable, "-m", "deployments.serve", "--limit", str(limit)], env=env,
+                            start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """Ask politely (SIGINT, like Ctrl-C), then insist."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_while_running(children: list[subprocess.Popen[bytes]]) -> None:
+    """Block until Ctrl-C / SIGTERM, or until a child exits on its own (then report it)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            for child in children:
+                if child.poll() is not None:
+                    raise CliError(f"{child.args!r} exited with {child.returncode}; "
+                                   "stopping everything", ExitCode.FAILED)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("\nStopping ...")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@reports_errors
+def serve(
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
+    sandbox_port: Annotated[int, typer.Option(help="Fixed port of the sandbox (blocks point at it).")] = 8443,
+    clock_speed: Annotated[float, typer.Option(help="Sandbox clock: real time times X (0 = only runbooks "
+                                                     "move it).")] = 1.0,
+    scenario: Annotated[str, typer.Option(help="Scenario for a fresh sandbox state.")] = "default",
+    limit: Annotated[int, typer.Option(help="Maximum concurrent flow runs.")] = 4,
+) -> None:
+    """Prefect UI + sandbox + blocks + every runbook as a deployment, on 127.0.0.1, until Ctrl-C."""
+    home = ppcmk_home()
+    children: list[subprocess.Popen[bytes]] = []
+    external_api = os.environ.get("PREFECT_API_URL")
+    sandbox = None
+    try:
+        if external_api:
+            if not _healthy(external_api):
+                raise CliError(f"PREFECT_API_URL={external_api} does not answer; start that server or unset "
+                               "PREFECT_API_URL to let ppcmk serve start one", ExitCode.UNAVAILABLE)
+            api_url = external_api
+        else:
+            console.print("Starting the Prefect server ...")
+            server, api_url = start_prefect_server(home / "prefect", prefect_port)
+            children.append(server)
+        # Persisted state: a second `ppcmk serve` continues where the first left off.
+        sandbox, _ = start_sandbox(scenario, home / "sandbox-state.json", sandbox_port, clock_speed)
+        profile = SandboxProfile.from_endpoints(sandbox.endpoints, scenario=scenario, pid=os.getpid(),
+                                                state_file=str(home / "sandbox-state.json"),
+                                                prefect_api_url=api_url)
+        save_profile(profile)
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            blocks = register_sandbox_blocks(profile)
+        children.append(start_deployments(api_url, limit))
+        ui_url = api_url.removesuffix("/api")
+        console.print(f"[bold green]ppcmk is serving.[/] Prefect UI: [link={ui_url}]{ui_url}[/]  "
+                      f"sandbox: {profile.url}")
+        console.print(
+            "In the UI: [bold]Deployments[/] → [bold]onboard/sandbox[/] → [bold]Run ▸ Quick run[/]. When the "
+            "run shows [bold]Suspended[/], open it, click [bold]Resume[/], approve as [bold]pp-admin[/] with "
+            f"connection_block [bold]{blocks.pp_admin}[/] (or run `ppcmk approvals` / `ppcmk approve`).\n"
+            f"Blocks: {', '.join(blocks.persona_blocks().values())}, {blocks.target}. "
+            "Rotation runs on its monthly schedule. Ctrl-C stops everything."
+        )
+        wait_while_running(children)
+    finally:
+        for child in reversed(children):
+            stop_process(child)
+        if sandbox is not None:
+            sandbox.stop()
+        remove_profile(os.getpid())
+    console.print("Stopped. Run `ppcmk serve` again to continue where you left off.")

@@ -48,7 +48,7 @@ class IdentityResolver:
             return text
         if text not in self._cache:
             try:
-                self._cache[text] = self._factory.graph().object_id(text).lower()
+                self._cache[text] = self._factory.graph().user_object_id(text).lower()
             except Exception as unresolved:  # directory lookup is best effort by design (see class docstring)
                 get_run_logger().warning(
                     "Could not resolve %s through Graph (%s); comparing names instead",
@@ -113,10 +113,15 @@ class Approval:
 
 
 @flow(name="ppcmk-approval", flow_run_name="approval-{key}", persist_result=False)
-def await_approval(description: str, plan_hash: str, key: str, timeout_s: int, poll_interval_s: int) -> dict:
+def await_approval(
+    description: str, plan_hash: str, key: str, timeout_s: int, poll_interval_s: float
+) -> dict:
     """Pauses until the form is answered; a timeout fails this subflow, which the caller reads as 'no'."""
     form = ApprovalDecision.with_initial_data(description=description, plan_hash=plan_hash, approve=False)
-    decision = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=poll_interval_s, key=key)
+    # The poll only feeds time.sleep, so sub-second intervals (tests) work despite the int annotation.
+    decision = pause_flow_run(  # type: ignore[call-overload]
+        wait_for_input=form, timeout=timeout_s, poll_interval=poll_interval_s, key=key
+    )
     return decision.model_dump()
 
 
@@ -131,7 +136,7 @@ def request_approval(
     handoff: PowerPlatformHandoff | None = None,
     approvers_needed: int = 1,
     confirm_text: str | None = None,
-    poll_interval_s: int = 10,
+    poll_interval_s: float = 10,
 ) -> Approval:
     """Ask for approval of `plan`; return it once granted for the plan that is current after the answer.
 
@@ -184,7 +189,7 @@ def _collect(
     handoff: PowerPlatformHandoff | None,
     approvers_needed: int,
     confirm_text: str | None,
-    poll_interval_s: int,
+    poll_interval_s: float,
 ) -> Approval:
     description = _description(plan, handoff, confirm_text, approvers_needed)
     decisions: list[ApprovalDecision] = []
@@ -269,7 +274,7 @@ def _check_handoff(
 
 
 def _ask(
-    description: str, plan_hash: str, key: str, timeout_s: int, poll_interval_s: int
+    description: str, plan_hash: str, key: str, timeout_s: int, poll_interval_s: float
 ) -> ApprovalDecision:
     run = FlowRunContext.get()
     top_level_deployment = (

@@ -40,7 +40,7 @@ def harness(targets: list[str], approvers_needed: int = 1, confirm_text: str | N
         approval = request_approval(
             first, requester=REQUESTER, key="harness", timeout_s=timeout_s, identities=IdentityResolver(None),
             replan=lambda: _plan(next(plans, targets[-1])), approvers_needed=approvers_needed,
-            confirm_text=confirm_text, poll_interval_s=1,
+            confirm_text=confirm_text, poll_interval_s=0.2,
         )
     except (ApprovalRejected, SeparationOfDutyError) as refused:
         return {"status": "rejected", "reason": str(refused), "error": type(refused).__name__}

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ppcmk.models import Environment, OperationHandle, OperationKind
+
 PermissionModel = Literal["rbac", "access_policy"]
 
 _ISO_DURATION = re.compile(
@@ -217,3 +219,22 @@ class PropagationResult(BaseModel):
     probe_ok: bool | None = Field(default=None, description="None when no probe was possible")
     waited_seconds: float = 0.0
     checks: int = 0
+
+
+# ------------------------------------------------------------------------------------------ environments
+
+
+class EnvironmentChange(BaseModel):
+    """The outcome of one lifecycle change (managed, link, unlink, re-enable) on one environment."""
+
+    environment_id: str
+    kind: OperationKind
+    status: Literal["Unchanged", "Succeeded", "Failed", "StillRunning"]
+    attempts: int = Field(default=0, description="operations started by this task run (0: nothing to do)")
+    handle: OperationHandle | None = Field(default=None, description="where to resume a StillRunning wait")
+    error_message: str | None = None
+    environment: Environment | None = Field(default=None, description="the environment as read afterwards")
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("Unchanged", "Succeeded")

@@ -1,0 +1,326 @@
+"""Access tasks: the policy identity's key access (RBAC role or access policy), its propagation, its
+revocation (for lock) and restoration (for unlock), and the Power Platform admin's Reader on the policy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
+
+from ppcmk.arm_ids import parse_resource_id, role_assignment_name, same_id
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import ConfigError, TransientError
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from tasks.keyvault import read_vault
+from tasks.policy import read_policy
+from tasks.results import AccessRevocation, PropagationResult, RoleGrant, VaultStatus
+from tasks.retry import cmk_task
+from tasks.sdk import error_code, raise_service_error
+
+CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
+KEY_VAULT_CRYPTO_OFFICER = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"
+KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+# Roles that let an identity wrap/unwrap with the vault's keys (RBAC vaults).
+KEY_WRAP_ROLES = frozenset(
+    {CRYPTO_SERVICE_ENCRYPTION_USER, KEY_VAULT_CRYPTO_OFFICER, KEY_VAULT_ADMINISTRATOR}
+)
+# Roles that include reading the policy (Reader "or higher").
+POLICY_READ_ROLES = frozenset({READER, CONTRIBUTOR, OWNER})
+CMK_KEY_PERMISSIONS = ("get", "wrapKey", "unwrapKey")
+PROPAGATION_POLL_SECONDS = 30.0
+PROPAGATION_TIMEOUT = timedelta(minutes=10)
+
+
+def role_definition_id(subscription_id: str, role_guid: str) -> str:
+    return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
+
+
+def _role_guid(definition_id: str | None) -> str:
+    return (definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def _covers(scope: str | None, resource_id: str) -> bool:
+    """Whether an assignment at `scope` applies to `resource_id` (same scope or an ancestor)."""
+    if not scope:
+        return False
+    parent = scope.rstrip("/").lower()
+    return parent == "" or same_id(parent, resource_id) or resource_id.lower().startswith(parent + "/")
+
+
+def read_role_grants(
+    factory: ClientFactory, resource_id: str, principal_id: str, roles: frozenset[str]
+) -> list[RoleGrant]:
+    """The principal's assignments of any of `roles` that apply to `resource_id` (inherited ones included)."""
+    assignments = factory.authorization().role_assignments.list_for_scope(
+        resource_id, filter=f"principalId eq '{principal_id}'"
+    )
+    return [
+        RoleGrant(
+            mechanism="rbac",
+            scope=str(a.scope),
+            principal_id=str(a.principal_id),
+            role_definition_id=a.role_definition_id,
+            assignment_id=a.id,
+            principal_type=a.principal_type,
+        )
+        for a in assignments
+        if (a.principal_id or "").lower() == principal_id.lower()
+        and _role_guid(a.role_definition_id) in roles
+        and _covers(a.scope, resource_id)
+    ]
+
+
+def read_key_grants(factory: ClientFactory, vault: VaultStatus, principal_id: str) -> list[RoleGrant]:
+    """What gives the principal key access under the vault's permission model."""
+    if vault.rbac_authorization:
+        return read_role_grants(factory, vault.vault_id, principal_id, KEY_WRAP_ROLES)
+    entry = vault.access_policy_for(principal_id)
+    if entry is None or not entry.allows(*CMK_KEY_PERMISSIONS):
+        return []
+    return [
+        RoleGrant(
+            mechanism="access_policy",
+            scope=vault.vault_id,
+            principal_id=entry.object_id,
+            key_permissions=entry.key_permissions,
+            tenant_id=entry.tenant_id,
+        )
+    ]
+
+
+def _assign(
+    factory: ClientFactory,
+    scope: str,
+    principal_id: str,
+    role_guid: str,
+    principal_type: str,
+    name: str | None = None,
+) -> RoleGrant:
+    """PUT a role assignment under a deterministic name; an identical assignment under another name counts."""
+    definition = role_definition_id(factory.settings.subscription_id, role_guid)
+    name = name or role_assignment_name(scope, principal_id, definition)
+    parameters = RoleAssignmentCreateParameters(
+        role_definition_id=definition, principal_id=principal_id, principal_type=principal_type
+    )
+    try:
+        created = factory.authorization().role_assignments.create(scope, name, parameters)
+    except HttpResponseError as exc:
+        if exc.status_code == 409 and error_code(exc) == "RoleAssignmentExists":
+            return RoleGrant(
+                mechanism="rbac",
+                scope=scope,
+                principal_id=principal_id,
+                role_definition_id=definition,
+                principal_type=principal_type,
+            )
+        raise_service_error(exc)
+    return RoleGrant(
+        mechanism="rbac",
+        scope=scope,
+        principal_id=principal_id,
+        role_definition_id=definition,
+        assignment_id=created.id,
+        principal_type=principal_type,
+        changed=True,
+    )
+
+
+def _add_access_policy(
+    factory: ClientFactory,
+    vault: VaultStatus,
+    principal_id: str,
+    permissions: list[str],
+    tenant_id: str | None,
+) -> RoleGrant:
+    tenant = tenant_id or vault.tenant_id or factory.settings.tenant_id
+    _update_access_policy(factory, vault, "add", tenant, principal_id, permissions)
+    return RoleGrant(
+        mechanism="access_policy",
+        scope=vault.vault_id,
+        principal_id=principal_id,
+        key_permissions=permissions,
+        tenant_id=tenant,
+        changed=True,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- tasks
+
+
+@cmk_task(task_run_name="grant-key-access-{principal_id}")
+def grant_key_access(conn: ConnectionSettings, target: TargetSettings, principal_id: str) -> RoleGrant:
+    """Give the policy identity use of the key: Crypto Service Encryption User on an RBAC vault, or an access
+    policy get/wrapKey/unwrapKey otherwise. Nothing is written when the access is already there."""
+    factory = ClientFactory.for_settings(conn)
+    vault = read_vault(factory, target.vault_id)
+    existing = read_key_grants(factory, vault, principal_id)
+    if existing:
+        return existing[0]
+    if vault.rbac_authorization:
+        return _assign(
+            factory, vault.vault_id, principal_id, CRYPTO_SERVICE_ENCRYPTION_USER, "ServicePrincipal"
+        )
+    return _add_access_policy(factory, vault, principal_id, list(CMK_KEY_PERMISSIONS), None)
+
+
+def _probe(factory: ClientFactory, target: TargetSettings, principal_id: str) -> bool | None:
+    """The service's own verdict when we have one: the policy's health (only for the policy's identity)."""
+    policy = read_policy(factory, target)
+    if policy is None or (policy.principal_id or "").lower() != principal_id.lower():
+        return None
+    health = (policy.health_status or "").lower()
+    return {"healthy": True, "unhealthy": False}.get(health)
+
+
+@cmk_task(task_run_name="wait-for-propagation-{principal_id}")
+def wait_for_propagation(
+    conn: ConnectionSettings,
+    target: TargetSettings,
+    principal_id: str,
+    timeout: timedelta = PROPAGATION_TIMEOUT,
+) -> PropagationResult:
+    """Re-check (on the factory's clock) until ARM shows the grant and the policy's health no longer says the
+    identity lacks access; role assignments take minutes to apply."""
+    factory = ClientFactory.for_settings(conn)
+    waited, checks = 0.0, 0
+    while True:
+        checks += 1
+        vault = read_vault(factory, target.vault_id)
+        visible = bool(read_key_grants(factory, vault, principal_id))
+        probe = _probe(factory, target, principal_id) if visible else None
+        if visible and probe is not False:
+            return PropagationResult(
+                principal_id=principal_id,
+                scope=vault.vault_id,
+                visible=True,
+                probe_ok=probe,
+                waited_seconds=waited,
+                checks=checks,
+            )
+        if waited >= timeout.total_seconds():
+            what = "is not visible in ARM" if not visible else "is visible but the policy is still Unhealthy"
+            raise TransientError(f"key access of {principal_id} {what} after {waited:.0f} s; run again later")
+        factory.sleeper.sleep(PROPAGATION_POLL_SECONDS)
+        waited += PROPAGATION_POLL_SECONDS
+
+
+@cmk_task(task_run_name="revoke-key-access-{principal_id}")
+def revoke_key_access(
+    conn: ConnectionSettings, target: TargetSettings, principal_id: str
+) -> AccessRevocation:
+    """Remove every grant that gives the principal key access on the vault and return exactly what was
+    removed (so unlock can restore it). Refuses, before removing anything, when access comes from an
+    assignment above the vault (removing it would take away more than this vault)."""
+    factory = ClientFactory.for_settings(conn)
+    vault = read_vault(factory, target.vault_id)
+    grants = read_key_grants(factory, vault, principal_id)
+    inherited = [g.scope for g in grants if g.mechanism == "rbac" and not same_id(g.scope, vault.vault_id)]
+    if inherited:
+        raise ConfigError(
+            "principal_id",
+            f"{principal_id} holds key access through assignments at {', '.join(inherited)}, above the vault",
+            "remove those assignments by hand, or lock by disabling the key instead",
+        )
+    removed: list[RoleGrant] = []
+    for grant in grants:
+        if grant.mechanism == "access_policy":
+            _update_access_policy(
+                factory,
+                vault,
+                "remove",
+                grant.tenant_id or vault.tenant_id,
+                principal_id,
+                grant.key_permissions,
+            )
+        else:
+            try:
+                factory.authorization().role_assignments.delete_by_id(str(grant.assignment_id))
+            except ResourceNotFoundError:
+                continue  # removed meanwhile: nothing to restore
+            except HttpResponseError as exc:
+                raise_service_error(exc)
+        removed.append(grant)
+    return AccessRevocation(vault_id=vault.vault_id, principal_id=principal_id, removed=removed)
+
+
+def _update_access_policy(
+    factory: ClientFactory,
+    vault: VaultStatus,
+    kind: str,
+    tenant_id: str | None,
+    principal_id: str,
+    permissions: list[str],
+) -> None:
+    """Add or remove one access policy entry (ARM `accessPolicies/{add|remove}`)."""
+    rid = parse_resource_id(vault.vault_id)
+    entry = {"tenantId": tenant_id, "objectId": principal_id, "permissions": {"keys": permissions}}
+    parameters = VaultAccessPolicyParameters({"properties": {"accessPolicies": [entry]}})
+    try:
+        factory.keyvault_mgmt().vaults.update_access_policy(rid.resource_group, rid.name, kind, parameters)
+    except HttpResponseError as exc:
+        raise_service_error(exc)
+
+
+@cmk_task(task_run_name="restore-key-access-{revocation.principal_id}")
+def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -> list[RoleGrant]:
+    """Put back exactly what `revoke_key_access` removed (same assignment names, same permissions)."""
+    factory = ClientFactory.for_settings(conn)
+    vault = read_vault(factory, revocation.vault_id)
+    present = read_key_grants(factory, vault, revocation.principal_id)
+    restored: list[RoleGrant] = []
+    for grant in revocation.removed:
+        if any(
+            p.mechanism == grant.mechanism
+            and _role_guid(p.role_definition_id) == _role_guid(grant.role_definition_id)
+            for p in present
+        ):
+            restored.append(grant.model_copy(update={"changed": False}))
+        elif grant.mechanism == "access_policy":
+            restored.append(
+                _add_access_policy(factory, vault, grant.principal_id, grant.key_permissions, grant.tenant_id)
+            )
+        else:
+            name = (grant.assignment_id or "").rstrip("/").rsplit("/", 1)[-1] or None
+            restored.append(
+                _assign(
+                    factory,
+                    grant.scope,
+                    grant.principal_id,
+                    _role_guid(grant.role_definition_id),
+                    grant.principal_type or "ServicePrincipal",
+                    name,
+                )
+            )
+    return restored
+
+
+def resolve_principal(factory: ClientFactory, admin: str) -> str:
+    """An object id from a UPN (through Graph) or an object id as given."""
+    return factory.graph().user_object_id(admin) if "@" in admin else admin.strip().lower()
+
+
+@cmk_task(task_run_name="grant-policy-reader-{admin}")
+def grant_policy_reader(conn: ConnectionSettings, target: TargetSettings, admin: str) -> RoleGrant:
+    """Reader on the enterprise policy for the Power Platform admin (UPN or object id), so they can link."""
+    factory = ClientFactory.for_settings(conn)
+    principal = resolve_principal(factory, admin)
+    policy_id = target.policy_id(conn.subscription_id)
+    existing = read_role_grants(factory, policy_id, principal, POLICY_READ_ROLES)
+    if existing:
+        return existing[0]
+    return _assign(factory, policy_id, principal, READER, "User")
+
+
+@cmk_task(task_run_name="has-policy-reader-{admin}")
+def has_policy_reader(conn: ConnectionSettings, target: TargetSettings, admin: str) -> bool:
+    """Whether the admin holds Reader or higher on the policy (checked through ARM; separation of duty)."""
+    factory = ClientFactory.for_settings(conn)
+    principal = resolve_principal(factory, admin)
+    return bool(
+        read_role_grants(factory, target.policy_id(conn.subscription_id), principal, POLICY_READ_ROLES)
+    )

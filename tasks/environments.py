@@ -1,0 +1,262 @@
+"""Power Platform environment tasks: select environments, Managed Environment, link/unlink the Encryption
+policy, re-enable a locked environment, and wait on lifecycle operations.
+
+A task starts an operation and polls it inside itself (honouring Retry-After through the admin client), so a
+four-day encryption is one task run, not thousands. Each task reads the environment first and does nothing
+when it is already in the wanted state.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+
+from ppcmk.arm_ids import same_id
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import ConfigError, ServiceError
+from ppcmk.geo import canonical_geo, same_geo
+from ppcmk.models import Environment, OperationHandle, OperationKind, WaitResult
+from ppcmk.ppadmin import PowerPlatformAdminClient
+from ppcmk.settings import ConnectionSettings
+from tasks.results import EnvironmentChange
+from tasks.retry import cmk_task
+
+DEFAULT_DEADLINE = timedelta(days=4)  # the documented upper bound of an encryption
+MAX_LINK_ATTEMPTS = 3  # a Failed link is re-run ("the service resumes where it left off"), but not forever
+
+
+class EnvironmentSelector(BaseModel):
+    """Which environments a run concerns. Empty lists match everything; all given criteria must match."""
+
+    ids: list[str] = Field(default_factory=list)
+    geos: list[str] = Field(default_factory=list)
+    skus: list[str] = Field(default_factory=list)
+    name_pattern: str | None = Field(default=None, description="glob on the display name, e.g. 'Contoso*'")
+
+    def validate_geos(self) -> None:
+        for geo in self.geos:
+            if canonical_geo(geo) is None:
+                raise ConfigError(
+                    "geos",
+                    f"{geo!r} is not a Power Platform geo",
+                    "use geo names such as europe, unitedstates, uk",
+                )
+
+    def matches(self, env: Environment) -> bool:
+        if self.ids and env.id.lower() not in {i.lower() for i in self.ids}:
+            return False
+        if self.geos and not any(same_geo(env.geo, geo) for geo in self.geos):
+            return False
+        if self.skus and (env.sku or "").lower() not in {s.lower() for s in self.skus}:
+            return False
+        return not (
+            self.name_pattern
+            and not fnmatch.fnmatchcase((env.display_name or "").lower(), self.name_pattern.lower())
+        )
+
+
+def select_environments(
+    environments: Iterable[Environment], selector: EnvironmentSelector
+) -> list[Environment]:
+    """The environments the selector matches; an id asked for but not visible is an error, not a skip."""
+    selector.validate_geos()
+    environments = list(environments)
+    visible = {env.id.lower() for env in environments}
+    missing = [i for i in selector.ids if i.lower() not in visible]
+    if missing:
+        raise ConfigError(
+            "ids",
+            f"environment(s) {', '.join(missing)} do not exist or are not visible",
+            "check the ids; the caller needs the Power Platform Administrator role",
+        )
+    return [env for env in environments if selector.matches(env)]
+
+
+def read_environment(admin: PowerPlatformAdminClient, environment_id: str) -> Environment | None:
+    """The environment, or None when the service says it does not exist (or the caller cannot see it)."""
+    try:
+        return admin.get_environment(environment_id)
+    except ServiceError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _require(admin: PowerPlatformAdminClient, environment_id: str) -> Environment:
+    env = read_environment(admin, environment_id)
+    if env is None:
+        raise ConfigError(
+            "environment_id",
+            f"environment {environment_id} does not exist or is not visible",
+            "check the id; the caller needs the Power Platform Administrator role",
+        )
+    return env
+
+
+def _finish(
+    admin: PowerPlatformAdminClient,
+    kind: OperationKind,
+    environment_id: str,
+    handle: OperationHandle | None,
+    deadline: timedelta | datetime,
+    attempts: int,
+) -> EnvironmentChange:
+    """Wait for a started operation (None: the service finished at once) and read the environment after."""
+    if handle is None:
+        return EnvironmentChange(
+            environment_id=environment_id,
+            kind=kind,
+            status="Succeeded",
+            attempts=attempts,
+            environment=read_environment(admin, environment_id),
+        )
+    result = admin.wait_operation(handle, deadline)
+    return _change(admin, kind, environment_id, result, attempts)
+
+
+def _change(
+    admin: PowerPlatformAdminClient,
+    kind: OperationKind,
+    environment_id: str,
+    result: WaitResult,
+    attempts: int,
+) -> EnvironmentChange:
+    return EnvironmentChange(
+        environment_id=environment_id,
+        kind=kind,
+        status=result.status,
+        attempts=attempts,
+        handle=result.handle,
+        error_message=result.error_message,
+        environment=read_environment(admin, environment_id),
+    )
+
+
+def _unchanged(kind: OperationKind, env: Environment) -> EnvironmentChange:
+    return EnvironmentChange(environment_id=env.id, kind=kind, status="Unchanged", environment=env)
+
+
+def _run_with_reruns(
+    admin: PowerPlatformAdminClient,
+    kind: OperationKind,
+    environment_id: str,
+    start: Callable[[], OperationHandle | None],
+    deadline: datetime,
+    max_attempts: int,
+) -> EnvironmentChange:
+    """Start and wait; a Failed operation is started again, at most `max_attempts` times in all."""
+    attempt = 1
+    change = _finish(admin, kind, environment_id, start(), deadline, attempt)
+    while change.status == "Failed" and attempt < max_attempts:
+        attempt += 1
+        change = _finish(admin, kind, environment_id, start(), deadline, attempt)
+    return change
+
+
+# ------------------------------------------------------------------------------------------------- tasks
+
+
+@cmk_task(task_run_name="get-environments")
+def get_environments(
+    conn: ConnectionSettings, selector: EnvironmentSelector | None = None
+) -> list[Environment]:
+    """The environments matching the selector (all visible ones without a selector)."""
+    environments = ClientFactory.for_settings(conn).pp_admin().list_environments()
+    return select_environments(environments, selector or EnvironmentSelector())
+
+
+@cmk_task(task_run_name="enable-managed-environment-{environment_id}")
+def enable_managed_environment(
+    conn: ConnectionSettings, environment_id: str, deadline: timedelta = timedelta(hours=2)
+) -> EnvironmentChange:
+    """Turn on Managed Environment (protection level Standard), a prerequisite of CMK."""
+    factory = ClientFactory.for_settings(conn)
+    admin = factory.pp_admin()
+    env = _require(admin, environment_id)
+    if env.managed:
+        return _unchanged("governance", env)
+    return _finish(
+        admin, "governance", env.id, admin.enable_managed_environment(env.id), factory.now() + deadline, 1
+    )
+
+
+@cmk_task(task_run_name="link-{environment_id}")
+def link(
+    conn: ConnectionSettings,
+    environment_id: str,
+    system_id: str,
+    deadline: timedelta = DEFAULT_DEADLINE,
+    max_attempts: int = MAX_LINK_ATTEMPTS,
+) -> EnvironmentChange:
+    """Link (or swap to) the Encryption policy with `system_id` and wait; a Failed link is re-run."""
+    if max_attempts < 1:
+        raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
+    factory = ClientFactory.for_settings(conn)
+    admin = factory.pp_admin()
+    env = _require(admin, environment_id)
+    if env.cmk is not None and env.cmk.linked and same_id(env.cmk.system_id, system_id):
+        return _unchanged("link", env)
+    return _run_with_reruns(
+        admin,
+        "link",
+        env.id,
+        lambda: admin.link_policy(env.id, system_id),
+        factory.now() + deadline,
+        max_attempts,
+    )
+
+
+@cmk_task(task_run_name="unlink-{environment_id}")
+def unlink(
+    conn: ConnectionSettings,
+    environment_id: str,
+    system_id: str | None = None,
+    deadline: timedelta = DEFAULT_DEADLINE,
+    max_attempts: int = MAX_LINK_ATTEMPTS,
+) -> EnvironmentChange:
+    """Revert to the Microsoft-managed key. `system_id`, when given, must be the linked policy's."""
+    factory = ClientFactory.for_settings(conn)
+    admin = factory.pp_admin()
+    env = _require(admin, environment_id)
+    if env.cmk is None or not env.cmk.system_id:
+        return _unchanged("unlink", env)
+    if system_id is not None and not same_id(env.cmk.system_id, system_id):
+        raise ConfigError(
+            "system_id",
+            f"environment {env.id} is linked to {env.cmk.system_id}, not {system_id}",
+            "pass the systemId of the policy the environment is linked to (or none)",
+        )
+    linked = env.cmk.system_id
+    return _run_with_reruns(
+        admin,
+        "unlink",
+        env.id,
+        lambda: admin.unlink_policy(env.id, linked),
+        factory.now() + deadline,
+        max_attempts,
+    )
+
+
+@cmk_task(task_run_name="wait-operation-{handle.environment_id}")
+def wait_operation(
+    conn: ConnectionSettings, handle: OperationHandle, deadline: timedelta | datetime = DEFAULT_DEADLINE
+) -> EnvironmentChange:
+    """Wait on an operation started earlier (e.g. resumed after a restart from a saved handle)."""
+    admin = ClientFactory.for_settings(conn).pp_admin()
+    return _change(admin, handle.kind, handle.environment_id, admin.wait_operation(handle, deadline), 0)
+
+
+@cmk_task(task_run_name="reenable-environment-{environment_id}")
+def reenable_environment(
+    conn: ConnectionSettings, environment_id: str, deadline: timedelta = timedelta(minutes=30)
+) -> EnvironmentChange:
+    """Re-enable an environment that was disabled (locked) once access to its key is restored."""
+    factory = ClientFactory.for_settings(conn)
+    admin = factory.pp_admin()
+    env = _require(admin, environment_id)
+    if env.enabled:
+        return _unchanged("reenable", env)
+    return _finish(admin, "reenable", env.id, admin.reenable_environment(env.id), factory.now() + deadline, 1)

@@ -1,0 +1,92 @@
+"""The client factory builds every client, and they work against the sandbox over verified TLS."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from azure.keyvault.keys.crypto import KeyWrapAlgorithm
+
+from ppcmk import USER_AGENT
+from ppcmk.arm_ids import policy_id, vault_id
+from ppcmk.audit import request_ids
+from ppcmk.clients import ClientFactory
+from tests.core.conftest import sandbox_connection
+
+RG, VAULT, KEY = "rg-cmk", "kv-cmk-prod", "cmk-prod"
+
+
+def test_for_settings_caches_per_settings(sandbox_server: Any) -> None:
+    settings = sandbox_connection(sandbox_server)
+    assert ClientFactory.for_settings(settings) is ClientFactory.for_settings(settings.model_copy())
+    other = sandbox_connection(sandbox_server, sandbox_principal="pp-admin")
+    assert ClientFactory.for_settings(other) is not ClientFactory.for_settings(settings)
+
+
+def test_sdk_clients_work_against_the_sandbox(factory: ClientFactory) -> None:
+    sub = factory.settings.subscription_id
+    vault = factory.keyvault_mgmt().vaults.get(RG, VAULT)
+    assert vault.properties.enable_purge_protection is True
+    url = factory.vault_url(vault_id(sub, RG, VAULT))
+    assert url == str(vault.properties.vault_uri).rstrip("/")
+
+    key = factory.key_client(url).get_key(KEY)
+    assert key.name == KEY and key.key_type in ("RSA", "RSA-HSM")
+    crypto = factory.crypto_client(str(key.id))
+    wrapped = crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"k" * 32)
+    assert crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped.encrypted_key).key == b"k" * 32
+
+    assert factory.resources().providers.get("Microsoft.KeyVault").registration_state == "Registered"
+    policy = factory.powerplatform_mgmt().enterprise_policies.get("ep-existing", RG)
+    assert policy.id is not None and policy.id.lower() == policy_id(sub, RG, "ep-existing").lower()
+    assignments = list(factory.authorization().role_assignments.list_for_scope(vault_id(sub, RG, VAULT)))
+    assert assignments
+
+
+def test_sdk_retries_go_through_the_virtual_sleeper(factory: ClientFactory, cloud: Any) -> None:
+    cloud.faults.add(method="GET", path=r"/providers/Microsoft\.KeyVault/vaults/kv-cmk-prod$", status=429,
+                     times=2, retry_after="7")
+    before = factory.now()
+    assert factory.keyvault_mgmt().vaults.get(RG, VAULT).name == VAULT
+    assert factory.sleeper.waits == [7.0, 7.0]  # type: ignore[attr-defined]
+    assert (factory.now() - before).total_seconds() >= 14
+    statuses = [e.status for e in cloud.log.entries if e.path.endswith("/vaults/kv-cmk-prod")]
+    assert statuses == [429, 429, 200]
+
+
+def test_user_agent_and_request_ids_are_recorded(factory: ClientFactory) -> None:
+    sent: list[str] = []
+    with request_ids() as records:
+        factory.keyvault_mgmt().vaults.get(
+            RG, VAULT, raw_response_hook=lambda r: sent.append(r.http_request.headers["User-Agent"]))
+        environments = factory.pp_admin().list_environments()
+        endpoints = factory.settings.endpoints
+        with factory.http_client(endpoints.bap, endpoints.bap_scope) as http:
+            sent.append(http.get(f"/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/"
+                                 f"{environments[0].id}").request.headers["User-Agent"])
+    assert len(sent) == 2 and all(agent.startswith(USER_AGENT) for agent in sent)
+    assert [r.status for r in records] == [200, 200, 200]
+    assert records[0].url.endswith("/vaults/kv-cmk-prod") and "?" not in records[0].url
+
+
+def test_no_token_in_logs(factory: ClientFactory, cloud: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    factory.keyvault_mgmt().vaults.get(RG, VAULT)
+    factory.key_client(factory.vault_url(vault_id(factory.settings.subscription_id, RG, VAULT))).get_key(KEY)
+    factory.pp_admin().list_environments()
+    endpoints = factory.settings.endpoints
+    tokens = [factory.credential.get_token(scope).token
+              for scope in (endpoints.arm_scope, endpoints.bap_scope, endpoints.keyvault_scope)]
+    assert caplog.records, "debug logging should have produced records"
+    for token in tokens:
+        assert token not in caplog.text
+        assert token.split(".")[1] not in caplog.text  # not even the claims part
+    assert "ppcmk.http" in {r.name for r in caplog.records}
+
+
+def test_sandbox_credential_caches_tokens(factory: ClientFactory, cloud: Any) -> None:
+    scope = factory.settings.endpoints.bap_scope
+    first = factory.credential.get_token(scope)
+    assert factory.credential.get_token(scope).token == first.token
+    assert cloud.log.count(path=r"/oauth2/token") <= 1

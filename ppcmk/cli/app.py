@@ -6,6 +6,7 @@ import typer
 
 from ppcmk.cli.approvals import approvals, approve
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
+from ppcmk.cli.runs import run
 from ppcmk.cli.sandbox_cmds import sandbox_app
 from ppcmk.cli.serve import serve
 
@@ -20,6 +21,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.command("approvals")(approvals)
 app.command("approve")(approve)
 app.command("serve")(serve)
+app.command("run")(run)
 
 
 def main() -> None:

@@ -85,3 +85,9 @@ def test_sandbox_up_publishes_a_profile_and_cleans_up_on_ctrl_c(tmp_path: Path) 
     assert process.returncode == 0, output
     assert "Sandbox stopped." in output
     assert not profile_file.exists()
+
+
+def test_run_names_the_runbooks_when_the_flow_is_unknown(runner: CliRunner, ppcmk_home: Path) -> None:
+    result = runner.invoke(app, ["run", "rotate-everything"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "onboard" in result.output and "migrate_byok" in result.output

@@ -7,8 +7,8 @@ from typing import Annotated, Any, cast
 
 import typer
 from prefect.client.schemas.objects import FlowRun
-from prefect.states import State
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import State
 from rich.console import Console
 
 from deployments.catalog import RUNBOOKS, Runbook, default_parameters

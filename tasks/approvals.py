@@ -94,8 +94,8 @@ class ApprovalDecision(RunInput):
 class PowerPlatformHandoff:
     """The approver will run the Power Platform half: they name their connection, which must hold Reader."""
 
-    policy_resource_id: str
-    has_policy_reader: Callable[[ConnectionSettings, str, str], bool]  # (settings, policy id, principal id)
+    policy_name: str
+    has_policy_reader: Callable[[str], bool]  # principal object id → holds Reader on the policy (ARM)
     load_connection: Callable[[str], ConnectionSettings]  # block name → settings
 
 
@@ -265,9 +265,9 @@ def _check_handoff(
             f"connection block {decision.connection_block!r} signs in as {principal_id}, not as the approver "
             f"{decision.approver}; name a connection that signs in as you"
         )
-    if not handoff.has_policy_reader(connection, handoff.policy_resource_id, principal_id):
+    if not handoff.has_policy_reader(principal_id):
         raise SeparationOfDutyError(
-            f"{decision.approver} has no Reader role on the enterprise policy {handoff.policy_resource_id}; "
+            f"{decision.approver} has no Reader role on the enterprise policy {handoff.policy_name}; "
             "the Key Vault admin grants it (role acdd72a7-3385-48ef-bd42-f606fba81ae7), then run again"
         )
     return connection

@@ -14,6 +14,11 @@ from ppcmk.credentials import SandboxCredential
 BAP = "/providers/Microsoft.BusinessAppPlatform"
 
 
+def role_definition_id(cloud: Any, guid: str) -> str:
+    subscription = f"/subscriptions/{cloud.endpoints.subscription_id}"
+    return f"{subscription}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+
 def credential(cloud: Any, persona: str) -> SandboxCredential:
     endpoints = cloud.endpoints
     return SandboxCredential(endpoints.token, persona, endpoints.ca)

@@ -1,4 +1,4 @@
-"""Contract tests: ARM providers and Microsoft.PowerPlatform/enterprisePolicies, driven by the real SDK clients."""
+"""Contract tests: ARM providers and Microsoft.PowerPlatform/enterprisePolicies, with the real SDK clients."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ API = {"api-version": "2020-10-30-preview"}
 
 
 def _vault_id(cloud: Any, name: str = "kv-cmk-prod") -> str:
-    return f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/{name}"
+    group = f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/{RG}"
+    return f"{group}/providers/Microsoft.KeyVault/vaults/{name}"
 
 
 def _body(cloud: Any, **overrides: Any) -> dict[str, Any]:
@@ -35,8 +36,8 @@ def _body(cloud: Any, **overrides: Any) -> dict[str, Any]:
 
 
 def _policy_url(cloud: Any, name: str) -> str:
-    sub = cloud.endpoints.subscription_id
-    return f"/subscriptions/{sub}/resourceGroups/{RG}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}"
+    group = f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/{RG}"
+    return f"{group}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}"
 
 
 def test_missing_api_version_is_rejected(cloud: Any) -> None:

@@ -1,0 +1,112 @@
+"""Contract tests: CMK lock semantics (revocation locks, re-enable unlocks, locked environments deleted)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.sandbox._pp_creds import BAP, arm_http, authorization, bap, role_definition_id
+
+ON_CMK = "e1000000-0000-4000-8000-00000000000b"
+SANDBOX_ENV = "e1000000-0000-4000-8000-000000000002"
+EUROPE_POLICIES = "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
+SYSTEM_ID = EUROPE_POLICIES + "e0e0e0e0-0000-4000-8000-00000000e001"
+POLICY_GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"
+
+
+def _vault_id(cloud: Any) -> str:
+    return cloud.world.keyvault.get("kv-cmk-prod").arm_id
+
+
+def _runtime(cloud: Any, env_id: str) -> Any:
+    response = bap(cloud).get(f"{BAP}/scopes/admin/environments/{env_id}")
+    if response.status_code == 404:
+        return None
+    return response.json()["properties"]["states"]["runtime"]
+
+
+def _health(cloud: Any) -> str:
+    policy = cloud.world.arm.find_policy_by_name("ep-existing")
+    body = arm_http(cloud, "kv-admin").get(policy.arm_id, params={"api-version": "2020-10-30-preview"}).json()
+    return body["properties"]["healthStatus"]
+
+
+def _revoke_role(cloud: Any) -> None:
+    authorization(cloud, "kv-admin").role_assignments.delete(_vault_id(cloud), POLICY_GRANT)
+
+
+def _disable_key(cloud: Any) -> None:
+    # State-level change (the Key Vault data-plane PATCH is S1's contract, tested there).
+    with cloud.world.lock:
+        cloud.world.keyvault.get("kv-cmk-prod").key("cmk-prod").current.enabled = False
+    cloud.world.after_change()
+
+
+def _close_network(cloud: Any) -> None:
+    with cloud.world.lock:
+        vault = cloud.world.keyvault.get("kv-cmk-prod")
+        vault.properties["publicNetworkAccess"] = "Disabled"
+        vault.properties["networkAcls"] = {"defaultAction": "Deny", "bypass": "None"}
+    cloud.world.after_change()
+
+
+@pytest.mark.parametrize("revoke", [_revoke_role, _disable_key, _close_network])
+def test_losing_key_access_locks_linked_environments(cloud: Any, revoke: Any) -> None:
+    assert _runtime(cloud, ON_CMK)["id"] == "Enabled" and _health(cloud) == "Healthy"
+    revoke(cloud)
+    runtime = _runtime(cloud, ON_CMK)
+    assert runtime == {"id": "Disabled", "runtimeReasonCode": "CustomerManagedKeyLocked"}
+    assert _health(cloud) == "Unhealthy"
+    assert _runtime(cloud, SANDBOX_ENV)["id"] == "Enabled"  # not linked: unaffected
+
+
+def test_restore_then_reenable_unlocks(cloud: Any) -> None:
+    _revoke_role(cloud)
+    assert _runtime(cloud, ON_CMK)["id"] == "Disabled"
+    role = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
+    principal = cloud.world.arm.find_policy_by_name("ep-existing").principal_id
+    role_id = role_definition_id(cloud, role)
+    authorization(cloud, "kv-admin").role_assignments.create(
+        _vault_id(cloud),
+        POLICY_GRANT,
+        {
+            "properties": {
+                "roleDefinitionId": role_id,
+                "principalId": principal,
+                "principalType": "ServicePrincipal",
+            }
+        },
+    )
+    cloud.advance(timedelta(seconds=cloud.world.settings.role_propagation_seconds))
+    assert _runtime(cloud, ON_CMK)["id"] == "Disabled"  # restoring access alone does not unlock
+    started = bap(cloud).post(
+        f"{BAP}/scopes/admin/environments/{ON_CMK}/enable", params={"api-version": "2021-04-01"}
+    )
+    assert started.status_code == 202
+    cloud.advance(timedelta(minutes=5))
+    assert bap(cloud).get(started.headers["operation-location"]).json()["state"]["id"] == "Succeeded"
+    assert _runtime(cloud, ON_CMK)["id"] == "Enabled"
+
+
+def test_reenable_fails_while_access_is_still_revoked(cloud: Any) -> None:
+    _revoke_role(cloud)
+    started = bap(cloud).post(f"{BAP}/scopes/admin/environments/{ON_CMK}/enable")
+    cloud.advance(timedelta(minutes=5))
+    assert bap(cloud).get(started.headers["operation-location"]).json()["state"]["id"] == "Failed"
+    assert _runtime(cloud, ON_CMK)["id"] == "Disabled"
+
+
+def test_locked_environments_are_deleted_after_7_or_30_days(cloud: Any) -> None:
+    link = bap(cloud).post(
+        f"{BAP}/environments/{SANDBOX_ENV}/enterprisePolicies/Encryption/link", json={"SystemId": SYSTEM_ID}
+    )
+    assert link.status_code == 202
+    cloud.advance(timedelta(seconds=cloud.world.settings.link_duration_seconds))
+    _revoke_role(cloud)
+    cloud.advance(timedelta(days=7))
+    assert _runtime(cloud, SANDBOX_ENV) is None  # Sandbox type: deleted after 7 days
+    assert _runtime(cloud, ON_CMK)["id"] == "Disabled"  # Production: still there
+    cloud.advance(timedelta(days=23))
+    assert _runtime(cloud, ON_CMK) is None

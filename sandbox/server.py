@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -24,6 +23,7 @@ from sandbox.frontdoor import FrontDoor
 from sandbox.http import AUDIENCES, Route
 from sandbox.identity.routes import IDENTITY_PATH, TOKEN_PATH
 from sandbox.identity.tokens import issue_token
+from sandbox.keyvault.state import origin_url
 from sandbox.requestlog import RequestLog
 from sandbox.scenarios import load_scenario
 from sandbox.tls import TlsFiles, make_tls_files
@@ -88,8 +88,8 @@ class _Listener:
             ssl_certfile=str(tls.cert_chain),
             ssl_keyfile=str(tls.key),
             # idle keep-alive connections of clients never closed must not hold up stop()
-            timeout_graceful_shutdown=0.2,
-        )  # type: ignore[arg-type]
+            timeout_graceful_shutdown=0.2,  # type: ignore[arg-type]  # a float works; typed as int
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run,
@@ -151,12 +151,6 @@ class _VaultOrigins:
             self._listeners.clear()
             self._by_port.clear()
             return listeners
-
-
-def vault_url(base_url: str, port: int | None) -> str:
-    """A vault's origin as seen by a request that came in on ``base_url`` (same host name, vault port)."""
-    host = urlsplit(base_url).hostname or HOST
-    return f"https://{host}:{port}/" if port else f"https://{host}/"
 
 
 class Sandbox:
@@ -272,7 +266,7 @@ class Sandbox:
     def endpoints_for(self, base_url: str) -> SandboxEndpoints:
         ports = self.origins.ports()
         vaults = {
-            v.name: vault_url(base_url, ports.get(v.name.lower()))
+            v.name: origin_url(base_url, ports.get(v.name.lower()))
             for v in self.world.keyvault.vaults.values()
             if not v.deleted
         }

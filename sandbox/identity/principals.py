@@ -23,6 +23,9 @@ class Principal(BaseModel):
     app_id: str | None = None  # service principals only
     wids: list[str] = Field(default_factory=list)  # Entra role template ids held by the principal
     management_app: bool = False  # service principal registered as a Power Platform admin management app
+    # A Microsoft service's system-assigned identity (e.g. an enterprise policy): passes a vault firewall that
+    # allows trusted Microsoft services (bypass AzureServices).
+    trusted_service: bool = False
 
     @property
     def is_power_platform_admin(self) -> bool:
@@ -77,8 +80,9 @@ class Identities:
             raise KeyError(f"no principal {key!r} in the sandbox tenant (known: {known})")
         return principal
 
-    def add_service_principal(self, display_name: str) -> Principal:
-        """A new service principal (e.g. an enterprise policy's system-assigned identity) with fresh ids."""
+    def add_service_principal(self, display_name: str, trusted_service: bool = True) -> Principal:
+        """A new service principal with fresh ids; by default a trusted Microsoft service's system-assigned
+        identity (what an enterprise policy gets)."""
         object_id = str(uuid.uuid4())
         return self._add(
             Principal(
@@ -87,5 +91,6 @@ class Identities:
                 kind="ServicePrincipal",
                 display_name=display_name,
                 app_id=str(uuid.uuid4()),
+                trusted_service=trusted_service,
             )
         )

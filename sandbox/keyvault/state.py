@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from sandbox.clock import parse_instant
 from sandbox.keyvault import material
@@ -261,6 +262,12 @@ class NoOrigins:
         return None
 
 
+def origin_url(base_url: str, port: int | None) -> str:
+    """A vault's origin as seen by a request that came in on ``base_url`` (same host, the vault's port)."""
+    host = urlsplit(base_url).hostname or "127.0.0.1"
+    return f"https://{host}:{port}/" if port else f"https://{host}/"
+
+
 class KeyVaultState:
     def __init__(self, vaults: list[Vault]) -> None:
         self.vaults: dict[str, Vault] = {v.name.lower(): v for v in vaults}
@@ -287,6 +294,10 @@ class KeyVaultState:
         self.vaults[vault.name.lower()] = vault
         self.origins.ensure(vault.name)
         return vault
+
+    def url_for(self, vault: Vault, base_url: str) -> str:
+        """``vaultUri`` / ``hsmUri``: the vault's own origin, on the host name the caller used."""
+        return origin_url(base_url, self.origins.ensure(vault.name))
 
     def reconcile(self, world: World) -> None:
         """Fire due rotation policies and purge soft-deleted keys and vaults whose retention has passed."""

@@ -34,7 +34,7 @@ from tasks.results import (
     parse_iso_duration,
 )
 from tasks.retry import cmk_task
-from tasks.sdk import attr
+from tasks.sdk import attr, text
 
 CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
 MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation
@@ -61,9 +61,9 @@ def read_vault(factory: ClientFactory, vault_id: str) -> VaultStatus:
             soft_delete=bool(attr(props, "enable_soft_delete", True)),
             purge_protection=bool(attr(props, "enable_purge_protection", False)),
             rbac_authorization=True,
-            public_network_access=str(attr(props, "public_network_access", "Enabled")),
-            default_action=str(attr(acls, "default_action", "Allow")),
-            bypass=str(attr(acls, "bypass", "None")),
+            public_network_access=text(attr(props, "public_network_access", "Enabled")),
+            default_action=text(attr(acls, "default_action", "Allow")),
+            bypass=text(attr(acls, "bypass", "None")),
         )
     vault = mgmt.vaults.get(rid.resource_group, rid.name)
     props = vault.properties
@@ -72,7 +72,7 @@ def read_vault(factory: ClientFactory, vault_id: str) -> VaultStatus:
         AccessPolicyEntry(
             object_id=p.object_id,
             tenant_id=p.tenant_id,
-            key_permissions=[str(k) for k in attr(p.permissions, "keys", [])],
+            key_permissions=[text(k) for k in attr(p.permissions, "keys", [])],
         )
         for p in attr(props, "access_policies", [])
     ]
@@ -86,9 +86,9 @@ def read_vault(factory: ClientFactory, vault_id: str) -> VaultStatus:
         soft_delete=bool(attr(props, "enable_soft_delete", True)),
         purge_protection=bool(attr(props, "enable_purge_protection", False)),
         rbac_authorization=bool(attr(props, "enable_rbac_authorization", False)),
-        public_network_access=str(attr(props, "public_network_access", "Enabled")),
-        default_action=str(attr(acls, "default_action", "Allow")),
-        bypass=str(attr(acls, "bypass", "AzureServices")),
+        public_network_access=text(attr(props, "public_network_access", "Enabled")),
+        default_action=text(attr(acls, "default_action", "Allow")),
+        bypass=text(attr(acls, "bypass", "AzureServices")),
         ip_rules=len(attr(acls, "ip_rules", [])),
         virtual_network_rules=len(attr(acls, "virtual_network_rules", [])),
         access_policies=policies,
@@ -111,9 +111,9 @@ def key_info(vault_id: str, key: KeyVaultKey, created: bool = False) -> KeyInfo:
         name=key.name or props.name,
         kid=str(key.id),
         version=str(props.version),
-        kty=str(key.key_type),
+        kty=text(key.key_type),
         size=_rsa_size(key),
-        key_ops=[str(op) for op in key.key_operations or []],
+        key_ops=[text(op) for op in key.key_operations or []],
         enabled=bool(props.enabled),
         not_before=props.not_before,
         expires_on=props.expires_on,
@@ -136,7 +136,7 @@ def _policy_info(policy: KeyRotationPolicy) -> RotationPolicyInfo:
         expires_after=parse_iso_duration(policy.expires_in) if policy.expires_in else None
     )
     for action in policy.lifetime_actions or []:
-        rotate = str(action.action).lower().endswith("rotate")
+        rotate = text(action.action).lower() == "rotate"
         if action.time_after_create and rotate:
             info.rotate_after_create = parse_iso_duration(action.time_after_create)
         if action.time_before_expiry:

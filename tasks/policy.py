@@ -16,7 +16,7 @@ from ppcmk.models import pick
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks.results import PolicyDeletion, PolicyInfo, ProviderStatus
 from tasks.retry import cmk_task
-from tasks.sdk import raise_service_error
+from tasks.sdk import raise_service_error, text
 
 PROVIDER = "Microsoft.PowerPlatform"
 PROVIDER_POLL_SECONDS = 10.0
@@ -36,7 +36,7 @@ def read_provider(factory: ClientFactory) -> ProviderStatus:
             locations = [str(loc) for loc in resource_type.locations or []]
     return ProviderStatus(
         namespace=PROVIDER,
-        registration_state=str(provider.registration_state or "Unknown"),
+        registration_state=text(provider.registration_state or "Unknown"),
         policy_locations=locations,
     )
 

@@ -15,6 +15,11 @@ def attr(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def text(value: Any) -> str:
+    """The wire value of an SDK enum member (str() of one gives 'JsonWebKeyType.RSA'), or str(value)."""
+    return str(getattr(value, "value", value))
+
+
 def error_code(exc: HttpResponseError) -> str | None:
     error = getattr(exc, "error", None)
     return getattr(error, "code", None)

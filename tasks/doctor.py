@@ -1,0 +1,146 @@
+"""The preflight doctor: read everything once, run every check, return every finding with its fix.
+
+`doctor_report` is a plain function (the CLI calls it without a flow); `run_doctor` is the same as a Prefect
+task. A read that fails becomes a finding too, so one unreachable object never hides the other problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from azure.core.exceptions import AzureError
+
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import PpcmkError
+from ppcmk.findings import DoctorReport, Finding, error
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from tasks import doctor_checks as checks
+from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
+from tasks.doctor_env_checks import check_environment
+from tasks.environments import read_environment
+from tasks.keyvault import read_key, read_rotation_policy, read_vault
+from tasks.policy import read_policy, read_provider
+from tasks.results import PolicyInfo, VaultStatus
+from tasks.retry import cmk_task
+
+READ_ERRORS = (PpcmkError, AzureError)
+
+
+class _Gatherer:
+    """Collects findings; a read that fails inside `about(...)` becomes an error finding about its object."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self.factory = factory
+        self.findings: list[Finding] = []
+        self.vaults: dict[str, VaultStatus | None] = {}
+        self.keys_checked: set[str] = set()
+
+    def add(self, findings: Iterable[Finding]) -> None:
+        self.findings.extend(findings)
+
+    @contextmanager
+    def about(self, check: str, subject: str, what: str) -> Iterator[None]:
+        try:
+            yield
+        except READ_ERRORS as exc:
+            self.findings.append(
+                error(
+                    check,
+                    subject,
+                    f"could not read {what}: {exc}",
+                    "give the runbook identity read access (or fix the id), then run again",
+                )
+            )
+
+    def vault(self, vault_id: str) -> VaultStatus | None:
+        """The vault, read and checked once however many targets share it."""
+        if vault_id.lower() not in self.vaults:
+            self.vaults[vault_id.lower()] = None
+            with self.about("vault.read", vault_id, "the vault"):
+                vault = self.vaults[vault_id.lower()] = read_vault(self.factory, vault_id)
+                self.add(checks.check_vault(vault))
+        return self.vaults[vault_id.lower()]
+
+    def key(self, target: TargetSettings) -> None:
+        subject = checks.key_subject(target.vault_id, target.key_name)
+        if subject.lower() in self.keys_checked:
+            return
+        self.keys_checked.add(subject.lower())
+        with self.about("key.read", subject, "the key"):
+            key = read_key(self.factory, target.vault_id, target.key_name)
+            self.add(checks.check_key(key, target, self.factory.now()))
+            if key is not None:
+                with self.about("rotation.read", subject, "the rotation policy"):
+                    policy = read_rotation_policy(self.factory, target.vault_id, target.key_name)
+                    self.add(checks.check_rotation(policy, target))
+
+    def policy(self, target: TargetSettings) -> PolicyInfo | None:
+        policy: PolicyInfo | None = None
+        with self.about("policy.read", target.policy_id(self.factory.settings.subscription_id), "the policy"):
+            policy = read_policy(self.factory, target)
+            self.add(checks.check_policy(policy, target))
+        vault = self.vaults.get(target.vault_id.lower())
+        if policy is not None and policy.principal_id and vault is not None:
+            principal = policy.principal_id
+            with self.about("access.read", policy.policy_id, "the policy identity's key access"):
+                self.add(
+                    checks.check_key_access(vault, policy, read_key_grants(self.factory, vault, principal))
+                )
+        return policy
+
+    def admin_reader(self, policy: PolicyInfo, pp_admin: str) -> None:
+        with self.about("access.admin_reader", policy.policy_id, f"the roles of {pp_admin} on the policy"):
+            principal = resolve_principal(self.factory, pp_admin)
+            grants = read_role_grants(self.factory, policy.policy_id, principal, POLICY_READ_ROLES)
+            self.add(checks.check_admin_reader(pp_admin, policy, bool(grants)))
+
+    def environments(
+        self, target: TargetSettings, policy: PolicyInfo | None, environment_ids: Sequence[str] | None
+    ) -> None:
+        admin = self.factory.pp_admin()
+        if environment_ids is None:
+            with self.about("env.list", "environments", "the environment list"):
+                for listed in admin.list_environments():
+                    self.add(check_environment(listed.id, listed, target, policy))
+            return
+        for environment_id in environment_ids:
+            with self.about("env.read", environment_id, "the environment"):
+                env = read_environment(admin, environment_id)
+                self.add(check_environment(environment_id, env, target, policy))
+
+
+def doctor_report(
+    conn: ConnectionSettings,
+    target: TargetSettings | Sequence[TargetSettings],
+    environment_ids: Sequence[str] | None = None,
+    pp_admin: str | None = None,
+) -> DoctorReport:
+    """Check everything at once. With several targets the first is the primary one: environments are checked
+    for its policy; the others add their vault, key and policy findings (e.g. a fleet's other vaults)."""
+    targets = [target] if isinstance(target, TargetSettings) else list(target)
+    if not targets:
+        raise PpcmkError("doctor: give at least one target (vault, key, policy)")
+    g = _Gatherer(ClientFactory.for_settings(conn))
+    with g.about("provider.read", "provider Microsoft.PowerPlatform", "the resource provider"):
+        g.add(checks.check_provider(read_provider(g.factory), targets[0]))
+    policies = []
+    for each in targets:
+        g.vault(each.vault_id)
+        g.key(each)
+        policies.append(g.policy(each))
+    if pp_admin and policies[0] is not None:
+        g.admin_reader(policies[0], pp_admin)
+    g.environments(targets[0], policies[0], environment_ids)
+    return DoctorReport.of(g.factory.now(), g.findings)
+
+
+@cmk_task(task_run_name="doctor")
+def run_doctor(
+    conn: ConnectionSettings,
+    target: TargetSettings | list[TargetSettings],
+    environment_ids: list[str] | None = None,
+    pp_admin: str | None = None,
+) -> DoctorReport:
+    """The doctor as a Prefect task (one task run; the reads inside are plain calls)."""
+    return doctor_report(conn, target, environment_ids, pp_admin)

@@ -27,7 +27,14 @@ def scenario_dir(scenario: str | Path) -> Path:
 
 
 def load_scenario(scenario: str | Path) -> dict[str, dict[str, Any]]:
-    """All sections of a scenario; a missing file is an empty section."""
+    """All sections of a scenario; a missing file is an empty section. `fleet:<n>` is generated."""
+    if isinstance(scenario, str) and scenario.startswith("fleet:"):
+        from sandbox.scenarios.fleet import fleet_scenario
+
+        size = scenario.split(":", 1)[1]
+        if not size.isdigit():
+            raise ValueError(f"scenario {scenario!r}: write fleet:<number of environments>, e.g. fleet:500")
+        return fleet_scenario(int(size))
     directory = scenario_dir(scenario)
     data: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:

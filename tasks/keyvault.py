@@ -22,6 +22,7 @@ from azure.keyvault.keys import (
 from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
+from ppcmk.models import pick
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks.results import (
     AccessPolicyEntry,
@@ -34,7 +35,7 @@ from tasks.results import (
     parse_iso_duration,
 )
 from tasks.retry import cmk_task
-from tasks.sdk import attr, text
+from tasks.sdk import text
 
 CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
 MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation
@@ -44,53 +45,41 @@ MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay
 
 
 def read_vault(factory: ClientFactory, vault_id: str) -> VaultStatus:
-    """The vault's (or managed HSM's) ARM properties."""
+    """The vault's (or managed HSM's) ARM properties, read from the raw JSON (case-insensitively)."""
     rid = parse_resource_id(vault_id)
     mgmt = factory.keyvault_mgmt()
-    if rid.is_type(*MANAGED_HSM_TYPE):
-        hsm = mgmt.managed_hsms.get(rid.resource_group, rid.name)
-        props = attr(hsm, "properties")
-        acls = attr(props, "network_acls")
-        return VaultStatus(
-            vault_id=str(rid),
-            name=rid.name,
-            kind="managedHSM",
-            vault_uri=str(attr(props, "hsm_uri", "")),
-            location=attr(hsm, "location"),
-            tenant_id=attr(props, "tenant_id"),
-            soft_delete=bool(attr(props, "enable_soft_delete", True)),
-            purge_protection=bool(attr(props, "enable_purge_protection", False)),
-            rbac_authorization=True,
-            public_network_access=text(attr(props, "public_network_access", "Enabled")),
-            default_action=text(attr(acls, "default_action", "Allow")),
-            bypass=text(attr(acls, "bypass", "None")),
-        )
-    vault = mgmt.vaults.get(rid.resource_group, rid.name)
-    props = vault.properties
-    acls = attr(props, "network_acls")
+    hsm = rid.is_type(*MANAGED_HSM_TYPE)
+    if hsm:
+        raw = mgmt.managed_hsms.get(rid.resource_group, rid.name).as_dict()
+    else:
+        raw = mgmt.vaults.get(rid.resource_group, rid.name).as_dict()
+    props = pick(raw, "properties", default={})
+    acls = pick(props, "networkAcls", default={})
     policies = [
         AccessPolicyEntry(
-            object_id=p.object_id,
-            tenant_id=p.tenant_id,
-            key_permissions=[text(k) for k in attr(p.permissions, "keys", [])],
+            object_id=str(pick(entry, "objectId")),
+            tenant_id=pick(entry, "tenantId"),
+            key_permissions=[str(k) for k in pick(entry, "permissions", "keys", default=[])],
         )
-        for p in attr(props, "access_policies", [])
+        for entry in pick(props, "accessPolicies", default=[])
     ]
     return VaultStatus(
         vault_id=str(rid),
         name=rid.name,
-        vault_uri=str(attr(props, "vault_uri", "")),
-        location=vault.location,
-        tenant_id=attr(props, "tenant_id"),
-        # Soft delete defaults to on (and cannot be turned off) since 2020; absent means on.
-        soft_delete=bool(attr(props, "enable_soft_delete", True)),
-        purge_protection=bool(attr(props, "enable_purge_protection", False)),
-        rbac_authorization=bool(attr(props, "enable_rbac_authorization", False)),
-        public_network_access=text(attr(props, "public_network_access", "Enabled")),
-        default_action=text(attr(acls, "default_action", "Allow")),
-        bypass=text(attr(acls, "bypass", "AzureServices")),
-        ip_rules=len(attr(acls, "ip_rules", [])),
-        virtual_network_rules=len(attr(acls, "virtual_network_rules", [])),
+        kind="managedHSM" if hsm else "vault",
+        vault_uri=str(pick(props, "hsmUri" if hsm else "vaultUri", default="")),
+        location=pick(raw, "location"),
+        tenant_id=pick(props, "tenantId"),
+        # Soft delete is on by default (and cannot be turned off) since 2020: absent means on.
+        soft_delete=bool(pick(props, "enableSoftDelete", default=True)),
+        purge_protection=bool(pick(props, "enablePurgeProtection", default=False)),
+        # Managed HSMs only have (local) RBAC.
+        rbac_authorization=hsm or bool(pick(props, "enableRbacAuthorization", default=False)),
+        public_network_access=str(pick(props, "publicNetworkAccess", default="Enabled")),
+        default_action=str(pick(acls, "defaultAction", default="Allow")),
+        bypass=str(pick(acls, "bypass", default="AzureServices")),
+        ip_rules=len(pick(acls, "ipRules", default=[])),
+        virtual_network_rules=len(pick(acls, "virtualNetworkRules", default=[])),
         access_policies=policies,
     )
 

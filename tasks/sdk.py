@@ -9,12 +9,6 @@ from azure.core.exceptions import HttpResponseError
 from ppcmk.errors import service_error
 
 
-def attr(obj: Any, name: str, default: Any = None) -> Any:
-    """`obj.name`, or `default` when the object or attribute is missing or None (SDK models are sparse)."""
-    value = getattr(obj, name, None) if obj is not None else None
-    return default if value is None else value
-
-
 def text(value: Any) -> str:
     """The wire value of an SDK enum member (str() of one gives 'JsonWebKeyType.RSA'), or str(value)."""
     return str(getattr(value, "value", value))

@@ -1,0 +1,68 @@
+"""revert end to end against the sandbox: unlink back to the Microsoft key, approvals, the 30-day hold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.revert import revert
+from ppcmk.audit import AuditLog
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import HoldActive
+from ppcmk.holds import policy_hold
+from blocks import CmkConnection
+from tests.flows.helpers import approve_next, start
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing in the default scenario
+REQUESTER = "kv-admin@contoso.example"
+APPROVER = "pp-admin@contoso.example"
+
+
+@pytest.fixture(autouse=True)
+def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    yield AuditLog(tmp_path / "audit.jsonl")
+
+
+def env_state(cloud: Any, environment_id: str) -> Any:
+    return cloud.world.powerplatform.environment(environment_id)
+
+
+def run_revert(blocks: dict[str, str], **overrides: Any) -> Any:
+    return start(revert, connection=blocks["runbook"], target=blocks["target"], requester=REQUESTER,
+                 approval_poll_s=1, **overrides)
+
+
+def test_revert_unlinks_and_holds_the_key_for_30_days(cloud: Any, sandbox_blocks: dict[str, str],
+                                                        audit_home: AuditLog) -> None:
+    running = run_revert(sandbox_blocks)
+    pending = approve_next(running, APPROVER)
+    assert "unlink from ep-existing" in pending.description and FINANCE in pending.description
+    outcome = running.result()
+    assert outcome.status == "completed", outcome.message
+    env = env_state(cloud, FINANCE)
+    assert env.cmk is None and env.key_managed_by == "Microsoft"
+    assert [r["state"] for r in outcome.rows] == ["succeeded"] and "Enabled" in outcome.rows[0]["now"]
+    conn = CmkConnection.load(sandbox_blocks["runbook"]).settings()
+    hold = policy_hold(conn, "rg-cmk", "ep-existing")
+    now = ClientFactory.for_settings(conn).now()
+    assert hold is not None and timedelta(days=29) < hold.until - now <= timedelta(days=30)
+    with pytest.raises(HoldActive, match="until"):
+        hold.enforce(now + timedelta(days=29))
+    events = [e["event"]["event"] for e in audit_home.entries()]
+    assert "revert-finished" in events and "hold-recorded" in events
+
+
+def test_rejected_revert_changes_nothing(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = run_revert(sandbox_blocks)
+    approve_next(running, APPROVER, approve=False, comment="not now")
+    outcome = running.result()
+    assert outcome.status == "rejected" and "not now" in outcome.message
+    assert env_state(cloud, FINANCE).cmk is not None
+    assert cloud.log.count(method="POST", path=r"/unlink") == 0

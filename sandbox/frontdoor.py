@@ -104,7 +104,7 @@ class FrontDoor:
         caller: Principal | None = None
 
         async def answer(response: SandboxResponse) -> None:
-            await _send(send, response)
+            # recorded before sending, so a client that got its answer always finds the call in the log
             sandbox.log.record(
                 LogEntry(
                     method=method,
@@ -117,6 +117,7 @@ class FrontDoor:
                     api_version=query.get("api-version"),
                 )
             )
+            await _send(send, response)
 
         routes = sandbox.routes_for(vault_origin=vault_name is not None)
         route, found = _find_route(routes, method, path)

@@ -1,0 +1,132 @@
+"""The sandbox server: TLS, endpoints, tokens, audiences, admin routes, persistence, the `up` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from azure.identity import ManagedIdentityCredential
+
+from sandbox import Sandbox
+from tests.sandbox.creds import http, key_client
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_endpoints_name_one_origin_per_vault_and_a_ca_that_verifies(cloud: Sandbox) -> None:
+    endpoints = cloud.endpoints
+    assert set(endpoints.vaults) == {"kv-cmk-prod", "kv-nopurge", "kv-private", "hsm-cmk"}
+    assert len({endpoints.url, *endpoints.vaults.values()}) == 5
+    with httpx.Client(verify=endpoints.ca) as client:
+        assert client.get(f"{endpoints.url}/_sandbox/endpoints").json()["vaults"] == endpoints.vaults
+    with pytest.raises(httpx.ConnectError):  # an unknown CA is refused: TLS is really verified
+        httpx.get(f"{endpoints.url}/_sandbox/clock")
+
+
+def test_urls_follow_the_request_host(cloud: Sandbox) -> None:
+    localhost = cloud.endpoints.url.replace("127.0.0.1", "localhost")
+    with httpx.Client(verify=cloud.endpoints.ca) as client:
+        vaults = client.get(f"{localhost}/_sandbox/endpoints").json()["vaults"]
+    assert vaults["kv-cmk-prod"].startswith("https://localhost:")
+
+
+def test_token_endpoint_rejects_unknown_principal_naming_the_field(cloud: Sandbox) -> None:
+    with http(cloud) as client:
+        response = client.post("/oauth2/token", json={"principal": "mallory", "scope": "https://x/.default"})
+    assert response.status_code == 400
+    assert (
+        "principal" in response.json()["error"]["message"]
+        and "kv-admin" in response.json()["error"]["message"]
+    )
+
+
+def test_wrong_audience_and_missing_token_are_401(cloud: Sandbox) -> None:
+    sub = cloud.endpoints.subscription_id
+    path = f"/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
+    with http(cloud, "kv-admin", audience="https://vault.azure.net") as wrong:
+        response = wrong.get(path, params={"api-version": "2026-05-15"})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "AuthenticationFailed"
+    with http(cloud) as anonymous:
+        assert anonymous.get(path, params={"api-version": "2026-05-15"}).status_code == 401
+    with http(cloud, "kv-admin") as right:
+        assert right.get(path, params={"api-version": "2026-05-15"}).status_code == 200
+        missing = right.get(path)
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "MissingApiVersionParameter"
+
+
+def test_managed_identity_credential_works_against_the_identity_endpoint(
+    cloud: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", cloud.endpoints.identity)
+    monkeypatch.setenv("IDENTITY_HEADER", "runbook")
+    credential = ManagedIdentityCredential(connection_verify=cloud.endpoints.ca)
+    token = credential.get_token("https://management.azure.com/.default")
+    with httpx.Client(base_url=cloud.endpoints.url, verify=cloud.endpoints.ca) as client:
+        sub = cloud.endpoints.subscription_id
+        response = client.get(
+            f"/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod",
+            params={"api-version": "2026-05-15"},
+            headers={"Authorization": f"Bearer {token.token}"},
+        )
+    assert response.status_code == 200
+    assert cloud.log.entries[-1].caller == "runbook"
+
+
+def test_admin_routes_move_the_clock_and_reset(cloud: Sandbox) -> None:
+    start = cloud.clock.now()
+    with http(cloud) as client:
+        moved = client.post("/_sandbox/clock/advance", json={"seconds": 3600}).json()
+        assert moved["now"] == (start.replace(hour=start.hour + 1)).isoformat()
+        bad = client.post("/_sandbox/clock/advance", json={"seconds": -5})
+        assert bad.status_code == 400 and "seconds" in bad.json()["error"]["message"]
+        key_client(cloud, "kv-cmk-prod").rotate_key("cmk-prod")
+        assert client.post("/_sandbox/reset").status_code == 200
+    assert cloud.clock.now() == start
+    assert len(cloud.world.keyvault.get("kv-cmk-prod").key("cmk-prod").versions) == 1
+    assert [e.path for e in cloud.log.entries] == ["/_sandbox/reset"]  # the log starts afresh
+
+
+def test_state_file_restores_the_world_and_ports_after_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    with Sandbox(state_file=state) as first:
+        client = key_client(first, "kv-nopurge")
+        created = client.create_rsa_key("survivor", size=2048)
+        first.advance(timedelta(days=3))
+        endpoints = first.endpoints
+    with Sandbox(state_file=state) as second:
+        assert second.endpoints.url == endpoints.url and second.endpoints.vaults == endpoints.vaults
+        assert second.clock.now() == first.clock.now()
+        restored = key_client(second, "kv-nopurge").get_key("survivor")
+        assert restored.id == created.id and restored.key.n == created.key.n
+
+
+def test_python_m_sandbox_up_prints_one_json_line_and_stops_on_sigterm(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "up", "--state", str(tmp_path / "s.json")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        elapsed = time.perf_counter() - started
+        endpoints = json.loads(line)
+        assert {"arm", "bap", "graph", "vaults", "ca", "token", "identity", "url"} <= set(endpoints)
+        with httpx.Client(verify=endpoints["ca"]) as client:
+            assert client.get(f"{endpoints['url']}/_sandbox/clock").status_code == 200
+        print(f"python -m sandbox up: endpoints line after {elapsed:.2f}s")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0

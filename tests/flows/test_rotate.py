@@ -1,0 +1,67 @@
+"""The rotate flow end to end against the sandbox: new version, 28-day hold, no duplicates on re-run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blocks import CmkConnection, CmkTarget
+from flows.rotate import rotate
+from ppcmk import holds
+from ppcmk.audit import AuditLog
+from ppcmk.clients import ClientFactory
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+VAULT_PATH = "/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
+PREVIOUS = "3c1f0e2a9b8d4c7e8f6a5b4c3d2e1f00"
+
+
+@pytest.fixture
+def blocks(cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    ep = cloud.endpoints
+    CmkConnection(tenant_id=ep.tenant_id, subscription_id=ep.subscription_id, sandbox_url=ep.url,
+                  ca_bundle=str(ep.ca), sandbox_principal="kv-admin", time_mode="virtual",
+                  operation_poll_floor=0).save("flows-kv-admin", overwrite=True)
+    vault_id = f"/subscriptions/{ep.subscription_id}{VAULT_PATH}"
+    CmkTarget(vault_id=vault_id, key_name="cmk-prod", key_type="RSA", key_size=3072,
+              policy_name="ep-existing",
+              resource_group="rg-cmk", geo="europe").save("flows-target", overwrite=True)
+    yield {"conn": CmkConnection.load("flows-kv-admin").settings(), "vault_id": vault_id,
+           "audit": AuditLog(tmp_path / "audit.jsonl")}
+
+
+def _run(**overrides: Any) -> Any:
+    params: dict[str, Any] = {"connection_block": "flows-kv-admin", "target_block": "flows-target",
+                              "requester": "kv-admin@contoso.example"}
+    return rotate(**{**params, **overrides})
+
+
+def test_rotation_creates_one_version_holds_the_previous_and_converges(cloud: Any, blocks: dict) -> None:
+    outcome = _run()
+    assert outcome.status == "completed"
+    current = next(row for row in outcome.rows if row["current"])
+    assert current["version"] != PREVIOUS
+    assert {row["version"] for row in outcome.rows} == {PREVIOUS, current["version"]}
+    assert all(row["enabled"] for row in outcome.rows)  # never disables earlier versions
+
+    hold = holds.key_version_hold(blocks["conn"], blocks["vault_id"], "cmk-prod", PREVIOUS)
+    now = ClientFactory.for_settings(blocks["conn"]).now()
+    assert hold is not None and timedelta(days=27) < hold.until - now <= timedelta(days=28)
+    assert [e["event"]["event"] for e in blocks["audit"].entries()] == ["hold-recorded", "rotation"]
+
+    # A re-run (e.g. after a crash after the rotation) finds the fresh version and adds none.
+    again = _run()
+    assert again.status == "nothing-to-do" and len(again.rows) == 2
+
+
+def test_dry_run_changes_nothing(cloud: Any, blocks: dict) -> None:
+    cloud.log.clear()
+    outcome = _run(dry_run=True)
+    assert outcome.status == "dry-run"
+    assert cloud.log.count(method="POST") == 0 and cloud.log.count(method="PATCH") == 0

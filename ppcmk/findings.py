@@ -51,7 +51,9 @@ class DoctorReport(BaseModel):
 
     @classmethod
     def of(cls, generated_at: datetime, findings: Iterable[Finding]) -> DoctorReport:
-        ordered = sorted(findings, key=lambda f: (f.severity.rank, f.subject, f.check))
+        """Most severe first; a finding reached twice (e.g. two targets sharing a policy) is kept once."""
+        unique = {(f.check, f.subject, f.message): f for f in findings}
+        ordered = sorted(unique.values(), key=lambda f: (f.severity.rank, f.subject, f.check))
         return cls(generated_at=generated_at, findings=ordered)
 
     def by_severity(self, severity: Severity) -> list[Finding]:

@@ -19,7 +19,7 @@ from tasks import doctor_checks as checks
 from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
 from tasks.doctor_env_checks import check_environment
 from tasks.environments import read_environment
-from tasks.keyvault import read_key, read_rotation_policy, read_vault
+from tasks.keyvault import read_key_via_arm, read_vault
 from tasks.policy import read_policy, read_provider
 from tasks.results import PolicyInfo, VaultStatus
 from tasks.retry import cmk_task
@@ -68,12 +68,10 @@ class _Gatherer:
             return
         self.keys_checked.add(subject.lower())
         with self.about("key.read", subject, "the key"):
-            key = read_key(self.factory, target.vault_id, target.key_name)
+            key, rotation = read_key_via_arm(self.factory, target.vault_id, target.key_name)
             self.add(checks.check_key(key, target, self.factory.now()))
             if key is not None:
-                with self.about("rotation.read", subject, "the rotation policy"):
-                    policy = read_rotation_policy(self.factory, target.vault_id, target.key_name)
-                    self.add(checks.check_rotation(policy, target))
+                self.add(checks.check_rotation(rotation, target))
 
     def policy(self, target: TargetSettings) -> PolicyInfo | None:
         policy: PolicyInfo | None = None

@@ -7,7 +7,9 @@ time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.keyvault.keys import (
@@ -49,10 +51,10 @@ def read_vault(factory: ClientFactory, vault_id: str) -> VaultStatus:
     rid = parse_resource_id(vault_id)
     mgmt = factory.keyvault_mgmt()
     hsm = rid.is_type(*MANAGED_HSM_TYPE)
-    if hsm:
-        raw = mgmt.managed_hsms.get(rid.resource_group, rid.name).as_dict()
-    else:
-        raw = mgmt.vaults.get(rid.resource_group, rid.name).as_dict()
+    resource = (mgmt.managed_hsms if hsm else mgmt.vaults).get(rid.resource_group, rid.name)
+    if resource is None:  # the SDK types a managed HSM GET as optional; ARM answers 404 instead
+        raise ResourceNotFoundError(f"{vault_id} was not found")
+    raw = resource.as_dict()
     props = pick(raw, "properties", default={})
     acls = pick(props, "networkAcls", default={})
     policies = [
@@ -120,21 +122,71 @@ def read_key(factory: ClientFactory, vault_id: str, name: str, version: str | No
     return key_info(vault_id, key)
 
 
-def _policy_info(policy: KeyRotationPolicy) -> RotationPolicyInfo:
-    info = RotationPolicyInfo(
-        expires_after=parse_iso_duration(policy.expires_in) if policy.expires_in else None
-    )
-    for action in policy.lifetime_actions or []:
-        rotate = text(action.action).lower() == "rotate"
-        if action.time_after_create and rotate:
-            info.rotate_after_create = parse_iso_duration(action.time_after_create)
-        if action.time_before_expiry:
-            before = parse_iso_duration(action.time_before_expiry)
+def rotation_info(
+    expires_in: str | None, actions: Iterable[tuple[str, str | None, str | None]]
+) -> RotationPolicyInfo:
+    """A rotation policy from its expiry and (action, timeAfterCreate, timeBeforeExpiry) triples."""
+    info = RotationPolicyInfo(expires_after=parse_iso_duration(expires_in) if expires_in else None)
+    for action, after_create, before_expiry in actions:
+        rotate = action.lower() == "rotate"
+        if after_create and rotate:
+            info.rotate_after_create = parse_iso_duration(after_create)
+        if before_expiry:
+            before = parse_iso_duration(before_expiry)
             if rotate:
                 info.rotate_before_expiry = before
             else:
                 info.notify_before_expiry = before
     return info
+
+
+def _policy_info(policy: KeyRotationPolicy) -> RotationPolicyInfo:
+    return rotation_info(
+        policy.expires_in,
+        ((text(a.action), a.time_after_create, a.time_before_expiry) for a in policy.lifetime_actions or []),
+    )
+
+
+def _epoch(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value), UTC)
+
+
+def read_key_via_arm(
+    factory: ClientFactory, vault_id: str, name: str
+) -> tuple[KeyInfo | None, RotationPolicyInfo]:
+    """The key's metadata and rotation policy through ARM: needs no data-plane access and is not subject to
+    the vault's firewall (what the doctor uses)."""
+    rid = parse_resource_id(vault_id)
+    try:
+        raw = factory.keyvault_mgmt().keys.get(rid.resource_group, rid.name, name).as_dict()
+    except ResourceNotFoundError:
+        return None, RotationPolicyInfo()
+    props = pick(raw, "properties", default={})
+    attributes = pick(props, "attributes", default={})
+    kid = str(pick(props, "keyUriWithVersion", default=""))
+    key = KeyInfo(
+        vault_id=vault_id,
+        name=name,
+        kid=kid,
+        version=kid.rstrip("/").rsplit("/", 1)[-1],
+        kty=str(pick(props, "kty", default="")),
+        size=pick(props, "keySize"),
+        key_ops=[str(op) for op in pick(props, "keyOps", default=[])],
+        enabled=bool(pick(attributes, "enabled", default=True)),
+        not_before=_epoch(pick(attributes, "nbf")),
+        expires_on=_epoch(pick(attributes, "exp")),
+        created_on=_epoch(pick(attributes, "created")),
+    )
+    rotation = pick(props, "rotationPolicy", default={})
+    actions = (
+        (
+            str(pick(a, "action", "type", default="")),
+            pick(a, "trigger", "timeAfterCreate"),
+            pick(a, "trigger", "timeBeforeExpiry"),
+        )
+        for a in pick(rotation, "lifetimeActions", default=[])
+    )
+    return key, rotation_info(pick(rotation, "attributes", "expiryTime"), actions)
 
 
 def read_rotation_policy(factory: ClientFactory, vault_id: str, name: str) -> RotationPolicyInfo:

@@ -37,6 +37,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 logger = logging.getLogger("sandbox")
 UNAUTHENTICATED_PLANES = ("admin", "token")
+DROPPED = 0  # request-log status of a request whose connection a fault rule dropped
 
 
 def guess_plane(path: str) -> Plane:
@@ -103,13 +104,12 @@ class FrontDoor:
         arrived = world.clock.now().isoformat()
         caller: Principal | None = None
 
-        async def answer(response: SandboxResponse) -> None:
-            # recorded before sending, so a client that got its answer always finds the call in the log
+        def record(status: int) -> None:
             sandbox.log.record(
                 LogEntry(
                     method=method,
                     path=path,
-                    status=response.status,
+                    status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
                     caller=caller.name if caller else None,
                     origin=vault_name or "main",
@@ -117,6 +117,9 @@ class FrontDoor:
                     api_version=query.get("api-version"),
                 )
             )
+
+        async def answer(response: SandboxResponse) -> None:
+            record(response.status)  # before sending: a client that got its answer finds the call logged
             await _send(send, response)
 
         routes = sandbox.routes_for(vault_origin=vault_name is not None)
@@ -137,6 +140,7 @@ class FrontDoor:
                 if rule.latency:
                     await asyncio.sleep(rule.latency)
                 if rule.drop:
+                    record(DROPPED)
                     _drop_connection(send)
                     return
                 if rule.status is not None:

@@ -33,6 +33,9 @@ LINK_API = "2019-10-01"
 GOVERNANCE_API = "2021-04-01"
 ENABLE_API = "2021-04-01"
 
+# Each poll (or start retry) waits this much longer than the previous one, up to the ceiling.
+BACKOFF_GROWTH = 1.5
+
 ProgressCallback = Callable[[LifecycleOperation], None]
 
 
@@ -127,9 +130,9 @@ class PowerPlatformAdminClient:
             give_up_at = give_up_at or now + self.start_timeout
             if now >= give_up_at:
                 raise error
-            wait = self._bounded(retry_after(response) or backoff)
+            wait = self._next_delay(retry_after(response), backoff)
             self._sleeper.sleep(min(wait, (give_up_at - now).total_seconds()))
-            backoff = min(backoff * 2, self.poll_ceiling)
+            backoff *= BACKOFF_GROWTH
 
     def _handle(self, kind: OperationKind, environment_id: str,
                 response: httpx.Response) -> OperationHandle | None:
@@ -158,8 +161,11 @@ class PowerPlatformAdminClient:
     def get_operation(self, url: str) -> LifecycleOperation:
         return self._poll(url)[0]
 
-    def _bounded(self, seconds: float) -> float:
-        return min(max(seconds, self.poll_floor), self.poll_ceiling)
+    def _next_delay(self, retry_after_seconds: float | None, backoff: float) -> float:
+        """Never sooner than the service asked (Retry-After), growing with our own back-off so a four-day
+        operation is not polled every minute, always within [poll_floor, poll_ceiling]."""
+        wanted = max(retry_after_seconds or 0.0, backoff)
+        return min(max(wanted, self.poll_floor), self.poll_ceiling)
 
     def wait_operation(self, handle: OperationHandle, deadline: timedelta | datetime,
                        on_progress: ProgressCallback | None = None) -> WaitResult:
@@ -180,17 +186,14 @@ class PowerPlatformAdminClient:
             if on_progress is not None:
                 on_progress(operation)
             if operation.terminal:
-                return WaitResult(status="Succeeded" if operation.succeeded else "Failed", handle=handle, operation=operation, polls=polls,
-                                  waited_seconds=waited)
+                return WaitResult(status="Succeeded" if operation.succeeded else "Failed", handle=handle,
+                                  operation=operation, polls=polls, waited_seconds=waited)
             hinted = hinted_next if hinted_next is not None else hinted
             remaining = (until - self._sleeper.now()).total_seconds()
             if remaining <= 0:
                 return WaitResult(status="StillRunning", handle=handle, operation=operation, polls=polls,
                                   waited_seconds=waited)
-            if hinted is not None:
-                delay = self._bounded(hinted)
-            else:
-                delay, backoff = self._bounded(backoff), min(backoff * 2, self.poll_ceiling)
-            delay = min(delay, remaining)
+            delay = min(self._next_delay(hinted, backoff), remaining)
+            backoff *= BACKOFF_GROWTH
             self._sleeper.sleep(delay)
             waited += delay

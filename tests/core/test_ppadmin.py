@@ -1,0 +1,124 @@
+"""The Power Platform admin client against the sandbox, in virtual time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import ConfigError, ServiceError
+from ppcmk.models import LifecycleOperation, OperationHandle
+
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+BUSY = "e1000000-0000-4000-8000-00000000000c"  # a 2-hour governance operation is running on it
+FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing
+SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
+             "e0e0e0e0-0000-4000-8000-00000000e001")
+GRANT = ("/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod/"
+         "providers/Microsoft.Authorization/roleAssignments/c0c0c0c0-0000-4000-8000-00000000c001")
+
+
+def test_list_and_get_environments(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    environments = {e.id: e for e in client.list_environments()}
+    assert PRODUCTION in environments and len(environments) >= 10
+    finance = client.get_environment(FINANCE)
+    assert finance.cmk is not None and finance.cmk.linked and finance.cmk.system_id == SYSTEM_ID
+    production = environments[PRODUCTION]
+    assert production.managed and production.geo == "europe" and production.cmk is None
+
+
+def test_unknown_environment_names_the_likely_cause(factory: ClientFactory) -> None:
+    with pytest.raises(ServiceError) as caught:
+        factory.pp_admin().get_environment("e1000000-0000-4000-8000-0000000000ff")
+    assert caught.value.status == 404 and caught.value.code == "EnvironmentNotFound"
+    assert "Power Platform Administrator" in (caught.value.hint or "")
+
+
+def test_link_and_wait_honours_retry_after(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None and handle.kind == "link" and handle.retry_after == 60
+    progress: list[LifecycleOperation] = []
+    result = client.wait_operation(handle, timedelta(days=4), on_progress=progress.append)
+    assert result.status == "Succeeded", result
+    waits = factory.sleeper.waits  # type: ignore[attr-defined]
+    assert waits[:2] == [60.0, 60.0]  # the service's Retry-After (above the 15 s floor) ...
+    assert min(waits) >= 60 and max(waits) == 300  # ... then our back-off, up to the 300 s ceiling
+    assert waits == sorted(waits) and len(waits) < 3600 / 60
+    assert result.polls == len(progress) == len(waits) + 1
+    assert 3600 <= result.waited_seconds <= 3600 + 300
+    linked = client.get_environment(PRODUCTION)
+    assert linked.cmk is not None and linked.cmk.linked and linked.enabled
+
+
+def test_poll_floor_applies_when_retry_after_is_shorter(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    client.poll_floor = client.poll_ceiling = 240.0
+    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None
+    result = client.wait_operation(handle, timedelta(days=1))
+    assert result.status == "Succeeded"
+    assert set(factory.sleeper.waits) == {240.0}  # type: ignore[attr-defined]
+
+
+def test_start_backs_off_while_another_operation_runs(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    before = factory.now()
+    handle = client.enable_managed_environment(BUSY)
+    assert handle is not None
+    waited = (factory.now() - before).total_seconds()
+    assert waited >= 7200 - 60  # it waited out the running two-hour operation
+    assert cloud.log.count(method="POST", path="governanceConfiguration", status=409) >= 2
+    assert client.wait_operation(handle, timedelta(hours=1)).status == "Succeeded"
+    assert client.get_environment(BUSY).managed
+
+
+def test_start_gives_up_with_the_409_after_start_timeout(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    client.start_timeout = timedelta(minutes=10)
+    with pytest.raises(ServiceError) as caught:
+        client.enable_managed_environment(BUSY)
+    assert caught.value.status == 409 and "wait" in (caught.value.hint or "")
+
+
+def test_failed_operation_is_a_result(factory: ClientFactory) -> None:
+    sub = factory.settings.subscription_id
+    client = factory.pp_admin()
+    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None
+    # The policy identity loses its key access while the link runs, so the link fails at completion.
+    factory.authorization().role_assignments.delete_by_id(GRANT.format(sub=sub))
+    result = client.wait_operation(handle, timedelta(days=4))
+    assert result.status == "Failed" and result.operation is not None and result.operation.failed
+    assert result.error_message
+    assert client.get_environment(PRODUCTION).cmk is None
+
+
+def test_deadline_returns_still_running_and_a_saved_handle_resumes(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None
+    first = client.wait_operation(handle, timedelta(minutes=10))
+    assert first.status == "StillRunning" and first.operation is not None and not first.operation.terminal
+    assert first.waited_seconds <= 600
+
+    saved = handle.model_dump_json()  # what a flow persists before a restart
+    restored = OperationHandle.model_validate_json(saved)
+    fresh_client = ClientFactory(factory.settings, sleeper=factory.sleeper).pp_admin()
+    second = fresh_client.wait_operation(restored, timedelta(days=4))
+    assert second.status == "Succeeded"
+
+
+def test_throttled_reads_are_retried_with_retry_after(factory: ClientFactory, cloud: Any) -> None:
+    cloud.faults.add(method="GET", path=r"/scopes/admin/environments$", status=429, times=2, retry_after="3")
+    assert factory.pp_admin().list_environments()
+    assert factory.sleeper.waits == [3.0, 3.0]  # type: ignore[attr-defined]
+
+
+def test_foreign_operation_urls_are_refused(factory: ClientFactory) -> None:
+    with pytest.raises(ConfigError) as caught:
+        factory.pp_admin().get_operation("https://attacker.example/lifecycleOperations/1")
+    assert caught.value.field == "url"

@@ -90,3 +90,13 @@ def test_sandbox_credential_caches_tokens(factory: ClientFactory, cloud: Any) ->
     first = factory.credential.get_token(scope)
     assert factory.credential.get_token(scope).token == first.token
     assert cloud.log.count(path=r"/oauth2/token") <= 1
+
+
+def test_managed_identity_mode_uses_azure_identity(cloud: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # azure-identity's ManagedIdentityCredential, unmodified, against the sandbox's App Service endpoint.
+    monkeypatch.setenv("IDENTITY_ENDPOINT", cloud.endpoints.identity)
+    monkeypatch.setenv("IDENTITY_HEADER", "pp-admin")
+    factory = ClientFactory(sandbox_connection(cloud, credential_mode="managed_identity"))
+    assert type(factory.credential).__name__ == "ManagedIdentityCredential"
+    assert factory.pp_admin().list_environments()
+    assert cloud.log.count(path=r"/scopes/admin/environments", caller="pp-admin", status=200) == 1

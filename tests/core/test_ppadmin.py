@@ -122,3 +122,29 @@ def test_foreign_operation_urls_are_refused(factory: ClientFactory) -> None:
     with pytest.raises(ConfigError) as caught:
         factory.pp_admin().get_operation("https://attacker.example/lifecycleOperations/1")
     assert caught.value.field == "url"
+
+
+def test_unlink_reverts_to_the_microsoft_key(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    handle = client.unlink_policy(FINANCE, SYSTEM_ID)
+    assert handle is not None and handle.kind == "unlink"
+    assert client.wait_operation(handle, timedelta(days=4)).status == "Succeeded"
+    assert client.get_environment(FINANCE).cmk is None
+
+
+def test_locked_environment_is_reenabled_after_access_returns(factory: ClientFactory) -> None:
+    sub = factory.settings.subscription_id
+    client = factory.pp_admin()
+    grants = factory.authorization().role_assignments
+    revoked = grants.delete_by_id(GRANT.format(sub=sub))
+    factory.sleeper.sleep(60)  # the lock follows the revocation
+    assert not client.get_environment(FINANCE).enabled
+
+    grants.create_by_id(GRANT.format(sub=sub), {"properties": {
+        "roleDefinitionId": revoked.role_definition_id, "principalId": revoked.principal_id,
+        "principalType": "ServicePrincipal"}})
+    factory.sleeper.sleep(300)  # role propagation
+    handle = client.reenable_environment(FINANCE)
+    assert handle is not None and handle.kind == "reenable"
+    assert client.wait_operation(handle, timedelta(hours=1)).status == "Succeeded"
+    assert client.get_environment(FINANCE).enabled

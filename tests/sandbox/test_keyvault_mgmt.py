@@ -77,7 +77,9 @@ def test_soft_delete_retention_is_validated_naming_the_field(cloud: Sandbox) -> 
 def test_access_policy_add_and_remove_change_data_plane_access(cloud: Sandbox) -> None:
     outsider = cloud.world.identities.require("outsider")
     entry = AccessPolicyEntry(
-        tenant_id=cloud.world.tenant_id, object_id=outsider.object_id, permissions=Permissions(keys_property=["get"])
+        tenant_id=cloud.world.tenant_id,
+        object_id=outsider.object_id,
+        permissions=Permissions(keys_property=["get"]),
     )
     change = VaultAccessPolicyParameters(properties=VaultAccessPolicyProperties(access_policies=[entry]))
     vaults = keyvault_mgmt(cloud).vaults

@@ -47,13 +47,13 @@ def test_rejects_unsupported_key_size_and_unknown_key(cloud: Sandbox) -> None:
 
 
 def test_versions_are_paged_with_next_links_from_the_host(cloud: Sandbox) -> None:
-    client = key_client(cloud, "kv-cmk-prod")
+    client = key_client(cloud, "kv-nopurge")  # a 2048-bit key: new versions are generated quickly
     for _ in range(4):
-        client.rotate_key("cmk-prod")
-    versions = list(client.list_properties_of_key_versions("cmk-prod", max_page_size=2))
+        client.rotate_key("cmk-expiring")
+    versions = list(client.list_properties_of_key_versions("cmk-expiring", max_page_size=2))
     assert len(versions) == 5
-    assert cloud.log.count("GET", r"^/keys/cmk-prod/versions$") == 3  # three pages of two
-    assert all(v.id.startswith(cloud.endpoints.vaults["kv-cmk-prod"]) for v in versions)
+    assert cloud.log.count("GET", r"^/keys/cmk-expiring/versions$") == 3  # three pages of two
+    assert all(v.id.startswith(cloud.endpoints.vaults["kv-nopurge"]) for v in versions)
 
 
 def test_update_properties_disable_expire_and_tag(cloud: Sandbox) -> None:
@@ -229,6 +229,6 @@ def test_managed_hsm_serves_the_same_keys_api_on_its_own_origin(cloud: Sandbox) 
     cloud.clock.advance(timedelta(seconds=cloud.world.settings.role_propagation_seconds))
     client = key_client(cloud, "hsm-cmk")
     assert client.get_key("cmk-hsm").key_type == "RSA-HSM"
-    created = client.create_rsa_key("hsm-new", size=3072, hardware_protected=True)
+    created = client.create_rsa_key("hsm-new", size=2048, hardware_protected=True)
     assert created.key_type == "RSA-HSM"
     assert cloud.endpoints.vaults["hsm-cmk"] != cloud.endpoints.vaults["kv-cmk-prod"]

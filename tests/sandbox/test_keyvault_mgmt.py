@@ -106,16 +106,17 @@ def test_closing_the_firewall_through_arm_blocks_the_data_plane(cloud: Sandbox) 
 
 
 def test_arm_view_of_keys_and_versions(cloud: Sandbox) -> None:
-    key_client(cloud, "kv-cmk-prod").rotate_key("cmk-prod")
+    key_client(cloud, "kv-nopurge").rotate_key("cmk-expiring")
     keys = keyvault_mgmt(cloud).keys
-    listed = list(keys.list(RG, "kv-cmk-prod"))
-    assert [k.name for k in listed] == ["cmk-prod"]
-    key = keys.get(RG, "kv-cmk-prod", "cmk-prod")
-    assert key.properties.kty == "RSA" and key.properties.key_size == 3072
-    assert key.properties.key_uri == cloud.endpoints.vaults["kv-cmk-prod"] + "keys/cmk-prod"
-    versions = list(keys.list_versions(RG, "kv-cmk-prod", "cmk-prod"))
+    assert sorted(k.name for k in keys.list(RG, "kv-nopurge")) == ["cmk-expiring", "legacy-ec"]
+    prod = keys.get(RG, "kv-cmk-prod", "cmk-prod")
+    assert prod.properties.kty == "RSA" and prod.properties.key_size == 3072
+    assert prod.properties.key_uri == cloud.endpoints.vaults["kv-cmk-prod"] + "keys/cmk-prod"
+    key = keys.get(RG, "kv-nopurge", "cmk-expiring")
+    versions = list(keys.list_versions(RG, "kv-nopurge", "cmk-expiring"))
     assert len(versions) == 2
     assert key.properties.key_uri_with_version.endswith(versions[-1].name)
+    assert keys.get_version(RG, "kv-nopurge", "cmk-expiring", versions[0].name).properties.attributes.expires
 
 
 def test_delete_vault_soft_deletes_and_purge_is_refused_with_purge_protection(cloud: Sandbox) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from flows.rotate import rotate
 from ppcmk import holds
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
+from ppcmk.errors import HoldActive
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -65,3 +67,14 @@ def test_dry_run_changes_nothing(cloud: Any, blocks: dict) -> None:
     outcome = _run(dry_run=True)
     assert outcome.status == "dry-run"
     assert cloud.log.count(method="POST") == 0 and cloud.log.count(method="PATCH") == 0
+
+
+def test_the_hold_is_enforced_on_the_cloud_clock_until_it_expires(cloud: Any, blocks: dict) -> None:
+    _run()
+    factory = ClientFactory.for_settings(blocks["conn"])
+    hold = holds.key_version_hold(blocks["conn"], blocks["vault_id"], "cmk-prod", PREVIOUS)
+    assert hold is not None
+    with pytest.raises(HoldActive, match=re.escape(f"until {hold.until.isoformat()}")):
+        hold.enforce(factory.now())
+    cloud.clock.advance(timedelta(days=28, minutes=1))
+    hold.enforce(factory.now())  # released: the cleanup flow may now act on the previous version

@@ -18,8 +18,14 @@ CREATE = r"/keys/cmk-test/create$"
 
 def test_verify_vault_reads_protection_permissions_and_network(cloud: Any, conn: ConnectionSettings) -> None:
     compliant = keyvault.verify_vault.fn(conn, target(cloud))
-    assert (compliant.soft_delete, compliant.purge_protection, compliant.permission_model) == (True, True, "rbac")
-    private = keyvault.verify_vault.fn(conn, target(cloud, vault="kv-private", key_type="RSA-HSM", key_size=2048))
+    assert (compliant.soft_delete, compliant.purge_protection, compliant.permission_model) == (
+        True,
+        True,
+        "rbac",
+    )
+    private = keyvault.verify_vault.fn(
+        conn, target(cloud, vault="kv-private", key_type="RSA-HSM", key_size=2048)
+    )
     assert private.network_restricted and not private.trusted_services_bypass
     nopurge = keyvault.verify_vault.fn(conn, target(cloud, vault="kv-nopurge", key_size=2048))
     assert not nopurge.purge_protection and nopurge.permission_model == "access_policy"
@@ -35,9 +41,11 @@ def test_create_or_adopt_key_creates_once(cloud: Any, conn: ConnectionSettings) 
 
 
 def test_existing_key_of_the_wrong_type_or_size_is_refused(cloud: Any, conn: ConnectionSettings) -> None:
-    with pytest.raises(ConfigError, match="key_name.*EC"):
-        keyvault.create_or_adopt_key.fn(conn, target(cloud, vault="kv-nopurge", key="legacy-ec", key_size=2048))
-    with pytest.raises(ConfigError, match="key_size.*3072 bits, not 2048"):
+    with pytest.raises(ConfigError, match=r"key_name.*EC"):
+        keyvault.create_or_adopt_key.fn(
+            conn, target(cloud, vault="kv-nopurge", key="legacy-ec", key_size=2048)
+        )
+    with pytest.raises(ConfigError, match=r"key_size.*3072 bits, not 2048"):
         keyvault.create_or_adopt_key.fn(conn, target(cloud, key="cmk-prod", key_size=2048))
     assert cloud.log.count(method="POST", path=r"/create$") == 0
 
@@ -54,16 +62,20 @@ def test_two_throttled_creates_then_success_make_one_key(
     assert len(keyvault.list_key_versions.fn(conn, target(cloud)).versions) == 1
 
 
-def test_a_rejected_request_is_not_retried(cloud: Any, conn: ConnectionSettings, prefect_backend: None) -> None:
+def test_a_rejected_request_is_not_retried(
+    cloud: Any, conn: ConnectionSettings, prefect_backend: None
+) -> None:
     cloud.faults.add(method="POST", path=CREATE, status=400, times=1, code="BadParameter")
     with pytest.raises(HttpResponseError, match="BadParameter"):
         run_in_flow(keyvault.create_or_adopt_key, conn, target(cloud))
     assert cloud.log.count(method="POST", path=CREATE) == 1
 
 
-def test_rotation_policy_is_validated_then_written_only_on_change(cloud: Any, conn: ConnectionSettings) -> None:
+def test_rotation_policy_is_validated_then_written_only_on_change(
+    cloud: Any, conn: ConnectionSettings
+) -> None:
     tgt = target(cloud, key="cmk-prod")
-    with pytest.raises(ConfigError, match="expire_after_days.*at least 118"):
+    with pytest.raises(ConfigError, match=r"expire_after_days.*at least 118"):
         keyvault.set_rotation_policy.fn(conn, tgt, rotate_after_days=90, expire_after_days=100)
     assert cloud.log.count(method="PUT", path="rotationpolicy") == 0
     first = keyvault.set_rotation_policy.fn(conn, tgt, rotate_after_days=90, expire_after_days=365)

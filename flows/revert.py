@@ -37,7 +37,7 @@ from ppcmk.waves import (
 from tasks.approvals import IdentityResolver, request_approval
 from tasks.environments import get_environments, unlink
 from tasks.keyvault import get_key_info
-from tasks.policy import get_policy
+from tasks.policy import ensure_provider_registered, get_policy
 from tasks.results import EnvironmentChange, PolicyInfo
 
 PROCEDURE = "revert"
@@ -73,8 +73,11 @@ def fleet_member(environment: Environment) -> FleetMember:
     )
 
 
-def select(environments: Sequence[Environment], selector: FleetSelector | None,
-           default: Callable[[Environment], bool]) -> list[Environment]:
+def select(
+    environments: Sequence[Environment],
+    selector: FleetSelector | None,
+    default: Callable[[Environment], bool],
+) -> list[Environment]:
     """The environments an explicit selector names, else the ones `default` picks."""
     if selector is None or selector.is_empty():
         return [env for env in environments if default(env)]
@@ -97,7 +100,9 @@ def state_of(environment: Environment | None) -> str:
         return "not visible (deleted?)"
     key = f"linked to {environment.cmk.policy_id}" if environment.cmk else MICROSOFT_KEY
     runtime = environment.runtime_state or "unknown"
-    reason = f" ({environment.runtime_reason})" if environment.runtime_reason not in (None, "NotSpecified") else ""
+    reason = (
+        f" ({environment.runtime_reason})" if environment.runtime_reason not in (None, "NotSpecified") else ""
+    )
     return f"{runtime}{reason}, {key}"
 
 
@@ -106,52 +111,108 @@ def refused_outcome(plan: Plan, refused: ApprovalRejected | SeparationOfDutyErro
     return RunOutcome(procedure=plan.procedure, status="rejected", plan_hash=plan.hash, message=str(refused))
 
 
-def finish(plan: Plan, approvers: list[str], report: FleetReport, rows: list[dict[str, object]],
-           message: str) -> RunOutcome:
+def finish(
+    plan: Plan, approvers: list[str], report: FleetReport, rows: list[dict[str, object]], message: str
+) -> RunOutcome:
     """Publish the result table, audit the run, and say plainly what is left undone."""
     publish_table(rows, plan.procedure, "result", description=f"{plan.procedure}: state read back afterwards")
     failed = [r.environment_id for r in report.failed + report.not_started]
     status = "partial" if failed else "completed"
     if failed:
         message += f"; NOT done: {', '.join(failed)} (see the result table; run again to converge)"
-    audit.record({"event": f"{plan.procedure}-finished", "procedure": plan.procedure, "plan_hash": plan.hash,
-                  "requester": plan.requester, "approvers": approvers, "status": status,
-                  "environments": report.rows()})
-    return RunOutcome(procedure=plan.procedure, status=status, plan_hash=plan.hash, message=message,
-                      approvers=approvers, rows=rows)
+    audit.record(
+        {
+            "event": f"{plan.procedure}-finished",
+            "procedure": plan.procedure,
+            "plan_hash": plan.hash,
+            "requester": plan.requester,
+            "approvers": approvers,
+            "status": status,
+            "environments": report.rows(),
+        }
+    )
+    return RunOutcome(
+        procedure=plan.procedure,
+        status=status,
+        plan_hash=plan.hash,
+        message=message,
+        approvers=approvers,
+        rows=rows,
+    )
 
 
 def change_failed(change: EnvironmentChange, what: str) -> str:
-    return (f"{what} {change.status}: {change.error_message or 'no error message'}; "
-            f"environment is {state_of(change.environment)}")
+    return (
+        f"{what} {change.status}: {change.error_message or 'no error message'}; "
+        f"environment is {state_of(change.environment)}"
+    )
 
 
 # ------------------------------------------------------------------------------------------- planning
 
 
-def plan_revert(requester: str, target: TargetSettings, policy: PolicyInfo | None,
-                environments: Sequence[Environment], selector: FleetSelector | None) -> Plan:
+def plan_revert(
+    requester: str,
+    target: TargetSettings,
+    policy: PolicyInfo | None,
+    environments: Sequence[Environment],
+    selector: FleetSelector | None,
+) -> Plan:
     """From the world as read: unlink each chosen environment that is on this policy (one outage each)."""
-    plan = Plan(procedure=PROCEDURE, requester=requester,
-                target_summary=f"policy {target.policy_name} in {target.resource_group}")
+    plan = Plan(
+        procedure=PROCEDURE,
+        requester=requester,
+        target_summary=f"policy {target.policy_name} in {target.resource_group}",
+    )
     if policy is None:
-        plan.add_findings([error("policy.exists", target.policy_name, "the enterprise policy does not exist",
-                                 "check policy_name and resource_group in the target block")])
+        plan.add_findings(
+            [
+                error(
+                    "policy.exists",
+                    target.policy_name,
+                    "the enterprise policy does not exist",
+                    "check policy_name and resource_group in the target block",
+                )
+            ]
+        )
         return plan
     for env in select(environments, selector, default=lambda e: linked_to(e, policy)):
         if linked_to(env, policy):
-            plan.items.append(PlanItem(target=env.id, kind="environment",
-                                       action=f"unlink from {policy.name}: back to {MICROSOFT_KEY}",
-                                       detail=env.display_name or ""))
-            plan.outages.append(OutageWindow(environment_id=env.id, sequence=1,
-                                             cause=f"unlink from {policy.name} (revert to {MICROSOFT_KEY})"))
+            plan.items.append(
+                PlanItem(
+                    target=env.id,
+                    kind="environment",
+                    action=f"unlink from {policy.name}: back to {MICROSOFT_KEY}",
+                    detail=env.display_name or "",
+                )
+            )
+            plan.outages.append(
+                OutageWindow(
+                    environment_id=env.id,
+                    sequence=1,
+                    cause=f"unlink from {policy.name} (revert to {MICROSOFT_KEY})",
+                )
+            )
         elif env.cmk is None:
-            plan.items.append(PlanItem(target=env.id, kind="environment", changes=False,
-                                       action=f"none: already on {MICROSOFT_KEY}"))
+            plan.items.append(
+                PlanItem(
+                    target=env.id,
+                    kind="environment",
+                    changes=False,
+                    action=f"none: already on {MICROSOFT_KEY}",
+                )
+            )
         else:
-            plan.add_findings([error("environment.policy", env.id,
-                                     f"linked to {env.cmk.policy_id}, not to {policy.name}",
-                                     "revert it with that policy's target block, or leave it out")])
+            plan.add_findings(
+                [
+                    error(
+                        "environment.policy",
+                        env.id,
+                        f"linked to {env.cmk.policy_id}, not to {policy.name}",
+                        "revert it with that policy's target block, or leave it out",
+                    )
+                ]
+            )
     if plan.changes:
         plan.holds += hold_subjects(policy)
     return plan
@@ -161,22 +222,32 @@ def hold_subjects(policy: PolicyInfo) -> list[PlannedHold]:
     """What must stay untouched for 30 days after environments leave `policy`: its key (and so its vault)
     and the policy with its identity's key access."""
     return [
-        PlannedHold(subject=f"key {policy.key_name} in {policy.key_vault_id}", days=HOLD_DAYS,
-                    reason=HOLD_REASON),
-        PlannedHold(subject=f"enterprise policy {policy.name} and its identity's key access", days=HOLD_DAYS,
-                    reason=HOLD_REASON),
+        PlannedHold(
+            subject=f"key {policy.key_name} in {policy.key_vault_id}", days=HOLD_DAYS, reason=HOLD_REASON
+        ),
+        PlannedHold(
+            subject=f"enterprise policy {policy.name} and its identity's key access",
+            days=HOLD_DAYS,
+            reason=HOLD_REASON,
+        ),
     ]
 
 
 # ------------------------------------------------------------------------------------------- applying
 
 
-def unlink_step(conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta) -> Callable[[FleetMember], StepResult]:
-    """Unlink one environment from `policy` and wait; the environment is Disabled meanwhile (said in the log)."""
+def unlink_step(
+    conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta
+) -> Callable[[FleetMember], StepResult]:
+    """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so)."""
 
     def step(member: FleetMember) -> StepResult:
-        get_run_logger().warning("%s (%s) is Disabled from now until its unlink from %s finishes",
-                                 member.name, member.id, policy.name)
+        get_run_logger().warning(
+            "%s (%s) is Disabled from now until its unlink from %s finishes",
+            member.name,
+            member.id,
+            policy.name,
+        )
         change = unlink(conn, member.id, policy.system_id, deadline=deadline)
         if not change.done:
             raise RuntimeError(change_failed(change, "unlink"))
@@ -186,14 +257,23 @@ def unlink_step(conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelt
     return step
 
 
-def hold_policy_and_key(conn: ConnectionSettings, policy: PolicyInfo, target: TargetSettings) -> list[holds.Hold]:
+def hold_policy_and_key(
+    conn: ConnectionSettings, policy: PolicyInfo, target: TargetSettings
+) -> list[holds.Hold]:
     """Start the 30-day holds on the cloud clock: a tag on the key version the policy uses and on the policy
     (which covers its identity's vault access); the cleanup flow refuses to break them."""
     duration = timedelta(days=HOLD_DAYS)
+    ensure_provider_registered(conn)  # else the SDK's own registration policy would sleep for real
     version = policy.key_version or get_key_info(conn, target).version
     return [
-        holds.hold_key_version(conn, policy.key_vault_id or target.vault_id, policy.key_name or target.key_name,
-                               version, duration, HOLD_REASON),
+        holds.hold_key_version(
+            conn,
+            policy.key_vault_id or target.vault_id,
+            policy.key_name or target.key_name,
+            version,
+            duration,
+            HOLD_REASON,
+        ),
         holds.hold_policy(conn, target.resource_group, policy.name, duration, HOLD_REASON),
     ]
 
@@ -225,11 +305,19 @@ def revert(
     plan.raise_for_errors()
     if dry_run or not plan.changes:
         status = "dry-run" if dry_run else "nothing-to-do"
-        return RunOutcome(procedure=PROCEDURE, status=status, plan_hash=plan.hash, message=plan.target_summary)
+        return RunOutcome(
+            procedure=PROCEDURE, status=status, plan_hash=plan.hash, message=plan.target_summary
+        )
     try:
-        approval = request_approval(plan, requester=requester, key=PROCEDURE, timeout_s=approval_timeout_s,
-                                    identities=IdentityResolver(conn), replan=make_plan,
-                                    poll_interval_s=approval_poll_s)
+        approval = request_approval(
+            plan,
+            requester=requester,
+            key=PROCEDURE,
+            timeout_s=approval_timeout_s,
+            identities=IdentityResolver(conn),
+            replan=make_plan,
+            poll_interval_s=approval_poll_s,
+        )
     except (ApprovalRejected, SeparationOfDutyError) as refused:
         return refused_outcome(plan, refused)
     plan = approval.plan
@@ -238,11 +326,21 @@ def revert(
         raise ConfigError("target", f"policy {tgt.policy_name} disappeared after approval", "run again")
     environments = get_environments(conn)
     members = changing_members(plan, environments)
-    hold_policy_and_key(conn, policy, tgt)  # before the first unlink: a crash mid-way must not leave the key unprotected
-    report = run_waves(plan_waves(members, spec),
-                       unlink_step(conn, policy, timedelta(hours=operation_deadline_hours)), spec)
+    hold_policy_and_key(
+        conn, policy, tgt
+    )  # before the first unlink: a crash mid-way must not leave the key unprotected
+    report = run_waves(
+        plan_waves(members, spec), unlink_step(conn, policy, timedelta(hours=operation_deadline_hours)), spec
+    )
     after = {env.id: env for env in get_environments(conn)}
-    rows = [dict(result.model_dump(), now=state_of(after.get(result.environment_id))) for result in report.results]
-    return finish(plan, approval.approvers, report, rows,
-                  f"{len(report.results) - len(report.failed)} environment(s) on {MICROSOFT_KEY}; "
-                  f"key, vault and access of {policy.name} held {HOLD_DAYS} days")
+    rows = [
+        dict(result.model_dump(), now=state_of(after.get(result.environment_id))) for result in report.results
+    ]
+    return finish(
+        plan,
+        approval.approvers,
+        report,
+        rows,
+        f"{len(report.results) - len(report.failed)} environment(s) on {MICROSOFT_KEY}; "
+        f"key, vault and access of {policy.name} held {HOLD_DAYS} days",
+    )

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from blocks import CmkConnection
 from flows.revert import revert
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from ppcmk.holds import policy_hold
-from blocks import CmkConnection
 from tests.flows.helpers import approve_next, start
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -35,12 +35,19 @@ def env_state(cloud: Any, environment_id: str) -> Any:
 
 
 def run_revert(blocks: dict[str, str], **overrides: Any) -> Any:
-    return start(revert, connection=blocks["runbook"], target=blocks["target"], requester=REQUESTER,
-                 approval_poll_s=1, **overrides)
+    return start(
+        revert,
+        connection=blocks["runbook"],
+        target=blocks["target"],
+        requester=REQUESTER,
+        approval_poll_s=1,
+        **overrides,
+    )
 
 
-def test_revert_unlinks_and_holds_the_key_for_30_days(cloud: Any, sandbox_blocks: dict[str, str],
-                                                        audit_home: AuditLog) -> None:
+def test_revert_unlinks_and_holds_the_key_for_30_days(
+    cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
+) -> None:
     running = run_revert(sandbox_blocks)
     pending = approve_next(running, APPROVER)
     assert "unlink from ep-existing" in pending.description and FINANCE in pending.description

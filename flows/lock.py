@@ -1,0 +1,370 @@
+"""Lock (break-glass): revoke the enterprise policy identity's access to its key, which locks every linked
+environment at once.
+
+The runbook of "Lock environments by revoking key vault and/or key permission access": plan (each grant that
+will be revoked, each environment that will be locked, and its deletion countdown — 7 days for Sandbox
+environments, 30 for the others — on the cloud's clock) → TWO distinct approvers other than the requester,
+each typing the policy name → write the lock record → revoke → verify the environments are locked.
+
+The lock record says exactly what was revoked (role assignment ids, access policy entries). It is a Prefect
+Variable named `ppcmk-lock-<policy>` (kept by the Prefect server, so it survives a restart of the run, the
+worker or the server, and unlock can run anywhere), written *before* anything is revoked and completed after;
+each write is also in the audit log. A re-run merges with the record of a crashed run, so nothing revoked is
+ever forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.variables import Variable
+from pydantic import BaseModel, Field
+
+from flows.revert import finish, linked_to, load_settings, refused_outcome, state_of
+from ppcmk import audit
+from ppcmk.arm_ids import same_id
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from ppcmk.findings import error, info
+from ppcmk.models import Environment
+from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.waves import EnvironmentResult, FleetReport
+from tasks.access import read_key_grants, revoke_key_access
+from tasks.approvals import IdentityResolver, request_approval
+from tasks.environments import get_environments
+from tasks.keyvault import read_vault
+from tasks.policy import get_policy
+from tasks.results import AccessRevocation, PolicyInfo, RoleGrant
+
+PROCEDURE = "lock"
+APPROVERS_NEEDED = 2
+LOCK_REASON = "CustomerManagedKeyLocked"
+
+
+def deletion_days(environment: Environment) -> int:
+    """Days a locked environment survives: 7 for Sandbox environments, 30 for the others (Microsoft docs)."""
+    return 7 if (environment.sku or "").lower() == "sandbox" else 30
+
+
+class LockedEnvironment(BaseModel):
+    id: str
+    name: str
+    sku: str
+    deleted_after: datetime = Field(description="when the service deletes it unless unlocked (cloud clock)")
+
+
+class LockRecord(BaseModel):
+    """What one lock revoked, so that unlock restores exactly that."""
+
+    policy_id: str
+    policy_name: str
+    vault_id: str
+    principal_id: str
+    state: Literal["revoking", "locked", "unlocked"]
+    revoked: list[RoleGrant] = Field(default_factory=list)
+    locked_at: datetime
+    environments: list[LockedEnvironment] = Field(default_factory=list)
+    requester: str
+    approvers: list[str] = Field(default_factory=list)
+    plan_hash: str
+
+    def revocation(self) -> AccessRevocation:
+        return AccessRevocation(vault_id=self.vault_id, principal_id=self.principal_id, removed=self.revoked)
+
+
+def lock_record_name(policy_id: str) -> str:
+    """The Prefect Variable holding a policy's lock record (lowercase letters, digits and dashes)."""
+    return artifact_key("ppcmk-lock", policy_id)
+
+
+def load_lock_record(policy_id: str) -> LockRecord | None:
+    stored = Variable.get(lock_record_name(policy_id))
+    return LockRecord.model_validate(stored) if isinstance(stored, dict) else None
+
+
+def save_lock_record(record: LockRecord) -> None:
+    Variable.set(lock_record_name(record.policy_id), record.model_dump(mode="json"), overwrite=True)
+    audit.record(
+        {
+            "event": f"lock-record-{record.state}",
+            "procedure": PROCEDURE,
+            "policy": record.policy_id,
+            "principal": record.principal_id,
+            "revoked": [g.model_dump(mode="json") for g in record.revoked],
+            "plan_hash": record.plan_hash,
+        }
+    )
+
+
+def merge_grants(*lists: Sequence[RoleGrant]) -> list[RoleGrant]:
+    """One entry per grant (same mechanism, scope and role), first seen wins."""
+    merged: list[RoleGrant] = []
+    for grant in (g for grants in lists for g in grants):
+        if not any(_same_grant(grant, seen) for seen in merged):
+            merged.append(grant.model_copy(update={"changed": False}))
+    return merged
+
+
+def _same_grant(a: RoleGrant, b: RoleGrant) -> bool:
+    return (
+        a.mechanism == b.mechanism
+        and same_id(a.scope, b.scope)
+        and (a.role_definition_id or "").lower() == (b.role_definition_id or "").lower()
+    )
+
+
+def describe_grant(grant: RoleGrant) -> str:
+    if grant.mechanism == "access_policy":
+        return f"access policy entry {grant.principal_id} keys={','.join(grant.key_permissions)}"
+    return f"role assignment {grant.assignment_id or grant.role_definition_id}"
+
+
+# ------------------------------------------------------------------------------------------- planning
+
+
+def plan_lock(
+    requester: str,
+    target: TargetSettings,
+    policy: PolicyInfo | None,
+    grants: Sequence[RoleGrant],
+    environments: Sequence[Environment],
+    now: datetime,
+) -> Plan:
+    """Revoke every grant that gives the policy identity use of its key; every linked environment locks."""
+    plan = Plan(
+        procedure=PROCEDURE,
+        requester=requester,
+        target_summary=f"key access of policy {target.policy_name} in {target.resource_group}",
+    )
+    if policy is None or not policy.principal_id:
+        plan.add_findings(
+            [
+                error(
+                    "policy.exists",
+                    target.policy_name,
+                    "the policy or its identity does not exist",
+                    "check policy_name and resource_group in the target block",
+                )
+            ]
+        )
+        return plan
+    for grant in grants:
+        if grant.mechanism == "rbac" and not same_id(grant.scope, policy.key_vault_id or target.vault_id):
+            plan.add_findings(
+                [
+                    error(
+                        "lock.inherited_grant",
+                        grant.assignment_id or grant.scope,
+                        f"the identity's access comes from {grant.scope}, above the vault",
+                        "remove that assignment by hand, or lock by disabling the key",
+                    )
+                ]
+            )
+            continue
+        plan.items.append(
+            PlanItem(
+                target=grant.assignment_id or grant.scope,
+                kind="role-assignment",
+                action=f"revoke {describe_grant(grant)}",
+                detail=f"key access of {policy.name} ({policy.principal_id})",
+            )
+        )
+    for env in (e for e in environments if linked_to(e, policy)):
+        days = deletion_days(env)
+        plan.items.append(
+            PlanItem(
+                target=env.id,
+                kind="environment",
+                action="locked (Disabled) until unlock",
+                detail=f"{env.sku} environment: DELETED {days} days after the lock",
+            )
+        )
+        plan.outages.append(
+            OutageWindow(
+                environment_id=env.id,
+                sequence=1,
+                cause="locked: key access revoked",
+                expected_duration=f"until unlock; deleted after {days} days",
+            )
+        )
+        plan.add_findings(
+            [
+                info(
+                    "lock.countdown",
+                    env.id,
+                    f"{env.display_name}: deleted at {(now + timedelta(days=days)).isoformat()} "
+                    f"unless unlocked ({days} days from {now.isoformat()})",
+                )
+            ]
+        )
+    return plan
+
+
+# ------------------------------------------------------------------------------------------- applying
+
+
+def revoke_and_record(
+    conn: ConnectionSettings,
+    target: TargetSettings,
+    policy: PolicyInfo,
+    environments: Sequence[Environment],
+    plan: Plan,
+    approvers: list[str],
+) -> LockRecord:
+    """Write the record first (a crash between revoke and record must not lose what was revoked)."""
+    principal = policy.principal_id or ""
+    now = ClientFactory.for_settings(conn).now()
+    earlier = load_lock_record(policy.policy_id)
+    carried = earlier.revoked if earlier is not None and earlier.state != "unlocked" else []
+    factory = ClientFactory.for_settings(conn)
+    planned = read_key_grants(factory, read_vault(factory, target.vault_id), principal)
+    record = LockRecord(
+        policy_id=policy.policy_id,
+        policy_name=policy.name,
+        vault_id=target.vault_id,
+        principal_id=principal,
+        state="revoking",
+        revoked=merge_grants(carried, planned),
+        locked_at=earlier.locked_at if earlier is not None and earlier.state != "unlocked" else now,
+        environments=[
+            LockedEnvironment(
+                id=e.id,
+                name=e.display_name or e.id,
+                sku=e.sku or "",
+                deleted_after=now + timedelta(days=deletion_days(e)),
+            )
+            for e in environments
+            if linked_to(e, policy)
+        ],
+        requester=plan.requester,
+        approvers=approvers,
+        plan_hash=plan.hash,
+    )
+    save_lock_record(record)
+    revocation = revoke_key_access(conn, target, principal)
+    record = record.model_copy(
+        update={"state": "locked", "revoked": merge_grants(record.revoked, revocation.removed)}
+    )
+    save_lock_record(record)
+    return record
+
+
+def verify_locked(
+    conn: ConnectionSettings, record: LockRecord, now: datetime
+) -> tuple[FleetReport, list[dict[str, object]]]:
+    """Read every environment back: locked ones are reported with their deletion countdown."""
+    after = {env.id: env for env in get_environments(conn)}
+    report = FleetReport()
+    rows: list[dict[str, object]] = []
+    for locked in record.environments:
+        env = after.get(locked.id)
+        is_locked = env is not None and not env.enabled
+        left = locked.deleted_after - now
+        report.results.append(
+            EnvironmentResult(
+                environment_id=locked.id,
+                name=locked.name,
+                wave=1,
+                state="succeeded" if is_locked else "failed",
+                detail="locked" if is_locked else f"NOT locked yet: {state_of(env)}",
+            )
+        )
+        rows.append(
+            {
+                "environment": locked.id,
+                "name": locked.name,
+                "sku": locked.sku,
+                "now": state_of(env),
+                "deleted after": locked.deleted_after.isoformat(),
+                "countdown": f"{left.days} days {left.seconds // 3600} h",
+            }
+        )
+    rows += [
+        {
+            "environment": "-",
+            "name": "revoked",
+            "sku": "",
+            "now": describe_grant(g),
+            "deleted after": "",
+            "countdown": "",
+        }
+        for g in record.revoked
+    ]
+    return report, rows
+
+
+@flow(name="lock")
+def lock(
+    kv_connection: str,
+    pp_connection: str,
+    target: str,
+    requester: str,
+    dry_run: bool = False,
+    approval_timeout_s: int = 4 * 3600,
+    approval_poll_s: int = 10,
+) -> RunOutcome:
+    """Revoke the target policy identity's key access; needs two approvers who each type the policy name.
+
+    `kv_connection` revokes (Key Vault / role assignment rights); `pp_connection` reads the environments.
+    """
+    kv, tgt = load_settings(kv_connection, target)
+    pp, _ = load_settings(pp_connection, target)
+    factory = ClientFactory.for_settings(kv)
+
+    def make_plan() -> Plan:
+        policy = get_policy(kv, tgt)
+        grants = (
+            read_key_grants(factory, read_vault(factory, tgt.vault_id), policy.principal_id)
+            if policy is not None and policy.principal_id
+            else []
+        )
+        return plan_lock(requester, tgt, policy, grants, get_environments(pp), factory.now())
+
+    plan = make_plan()
+    plan.publish()
+    plan.raise_for_errors()
+    if dry_run:
+        return RunOutcome(
+            procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message=plan.target_summary
+        )
+    if not any(item.kind == "role-assignment" for item in plan.items):
+        raise ConfigError(
+            "target",
+            f"policy {tgt.policy_name} has no key access left to revoke (already locked?)",
+            "see the lock record and the environments' state; run unlock to restore access",
+        )
+    try:
+        approval = request_approval(
+            plan,
+            requester=requester,
+            key=PROCEDURE,
+            timeout_s=approval_timeout_s,
+            identities=IdentityResolver(kv),
+            replan=make_plan,
+            approvers_needed=APPROVERS_NEEDED,
+            confirm_text=tgt.policy_name,
+            poll_interval_s=approval_poll_s,
+        )
+    except (ApprovalRejected, SeparationOfDutyError) as refused:
+        return refused_outcome(plan, refused)
+    plan = approval.plan
+    policy = get_policy(kv, tgt)
+    if policy is None:
+        raise ConfigError("target", f"policy {tgt.policy_name} disappeared after approval", "run again")
+    get_run_logger().critical(
+        "LOCKING: revoking the key access of %s; linked environments go offline now", policy.name
+    )
+    record = revoke_and_record(kv, tgt, policy, get_environments(pp), plan, approval.approvers)
+    report, rows = verify_locked(pp, record, factory.now())
+    return finish(
+        plan,
+        approval.approvers,
+        report,
+        rows,
+        f"revoked {len(record.revoked)} grant(s) of {policy.name}; {len(record.environments)} "
+        f"environment(s) locked; unlock restores from Prefect variable {lock_record_name(policy.policy_id)}",
+    )

@@ -1,0 +1,103 @@
+"""lock end to end against the sandbox: two approvers, typed confirmation, exact revocation record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.lock import load_lock_record, lock
+from ppcmk.audit import AuditLog
+from tests.flows.helpers import RunningFlow, approve_next, start
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+FINANCE = "e1000000-0000-4000-8000-00000000000b"  # Production, linked to ep-existing
+GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # ep-existing's Crypto Service Encryption User on kv-cmk-prod
+REQUESTER = "kv-admin@contoso.example"
+FIRST, SECOND = "pp-admin@contoso.example", "pp-admin-2@contoso.example"
+
+
+@pytest.fixture(autouse=True)
+def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    yield AuditLog(tmp_path / "audit.jsonl")
+
+
+def policy_grants(cloud: Any) -> list[str]:
+    principal = cloud.world.arm.get_policy(policy_arm_id(cloud)).principal_id
+    return sorted(a.name for a in cloud.world.rbac.assignments.values() if a.principal_id == principal)
+
+
+def policy_arm_id(cloud: Any) -> str:
+    return (
+        f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
+        "Microsoft.PowerPlatform/enterprisePolicies/ep-existing"
+    )
+
+
+def start_lock(blocks: dict[str, str]) -> RunningFlow:
+    return start(
+        lock,
+        kv_connection=blocks["kv-admin"],
+        pp_connection=blocks["pp-admin"],
+        target=blocks["target"],
+        requester=REQUESTER,
+        approval_poll_s=1,
+    )
+
+
+def locked_by_two(blocks: dict[str, str]) -> Any:
+    running = start_lock(blocks)
+    first = approve_next(running, FIRST, confirmation="ep-existing")
+    assert (
+        "DELETED 30 days after the lock" in first.description and "2 distinct approvers" in first.description
+    )
+    approve_next(running, SECOND, confirmation="ep-existing")
+    return running.result()
+
+
+def test_lock_revokes_exactly_the_grant_and_shows_the_countdown(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    assert policy_grants(cloud) == [GRANT]
+    outcome = locked_by_two(sandbox_blocks)
+    assert outcome.status == "completed", outcome.message
+    assert outcome.approvers == [FIRST, SECOND]
+    assert policy_grants(cloud) == []
+    env = cloud.world.powerplatform.environment(FINANCE)
+    assert env.locked_at is not None
+    row = next(r for r in outcome.rows if r["environment"] == FINANCE)
+    assert row["countdown"] == "30 days 0 h" and "Disabled" in row["now"]
+    record = load_lock_record(policy_arm_id(cloud))
+    assert record is not None and record.state == "locked"
+    assert [g.assignment_id.rsplit("/", 1)[-1] for g in record.revoked] == [GRANT]
+
+
+def test_lock_refuses_a_single_approver_answering_twice(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = start_lock(sandbox_blocks)
+    approve_next(running, FIRST, confirmation="ep-existing")
+    approve_next(running, FIRST, confirmation="ep-existing")
+    outcome = running.result()
+    assert outcome.status == "rejected" and "distinct approvers" in outcome.message
+    assert policy_grants(cloud) == [GRANT]
+
+
+def test_lock_refuses_a_wrong_typed_confirmation(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = start_lock(sandbox_blocks)
+    approve_next(running, FIRST, confirmation="ep-existing ")
+    approve_next(running, SECOND, confirmation="ep-exist1ng")
+    outcome = running.result()
+    assert outcome.status == "rejected" and "confirmation" in outcome.message
+    assert policy_grants(cloud) == [GRANT]
+    assert cloud.log.count(method="DELETE", path=r"roleAssignments") == 0
+
+
+def test_the_requester_cannot_be_one_of_the_approvers(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = start_lock(sandbox_blocks)
+    approve_next(running, REQUESTER, confirmation="ep-existing")
+    outcome = running.result()
+    assert outcome.status == "rejected" and "cannot approve" in outcome.message
+    assert policy_grants(cloud) == [GRANT]

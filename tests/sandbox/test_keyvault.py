@@ -232,3 +232,23 @@ def test_managed_hsm_serves_the_same_keys_api_on_its_own_origin(cloud: Sandbox) 
     created = client.create_rsa_key("hsm-new", size=2048, hardware_protected=True)
     assert created.key_type == "RSA-HSM"
     assert cloud.endpoints.vaults["hsm-cmk"] != cloud.endpoints.vaults["kv-cmk-prod"]
+
+
+def test_rotation_before_expiry_and_purge_after_retention_follow_the_clock(cloud: Sandbox) -> None:
+    client = key_client(cloud, "kv-nopurge")
+    rotate = KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_before_expiry="P7D")
+    client.update_key_rotation_policy(
+        "cmk-expiring", KeyRotationPolicy(lifetime_actions=[rotate], expires_in="P60D")
+    )
+    cloud.clock.advance(timedelta(days=11))  # expiry 2026-12-20 minus 7 days is 2026-12-13
+    assert len(list(client.list_properties_of_key_versions("cmk-expiring"))) == 1
+    cloud.clock.advance(timedelta(days=1))
+    rotated = client.get_key("cmk-expiring")
+    assert rotated.properties.created_on == datetime(2026, 12, 13, 9, tzinfo=UTC)
+    assert rotated.properties.expires_on == datetime(2027, 2, 11, 9, tzinfo=UTC)
+
+    client.begin_delete_key("legacy-ec").wait()
+    cloud.clock.advance(timedelta(days=6))
+    assert [k.name for k in client.list_deleted_keys()] == ["legacy-ec"]
+    cloud.clock.advance(timedelta(days=1))  # the vault keeps deleted keys 7 days
+    assert list(client.list_deleted_keys()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import socket
 import tempfile
 import threading
@@ -69,6 +70,17 @@ class SandboxEndpoints:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class _IdleShutdownFilter(logging.Filter):
+    """Clients (SDK connection pools) keep idle keep-alive connections open; uvicorn reports cutting them at
+    shutdown as an error, which is noise for a sandbox being stopped on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "graceful shutdown exceeded" not in record.getMessage()
+
+
+logging.getLogger("uvicorn.error").addFilter(_IdleShutdownFilter())
 
 
 class _Listener:

@@ -1,0 +1,103 @@
+"""Environment tasks against the sandbox: selection, Managed Environment, link/unlink, re-enable, waits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ppcmk.errors import ConfigError
+from ppcmk.settings import ConnectionSettings
+from tasks import access, environments, policy
+from tasks.environments import EnvironmentSelector
+from tests.tasks.conftest import (
+    EUROPE_PROD,
+    EUROPE_UNMANAGED,
+    FINANCE_ON_CMK,
+    run_in_flow,
+    target,
+)
+
+LINK = r"/enterprisePolicies/Encryption/link$"
+
+
+def _existing_policy(cloud: Any, conn: ConnectionSettings) -> Any:
+    return policy.get_policy.fn(conn, target(cloud, key="cmk-prod", policy="ep-existing"))
+
+
+def test_selectors_combine_and_unknown_ids_are_an_error(cloud: Any, conn: ConnectionSettings) -> None:
+    managed_prod = environments.get_environments.fn(
+        conn, EnvironmentSelector(geos=["europe"], skus=["Production"], name_pattern="contoso*")
+    )
+    assert [env.id for env in managed_prod] == [EUROPE_PROD]
+    uk = environments.get_environments.fn(conn, EnvironmentSelector(geos=["uk"]))
+    assert [env.display_name for env in uk] == ["UK Sandbox"]
+    with pytest.raises(ConfigError, match=r"^ids:"):
+        environments.get_environments.fn(
+            conn, EnvironmentSelector(ids=["e9999999-0000-4000-8000-000000000000"])
+        )
+    with pytest.raises(ConfigError, match=r"^geos:"):
+        environments.get_environments.fn(conn, EnvironmentSelector(geos=["atlantis"]))
+
+
+def test_managed_environment_is_enabled_once(cloud: Any, conn: ConnectionSettings) -> None:
+    first = environments.enable_managed_environment.fn(conn, EUROPE_UNMANAGED)
+    second = environments.enable_managed_environment.fn(conn, EUROPE_UNMANAGED)
+    assert first.status == "Succeeded" and first.environment is not None and first.environment.managed
+    assert second.status == "Unchanged" and second.attempts == 0
+    assert cloud.log.count(method="POST", path="/governanceConfiguration$") == 1
+
+
+def test_link_waits_inside_one_task_and_is_idempotent(
+    cloud: Any, conn: ConnectionSettings, prefect_backend: None
+) -> None:
+    existing = _existing_policy(cloud, conn)
+    cloud.faults.add(method="POST", path=LINK, status=429, times=2)
+    linked = run_in_flow(environments.link, conn, EUROPE_PROD, existing.system_id)
+    assert linked.status == "Succeeded" and linked.attempts == 1
+    assert linked.environment.cmk.linked and linked.environment.enabled
+    assert cloud.log.count(method="POST", path=LINK, status=202) == 1
+    polls = cloud.log.count(method="GET", path="/lifecycleOperations/")
+    assert 1 < polls < 200  # one task polled, honouring Retry-After, through a one-hour encryption
+    again = environments.link.fn(conn, EUROPE_PROD, existing.system_id)
+    assert again.status == "Unchanged" and cloud.log.count(method="POST", path=LINK, status=202) == 1
+
+
+def test_a_failed_link_is_rerun_a_bounded_number_of_times(cloud: Any, conn: ConnectionSettings) -> None:
+    tgt = target(cloud, key="cmk-prod", policy="ep-existing")
+    existing = _existing_policy(cloud, conn)
+    access.revoke_key_access.fn(
+        conn, tgt, existing.principal_id
+    )  # the link fails when the operation completes
+    failed = environments.link.fn(conn, EUROPE_PROD, existing.system_id, max_attempts=2)
+    assert failed.status == "Failed" and failed.attempts == 2 and failed.error_message
+    assert cloud.log.count(method="POST", path=LINK, status=202) == 2
+    assert failed.environment is not None and failed.environment.cmk is None  # still on the Microsoft key
+
+
+def test_unlink_reverts_and_a_wrong_system_id_is_refused(cloud: Any, conn: ConnectionSettings) -> None:
+    with pytest.raises(ConfigError, match=r"^system_id:"):
+        environments.unlink.fn(conn, FINANCE_ON_CMK, "/regions/europe/providers/x/enterprisePolicies/other")
+    reverted = environments.unlink.fn(conn, FINANCE_ON_CMK)
+    assert reverted.status == "Succeeded" and reverted.environment.cmk is None  # type: ignore[union-attr]
+    assert environments.unlink.fn(conn, FINANCE_ON_CMK).status == "Unchanged"
+
+
+def test_a_wait_resumes_from_a_saved_handle(cloud: Any, conn: ConnectionSettings) -> None:
+    existing = _existing_policy(cloud, conn)
+    short = environments.link.fn(conn, EUROPE_PROD, existing.system_id, deadline=timedelta(minutes=5))
+    assert short.status == "StillRunning" and short.handle is not None
+    resumed = environments.wait_operation.fn(conn, short.handle, deadline=timedelta(days=1))
+    assert resumed.status == "Succeeded" and resumed.environment.cmk.linked  # type: ignore[union-attr]
+
+
+def test_a_locked_environment_is_reenabled_after_access_returns(cloud: Any, conn: ConnectionSettings) -> None:
+    tgt = target(cloud, key="cmk-prod", policy="ep-existing")
+    existing = _existing_policy(cloud, conn)
+    assert environments.reenable_environment.fn(conn, FINANCE_ON_CMK).status == "Unchanged"
+    revoked = access.revoke_key_access.fn(conn, tgt, existing.principal_id)
+    access.restore_key_access.fn(conn, revoked)
+    access.wait_for_propagation.fn(conn, tgt, existing.principal_id)
+    reenabled = environments.reenable_environment.fn(conn, FINANCE_ON_CMK)
+    assert reenabled.status == "Succeeded" and reenabled.environment.enabled  # type: ignore[union-attr]

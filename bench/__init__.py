@@ -1,0 +1,1 @@
+"""Benchmarks: fleet-scale figures measured side by side against the sandbox (`make bench`)."""

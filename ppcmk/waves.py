@@ -84,7 +84,11 @@ class WaveSpec(BaseModel):
         default_factory=list,
         description="sizes of the waves after the canary; the last size repeats; [] = the rest in one wave",
     )
-    max_in_flight: int = Field(default=8, ge=1, le=200, description="environments processed at the same time")
+    # Up to 1000: a waiting environment is one sleeping thread, and a whole fleet in flight is what keeps
+    # T_N close to T_1 (bench/fleet.py); the services' throttling and `concurrency_limit` pace the calls.
+    max_in_flight: int = Field(
+        default=8, ge=1, le=1000, description="environments processed at the same time"
+    )
     max_failures_per_wave: int = Field(
         default=0, ge=0, description="a wave with more failed environments than this stops the later waves"
     )

@@ -108,7 +108,8 @@ def put_role_assignment(req: SandboxRequest, match: re.Match[str]) -> SandboxRes
             "InvalidRoleAssignmentId", f"The role assignment ID '{name}' is not valid: use a GUID."
         ) from exc
     body = req.json_object(lambda m: arm_error(400, "InvalidRequestContent", m))
-    properties = body.get("properties") if isinstance(body.get("properties"), dict) else {}
+    raw_properties = body.get("properties")
+    properties: dict[str, Any] = raw_properties if isinstance(raw_properties, dict) else {}
     role = role_guid(str(properties.get("roleDefinitionId") or ""))
     if role not in BUILTIN_ROLES:
         raise _bad_request(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ppcmk.cli.approvals import approvals, approve
+from ppcmk.cli.doctor import doctor
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
 from ppcmk.cli.runs import run
 from ppcmk.cli.sandbox_cmds import sandbox_app
@@ -22,6 +23,7 @@ app.command("approvals")(approvals)
 app.command("approve")(approve)
 app.command("serve")(serve)
 app.command("run")(run)
+app.command("doctor")(doctor)
 
 
 def main() -> None:

@@ -15,6 +15,24 @@ SANDBOX_POLICY = "ep-cmk-europe"
 SANDBOX_GEO = "europe"
 
 
+def sandbox_connection_data(profile: SandboxProfile, persona: str,
+                            time_mode: TimeMode = "virtual") -> dict[str, object]:
+    """What a sandbox CmkConnection holds for one persona (also valid ConnectionSettings, without Prefect)."""
+    return {
+        "cloud": "sandbox", "tenant_id": profile.tenant_id, "subscription_id": profile.subscription_id,
+        "sandbox_url": profile.url, "sandbox_principal": persona, "ca_bundle": profile.ca,
+        "time_mode": time_mode,
+    }
+
+
+def sandbox_target_data(profile: SandboxProfile) -> dict[str, object]:
+    """What the sandbox CmkTarget holds: the default scenario's production vault, key and europe policy."""
+    vault_id = (f"/subscriptions/{profile.subscription_id}/resourceGroups/{SANDBOX_VAULT_GROUP}"
+                f"/providers/Microsoft.KeyVault/vaults/{SANDBOX_VAULT}")
+    return {"vault_id": vault_id, "key_name": SANDBOX_KEY, "key_size": SANDBOX_KEY_SIZE,
+            "policy_name": SANDBOX_POLICY, "resource_group": SANDBOX_VAULT_GROUP, "geo": SANDBOX_GEO}
+
+
 def register_sandbox_blocks(profile: SandboxProfile, blocks: SandboxBlocks | None = None,
                             time_mode: TimeMode = "virtual") -> SandboxBlocks:
     """Save (or refresh) the sandbox blocks in the current Prefect API; returns their names.
@@ -25,19 +43,10 @@ def register_sandbox_blocks(profile: SandboxProfile, blocks: SandboxBlocks | Non
 
     blocks = blocks or SandboxBlocks()
     for persona, block_name in blocks.persona_blocks().items():
-        connection = CmkConnection.model_validate({
-            "cloud": "sandbox", "tenant_id": profile.tenant_id, "subscription_id": profile.subscription_id,
-            "sandbox_url": profile.url, "sandbox_principal": persona, "ca_bundle": profile.ca,
-            "time_mode": time_mode,
-        })
+        connection = CmkConnection.model_validate(sandbox_connection_data(profile, persona, time_mode))
         connection.settings()  # validate before saving: a bad profile fails here, naming the field
         connection.save(block_name, overwrite=True)
-    vault_id = (f"/subscriptions/{profile.subscription_id}/resourceGroups/{SANDBOX_VAULT_GROUP}"
-                f"/providers/Microsoft.KeyVault/vaults/{SANDBOX_VAULT}")
-    target = CmkTarget.model_validate({
-        "vault_id": vault_id, "key_name": SANDBOX_KEY, "key_size": SANDBOX_KEY_SIZE,
-        "policy_name": SANDBOX_POLICY, "resource_group": SANDBOX_VAULT_GROUP, "geo": SANDBOX_GEO,
-    })
+    target = CmkTarget.model_validate(sandbox_target_data(profile))
     target.settings()
     target.save(blocks.target, overwrite=True)
     return blocks

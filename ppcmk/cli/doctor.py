@@ -1,0 +1,134 @@
+"""`ppcmk doctor`: every preflight check at once, as a table (or JSON), exit 1 when something blocks.
+
+Without block names it checks the running sandbox as the runbook identity (which can read both Azure and
+the Power Platform admin API) and scans every vault of the subscription, so every seeded problem shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+import typer
+from azure.core.exceptions import AzureError
+from prefect.blocks.core import Block
+from rich.console import Console
+
+from ppcmk.arm_ids import parse_resource_id
+from ppcmk.cli.errors import reports_errors
+from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.profile import load_profile
+from ppcmk.cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
+from ppcmk.clients import ClientFactory
+from ppcmk.findings import DoctorReport, render_table
+from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
+
+console = Console()
+BlockT = TypeVar("BlockT", bound=Block)
+
+# The sandbox persona doctor reads as: Owner on the subscription and a registered admin management app.
+SANDBOX_DOCTOR_PERSONA = "runbook"
+
+
+@dataclass(frozen=True)
+class DoctorInputs:
+    connection: ConnectionSettings
+    targets: list[TargetSettings]
+    # where the inputs came from, for the heading: "sandbox at URL" or "blocks A, B"
+    source: str
+    scan_by_default: bool
+
+
+def sandbox_inputs() -> DoctorInputs:
+    profile = load_profile()
+    connection = load_settings(ConnectionSettings, sandbox_connection_data(profile, SANDBOX_DOCTOR_PERSONA))
+    target = load_settings(TargetSettings, sandbox_target_data(profile))
+    return DoctorInputs(connection, [target], f"sandbox at {profile.url}", scan_by_default=True)
+
+
+def block_inputs(connection_block: str, target_blocks: list[str]) -> DoctorInputs:
+    """Load the named blocks from the Prefect API (the one `ppcmk serve` published, or $PREFECT_API_URL)."""
+    from blocks import CmkConnection, CmkTarget
+    from ppcmk.cli.prefect_api import prefect_api
+
+    with prefect_api():
+        connection = load_block(CmkConnection, connection_block, "--connection").settings()
+        targets = [load_block(CmkTarget, name, "--target").settings() for name in target_blocks]
+    return DoctorInputs(connection, targets, f"blocks {connection_block}, {', '.join(target_blocks)}",
+                        scan_by_default=False)
+
+
+def load_block(block_type: type[BlockT], name: str, option: str) -> BlockT:
+    try:
+        return block_type.load(name)  # type: ignore[return-value]
+    except ValueError as error:
+        raise CliError(f"{option} {name}: no such {block_type.__name__} block on this Prefect server; "
+                       "create it in the UI (Blocks → +) or check the name with `prefect block ls`",
+                       ExitCode.USAGE) from error
+
+
+def scanned_targets(connection: ConnectionSettings, primary: TargetSettings) -> Iterator[TargetSettings]:
+    """Every key of every vault and managed HSM in the subscription, checked as a candidate CMK key against
+    the primary target's policy (so policy findings are not repeated per key)."""
+    mgmt = ClientFactory.for_settings(connection).keyvault_mgmt()
+    collections = ((mgmt.vaults.list_by_subscription(), mgmt.keys.list),
+                   (mgmt.managed_hsms.list_by_subscription(), mgmt.managed_hsm_keys.list))
+    for vaults, list_keys in collections:
+        for vault in vaults:
+            vault_id = str(vault.id)
+            group = parse_resource_id(vault_id).resource_group
+            for key in list_keys(group, str(vault.name)):
+                yield primary.model_copy(update={"vault_id": vault_id, "key_name": str(key.name)})
+
+
+def run_checks(inputs: DoctorInputs, environments: list[str] | None, pp_admin: str | None,
+               scan: bool) -> DoctorReport:
+    from tasks.doctor import doctor_report
+
+    targets = list(inputs.targets)
+    if scan:
+        try:
+            targets += list(scanned_targets(inputs.connection, targets[0]))
+        except AzureError as error:
+            raise CliError(f"--scan-vaults: could not list the subscription's vaults ({error}); give the "
+                           "identity Reader on the subscription or pass --no-scan-vaults", ExitCode.FAILED
+                           ) from error
+    return doctor_report(inputs.connection, targets, environments, pp_admin)
+
+
+@reports_errors
+def doctor(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    connection: Annotated[str | None, typer.Option(help="CmkConnection block to check with (default: the "
+                                                        "running sandbox's runbook identity).")] = None,
+    target: Annotated[list[str] | None, typer.Option(help="CmkTarget block (repeatable; the first one's "
+                                                          "policy is checked against the environments).")]
+    = None,
+    environment: Annotated[list[str] | None, typer.Option(help="Only these environment ids (repeatable; "
+                                                               "default: every environment).")] = None,
+    pp_admin: Annotated[str | None, typer.Option(help="UPN or object id of the Power Platform admin: checks "
+                                                      "their Reader role on the policy.")] = None,
+    scan_vaults: Annotated[bool | None, typer.Option(help="Also check every key of every vault in the "
+                                                          "subscription (default: on for the sandbox).")]
+    = None,
+) -> None:
+    """Check everything the runbooks need and list every problem with its fix (exit 1 on errors)."""
+    if connection or target:
+        if not (connection and target):
+            missing = "--target" if connection else "--connection"
+            raise CliError(f"{missing}: give both --connection and --target block names, or neither to "
+                           "check the running sandbox", ExitCode.USAGE)
+        inputs = block_inputs(connection, target)
+    else:
+        inputs = sandbox_inputs()
+    scan = inputs.scan_by_default if scan_vaults is None else scan_vaults
+    report = run_checks(inputs, environment or None, pp_admin, scan)
+    if json_output:
+        typer.echo(report.to_json())
+    else:
+        console.print(render_table(report, title=f"ppcmk doctor · {inputs.source}"))
+        verdict = ("[bold green]ready[/]" if report.ok
+                   else "[bold red]fix the errors before running a runbook[/]")
+        console.print(f"{report.summary()}: {verdict}")
+    raise typer.Exit(int(ExitCode.OK if report.ok else ExitCode.FAILED))

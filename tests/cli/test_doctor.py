@@ -1,0 +1,74 @@
+"""`ppcmk doctor` against the in-process sandbox: every seeded problem of the default scenario is listed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ppcmk.cli import app
+from ppcmk.cli.exit_codes import ExitCode
+
+# (check, end of the subject) for every problem the default scenario seeds on purpose.
+SEEDED_PROBLEMS = {
+    ("provider.registered", "Microsoft.PowerPlatform"),
+    ("vault.purge_protection", "kv-nopurge"),
+    ("vault.network", "kv-private"),
+    ("key.type", "kv-nopurge/keys/legacy-ec"),
+    ("key.expiry", "kv-nopurge/keys/cmk-expiring"),
+    ("rotation.policy", "kv-cmk-prod/keys/cmk-prod"),
+    ("env.sku", "e1000000-0000-4000-8000-000000000003"),  # Trial
+    ("env.sku", "e1000000-0000-4000-8000-000000000004"),  # Teams
+    ("env.default", "e1000000-0000-4000-8000-000000000005"),
+    ("env.geo", "e1000000-0000-4000-8000-000000000007"),  # US Production vs a europe policy
+    ("env.managed", "e1000000-0000-4000-8000-000000000009"),  # Europe Unmanaged
+    ("env.byok", "e1000000-0000-4000-8000-00000000000a"),  # Legacy BYOK
+    ("env.encryption", "e1000000-0000-4000-8000-00000000000b"),  # Finance, on another policy
+}
+
+
+def test_doctor_json_lists_every_seeded_problem_and_exits_1(
+        runner: CliRunner, profiled_cloud: object) -> None:
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == ExitCode.FAILED, result.output
+    report = json.loads(result.output)
+    assert report["ok"] is False
+    found = {(f["check"], f["subject"]) for f in report["findings"] if f["severity"] != "info"}
+    missing = {problem for problem in SEEDED_PROBLEMS
+               if not any(check == problem[0] and subject.endswith(problem[1]) for check, subject in found)}
+    assert not missing, f"doctor did not report {sorted(missing)}"
+    assert all(f["fix"] for f in report["findings"] if f["severity"] == "error")
+
+
+def test_doctor_table_names_problems_and_fixes(runner: CliRunner, profiled_cloud: object) -> None:
+    result = runner.invoke(app, ["doctor", "--no-scan-vaults", "--environment",
+                                 "e1000000-0000-4000-8000-00000000000a"], env={"COLUMNS": "200"})
+    assert result.exit_code == ExitCode.FAILED, result.output
+    assert "provider.registered" in result.output and "env.byok" in result.output
+    assert "kv-nopurge" not in result.output  # not scanned
+    assert "fix the errors" in result.output
+
+
+def test_doctor_needs_both_block_names(runner: CliRunner, ppcmk_home: Path) -> None:
+    result = runner.invoke(app, ["doctor", "--connection", "sandbox-runbook"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "--target" in result.output
+
+
+def test_doctor_without_a_sandbox_says_how_to_start_one(runner: CliRunner, ppcmk_home: Path) -> None:
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == ExitCode.UNAVAILABLE
+    assert "ppcmk sandbox up" in result.output
+
+
+def test_doctor_with_blocks_checks_that_target(runner: CliRunner, cloud: object, ppcmk_home: Path,
+                                               sandbox_blocks: dict[str, str]) -> None:
+    result = runner.invoke(app, ["doctor", "--json", "--connection", sandbox_blocks["runbook"],
+                                 "--target", sandbox_blocks["target"]])
+    report = json.loads(result.output)
+    subjects = {f["subject"] for f in report["findings"]}
+    assert any(subject.endswith("enterprisePolicies/ep-existing") for subject in subjects)
+    assert not any("kv-nopurge" in subject for subject in subjects)  # blocks: no vault scan by default
+    missing = runner.invoke(app, ["doctor", "--connection", "nope", "--target", sandbox_blocks["target"]])
+    assert missing.exit_code == ExitCode.USAGE and "--connection nope" in missing.output

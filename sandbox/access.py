@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sandbox.keyvault.authz import firewall_blocks
 from sandbox.rbac.roles import KEY_WRAP_ROLES
 
 if TYPE_CHECKING:
@@ -48,7 +49,13 @@ def policy_key_access(world: World, policy: EnterprisePolicy) -> AccessVerdict:
         reasons.append(
             f"no access policy on {vault.name} gives the policy identity {identity} get+wrapKey+unwrapKey"
         )
-    reasons.extend(_network_reasons(vault.name, properties))
+    principal = world.identities.get(identity)
+    if principal is None:
+        reasons.append(f"the policy identity {identity} is not in the directory")
+    elif firewall_blocks(vault, principal):
+        reasons.append(
+            f"{vault.name} refuses public network access without the trusted Microsoft services bypass"
+        )
     key = vault.key(policy.key_name)
     if key is None:
         reasons.append(f"key {policy.key_name} does not exist in {vault.name} or is deleted")
@@ -73,17 +80,6 @@ def _access_policy_grants(properties: dict[str, Any], principal_id: str) -> bool
         if "all" in granted or granted >= REQUIRED_ACCESS_POLICY_KEY_PERMISSIONS:
             return True
     return False
-
-
-def _network_reasons(vault_name: str, properties: dict[str, Any]) -> list[str]:
-    acls = properties.get("networkAcls") or {}
-    closed = str(properties.get("publicNetworkAccess", "Enabled")).lower() == "disabled" or (
-        str(acls.get("defaultAction", "Allow")).lower() == "deny"
-    )
-    bypass = {b.strip().lower() for b in str(acls.get("bypass") or "None").split(",")}
-    if closed and "azureservices" not in bypass:
-        return [f"{vault_name} refuses public network access without the trusted Microsoft services bypass"]
-    return []
 
 
 def _version_reasons(key_name: str, version: KeyVersion, now: datetime) -> list[str]:

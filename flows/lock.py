@@ -104,12 +104,12 @@ def merge_grants(*lists: Sequence[RoleGrant]) -> list[RoleGrant]:
     """One entry per grant (same mechanism, scope and role), first seen wins."""
     merged: list[RoleGrant] = []
     for grant in (g for grants in lists for g in grants):
-        if not any(_same_grant(grant, seen) for seen in merged):
+        if not any(same_grant(grant, seen) for seen in merged):
             merged.append(grant.model_copy(update={"changed": False}))
     return merged
 
 
-def _same_grant(a: RoleGrant, b: RoleGrant) -> bool:
+def same_grant(a: RoleGrant, b: RoleGrant) -> bool:
     return (
         a.mechanism == b.mechanism
         and same_id(a.scope, b.scope)
@@ -219,7 +219,11 @@ def revoke_and_record(
     principal = policy.principal_id or ""
     now = ClientFactory.for_settings(conn).now()
     earlier = load_lock_record(policy.policy_id)
-    carried = earlier.revoked if earlier is not None and earlier.state != "unlocked" else []
+    # An open record of this same identity comes from a run that crashed mid-way: keep what it revoked.
+    # A record of another identity (the policy was re-created) describes grants that no longer matter.
+    if earlier is not None and (earlier.state == "unlocked" or earlier.principal_id != principal):
+        earlier = None
+    carried = earlier.revoked if earlier is not None else []
     factory = ClientFactory.for_settings(conn)
     planned = read_key_grants(factory, read_vault(factory, target.vault_id), principal)
     record = LockRecord(
@@ -229,7 +233,7 @@ def revoke_and_record(
         principal_id=principal,
         state="revoking",
         revoked=merge_grants(carried, planned),
-        locked_at=earlier.locked_at if earlier is not None and earlier.state != "unlocked" else now,
+        locked_at=earlier.locked_at if earlier is not None else now,
         environments=[
             LockedEnvironment(
                 id=e.id,

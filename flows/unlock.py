@@ -1,0 +1,207 @@
+"""Unlock: restore exactly the key access a lock revoked, wait for it to apply, re-enable each environment.
+
+The runbook of "Unlock locked environments": the lock record (the Prefect Variable written by the lock flow,
+see flows/lock.py) says what was revoked → plan (each grant to restore, each locked environment to re-enable,
+with what is left of its deletion countdown) → approval by an administrator other than the requester →
+restore the same role assignments (same names) / access policy entries → wait for propagation → per
+environment in waves: re-enable ("Re-enable environment" in the admin center; up to 5 minutes) → verify it
+is Enabled → mark the record unlocked.
+
+A re-run converges: grants already back are not written again, enabled environments are "unchanged".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from prefect import flow
+
+from flows.lock import LockRecord, describe_grant, load_lock_record, same_grant, save_lock_record
+from flows.revert import (
+    change_failed,
+    changing_members,
+    finish,
+    linked_to,
+    load_settings,
+    refused_outcome,
+    state_of,
+)
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import ApprovalRejected, SeparationOfDutyError
+from ppcmk.findings import error, info
+from ppcmk.models import Environment
+from ppcmk.plan import Plan, PlanItem, RunOutcome
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.waves import FleetMember, StepResult, WaveSpec, plan_waves, run_waves
+from tasks.access import read_key_grants, restore_key_access, wait_for_propagation
+from tasks.approvals import IdentityResolver, request_approval
+from tasks.environments import get_environments, reenable_environment
+from tasks.keyvault import read_vault
+from tasks.policy import get_policy
+from tasks.results import PolicyInfo, RoleGrant
+
+PROCEDURE = "unlock"
+
+
+def plan_unlock(
+    requester: str,
+    target: TargetSettings,
+    policy: PolicyInfo | None,
+    record: LockRecord | None,
+    present: Sequence[RoleGrant],
+    environments: Sequence[Environment],
+    now: datetime,
+) -> Plan:
+    """Restore what the lock record lists and is missing now; re-enable the policy's disabled environments."""
+    plan = Plan(
+        procedure=PROCEDURE,
+        requester=requester,
+        target_summary=f"key access of policy {target.policy_name} in {target.resource_group}",
+    )
+    if (
+        policy is None
+        or record is None
+        or record.state == "unlocked"
+        or record.principal_id != policy.principal_id
+    ):
+        plan.add_findings(
+            [
+                error(
+                    "unlock.record",
+                    target.policy_name,
+                    "no open lock record for this policy's identity, so ppcmk does not know what to restore",
+                    "if access was removed by hand, grant it again (onboard grants the policy's key access)",
+                )
+            ]
+        )
+        return plan
+    for grant in record.revoked:
+        back = any(same_grant(grant, p) for p in present)
+        plan.items.append(
+            PlanItem(
+                target=grant.assignment_id or grant.scope,
+                kind="role-assignment",
+                action=f"restore {describe_grant(grant)}" if not back else "none: already restored",
+                detail=f"key access of {record.policy_name} ({record.principal_id})",
+                changes=not back,
+            )
+        )
+    deadlines = {locked.id: locked.deleted_after for locked in record.environments}
+    visible = {env.id for env in environments}
+    for env in (e for e in environments if linked_to(e, policy)):
+        plan.items.append(
+            PlanItem(
+                target=env.id,
+                kind="environment",
+                action="none: Enabled" if env.enabled else "re-enable (admin center action, up to 5 minutes)",
+                detail=env.display_name or "",
+                changes=not env.enabled,
+            )
+        )
+        if not env.enabled and env.id in deadlines:
+            left = deadlines[env.id] - now
+            plan.add_findings(
+                [info("unlock.countdown", env.id, f"deleted at {deadlines[env.id].isoformat()}: {left} left")]
+            )
+    for lost in (locked for locked in record.environments if locked.id not in visible):
+        plan.add_findings(
+            [
+                error(
+                    "unlock.deleted",
+                    lost.id,
+                    f"{lost.name} is gone (deleted after the lock countdown, or hidden from this connection)",
+                    "check with the report flow; a deleted environment cannot be unlocked",
+                )
+            ]
+        )
+    return plan
+
+
+def reenable_step(conn: ConnectionSettings, deadline: timedelta) -> Callable[[FleetMember], StepResult]:
+    def step(member: FleetMember) -> StepResult:
+        change = reenable_environment(conn, member.id, deadline=deadline)
+        if not change.done or change.environment is None or not change.environment.enabled:
+            raise RuntimeError(change_failed(change, "re-enable"))
+        state = "unchanged" if change.status == "Unchanged" else "succeeded"
+        return StepResult(state=state, detail=f"now {state_of(change.environment)}")
+
+    return step
+
+
+@flow(name="unlock")
+def unlock(
+    kv_connection: str,
+    pp_connection: str,
+    target: str,
+    requester: str,
+    waves: WaveSpec | None = None,
+    dry_run: bool = False,
+    approval_timeout_s: int = 4 * 3600,
+    approval_poll_s: int = 10,
+    reenable_deadline_minutes: float = 30,
+) -> RunOutcome:
+    """Undo the target policy's lock. `kv_connection` restores access; `pp_connection` re-enables."""
+    kv, tgt = load_settings(kv_connection, target)
+    pp, _ = load_settings(pp_connection, target)
+    factory = ClientFactory.for_settings(kv)
+
+    def read() -> tuple[PolicyInfo | None, LockRecord | None]:
+        policy = get_policy(kv, tgt)
+        return policy, load_lock_record(policy.policy_id) if policy is not None else None
+
+    def make_plan() -> Plan:
+        policy, record = read()
+        present = (
+            read_key_grants(factory, read_vault(factory, record.vault_id), record.principal_id)
+            if record is not None
+            else []
+        )
+        return plan_unlock(requester, tgt, policy, record, present, get_environments(pp), factory.now())
+
+    plan = make_plan()
+    plan.publish()
+    plan.raise_for_errors()
+    if dry_run or not plan.changes:
+        status = "dry-run" if dry_run else "nothing-to-do"
+        return RunOutcome(
+            procedure=PROCEDURE, status=status, plan_hash=plan.hash, message=plan.target_summary
+        )
+    try:
+        approval = request_approval(
+            plan,
+            requester=requester,
+            key=PROCEDURE,
+            timeout_s=approval_timeout_s,
+            identities=IdentityResolver(kv),
+            replan=make_plan,
+            poll_interval_s=approval_poll_s,
+        )
+    except (ApprovalRejected, SeparationOfDutyError) as refused:
+        return refused_outcome(plan, refused)
+    plan = approval.plan
+    _, record = read()
+    if record is None:
+        raise RuntimeError("the lock record vanished after approval; run again")
+    restore_key_access(kv, record.revocation())
+    wait_for_propagation(kv, tgt, record.principal_id)
+    spec = waves or WaveSpec()
+    members = changing_members(plan, get_environments(pp))
+    report = run_waves(
+        plan_waves(members, spec), reenable_step(pp, timedelta(minutes=reenable_deadline_minutes)), spec
+    )
+    if not report.failed and not report.not_started:
+        save_lock_record(record.model_copy(update={"state": "unlocked"}))
+    after = {env.id: env for env in get_environments(pp)}
+    rows: list[dict[str, object]] = [
+        dict(result.model_dump(), now=state_of(after.get(result.environment_id))) for result in report.results
+    ]
+    rows += [{"environment_id": "-", "name": "restored", "now": describe_grant(g)} for g in record.revoked]
+    return finish(
+        plan,
+        approval.approvers,
+        report,
+        rows,
+        f"restored {len(record.revoked)} grant(s) of {record.policy_name}; "
+        f"{len(report.results) - len(report.failed)} environment(s) enabled",
+    )

@@ -1,0 +1,97 @@
+"""unlock end to end: restores exactly what lock revoked (same assignment), re-enables, converges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.lock import load_lock_record
+from flows.unlock import unlock
+from ppcmk.audit import AuditLog
+from tests.flows.helpers import RunningFlow, approve_next, start
+from tests.flows.test_lock import (
+    FINANCE,
+    GRANT,
+    REQUESTER,
+    SECOND,
+    locked_by_two,
+    policy_arm_id,
+    policy_grants,
+)
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+
+@pytest.fixture(autouse=True)
+def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    yield AuditLog(tmp_path / "audit.jsonl")
+
+
+@pytest.fixture
+def locked(cloud: Any, sandbox_blocks: dict[str, str]) -> Any:
+    outcome = locked_by_two(sandbox_blocks)
+    assert outcome.status == "completed" and policy_grants(cloud) == []
+    return cloud
+
+
+def start_unlock(blocks: dict[str, str]) -> RunningFlow:
+    return start(
+        unlock,
+        kv_connection=blocks["kv-admin"],
+        pp_connection=blocks["pp-admin"],
+        target=blocks["target"],
+        requester=REQUESTER,
+        approval_poll_s=1,
+    )
+
+
+def test_unlock_restores_the_same_assignment_and_reenables(
+    locked: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    running = start_unlock(sandbox_blocks)
+    pending = approve_next(running, SECOND)
+    assert "re-enable" in pending.description and GRANT in pending.description
+    outcome = running.result()
+    assert outcome.status == "completed", outcome.message
+    assert policy_grants(locked) == [GRANT]  # the very assignment lock removed, under its own name
+    env = locked.world.powerplatform.environment(FINANCE)
+    assert env.locked_at is None
+    assert [r["state"] for r in outcome.rows if r["environment_id"] == FINANCE] == ["succeeded"]
+    assert "Enabled" in next(r["now"] for r in outcome.rows if r["environment_id"] == FINANCE)
+    record = load_lock_record(policy_arm_id(locked))
+    assert record is not None and record.state == "unlocked"
+
+
+def test_unlock_rejected_changes_nothing(locked: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = start_unlock(sandbox_blocks)
+    approve_next(running, SECOND, approve=False)
+    assert running.result().status == "rejected"
+    assert policy_grants(locked) == []
+    assert locked.world.powerplatform.environment(FINANCE).locked_at is not None
+
+
+def test_a_failed_reenable_is_reported_and_a_rerun_converges(
+    locked: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    rule = locked.faults.add(method="POST", path=r"/environments/[^/]+/enable", status=400, times=1)
+    running = start_unlock(sandbox_blocks)
+    approve_next(running, SECOND)
+    first = running.result()
+    assert first.status == "partial" and FINANCE in first.message
+    assert policy_grants(locked) == [GRANT]
+    assert load_lock_record(policy_arm_id(locked)).state == "locked"  # type: ignore[union-attr]
+    locked.faults.clear()
+    del rule
+    puts_before = locked.log.count(method="PUT", path=r"roleAssignments")
+    running = start_unlock(sandbox_blocks)
+    pending = approve_next(running, SECOND)
+    assert "none: already restored" in pending.description
+    second = running.result()
+    assert second.status == "completed", second.message
+    assert locked.log.count(method="PUT", path=r"roleAssignments") == puts_before  # no duplicate grant
+    assert policy_grants(locked) == [GRANT]
+    assert locked.world.powerplatform.environment(FINANCE).locked_at is None

@@ -180,6 +180,14 @@ class PowerPlatformAdminClient:
         polls, waited = 0, 0.0
         backoff = self.poll_floor
         hinted = handle.retry_after
+        # The start's Retry-After says when a first poll is worth making (a poll sooner only costs a call);
+        # a wait resumed long after the start polls at once.
+        if hinted is not None and handle.started_at is not None:
+            due = handle.started_at + timedelta(seconds=self._next_delay(hinted, backoff))
+            early = min((due - start).total_seconds(), (until - start).total_seconds())
+            if early > 0:
+                self._sleeper.sleep(early)
+                waited += early
         while True:
             operation, hinted_next = self._poll(handle.url)
             polls += 1

@@ -112,7 +112,16 @@ def check_key(key: KeyInfo | None, target: TargetSettings, now: datetime) -> lis
                 "set key_type to RSA, or create an RSA-HSM key",
             )
         )
-    if key.kty in ("RSA", "RSA-HSM") and key.size is not None and key.size not in DOCUMENTED_RSA_SIZES:
+    if key.kty in ("RSA", "RSA-HSM") and key.size is not None and key.size != target.key_size:
+        found.append(
+            error(
+                "key.size",
+                subject,
+                f"the key has {key.size} bits, the target says {target.key_size}; onboarding would refuse it",
+                f"set key_size to {key.size} in the target, or use another key name",
+            )
+        )
+    elif key.kty in ("RSA", "RSA-HSM") and key.size is not None and key.size not in DOCUMENTED_RSA_SIZES:
         found.append(
             warning(
                 "key.size",

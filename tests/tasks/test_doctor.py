@@ -120,13 +120,13 @@ def test_vault_network_with_the_trusted_services_bypass_is_fine() -> None:
 
 
 def test_key_lifecycle_checks(cloud: Any) -> None:
-    tgt = target(cloud, key="k")
+    tgt = target(cloud, key="k", key_type="RSA-HSM", key_size=4096)
     key = KeyInfo(
         vault_id=tgt.vault_id,
         name="k",
         kid="https://kv/keys/k/1",
         version="1",
-        kty="RSA",
+        kty="RSA-HSM",
         size=4096,
         key_ops=["wrapKey", "unwrapKey"],
         enabled=False,
@@ -141,6 +141,10 @@ def test_key_lifecycle_checks(cloud: Any) -> None:
         "key.expiry": Severity.ERROR,
     }
     assert checks.check_key(None, tgt, NOW)[0].severity == Severity.INFO
+    smaller = key.model_copy(update={"size": 2048, "enabled": True, "not_before": None, "expires_on": None})
+    assert [(f.check, f.severity) for f in checks.check_key(smaller, tgt, NOW)] == [
+        ("key.size", Severity.ERROR)
+    ]
 
 
 def test_rotation_expiry_must_outlive_rotation_by_28_days(cloud: Any) -> None:

@@ -8,19 +8,16 @@ when it is already in the wanted state.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-
-from pydantic import BaseModel, Field
 
 from ppcmk.arm_ids import same_id
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, ServiceError
-from ppcmk.geo import canonical_geo, same_geo
 from ppcmk.models import Environment, OperationHandle, OperationKind, WaitResult
 from ppcmk.ppadmin import PowerPlatformAdminClient
 from ppcmk.settings import ConnectionSettings
+from ppcmk.waves import FleetMember, FleetSelector
 from tasks.results import EnvironmentChange
 from tasks.retry import cmk_task
 
@@ -28,51 +25,15 @@ DEFAULT_DEADLINE = timedelta(days=4)  # the documented upper bound of an encrypt
 MAX_LINK_ATTEMPTS = 3  # a Failed link is re-run ("the service resumes where it left off"), but not forever
 
 
-class EnvironmentSelector(BaseModel):
-    """Which environments a run concerns. Empty lists match everything; all given criteria must match."""
-
-    ids: list[str] = Field(default_factory=list)
-    geos: list[str] = Field(default_factory=list)
-    skus: list[str] = Field(default_factory=list)
-    name_pattern: str | None = Field(default=None, description="glob on the display name, e.g. 'Contoso*'")
-
-    def validate_geos(self) -> None:
-        for geo in self.geos:
-            if canonical_geo(geo) is None:
-                raise ConfigError(
-                    "geos",
-                    f"{geo!r} is not a Power Platform geo",
-                    "use geo names such as europe, unitedstates, uk",
-                )
-
-    def matches(self, env: Environment) -> bool:
-        if self.ids and env.id.lower() not in {i.lower() for i in self.ids}:
-            return False
-        if self.geos and not any(same_geo(env.geo, geo) for geo in self.geos):
-            return False
-        if self.skus and (env.sku or "").lower() not in {s.lower() for s in self.skus}:
-            return False
-        return not (
-            self.name_pattern
-            and not fnmatch.fnmatchcase((env.display_name or "").lower(), self.name_pattern.lower())
-        )
-
-
-def select_environments(
-    environments: Iterable[Environment], selector: EnvironmentSelector
-) -> list[Environment]:
-    """The environments the selector matches; an id asked for but not visible is an error, not a skip."""
-    selector.validate_geos()
-    environments = list(environments)
-    visible = {env.id.lower() for env in environments}
-    missing = [i for i in selector.ids if i.lower() not in visible]
-    if missing:
-        raise ConfigError(
-            "ids",
-            f"environment(s) {', '.join(missing)} do not exist or are not visible",
-            "check the ids; the caller needs the Power Platform Administrator role",
-        )
-    return [env for env in environments if selector.matches(env)]
+def select_environments(environments: Iterable[Environment], selector: FleetSelector) -> list[Environment]:
+    """The environments the fleet selector matches (ids, geo, types, name pattern), in the given order; an id
+    asked for but not visible is an error, not a silent skip."""
+    by_id = {env.id.lower(): env for env in environments}
+    members = [
+        FleetMember(id=e.id, name=e.display_name or e.id, sku=e.sku or "", geo=e.geo or "")
+        for e in by_id.values()
+    ]
+    return [by_id[member.id.lower()] for member in selector.select(members)]
 
 
 def read_environment(admin: PowerPlatformAdminClient, environment_id: str) -> Environment | None:
@@ -161,11 +122,11 @@ def _run_with_reruns(
 
 @cmk_task(task_run_name="get-environments")
 def get_environments(
-    conn: ConnectionSettings, selector: EnvironmentSelector | None = None
+    conn: ConnectionSettings, selector: FleetSelector | None = None
 ) -> list[Environment]:
     """The environments matching the selector (all visible ones without a selector)."""
     environments = ClientFactory.for_settings(conn).pp_admin().list_environments()
-    return select_environments(environments, selector or EnvironmentSelector())
+    return select_environments(environments, selector or FleetSelector())
 
 
 @cmk_task(task_run_name="enable-managed-environment-{environment_id}")

@@ -9,8 +9,8 @@ import pytest
 
 from ppcmk.errors import ConfigError
 from ppcmk.settings import ConnectionSettings
+from ppcmk.waves import FleetSelector
 from tasks import access, environments, policy
-from tasks.environments import EnvironmentSelector
 from tests.tasks.conftest import (
     EUROPE_PROD,
     EUROPE_UNMANAGED,
@@ -28,17 +28,16 @@ def _existing_policy(cloud: Any, conn: ConnectionSettings) -> Any:
 
 def test_selectors_combine_and_unknown_ids_are_an_error(cloud: Any, conn: ConnectionSettings) -> None:
     managed_prod = environments.get_environments.fn(
-        conn, EnvironmentSelector(geos=["europe"], skus=["Production"], name_pattern="contoso*")
+        conn, FleetSelector(geo="europe", skus=["Production"], name_pattern="contoso*")
     )
     assert [env.id for env in managed_prod] == [EUROPE_PROD]
-    uk = environments.get_environments.fn(conn, EnvironmentSelector(geos=["uk"]))
+    uk = environments.get_environments.fn(conn, FleetSelector(geo="unitedkingdom"))
     assert [env.display_name for env in uk] == ["UK Sandbox"]
-    with pytest.raises(ConfigError, match=r"^ids:"):
+    assert len(environments.get_environments.fn(conn)) == 12
+    with pytest.raises(ValueError, match="e9999999-0000-4000-8000-000000000000 not found"):
         environments.get_environments.fn(
-            conn, EnvironmentSelector(ids=["e9999999-0000-4000-8000-000000000000"])
+            conn, FleetSelector(environment_ids=["e9999999-0000-4000-8000-000000000000"])
         )
-    with pytest.raises(ConfigError, match=r"^geos:"):
-        environments.get_environments.fn(conn, EnvironmentSelector(geos=["atlantis"]))
 
 
 def test_managed_environment_is_enabled_once(cloud: Any, conn: ConnectionSettings) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,21 @@ class Throttle:
             self._calls.clear()
 
 
+def request_id_headers(plane: Plane, headers: dict[str, str]) -> dict[str, str]:
+    """What the real services put on every answer: a fresh ``x-ms-request-id``, the caller's correlation id
+    echoed (or a new one), and the client's own request id echoed. ARM names its correlation header
+    ``x-ms-correlation-request-id``; the Power Platform admin API ``x-ms-correlation-id``."""
+    correlation = (
+        headers.get("x-ms-correlation-request-id") or headers.get("x-ms-correlation-id") or str(uuid.uuid4())
+    )
+    ids = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-id": correlation}
+    if plane == "arm":
+        ids["x-ms-correlation-request-id"] = correlation
+    if headers.get("x-ms-client-request-id"):
+        ids["x-ms-client-request-id"] = headers["x-ms-client-request-id"]
+    return ids
+
+
 def kv_challenge(world: World) -> dict[str, str]:
     return {
         "WWW-Authenticate": f'Bearer authorization="https://login.microsoftonline.com/{world.tenant_id}", '
@@ -103,6 +119,11 @@ class FrontDoor:
         vault_name = sandbox.origins.vault_for_port(server_port)
         arrived = world.clock.now().isoformat()
         caller: Principal | None = None
+        routes = sandbox.routes_for(vault_origin=vault_name is not None)
+        route, found = _find_route(routes, method, path)
+        plane: Plane = route.plane if route else ("keyvault" if vault_name else guess_plane(path))
+        error = ERROR_BUILDERS[plane]
+        ids = request_id_headers(plane, headers)
 
         def record(status: int) -> None:
             sandbox.log.record(
@@ -115,17 +136,15 @@ class FrontDoor:
                     origin=vault_name or "main",
                     at=arrived,
                     api_version=query.get("api-version"),
+                    request_id=ids["x-ms-request-id"],
+                    correlation_id=ids["x-ms-correlation-id"],
                 )
             )
 
         async def answer(response: SandboxResponse) -> None:
+            response.headers.update(ids)
             record(response.status)  # before sending: a client that got its answer finds the call logged
             await _send(send, response)
-
-        routes = sandbox.routes_for(vault_origin=vault_name is not None)
-        route, found = _find_route(routes, method, path)
-        plane: Plane = route.plane if route else ("keyvault" if vault_name else guess_plane(path))
-        error = ERROR_BUILDERS[plane]
 
         if plane not in UNAUTHENTICATED_PLANES:
             caller, rejection = _authenticate(world, headers, plane)

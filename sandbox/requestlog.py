@@ -17,6 +17,8 @@ class LogEntry:
     origin: str  # "main" or the vault / managed HSM name
     at: str  # virtual time (ISO) when the request arrived
     api_version: str | None = None
+    request_id: str = ""  # the x-ms-request-id the answer carried (also set for a dropped connection)
+    correlation_id: str = ""
 
 
 class RequestLog:

@@ -1,0 +1,312 @@
+"""Change policy: move environments to a new key and a new enterprise policy (two outages each).
+
+The runbook of "Change the environment's encryption key with a new enterprise policy and key":
+1. Plan: the new key and policy (onboard's Key Vault half), the new policy's identity granted the OLD key too
+   (as the documentation requires), and per environment TWO outage windows: unlink from the old policy (back
+   to the Microsoft-managed key), then link to the new one; the 30-day hold on the old key and policy.
+2. Key Vault admin half with `kv_connection`: new key, new policy, its grants on the new and the old key,
+   Reader on the new policy for the Power Platform admin.
+3. Handoff: the Power Platform admin approves the environment moves and names their own connection block.
+4. Holds first (old key version and old policy, 30 days, enforced by the cleanup flow), then per environment
+   in waves: unlink (outage 1), wait, link to the new policy (outage 2), wait; a wave with a failure stops
+   the later waves (the gate).
+5. Verify by reading back: every environment encrypted through the new policy.
+
+A re-run converges: an environment still on the old policy goes through both steps, one left on the
+Microsoft-managed key by a crash between them is only linked (name it in the selector), one already on the
+new policy is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import cast
+
+from prefect import flow, get_run_logger
+
+from blocks import CmkConnection
+from flows.onboard import key_vault_half, link_step, read_key_vault_facts, verify
+from flows.onboard_plan import plan_key_vault_half
+from flows.revert import (
+    MICROSOFT_KEY,
+    changing_members,
+    finish,
+    hold_policy_and_key,
+    linked_to,
+    load_settings,
+    refused_outcome,
+    select,
+    unlink_step,
+)
+from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from ppcmk.findings import error
+from ppcmk.models import Environment
+from ppcmk.plan import OutageWindow, Plan, PlanItem, PlannedHold, RunOutcome
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.settings import load_settings as validated
+from ppcmk.waves import (
+    EnvironmentResult,
+    FleetMember,
+    FleetReport,
+    FleetSelector,
+    StepResult,
+    WaveSpec,
+    plan_waves,
+    run_waves,
+)
+from tasks.access import grant_key_access, has_policy_reader, wait_for_propagation
+from tasks.approvals import IdentityResolver, PowerPlatformHandoff, connection_principal, request_approval
+from tasks.environments import get_environments
+from tasks.policy import get_policy
+from tasks.results import PolicyInfo
+
+PROCEDURE = "change_policy"
+HOLD_DAYS = 30
+HOLD_REASON = "environments moved to a new policy; their backups restore only with the old key (30 days)"
+
+
+def new_target(old: TargetSettings, policy_name: str, key_name: str, vault_id: str | None) -> TargetSettings:
+    """The new key/policy beside the old one (same geo and resource group), validated like a block."""
+    data = old.model_dump() | {"policy_name": policy_name, "key_name": key_name}
+    if vault_id:
+        data["vault_id"] = vault_id
+    new = validated(TargetSettings, data)
+    if new.policy_name.lower() == old.policy_name.lower():
+        raise ConfigError(
+            "new_policy_name", "it names the current policy", "choose a name for the new policy"
+        )
+    return new
+
+
+def plan_moves(
+    plan: Plan,
+    old: PolicyInfo | None,
+    new: TargetSettings,
+    new_policy: PolicyInfo | None,
+    environments: Sequence[Environment],
+    selector: FleetSelector | None,
+) -> None:
+    """Per environment: unlink from the old policy (outage 1) and link to the new one (outage 2)."""
+    if old is None:
+        plan.add_findings(
+            [
+                error(
+                    "policy.exists",
+                    "old policy",
+                    "the current policy does not exist",
+                    "check the target block (it names the policy environments are on now)",
+                )
+            ]
+        )
+        return
+    moved = 0
+    for env in select(
+        environments, selector, default=lambda e: linked_to(e, old) or linked_to(e, new_policy)
+    ):
+        name = env.display_name or ""
+        if linked_to(env, new_policy):
+            plan.items.append(
+                PlanItem(
+                    target=env.id,
+                    kind="environment",
+                    changes=False,
+                    detail=name,
+                    action=f"none: already on {new.policy_name}",
+                )
+            )
+            continue
+        if env.cmk is not None and not linked_to(env, old):
+            plan.add_findings(
+                [
+                    error(
+                        "environment.policy",
+                        env.id,
+                        f"linked to {env.cmk.policy_id}",
+                        "leave it out, or change it with its own policy's target block",
+                    )
+                ]
+            )
+            continue
+        steps = (
+            [(f"unlink from {old.name}", f"unlink from {old.name} (back to {MICROSOFT_KEY})")]
+            if env.cmk
+            else []
+        )
+        steps.append(
+            (f"link to {new.policy_name}", f"link to {new.policy_name} (the new key {new.key_name})")
+        )
+        plan.items.append(
+            PlanItem(
+                target=env.id,
+                kind="environment",
+                detail=name,
+                action=", then ".join(action for action, _ in steps),
+            )
+        )
+        plan.outages += [
+            OutageWindow(environment_id=env.id, sequence=n, cause=cause)
+            for n, (_, cause) in enumerate(steps, start=1)
+        ]
+        moved += 1
+    if moved:
+        plan.holds += [
+            PlannedHold(
+                subject=f"key {old.key_name} in {old.key_vault_id}", days=HOLD_DAYS, reason=HOLD_REASON
+            ),
+            PlannedHold(
+                subject=f"enterprise policy {old.name} and its identity's key access",
+                days=HOLD_DAYS,
+                reason=HOLD_REASON,
+            ),
+        ]
+
+
+def move_step(
+    pp: ConnectionSettings, old: PolicyInfo, new: PolicyInfo, deadline: timedelta, max_attempts: int
+) -> Callable[[FleetMember], StepResult]:
+    """Outage 1 (unlink from the old policy, skipped once done), then outage 2 (link to the new one)."""
+    unlink_old = unlink_step(pp, old, deadline)
+    link_new = link_step(pp, new, deadline, max_attempts)
+
+    def step(member: FleetMember) -> StepResult:
+        first = unlink_old(member)
+        second = link_new(member)
+        state = "unchanged" if first.state == second.state == "unchanged" else "succeeded"
+        return StepResult(state=state, detail=f"outage 1: {first.detail}; outage 2: {second.detail}")
+
+    return step
+
+
+@flow(name="change_policy")
+def change_policy(
+    kv_connection: str,
+    pp_connection: str,
+    target: str,
+    new_policy_name: str,
+    new_key_name: str,
+    pp_admin: str,
+    new_vault_id: str | None = None,
+    selector: FleetSelector | None = None,
+    requester: str | None = None,
+    waves: WaveSpec | None = None,
+    dry_run: bool = False,
+    approval_timeout_s: int = 3 * 24 * 3600,
+    approval_poll_s: int = 10,
+    operation_deadline_days: float = 4,
+    max_link_attempts: int = 3,
+) -> RunOutcome:
+    """Move the environments of the target's policy (all by default) to `new_policy_name` with `new_key_name`.
+
+    `target` names the CURRENT policy and key; the new ones are created beside them (same geo and resource
+    group; `new_vault_id` defaults to the same vault). Roles as in onboard: `kv_connection` for the Key Vault
+    half, `pp_connection` reads environments for the plan, `pp_admin` gets Reader on the new policy, approves
+    and runs the moves with their own connection block.
+    """
+    kv, old_tgt = load_settings(kv_connection, target)
+    pp_read, _ = load_settings(pp_connection, target)
+    new_tgt = new_target(old_tgt, new_policy_name, new_key_name, new_vault_id)
+    who = requester or connection_principal(kv)
+    spec = waves or WaveSpec()
+
+    def plan_handoff() -> Plan:
+        plan = Plan(
+            procedure=PROCEDURE,
+            requester=who,
+            target_summary=f"environments: policy {old_tgt.policy_name} → {new_tgt.policy_name}",
+        )
+        plan_moves(
+            plan,
+            get_policy(kv, old_tgt),
+            new_tgt,
+            get_policy(kv, new_tgt),
+            get_environments(pp_read),
+            selector,
+        )
+        return plan
+
+    old_policy = get_policy(kv, old_tgt)
+    facts = read_key_vault_facts(kv, new_tgt, pp_admin)
+    plan = Plan(
+        procedure=PROCEDURE,
+        requester=who,
+        target_summary=f"{old_tgt.policy_name} → new key {new_tgt.key_name}, policy {new_tgt.policy_name}",
+    )
+    plan_key_vault_half(plan, new_tgt, facts, pp_admin)
+    plan.items.append(
+        PlanItem(
+            target=f"{new_tgt.policy_name} identity",
+            kind="role-assignment",
+            action=f"grant access to the OLD key {old_tgt.key_name} too (documented requirement)",
+            detail=old_tgt.vault_id,
+        )
+    )
+    plan_moves(plan, old_policy, new_tgt, facts.policy, get_environments(pp_read), selector)
+    plan.publish()
+    plan.raise_for_errors()
+    if dry_run:
+        return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
+    if old_policy is None:
+        raise ConfigError("target", "the current policy does not exist", "check the target block")
+
+    new_policy = key_vault_half(kv, new_tgt, pp_admin)
+    principal = new_policy.principal_id or ""
+    grant_key_access(kv, old_tgt, principal)
+    wait_for_propagation(kv, old_tgt, principal)
+    handoff = plan_handoff()
+    handoff.publish()
+    handoff.raise_for_errors()
+    expected = [item.target for item in handoff.items if item.kind == "environment"]
+    if not handoff.changes:
+        report, rows = verify(pp_read, new_policy, FleetReport(), expected)
+        return finish(handoff, [], report, rows, f"every environment already on {new_policy.name}")
+    try:
+        approval = request_approval(
+            handoff,
+            requester=who,
+            key="change-policy-handoff",
+            timeout_s=approval_timeout_s,
+            identities=IdentityResolver(kv),
+            replan=plan_handoff,
+            poll_interval_s=approval_poll_s,
+            handoff=PowerPlatformHandoff(
+                policy_name=new_policy.name,
+                has_policy_reader=lambda admin: has_policy_reader(kv, new_tgt, admin),
+                load_connection=lambda block: cast(CmkConnection, CmkConnection.load(block)).settings(),
+            ),
+        )
+    except (ApprovalRejected, SeparationOfDutyError) as refused:
+        return refused_outcome(handoff, refused)
+    if approval.connection is None:
+        raise SeparationOfDutyError("the handoff was approved without the approver's connection")
+    pp = approval.connection
+    handoff = approval.plan
+    hold_policy_and_key(kv, old_policy, old_tgt)  # before outage 1: the old key must outlive every move
+    deadline = timedelta(days=operation_deadline_days)
+
+    def gate(wave: int, results: list[EnvironmentResult]) -> None:
+        failed = [r.environment_id for r in results if r.state == "failed"]
+        get_run_logger().log(
+            40 if failed else 20,
+            "wave %d: %d moved, failed: %s",
+            wave,
+            len(results) - len(failed),
+            ", ".join(failed) or "none",
+        )
+
+    members = changing_members(handoff, get_environments(pp))
+    report = run_waves(
+        plan_waves(members, spec),
+        move_step(pp, old_policy, new_policy, deadline, max_link_attempts),
+        spec,
+        on_wave_done=gate,
+    )
+    verified, rows = verify(pp, new_policy, report, expected)
+    return finish(
+        handoff,
+        approval.approvers,
+        verified,
+        rows,
+        f"{len(verified.results) - len(verified.failed)} of {len(expected)} environment(s) on "
+        f"{new_policy.name}; {old_policy.name} and key {old_tgt.key_name} held {HOLD_DAYS} days",
+    )

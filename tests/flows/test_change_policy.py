@@ -1,0 +1,124 @@
+"""change_policy end to end: new key and policy, two outages per environment, handoff, holds, re-run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blocks import CmkConnection
+from flows.change_policy import change_policy
+from ppcmk.audit import AuditLog
+from ppcmk.clients import ClientFactory
+from ppcmk.holds import policy_hold
+from ppcmk.waves import FleetSelector
+from tests.flows.helpers import RunningFlow, approve_next, start
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing
+REQUESTER = "kv-admin@contoso.example"
+PP_ADMIN = "pp-admin@contoso.example"
+
+
+@pytest.fixture(autouse=True)
+def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    yield AuditLog(tmp_path / "audit.jsonl")
+
+
+def start_change(blocks: dict[str, str], **overrides: Any) -> RunningFlow:
+    return start(
+        change_policy,
+        kv_connection=blocks["kv-admin"],
+        pp_connection=blocks["pp-admin"],
+        target=blocks["target"],
+        new_policy_name="ep-new",
+        new_key_name="cmk-new",
+        pp_admin=PP_ADMIN,
+        requester=REQUESTER,
+        approval_poll_s=1,
+        **overrides,
+    )
+
+
+def linked_policy(cloud: Any) -> str | None:
+    env = cloud.world.powerplatform.environment(FINANCE)
+    return env.cmk.policy_id.rsplit("/", 1)[-1] if env.cmk else None
+
+
+def test_change_policy_moves_through_two_outages_and_holds_the_old_key(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    running = start_change(sandbox_blocks)
+    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert "**Outage windows:** 2 across 1 environment(s)" in pending.description
+    assert "unlink from ep-existing, then link to ep-new" in pending.description
+    outcome = running.result()
+    assert outcome.status == "completed", outcome.message
+    assert linked_policy(cloud) == "ep-new"
+    assert (
+        cloud.log.count(method="POST", path=r"/unlink") == 1
+        and cloud.log.count(method="POST", path=r"/link") == 1
+    )
+    conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
+    hold = policy_hold(conn, "rg-cmk", "ep-existing")
+    assert hold is not None and hold.until - ClientFactory.for_settings(conn).now() > timedelta(days=29)
+    new_principal = cloud.world.arm.get_policy(
+        f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
+        "Microsoft.PowerPlatform/enterprisePolicies/ep-new"
+    ).principal_id
+    vault_grants = [
+        a
+        for a in cloud.world.rbac.assignments.values()
+        if a.principal_id == new_principal and a.scope.lower().endswith("/vaults/kv-cmk-prod")
+    ]
+    assert len(vault_grants) == 1  # the new identity holds the (old and new) key's vault exactly once
+
+
+def test_the_plan_shows_two_outage_windows_per_environment(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    outcome = start_change(sandbox_blocks, dry_run=True).result()
+    assert outcome.status == "dry-run"
+    assert cloud.log.count(method="PUT") == 0 and linked_policy(cloud) == "ep-existing"
+
+
+def test_the_requester_cannot_approve_the_moves(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = start_change(sandbox_blocks)
+    approve_next(running, REQUESTER, connection_block=sandbox_blocks["kv-admin"])
+    outcome = running.result()
+    assert outcome.status == "rejected" and "cannot approve" in outcome.message
+    assert linked_policy(cloud) == "ep-existing" and cloud.log.count(method="POST", path=r"/unlink") == 0
+
+
+def test_rejected_moves_change_no_environment(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = start_change(sandbox_blocks)
+    approve_next(running, PP_ADMIN, approve=False, comment="CAB said no")
+    assert running.result().status == "rejected"
+    assert linked_policy(cloud) == "ep-existing" and cloud.log.count(method="POST", path=r"/unlink") == 0
+
+
+def test_a_failed_link_is_reported_and_a_rerun_converges_without_duplicates(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    cloud.faults.add(method="POST", path=r"/enterprisePolicies/Encryption/link", status=400, times=1)
+    running = start_change(sandbox_blocks)
+    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    first = running.result()
+    assert first.status == "partial" and FINANCE in first.message
+    assert linked_policy(cloud) is None  # between the outages: on the Microsoft key, and the result says so
+    cloud.faults.clear()
+    running = start_change(sandbox_blocks, selector=FleetSelector(environment_ids=[FINANCE]))
+    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert "**Outage windows:** 1 across 1" in pending.description  # only the link is left
+    second = running.result()
+    assert second.status == "completed", second.message
+    assert linked_policy(cloud) == "ep-new"
+    assert cloud.log.count(method="PUT", path=r"enterprisePolicies/ep-new($|\?)", status=201) == 1
+    assert (
+        cloud.log.count(method="PUT", path=r"roleAssignments", status=201) == 2
+    )  # key access + Reader, once

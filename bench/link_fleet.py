@@ -1,58 +1,49 @@
-"""The Power Platform half of onboarding, for a whole fleet: what the fleet benchmark and tests measure.
+"""The Power Platform half of onboarding over a whole fleet: what the fleet benchmark and tests measure.
 
-`link_fleet` is the apply step of the onboard runbook without its plan and approval: list the environments,
-select them, split them into waves, and per environment run the `link` task (read, link, wait in that same
-task honouring Retry-After, read back), at most `waves.max_in_flight` at once. The approval pause is left
-out on purpose: it is one human wait per run, the same for one environment as for five hundred.
+`link_fleet` runs exactly what the onboard runbook does after the handoff approval, with onboard's own step
+and verification: list and select the environments, split them into waves, and per environment run
+`flows.onboard.link_step` (Managed Environment where needed, then the `link` task: read, link, wait inside
+that one task honouring Retry-After, read back), at most `waves.max_in_flight` at once; then read every
+environment back. Left out: the plan, the Key Vault half and the approval pause, which happen once per run
+whatever the fleet size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from prefect import flow
 
-from flows.revert import change_failed, fleet_member, state_of
+from flows.onboard import link_step, verify
+from flows.revert import fleet_member
 from ppcmk.clients import ClientFactory
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetMember, FleetReport, FleetSelector, StepResult, WaveSpec, plan_waves, run_waves
-from tasks.environments import get_environments, link
+from ppcmk.waves import FleetReport, FleetSelector, WaveSpec, plan_waves, run_waves
+from tasks.environments import MAX_LINK_ATTEMPTS, get_environments
 from tasks.policy import read_policy
+from tasks.results import PolicyInfo
 
 
-def policy_system_id(conn: ConnectionSettings, target: TargetSettings) -> str:
-    """The systemId the link call names (read through ARM, as the onboard flow does after creating it)."""
+def read_linkable_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:
+    """The target's policy as the link call needs it (systemId), read through ARM."""
     policy = read_policy(ClientFactory.for_settings(conn), target)
     if policy is None or not policy.system_id:
         raise ValueError(f"target.policy_name: policy {target.policy_name} has no systemId yet; "
                          "create it (onboard) or wait for its identity")
-    return policy.system_id
-
-
-def link_step(
-    conn: ConnectionSettings, system_id: str, deadline: timedelta
-) -> Callable[[FleetMember], StepResult]:
-    """One environment: the link task (it waits inside itself); anything but linked is a failure."""
-
-    def step(member: FleetMember) -> StepResult:
-        change = link(conn, member.id, system_id, deadline=deadline)
-        if not change.done:
-            raise RuntimeError(change_failed(change, "link"))
-        state = "unchanged" if change.status == "Unchanged" else "succeeded"
-        return StepResult(state=state, detail=f"now {state_of(change.environment)}")
-
-    return step
+    return policy
 
 
 @flow(name="link-fleet", persist_result=False)
 def link_fleet(
     conn: ConnectionSettings,
-    system_id: str,
+    policy: PolicyInfo,
     selector: FleetSelector,
     waves: WaveSpec,
     operation_deadline: timedelta = timedelta(days=4),
 ) -> FleetReport:
-    """Link every selected environment to the policy with `system_id`, wave by wave."""
+    """Link every selected environment to `policy`, wave by wave, then verify each by reading it back."""
     members = selector.select([fleet_member(env) for env in get_environments(conn)])
-    return run_waves(plan_waves(members, waves), link_step(conn, system_id, operation_deadline), waves)
+    step = link_step(conn, policy, operation_deadline, MAX_LINK_ATTEMPTS)
+    report = run_waves(plan_waves(members, waves), step, waves)
+    verified, _ = verify(conn, policy, report, [m.id for m in members])
+    return verified

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from tasks.results import PolicyInfo
 
 FLEET_SIZE = 12  # environments 0, 5 and 10 are Sandbox type (the canary), the other nine Production
 FLEET_PATTERN = "Fleet europe *"
@@ -42,13 +43,13 @@ def pp_admin(fleet: Any) -> ConnectionSettings:
 
 
 @pytest.fixture
-def system_id(fleet: Any, pp_admin: ConnectionSettings) -> str:
-    """The systemId of ep-existing, the europe policy every fleet environment is linked to."""
-    from bench.link_fleet import policy_system_id
+def policy(fleet: Any, pp_admin: ConnectionSettings) -> PolicyInfo:
+    """ep-existing, the europe policy every fleet environment is linked to."""
+    from bench.link_fleet import read_linkable_policy
 
     endpoints = fleet.endpoints
     vault = (f"/subscriptions/{endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
              "Microsoft.KeyVault/vaults/kv-cmk-prod")
     target = TargetSettings(vault_id=vault, key_name="cmk-prod", policy_name="ep-existing",
                             resource_group="rg-cmk", geo="europe")
-    return policy_system_id(pp_admin, target)
+    return read_linkable_policy(pp_admin, target)

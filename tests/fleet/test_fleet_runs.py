@@ -10,6 +10,7 @@ from typing import Any
 from bench.link_fleet import link_fleet
 from ppcmk.settings import ConnectionSettings
 from ppcmk.waves import FleetReport, FleetSelector, WaveSpec
+from tasks.results import PolicyInfo
 from tests.fleet.conftest import BUSY_SANDBOX, FLEET_PATTERN, FLEET_SIZE
 
 LINK_POST = re.compile(r"/environments/([^/]+)/enterprisePolicies/Encryption/link$", re.IGNORECASE)
@@ -17,10 +18,10 @@ ENVIRONMENT_GET = re.compile(r"/scopes/admin/environments/([^/]+)$", re.IGNORECA
 FLEET = FleetSelector(name_pattern=FLEET_PATTERN)
 
 
-def linked_ids(cloud: Any, system_id: str) -> set[str]:
+def linked_ids(cloud: Any, policy: PolicyInfo) -> set[str]:
     """Environments the sandbox itself has linked to the policy (ground truth, not our report)."""
     return {env.id for env in cloud.world.powerplatform.environments.values()
-            if env.cmk is not None and env.cmk.system_id.lower() == system_id.lower()}
+            if env.cmk is not None and env.cmk.system_id.lower() == (policy.system_id or "").lower()}
 
 
 def lifecycle_spans(cloud: Any) -> dict[str, tuple[int, int]]:
@@ -55,14 +56,16 @@ def first_link_attempts(cloud: Any) -> dict[str, int]:
     return attempts
 
 
-def run(conn: ConnectionSettings, system_id: str, waves: WaveSpec,
+def run(conn: ConnectionSettings, policy: PolicyInfo, waves: WaveSpec,
         selector: FleetSelector = FLEET) -> FleetReport:
-    return link_fleet(conn, system_id, selector, waves)
+    return link_fleet(conn, policy, selector, waves)
 
 
-def test_waves_run_in_order_canary_first(fleet: Any, pp_admin: ConnectionSettings, system_id: str) -> None:
+def test_waves_run_in_order_canary_first(
+    fleet: Any, pp_admin: ConnectionSettings, policy: PolicyInfo
+) -> None:
     spec = WaveSpec(canary_skus=["Sandbox"], wave_sizes=[4], max_in_flight=4)
-    report = run(pp_admin, system_id, spec)
+    report = run(pp_admin, policy, spec)
 
     assert [r.state for r in report.results] == ["succeeded"] * FLEET_SIZE
     by_wave: dict[int, list[str]] = defaultdict(list)
@@ -76,34 +79,37 @@ def test_waves_run_in_order_canary_first(fleet: Any, pp_admin: ConnectionSetting
         finished = max(spans[env][1] for env in by_wave[wave])
         next_started = min(attempts[env] for env in by_wave[wave + 1])
         assert finished < next_started, f"wave {wave + 1} started linking before wave {wave} was verified"
-    assert len(linked_ids(fleet, system_id)) == FLEET_SIZE + 1  # + Finance on CMK, linked by the scenario
+    assert len(linked_ids(fleet, policy)) == FLEET_SIZE + 1  # + Finance on CMK, linked by the scenario
 
 
 def test_a_failed_canary_stops_the_later_waves(
-    fleet: Any, pp_admin: ConnectionSettings, system_id: str
+    fleet: Any, pp_admin: ConnectionSettings, policy: PolicyInfo
 ) -> None:
     canary = next(env for env in fleet.world.powerplatform.environments.values()
                   if env.display_name == "Fleet europe 0005")
     fleet.faults.add(method="POST", path=rf"/environments/{canary.id}/enterprisePolicies/Encryption/link$",
                      status=400, times=None)
     spec = WaveSpec(canary_skus=["Sandbox"], max_in_flight=4, max_failures_per_wave=0)
-    report = run(pp_admin, system_id, spec)
+    report = run(pp_admin, policy, spec)
 
-    states = {r.environment_id: r.state for r in report.results}
-    assert states[canary.id] == "failed" and "400" in report.failed[0].detail
-    assert sorted(s for e, s in states.items() if e != canary.id) == ["not-started"] * 9 + ["succeeded"] * 2
+    results = {r.environment_id: r for r in report.results}
+    assert results[canary.id].state == "failed" and "400" in results[canary.id].detail
+    assert sorted(r.state for r in report.results if r.wave == 1 and r.environment_id != canary.id) == [
+        "succeeded", "succeeded"]
+    later = [r for r in report.results if r.wave == 2]
+    assert len(later) == 9 and all(r.state in ("not-started", "failed") for r in later)  # none reported done
     assert report.stopped_after_wave == 1
     attempted = set(first_link_attempts(fleet))
     production = {r.environment_id.lower() for r in report.results if r.wave == 2}
     assert not attempted & production, "a later wave sent a link call after the canary failed"
-    assert linked_ids(fleet, system_id).isdisjoint({r.environment_id for r in report.results if r.wave == 2})
+    assert linked_ids(fleet, policy).isdisjoint({r.environment_id for r in report.results if r.wave == 2})
 
 
 def test_the_in_flight_bound_is_never_exceeded(
-    fleet: Any, pp_admin: ConnectionSettings, system_id: str
+    fleet: Any, pp_admin: ConnectionSettings, policy: PolicyInfo
 ) -> None:
     spec = WaveSpec(canary_skus=[], max_in_flight=3)
-    report = run(pp_admin, system_id, spec)
+    report = run(pp_admin, policy, spec)
 
     assert {r.state for r in report.results} == {"succeeded"}
     spans = lifecycle_spans(fleet)
@@ -112,15 +118,14 @@ def test_the_in_flight_bound_is_never_exceeded(
 
 
 def test_an_environment_busy_with_another_operation_is_waited_for(
-    fleet: Any, pp_admin: ConnectionSettings, system_id: str
+    fleet: Any, pp_admin: ConnectionSettings, policy: PolicyInfo
 ) -> None:
     # Busy Sandbox: a Managed Environment change runs for 2 hours; linking must wait for it, not fail.
     members = ["Fleet europe 0001", "Fleet europe 0002"]
     selector = FleetSelector(environment_ids=[BUSY_SANDBOX, *members])
-    report = run(pp_admin, system_id, WaveSpec(canary_skus=[], max_in_flight=3), selector)
+    report = run(pp_admin, policy, WaveSpec(canary_skus=[], max_in_flight=3), selector)
 
     assert {r.state for r in report.results} == {"succeeded"}, report.rows()
-    busy_posts = [e.status for e in fleet.log.entries
-                  if e.method == "POST" and BUSY_SANDBOX in e.path and LINK_POST.search(e.path)]
-    assert busy_posts[0] == 409 and busy_posts[-1] == 202 and set(busy_posts) == {409, 202}
-    assert BUSY_SANDBOX in linked_ids(fleet, system_id)
+    busy_posts = [e.status for e in fleet.log.entries if e.method == "POST" and BUSY_SANDBOX in e.path]
+    assert busy_posts[0] == 409 and set(busy_posts) == {409, 202}  # refused while busy, then accepted
+    assert BUSY_SANDBOX in linked_ids(fleet, policy)

@@ -17,7 +17,7 @@ from tasks.keyvault import read_vault
 from tasks.policy import read_policy
 from tasks.results import AccessRevocation, PropagationResult, RoleGrant, VaultStatus
 from tasks.retry import cmk_task
-from tasks.sdk import error_code, raise_service_error
+from tasks.sdk import error_code, raise_service_error, service_errors
 
 CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
 KEY_VAULT_CRYPTO_OFFICER = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"
@@ -260,10 +260,8 @@ def _update_access_policy(
     rid = parse_resource_id(vault.vault_id)
     entry = {"tenantId": tenant_id, "objectId": principal_id, "permissions": {"keys": permissions}}
     parameters = VaultAccessPolicyParameters({"properties": {"accessPolicies": [entry]}})
-    try:
+    with service_errors():
         factory.keyvault_mgmt().vaults.update_access_policy(rid.resource_group, rid.name, kind, parameters)
-    except HttpResponseError as exc:
-        raise_service_error(exc)
 
 
 @cmk_task(task_run_name="restore-key-access-{revocation.principal_id}")

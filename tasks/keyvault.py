@@ -37,7 +37,7 @@ from tasks.results import (
     parse_iso_duration,
 )
 from tasks.retry import cmk_task
-from tasks.sdk import text
+from tasks.sdk import service_errors, text
 
 CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
 MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation
@@ -245,6 +245,21 @@ def _refuse_mismatch(target: TargetSettings, existing: KeyInfo) -> None:
         )
 
 
+def _create_version(
+    factory: ClientFactory, target: TargetSettings, expires_on: datetime | None = None
+) -> KeyInfo:
+    """Create the key, or a new version of it, with the target's type and size and the CMK operations."""
+    with service_errors():
+        key = key_client(factory, target.vault_id).create_rsa_key(
+            target.key_name,
+            size=target.key_size,
+            hardware_protected=target.key_type == "RSA-HSM",
+            key_operations=list(CMK_KEY_OPS),
+            expires_on=expires_on,
+        )
+    return key_info(target.vault_id, key, created=True)
+
+
 @cmk_task(task_run_name="create-or-adopt-key-{target.key_name}")
 def create_or_adopt_key(conn: ConnectionSettings, target: TargetSettings) -> KeyInfo:
     """Adopt the key if it exists with the right type and size (refuse otherwise); create it if missing."""
@@ -253,13 +268,7 @@ def create_or_adopt_key(conn: ConnectionSettings, target: TargetSettings) -> Key
     if existing is not None:
         _refuse_mismatch(target, existing)
         return existing
-    key = key_client(factory, target.vault_id).create_rsa_key(
-        target.key_name,
-        size=target.key_size,
-        hardware_protected=target.key_type == "RSA-HSM",
-        key_operations=list(CMK_KEY_OPS),
-    )
-    return key_info(target.vault_id, key, created=True)
+    return _create_version(factory, target)
 
 
 def _already_rotated(current: KeyInfo, since: datetime | None) -> bool:
@@ -285,7 +294,9 @@ def rotate_key_now(
         )
     if _already_rotated(current, since):
         return current
-    return key_info(target.vault_id, key_client(factory, target.vault_id).rotate_key(target.key_name), True)
+    with service_errors():
+        rotated = key_client(factory, target.vault_id).rotate_key(target.key_name)
+    return key_info(target.vault_id, rotated, created=True)
 
 
 @cmk_task(task_run_name="new-key-version-{target.key_name}")
@@ -308,14 +319,7 @@ def new_key_version(
             f"{expires_on.isoformat()} is less than 28 days away",
             "set an expiry at least 28 days out (the previous version must outlive rotation)",
         )
-    key = key_client(factory, target.vault_id).create_rsa_key(
-        target.key_name,
-        size=target.key_size,
-        hardware_protected=target.key_type == "RSA-HSM",
-        key_operations=list(CMK_KEY_OPS),
-        expires_on=expires_on,
-    )
-    return key_info(target.vault_id, key, created=True)
+    return _create_version(factory, target, expires_on)
 
 
 def validate_rotation(rotate_after_days: int, expire_after_days: int | None, notify_before_days: int) -> None:
@@ -374,7 +378,8 @@ def set_rotation_policy(
     policy = KeyRotationPolicy(
         lifetime_actions=actions, expires_in=iso_days(expire_after_days) if expire_after_days else None
     )
-    written = key_client(factory, target.vault_id).update_key_rotation_policy(target.key_name, policy)
+    with service_errors():
+        written = key_client(factory, target.vault_id).update_key_rotation_policy(target.key_name, policy)
     return _policy_info(written).model_copy(update={"changed": True})
 
 

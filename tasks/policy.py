@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 
 from ppcmk.arm_ids import same_id
 from ppcmk.clients import ClientFactory
@@ -16,7 +16,7 @@ from ppcmk.models import pick
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks.results import PolicyDeletion, PolicyInfo, ProviderStatus
 from tasks.retry import cmk_task
-from tasks.sdk import raise_service_error, text
+from tasks.sdk import service_errors, text
 
 PROVIDER = "Microsoft.PowerPlatform"
 PROVIDER_POLL_SECONDS = 10.0
@@ -144,12 +144,10 @@ def create_or_get_policy(
     if existing is not None:
         _refuse_different(existing, target, key_version)
         return existing
-    try:
+    with service_errors():
         created = factory.powerplatform_mgmt().enterprise_policies.create_or_update(
             target.policy_name, target.resource_group, policy_body(target, key_version)
         )
-    except HttpResponseError as exc:
-        raise_service_error(exc)
     return policy_from_arm(created.as_dict()).model_copy(update={"created": True})
 
 
@@ -208,8 +206,6 @@ def delete_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyDel
             f"policy {target.policy_name!r} is still linked to {', '.join(linked)}",
             "revert (unlink) those environments first and wait for the unlink to succeed",
         )
-    try:
+    with service_errors():
         factory.powerplatform_mgmt().enterprise_policies.delete(target.resource_group, target.policy_name)
-    except HttpResponseError as exc:
-        raise_service_error(exc)
     return PolicyDeletion(policy_id=policy.policy_id or policy_arm_id, deleted=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from azure.core.exceptions import HttpResponseError
@@ -25,3 +27,12 @@ def raise_service_error(exc: HttpResponseError) -> NoReturn:
     raise service_error(
         exc.status_code or 0, error_code(exc), getattr(error, "message", None) or str(exc.message)
     ) from exc
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """Around a write: SDK errors surface as ppcmk ServiceErrors (status, code, hint; transient: retried)."""
+    try:
+        yield
+    except HttpResponseError as exc:
+        raise_service_error(exc)

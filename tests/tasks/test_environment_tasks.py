@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ppcmk.errors import ConfigError
+from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.settings import ConnectionSettings
 from ppcmk.waves import FleetSelector
 from tasks import access, environments, policy
@@ -100,3 +100,11 @@ def test_a_locked_environment_is_reenabled_after_access_returns(cloud: Any, conn
     access.wait_for_propagation.fn(conn, tgt, existing.principal_id)
     reenabled = environments.reenable_environment.fn(conn, FINANCE_ON_CMK)
     assert reenabled.status == "Succeeded" and reenabled.environment.enabled  # type: ignore[union-attr]
+
+
+def test_a_rejected_link_is_not_retried(cloud: Any, conn: ConnectionSettings, prefect_backend: None) -> None:
+    existing = _existing_policy(cloud, conn)
+    cloud.faults.add(method="POST", path=LINK, status=400, times=1, code="InvalidSystemId")
+    with pytest.raises(ServiceError, match="HTTP 400 InvalidSystemId"):
+        run_in_flow(environments.link, conn, EUROPE_PROD, existing.system_id)
+    assert cloud.log.count(method="POST", path=LINK) == 1

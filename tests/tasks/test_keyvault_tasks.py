@@ -6,9 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError
 
-from ppcmk.errors import ConfigError
+from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.settings import ConnectionSettings
 from tasks import keyvault
 from tests.tasks.conftest import run_in_flow, target
@@ -66,7 +65,7 @@ def test_a_rejected_request_is_not_retried(
     cloud: Any, conn: ConnectionSettings, prefect_backend: None
 ) -> None:
     cloud.faults.add(method="POST", path=CREATE, status=400, times=1, code="BadParameter")
-    with pytest.raises(HttpResponseError, match="BadParameter"):
+    with pytest.raises(ServiceError, match="HTTP 400 BadParameter"):
         run_in_flow(keyvault.create_or_adopt_key, conn, target(cloud))
     assert cloud.log.count(method="POST", path=CREATE) == 1
 

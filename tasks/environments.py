@@ -121,9 +121,7 @@ def _run_with_reruns(
 
 
 @cmk_task(task_run_name="get-environments")
-def get_environments(
-    conn: ConnectionSettings, selector: FleetSelector | None = None
-) -> list[Environment]:
+def get_environments(conn: ConnectionSettings, selector: FleetSelector | None = None) -> list[Environment]:
     """The environments matching the selector (all visible ones without a selector)."""
     environments = ClientFactory.for_settings(conn).pp_admin().list_environments()
     return select_environments(environments, selector or FleetSelector())

@@ -1,0 +1,101 @@
+"""migrate_byok end to end: BYOK discovery, the 28-day retention note, handoff approval, re-plan, re-run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.migrate_byok import migrate_byok
+from ppcmk.audit import AuditLog
+from tests.flows.helpers import RunningFlow, answer, approve_next, start, wait_for_approval
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+BYOK = "e1000000-0000-4000-8000-00000000000a"  # "Legacy BYOK", europe, managed
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"  # europe, managed, on the Microsoft key
+REQUESTER = "kv-admin@contoso.example"
+PP_ADMIN = "pp-admin@contoso.example"
+
+
+@pytest.fixture(autouse=True)
+def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    yield AuditLog(tmp_path / "audit.jsonl")
+
+
+def start_migration(blocks: dict[str, str], **overrides: Any) -> RunningFlow:
+    return start(
+        migrate_byok,
+        kv_connection=blocks["kv-admin"],
+        pp_connection=blocks["pp-admin"],
+        target=blocks["target"],
+        pp_admin=PP_ADMIN,
+        requester=REQUESTER,
+        approval_poll_s=1,
+        **overrides,
+    )
+
+
+def on_policy(cloud: Any, environment_id: str) -> bool:
+    env = cloud.world.powerplatform.environment(environment_id)
+    return (
+        env.cmk is not None
+        and env.cmk.policy_id.endswith("/ep-existing")
+        and env.key_managed_by == "Customer"
+    )
+
+
+def test_byok_environment_is_linked_with_the_retention_note(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    running = start_migration(sandbox_blocks)
+    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert BYOK in pending.description and "28 days" in pending.description
+    assert PRODUCTION not in pending.description  # not on BYOK: not chosen by default
+    outcome = running.result()
+    assert outcome.status == "completed", outcome.message
+    assert on_policy(cloud, BYOK)
+    assert cloud.log.count(method="POST", path=r"/link", status=202) == 1
+
+
+def test_the_requester_cannot_approve_the_migration(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = start_migration(sandbox_blocks)
+    approve_next(running, REQUESTER, connection_block=sandbox_blocks["kv-admin"])
+    outcome = running.result()
+    assert outcome.status == "rejected" and "cannot approve" in outcome.message
+    assert not on_policy(cloud, BYOK) and cloud.log.count(method="POST", path=r"/link") == 0
+
+
+def test_a_plan_that_changed_before_approval_is_asked_again(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    running = start_migration(sandbox_blocks)
+    first = wait_for_approval(running)
+    assert PRODUCTION not in first.description
+    with cloud.world.lock:  # meanwhile, another environment turns out to be on BYOK
+        cloud.world.powerplatform.environment(PRODUCTION).key_managed_by = "CustomerViaMicrosoft"
+    answer(first, approve=True, approver=PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    second = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert second.plan_hash != first.plan_hash and PRODUCTION in second.description
+    outcome = running.result()
+    assert outcome.status == "completed", outcome.message
+    assert on_policy(cloud, BYOK) and on_policy(cloud, PRODUCTION)
+
+
+def test_a_failed_link_then_a_rerun_converges_without_duplicates(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    cloud.faults.add(method="POST", path=r"/enterprisePolicies/Encryption/link", status=400, times=1)
+    running = start_migration(sandbox_blocks)
+    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    first = running.result()
+    assert first.status == "partial" and BYOK in first.message and not on_policy(cloud, BYOK)
+    cloud.faults.clear()
+    running = start_migration(sandbox_blocks)
+    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert running.result().status == "completed" and on_policy(cloud, BYOK)
+    assert cloud.log.count(method="PUT", path=r"enterprisePolicies/[^/]+($|\?)") == 0  # the policy is adopted
+    assert cloud.log.count(method="POST", path=r"/link", status=202) == 1

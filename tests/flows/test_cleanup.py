@@ -1,0 +1,108 @@
+"""cleanup against the sandbox: refused inside the 28/30-day holds (saying until when) on the virtual clock,
+done with approval after advancing it; keys are never deleted."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blocks import CmkConnection, CmkTarget
+from flows.cleanup import cleanup
+from flows.rotate import rotate
+from ppcmk import holds
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import HoldActive
+from ppcmk.plan import PlanHasErrors
+from tests.flows.helpers import approve_next, start
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing
+GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # ep-existing's key access on kv-cmk-prod
+APPROVER = "pp-admin@contoso.example"
+TARGET = "cleanup-target"
+
+
+@pytest.fixture(autouse=True)
+def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    yield
+
+
+@pytest.fixture
+def rotated(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, Any]:
+    """A 2048-bit key (fast to generate) rotated once by the rotate flow: two versions, the old one held."""
+    vault = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
+             "Microsoft.KeyVault/vaults/kv-cmk-prod")
+    CmkTarget(vault_id=vault, key_name="cmk-cleanup", key_size=2048, policy_name="ep-existing",
+              resource_group="rg-cmk", geo="europe").save(TARGET, overwrite=True)
+    conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
+    factory = ClientFactory.for_settings(conn)
+    first = factory.key_client(factory.vault_url(vault)).create_rsa_key("cmk-cleanup", size=2048)
+    cloud.clock.advance(timedelta(days=2))
+    rotate(connection_block=sandbox_blocks["kv-admin"], target_block=TARGET, requester=APPROVER)
+    return {"conn": conn, "old": first.properties.version}
+
+
+def versions(cloud: Any, key: str) -> dict[str, bool]:
+    return {v.version: v.enabled for v in cloud.world.keyvault.get("kv-cmk-prod").keys[key].versions}
+
+
+def test_old_versions_are_refused_inside_28_days_then_disabled_never_deleted(
+    cloud: Any, sandbox_blocks: dict[str, str], rotated: dict[str, Any]
+) -> None:
+    hold = holds.key_version_hold(rotated["conn"], cloud_vault(cloud), "cmk-cleanup",
+                                  rotated["old"])
+    assert hold is not None
+    with pytest.raises(HoldActive, match=re.escape(f"until {hold.until.isoformat()}")):
+        cleanup(kv_connection=sandbox_blocks["kv-admin"], target=TARGET)
+    cloud.clock.advance(timedelta(days=27, hours=23))
+    with pytest.raises(HoldActive):
+        cleanup(kv_connection=sandbox_blocks["kv-admin"], target=TARGET)
+    assert all(versions(cloud, "cmk-cleanup").values())
+
+    cloud.clock.advance(timedelta(hours=1, minutes=1))
+    running = start(cleanup, kv_connection=sandbox_blocks["kv-admin"], target=TARGET, approval_poll_s=1)
+    pending = approve_next(running, APPROVER)
+    assert f"cmk-cleanup/{rotated['old']}" in pending.description
+    outcome = running.result()
+    assert outcome.status == "completed", outcome.message
+    after = versions(cloud, "cmk-cleanup")
+    assert len(after) == 2 and after[rotated["old"]] is False and sum(after.values()) == 1
+    assert cloud.log.count(method="DELETE", path="/keys/") == 0
+
+
+def cloud_vault(cloud: Any) -> str:
+    return (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
+            "Microsoft.KeyVault/vaults/kv-cmk-prod")
+
+
+def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    params = {"kv_connection": sandbox_blocks["kv-admin"], "target": sandbox_blocks["target"],
+              "pp_connection": sandbox_blocks["runbook"], "old_policy": "ep-existing",
+              "disable_old_versions": False}
+    with pytest.raises(PlanHasErrors, match=f"still linked to {FINANCE}"):
+        cleanup(**params, dry_run=True)
+
+    conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
+    with cloud.world.lock:  # Finance left the policy (what revert does), which starts the 30-day hold
+        cloud.world.powerplatform.environment(FINANCE).cmk = None
+    hold = holds.hold_policy(conn, "rg-cmk", "ep-existing", holds.CHANGE_HOLD, "environments left")
+    with pytest.raises(HoldActive, match=re.escape(hold.until.isoformat())):
+        cleanup(**params)
+    assert cloud.world.rbac.get(cloud_vault(cloud), GRANT) is not None
+
+    cloud.clock.advance(timedelta(days=30, minutes=1))
+    running = start(cleanup, **params, approval_poll_s=1)
+    approve_next(running, APPROVER)
+    outcome = running.result()
+    assert outcome.status == "completed" and "removed 1 key access grant(s)" in outcome.message
+    assert cloud.world.rbac.get(cloud_vault(cloud), GRANT) is None
+    assert cloud.world.arm.find_policy_by_name("ep-existing") is not None  # the policy itself stays

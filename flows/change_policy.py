@@ -37,6 +37,7 @@ from flows.revert import (
     load_settings,
     refused_outcome,
     select,
+    step_state,
     unlink_step,
 )
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
@@ -172,8 +173,10 @@ def move_step(
     def step(member: FleetMember) -> StepResult:
         first = unlink_old(member)
         second = link_new(member)
-        state = "unchanged" if first.state == second.state == "unchanged" else "succeeded"
-        return StepResult(state=state, detail=f"outage 1: {first.detail}; outage 2: {second.detail}")
+        return StepResult(
+            state=step_state(first.state == second.state == "unchanged"),
+            detail=f"outage 1: {first.detail}; outage 2: {second.detail}",
+        )
 
     return step
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Literal, cast
 
 from prefect import flow, get_run_logger
 
@@ -23,7 +24,7 @@ from ppcmk.arm_ids import same_id
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
 from ppcmk.findings import error
 from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, Plan, PlanItem, PlannedHold, RunOutcome, publish_table
+from ppcmk.plan import OutageWindow, OutcomeStatus, Plan, PlanItem, PlannedHold, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.waves import (
     FleetMember,
@@ -51,7 +52,20 @@ MICROSOFT_KEY = "the Microsoft-managed key"
 
 def load_settings(connection: str, target: str) -> tuple[ConnectionSettings, TargetSettings]:
     """Both blocks, validated (a bad value fails here, naming the field, before anything is read)."""
-    return CmkConnection.load(connection).settings(), CmkTarget.load(target).settings()
+    connection_block = cast(CmkConnection, CmkConnection.load(connection))
+    return connection_block.settings(), cast(CmkTarget, CmkTarget.load(target)).settings()
+
+
+def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
+    return "unchanged" if unchanged else "succeeded"
+
+
+def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
+    """The run ends after publishing the plan: a dry run, or nothing to change."""
+    status: OutcomeStatus = "dry-run" if dry_run else "nothing-to-do"
+    return RunOutcome(
+        procedure=plan.procedure, status=status, plan_hash=plan.hash, message=plan.target_summary
+    )
 
 
 def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
@@ -117,7 +131,7 @@ def finish(
     """Publish the result table, audit the run, and say plainly what is left undone."""
     publish_table(rows, plan.procedure, "result", description=f"{plan.procedure}: state read back afterwards")
     failed = [r.environment_id for r in report.failed + report.not_started]
-    status = "partial" if failed else "completed"
+    status: OutcomeStatus = "partial" if failed else "completed"
     if failed:
         message += f"; NOT done: {', '.join(failed)} (see the result table; run again to converge)"
     audit.record(
@@ -251,8 +265,9 @@ def unlink_step(
         change = unlink(conn, member.id, policy.system_id, deadline=deadline)
         if not change.done:
             raise RuntimeError(change_failed(change, "unlink"))
-        state = "unchanged" if change.status == "Unchanged" else "succeeded"
-        return StepResult(state=state, detail=f"now {state_of(change.environment)}")
+        return StepResult(
+            state=step_state(change.status == "Unchanged"), detail=f"now {state_of(change.environment)}"
+        )
 
     return step
 
@@ -304,10 +319,7 @@ def revert(
     plan.publish()
     plan.raise_for_errors()
     if dry_run or not plan.changes:
-        status = "dry-run" if dry_run else "nothing-to-do"
-        return RunOutcome(
-            procedure=PROCEDURE, status=status, plan_hash=plan.hash, message=plan.target_summary
-        )
+        return plan_only_outcome(plan, dry_run)
     try:
         approval = request_approval(
             plan,

@@ -24,8 +24,10 @@ from flows.revert import (
     finish,
     linked_to,
     load_settings,
+    plan_only_outcome,
     refused_outcome,
     state_of,
+    step_state,
 )
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ApprovalRejected, SeparationOfDutyError
@@ -123,8 +125,9 @@ def reenable_step(conn: ConnectionSettings, deadline: timedelta) -> Callable[[Fl
         change = reenable_environment(conn, member.id, deadline=deadline)
         if not change.done or change.environment is None or not change.environment.enabled:
             raise RuntimeError(change_failed(change, "re-enable"))
-        state = "unchanged" if change.status == "Unchanged" else "succeeded"
-        return StepResult(state=state, detail=f"now {state_of(change.environment)}")
+        return StepResult(
+            state=step_state(change.status == "Unchanged"), detail=f"now {state_of(change.environment)}"
+        )
 
     return step
 
@@ -163,10 +166,7 @@ def unlock(
     plan.publish()
     plan.raise_for_errors()
     if dry_run or not plan.changes:
-        status = "dry-run" if dry_run else "nothing-to-do"
-        return RunOutcome(
-            procedure=PROCEDURE, status=status, plan_hash=plan.hash, message=plan.target_summary
-        )
+        return plan_only_outcome(plan, dry_run)
     try:
         approval = request_approval(
             plan,

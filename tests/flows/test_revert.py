@@ -73,3 +73,51 @@ def test_rejected_revert_changes_nothing(cloud: Any, sandbox_blocks: dict[str, s
     assert outcome.status == "rejected" and "not now" in outcome.message
     assert env_state(cloud, FINANCE).cmk is not None
     assert cloud.log.count(method="POST", path=r"/unlink") == 0
+
+
+def test_the_requester_cannot_approve_their_own_revert(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    running = run_revert(sandbox_blocks)
+    approve_next(running, REQUESTER)
+    outcome = running.result()
+    assert outcome.status == "rejected" and "cannot approve" in outcome.message
+    assert env_state(cloud, FINANCE).cmk is not None
+
+
+def test_a_failed_unlink_is_reported_and_a_rerun_converges(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    cloud.faults.add(method="POST", path=r"/enterprisePolicies/Encryption/unlink", status=400, times=1)
+    running = run_revert(sandbox_blocks)
+    approve_next(running, APPROVER)
+    first = running.result()
+    assert first.status == "partial" and FINANCE in first.message
+    assert "linked to" in first.rows[0]["now"]  # the result says where the environment stands
+    cloud.faults.clear()
+    running = run_revert(sandbox_blocks)
+    approve_next(running, APPROVER)
+    assert running.result().status == "completed" and env_state(cloud, FINANCE).cmk is None
+    assert cloud.log.count(method="POST", path=r"/unlink", status=202) == 1
+
+
+def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    from flows.cleanup import cleanup
+
+    running = run_revert(sandbox_blocks)
+    approve_next(running, APPROVER)
+    assert running.result().status == "completed"
+    cloud.clock.advance(timedelta(days=29))
+    state = cleanup(
+        kv_connection=sandbox_blocks["kv-admin"],
+        target=sandbox_blocks["target"],
+        pp_connection=sandbox_blocks["pp-admin"],
+        requester=REQUESTER,
+        disable_old_versions=False,
+        old_policy="ep-existing",
+        dry_run=True,
+        return_state=True,
+    )
+    assert state.is_failed()
+    with pytest.raises(HoldActive, match="until"):
+        state.result()
+    grants = [a for a in cloud.world.rbac.assignments.values() if a.scope.lower().endswith("/kv-cmk-prod")]
+    assert any(a.name == "c0c0c0c0-0000-4000-8000-00000000c001" for a in grants)

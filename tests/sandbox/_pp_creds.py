@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -44,6 +45,23 @@ def authorization(cloud: Any, persona: str = "runbook") -> AuthorizationManageme
     return AuthorizationManagementClient(
         credential(cloud, persona), cloud.endpoints.subscription_id, **_arm_kwargs(cloud)
     )
+
+
+def assign_role(
+    cloud: Any,
+    scope: str,
+    role: str,
+    principal: str,
+    *,
+    persona: str = "runbook",
+    name: str | None = None,
+    **properties: Any,
+) -> Any:
+    """A role assignment made through ARM with the real AuthorizationManagementClient (it still has to
+    propagate); ``properties`` adds e.g. ``principalType``."""
+    role_id = role_definition_id(cloud, role)
+    body = {"properties": {"roleDefinitionId": role_id, "principalId": principal, **properties}}
+    return authorization(cloud, persona).role_assignments.create(scope, name or str(uuid.uuid4()), body)
 
 
 def powerplatform(cloud: Any, persona: str = "runbook") -> PowerPlatformMgmtClient:

@@ -27,7 +27,9 @@ def test_unknown_user_and_service_principal_as_user_are_404(cloud: Sandbox) -> N
 
 
 def test_service_principals_by_id_and_app_id_filter(cloud: Sandbox) -> None:
-    policy_identity = cloud.world.identities.add_service_principal("ep-new")
+    # the system-assigned identity the scenario's enterprise policy received when it was created
+    principal_id = cloud.world.arm.find_policy_by_name("ep-existing").principal_id
+    policy_identity = cloud.world.identities.require(principal_id)
     with http(cloud, "runbook", audience=GRAPH) as graph:
         by_id = graph.get(f"/v1.0/servicePrincipals/{policy_identity.object_id}").json()
         assert by_id["servicePrincipalType"] == "ManagedIdentity"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,8 +12,8 @@ from azure.keyvault.keys._shared import http_challenge_cache
 from azure.keyvault.keys.crypto import EncryptionAlgorithm, KeyWrapAlgorithm
 
 from sandbox import Sandbox
-from sandbox.rbac.roles import KEY_VAULT_CRYPTO_OFFICER, KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
-from sandbox.rbac.state import RoleAssignment
+from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+from tests.sandbox._pp_creds import assign_role
 from tests.sandbox.creds import crypto_client, key_client
 
 
@@ -149,23 +148,10 @@ def test_rbac_vault_forbids_a_caller_without_a_role(cloud: Sandbox) -> None:
     assert forbidden.value.error.innererror["code"] == "ForbiddenByRbac"
 
 
-def grant(cloud: Sandbox, vault_name: str, persona: str, role: str) -> None:
-    """A role assignment made now (so it still has to propagate)."""
-    vault = cloud.world.keyvault.get(vault_name)
-    principal = cloud.world.identities.require(persona)
-    assignment = RoleAssignment(
-        name=str(uuid.uuid4()),
-        scope=vault.arm_id,
-        role_guid=role,
-        principal_id=principal.object_id,
-        principal_type="User",
-        created_at=cloud.clock.now(),
-    )
-    cloud.world.rbac.add(assignment)
-
-
 def test_service_encryption_role_may_wrap_but_not_create(cloud: Sandbox) -> None:
-    grant(cloud, "kv-cmk-prod", "outsider", KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER)
+    vault = cloud.world.keyvault.get("kv-cmk-prod").arm_id
+    outsider = cloud.world.identities.require("outsider").object_id
+    assign_role(cloud, vault, KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, outsider, persona="kv-admin")
     client = key_client(cloud, "kv-cmk-prod", persona="outsider")
     with pytest.raises(HttpResponseError) as not_yet:
         client.get_key("cmk-prod")  # the grant has not propagated yet
@@ -225,12 +211,15 @@ def test_import_key_then_unwrap_with_the_imported_material(cloud: Sandbox) -> No
 
 
 def test_managed_hsm_serves_the_same_keys_api_on_its_own_origin(cloud: Sandbox) -> None:
-    grant(cloud, "hsm-cmk", "kv-admin", KEY_VAULT_CRYPTO_OFFICER)
-    cloud.clock.advance(timedelta(seconds=cloud.world.settings.role_propagation_seconds))
+    # the scenario gives kv-admin the administrator role and the runbook the crypto officer role on the HSM
     client = key_client(cloud, "hsm-cmk")
     assert client.get_key("cmk-hsm").key_type == "RSA-HSM"
     created = client.create_rsa_key("hsm-new", size=2048, hardware_protected=True)
     assert created.key_type == "RSA-HSM"
+    assert key_client(cloud, "hsm-cmk", persona="runbook").rotate_key("hsm-new").key_type == "RSA-HSM"
+    with pytest.raises(HttpResponseError) as outsider:
+        key_client(cloud, "hsm-cmk", persona="outsider").get_key("cmk-hsm")
+    assert outsider.value.error.innererror["code"] == "ForbiddenByRbac"
     assert cloud.endpoints.vaults["hsm-cmk"] != cloud.endpoints.vaults["kv-cmk-prod"]
 
 

@@ -6,8 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.keyvault.models import NetworkRuleSet, VaultPatchParameters, VaultPatchProperties
 
-from tests.sandbox._pp_creds import BAP, arm_http, authorization, bap, role_definition_id
+from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+from tests.sandbox._pp_creds import BAP, arm_http, assign_role, authorization, bap
+from tests.sandbox.creds import key_client, keyvault_mgmt
 
 ON_CMK = "e1000000-0000-4000-8000-00000000000b"
 SANDBOX_ENV = "e1000000-0000-4000-8000-000000000002"
@@ -38,18 +42,18 @@ def _revoke_role(cloud: Any) -> None:
 
 
 def _disable_key(cloud: Any) -> None:
-    # State-level change (the Key Vault data-plane PATCH is S1's contract, tested there).
-    with cloud.world.lock:
-        cloud.world.keyvault.get("kv-cmk-prod").key("cmk-prod").current.enabled = False
-    cloud.world.after_change()
+    key_client(cloud, "kv-cmk-prod").update_key_properties("cmk-prod", enabled=False)
+
+
+def _set_firewall(cloud: Any, public_network_access: str, bypass: str) -> None:
+    """Deny by default through the ARM vault update (PATCH), as an administrator would."""
+    rules = NetworkRuleSet(default_action="Deny", bypass=bypass)
+    closed = VaultPatchProperties(public_network_access=public_network_access, network_acls=rules)
+    keyvault_mgmt(cloud).vaults.update("rg-cmk", "kv-cmk-prod", VaultPatchParameters(properties=closed))
 
 
 def _close_network(cloud: Any) -> None:
-    with cloud.world.lock:
-        vault = cloud.world.keyvault.get("kv-cmk-prod")
-        vault.properties["publicNetworkAccess"] = "Disabled"
-        vault.properties["networkAcls"] = {"defaultAction": "Deny", "bypass": "None"}
-    cloud.world.after_change()
+    _set_firewall(cloud, "Disabled", bypass="None")
 
 
 @pytest.mark.parametrize("revoke", [_revoke_role, _disable_key, _close_network])
@@ -62,22 +66,26 @@ def test_losing_key_access_locks_linked_environments(cloud: Any, revoke: Any) ->
     assert _runtime(cloud, SANDBOX_ENV)["id"] == "Enabled"  # not linked: unaffected
 
 
+def test_a_closed_firewall_with_the_trusted_services_bypass_keeps_the_key_usable(cloud: Any) -> None:
+    _set_firewall(cloud, "Enabled", bypass="AzureServices")
+    with pytest.raises(HttpResponseError) as blocked:  # the firewall is really closed to everyone else
+        key_client(cloud, "kv-cmk-prod").get_key("cmk-prod")
+    assert blocked.value.error.innererror["code"] == "ForbiddenByFirewall"
+    assert _runtime(cloud, ON_CMK)["id"] == "Enabled" and _health(cloud) == "Healthy"
+
+
 def test_restore_then_reenable_unlocks(cloud: Any) -> None:
     _revoke_role(cloud)
     assert _runtime(cloud, ON_CMK)["id"] == "Disabled"
-    role = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
     principal = cloud.world.arm.find_policy_by_name("ep-existing").principal_id
-    role_id = role_definition_id(cloud, role)
-    authorization(cloud, "kv-admin").role_assignments.create(
+    assign_role(
+        cloud,
         _vault_id(cloud),
-        POLICY_GRANT,
-        {
-            "properties": {
-                "roleDefinitionId": role_id,
-                "principalId": principal,
-                "principalType": "ServicePrincipal",
-            }
-        },
+        KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER,
+        principal,
+        persona="kv-admin",
+        name=POLICY_GRANT,
+        principalType="ServicePrincipal",
     )
     cloud.advance(timedelta(seconds=cloud.world.settings.role_propagation_seconds))
     assert _runtime(cloud, ON_CMK)["id"] == "Disabled"  # restoring access alone does not unlock

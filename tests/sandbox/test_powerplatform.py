@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
-from tests.sandbox._pp_creds import BAP, authorization, bap, powerplatform, resources, role_definition_id
+from tests.sandbox._pp_creds import BAP, assign_role, bap, powerplatform, resources
 
 PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 TRIAL = "e1000000-0000-4000-8000-000000000003"
@@ -51,15 +50,9 @@ def _new_policy(cloud: Any) -> tuple[str, str, str]:
     }
     policy = powerplatform(cloud).enterprise_policies.create_or_update("ep-new", "rg-cmk", body)
     cloud.advance(timedelta(seconds=cloud.world.settings.policy_identity_delay_seconds))
-    _assign(cloud, policy.id, READER, PP_ADMIN, "User")
+    assign_role(cloud, policy.id, READER, PP_ADMIN, principalType="User")
     stored = cloud.world.arm.find_policy_by_name("ep-new")
     return policy.id, stored.system_id, stored.principal_id
-
-
-def _assign(cloud: Any, scope: str, role: str, principal: str, kind: str) -> None:
-    role_id = role_definition_id(cloud, role)
-    body = {"properties": {"roleDefinitionId": role_id, "principalId": principal, "principalType": kind}}
-    authorization(cloud).role_assignments.create(scope, str(uuid.uuid4()), body)
 
 
 def test_list_and_get_environments(cloud: Any) -> None:
@@ -100,7 +93,9 @@ def test_link_fails_without_key_access_then_succeeds_after_grant(cloud: Any) -> 
     assert after_failure["states"]["runtime"]["id"] == "Enabled"
 
     vault = cloud.world.keyvault.get("kv-cmk-prod").arm_id
-    _assign(cloud, vault, KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, identity, "ServicePrincipal")
+    assign_role(
+        cloud, vault, KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, identity, principalType="ServicePrincipal"
+    )
     cloud.advance(timedelta(seconds=cloud.world.settings.role_propagation_seconds))
     retry = _link(cloud, PRODUCTION, system_id)
     cloud.advance(timedelta(seconds=cloud.world.settings.link_duration_seconds))

@@ -10,7 +10,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
-from tests.sandbox._pp_creds import authorization, role_definition_id
+from tests.sandbox._pp_creds import assign_role, authorization
 
 OUTSIDER = "0a0a0005-0000-4000-8000-000000000005"
 
@@ -18,13 +18,6 @@ OUTSIDER = "0a0a0005-0000-4000-8000-000000000005"
 def _vault(cloud: Any) -> str:
     group = f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk"
     return f"{group}/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
-
-
-def _grant(cloud: Any, scope: str, role: str, principal: str, **extra: Any) -> Any:
-    body = {
-        "properties": {"roleDefinitionId": role_definition_id(cloud, role), "principalId": principal, **extra}
-    }
-    return authorization(cloud).role_assignments.create(scope, str(uuid.uuid4()), body)
 
 
 def test_role_definition_filter_by_name(cloud: Any) -> None:
@@ -37,7 +30,7 @@ def test_role_definition_filter_by_name(cloud: Any) -> None:
 
 
 def test_assignment_propagates_after_delay_and_inherits(cloud: Any) -> None:
-    created = _grant(cloud, _vault(cloud), READER, OUTSIDER)
+    created = assign_role(cloud, _vault(cloud), READER, OUTSIDER)
     assert created.scope == _vault(cloud)
     rbac, now = cloud.world.rbac, cloud.clock.now()
     key_scope = _vault(cloud) + "/keys/cmk-prod"
@@ -50,26 +43,26 @@ def test_assignment_propagates_after_delay_and_inherits(cloud: Any) -> None:
 
 
 def test_duplicate_assignment_under_another_name_conflicts(cloud: Any) -> None:
-    _grant(cloud, _vault(cloud), READER, OUTSIDER)
+    assign_role(cloud, _vault(cloud), READER, OUTSIDER)
     with pytest.raises(HttpResponseError) as duplicate:
-        _grant(cloud, _vault(cloud), READER, OUTSIDER)
+        assign_role(cloud, _vault(cloud), READER, OUTSIDER)
     assert duplicate.value.status_code == 409 and duplicate.value.error.code == "RoleAssignmentExists"
 
 
 def test_unknown_principal_needs_principal_type(cloud: Any) -> None:
     stranger = str(uuid.uuid4())
     with pytest.raises(HttpResponseError) as missing:
-        _grant(cloud, _vault(cloud), READER, stranger)
+        assign_role(cloud, _vault(cloud), READER, stranger)
     assert missing.value.status_code == 400 and missing.value.error.code == "PrincipalNotFound"
     assert (
-        _grant(cloud, _vault(cloud), READER, stranger, principalType="ServicePrincipal").principal_id
+        assign_role(cloud, _vault(cloud), READER, stranger, principalType="ServicePrincipal").principal_id
         == stranger
     )
 
 
 def test_list_filters_and_delete(cloud: Any) -> None:
     client = authorization(cloud)
-    created = _grant(cloud, _vault(cloud), READER, OUTSIDER)
+    created = assign_role(cloud, _vault(cloud), READER, OUTSIDER)
     mine = list(client.role_assignments.list_for_scope(_vault(cloud), filter=f"principalId eq '{OUTSIDER}'"))
     assert [a.name for a in mine] == [created.name]
     subscription = f"/subscriptions/{cloud.endpoints.subscription_id}"
@@ -82,7 +75,6 @@ def test_list_filters_and_delete(cloud: Any) -> None:
 
 
 def test_role_assignment_write_needs_owner_or_user_access_admin(cloud: Any) -> None:
-    body = {"properties": {"roleDefinitionId": role_definition_id(cloud, READER), "principalId": OUTSIDER}}
     with pytest.raises(HttpResponseError) as denied:
-        authorization(cloud, "pp-admin").role_assignments.create(_vault(cloud), str(uuid.uuid4()), body)
+        assign_role(cloud, _vault(cloud), READER, OUTSIDER, persona="pp-admin")
     assert denied.value.status_code == 403 and denied.value.error.code == "AuthorizationFailed"

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -18,8 +19,10 @@ def serve_forever(
     scenario: str | Path = "default",
     clock_speed: float = 0.0,
     out: TextIO | None = None,
+    on_ready: Callable[[Sandbox], None] | None = None,
 ) -> None:
-    """Start the sandbox, print ONE JSON line with its endpoints, serve until SIGINT/SIGTERM, stop cleanly."""
+    """Start the sandbox, call ``on_ready(sandbox)`` (the CLI publishes its profile there), print ONE JSON
+    line with its endpoints, serve until SIGINT/SIGTERM, stop cleanly."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -28,6 +31,8 @@ def serve_forever(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Sandbox(scenario=scenario, state_file=state_file, port=port, clock_speed=clock_speed) as sandbox:
+            if on_ready is not None:  # first, so whoever reads the line finds e.g. the CLI profile in place
+                on_ready(sandbox)
             endpoints = sandbox.endpoints.to_dict()
             endpoints["now"] = sandbox.clock.now().isoformat()
             stream = out or sys.stdout

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from ppcmk.cli.exit_codes import CliError, ExitCode
 from ppcmk.cli.profile import SandboxAdmin, SandboxProfile, load_profile, remove_profile, save_profile
 
 console = Console()
+notes = Console(stderr=True)  # `sandbox up` keeps stdout for its one JSON line
 
 sandbox_app = typer.Typer(help="Run the offline sandbox cloud and steer a running one.", no_args_is_help=True)
 clock_app = typer.Typer(help="Read or move the sandbox's virtual clock.", no_args_is_help=True)
@@ -35,38 +35,45 @@ def resolve_scenario(scenario: str) -> str:
     return str(Path(scenario).resolve()) if looks_like_path else scenario
 
 
-def start_sandbox(scenario: str, state_file: Path | None, port: int, clock_speed: float) -> tuple[Any, Path]:
-    """Start the sandbox in this process and publish its profile; returns (sandbox, profile path)."""
-    from sandbox import Sandbox
-
+def _checked_scenario(scenario: str, clock_speed: float) -> str:
+    """Validate what `sandbox up` and `serve` are given, before anything starts; the scenario to load."""
     if clock_speed < 0:
         raise CliError("--clock-speed must be 0 (virtual time, moved by runbooks) or positive "
                        "(real time times X)", ExitCode.USAGE)
-    server = Sandbox(scenario=resolve_scenario(scenario), state_file=str(state_file) if state_file else None,
-                     port=port, clock_speed=clock_speed)
-    try:
-        server.start()
-    except OSError as error:
-        raise CliError(f"--port {port}: the sandbox could not listen ({error.strerror or error}); "
-                       "choose another port or 0 for any free port", ExitCode.USAGE) from error
+    return resolve_scenario(scenario)
+
+
+# what binding the main port can fail with (taken, privileged, not a local address)
+LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+def _port_error(port: int, error: OSError) -> CliError:
+    return CliError(f"--port {port}: the sandbox could not listen ({error.strerror or error}); "
+                    "choose another port or 0 for any free port", ExitCode.USAGE)
+
+
+def _publish_profile(server: Any, scenario: str, state_file: Path | None) -> Path:
     profile = SandboxProfile.from_endpoints(
         server.endpoints, scenario=scenario, state_file=str(state_file) if state_file else None,
         pid=os.getpid(),
     )
-    return server, save_profile(profile)
+    return save_profile(profile)
 
 
-def wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM."""
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+def start_sandbox(scenario: str, state_file: Path | None, port: int, clock_speed: float) -> tuple[Any, Path]:
+    """Start the sandbox in this process (for `ppcmk serve`, which runs more beside it) and publish its
+    profile; returns (sandbox, profile path)."""
+    from sandbox import Sandbox
+
+    server = Sandbox(scenario=_checked_scenario(scenario, clock_speed),
+                     state_file=str(state_file) if state_file else None, port=port, clock_speed=clock_speed)
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        server.start()
+    except OSError as error:
+        if error.errno not in LISTEN_ERRORS:
+            raise
+        raise _port_error(port, error) from error
+    return server, _publish_profile(server, scenario, state_file)
 
 
 @sandbox_app.command("up")
@@ -80,20 +87,37 @@ def sandbox_up(
         float, typer.Option(help="0 = virtual clock moved only by runbooks; X = real time times X.")
     ] = 0.0,
 ) -> None:
-    """Run the sandbox cloud in the foreground until Ctrl-C; other commands find it through the profile."""
-    server, path = start_sandbox(scenario, state, port, clock_speed)
-    try:
+    """Run the sandbox cloud in the foreground until Ctrl-C; other commands find it through the profile.
+
+    Prints the endpoints as one JSON line on stdout (as `python -m sandbox up` does); the human summary goes
+    to stderr."""
+    from sandbox import serve_forever
+
+    resolved = _checked_scenario(scenario, clock_speed)
+    started = False
+
+    def announce(server: Any) -> None:
+        nonlocal started
+        started = True
+        path = _publish_profile(server, scenario, state)
         endpoints = server.endpoints
-        console.print(f"[bold green]Sandbox cloud up[/] at {endpoints.url} (scenario {scenario})")
-        console.print(f"  CA certificate: {endpoints.ca}")
+        notes.print(f"[bold green]Sandbox cloud up[/] at {endpoints.url} (scenario {scenario})")
+        notes.print(f"  CA certificate: {endpoints.ca}")
         for name, origin in sorted(dict(endpoints.vaults).items()):
-            console.print(f"  vault {name}: {origin}")
-        console.print(f"  profile: {path}  (Ctrl-C stops the sandbox)")
-        wait_for_interrupt()
+            notes.print(f"  vault {name}: {origin}")
+        notes.print(f"  profile: {path}  (Ctrl-C stops the sandbox)")
+
+    try:
+        serve_forever(port=port, state_file=state, scenario=resolved, clock_speed=clock_speed,
+                      on_ready=announce)
+    except OSError as error:
+        if started or error.errno not in LISTEN_ERRORS:
+            raise
+        raise _port_error(port, error) from error
     finally:
-        server.stop()
-        remove_profile(os.getpid())
-        console.print("Sandbox stopped.")
+        if started:
+            remove_profile(os.getpid())
+            notes.print("Sandbox stopped.")
 
 
 @clock_app.command("show")

@@ -14,7 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 from azure.identity import ManagedIdentityCredential
+from typer.testing import CliRunner
 
+from ppcmk.cli import app
+from ppcmk.cli.exit_codes import ExitCode
 from sandbox import Sandbox
 from tests.sandbox.creds import http, key_client
 
@@ -108,25 +111,45 @@ def test_state_file_restores_the_world_and_ports_after_restart(tmp_path: Path) -
         assert restored.id == created.id and restored.key.n == created.key.n
 
 
-def test_python_m_sandbox_up_prints_one_json_line_and_stops_on_sigterm(tmp_path: Path) -> None:
+UP_COMMANDS = {"python-m-sandbox": ["-m", "sandbox", "up"], "ppcmk": ["-m", "ppcmk.cli", "sandbox", "up"]}
+
+
+@pytest.mark.parametrize("command", UP_COMMANDS.values(), ids=UP_COMMANDS.keys())
+def test_up_prints_one_json_line_and_stops_on_sigterm(tmp_path: Path, command: list[str]) -> None:
+    """Both commands share `serve_forever`; `ppcmk sandbox up` also publishes its profile before the line."""
+    profile = tmp_path / "home" / "sandbox.json"
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "up", "--state", str(tmp_path / "s.json")],
+        [sys.executable, *command, "--state", str(tmp_path / "s.json")],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "PPCMK_HOME": str(tmp_path / "home")},
     )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         elapsed = time.perf_counter() - started
         endpoints = json.loads(line)
-        assert {"arm", "bap", "graph", "vaults", "ca", "token", "identity", "url"} <= set(endpoints)
+        assert {"arm", "bap", "graph", "vaults", "ca", "token", "identity", "url", "now"} <= set(endpoints)
         with httpx.Client(verify=endpoints["ca"]) as client:
             assert client.get(f"{endpoints['url']}/_sandbox/clock").status_code == 200
-        print(f"python -m sandbox up: endpoints line after {elapsed:.2f}s")
+        if "ppcmk.cli" in command:
+            assert json.loads(profile.read_text())["url"] == endpoints["url"]
+        print(f"{' '.join(command)}: endpoints line after {elapsed:.2f}s")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+    assert not profile.exists()
+    assert process.stdout.read() == ""  # nothing but the one line on stdout
+
+
+def test_ppcmk_sandbox_up_on_a_taken_port_is_a_usage_error_naming_the_option(
+    cloud: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["sandbox", "up", "--port", str(cloud.port)])
+    assert result.exit_code == ExitCode.USAGE
+    assert "--port" in result.output and "choose another port" in result.output
+    assert not (tmp_path / "sandbox.json").exists()

@@ -101,3 +101,21 @@ def test_the_requester_cannot_be_one_of_the_approvers(cloud: Any, sandbox_blocks
     outcome = running.result()
     assert outcome.status == "rejected" and "cannot approve" in outcome.message
     assert policy_grants(cloud) == [GRANT]
+
+
+def test_a_crash_while_revoking_keeps_the_record_and_a_rerun_completes_it(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    cloud.faults.add(method="DELETE", path=r"roleAssignments", status=400, times=1)
+    running = start_lock(sandbox_blocks)
+    approve_next(running, FIRST, confirmation="ep-existing")
+    approve_next(running, SECOND, confirmation="ep-existing")
+    assert running.state().is_failed()
+    record = load_lock_record(policy_arm_id(cloud))
+    assert record is not None and record.state == "revoking"  # written before anything was revoked
+    assert [g.assignment_id.rsplit("/", 1)[-1] for g in record.revoked] == [GRANT]
+    cloud.faults.clear()
+    assert locked_by_two(sandbox_blocks).status == "completed"
+    record = load_lock_record(policy_arm_id(cloud))
+    assert record is not None and record.state == "locked" and len(record.revoked) == 1
+    assert policy_grants(cloud) == []

@@ -29,6 +29,7 @@ from sandbox.identity.tokens import decode_token
 from sandbox.requestlog import LogEntry
 
 if TYPE_CHECKING:
+    from sandbox.clock import Clock
     from sandbox.server import Sandbox
     from sandbox.world import World
 
@@ -54,19 +55,24 @@ def guess_plane(path: str) -> Plane:
 
 
 class Throttle:
-    """Per-caller, per-plane sliding one-minute window over real time."""
+    """Per-caller, per-plane sliding one-minute window, measured on the sandbox clock.
+
+    A manual clock (speed 0) makes throttling deterministic: the window slides only when the clock is
+    advanced, e.g. by a client honouring Retry-After through the sandbox sleeper. A running clock (speed N)
+    moves N virtual seconds per real second, so its window spans 60 x N virtual seconds: one real minute."""
 
     def __init__(self) -> None:
         self._calls: dict[tuple[str, str], deque[float]] = {}
         self._guard = threading.Lock()
 
-    def allow(self, plane: str, caller: str, per_minute: int) -> bool:
+    def allow(self, plane: str, caller: str, per_minute: int, clock: Clock) -> bool:
         if per_minute <= 0:
             return True
-        now = time.monotonic()
+        now = clock.now().timestamp()
+        window_seconds = 60 * clock.speed if clock.speed > 0 else 60
         with self._guard:
             window = self._calls.setdefault((plane, caller), deque())
-            while window and now - window[0] > 60:
+            while window and now - window[0] >= window_seconds:
                 window.popleft()
             if len(window) >= per_minute:
                 return False
@@ -173,7 +179,7 @@ class FrontDoor:
 
         if caller is not None and plane in ("arm", "bap"):
             limit = getattr(world.settings, f"throttle_{plane}_per_minute")
-            if not self.throttle.allow(plane, caller.object_id, limit):
+            if not self.throttle.allow(plane, caller.object_id, limit, world.clock):
                 throttled = error(
                     429, "TooManyRequests", f"Rate limit of {limit} requests per minute exceeded."
                 )

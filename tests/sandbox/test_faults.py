@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from azure.core.exceptions import HttpResponseError
 
 from sandbox import Sandbox
+from sandbox.clock import Clock
+from sandbox.frontdoor import Throttle
 from tests.sandbox.creds import http, key_client, keyvault_mgmt
 
 LATEST = r"^/keys/cmk-prod/$"
@@ -109,3 +113,25 @@ def test_arm_throttling_per_caller_above_the_configured_rate(cloud: Sandbox) -> 
     assert (
         key_client(cloud, "kv-cmk-prod").get_key("cmk-prod").name == "cmk-prod"
     )  # Key Vault is not throttled
+
+
+def test_throttling_window_slides_only_with_the_manual_clock(cloud: Sandbox) -> None:
+    cloud.world.settings.throttle_bap_per_minute = 1
+    environments = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments"
+    with http(cloud, "pp-admin", "https://service.powerapps.com") as client:
+        assert client.get(environments).status_code == 200
+        assert client.get(environments).status_code == 429  # however much real time passes
+        cloud.advance(timedelta(seconds=59))
+        assert client.get(environments).status_code == 429
+        cloud.advance(timedelta(seconds=1))
+        assert client.get(environments).status_code == 200
+
+
+def test_a_running_clock_throttles_per_real_minute() -> None:
+    clock = Clock(datetime(2026, 1, 1, tzinfo=UTC), speed=1000)  # 1 real ms is 1 virtual second
+    throttle = Throttle()
+    assert throttle.allow("arm", "caller", 1, clock)
+    clock.advance(timedelta(minutes=5))  # five virtual minutes are a fraction of a real minute here
+    assert not throttle.allow("arm", "caller", 1, clock)
+    clock.advance(timedelta(seconds=60 * 1000))
+    assert throttle.allow("arm", "caller", 1, clock)

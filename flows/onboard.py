@@ -20,11 +20,10 @@ the role assignments are adopted, linked environments are left alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal, TypeVar, cast
+from typing import TypeVar, cast
 
-from azure.core.exceptions import HttpResponseError
 from prefect import flow, get_run_logger
 
 from blocks import CmkConnection
@@ -34,15 +33,13 @@ from flows.onboard_plan import (
     plan_key_vault_half,
     plan_power_platform_half,
 )
+from flows.onboard_steps import link_step, verify, wait_for_reader
 from flows.revert import (
-    change_failed,
     changing_members,
     finish,
-    linked_to,
     load_settings,
     refused_outcome,
     select,
-    state_of,
 )
 from ppcmk import audit
 from ppcmk.clients import ClientFactory
@@ -51,19 +48,14 @@ from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.waves import (
-    EnvironmentResult,
-    FleetMember,
     FleetReport,
     FleetSelector,
-    StepResult,
     WaveSpec,
     plan_waves,
     run_waves,
 )
 from tasks.access import (
     POLICY_READ_ROLES,
-    PROPAGATION_POLL_SECONDS,
-    PROPAGATION_TIMEOUT,
     grant_key_access,
     grant_policy_reader,
     has_policy_reader,
@@ -74,7 +66,7 @@ from tasks.access import (
 )
 from tasks.approvals import IdentityResolver, PowerPlatformHandoff, connection_principal, request_approval
 from tasks.doctor import READ_ERRORS, run_doctor
-from tasks.environments import enable_managed_environment, get_environments, link
+from tasks.environments import get_environments
 from tasks.keyvault import create_or_adopt_key, read_key_via_arm, read_vault, verify_vault
 from tasks.policy import (
     create_or_get_policy,
@@ -85,10 +77,6 @@ from tasks.policy import (
     wait_for_policy_identity,
 )
 from tasks.results import PolicyInfo
-from tasks.retry import cmk_task
-
-CUSTOMER_KEY = "customer"  # keyManagedBy once an environment is encrypted with a customer-managed key
-
 
 T = TypeVar("T")
 
@@ -168,89 +156,6 @@ def key_vault_half(kv: ConnectionSettings, target: TargetSettings, pp_admin: str
         len(writes),
     )
     return policy
-
-
-@cmk_task(task_run_name="wait-for-reader-{target.policy_name}")
-def wait_for_reader(
-    pp: ConnectionSettings, target: TargetSettings, timeout: timedelta = PROPAGATION_TIMEOUT
-) -> float:
-    """Read the policy as the approver until ARM lets them: their fresh Reader takes minutes to apply, and
-    the link is refused (403) until it has. Returns the seconds waited (cloud clock)."""
-    factory = ClientFactory.for_settings(pp)
-    waited = 0.0
-    while True:
-        try:
-            read_policy(factory, target)
-            return waited
-        except HttpResponseError as denied:
-            if denied.status_code != 403 or waited >= timeout.total_seconds():
-                raise
-        factory.sleeper.sleep(PROPAGATION_POLL_SECONDS)
-        waited += PROPAGATION_POLL_SECONDS
-
-
-def link_step(
-    pp: ConnectionSettings, policy: PolicyInfo, deadline: timedelta, max_attempts: int
-) -> Callable[[FleetMember], StepResult]:
-    """Managed Environment where needed, then link and wait; a Failed link is re-run up to `max_attempts`."""
-
-    def step(member: FleetMember) -> StepResult:
-        managed = enable_managed_environment(pp, member.id)
-        if not managed.done:
-            raise RuntimeError(change_failed(managed, "enabling Managed Environment"))
-        get_run_logger().warning(
-            "%s (%s) is Disabled from now until its link to %s finishes", member.name, member.id, policy.name
-        )
-        change = link(pp, member.id, policy.system_id or "", deadline=deadline, max_attempts=max_attempts)
-        if not change.done:
-            raise RuntimeError(change_failed(change, f"link (after {change.attempts} attempt(s))"))
-        state: Literal["succeeded", "unchanged"] = (
-            "unchanged" if change.status == "Unchanged" else "succeeded"
-        )
-        return StepResult(state=state, detail=f"{change.attempts} attempt(s)")
-
-    return step
-
-
-def encrypted_with(env: Environment | None, policy: PolicyInfo) -> bool:
-    return (
-        env is not None
-        and linked_to(env, policy)
-        and env.cmk is not None
-        and env.cmk.linked
-        and (env.key_managed_by or "").lower() == CUSTOMER_KEY
-    )
-
-
-def verify(
-    pp: ConnectionSettings, policy: PolicyInfo, report: FleetReport, expected: Sequence[str]
-) -> tuple[FleetReport, list[dict[str, object]]]:
-    """Read every chosen environment back; one that is not encrypted with the policy counts as failed."""
-    after = {env.id: env for env in get_environments(pp)}
-    by_id = {r.environment_id: r for r in report.results}
-    verified = FleetReport(stopped_after_wave=report.stopped_after_wave)
-    rows: list[dict[str, object]] = []
-    for environment_id in expected:
-        env = after.get(environment_id)
-        result = by_id.get(environment_id) or EnvironmentResult(
-            environment_id=environment_id,
-            name=(env.display_name or "") if env else "",
-            wave=0,
-            state="unchanged",
-            detail="already encrypted before this run",
-        )
-        if not encrypted_with(env, policy) and result.state != "failed":
-            result = result.model_copy(update={"state": "failed", "detail": f"not verified: {state_of(env)}"})
-        verified.results.append(result)
-        rows.append(
-            dict(
-                result.model_dump(),
-                link_status=env.cmk.link_status if env and env.cmk else "none",
-                key_managed_by=env.key_managed_by if env else "",
-                now=state_of(env),
-            )
-        )
-    return verified, rows
 
 
 @flow(name="onboard")
@@ -342,7 +247,18 @@ def onboard(
     wait_for_reader(pp, tgt)
     members = changing_members(handoff, get_environments(pp))
     deadline = timedelta(days=operation_deadline_days)
-    report = run_waves(plan_waves(members, spec), link_step(pp, policy, deadline, max_link_attempts), spec)
+    step = link_step(pp, policy, deadline, max_link_attempts)
+    with audit.request_ids() as calls:  # the wave threads run in copies of this context: same collector
+        report = run_waves(plan_waves(members, spec), step, spec)
+    audit.record(
+        {
+            "event": "onboard-power-platform-half",
+            "procedure": PROCEDURE,
+            "plan_hash": handoff.hash,
+            "approvers": approval.approvers,
+            "writes": [c.model_dump() for c in calls if c.method not in ("GET", "HEAD")],
+        }
+    )
     verified, rows = verify(pp, policy, report, expected)
     return finish(
         handoff,

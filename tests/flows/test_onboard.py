@@ -97,8 +97,10 @@ def test_onboarding_encrypts_three_environments_and_a_rerun_changes_nothing(
     # the links ran with the approver's connection, the Key Vault writes with the Key Vault admin's
     assert cloud.log.count(method="POST", path=r"/link$", caller="pp-admin") == 3
     assert cloud.log.count(method="PUT", path="roleAssignments", caller="kv-admin") == 2
-    events = [e["event"]["event"] for e in audit_home.entries()]
+    events = {e["event"]["event"]: e["event"] for e in audit_home.entries()}
     assert {"onboard-key-vault-half", "approval-granted", "onboard-finished"} <= set(events)
+    links = [w for w in events["onboard-power-platform-half"]["writes"] if w["url"].endswith("/link")]
+    assert len(links) == 3 and all(w["ids"] for w in links)  # each change with its request ids
 
     again = onboard(**parameters(blocks))  # nothing left to change: no approval is asked for
     assert again.status == "nothing-to-do", again.message

@@ -44,11 +44,13 @@ class _Gatherer:
         try:
             yield
         except READ_ERRORS as exc:
+            # The SDK's message runs over several lines (code, inner error); the first one says it all.
+            summary = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             self.findings.append(
                 error(
                     check,
                     subject,
-                    f"could not read {what}: {exc}",
+                    f"could not read {what}: {summary}",
                     "give the runbook identity read access (or fix the id), then run again",
                 )
             )

@@ -12,6 +12,7 @@ from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 from ppcmk.arm_ids import parse_resource_id, role_assignment_name, same_id
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, TransientError
+from ppcmk.graph import Principal
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks.keyvault import read_vault
 from tasks.policy import read_policy
@@ -297,21 +298,32 @@ def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -
     return restored
 
 
+def lookup_principal(factory: ClientFactory, admin: str) -> Principal:
+    """The user (UPN or object id) or service principal (object id) through Graph; ConfigError if neither."""
+    graph = factory.graph()
+    if "@" in admin:
+        return graph.user(admin)
+    try:
+        return graph.user(admin)
+    except ConfigError:
+        return graph.service_principal(admin)
+
+
 def resolve_principal(factory: ClientFactory, admin: str) -> str:
-    """An object id from a UPN (through Graph) or an object id as given."""
-    return factory.graph().user_object_id(admin) if "@" in admin else admin.strip().lower()
+    """The object id of a UPN or object id, checked to exist through Graph."""
+    return lookup_principal(factory, admin).object_id
 
 
 @cmk_task(task_run_name="grant-policy-reader-{admin}")
 def grant_policy_reader(conn: ConnectionSettings, target: TargetSettings, admin: str) -> RoleGrant:
     """Reader on the enterprise policy for the Power Platform admin (UPN or object id), so they can link."""
     factory = ClientFactory.for_settings(conn)
-    principal = resolve_principal(factory, admin)
+    principal = lookup_principal(factory, admin)
     policy_id = target.policy_id(conn.subscription_id)
-    existing = read_role_grants(factory, policy_id, principal, POLICY_READ_ROLES)
+    existing = read_role_grants(factory, policy_id, principal.object_id, POLICY_READ_ROLES)
     if existing:
         return existing[0]
-    return _assign(factory, policy_id, principal, READER, "User")
+    return _assign(factory, policy_id, principal.object_id, READER, principal.kind)
 
 
 @cmk_task(task_run_name="has-policy-reader-{admin}")

@@ -96,3 +96,7 @@ def test_admin_reader_granted_by_upn_and_checked_through_arm(cloud: Any, conn: C
     assert access.has_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
     with pytest.raises(ConfigError, match="user"):
         access.grant_policy_reader.fn(conn, tgt, "nobody@contoso.example")
+    # A service principal (the runbook) already reads the policy through Owner on the subscription.
+    inherited = access.grant_policy_reader.fn(conn, tgt, "0a0a0004-0000-4000-8000-000000000004")
+    assert not inherited.changed and inherited.principal_type == "ServicePrincipal"
+    assert inherited.scope == f"/subscriptions/{conn.subscription_id}"

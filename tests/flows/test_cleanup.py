@@ -18,6 +18,7 @@ from ppcmk import holds
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from ppcmk.plan import PlanHasErrors
+from tasks.policy import ensure_provider_registered
 from tests.flows.helpers import approve_next, start
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -94,6 +95,7 @@ def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
     conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
     with cloud.world.lock:  # Finance left the policy (what revert does), which starts the 30-day hold
         cloud.world.powerplatform.environment(FINANCE).cmk = None
+    ensure_provider_registered(conn)  # a policy write on an unregistered RP makes the SDK sleep for real
     hold = holds.hold_policy(conn, "rg-cmk", "ep-existing", holds.CHANGE_HOLD, "environments left")
     with pytest.raises(HoldActive, match=re.escape(hold.until.isoformat())):
         cleanup(**params)

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 
+from blocks import CmkConnection
 from flows.lock import load_lock_record, lock
 from ppcmk.audit import AuditLog
-from tests.flows.helpers import RunningFlow, approve_next, start
+from ppcmk.clients import ClientFactory
+from tests.flows.helpers import RunningFlow, answer, approve_next, start, wait_for_approval
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -119,3 +122,37 @@ def test_a_crash_while_revoking_keeps_the_record_and_a_rerun_completes_it(
     record = load_lock_record(policy_arm_id(cloud))
     assert record is not None and record.state == "locked" and len(record.revoked) == 1
     assert policy_grants(cloud) == []
+
+
+def test_a_grant_added_while_waiting_is_planned_again_and_revoked_too(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    running = start_lock(sandbox_blocks)
+    first = wait_for_approval(running)
+    # meanwhile another admin gives the policy's identity a second key role on the vault
+    factory = ClientFactory.for_settings(CmkConnection.load(sandbox_blocks["kv-admin"]).settings())
+    principal = cloud.world.arm.get_policy(policy_arm_id(cloud)).principal_id
+    vault = (
+        f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
+        "Microsoft.KeyVault/vaults/kv-cmk-prod"
+    )
+    officer = (
+        f"/subscriptions/{cloud.endpoints.subscription_id}/providers/Microsoft.Authorization/"
+        "roleDefinitions/14b46e9e-c2b7-41b4-b07b-48a6ebf60603"
+    )
+    factory.authorization().role_assignments.create(
+        vault,
+        "d0d0d0d0-0000-4000-8000-00000000d001",
+        RoleAssignmentCreateParameters(
+            role_definition_id=officer, principal_id=principal, principal_type="ServicePrincipal"
+        ),
+    )
+    answer(first, approve=True, approver=FIRST, confirmation="ep-existing")
+    approve_next(running, SECOND, confirmation="ep-existing")
+    again = approve_next(running, FIRST, confirmation="ep-existing")  # the plan changed: both approvers again
+    assert again.plan_hash != first.plan_hash and "d0d0d0d0" in again.description
+    approve_next(running, SECOND, confirmation="ep-existing")
+    outcome = running.result()
+    assert outcome.status == "completed", outcome.message
+    assert policy_grants(cloud) == []
+    assert len(load_lock_record(policy_arm_id(cloud)).revoked) == 2  # type: ignore[union-attr]

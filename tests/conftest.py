@@ -49,9 +49,11 @@ def prefect_backend() -> Iterator[None]:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            yield
+    with (
+        prefect_test_harness(server_startup_timeout=90),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        yield
 
 
 SANDBOX_PERSONAS = ("runbook", "kv-admin", "pp-admin", "pp-admin-2")
@@ -66,8 +68,9 @@ def sandbox_blocks(sandbox_server: object, prefect_backend: None) -> dict[str, s
     endpoints = sandbox_server.endpoints  # type: ignore[attr-defined]
     names = {persona: f"sandbox-{persona}" for persona in SANDBOX_PERSONAS}
     for persona, name in names.items():
-        CmkConnection(cloud="sandbox", tenant_id=endpoints.tenant_id, subscription_id=endpoints.subscription_id,
-                      sandbox_url=endpoints.url, sandbox_principal=persona, ca_bundle=str(endpoints.ca),
+        CmkConnection(cloud="sandbox", tenant_id=endpoints.tenant_id,
+                      subscription_id=endpoints.subscription_id, sandbox_url=endpoints.url,
+                      sandbox_principal=persona, ca_bundle=str(endpoints.ca),
                       time_mode="virtual").save(name, overwrite=True)
     vault = (f"/subscriptions/{endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
              "Microsoft.KeyVault/vaults/kv-cmk-prod")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 import uuid
@@ -78,6 +79,17 @@ class Throttle:
                 return False
             window.append(now)
             return True
+
+    def seconds_until_free(self, plane: str, caller: str, clock: Clock) -> int:
+        """When the caller's oldest call leaves the window: the honest Retry-After of a 429, in the
+        client's seconds (a running clock's window is one real minute)."""
+        window_seconds = 60 * clock.speed if clock.speed > 0 else 60
+        with self._guard:
+            window = self._calls.get((plane, caller))
+            if not window:
+                return 0
+            age = clock.now().timestamp() - window[0]
+        return math.ceil(max(window_seconds - age, 0.0) / (clock.speed or 1.0))
 
     def clear(self) -> None:
         with self._guard:
@@ -183,7 +195,8 @@ class FrontDoor:
                 throttled = error(
                     429, "TooManyRequests", f"Rate limit of {limit} requests per minute exceeded."
                 )
-                throttled.headers["Retry-After"] = str(world.settings.throttle_retry_after_seconds)
+                wait = self.throttle.seconds_until_free(plane, caller.object_id, world.clock)
+                throttled.headers["Retry-After"] = str(max(world.settings.throttle_retry_after_seconds, wait))
                 await answer(throttled)
                 return
 

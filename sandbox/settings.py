@@ -24,6 +24,6 @@ class SandboxSettings(BaseModel):
     # Per-caller request rate above which the ARM / BAP planes answer 429 (0 = no throttling).
     throttle_arm_per_minute: int = 0
     throttle_bap_per_minute: int = 0
-    throttle_retry_after_seconds: int = 1
+    throttle_retry_after_seconds: int = 1  # the least Retry-After of a 429; it says when the window frees
     # Seed for fault rules given a probability, so "random" faults repeat run to run.
     fault_seed: int = 7

@@ -129,3 +129,15 @@ def test_an_environment_busy_with_another_operation_is_waited_for(
     busy_posts = [e.status for e in fleet.log.entries if e.method == "POST" and BUSY_SANDBOX in e.path]
     assert busy_posts[0] == 409 and set(busy_posts) == {409, 202}  # refused while busy, then accepted
     assert BUSY_SANDBOX in linked_ids(fleet, policy)
+
+
+def test_a_throttled_fleet_slows_down_and_converges(
+    fleet: Any, pp_admin: ConnectionSettings, policy: PolicyInfo
+) -> None:
+    # Per caller, 20 admin API calls a minute (on the sandbox clock) for 12 environments linked 6 at a time.
+    fleet.world.settings.throttle_bap_per_minute = 20
+    report = run(pp_admin, policy, WaveSpec(canary_skus=[], max_in_flight=6))
+
+    assert {r.state for r in report.results} == {"succeeded"}, report.rows()
+    assert fleet.log.count(status=429, caller="pp-admin") > 0  # it was throttled, and waited it out
+    assert {r.environment_id for r in report.results} <= linked_ids(fleet, policy)

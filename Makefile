@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/ppcmk demo --prepare  # migrate the Prefect database the demo copies, once
 	touch $(STAMP)
 
 install: $(STAMP)

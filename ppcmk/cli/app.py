@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ppcmk.cli.approvals import approvals, approve
+from ppcmk.cli.demo import demo
 from ppcmk.cli.doctor import doctor
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
 from ppcmk.cli.runs import run
@@ -24,6 +25,7 @@ app.command("approve")(approve)
 app.command("serve")(serve)
 app.command("run")(run)
 app.command("doctor")(doctor)
+app.command("demo")(demo)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ppcmk.cli.exit_codes import CliError, ExitCode
@@ -69,6 +69,10 @@ def _read_input(client: SyncPrefectClient, run_id: UUID, key: str | None) -> str
         return client.read_flow_run_input(run_id, key)
     except ObjectNotFound:
         return ""
+    except PrefectHTTPStatusError as error:  # the sync client reports a missing input as a plain 404
+        if error.response.status_code == 404:
+            return ""
+        raise
 
 
 def _as_text(stored: str) -> str:

@@ -1,0 +1,198 @@
+"""The demo's story: the CMK life cycle of the default sandbox scenario, chapter by chapter.
+
+Each chapter runs the real runbook (a local Prefect flow run) with the sandbox blocks; the approvals are
+answered by scripted admins through Prefect's resume API, and the output says who answered what.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from deployments.catalog import RUNBOOKS, SandboxBlocks
+from ppcmk.cli.demo_admin import AnsweredApproval, ScriptedAnswer, drive
+from ppcmk.cli.doctor import DoctorInputs, run_checks
+from ppcmk.clients import ClientFactory
+from ppcmk.findings import DoctorReport, Severity
+from ppcmk.plan import RunOutcome
+from ppcmk.waves import FleetSelector
+
+KV_ADMIN = "kv-admin@contoso.example"
+PP_ADMIN = "pp-admin@contoso.example"
+PP_ADMIN_2 = "pp-admin-2@contoso.example"
+
+# Environments of the default scenario the story works on.
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+SANDBOX_ENV = "e1000000-0000-4000-8000-000000000002"
+UNMANAGED = "e1000000-0000-4000-8000-000000000009"  # becomes a Managed Environment on the way
+ONBOARDED = (PRODUCTION, SANDBOX_ENV, UNMANAGED)
+PLAN_COLUMNS = ["detail", "action", "outage windows"]
+APPROVAL_POLL_S = 1  # how often a paused local run looks for its answer (real seconds)
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One runbook run of the story."""
+
+    title: str
+    runbook: str
+    narration: str
+    parameters: Callable[[SandboxBlocks], dict[str, Any]]
+    answer: ScriptedAnswer | None = None
+    result_columns: list[str] | None = None  # of the outcome rows; default all
+
+
+def story(blocks: SandboxBlocks) -> list[Chapter]:
+    """The chapters in order."""
+    return [
+        Chapter(
+            "Onboard three environments", "onboard",
+            "The Key Vault admin prepares key, policy and grants; the Power Platform admin approves the "
+            "hand-off and links the environments.",
+            lambda b: {"kv_connection": b.kv_admin, "pp_connection": b.pp_admin, "target": b.target,
+                       "pp_admin": PP_ADMIN, "requester": KV_ADMIN,
+                       "selector": FleetSelector(environment_ids=list(ONBOARDED)),
+                       "approval_poll_s": APPROVAL_POLL_S},
+            ScriptedAnswer(PP_ADMIN, "Power Platform admin", connection_block=blocks.pp_admin),
+            ["name", "state", "link_status", "key_managed_by"],
+        ),
+        Chapter(
+            "Rotate the key", "rotate",
+            "A new key version; the previous one is held for 28 days. No downtime, no approval.",
+            lambda b: {"connection_block": b.kv_admin, "target_block": b.target, "requester": KV_ADMIN},
+            result_columns=["version", "current", "enabled", "created"],
+        ),
+        Chapter(
+            "Revert one environment", "revert",
+            "Contoso Sandbox goes back to the Microsoft-managed key; key and policy are held 30 days.",
+            # the runbook identity: Power Platform admin reads and unlinks, Azure writes the holds
+            lambda b: {"connection": b.runbook, "target": b.target, "requester": KV_ADMIN,
+                       "selector": FleetSelector(environment_ids=[SANDBOX_ENV]),
+                       "approval_poll_s": APPROVAL_POLL_S},
+            ScriptedAnswer(PP_ADMIN, "Power Platform admin"),
+            ["name", "state", "now"],
+        ),
+    ]
+
+
+@dataclass
+class StoryResult:
+    doctor: DoctorReport
+    outcomes: dict[str, RunOutcome] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.status in ("completed", "nothing-to-do") for outcome in self.outcomes.values())
+
+
+ARM_ID = re.compile(r"/subscriptions/[^\s,;()]+/([^/\s,;()]+)")
+
+
+def short(value: object) -> str:
+    """ARM ids shortened to their last segment: the demo's tables fit a terminal."""
+    return ARM_ID.sub(r"\1", str(value))
+
+
+def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
+    """One line per row; `columns` picks and orders them (default: all)."""
+    table = Table(title=title, title_justify="left")
+    columns = columns or list(dict.fromkeys(name for row in rows for name in row))
+    cells = [[short(row.get(column, "")) for column in columns] for row in rows]
+    for index, column in enumerate(columns):
+        # earlier columns keep (up to 24 characters of) their width; the last one wraps
+        last = index == len(columns) - 1
+        widest = max([len(column), *(len(line[index]) for line in cells)])
+        table.add_column(column.replace("_", " "), overflow="fold" if last else "ellipsis", no_wrap=not last,
+                         max_width=None if last else min(widest, 24))
+    for line in cells:
+        table.add_row(*line)
+    return table
+
+
+def findings_table(report: DoctorReport, title: str, names: dict[str, str]) -> Table:
+    """Errors and warnings, one line each; environments by display name."""
+    rows = [{"severity": f.severity.value, "check": f.check, "object": names.get(f.subject, f.subject),
+             "finding": f.message} for f in report.findings if f.severity != Severity.INFO]
+    return rows_table(f"{title} ({report.summary()})", rows)
+
+
+class StoryTeller:
+    """Runs the chapters and narrates them on a rich console."""
+
+    def __init__(self, console: Console, blocks: SandboxBlocks, doctor_inputs: DoctorInputs,
+                 cloud_now: Callable[[], Any]) -> None:
+        self.console = console
+        self.blocks = blocks
+        self.doctor_inputs = doctor_inputs
+        self.cloud_now = cloud_now
+
+    def tell(self) -> StoryResult:
+        started = time.monotonic()
+        result = StoryResult(doctor=self.doctor())
+        for number, chapter in enumerate(story(self.blocks), start=2):
+            outcome = self.chapter(number, chapter)
+            result.outcomes[chapter.runbook] = outcome
+            if outcome.status not in ("completed", "nothing-to-do"):
+                break
+        result.seconds = time.monotonic() - started
+        return result
+
+    def heading(self, number: int, title: str, narration: str) -> None:
+        self.console.rule(f"[bold]{number}. {title}")
+        self.console.print(narration, style="dim")
+
+    def doctor(self) -> DoctorReport:
+        self.heading(1, "Doctor", "Everything the runbooks need, checked at once; the scenario has problems "
+                                  "seeded on purpose.")
+        with self.console.status("doctor: reading vaults, keys, policies and environments ..."):
+            report = run_checks(self.doctor_inputs, None, None, scan=True)
+        admin = ClientFactory.for_settings(self.doctor_inputs.connection).pp_admin()
+        names = {env.id: env.display_name or env.id for env in admin.list_environments()}
+        self.console.print(findings_table(report, "Seeded problems", names))
+        self.console.print("The story below works on the healthy vault kv-cmk-prod and three healthy "
+                           "environments.", style="dim")
+        return report
+
+    def chapter(self, number: int, chapter: Chapter) -> RunOutcome:
+        self.heading(number, chapter.title, chapter.narration)
+        flow_fn = RUNBOOKS[chapter.runbook].load()
+        with self.console.status(f"{chapter.runbook}: running") as status:
+
+            def tick() -> None:
+                status.update(f"{chapter.runbook}: running · sandbox clock {self.cloud_now():%Y-%m-%d %H:%M}")
+
+            def approved(approval: AnsweredApproval) -> None:
+                self.show_approval(chapter, approval)
+
+            state = drive(flow_fn, chapter.parameters(self.blocks), chapter.runbook, chapter.answer,
+                          approved, tick)
+        if not state.is_completed():
+            self.console.print(f"[bold red]✗ {chapter.runbook} ended {state.name}:[/] {state.message or ''}")
+            return RunOutcome(procedure=chapter.runbook, status="partial", plan_hash="",
+                              message=f"run ended {state.name}")
+        outcome: RunOutcome = state.result()
+        mark = "[bold green]✓[/]" if outcome.status in ("completed", "nothing-to-do") else "[bold red]✗[/]"
+        self.console.print(f"{mark} {chapter.runbook} {outcome.status}: {outcome.message}")
+        if outcome.rows:
+            self.console.print(rows_table(f"{chapter.runbook}: result", outcome.rows,
+                                          chapter.result_columns))
+        return outcome
+
+    def show_approval(self, chapter: Chapter, approval: AnsweredApproval) -> None:
+        answer = chapter.answer
+        assert answer is not None  # only chapters with an answer get approvals answered
+        if approval.plan_rows:
+            self.console.print(rows_table(f"{chapter.runbook} plan {approval.plan_hash[:12]} "
+                                          "(what the approver sees)", approval.plan_rows,
+                                          PLAN_COLUMNS))
+        via = f", continuing with their block {answer.connection_block}" if answer.connection_block else ""
+        self.console.print(
+            f"[bold cyan]→ scripted {answer.role} {answer.approver}[/] approved plan "
+            f"{approval.plan_hash[:12]} of run {approval.run.run.name} through Prefect's resume API{via}.")

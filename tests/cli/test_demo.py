@@ -1,0 +1,43 @@
+"""The demo story against the session sandbox and Prefect backend: every chapter completes, the scripted
+admins answer through Prefect's resume API, and the onboarded environments end up linked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from deployments.catalog import SandboxBlocks
+from ppcmk.cli.demo_story import ONBOARDED, SANDBOX_ENV, StoryTeller
+from ppcmk.cli.doctor import sandbox_inputs
+from ppcmk.cli.profile import SandboxProfile, save_profile
+from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+
+# Own block names: the session's `sandbox-*` blocks point at another target and other tests rely on them.
+DEMO_BLOCKS = SandboxBlocks(kv_admin="demo-kv-admin", pp_admin="demo-pp-admin", pp_admin_2="demo-pp-admin-2",
+                            runbook="demo-runbook", target="demo-target")
+
+
+def test_the_story_links_the_onboarded_environments(cloud: Any, prefect_backend: None,
+                                                     ppcmk_home: Path) -> None:
+    profile = SandboxProfile.from_endpoints(cloud.endpoints, pid=-1)
+    save_profile(profile)
+    blocks = register_sandbox_blocks(profile, DEMO_BLOCKS)
+    console = Console(record=True, width=400)
+
+    result = StoryTeller(console, blocks, sandbox_inputs(), cloud.clock.now).tell()
+
+    output = console.export_text()
+    assert result.ok, output
+    assert "provider.registered" in output and "Legacy BYOK" in output  # the doctor's seeded problems
+    assert "scripted Power Platform admin pp-admin@contoso.example approved plan" in output
+    assert "through Prefect's resume API, continuing with their block demo-pp-admin" in output
+    onboarded = {row["environment_id"]: row for row in result.outcomes["onboard"].rows}
+    assert set(onboarded) == set(ONBOARDED)
+    assert {row["link_status"] for row in onboarded.values()} == {"Linked"}
+    assert result.outcomes["rotate"].status == "completed"
+    world = cloud.world.powerplatform
+    still_linked = [env for env in ONBOARDED if env != SANDBOX_ENV]
+    assert all(world.environment(env).cmk is not None for env in still_linked)
+    assert world.environment(SANDBOX_ENV).cmk is None  # reverted to the Microsoft-managed key

@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import cast
 
 from prefect import flow, get_run_logger
+from prefect.variables import Variable
 
 from blocks import CmkConnection
 from flows.onboard import key_vault_half, link_step, read_key_vault_facts, verify
@@ -43,7 +44,7 @@ from flows.revert import (
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
 from ppcmk.findings import error
 from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, Plan, PlanItem, PlannedHold, RunOutcome
+from ppcmk.plan import OutageWindow, Plan, PlanItem, PlannedHold, RunOutcome, artifact_key
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.settings import load_settings as validated
 from ppcmk.waves import (
@@ -87,8 +88,10 @@ def plan_moves(
     new_policy: PolicyInfo | None,
     environments: Sequence[Environment],
     selector: FleetSelector | None,
+    unfinished: frozenset[str] = frozenset(),
 ) -> None:
-    """Per environment: unlink from the old policy (outage 1) and link to the new one (outage 2)."""
+    """Per environment: unlink from the old policy (outage 1) and link to the new one (outage 2). By default
+    the old policy's environments, plus `unfinished` ones a failed run left on the Microsoft-managed key."""
     if old is None:
         plan.add_findings(
             [
@@ -103,7 +106,11 @@ def plan_moves(
         return
     moved = 0
     for env in select(
-        environments, selector, default=lambda e: linked_to(e, old) or linked_to(e, new_policy)
+        environments,
+        selector,
+        default=lambda e: (
+            linked_to(e, old) or linked_to(e, new_policy) or (e.cmk is None and e.id in unfinished)
+        ),
     ):
         name = env.display_name or ""
         if linked_to(env, new_policy):
@@ -161,6 +168,23 @@ def plan_moves(
                 reason=HOLD_REASON,
             ),
         ]
+
+
+def moves_record_name(old: TargetSettings) -> str:
+    """The Prefect Variable listing environments whose move away from `old` started but is not verified."""
+    return artifact_key("ppcmk-moves", old.resource_group, old.policy_name)
+
+
+def unfinished_moves(old: TargetSettings) -> frozenset[str]:
+    stored: object = Variable.get(moves_record_name(old), default=[])
+    return frozenset(str(i) for i in stored) if isinstance(stored, list) else frozenset()
+
+
+def note_moves(old: TargetSettings, started: set[str], done: set[str]) -> None:
+    """Remember started moves before outage 1 (a crash between the outages must not lose an environment on
+    the Microsoft key), forget verified ones."""
+    pending = (set(unfinished_moves(old)) | started) - done
+    Variable.set(moves_record_name(old), sorted(pending), overwrite=True)
 
 
 def move_step(
@@ -225,6 +249,7 @@ def change_policy(
             get_policy(kv, new_tgt),
             get_environments(pp_read),
             selector,
+            unfinished_moves(old_tgt),
         )
         return plan
 
@@ -244,7 +269,15 @@ def change_policy(
             detail=old_tgt.vault_id,
         )
     )
-    plan_moves(plan, old_policy, new_tgt, facts.policy, get_environments(pp_read), selector)
+    plan_moves(
+        plan,
+        old_policy,
+        new_tgt,
+        facts.policy,
+        get_environments(pp_read),
+        selector,
+        unfinished_moves(old_tgt),
+    )
     plan.publish()
     plan.raise_for_errors()
     if dry_run:
@@ -298,6 +331,7 @@ def change_policy(
         )
 
     members = changing_members(handoff, get_environments(pp))
+    note_moves(old_tgt, {m.id for m in members}, done=set())
     report = run_waves(
         plan_waves(members, spec),
         move_step(pp, old_policy, new_policy, deadline, max_link_attempts),
@@ -305,6 +339,7 @@ def change_policy(
         on_wave_done=gate,
     )
     verified, rows = verify(pp, new_policy, report, expected)
+    note_moves(old_tgt, set(), done={r.environment_id for r in verified.results if r.state != "failed"})
     return finish(
         handoff,
         approval.approvers,

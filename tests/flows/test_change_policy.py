@@ -14,7 +14,6 @@ from flows.change_policy import change_policy
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.holds import policy_hold
-from ppcmk.waves import FleetSelector
 from tests.flows.helpers import RunningFlow, approve_next, start
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -112,7 +111,7 @@ def test_a_failed_link_is_reported_and_a_rerun_converges_without_duplicates(
     assert first.status == "partial" and FINANCE in first.message
     assert linked_policy(cloud) is None  # between the outages: on the Microsoft key, and the result says so
     cloud.faults.clear()
-    running = start_change(sandbox_blocks, selector=FleetSelector(environment_ids=[FINANCE]))
+    running = start_change(sandbox_blocks)  # the unfinished move is remembered: no selector needed
     pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
     assert "**Outage windows:** 1 across 1" in pending.description  # only the link is left
     second = running.result()

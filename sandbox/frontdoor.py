@@ -70,7 +70,7 @@ class Throttle:
         if per_minute <= 0:
             return True
         now = clock.now().timestamp()
-        window_seconds = 60 * clock.speed if clock.speed > 0 else 60
+        window_seconds = _window_seconds(clock)
         with self._guard:
             window = self._calls.setdefault((plane, caller), deque())
             while window and now - window[0] >= window_seconds:
@@ -83,7 +83,7 @@ class Throttle:
     def seconds_until_free(self, plane: str, caller: str, clock: Clock) -> int:
         """When the caller's oldest call leaves the window: the honest Retry-After of a 429, in the
         client's seconds (a running clock's window is one real minute)."""
-        window_seconds = 60 * clock.speed if clock.speed > 0 else 60
+        window_seconds = _window_seconds(clock)
         with self._guard:
             window = self._calls.get((plane, caller))
             if not window:
@@ -94,6 +94,11 @@ class Throttle:
     def clear(self) -> None:
         with self._guard:
             self._calls.clear()
+
+
+def _window_seconds(clock: Clock) -> float:
+    """One minute of the sandbox clock when it is manual; one real minute when it runs at speed N."""
+    return 60 * clock.speed if clock.speed > 0 else 60
 
 
 def request_id_headers(plane: Plane, headers: dict[str, str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from ppcmk.holds import policy_hold
-from tests.flows.helpers import approve_next, start
+from tests.flows.helpers import answer, approve_next, start, wait_for_approval
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -121,3 +121,22 @@ def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: di
         state.result()
     grants = [a for a in cloud.world.rbac.assignments.values() if a.scope.lower().endswith("/kv-cmk-prod")]
     assert any(a.name == "c0c0c0c0-0000-4000-8000-00000000c001" for a in grants)
+
+
+def test_an_environment_linked_while_waiting_is_planned_again(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    production = "e1000000-0000-4000-8000-000000000001"
+    running = run_revert(sandbox_blocks)
+    first = wait_for_approval(running)
+    assert production not in first.description
+    # meanwhile another admin links a second environment to the policy (through the admin API)
+    factory = ClientFactory.for_settings(CmkConnection.load(sandbox_blocks["runbook"]).settings())
+    system_id = env_state(cloud, FINANCE).cmk.system_id
+    factory.pp_admin().link_policy(production, system_id)
+    cloud.clock.advance(timedelta(hours=2))
+    answer(first, approve=True, approver=APPROVER)
+    second = approve_next(running, APPROVER)
+    assert second.plan_hash != first.plan_hash and production in second.description
+    assert running.result().status == "completed"
+    assert env_state(cloud, FINANCE).cmk is None and env_state(cloud, production).cmk is None

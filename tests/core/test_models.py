@@ -7,13 +7,12 @@ does not produce; the client code under test is the real PowerPlatformAdminClien
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from ppcmk.models import Environment, LifecycleOperation, pick
 from ppcmk.ppadmin import PowerPlatformAdminClient
-from ppcmk.timing import RealSleeper
 
 BAP = "https://api.bap.microsoft.com"
 SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
@@ -64,6 +63,21 @@ def test_operation_from_pascal_case() -> None:
     assert [s.id for s in operation.stages] == ["Validate", "Run"]
 
 
+class _RecordingClock:
+    """The client's time source: records waits instead of sleeping, so the test never waits for real."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self._now = datetime(2026, 11, 28, tzinfo=UTC)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self._now += timedelta(seconds=seconds)
+
+    def now(self) -> datetime:
+        return self._now
+
+
 def test_client_reads_pascal_case_service_payloads() -> None:
     seen: list[tuple[str, str, dict[str, object] | None]] = []
 
@@ -83,7 +97,8 @@ def test_client_reads_pascal_case_service_payloads() -> None:
         return httpx.Response(200, json={"Id": "op-7", "State": {"Id": "Succeeded"}})
 
     http = httpx.Client(base_url=BAP, transport=httpx.MockTransport(service))
-    client = PowerPlatformAdminClient(http, RealSleeper())
+    clock = _RecordingClock()
+    client = PowerPlatformAdminClient(http, clock)
     environments = client.list_environments()
     assert [e.id for e in environments] == ["env-1"] and environments[0].cmk is not None
 
@@ -92,4 +107,5 @@ def test_client_reads_pascal_case_service_payloads() -> None:
     assert seen[-1] == ("POST", "/providers/Microsoft.BusinessAppPlatform/environments/env-1/"
                                 "enterprisePolicies/Encryption/link", {"SystemId": SYSTEM_ID})
     result = client.wait_operation(handle, timedelta(days=4))
-    assert result.status == "Succeeded" and result.polls == 1 and result.waited_seconds == 0
+    # the first poll waits for the Retry-After the service asked for, then one poll finds it done
+    assert result.status == "Succeeded" and result.polls == 1 and clock.slept == [20]

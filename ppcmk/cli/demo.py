@@ -98,7 +98,7 @@ def demo(
     workdir = Path(tempfile.mkdtemp(prefix="ppcmk-demo-"))
     with quiet_logs(), demo_world(workdir) as (cloud, profile):
         blocks = register_sandbox_blocks(profile)
-        teller = StoryTeller(console, blocks, sandbox_inputs(), cloud.clock.now)
+        teller = StoryTeller(console, blocks, sandbox_inputs(), cloud.clock.now, workdir / "report")
         result = teller.tell()
     elapsed = time.monotonic() - started
     verdict = "[bold green]The story completed[/]" if result.ok else "[bold red]The story stopped[/]"

@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -32,7 +33,10 @@ PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 SANDBOX_ENV = "e1000000-0000-4000-8000-000000000002"
 UNMANAGED = "e1000000-0000-4000-8000-000000000009"  # becomes a Managed Environment on the way
 ONBOARDED = (PRODUCTION, SANDBOX_ENV, UNMANAGED)
+NEW_POLICY = "ep-cmk-europe-v2"
+NEW_KEY = "cmk-prod-v2"
 PLAN_COLUMNS = ["detail", "action", "outage windows"]
+REPORT_COLUMNS = ["name", "sku", "policy", "key", "link_status"]
 APPROVAL_POLL_S = 1  # how often a paused local run looks for its answer (real seconds)
 
 
@@ -46,10 +50,12 @@ class Chapter:
     parameters: Callable[[SandboxBlocks], dict[str, Any]]
     answer: ScriptedAnswer | None = None
     result_columns: list[str] | None = None  # of the outcome rows; default all
+    result_title: str = "result"
 
 
-def story(blocks: SandboxBlocks) -> list[Chapter]:
+def story(blocks: SandboxBlocks, report_dir: Path) -> list[Chapter]:
     """The chapters in order."""
+    hand_off = ScriptedAnswer(PP_ADMIN, "Power Platform admin", connection_block=blocks.pp_admin)
     return [
         Chapter(
             "Onboard three environments", "onboard",
@@ -59,14 +65,23 @@ def story(blocks: SandboxBlocks) -> list[Chapter]:
                        "pp_admin": PP_ADMIN, "requester": KV_ADMIN,
                        "selector": FleetSelector(environment_ids=list(ONBOARDED)),
                        "approval_poll_s": APPROVAL_POLL_S},
-            ScriptedAnswer(PP_ADMIN, "Power Platform admin", connection_block=blocks.pp_admin),
-            ["name", "state", "link_status", "key_managed_by"],
+            hand_off, ["name", "state", "link_status", "key_managed_by"],
         ),
         Chapter(
             "Rotate the key", "rotate",
             "A new key version; the previous one is held for 28 days. No downtime, no approval.",
             lambda b: {"connection_block": b.kv_admin, "target_block": b.target, "requester": KV_ADMIN},
             result_columns=["version", "current", "enabled", "created"],
+        ),
+        Chapter(
+            "Change the policy of Contoso Production", "change_policy",
+            f"A new key {NEW_KEY} behind a new policy {NEW_POLICY}: unlink (outage window 1), then link "
+            "(outage window 2); the old key and policy are held 30 days.",
+            lambda b: {"kv_connection": b.kv_admin, "pp_connection": b.pp_admin, "target": b.target,
+                       "new_policy_name": NEW_POLICY, "new_key_name": NEW_KEY, "pp_admin": PP_ADMIN,
+                       "requester": KV_ADMIN, "selector": FleetSelector(environment_ids=[PRODUCTION]),
+                       "approval_poll_s": APPROVAL_POLL_S},
+            hand_off, ["name", "state", "link_status", "key_managed_by"],
         ),
         Chapter(
             "Revert one environment", "revert",
@@ -77,6 +92,20 @@ def story(blocks: SandboxBlocks) -> list[Chapter]:
                        "approval_poll_s": APPROVAL_POLL_S},
             ScriptedAnswer(PP_ADMIN, "Power Platform admin"),
             ["name", "state", "now"],
+        ),
+        Chapter(
+            "Migrate the BYOK environment", "migrate_byok",
+            "Legacy BYOK moves from the bring-your-own key to the customer-managed key (brief downtime); "
+            "the old BYOK key stays 28 days.",
+            lambda b: {"kv_connection": b.kv_admin, "pp_connection": b.pp_admin, "target": b.target,
+                       "pp_admin": PP_ADMIN, "requester": KV_ADMIN, "approval_poll_s": APPROVAL_POLL_S},
+            hand_off, ["name", "state", "link_status", "key_managed_by"],
+        ),
+        Chapter(
+            "Report", "report",
+            "Read-only: the CMK state of every environment (also a Prefect table artifact, CSV and JSON).",
+            lambda b: {"connection": b.runbook, "output_dir": str(report_dir)},
+            result_columns=REPORT_COLUMNS, result_title="the CMK state of every environment",
         ),
     ]
 
@@ -127,16 +156,17 @@ class StoryTeller:
     """Runs the chapters and narrates them on a rich console."""
 
     def __init__(self, console: Console, blocks: SandboxBlocks, doctor_inputs: DoctorInputs,
-                 cloud_now: Callable[[], Any]) -> None:
+                 cloud_now: Callable[[], Any], report_dir: Path) -> None:
         self.console = console
         self.blocks = blocks
+        self.report_dir = report_dir
         self.doctor_inputs = doctor_inputs
         self.cloud_now = cloud_now
 
     def tell(self) -> StoryResult:
         started = time.monotonic()
         result = StoryResult(doctor=self.doctor())
-        for number, chapter in enumerate(story(self.blocks), start=2):
+        for number, chapter in enumerate(story(self.blocks, self.report_dir), start=2):
             outcome = self.chapter(number, chapter)
             result.outcomes[chapter.runbook] = outcome
             if outcome.status not in ("completed", "nothing-to-do"):
@@ -181,7 +211,7 @@ class StoryTeller:
         mark = "[bold green]✓[/]" if outcome.status in ("completed", "nothing-to-do") else "[bold red]✗[/]"
         self.console.print(f"{mark} {chapter.runbook} {outcome.status}: {outcome.message}")
         if outcome.rows:
-            self.console.print(rows_table(f"{chapter.runbook}: result", outcome.rows,
+            self.console.print(rows_table(f"{chapter.runbook}: {chapter.result_title}", outcome.rows,
                                           chapter.result_columns))
         return outcome
 

@@ -9,24 +9,25 @@ from typing import Any
 from rich.console import Console
 
 from deployments.catalog import SandboxBlocks
-from ppcmk.cli.demo_story import ONBOARDED, SANDBOX_ENV, StoryTeller
+from ppcmk.cli.demo_story import NEW_POLICY, ONBOARDED, PRODUCTION, SANDBOX_ENV, UNMANAGED, StoryTeller
 from ppcmk.cli.doctor import sandbox_inputs
 from ppcmk.cli.profile import SandboxProfile, save_profile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 
+LEGACY_BYOK = "e1000000-0000-4000-8000-00000000000a"
 # Own block names: the session's `sandbox-*` blocks point at another target and other tests rely on them.
 DEMO_BLOCKS = SandboxBlocks(kv_admin="demo-kv-admin", pp_admin="demo-pp-admin", pp_admin_2="demo-pp-admin-2",
                             runbook="demo-runbook", target="demo-target")
 
 
-def test_the_story_links_the_onboarded_environments(cloud: Any, prefect_backend: None,
-                                                     ppcmk_home: Path) -> None:
+def test_the_story_links_the_onboarded_environments(cloud: Any, prefect_backend: None, ppcmk_home: Path,
+                                                     tmp_path: Path) -> None:
     profile = SandboxProfile.from_endpoints(cloud.endpoints, pid=-1)
     save_profile(profile)
     blocks = register_sandbox_blocks(profile, DEMO_BLOCKS)
     console = Console(record=True, width=400)
 
-    result = StoryTeller(console, blocks, sandbox_inputs(), cloud.clock.now).tell()
+    result = StoryTeller(console, blocks, sandbox_inputs(), cloud.clock.now, tmp_path / "report").tell()
 
     output = console.export_text()
     assert result.ok, output
@@ -36,8 +37,14 @@ def test_the_story_links_the_onboarded_environments(cloud: Any, prefect_backend:
     onboarded = {row["environment_id"]: row for row in result.outcomes["onboard"].rows}
     assert set(onboarded) == set(ONBOARDED)
     assert {row["link_status"] for row in onboarded.values()} == {"Linked"}
-    assert result.outcomes["rotate"].status == "completed"
-    world = cloud.world.powerplatform
-    still_linked = [env for env in ONBOARDED if env != SANDBOX_ENV]
-    assert all(world.environment(env).cmk is not None for env in still_linked)
-    assert world.environment(SANDBOX_ENV).cmk is None  # reverted to the Microsoft-managed key
+    for runbook in ("rotate", "change_policy", "revert", "migrate_byok", "report"):
+        assert result.outcomes[runbook].status == "completed", runbook
+    # the final report: what stayed onboarded is linked, the reverted one is back on the Microsoft key
+    final = {row["environment_id"]: row for row in result.outcomes["report"].rows}
+    assert final[PRODUCTION]["link_status"] == "Linked" and final[PRODUCTION]["policy"].endswith(NEW_POLICY)
+    assert final[UNMANAGED]["link_status"] == "Linked"
+    assert final[UNMANAGED]["policy"].endswith("ep-cmk-europe")
+    assert final[LEGACY_BYOK]["link_status"] == "Linked"
+    assert final[SANDBOX_ENV]["link_status"] != "Linked"
+    assert "report: the CMK state of every environment" in output
+    assert "#1: unlink from ep-cmk-europe" in output and "#2: link to ep-cmk-europe-v2" in output

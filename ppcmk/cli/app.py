@@ -8,6 +8,7 @@ from ppcmk.cli.approvals import approvals, approve
 from ppcmk.cli.demo import demo
 from ppcmk.cli.doctor import doctor
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
+from ppcmk.cli.report import report
 from ppcmk.cli.runs import run
 from ppcmk.cli.sandbox_cmds import sandbox_app
 from ppcmk.cli.serve import serve
@@ -26,6 +27,7 @@ app.command("serve")(serve)
 app.command("run")(run)
 app.command("doctor")(doctor)
 app.command("demo")(demo)
+app.command("report")(report)
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ answered by scripted admins through Prefect's resume API, and the output says wh
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from rich.table import Table
 from deployments.catalog import RUNBOOKS, SandboxBlocks
 from ppcmk.cli.demo_admin import AnsweredApproval, ScriptedAnswer, drive
 from ppcmk.cli.doctor import DoctorInputs, run_checks
+from ppcmk.cli.tables import rows_table
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import DoctorReport, Severity
 from ppcmk.plan import RunOutcome
@@ -119,30 +119,6 @@ class StoryResult:
     @property
     def ok(self) -> bool:
         return all(outcome.status in ("completed", "nothing-to-do") for outcome in self.outcomes.values())
-
-
-ARM_ID = re.compile(r"/subscriptions/[^\s,;()]+/([^/\s,;()]+)")
-
-
-def short(value: object) -> str:
-    """ARM ids shortened to their last segment: the demo's tables fit a terminal."""
-    return ARM_ID.sub(r"\1", str(value))
-
-
-def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
-    """One line per row; `columns` picks and orders them (default: all)."""
-    table = Table(title=title, title_justify="left")
-    columns = columns or list(dict.fromkeys(name for row in rows for name in row))
-    cells = [[short(row.get(column, "")) for column in columns] for row in rows]
-    for index, column in enumerate(columns):
-        # earlier columns keep (up to 24 characters of) their width; the last one wraps
-        last = index == len(columns) - 1
-        widest = max([len(column), *(len(line[index]) for line in cells)])
-        table.add_column(column.replace("_", " "), overflow="fold" if last else "ellipsis", no_wrap=not last,
-                         max_width=None if last else min(widest, 24))
-    for line in cells:
-        table.add_row(*line)
-    return table
 
 
 def findings_table(report: DoctorReport, title: str, names: dict[str, str]) -> Table:

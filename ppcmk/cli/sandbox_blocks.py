@@ -33,19 +33,28 @@ def sandbox_target_data(profile: SandboxProfile) -> dict[str, object]:
             "policy_name": SANDBOX_POLICY, "resource_group": SANDBOX_VAULT_GROUP, "geo": SANDBOX_GEO}
 
 
+def save_sandbox_connection(profile: SandboxProfile, persona: str, block_name: str,
+                            time_mode: TimeMode = "virtual") -> str:
+    """Save (or refresh) one persona's CmkConnection block; returns its name."""
+    from blocks import CmkConnection
+
+    connection = CmkConnection.model_validate(sandbox_connection_data(profile, persona, time_mode))
+    connection.settings()  # validate before saving: a bad profile fails here, naming the field
+    connection.save(block_name, overwrite=True)
+    return block_name
+
+
 def register_sandbox_blocks(profile: SandboxProfile, blocks: SandboxBlocks | None = None,
                             time_mode: TimeMode = "virtual") -> SandboxBlocks:
     """Save (or refresh) the sandbox blocks in the current Prefect API; returns their names.
 
     Virtual time: runbooks advance the sandbox clock instead of sleeping, so a four-day encryption is instant.
     """
-    from blocks import CmkConnection, CmkTarget
+    from blocks import CmkTarget
 
     blocks = blocks or SandboxBlocks()
     for persona, block_name in blocks.persona_blocks().items():
-        connection = CmkConnection.model_validate(sandbox_connection_data(profile, persona, time_mode))
-        connection.settings()  # validate before saving: a bad profile fails here, naming the field
-        connection.save(block_name, overwrite=True)
+        save_sandbox_connection(profile, persona, block_name, time_mode)
     target = CmkTarget.model_validate(sandbox_target_data(profile))
     target.settings()
     target.save(blocks.target, overwrite=True)

@@ -71,7 +71,10 @@ class SandboxBlocks:
 def default_parameters(runbook: Runbook, blocks: SandboxBlocks) -> dict[str, Any]:
     """Block-name defaults for the parameters this runbook actually declares (the rest keep flow defaults)."""
     by_role = {
-        "connection": blocks.kv_admin if runbook.name != "report" else blocks.runbook,
+        # report and revert read and change environments: the runbook identity (PP admin app + Azure)
+        "connection": blocks.runbook if runbook.name in ("report", "revert") else blocks.kv_admin,
+        "connection_block": blocks.kv_admin,  # rotate's names for the same roles
+        "target_block": blocks.target,
         "kv_connection": blocks.kv_admin,
         "pp_connection": blocks.pp_admin,
         "target": blocks.target,

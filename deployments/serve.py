@@ -8,6 +8,7 @@ run executes in a child process, and approvals in deployment runs suspend, so a 
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
@@ -20,17 +21,18 @@ DEPLOYMENT_NAME = "sandbox"
 
 def build_deployments(blocks: SandboxBlocks | None = None) -> list[RunnerDeployment]:
     blocks = blocks or SandboxBlocks()
-    deployments = []
+    deployments: list[RunnerDeployment] = []
     for runbook in RUNBOOKS.values():
         rotation = Cron(ROTATION_CRON, timezone=ROTATION_TIMEZONE, day_or=False)
         schedules = [rotation] if runbook.scheduled else None
-        deployments.append(runbook.load().to_deployment(
+        # to_deployment is sync here (called outside an event loop); its signature also admits a coroutine
+        deployments.append(cast(RunnerDeployment, runbook.load().to_deployment(
             name=DEPLOYMENT_NAME,
             description=runbook.summary,
             parameters=default_parameters(runbook, blocks),
             schedules=schedules,
             tags=["ppcmk", "sandbox"],
-        ))
+        )))
     return deployments
 
 

@@ -1,0 +1,112 @@
+"""End to end: the served deployments in a subprocess, an onboard deployment run suspended at the Power
+Platform hand-off, answered with `ppcmk approve` (a run input through Prefect's resume API), completed with
+the environments encrypted in the sandbox."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL
+from typer.testing import CliRunner
+
+from deployments.catalog import SandboxBlocks
+from deployments.serve import DEPLOYMENT_NAME
+from ppcmk.cli import app
+from ppcmk.cli.profile import SandboxProfile
+from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENTS = ["e1000000-0000-4000-8000-000000000001", "e1000000-0000-4000-8000-000000000002"]
+PP_ADMIN = "pp-admin@contoso.example"
+# Own block names: the session's `sandbox-*` blocks point at another target and other tests rely on them.
+E2E_BLOCKS = SandboxBlocks(kv_admin="e2e-kv-admin", pp_admin="e2e-pp-admin", pp_admin_2="e2e-pp-admin-2",
+                           runbook="e2e-runbook", target="e2e-target")
+
+
+@pytest.fixture
+def served(cloud: Any, prefect_backend: None, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m deployments.serve` against the session Prefect server, polling every second."""
+    register_sandbox_blocks(SandboxProfile.from_endpoints(cloud.endpoints, pid=-1), E2E_BLOCKS)
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PPCMK_HOME": str(tmp_path / "ppcmk-home"),
+           "PPCMK_RETRY_DELAY_SCALE": "0", "PYTHONPATH": str(ROOT)}
+    log = (tmp_path / "serve.log").open("wb")
+    child = subprocess.Popen([sys.executable, "-m", "deployments.serve", "--limit", "2"], cwd=ROOT, env=env,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        log.close()
+
+
+def wait_for(what: str, check: Any, timeout: float, child: subprocess.Popen[bytes]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        assert child.poll() is None, f"deployments.serve exited with {child.returncode} while waiting: {what}"
+        time.sleep(0.25)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")
+
+
+def deployment_ready(client: SyncPrefectClient, name: str) -> bool:
+    try:
+        client.read_deployment_by_name(name)
+    except Exception:  # not registered yet
+        return False
+    return True
+
+
+def state_name(client: SyncPrefectClient, run_id: UUID) -> str:
+    state = client.read_flow_run(run_id).state
+    return state.name if state else ""
+
+
+def test_served_onboard_suspends_for_approval_and_completes_when_resumed(
+        served: subprocess.Popen[bytes], cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))  # `ppcmk approve` reads no stale profile
+    deployment = f"onboard/{DEPLOYMENT_NAME}"
+    with get_client(sync_client=True) as client:
+        wait_for("the onboard deployment", lambda: deployment_ready(client, deployment), 45, served)
+        flow_run = run_deployment(deployment, timeout=0, parameters={
+            "kv_connection": E2E_BLOCKS.kv_admin, "pp_connection": E2E_BLOCKS.pp_admin,
+            "target": E2E_BLOCKS.target, "pp_admin": PP_ADMIN, "requester": "kv-admin@contoso.example",
+            "selector": {"environment_ids": ENVIRONMENTS}, "approval_poll_s": 1})
+        assert isinstance(flow_run, FlowRun)
+        wait_for("Suspended at the hand-off", lambda: state_name(client, flow_run.id) == "Suspended",
+                 60, served)
+        assert all(cloud.world.powerplatform.environment(env).cmk is None for env in ENVIRONMENTS)
+
+        approved = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN,
+                                            "--connection", E2E_BLOCKS.pp_admin, "--comment", "CHG-42"])
+        assert approved.exit_code == 0, approved.output
+
+        final = wait_for("the run to finish", lambda: (name := state_name(client, flow_run.id)) in (
+            "Completed", "Failed", "Crashed") and name, 60, served)
+        assert final == "Completed", (tmp_path / "serve.log").read_text()[-3000:]
+        outcome = client.read_flow_run(flow_run.id)
+    assert outcome.state is not None and outcome.state.is_completed()
+    for env in ENVIRONMENTS:
+        encrypted = cloud.world.powerplatform.environment(env)
+        assert encrypted.cmk is not None and encrypted.key_managed_by == "Customer", env

@@ -23,6 +23,7 @@ from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_HOME,
     PREFECT_SERVER_DATABASE_CONNECTION_URL,
+    PREFECT_SERVER_DATABASE_MIGRATE_ON_START,
     temporary_settings,
 )
 
@@ -75,7 +76,9 @@ def throwaway_prefect(home: Path) -> Iterator[str]:
     home.mkdir(parents=True, exist_ok=True)
     database = home / "prefect.db"
     shutil.copyfile(ensure_template(), database)
-    settings = {PREFECT_HOME: str(home), PREFECT_SERVER_DATABASE_CONNECTION_URL: sqlite_url(database)}
+    # the copy is already at this Prefect version's schema head: skip the migration check at start-up
+    settings = {PREFECT_HOME: str(home), PREFECT_SERVER_DATABASE_CONNECTION_URL: sqlite_url(database),
+                PREFECT_SERVER_DATABASE_MIGRATE_ON_START: False}
     with temporary_settings(updates=settings):
         server = SubprocessASGIServer(port=free_port())
         try:

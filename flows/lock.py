@@ -42,7 +42,6 @@ from tasks.results import AccessRevocation, PolicyInfo, RoleGrant
 
 PROCEDURE = "lock"
 APPROVERS_NEEDED = 2
-LOCK_REASON = "CustomerManagedKeyLocked"
 
 
 def deletion_days(environment: Environment) -> int:
@@ -217,14 +216,15 @@ def revoke_and_record(
 ) -> LockRecord:
     """Write the record first (a crash between revoke and record must not lose what was revoked)."""
     principal = policy.principal_id or ""
-    now = ClientFactory.for_settings(conn).now()
+    factory = ClientFactory.for_settings(conn)
     earlier = load_lock_record(policy.policy_id)
     # An open record of this same identity comes from a run that crashed mid-way: keep what it revoked.
     # A record of another identity (the policy was re-created) describes grants that no longer matter.
     if earlier is not None and (earlier.state == "unlocked" or earlier.principal_id != principal):
         earlier = None
     carried = earlier.revoked if earlier is not None else []
-    factory = ClientFactory.for_settings(conn)
+    # The countdown starts with the first revocation; a crashed earlier attempt may already have started it.
+    locked_at = earlier.locked_at if earlier is not None else factory.now()
     planned = read_key_grants(factory, read_vault(factory, target.vault_id), principal)
     record = LockRecord(
         policy_id=policy.policy_id,
@@ -233,13 +233,13 @@ def revoke_and_record(
         principal_id=principal,
         state="revoking",
         revoked=merge_grants(carried, planned),
-        locked_at=earlier.locked_at if earlier is not None else now,
+        locked_at=locked_at,
         environments=[
             LockedEnvironment(
                 id=e.id,
                 name=e.display_name or e.id,
                 sku=e.sku or "",
-                deleted_after=now + timedelta(days=deletion_days(e)),
+                deleted_after=locked_at + timedelta(days=deletion_days(e)),
             )
             for e in environments
             if linked_to(e, policy)

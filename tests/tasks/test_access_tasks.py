@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from ppcmk.arm_ids import role_assignment_name
+from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.settings import ConnectionSettings
 from tasks import access, policy
+from tasks.keyvault import read_vault
 from tests.tasks.conftest import run_in_flow, target
 
 ASSIGNMENT_PUT = r"/providers/Microsoft\.Authorization/roleAssignments/[0-9a-f-]+$"
@@ -57,6 +59,12 @@ def test_access_policy_vault_gets_get_wrap_unwrap(cloud: Any, conn: ConnectionSe
     assert set(grant.key_permissions) == {"get", "wrapKey", "unwrapKey"}
     assert not access.grant_key_access.fn(conn, tgt, principal).changed
     assert cloud.log.count(method="PUT", path=ACCESS_POLICY_PUT) == 1
+    revoked = access.revoke_key_access.fn(conn, tgt, principal)
+    assert [g.mechanism for g in revoked.removed] == ["access_policy"]
+    factory = ClientFactory.for_settings(conn)
+    assert access.read_key_grants(factory, read_vault(factory, tgt.vault_id), principal) == []
+    restored = access.restore_key_access.fn(conn, revoked)
+    assert restored[0].changed and set(restored[0].key_permissions) == {"get", "wrapKey", "unwrapKey"}
 
 
 def test_propagation_is_awaited_on_the_virtual_clock(cloud: Any, conn: ConnectionSettings) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from ppcmk.errors import ConfigError
+from ppcmk.errors import ConfigError, TransientError
 from ppcmk.settings import ConnectionSettings
 from tasks import policy
 from tests.tasks.conftest import run_in_flow, target
@@ -72,3 +73,14 @@ def test_delete_refuses_while_linked_and_is_idempotent(cloud: Any, conn: Connect
     assert policy.delete_policy.fn(conn, target(cloud, key="cmk-prod")).deleted
     assert not policy.delete_policy.fn(conn, target(cloud, key="cmk-prod")).deleted
     assert policy.get_policy.fn(conn, target(cloud, key="cmk-prod")) is None
+
+
+def test_an_identity_that_does_not_appear_in_time_is_a_transient_failure(
+    cloud: Any, conn: ConnectionSettings
+) -> None:
+    policy.ensure_provider_registered.fn(conn)
+    policy.create_or_get_policy.fn(conn, target(cloud, key="cmk-prod"))
+    with pytest.raises(TransientError, match="still lacks principalId, systemId"):
+        policy.wait_for_policy_identity.fn(conn, target(cloud, key="cmk-prod"), timeout=timedelta(0))
+    with pytest.raises(ConfigError, match=r"^policy_name: policy 'ep-none' does not exist"):
+        policy.wait_for_policy_identity.fn(conn, target(cloud, key="cmk-prod", policy="ep-none"))

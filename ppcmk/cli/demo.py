@@ -12,12 +12,13 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
 from ppcmk.cli.demo_backend import ensure_template, template_path, throwaway_prefect
@@ -60,22 +61,19 @@ def quiet_logs(level: int = logging.ERROR) -> Iterator[None]:
 
 
 @contextmanager
-def demo_world(workdir: Path) -> Iterator[tuple[Any, SandboxProfile]]:
-    """The in-process sandbox (default scenario) and a throwaway Prefect backend, both on 127.0.0.1."""
-    from sandbox import Sandbox
-
+def demo_world(workdir: Path) -> Iterator[tuple[Any, SandboxProfile, Callable[[], str]]]:
+    """The in-process sandbox (default scenario) and a throwaway Prefect server starting in the background,
+    both on 127.0.0.1; the third value waits for the server and returns its API URL."""
     with ExitStack() as stack:
-        stack.enter_context(environment(PPCMK_HOME=str(workdir / "ppcmk"),
-                                        PREFECT_SERVER_ANALYTICS_ENABLED="false"))
+        stack.enter_context(environment(PPCMK_HOME=str(workdir / "ppcmk")))
+        prefect_ready = stack.enter_context(throwaway_prefect(workdir / "prefect"))
+        from sandbox import Sandbox  # imported while the Prefect server starts
+
         cloud = stack.enter_context(Sandbox(scenario="default"))
         profile = SandboxProfile.from_endpoints(cloud.endpoints, pid=os.getpid())
         save_profile(profile)
-        with console.status("Starting a throwaway Prefect server ..."):
-            started = time.monotonic()
-            stack.enter_context(throwaway_prefect(workdir / "prefect"))
-        console.print(f"Sandbox cloud at {profile.url}; throwaway Prefect server ready in "
-                      f"{time.monotonic() - started:.0f} s.", style="dim")
-        yield cloud, profile
+        console.print(f"Sandbox cloud at {profile.url}; a throwaway Prefect server is starting.", style="dim")
+        yield cloud, profile, prefect_ready
 
 
 @reports_errors
@@ -91,15 +89,20 @@ def demo(
             console.print(f"Prefect database template: {ensure_template()}", style="dim")
         if prepare:
             return
-    from ppcmk.cli.demo_story import StoryTeller
-    from ppcmk.cli.doctor import sandbox_inputs
-
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="ppcmk-demo-"))
-    with quiet_logs(), demo_world(workdir) as (cloud, profile):
-        blocks = register_sandbox_blocks(profile)
-        teller = StoryTeller(console, blocks, sandbox_inputs(), cloud.clock.now, workdir / "report")
-        result = teller.tell()
+    with quiet_logs(), demo_world(workdir) as (cloud, profile, prefect_ready):
+        # imported while the Prefect server starts: the runbooks and the Azure SDKs take seconds to import
+        from ppcmk.cli.demo_story import StoryTeller
+        from ppcmk.cli.doctor import sandbox_inputs
+
+        teller = StoryTeller(console, sandbox_inputs(), cloud.clock.now, workdir / "report")
+        checked = teller.doctor()  # needs no Prefect: runs while the server starts
+        with console.status("Waiting for the throwaway Prefect server ..."):
+            api_url = prefect_ready()
+        console.print(f"Prefect server ready after {time.monotonic() - started:.0f} s.", style="dim")
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            result = teller.tell(register_sandbox_blocks(profile), checked)
     elapsed = time.monotonic() - started
     verdict = "[bold green]The story completed[/]" if result.ok else "[bold red]The story stopped[/]"
     console.print(f"{verdict} in {elapsed:.0f} s ({result.seconds:.0f} s of runbooks).")

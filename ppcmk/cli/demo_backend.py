@@ -1,10 +1,10 @@
 """The demo's throwaway Prefect backend: a temporary API server on 127.0.0.1 over a copy of a migrated SQLite
 database.
 
-Measured on 2 busy cores: Prefect's test harness (a fresh database) needs 30-100 s to start, most of it
-running the schema migrations; an in-thread uvicorn server was slower still. Migrating once into a cached
-template (`make install` does it, `ppcmk demo --prepare` too) and copying it per demo leaves only the server's
-own start-up.
+Measured on 2 busy cores: Prefect's test harness (a fresh database) needs 30-100 s to start, about 40 s of it
+the schema migrations; an in-thread uvicorn server was slower still. Migrating once into a cached template
+(`make install` does it, `ppcmk demo --prepare` too) and copying it per demo leaves the server's own start-up,
+which runs in the background while the demo's doctor reads the sandbox.
 """
 
 from __future__ import annotations
@@ -14,20 +14,15 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import prefect
-from prefect.settings import (
-    PREFECT_API_URL,
-    PREFECT_HOME,
-    PREFECT_SERVER_DATABASE_CONNECTION_URL,
-    PREFECT_SERVER_DATABASE_MIGRATE_ON_START,
-    temporary_settings,
-)
 
 from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.serve import healthy, stop_process
 
 SERVER_START_TIMEOUT_S = 180
 
@@ -68,27 +63,48 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
-def throwaway_prefect(home: Path) -> Iterator[str]:
-    """A Prefect API server for this process only, on a copy of the template; yields its API URL."""
-    from prefect.server.api.server import SubprocessASGIServer
+def start_api_server(home: Path, database: Path, port: int) -> subprocess.Popen[bytes]:
+    """Prefect's API (no UI) under uvicorn in a child process, the way Prefect's own temporary server runs it;
+    started directly so that this process never imports the server code (seconds of CPU on a busy machine)."""
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": sqlite_url(database),
+        # the copy is already at this Prefect version's schema head: skip the migration check at start-up
+        "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
 
+
+@contextmanager
+def throwaway_prefect(home: Path) -> Iterator[Callable[[], str]]:
+    """A Prefect API server for this process only, on a copy of the template, starting in the background at
+    once (the demo's doctor runs meanwhile). Yields `ready()`: waits until it answers, returns its API URL."""
     home.mkdir(parents=True, exist_ok=True)
     database = home / "prefect.db"
     shutil.copyfile(ensure_template(), database)
-    # the copy is already at this Prefect version's schema head: skip the migration check at start-up
-    settings = {PREFECT_HOME: str(home), PREFECT_SERVER_DATABASE_CONNECTION_URL: sqlite_url(database),
-                PREFECT_SERVER_DATABASE_MIGRATE_ON_START: False}
-    with temporary_settings(updates=settings):
-        server = SubprocessASGIServer(port=free_port())
-        try:
-            server.start(timeout=SERVER_START_TIMEOUT_S)
-        except RuntimeError as error:
-            server.stop()
-            raise CliError(f"the throwaway Prefect server did not start: {error}", ExitCode.UNAVAILABLE
-                           ) from error
-        try:
-            with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-                yield server.api_url
-        finally:
-            server.stop()
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    server = start_api_server(home, database, port)
+
+    def ready() -> str:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not healthy(api_url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise CliError(f"the throwaway Prefect server did not start; see {home / 'server.log'}",
+                               ExitCode.UNAVAILABLE)
+            time.sleep(0.2)
+        return api_url
+
+    try:
+        yield ready
+    finally:
+        stop_process(server)

@@ -131,19 +131,19 @@ def findings_table(report: DoctorReport, title: str, names: dict[str, str]) -> T
 class StoryTeller:
     """Runs the chapters and narrates them on a rich console."""
 
-    def __init__(self, console: Console, blocks: SandboxBlocks, doctor_inputs: DoctorInputs,
+    def __init__(self, console: Console, doctor_inputs: DoctorInputs,
                  cloud_now: Callable[[], Any], report_dir: Path) -> None:
         self.console = console
-        self.blocks = blocks
         self.report_dir = report_dir
         self.doctor_inputs = doctor_inputs
         self.cloud_now = cloud_now
 
-    def tell(self) -> StoryResult:
+    def tell(self, blocks: SandboxBlocks, checked: DoctorReport | None = None) -> StoryResult:
+        """The chapters with these blocks, after the doctor (pass its report when it already ran)."""
         started = time.monotonic()
-        result = StoryResult(doctor=self.doctor())
-        for number, chapter in enumerate(story(self.blocks, self.report_dir), start=2):
-            outcome = self.chapter(number, chapter)
+        result = StoryResult(doctor=checked or self.doctor())
+        for number, chapter in enumerate(story(blocks, self.report_dir), start=2):
+            outcome = self.chapter(number, chapter, blocks)
             result.outcomes[chapter.runbook] = outcome
             if outcome.status not in ("completed", "nothing-to-do"):
                 break
@@ -166,8 +166,9 @@ class StoryTeller:
                            "environments.", style="dim")
         return report
 
-    def chapter(self, number: int, chapter: Chapter) -> RunOutcome:
+    def chapter(self, number: int, chapter: Chapter, blocks: SandboxBlocks) -> RunOutcome:
         self.heading(number, chapter.title, chapter.narration)
+        started = time.monotonic()
         flow_fn = RUNBOOKS[chapter.runbook].load()
         with self.console.status(f"{chapter.runbook}: running") as status:
 
@@ -177,7 +178,7 @@ class StoryTeller:
             def approved(approval: AnsweredApproval) -> None:
                 self.show_approval(chapter, approval)
 
-            state = drive(flow_fn, chapter.parameters(self.blocks), chapter.runbook, chapter.answer,
+            state = drive(flow_fn, chapter.parameters(blocks), chapter.runbook, chapter.answer,
                           approved, tick)
         if not state.is_completed():
             self.console.print(f"[bold red]✗ {chapter.runbook} ended {state.name}:[/] {state.message or ''}")
@@ -185,7 +186,8 @@ class StoryTeller:
                               message=f"run ended {state.name}")
         outcome: RunOutcome = state.result()
         mark = "[bold green]✓[/]" if outcome.status in ("completed", "nothing-to-do") else "[bold red]✗[/]"
-        self.console.print(f"{mark} {chapter.runbook} {outcome.status}: {outcome.message}")
+        took = time.monotonic() - started
+        self.console.print(f"{mark} {chapter.runbook} {outcome.status} in {took:.1f} s: {outcome.message}")
         if outcome.rows:
             self.console.print(rows_table(f"{chapter.runbook}: {chapter.result_title}", outcome.rows,
                                           chapter.result_columns))

@@ -22,7 +22,7 @@ from ppcmk.cli.profile import load_profile
 from ppcmk.cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import DoctorReport, render_table
-from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
+from ppcmk.settings import KEY_SIZES, ConnectionSettings, TargetSettings, load_settings
 
 console = Console()
 BlockT = TypeVar("BlockT", bound=Block)
@@ -79,7 +79,11 @@ def scanned_targets(connection: ConnectionSettings, primary: TargetSettings) -> 
             vault_id = str(vault.id)
             group = parse_resource_id(vault_id).resource_group
             for key in list_keys(group, str(vault.name)):
-                yield primary.model_copy(update={"vault_id": vault_id, "key_name": str(key.name)})
+                data = primary.model_dump() | {"vault_id": vault_id, "key_name": str(key.name)}
+                kty, size = str(getattr(key.kty, "value", key.kty) or ""), key.key_size  # enum → wire
+                if kty in KEY_SIZES and size in KEY_SIZES[kty]:  # judge the key as it is, not by the primary
+                    data |= {"key_type": kty, "key_size": size}
+                yield load_settings(TargetSettings, data)
 
 
 def run_checks(inputs: DoctorInputs, environments: list[str] | None, pp_admin: str | None,

@@ -25,7 +25,7 @@ console = Console()
 SERVER_START_TIMEOUT = 90.0
 
 
-def _healthy(api_url: str) -> bool:
+def healthy(api_url: str) -> bool:
     try:
         return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
     except httpx.HTTPError:
@@ -35,7 +35,7 @@ def _healthy(api_url: str) -> bool:
 def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
     """A Prefect server with UI on 127.0.0.1, SQLite under `home`; returns (process, API URL)."""
     api_url = f"http://127.0.0.1:{port}/api"
-    if _healthy(api_url):
+    if healthy(api_url):
         raise CliError(f"--prefect-port {port}: a Prefect server already answers there; stop it, choose "
                        "another port, or set PREFECT_API_URL to use it", ExitCode.USAGE)
     home.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes]
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not _healthy(api_url):
+    while not healthy(api_url):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_process(process)
             raise CliError(f"the Prefect server did not start; see {home / 'server.log'}",
@@ -112,7 +112,7 @@ def serve(
     sandbox = None
     try:
         if external_api:
-            if not _healthy(external_api):
+            if not healthy(external_api):
                 raise CliError(f"PREFECT_API_URL={external_api} does not answer; start that server or unset "
                                "PREFECT_API_URL to let ppcmk serve start one", ExitCode.UNAVAILABLE)
             api_url = external_api

@@ -27,7 +27,7 @@ def test_the_story_links_the_onboarded_environments(cloud: Any, prefect_backend:
     blocks = register_sandbox_blocks(profile, DEMO_BLOCKS)
     console = Console(record=True, width=400)
 
-    result = StoryTeller(console, blocks, sandbox_inputs(), cloud.clock.now, tmp_path / "report").tell()
+    result = StoryTeller(console, sandbox_inputs(), cloud.clock.now, tmp_path / "report").tell(blocks)
 
     output = console.export_text()
     assert result.ok, output

@@ -83,7 +83,7 @@ def demo(
     prepare: Annotated[bool, typer.Option(help="Only prepare the cached Prefect database the demo copies "
                                                "(`make install` runs this).")] = False,
 ) -> None:
-    """The whole CMK story on an embedded sandbox and a throwaway Prefect server (about a minute)."""
+    """The whole CMK story on an embedded sandbox and a throwaway Prefect server (one to two minutes)."""
     if prepare or not template_path().exists():
         with console.status("Preparing the Prefect database once (schema migrations) ..."):
             console.print(f"Prefect database template: {ensure_template()}", style="dim")

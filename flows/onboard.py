@@ -265,6 +265,6 @@ def onboard(
         approval.approvers,
         verified,
         rows,
-        f"{len(verified.results) - len(verified.failed)} of {len(expected)} environment(s) encrypted "
-        f"with {tgt.key_name} through {policy.name}",
+        f"{len(verified.results) - len(verified.failed) - len(verified.not_started)} of {len(expected)} "
+        f"environment(s) encrypted with {tgt.key_name} through {policy.name}",
     )

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Literal
 
 from azure.core.exceptions import HttpResponseError
-from prefect import get_run_logger
 
 from flows.revert import change_failed, linked_to, state_of
 from ppcmk.clients import ClientFactory
@@ -16,7 +15,7 @@ from ppcmk.models import Environment
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.waves import EnvironmentResult, FleetMember, FleetReport, StepResult
 from tasks.access import PROPAGATION_POLL_SECONDS, PROPAGATION_TIMEOUT
-from tasks.environments import enable_managed_environment, get_environments, link
+from tasks.environments import get_environments, link
 from tasks.policy import read_policy
 from tasks.results import PolicyInfo
 from tasks.retry import cmk_task
@@ -46,18 +45,16 @@ def wait_for_reader(
 def link_step(
     pp: ConnectionSettings, policy: PolicyInfo, deadline: timedelta, max_attempts: int
 ) -> Callable[[FleetMember], StepResult]:
-    """Managed Environment where needed, then link and wait; a Failed link is re-run up to `max_attempts`."""
+    """One task run per environment: Managed Environment where needed, then link and wait; a Failed link is
+    re-run up to `max_attempts`."""
 
     def step(member: FleetMember) -> StepResult:
-        managed = enable_managed_environment(pp, member.id)
-        if not managed.done:
-            raise RuntimeError(change_failed(managed, "enabling Managed Environment"))
-        get_run_logger().warning(
-            "%s (%s) is Disabled from now until its link to %s finishes", member.name, member.id, policy.name
-        )
-        change = link(pp, member.id, policy.system_id or "", deadline=deadline, max_attempts=max_attempts)
+        change = link(pp, member.id, policy.system_id or "", deadline=deadline, max_attempts=max_attempts,
+                      ensure_managed=True)
         if not change.done:
-            raise RuntimeError(change_failed(change, f"link (after {change.attempts} attempt(s))"))
+            what = ("enabling Managed Environment" if change.kind == "governance"
+                    else f"link (after {change.attempts} attempt(s))")
+            raise RuntimeError(change_failed(change, what))
         state: Literal["succeeded", "unchanged"] = (
             "unchanged" if change.status == "Unchanged" else "succeeded"
         )
@@ -79,7 +76,11 @@ def encrypted_with(env: Environment | None, policy: PolicyInfo) -> bool:
 def verify(
     pp: ConnectionSettings, policy: PolicyInfo, report: FleetReport, expected: Sequence[str]
 ) -> tuple[FleetReport, list[dict[str, object]]]:
-    """Read every chosen environment back; one that is not encrypted with the policy counts as failed."""
+    """Read every chosen environment back with ONE listing (a fleet costs one call, not one per environment).
+
+    An environment reported done but not encrypted with the policy counts as failed; failed and not-started
+    ones keep their own reason (e.g. the wave whose failures stopped them), the state read back is in `now`.
+    """
     after = {env.id: env for env in get_environments(pp)}
     by_id = {r.environment_id: r for r in report.results}
     verified = FleetReport(stopped_after_wave=report.stopped_after_wave)
@@ -93,7 +94,7 @@ def verify(
             state="unchanged",
             detail="already encrypted before this run",
         )
-        if not encrypted_with(env, policy) and result.state != "failed":
+        if result.state in ("succeeded", "unchanged") and not encrypted_with(env, policy):
             result = result.model_copy(update={"state": "failed", "detail": f"not verified: {state_of(env)}"})
         verified.results.append(result)
         rows.append(

@@ -8,8 +8,13 @@ when it is already in the wanted state.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
 
 from ppcmk.arm_ids import same_id
 from ppcmk.clients import ClientFactory
@@ -23,6 +28,7 @@ from tasks.retry import cmk_task
 
 DEFAULT_DEADLINE = timedelta(days=4)  # the documented upper bound of an encryption
 MAX_LINK_ATTEMPTS = 3  # a Failed link is re-run ("the service resumes where it left off"), but not forever
+MANAGED_DEADLINE = timedelta(hours=2)  # a governance change takes minutes; hours means something is wrong
 
 
 def select_environments(environments: Iterable[Environment], selector: FleetSelector) -> list[Environment]:
@@ -34,6 +40,14 @@ def select_environments(environments: Iterable[Environment], selector: FleetSele
         for e in by_id.values()
     ]
     return [by_id[member.id.lower()] for member in selector.select(members)]
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
+    """The task run's logger (its lines reach the Prefect UI), or a plain one when called outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("ppcmk.environments")
 
 
 def read_environment(admin: PowerPlatformAdminClient, environment_id: str) -> Environment | None:
@@ -129,7 +143,7 @@ def get_environments(conn: ConnectionSettings, selector: FleetSelector | None = 
 
 @cmk_task(task_run_name="enable-managed-environment-{environment_id}")
 def enable_managed_environment(
-    conn: ConnectionSettings, environment_id: str, deadline: timedelta = timedelta(hours=2)
+    conn: ConnectionSettings, environment_id: str, deadline: timedelta = MANAGED_DEADLINE
 ) -> EnvironmentChange:
     """Turn on Managed Environment (protection level Standard), a prerequisite of CMK."""
     factory = ClientFactory.for_settings(conn)
@@ -149,8 +163,14 @@ def link(
     system_id: str,
     deadline: timedelta = DEFAULT_DEADLINE,
     max_attempts: int = MAX_LINK_ATTEMPTS,
+    ensure_managed: bool = False,
 ) -> EnvironmentChange:
-    """Link (or swap to) the Encryption policy with `system_id` and wait; a Failed link is re-run."""
+    """Link (or swap to) the Encryption policy with `system_id` and wait; a Failed link is re-run.
+
+    With `ensure_managed`, an environment that is not yet a Managed Environment (a CMK prerequisite) is made
+    one first, from the same read and in the same task run: a fleet pays one read and one task run per
+    environment, not two. A governance change that does not finish is returned as it is (kind governance).
+    """
     if max_attempts < 1:
         raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
     factory = ClientFactory.for_settings(conn)
@@ -158,6 +178,13 @@ def link(
     env = _require(admin, environment_id)
     if env.cmk is not None and env.cmk.linked and same_id(env.cmk.system_id, system_id):
         return _unchanged("link", env)
+    if ensure_managed and not env.managed:
+        managed = _finish(admin, "governance", env.id, admin.enable_managed_environment(env.id),
+                          factory.now() + MANAGED_DEADLINE, 1)
+        if not managed.done:
+            return managed
+    _run_logger().warning("%s (%s) is Disabled from now until its link to %s finishes",
+                             env.display_name or env.id, env.id, system_id)
     return _run_with_reruns(
         admin,
         "link",

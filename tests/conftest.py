@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,9 @@ import pytest
 os.environ.setdefault("PPCMK_RETRY_DELAY_SCALE", "0")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+# Audit logs, profiles and Prefect's home of a test process never touch the user's own (one per xdist worker).
+os.environ["PPCMK_HOME"] = tempfile.mkdtemp(prefix="ppcmk-test-home-")
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="ppcmk-test-prefect-")
 
 _real_connect = socket.socket.connect
 

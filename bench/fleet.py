@@ -1,12 +1,12 @@
 """Fleet benchmark (`make bench`): ppcmk linking 1, 50, 200 and 500 environments, side by side in one run.
 
 What is measured: the Power Platform half of onboarding after the handoff (`bench.link_fleet`: onboard's own
-link step per environment: Managed Environment check, then the link task: read, link, wait inside the task
-honouring Retry-After, read back; then onboard's verification), in one wave with every environment in
-flight, against a sandbox in its own process whose clock follows real time, with a per-request latency and
-link operations lasting a fixed real time. The approval pause of the full onboard flow is left out: it is
-one human wait per run, whatever the fleet size. The one-at-a-time baseline runs the same step for a few
-environments with one in flight, as the scripts do.
+link step per environment, one task run: read, Managed Environment where needed, link, wait inside the task
+honouring Retry-After, read back; then onboard's verification, one listing), in one wave with every
+environment in flight, against a sandbox in its own process whose clock follows real time, with a
+per-request latency and link operations lasting a fixed real time. The approval pause of the full onboard
+flow is left out: it is one human wait per run, whatever the fleet size. The one-at-a-time baseline runs the
+same step for a few environments with one in flight, as the scripts do.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 `link_fleet` runs exactly what the onboard runbook does after the handoff approval, with onboard's own step
 and verification: list and select the environments, split them into waves, and per environment run
-`flows.onboard.link_step` (Managed Environment where needed, then the `link` task: read, link, wait inside
-that one task honouring Retry-After, read back), at most `waves.max_in_flight` at once; then read every
-environment back. Left out: the plan, the Key Vault half and the approval pause, which happen once per run
-whatever the fleet size.
+`flows.onboard.link_step` (one `link` task run: read, Managed Environment where needed, link, wait inside
+that task honouring Retry-After, read back), at most `waves.max_in_flight` at once; then verify every
+environment from one listing. Left out: the plan, the Key Vault half and the approval pause, which happen
+once per run whatever the fleet size.
 """
 
 from __future__ import annotations

@@ -48,16 +48,21 @@ def cloud(sandbox_server: object) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def prefect_backend() -> Iterator[None]:
-    """A throwaway Prefect API (SQLite) for tests that run tasks and flows."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A throwaway Prefect API server for tests that run tasks and flows. It is the demo's backend: a copy of
+    a migrated SQLite template: migrating a fresh database costs ~40 s of CPU in every test session."""
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    with (
-        prefect_test_harness(server_startup_timeout=90),
-        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-    ):
-        yield
+    from ppcmk.cli.demo_backend import throwaway_prefect
+
+    with throwaway_prefect(tmp_path_factory.mktemp("prefect")) as ready:
+        api_url = ready()
+        settings = {PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        # flows run in threads the tests start: they read the process-global settings, as with Prefect's own
+        # test harness
+        with temporary_settings(updates=settings), _temporary_global_settings_context(get_settings_context()):
+            yield
 
 
 SANDBOX_PERSONAS = ("runbook", "kv-admin", "pp-admin", "pp-admin-2")

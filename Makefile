@@ -22,8 +22,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy ppcmk
 
+# three workers on two cores: flow tests spend much of their time waiting on approvals and Prefect's API
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3
 
 bench: $(STAMP)
 	$(BIN)/python bench/fleet.py

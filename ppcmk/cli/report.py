@@ -17,8 +17,6 @@ from ppcmk.cli.sandbox_blocks import save_sandbox_connection
 from ppcmk.cli.tables import rows_table
 from ppcmk.plan import RunOutcome
 
-console = Console()
-
 # The sandbox persona that reads everything: Power Platform admin management app and Owner in Azure.
 SANDBOX_READER = ("runbook", "sandbox-runbook")
 TABLE_COLUMNS = ["name", "sku", "state", "policy", "key", "key_version", "key_expires", "link_status",
@@ -56,5 +54,6 @@ def report(
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
+    console = Console()  # made per call: it reads the terminal width (COLUMNS) of this invocation
     console.print(rows_table(f"CMK state of {len(rows)} environment(s)", rows, TABLE_COLUMNS))
     console.print(outcome.message, style="dim")

@@ -93,12 +93,13 @@ def settle(world: World) -> None:
     """Bring operations, locks and lock deletions up to the current virtual time."""
     state = _state(world)
     now = world.clock.now()
-    # Only active operations, sorted: settle runs before every request on a running clock, and a fleet
-    # leaves hundreds of finished operations behind.
-    for operation in sorted((o for o in state.operations.values() if o.active), key=lambda o: o.ends_at):
-        if now >= operation.ends_at:
-            _complete(world, state, operation)
-        elif now >= started_at(operation):
+    # Settle runs before every request on a running clock while a fleet keeps hundreds of operations
+    # active: the common case (nothing due) costs one comparison per active operation, no sorting.
+    active = [o for o in state.operations.values() if o.active]
+    for operation in sorted((o for o in active if now >= o.ends_at), key=lambda o: o.ends_at):
+        _complete(world, state, operation)
+    for operation in active:
+        if operation.active and operation.state != "Running" and now >= started_at(operation):
             operation.state = "Running"
     _apply_locks(world, state, now)
 

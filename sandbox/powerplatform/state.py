@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sandbox.clock import parse_instant
@@ -74,8 +75,9 @@ class LifecycleOperation:
     error: str | None = None
     finished_at: datetime | None = None
 
-    @property
+    @cached_property
     def ends_at(self) -> datetime:
+        """When the operation ends (start and duration never change; settle asks on every request)."""
         return self.created_at + timedelta(seconds=self.duration_seconds)
 
     @property

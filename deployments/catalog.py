@@ -73,8 +73,6 @@ def default_parameters(runbook: Runbook, blocks: SandboxBlocks) -> dict[str, Any
     by_role = {
         # report and revert read and change environments: the runbook identity (PP admin app + Azure)
         "connection": blocks.runbook if runbook.name in ("report", "revert") else blocks.kv_admin,
-        "connection_block": blocks.kv_admin,  # rotate's names for the same roles
-        "target_block": blocks.target,
         "kv_connection": blocks.kv_admin,
         "pp_connection": blocks.pp_admin,
         "target": blocks.target,

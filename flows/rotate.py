@@ -23,6 +23,7 @@ from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
 from ppcmk.findings import info, warning
 from ppcmk.plan import Plan, PlanItem, PlannedHold, RunOutcome, publish_table
+from tasks.approvals import connection_principal
 from tasks.keyvault import (
     get_key_info,
     list_key_versions,
@@ -35,9 +36,9 @@ from tasks.policy import get_policy
 
 @flow(name="rotate", log_prints=False)
 def rotate(
-    connection_block: str,
-    target_block: str,
-    requester: str,
+    connection: str,
+    target: str,
+    requester: str | None = None,
     mode: Literal["new-version", "rotate-now"] = "new-version",
     min_interval_hours: int = 24,
     set_policy: bool = False,
@@ -47,40 +48,42 @@ def rotate(
     dry_run: bool = False,
 ) -> RunOutcome:
     logger = get_run_logger()
-    conn = CmkConnection.load(connection_block).settings()
-    target = CmkTarget.load(target_block).settings()
+    conn = CmkConnection.load(connection).settings()
+    key_target = CmkTarget.load(target).settings()
+    # a scheduled run has nobody to name: the principal the connection signs in as requested it
+    requester = requester or connection_principal(conn)
     now = ClientFactory.for_settings(conn).now()
 
     # 1. Plan: what the key and the policy look like now, and what this run will do.
-    current = get_key_info(conn, target)
+    current = get_key_info(conn, key_target)
     try:
-        policy = get_policy(conn, target)
+        policy = get_policy(conn, key_target)
     except (ServiceError, HttpResponseError) as unreadable:  # no policy yet (RP unregistered): nothing pinned
         logger.info("Enterprise policy not readable (%s); skipping the pinned-version check", unreadable)
         policy = None
     recently_rotated = current.created_on is not None and now - current.created_on < timedelta(
         hours=min_interval_hours)
     plan = Plan(procedure="rotate", requester=requester,
-                target_summary=f"key {target.key_name} in {target.vault_id.rsplit('/', 1)[-1]}")
+                target_summary=f"key {key_target.key_name} in {key_target.vault_id.rsplit('/', 1)[-1]}")
     if policy is not None and policy.key_version:
         plan.add_findings([warning(
             "policy.pinned_key_version", policy.name,
             f"the policy references key version {policy.key_version}: environments will not follow rotation",
             "change the policy to the versionless key (change_policy flow) before relying on rotation")])
     if recently_rotated:
-        plan.add_findings([info("key.recently_rotated", target.key_name,
+        plan.add_findings([info("key.recently_rotated", key_target.key_name,
                                 f"current version {current.version} is younger than {min_interval_hours} h")])
-        plan.items.append(PlanItem(target=target.key_name, kind="key", action="none: already rotated",
+        plan.items.append(PlanItem(target=key_target.key_name, kind="key", action="none: already rotated",
                                    detail=f"current version {current.version}", changes=False))
     else:
         action = "create a new key version" if mode == "new-version" else "rotate now"
-        plan.items.append(PlanItem(target=target.key_name, kind="key", action=action,
+        plan.items.append(PlanItem(target=key_target.key_name, kind="key", action=action,
                                    detail=f"previous version {current.version} stays enabled"))
         plan.holds.append(PlannedHold(subject=f"key version {current.version}", days=28,
                                       reason="previous version after rotation"))
     if set_policy:
         plan.items.append(PlanItem(
-            target=target.key_name, kind="key", action="set the rotation policy",
+            target=key_target.key_name, kind="key", action="set the rotation policy",
             detail=f"rotate after {rotate_after_days} d, expire after {expire_after_days} d"))
     plan.publish()
     plan.raise_for_errors()
@@ -89,27 +92,28 @@ def rotate(
 
     # 2. Apply: rotation policy, then the new version (idempotent through `since`), then the hold.
     if set_policy:
-        set_rotation_policy(conn, target, rotate_after_days, expire_after_days, notify_before_days)
+        set_rotation_policy(conn, key_target, rotate_after_days, expire_after_days, notify_before_days)
     since = now - timedelta(hours=min_interval_hours)
-    rotated = (new_key_version(conn, target, since=since) if mode == "new-version"
-               else rotate_key_now(conn, target, since=since))
+    rotated = (new_key_version(conn, key_target, since=since) if mode == "new-version"
+               else rotate_key_now(conn, key_target, since=since))
     if rotated.version != current.version:
-        holds.hold_key_version(conn, target.vault_id, target.key_name, current.version, holds.ROTATION_HOLD,
-                               f"previous version after rotation to {rotated.version}")
+        holds.hold_key_version(conn, key_target.vault_id, key_target.key_name, current.version,
+                               holds.ROTATION_HOLD, f"previous version after rotation to {rotated.version}")
 
     # 3. Verify by reading back, then record the history.
-    verified = get_key_info(conn, target)
+    verified = get_key_info(conn, key_target)
     if verified.version != rotated.version:
         raise RuntimeError(f"after rotation the current version is {verified.version}, expected "
                            f"{rotated.version}; run again to converge")
-    history = list_key_versions(conn, target)
+    history = list_key_versions(conn, key_target)
     rows = [{"version": v.version, "current": v.current, "enabled": v.enabled,
              "created": v.created_on.isoformat() if v.created_on else "", "expires":
              v.expires_on.isoformat() if v.expires_on else ""} for v in history.versions]
-    publish_table(rows, "rotate", target.key_name, "history", description="Key versions after rotation")
-    audit.record({"event": "rotation", "plan_hash": plan.hash, "requester": requester, "key": target.key_name,
-                  "vault": target.vault_id, "previous": current.version, "current": verified.version})
+    publish_table(rows, "rotate", key_target.key_name, "history", description="Key versions after rotation")
+    audit.record({"event": "rotation", "plan_hash": plan.hash, "requester": requester,
+                  "key": key_target.key_name, "vault": key_target.vault_id, "previous": current.version,
+                  "current": verified.version})
     status = "nothing-to-do" if verified.version == current.version else "completed"
-    logger.info("Key %s: current version %s (was %s)", target.key_name, verified.version, current.version)
+    logger.info("Key %s: current version %s (was %s)", key_target.key_name, verified.version, current.version)
     return RunOutcome(procedure="rotate", status=status, plan_hash=plan.hash, rows=rows,
                       message=f"current version {verified.version}; previous {current.version}")

@@ -70,7 +70,7 @@ def story(blocks: SandboxBlocks, report_dir: Path) -> list[Chapter]:
         Chapter(
             "Rotate the key", "rotate",
             "A new key version; the previous one is held for 28 days. No downtime, no approval.",
-            lambda b: {"connection_block": b.kv_admin, "target_block": b.target, "requester": KV_ADMIN},
+            lambda b: {"connection": b.kv_admin, "target": b.target, "requester": KV_ADMIN},
             result_columns=["version", "current", "enabled", "created"],
         ),
         Chapter(

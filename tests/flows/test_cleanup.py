@@ -46,7 +46,7 @@ def rotated(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, Any]:
     factory = ClientFactory.for_settings(conn)
     first = factory.key_client(factory.vault_url(vault)).create_rsa_key("cmk-cleanup", size=2048)
     cloud.clock.advance(timedelta(days=2))
-    rotate(connection_block=sandbox_blocks["kv-admin"], target_block=TARGET, requester=APPROVER)
+    rotate(connection=sandbox_blocks["kv-admin"], target=TARGET, requester=APPROVER)
     return {"conn": conn, "old": first.properties.version}
 
 

@@ -39,7 +39,7 @@ def blocks(cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def _run(**overrides: Any) -> Any:
-    params: dict[str, Any] = {"connection_block": "flows-kv-admin", "target_block": "flows-target",
+    params: dict[str, Any] = {"connection": "flows-kv-admin", "target": "flows-target",
                               "requester": "kv-admin@contoso.example"}
     return rotate(**{**params, **overrides})
 
@@ -60,6 +60,12 @@ def test_rotation_creates_one_version_holds_the_previous_and_converges(cloud: An
     # A re-run (e.g. after a crash after the rotation) finds the fresh version and adds none.
     again = _run()
     assert again.status == "nothing-to-do" and len(again.rows) == 2
+
+
+def test_a_scheduled_run_names_the_connection_principal_as_requester(cloud: Any, blocks: dict) -> None:
+    _run(requester=None)  # what a cron-triggered deployment run passes
+    rotations = [e["event"] for e in blocks["audit"].entries() if e["event"]["event"] == "rotation"]
+    assert rotations[-1]["requester"] == cloud.world.identities.require("kv-admin").object_id
 
 
 def test_dry_run_changes_nothing(cloud: Any, blocks: dict) -> None:

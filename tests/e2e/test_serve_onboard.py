@@ -27,7 +27,8 @@ from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 
-pytestmark = pytest.mark.e2e
+# Three processes (serve, its flow-run child, the Prefect server) start: generous waits for a busy machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ["e1000000-0000-4000-8000-000000000001", "e1000000-0000-4000-8000-000000000002"]
@@ -88,14 +89,14 @@ def test_served_onboard_suspends_for_approval_and_completes_when_resumed(
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))  # `ppcmk approve` reads no stale profile
     deployment = f"onboard/{DEPLOYMENT_NAME}"
     with get_client(sync_client=True) as client:
-        wait_for("the onboard deployment", lambda: deployment_ready(client, deployment), 45, served)
+        wait_for("the onboard deployment", lambda: deployment_ready(client, deployment), 120, served)
         flow_run = run_deployment(deployment, timeout=0, parameters={
             "kv_connection": E2E_BLOCKS.kv_admin, "pp_connection": E2E_BLOCKS.pp_admin,
             "target": E2E_BLOCKS.target, "pp_admin": PP_ADMIN, "requester": "kv-admin@contoso.example",
             "selector": {"environment_ids": ENVIRONMENTS}, "approval_poll_s": 1})
         assert isinstance(flow_run, FlowRun)
         wait_for("Suspended at the hand-off", lambda: state_name(client, flow_run.id) == "Suspended",
-                 60, served)
+                 120, served)
         assert all(cloud.world.powerplatform.environment(env).cmk is None for env in ENVIRONMENTS)
 
         approved = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN,
@@ -103,7 +104,7 @@ def test_served_onboard_suspends_for_approval_and_completes_when_resumed(
         assert approved.exit_code == 0, approved.output
 
         final = wait_for("the run to finish", lambda: (name := state_name(client, flow_run.id)) in (
-            "Completed", "Failed", "Crashed") and name, 60, served)
+            "Completed", "Failed", "Crashed") and name, 120, served)
         assert final == "Completed", (tmp_path / "serve.log").read_text()[-3000:]
         outcome = client.read_flow_run(flow_run.id)
     assert outcome.state is not None and outcome.state.is_completed()

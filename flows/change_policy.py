@@ -21,50 +21,48 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import cast
 
 from prefect import flow, get_run_logger
 from prefect.variables import Variable
 
-from blocks import CmkConnection
-from flows.onboard import key_vault_half, link_step, read_key_vault_facts, verify
-from flows.onboard_plan import plan_key_vault_half
-from flows.revert import (
+from flows._runbook import (
+    HOLD_DAYS,
     MICROSOFT_KEY,
     changing_members,
     finish,
     hold_policy_and_key,
+    hold_subjects,
     linked_to,
     load_settings,
-    refused_outcome,
     select,
     step_state,
     unlink_step,
 )
-from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from flows.onboard import key_vault_half, read_key_vault_facts
+from flows.onboard_plan import plan_key_vault_half
+from flows.onboard_steps import approve_handoff, link_step, publish_handoff, verify
+from ppcmk.errors import ConfigError
 from ppcmk.findings import error
 from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, Plan, PlanItem, PlannedHold, RunOutcome, artifact_key
+from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.settings import load_settings as validated
 from ppcmk.waves import (
     EnvironmentResult,
     FleetMember,
-    FleetReport,
     FleetSelector,
     StepResult,
     WaveSpec,
     plan_waves,
     run_waves,
 )
-from tasks.access import grant_key_access, has_policy_reader, wait_for_propagation
-from tasks.approvals import IdentityResolver, PowerPlatformHandoff, connection_principal, request_approval
+from tasks.access import grant_key_access, wait_for_propagation
+from tasks.approvals import connection_principal
 from tasks.environments import get_environments
 from tasks.policy import get_policy
 from tasks.results import PolicyInfo
 
 PROCEDURE = "change_policy"
-HOLD_DAYS = 30
 HOLD_REASON = "environments moved to a new policy; their backups restore only with the old key (30 days)"
 
 
@@ -158,16 +156,7 @@ def plan_moves(
         ]
         moved += 1
     if moved:
-        plan.holds += [
-            PlannedHold(
-                subject=f"key {old.key_name} in {old.key_vault_id}", days=HOLD_DAYS, reason=HOLD_REASON
-            ),
-            PlannedHold(
-                subject=f"enterprise policy {old.name} and its identity's key access",
-                days=HOLD_DAYS,
-                reason=HOLD_REASON,
-            ),
-        ]
+        plan.holds += hold_subjects(old, HOLD_REASON)
 
 
 def moves_record_name(old: TargetSettings) -> str:
@@ -289,34 +278,26 @@ def change_policy(
     principal = new_policy.principal_id or ""
     grant_key_access(kv, old_tgt, principal)
     wait_for_propagation(kv, old_tgt, principal)
-    handoff = plan_handoff()
-    handoff.publish()
-    handoff.raise_for_errors()
-    expected = [item.target for item in handoff.items if item.kind == "environment"]
-    if not handoff.changes:
-        report, rows = verify(pp_read, new_policy, FleetReport(), expected)
-        return finish(handoff, [], report, rows, f"every environment already on {new_policy.name}")
-    try:
-        approval = request_approval(
-            handoff,
-            requester=who,
-            key="change-policy-handoff",
-            timeout_s=approval_timeout_s,
-            identities=IdentityResolver(kv),
-            replan=plan_handoff,
-            poll_interval_s=approval_poll_s,
-            handoff=PowerPlatformHandoff(
-                policy_name=new_policy.name,
-                has_policy_reader=lambda admin: has_policy_reader(kv, new_tgt, admin),
-                load_connection=lambda block: cast(CmkConnection, CmkConnection.load(block)).settings(),
-            ),
-        )
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return refused_outcome(handoff, refused)
-    if approval.connection is None:
-        raise SeparationOfDutyError("the handoff was approved without the approver's connection")
-    pp = approval.connection
-    handoff = approval.plan
+    staged = publish_handoff(
+        plan_handoff, pp_read, new_policy, f"every environment already on {new_policy.name}"
+    )
+    if isinstance(staged, RunOutcome):
+        return staged
+    handoff, expected = staged
+    approval = approve_handoff(
+        handoff,
+        kv,
+        new_tgt,
+        new_policy,
+        plan_handoff,
+        requester=who,
+        key="change-policy-handoff",
+        timeout_s=approval_timeout_s,
+        poll_interval_s=approval_poll_s,
+    )
+    if isinstance(approval, RunOutcome):
+        return approval
+    pp, handoff = approval.connection, approval.plan
     hold_policy_and_key(kv, old_policy, old_tgt)  # before outage 1: the old key must outlive every move
     deadline = timedelta(days=operation_deadline_days)
 

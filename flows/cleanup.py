@@ -25,15 +25,19 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks import CmkConnection
-from flows.revert import linked_to, load_settings, refused_outcome
+from flows._runbook import (
+    approved,
+    linked_to,
+    load_settings,
+)
 from ppcmk import audit, holds
 from ppcmk.clients import ClientFactory
-from ppcmk.errors import ApprovalRejected, ConfigError, HoldActive, SeparationOfDutyError
+from ppcmk.errors import ConfigError, HoldActive
 from ppcmk.findings import error
 from ppcmk.plan import Plan, PlanItem, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks.access import read_key_grants, revoke_key_access
-from tasks.approvals import IdentityResolver, connection_principal, request_approval
+from tasks.approvals import connection_principal
 from tasks.environments import get_environments
 from tasks.keyvault import key_client, read_key_versions, read_vault
 from tasks.policy import read_policy
@@ -204,12 +208,10 @@ def cleanup(
     if dry_run or not plan.changes:
         return RunOutcome(procedure=PROCEDURE, status="dry-run" if dry_run else "nothing-to-do",
                           plan_hash=plan.hash, message=plan.target_summary)
-    try:
-        approval = request_approval(plan, requester=who, key=PROCEDURE, timeout_s=approval_timeout_s,
-                                    identities=IdentityResolver(kv), replan=make_plan,
-                                    poll_interval_s=approval_poll_s)
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return refused_outcome(plan, refused)
+    approval = approved(plan, kv, make_plan, requester=who, key=PROCEDURE, timeout_s=approval_timeout_s,
+                        poll_interval_s=approval_poll_s)
+    if isinstance(approval, RunOutcome):
+        return approval
     plan, found = approval.plan, latest["found"]  # the candidates of the plan that was approved
     disabled = [v for v in found.versions if disable_key_version(kv, tgt, v)]
     removed = 0

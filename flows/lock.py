@@ -23,18 +23,24 @@ from prefect import flow, get_run_logger
 from prefect.variables import Variable
 from pydantic import BaseModel, Field
 
-from flows.revert import finish, linked_to, load_settings, refused_outcome, state_of
+from flows._runbook import (
+    approved,
+    finish,
+    linked_to,
+    load_settings,
+    policy_after_approval,
+    state_of,
+)
 from ppcmk import audit
 from ppcmk.arm_ids import same_id
 from ppcmk.clients import ClientFactory
-from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from ppcmk.errors import ConfigError
 from ppcmk.findings import error, info
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.waves import EnvironmentResult, FleetReport
 from tasks.access import read_key_grants, revoke_key_access
-from tasks.approvals import IdentityResolver, request_approval
 from tasks.environments import get_environments
 from tasks.keyvault import read_vault
 from tasks.policy import get_policy
@@ -341,24 +347,21 @@ def lock(
             f"policy {tgt.policy_name} has no key access left to revoke (already locked?)",
             "see the lock record and the environments' state; run unlock to restore access",
         )
-    try:
-        approval = request_approval(
-            plan,
-            requester=requester,
-            key=PROCEDURE,
-            timeout_s=approval_timeout_s,
-            identities=IdentityResolver(kv),
-            replan=make_plan,
-            approvers_needed=APPROVERS_NEEDED,
-            confirm_text=tgt.policy_name,
-            poll_interval_s=approval_poll_s,
-        )
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return refused_outcome(plan, refused)
+    approval = approved(
+        plan,
+        kv,
+        make_plan,
+        requester=requester,
+        key=PROCEDURE,
+        timeout_s=approval_timeout_s,
+        poll_interval_s=approval_poll_s,
+        approvers_needed=APPROVERS_NEEDED,
+        confirm_text=tgt.policy_name,
+    )
+    if isinstance(approval, RunOutcome):
+        return approval
     plan = approval.plan
-    policy = get_policy(kv, tgt)
-    if policy is None:
-        raise ConfigError("target", f"policy {tgt.policy_name} disappeared after approval", "run again")
+    policy = policy_after_approval(kv, tgt)
     get_run_logger().critical(
         "LOCKING: revoking the key access of %s; linked environments go offline now", policy.name
     )

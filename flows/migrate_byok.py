@@ -15,23 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import cast
 
 from prefect import flow
 
-from blocks import CmkConnection
-from flows.onboard import key_vault_half, link_step, read_key_vault_facts, verify
+from flows._runbook import changing_members, finish, load_settings, select
+from flows.onboard import key_vault_half, read_key_vault_facts
 from flows.onboard_plan import plan_key_vault_half, plan_power_platform_half
-from flows.revert import changing_members, finish, load_settings, refused_outcome, select
-from ppcmk.errors import ApprovalRejected, SeparationOfDutyError
+from flows.onboard_steps import approve_handoff, link_step, publish_handoff, verify
 from ppcmk.findings import error, info
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetReport, FleetSelector, WaveSpec, plan_waves, run_waves
-from tasks.access import has_policy_reader
-from tasks.approvals import IdentityResolver, PowerPlatformHandoff, connection_principal, request_approval
+from ppcmk.waves import FleetSelector, WaveSpec, plan_waves, run_waves
+from tasks.approvals import connection_principal
 from tasks.environments import get_environments
 from tasks.policy import get_policy
 from tasks.results import PolicyInfo
@@ -139,34 +136,26 @@ def migrate_byok(
         return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
 
     policy = key_vault_half(kv, tgt, pp_admin)
-    handoff = plan_handoff()
-    handoff.publish()
-    handoff.raise_for_errors()
-    expected = [item.target for item in handoff.items if item.kind == "environment"]
-    if not handoff.changes:
-        report, rows = verify(pp_read, policy, FleetReport(), expected)
-        return finish(handoff, [], report, rows, f"no BYOK environment left to move to {policy.name}")
-    try:
-        approval = request_approval(
-            handoff,
-            requester=who,
-            key="migrate-byok-handoff",
-            timeout_s=approval_timeout_s,
-            identities=IdentityResolver(kv),
-            replan=plan_handoff,
-            poll_interval_s=approval_poll_s,
-            handoff=PowerPlatformHandoff(
-                policy_name=policy.name,
-                has_policy_reader=lambda admin: has_policy_reader(kv, tgt, admin),
-                load_connection=lambda block: cast(CmkConnection, CmkConnection.load(block)).settings(),
-            ),
-        )
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return refused_outcome(handoff, refused)
-    if approval.connection is None:
-        raise SeparationOfDutyError("the handoff was approved without the approver's connection")
-    pp = approval.connection
-    handoff = approval.plan
+    staged = publish_handoff(
+        plan_handoff, pp_read, policy, f"no BYOK environment left to move to {policy.name}"
+    )
+    if isinstance(staged, RunOutcome):
+        return staged
+    handoff, expected = staged
+    approval = approve_handoff(
+        handoff,
+        kv,
+        tgt,
+        policy,
+        plan_handoff,
+        requester=who,
+        key="migrate-byok-handoff",
+        timeout_s=approval_timeout_s,
+        poll_interval_s=approval_poll_s,
+    )
+    if isinstance(approval, RunOutcome):
+        return approval
+    pp, handoff = approval.connection, approval.plan
     members = changing_members(handoff, get_environments(pp))
     step = link_step(pp, policy, timedelta(days=operation_deadline_days), max_link_attempts)
     verified, rows = verify(pp, policy, run_waves(plan_waves(members, spec), step, spec), expected)

@@ -22,33 +22,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from prefect import flow, get_run_logger
 
-from blocks import CmkConnection
+from flows._runbook import (
+    changing_members,
+    finish,
+    load_settings,
+    select,
+)
 from flows.onboard_plan import (
     PROCEDURE,
     KeyVaultFacts,
     plan_key_vault_half,
     plan_power_platform_half,
 )
-from flows.onboard_steps import link_step, verify, wait_for_reader
-from flows.revert import (
-    changing_members,
-    finish,
-    load_settings,
-    refused_outcome,
-    select,
-)
+from flows.onboard_steps import approve_handoff, link_step, publish_handoff, verify, wait_for_reader
 from ppcmk import audit
 from ppcmk.clients import ClientFactory
-from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from ppcmk.errors import ConfigError
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.waves import (
-    FleetReport,
     FleetSelector,
     WaveSpec,
     plan_waves,
@@ -58,13 +55,12 @@ from tasks.access import (
     POLICY_READ_ROLES,
     grant_key_access,
     grant_policy_reader,
-    has_policy_reader,
     read_key_grants,
     read_role_grants,
     resolve_principal,
     wait_for_propagation,
 )
-from tasks.approvals import IdentityResolver, PowerPlatformHandoff, connection_principal, request_approval
+from tasks.approvals import connection_principal
 from tasks.doctor import READ_ERRORS, run_doctor
 from tasks.environments import get_environments
 from tasks.keyvault import create_or_adopt_key, read_key_via_arm, read_vault, verify_vault
@@ -214,36 +210,27 @@ def onboard(
         return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
 
     policy = key_vault_half(kv, tgt, pp_admin)
-    handoff = plan_handoff()
-    handoff.publish()
-    handoff.raise_for_errors()
-    expected = [item.target for item in handoff.items if item.kind == "environment"]
-    if not handoff.changes:
-        report, rows = verify(pp_read, policy, FleetReport(), expected)
-        outcome = finish(handoff, [], report, rows, f"every environment already encrypted with {policy.name}")
-        done = outcome.status == "completed"
-        return outcome.model_copy(update={"status": "nothing-to-do"}) if done else outcome
-    try:
-        approval = request_approval(
-            handoff,
-            requester=who,
-            key=f"{PROCEDURE}-handoff",
-            timeout_s=approval_timeout_s,
-            identities=IdentityResolver(kv),
-            replan=plan_handoff,
-            handoff=PowerPlatformHandoff(
-                policy_name=policy.name,
-                has_policy_reader=lambda principal: has_policy_reader(kv, tgt, principal),
-                load_connection=lambda block: cast(CmkConnection, CmkConnection.load(block)).settings(),
-            ),
-            poll_interval_s=approval_poll_s,
-        )
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return refused_outcome(handoff, refused)
-    if approval.connection is None:  # request_approval returns the approver's connection for a handoff
-        raise SeparationOfDutyError("the handoff was approved without the approver's connection")
-    pp = approval.connection
-    handoff = approval.plan
+    staged = publish_handoff(
+        plan_handoff, pp_read, policy, f"every environment already encrypted with {policy.name}"
+    )
+    if isinstance(staged, RunOutcome):
+        done = staged.status == "completed"
+        return staged.model_copy(update={"status": "nothing-to-do"}) if done else staged
+    handoff, expected = staged
+    approval = approve_handoff(
+        handoff,
+        kv,
+        tgt,
+        policy,
+        plan_handoff,
+        requester=who,
+        key=f"{PROCEDURE}-handoff",
+        timeout_s=approval_timeout_s,
+        poll_interval_s=approval_poll_s,
+    )
+    if isinstance(approval, RunOutcome):
+        return approval
+    pp, handoff = approval.connection, approval.plan
     wait_for_reader(pp, tgt)
     members = changing_members(handoff, get_environments(pp))
     deadline = timedelta(days=operation_deadline_days)

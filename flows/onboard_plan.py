@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from flows.revert import linked_to
+from flows._runbook import linked_to
 from ppcmk.findings import Finding, error
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem

@@ -1,26 +1,87 @@
-"""The Power Platform half of onboarding and its verification: wait until the approver's fresh Reader on the
-policy applies, Managed Environment and link per environment, and the read-back that proves encryption."""
+"""The Power Platform half of onboarding and its verification: the handoff to the Power Platform admin,
+wait until the approver's fresh Reader on the policy applies, Managed Environment and link per environment,
+and the read-back that proves encryption. change_policy and migrate_byok hand off and link the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Literal
+from typing import NamedTuple, cast
 
 from azure.core.exceptions import HttpResponseError
 
-from flows.revert import change_failed, linked_to, state_of
+from blocks import CmkConnection
+from flows._runbook import approved, change_failed, finish, linked_to, state_of, step_state
 from ppcmk.clients import ClientFactory
+from ppcmk.errors import SeparationOfDutyError
 from ppcmk.models import Environment
+from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.waves import EnvironmentResult, FleetMember, FleetReport, StepResult
-from tasks.access import PROPAGATION_POLL_SECONDS, PROPAGATION_TIMEOUT
+from tasks.access import PROPAGATION_POLL_SECONDS, PROPAGATION_TIMEOUT, has_policy_reader
+from tasks.approvals import PowerPlatformHandoff
 from tasks.environments import get_environments, link
 from tasks.policy import read_policy
 from tasks.results import PolicyInfo
 from tasks.retry import cmk_task
 
 CUSTOMER_KEY = "customer"  # keyManagedBy once an environment is encrypted with a customer-managed key
+
+
+class ApprovedHandoff(NamedTuple):
+    plan: Plan
+    approvers: list[str]
+    connection: ConnectionSettings  # the approver's own: the Power Platform half runs with it
+
+
+def publish_handoff(
+    plan_handoff: Callable[[], Plan], pp_read: ConnectionSettings, policy: PolicyInfo, done_message: str
+) -> tuple[Plan, list[str]] | RunOutcome:
+    """The Power Platform half's plan, published, with the environments it covers; or, when it changes
+    nothing, the finished run with those environments read back."""
+    handoff = plan_handoff()
+    handoff.publish()
+    handoff.raise_for_errors()
+    expected = [item.target for item in handoff.items if item.kind == "environment"]
+    if handoff.changes:
+        return handoff, expected
+    report, rows = verify(pp_read, policy, FleetReport(), expected)
+    return finish(handoff, [], report, rows, done_message)
+
+
+def approve_handoff(
+    handoff: Plan,
+    kv: ConnectionSettings,
+    target: TargetSettings,
+    policy: PolicyInfo,
+    replan: Callable[[], Plan],
+    *,
+    requester: str,
+    key: str,
+    timeout_s: int,
+    poll_interval_s: int,
+) -> ApprovedHandoff | RunOutcome:
+    """The Power Platform admin approves the handoff plan and names their own connection block; they must
+    hold Reader on `policy`. A refusal is the rejected outcome the flow returns."""
+    approval = approved(
+        handoff,
+        kv,
+        replan,
+        requester=requester,
+        key=key,
+        timeout_s=timeout_s,
+        poll_interval_s=poll_interval_s,
+        handoff=PowerPlatformHandoff(
+            policy_name=policy.name,
+            has_policy_reader=lambda admin: has_policy_reader(kv, target, admin),
+            load_connection=lambda block: cast(CmkConnection, CmkConnection.load(block)).settings(),
+        ),
+    )
+    if isinstance(approval, RunOutcome):
+        return approval
+    if approval.connection is None:  # request_approval returns the approver's connection for a handoff
+        raise SeparationOfDutyError("the handoff was approved without the approver's connection")
+    return ApprovedHandoff(approval.plan, approval.approvers, approval.connection)
 
 
 @cmk_task(task_run_name="wait-for-reader-{target.policy_name}")
@@ -55,10 +116,9 @@ def link_step(
             what = ("enabling Managed Environment" if change.kind == "governance"
                     else f"link (after {change.attempts} attempt(s))")
             raise RuntimeError(change_failed(change, what))
-        state: Literal["succeeded", "unchanged"] = (
-            "unchanged" if change.status == "Unchanged" else "succeeded"
+        return StepResult(
+            state=step_state(change.status == "Unchanged"), detail=f"{change.attempts} attempt(s)"
         )
-        return StepResult(state=state, detail=f"{change.attempts} attempt(s)")
 
     return step
 

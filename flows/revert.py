@@ -12,157 +12,39 @@ waits for an operation still running from a crashed run before it decides anythi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Literal, cast
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from blocks import CmkConnection, CmkTarget
-from ppcmk import audit, holds
-from ppcmk.arm_ids import same_id
-from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from flows._runbook import (
+    HOLD_DAYS,
+    HOLD_REASON,
+    MICROSOFT_KEY,
+    approved,
+    changing_members,
+    finish,
+    fleet_member,  # noqa: F401  (bench/link_fleet.py imports it from here)
+    hold_policy_and_key,
+    hold_subjects,
+    linked_to,
+    load_settings,
+    plan_only_outcome,
+    policy_after_approval,
+    read_back_rows,
+    select,
+    unlink_step,
+)
 from ppcmk.findings import error
 from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, OutcomeStatus, Plan, PlanItem, PlannedHold, RunOutcome, publish_table
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import (
-    FleetMember,
-    FleetReport,
-    FleetSelector,
-    StepResult,
-    WaveSpec,
-    plan_waves,
-    run_waves,
-)
-from tasks.approvals import IdentityResolver, request_approval
-from tasks.environments import get_environments, unlink
-from tasks.keyvault import get_key_info
-from tasks.policy import ensure_provider_registered, get_policy
-from tasks.results import EnvironmentChange, PolicyInfo
+from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
+from ppcmk.settings import TargetSettings
+from ppcmk.waves import FleetSelector, WaveSpec, plan_waves, run_waves
+from tasks.environments import get_environments
+from tasks.policy import get_policy
+from tasks.results import PolicyInfo
 
 PROCEDURE = "revert"
-HOLD_DAYS = 30
-HOLD_REASON = "environments left this policy; their backups restore only with this key (keep 30 days)"
-MICROSOFT_KEY = "the Microsoft-managed key"
-
-
-# ------------------------------------------------------------------------------ shared by the runbooks
-
-
-def load_settings(connection: str, target: str) -> tuple[ConnectionSettings, TargetSettings]:
-    """Both blocks, validated (a bad value fails here, naming the field, before anything is read)."""
-    connection_block = cast(CmkConnection, CmkConnection.load(connection))
-    return connection_block.settings(), cast(CmkTarget, CmkTarget.load(target)).settings()
-
-
-def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
-    return "unchanged" if unchanged else "succeeded"
-
-
-def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
-    """The run ends after publishing the plan: a dry run, or nothing to change."""
-    status: OutcomeStatus = "dry-run" if dry_run else "nothing-to-do"
-    return RunOutcome(
-        procedure=plan.procedure, status=status, plan_hash=plan.hash, message=plan.target_summary
-    )
-
-
-def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
-    """Whether the environment's CMK link names this policy (ARM id or systemId, case-insensitive)."""
-    link = environment.cmk
-    return (
-        policy is not None
-        and link is not None
-        and (same_id(link.policy_id, policy.policy_id) or same_id(link.system_id, policy.system_id))
-    )
-
-
-def fleet_member(environment: Environment) -> FleetMember:
-    return FleetMember(
-        id=environment.id,
-        name=environment.display_name or environment.id,
-        sku=environment.sku or "",
-        geo=environment.geo or "",
-    )
-
-
-def select(
-    environments: Sequence[Environment],
-    selector: FleetSelector | None,
-    default: Callable[[Environment], bool],
-) -> list[Environment]:
-    """The environments an explicit selector names, else the ones `default` picks."""
-    if selector is None or selector.is_empty():
-        return [env for env in environments if default(env)]
-    try:
-        chosen = {m.id for m in selector.select([fleet_member(env) for env in environments])}
-    except ValueError as unknown:
-        raise ConfigError("selector", str(unknown), "list environment ids the connection can see") from None
-    return [env for env in environments if env.id in chosen]
-
-
-def changing_members(plan: Plan, environments: Sequence[Environment]) -> list[FleetMember]:
-    """The environments the approved plan changes, in plan order."""
-    changing = {item.target for item in plan.changes if item.kind == "environment"}
-    return [fleet_member(env) for env in environments if env.id in changing]
-
-
-def state_of(environment: Environment | None) -> str:
-    """How an environment looks now, in words an operator acts on."""
-    if environment is None:
-        return "not visible (deleted?)"
-    key = f"linked to {environment.cmk.policy_id}" if environment.cmk else MICROSOFT_KEY
-    runtime = environment.runtime_state or "unknown"
-    reason = (
-        f" ({environment.runtime_reason})" if environment.runtime_reason not in (None, "NotSpecified") else ""
-    )
-    return f"{runtime}{reason}, {key}"
-
-
-def refused_outcome(plan: Plan, refused: ApprovalRejected | SeparationOfDutyError) -> RunOutcome:
-    get_run_logger().warning("%s: not approved, nothing was changed: %s", plan.procedure, refused)
-    return RunOutcome(procedure=plan.procedure, status="rejected", plan_hash=plan.hash, message=str(refused))
-
-
-def finish(
-    plan: Plan, approvers: list[str], report: FleetReport, rows: list[dict[str, object]], message: str
-) -> RunOutcome:
-    """Publish the result table, audit the run, and say plainly what is left undone."""
-    publish_table(rows, plan.procedure, "result", description=f"{plan.procedure}: state read back afterwards")
-    failed = [r.environment_id for r in report.failed + report.not_started]
-    status: OutcomeStatus = "partial" if failed else "completed"
-    if failed:
-        message += f"; NOT done: {', '.join(failed)} (see the result table; run again to converge)"
-    audit.record(
-        {
-            "event": f"{plan.procedure}-finished",
-            "procedure": plan.procedure,
-            "plan_hash": plan.hash,
-            "requester": plan.requester,
-            "approvers": approvers,
-            "status": status,
-            "environments": report.rows(),
-        }
-    )
-    return RunOutcome(
-        procedure=plan.procedure,
-        status=status,
-        plan_hash=plan.hash,
-        message=message,
-        approvers=approvers,
-        rows=rows,
-    )
-
-
-def change_failed(change: EnvironmentChange, what: str) -> str:
-    return (
-        f"{what} {change.status}: {change.error_message or 'no error message'}; "
-        f"environment is {state_of(change.environment)}"
-    )
-
-
-# ------------------------------------------------------------------------------------------- planning
 
 
 def plan_revert(
@@ -228,69 +110,8 @@ def plan_revert(
                 ]
             )
     if plan.changes:
-        plan.holds += hold_subjects(policy)
+        plan.holds += hold_subjects(policy, HOLD_REASON)
     return plan
-
-
-def hold_subjects(policy: PolicyInfo) -> list[PlannedHold]:
-    """What must stay untouched for 30 days after environments leave `policy`: its key (and so its vault)
-    and the policy with its identity's key access."""
-    return [
-        PlannedHold(
-            subject=f"key {policy.key_name} in {policy.key_vault_id}", days=HOLD_DAYS, reason=HOLD_REASON
-        ),
-        PlannedHold(
-            subject=f"enterprise policy {policy.name} and its identity's key access",
-            days=HOLD_DAYS,
-            reason=HOLD_REASON,
-        ),
-    ]
-
-
-# ------------------------------------------------------------------------------------------- applying
-
-
-def unlink_step(
-    conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta
-) -> Callable[[FleetMember], StepResult]:
-    """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so)."""
-
-    def step(member: FleetMember) -> StepResult:
-        get_run_logger().warning(
-            "%s (%s) is Disabled from now until its unlink from %s finishes",
-            member.name,
-            member.id,
-            policy.name,
-        )
-        change = unlink(conn, member.id, policy.system_id, deadline=deadline)
-        if not change.done:
-            raise RuntimeError(change_failed(change, "unlink"))
-        return StepResult(
-            state=step_state(change.status == "Unchanged"), detail=f"now {state_of(change.environment)}"
-        )
-
-    return step
-
-
-def hold_policy_and_key(
-    conn: ConnectionSettings, policy: PolicyInfo, target: TargetSettings
-) -> list[holds.Hold]:
-    """Start the 30-day holds on the cloud clock: a tag on the key version the policy uses and on the policy
-    (which covers its identity's vault access); the cleanup flow refuses to break them."""
-    duration = timedelta(days=HOLD_DAYS)
-    ensure_provider_registered(conn)  # else the SDK's own registration policy would sleep for real
-    version = policy.key_version or get_key_info(conn, target).version
-    return [
-        holds.hold_key_version(
-            conn,
-            policy.key_vault_id or target.vault_id,
-            policy.key_name or target.key_name,
-            version,
-            duration,
-            HOLD_REASON,
-        ),
-        holds.hold_policy(conn, target.resource_group, policy.name, duration, HOLD_REASON),
-    ]
 
 
 @flow(name="revert")
@@ -320,22 +141,19 @@ def revert(
     plan.raise_for_errors()
     if dry_run or not plan.changes:
         return plan_only_outcome(plan, dry_run)
-    try:
-        approval = request_approval(
-            plan,
-            requester=requester,
-            key=PROCEDURE,
-            timeout_s=approval_timeout_s,
-            identities=IdentityResolver(conn),
-            replan=make_plan,
-            poll_interval_s=approval_poll_s,
-        )
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return refused_outcome(plan, refused)
+    approval = approved(
+        plan,
+        conn,
+        make_plan,
+        requester=requester,
+        key=PROCEDURE,
+        timeout_s=approval_timeout_s,
+        poll_interval_s=approval_poll_s,
+    )
+    if isinstance(approval, RunOutcome):
+        return approval
     plan = approval.plan
-    policy = get_policy(conn, tgt)
-    if policy is None:
-        raise ConfigError("target", f"policy {tgt.policy_name} disappeared after approval", "run again")
+    policy = policy_after_approval(conn, tgt)
     environments = get_environments(conn)
     members = changing_members(plan, environments)
     hold_policy_and_key(
@@ -344,15 +162,11 @@ def revert(
     report = run_waves(
         plan_waves(members, spec), unlink_step(conn, policy, timedelta(hours=operation_deadline_hours)), spec
     )
-    after = {env.id: env for env in get_environments(conn)}
-    rows = [
-        dict(result.model_dump(), now=state_of(after.get(result.environment_id))) for result in report.results
-    ]
     return finish(
         plan,
         approval.approvers,
         report,
-        rows,
+        read_back_rows(conn, report),
         f"{len(report.results) - len(report.failed)} environment(s) on {MICROSOFT_KEY}; "
         f"key, vault and access of {policy.name} held {HOLD_DAYS} days",
     )

@@ -17,27 +17,26 @@ from datetime import datetime, timedelta
 
 from prefect import flow
 
-from flows.lock import LockRecord, describe_grant, load_lock_record, same_grant, save_lock_record
-from flows.revert import (
+from flows._runbook import (
+    approved,
     change_failed,
     changing_members,
     finish,
     linked_to,
     load_settings,
     plan_only_outcome,
-    refused_outcome,
+    read_back_rows,
     state_of,
     step_state,
 )
+from flows.lock import LockRecord, describe_grant, load_lock_record, same_grant, save_lock_record
 from ppcmk.clients import ClientFactory
-from ppcmk.errors import ApprovalRejected, SeparationOfDutyError
 from ppcmk.findings import error, info
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.waves import FleetMember, StepResult, WaveSpec, plan_waves, run_waves
 from tasks.access import read_key_grants, restore_key_access, wait_for_propagation
-from tasks.approvals import IdentityResolver, request_approval
 from tasks.environments import get_environments, reenable_environment
 from tasks.keyvault import read_vault
 from tasks.policy import get_policy
@@ -167,18 +166,17 @@ def unlock(
     plan.raise_for_errors()
     if dry_run or not plan.changes:
         return plan_only_outcome(plan, dry_run)
-    try:
-        approval = request_approval(
-            plan,
-            requester=requester,
-            key=PROCEDURE,
-            timeout_s=approval_timeout_s,
-            identities=IdentityResolver(kv),
-            replan=make_plan,
-            poll_interval_s=approval_poll_s,
-        )
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return refused_outcome(plan, refused)
+    approval = approved(
+        plan,
+        kv,
+        make_plan,
+        requester=requester,
+        key=PROCEDURE,
+        timeout_s=approval_timeout_s,
+        poll_interval_s=approval_poll_s,
+    )
+    if isinstance(approval, RunOutcome):
+        return approval
     plan = approval.plan
     _, record = read()
     if record is None:
@@ -192,10 +190,7 @@ def unlock(
     )
     if not report.failed and not report.not_started:
         save_lock_record(record.model_copy(update={"state": "unlocked"}))
-    after = {env.id: env for env in get_environments(pp)}
-    rows: list[dict[str, object]] = [
-        dict(result.model_dump(), now=state_of(after.get(result.environment_id))) for result in report.results
-    ]
+    rows = read_back_rows(pp, report)
     rows += [{"environment_id": "-", "name": "restored", "now": describe_grant(g)} for g in record.revoked]
     return finish(
         plan,

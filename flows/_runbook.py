@@ -1,0 +1,250 @@
+"""The runbook machinery the procedure flows share: loading the blocks, choosing environments, describing
+their state, the unlink step, the 30-day holds on a policy and its key, and the outcomes a run ends with.
+
+One module per documented procedure lives beside this one; what several of them use lives here, so no flow
+imports another procedure's module for its helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Literal, cast
+
+from prefect import get_run_logger
+
+from blocks import CmkConnection, CmkTarget
+from ppcmk import audit, holds
+from ppcmk.arm_ids import same_id
+from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from ppcmk.models import Environment
+from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.waves import FleetMember, FleetReport, FleetSelector, StepResult
+from tasks.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
+from tasks.environments import get_environments, unlink
+from tasks.keyvault import get_key_info
+from tasks.policy import ensure_provider_registered, get_policy
+from tasks.results import EnvironmentChange, PolicyInfo
+
+MICROSOFT_KEY = "the Microsoft-managed key"
+HOLD_DAYS = 30
+HOLD_REASON = "environments left this policy; their backups restore only with this key (keep 30 days)"
+
+
+def load_settings(connection: str, target: str) -> tuple[ConnectionSettings, TargetSettings]:
+    """Both blocks, validated (a bad value fails here, naming the field, before anything is read)."""
+    connection_block = cast(CmkConnection, CmkConnection.load(connection))
+    return connection_block.settings(), cast(CmkTarget, CmkTarget.load(target)).settings()
+
+
+def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
+    return "unchanged" if unchanged else "succeeded"
+
+
+def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
+    """The run ends after publishing the plan: a dry run, or nothing to change."""
+    status: OutcomeStatus = "dry-run" if dry_run else "nothing-to-do"
+    return RunOutcome(
+        procedure=plan.procedure, status=status, plan_hash=plan.hash, message=plan.target_summary
+    )
+
+
+def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
+    """Whether the environment's CMK link names this policy (ARM id or systemId, case-insensitive)."""
+    link = environment.cmk
+    return (
+        policy is not None
+        and link is not None
+        and (same_id(link.policy_id, policy.policy_id) or same_id(link.system_id, policy.system_id))
+    )
+
+
+def fleet_member(environment: Environment) -> FleetMember:
+    return FleetMember(
+        id=environment.id,
+        name=environment.display_name or environment.id,
+        sku=environment.sku or "",
+        geo=environment.geo or "",
+    )
+
+
+def select(
+    environments: Sequence[Environment],
+    selector: FleetSelector | None,
+    default: Callable[[Environment], bool],
+) -> list[Environment]:
+    """The environments an explicit selector names, else the ones `default` picks."""
+    if selector is None or selector.is_empty():
+        return [env for env in environments if default(env)]
+    try:
+        chosen = {m.id for m in selector.select([fleet_member(env) for env in environments])}
+    except ValueError as unknown:
+        raise ConfigError("selector", str(unknown), "list environment ids the connection can see") from None
+    return [env for env in environments if env.id in chosen]
+
+
+def changing_members(plan: Plan, environments: Sequence[Environment]) -> list[FleetMember]:
+    """The environments the approved plan changes, in plan order."""
+    changing = {item.target for item in plan.changes if item.kind == "environment"}
+    return [fleet_member(env) for env in environments if env.id in changing]
+
+
+def state_of(environment: Environment | None) -> str:
+    """How an environment looks now, in words an operator acts on."""
+    if environment is None:
+        return "not visible (deleted?)"
+    key = f"linked to {environment.cmk.policy_id}" if environment.cmk else MICROSOFT_KEY
+    runtime = environment.runtime_state or "unknown"
+    reason = (
+        f" ({environment.runtime_reason})" if environment.runtime_reason not in (None, "NotSpecified") else ""
+    )
+    return f"{runtime}{reason}, {key}"
+
+
+def refused_outcome(plan: Plan, refused: ApprovalRejected | SeparationOfDutyError) -> RunOutcome:
+    get_run_logger().warning("%s: not approved, nothing was changed: %s", plan.procedure, refused)
+    return RunOutcome(procedure=plan.procedure, status="rejected", plan_hash=plan.hash, message=str(refused))
+
+
+def approved(
+    plan: Plan,
+    conn: ConnectionSettings,
+    replan: Callable[[], Plan],
+    *,
+    requester: str,
+    key: str,
+    timeout_s: int,
+    poll_interval_s: int,
+    approvers_needed: int = 1,
+    confirm_text: str | None = None,
+    handoff: PowerPlatformHandoff | None = None,
+) -> Approval | RunOutcome:
+    """The approval of `plan` (re-planned with `replan` after the answer), or, when it is refused, the
+    rejected outcome the flow returns as it is: nothing was changed."""
+    try:
+        return request_approval(
+            plan,
+            requester=requester,
+            key=key,
+            timeout_s=timeout_s,
+            identities=IdentityResolver(conn),
+            replan=replan,
+            handoff=handoff,
+            approvers_needed=approvers_needed,
+            confirm_text=confirm_text,
+            poll_interval_s=poll_interval_s,
+        )
+    except (ApprovalRejected, SeparationOfDutyError) as refused:
+        return refused_outcome(plan, refused)
+
+
+def policy_after_approval(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:
+    """The target's policy read again once approved (the wait may have been days)."""
+    policy = get_policy(conn, target)
+    if policy is None:
+        raise ConfigError("target", f"policy {target.policy_name} disappeared after approval", "run again")
+    return policy
+
+
+def read_back_rows(conn: ConnectionSettings, report: FleetReport) -> list[dict[str, object]]:
+    """Each environment's wave result with its state read back now (the result table's rows)."""
+    after = {env.id: env for env in get_environments(conn)}
+    return [
+        dict(result.model_dump(), now=state_of(after.get(result.environment_id))) for result in report.results
+    ]
+
+
+def finish(
+    plan: Plan, approvers: list[str], report: FleetReport, rows: list[dict[str, object]], message: str
+) -> RunOutcome:
+    """Publish the result table, audit the run, and say plainly what is left undone."""
+    publish_table(rows, plan.procedure, "result", description=f"{plan.procedure}: state read back afterwards")
+    failed = [r.environment_id for r in report.failed + report.not_started]
+    status: OutcomeStatus = "partial" if failed else "completed"
+    if failed:
+        message += f"; NOT done: {', '.join(failed)} (see the result table; run again to converge)"
+    audit.record(
+        {
+            "event": f"{plan.procedure}-finished",
+            "procedure": plan.procedure,
+            "plan_hash": plan.hash,
+            "requester": plan.requester,
+            "approvers": approvers,
+            "status": status,
+            "environments": report.rows(),
+        }
+    )
+    return RunOutcome(
+        procedure=plan.procedure,
+        status=status,
+        plan_hash=plan.hash,
+        message=message,
+        approvers=approvers,
+        rows=rows,
+    )
+
+
+def change_failed(change: EnvironmentChange, what: str) -> str:
+    return (
+        f"{what} {change.status}: {change.error_message or 'no error message'}; "
+        f"environment is {state_of(change.environment)}"
+    )
+
+
+def unlink_step(
+    conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta
+) -> Callable[[FleetMember], StepResult]:
+    """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so)."""
+
+    def step(member: FleetMember) -> StepResult:
+        get_run_logger().warning(
+            "%s (%s) is Disabled from now until its unlink from %s finishes",
+            member.name,
+            member.id,
+            policy.name,
+        )
+        change = unlink(conn, member.id, policy.system_id, deadline=deadline)
+        if not change.done:
+            raise RuntimeError(change_failed(change, "unlink"))
+        return StepResult(
+            state=step_state(change.status == "Unchanged"), detail=f"now {state_of(change.environment)}"
+        )
+
+    return step
+
+
+def hold_policy_and_key(
+    conn: ConnectionSettings, policy: PolicyInfo, target: TargetSettings
+) -> list[holds.Hold]:
+    """Start the 30-day holds on the cloud clock: a tag on the key version the policy uses and on the policy
+    (which covers its identity's vault access); the cleanup flow refuses to break them."""
+    duration = timedelta(days=HOLD_DAYS)
+    ensure_provider_registered(conn)  # else the SDK's own registration policy would sleep for real
+    version = policy.key_version or get_key_info(conn, target).version
+    return [
+        holds.hold_key_version(
+            conn,
+            policy.key_vault_id or target.vault_id,
+            policy.key_name or target.key_name,
+            version,
+            duration,
+            HOLD_REASON,
+        ),
+        holds.hold_policy(conn, target.resource_group, policy.name, duration, HOLD_REASON),
+    ]
+
+
+def hold_subjects(policy: PolicyInfo, reason: str) -> list[PlannedHold]:
+    """What must stay untouched for 30 days after environments leave `policy`: its key (and so its vault)
+    and the policy with its identity's key access."""
+    return [
+        PlannedHold(
+            subject=f"key {policy.key_name} in {policy.key_vault_id}", days=HOLD_DAYS, reason=reason
+        ),
+        PlannedHold(
+            subject=f"enterprise policy {policy.name} and its identity's key access",
+            days=HOLD_DAYS,
+            reason=reason,
+        ),
+    ]

@@ -16,14 +16,14 @@ def main() -> None:
 
         sandbox_app(args=sys.argv[2:], prog_name="ppcmk sandbox")
         return
-    from ppcmk.cli.app import main as run_full_cli
+    from ppcmk.cli.commands import main as run_full_cli
 
     run_full_cli()
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":  # the whole typer app, imported on first use (tests, `python -m ppcmk.cli`)
-        from ppcmk.cli.app import app
+        from ppcmk.cli.commands import app
 
         return app
     raise AttributeError(name)

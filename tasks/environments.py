@@ -216,14 +216,18 @@ def unlink(
             "pass the systemId of the policy the environment is linked to (or none)",
         )
     linked = env.cmk.system_id
-    return _run_with_reruns(
-        admin,
-        "unlink",
-        env.id,
-        lambda: admin.unlink_policy(env.id, linked),
-        factory.now() + deadline,
-        max_attempts,
-    )
+
+    def start() -> OperationHandle | None:
+        try:
+            return admin.unlink_policy(env.id, linked)
+        except ServiceError as refused:
+            # The start waits out a 409 while another operation runs; when that was the unlink of a crashed
+            # run, the environment is unlinked by the time this POST goes out and the service refuses it.
+            if refused.status == 400 and _require(admin, env.id).cmk is None:
+                return None  # already done: the final read reports it
+            raise
+
+    return _run_with_reruns(admin, "unlink", env.id, start, factory.now() + deadline, max_attempts)
 
 
 @cmk_task(task_run_name="wait-operation-{handle.environment_id}")

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.settings import ConnectionSettings
 from ppcmk.waves import FleetSelector
@@ -81,6 +82,15 @@ def test_unlink_reverts_and_a_wrong_system_id_is_refused(cloud: Any, conn: Conne
     reverted = environments.unlink.fn(conn, FINANCE_ON_CMK)
     assert reverted.status == "Succeeded" and reverted.environment.cmk is None  # type: ignore[union-attr]
     assert environments.unlink.fn(conn, FINANCE_ON_CMK).status == "Unchanged"
+
+
+def test_an_unlink_left_running_by_a_crashed_run_is_waited_for_not_refused(
+        cloud: Any, conn: ConnectionSettings) -> None:
+    crashed_runs_unlink = ClientFactory.for_settings(conn).pp_admin().unlink_policy(
+        FINANCE_ON_CMK, _existing_policy(cloud, conn).system_id)
+    assert crashed_runs_unlink is not None  # still running when the re-run starts
+    rerun = environments.unlink.fn(conn, FINANCE_ON_CMK)
+    assert rerun.status == "Succeeded" and rerun.environment.cmk is None  # type: ignore[union-attr]
 
 
 def test_a_wait_resumes_from_a_saved_handle(cloud: Any, conn: ConnectionSettings) -> None:

@@ -102,11 +102,6 @@ def state_of(environment: Environment | None) -> str:
     return f"{runtime}{reason}, {key}"
 
 
-def refused_outcome(plan: Plan, refused: ApprovalRejected | SeparationOfDutyError) -> RunOutcome:
-    get_run_logger().warning("%s: not approved, nothing was changed: %s", plan.procedure, refused)
-    return RunOutcome(procedure=plan.procedure, status="rejected", plan_hash=plan.hash, message=str(refused))
-
-
 def approved(
     plan: Plan,
     conn: ConnectionSettings,
@@ -136,7 +131,10 @@ def approved(
             poll_interval_s=poll_interval_s,
         )
     except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return refused_outcome(plan, refused)
+        get_run_logger().warning("%s: not approved, nothing was changed: %s", plan.procedure, refused)
+        return RunOutcome(
+            procedure=plan.procedure, status="rejected", plan_hash=plan.hash, message=str(refused)
+        )
 
 
 def policy_after_approval(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:

@@ -40,7 +40,7 @@ from flows._runbook import (
 )
 from flows.onboard import key_vault_half, read_key_vault_facts
 from flows.onboard_plan import plan_key_vault_half
-from flows.onboard_steps import approve_handoff, link_step, publish_handoff, verify
+from flows.onboard_steps import hand_off, link_step, verify
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
 from ppcmk.models import Environment
@@ -278,26 +278,21 @@ def change_policy(
     principal = new_policy.principal_id or ""
     grant_key_access(kv, old_tgt, principal)
     wait_for_propagation(kv, old_tgt, principal)
-    staged = publish_handoff(
-        plan_handoff, pp_read, new_policy, f"every environment already on {new_policy.name}"
-    )
-    if isinstance(staged, RunOutcome):
-        return staged
-    handoff, expected = staged
-    approval = approve_handoff(
-        handoff,
+    approval = hand_off(
+        plan_handoff,
         kv,
+        pp_read,
         new_tgt,
         new_policy,
-        plan_handoff,
         requester=who,
         key="change-policy-handoff",
         timeout_s=approval_timeout_s,
         poll_interval_s=approval_poll_s,
+        done_message=f"every environment already on {new_policy.name}",
     )
     if isinstance(approval, RunOutcome):
         return approval
-    pp, handoff = approval.connection, approval.plan
+    pp, handoff, expected = approval.connection, approval.plan, approval.expected
     hold_policy_and_key(kv, old_policy, old_tgt)  # before outage 1: the old key must outlive every move
     deadline = timedelta(days=operation_deadline_days)
 

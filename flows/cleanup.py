@@ -25,11 +25,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks import CmkConnection
-from flows._runbook import (
-    approved,
-    linked_to,
-    load_settings,
-)
+from flows._runbook import approved, linked_to, load_settings, plan_only_outcome
 from ppcmk import audit, holds
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, HoldActive
@@ -206,8 +202,7 @@ def cleanup(
             f"{h.subject} is on hold until {h.until.isoformat()} ({h.reason})" for h in found.held
         ) + ". The first hold ends")
     if dry_run or not plan.changes:
-        return RunOutcome(procedure=PROCEDURE, status="dry-run" if dry_run else "nothing-to-do",
-                          plan_hash=plan.hash, message=plan.target_summary)
+        return plan_only_outcome(plan, dry_run)
     approval = approved(plan, kv, make_plan, requester=who, key=PROCEDURE, timeout_s=approval_timeout_s,
                         poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):

@@ -28,6 +28,7 @@ from flows._runbook import (
     finish,
     linked_to,
     load_settings,
+    plan_only_outcome,
     policy_after_approval,
     state_of,
 )
@@ -338,9 +339,7 @@ def lock(
     plan.publish()
     plan.raise_for_errors()
     if dry_run:
-        return RunOutcome(
-            procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message=plan.target_summary
-        )
+        return plan_only_outcome(plan, dry_run)
     if not any(item.kind == "role-assignment" for item in plan.items):
         raise ConfigError(
             "target",

@@ -21,7 +21,7 @@ from prefect import flow
 from flows._runbook import changing_members, finish, load_settings, select
 from flows.onboard import key_vault_half, read_key_vault_facts
 from flows.onboard_plan import plan_key_vault_half, plan_power_platform_half
-from flows.onboard_steps import approve_handoff, link_step, publish_handoff, verify
+from flows.onboard_steps import hand_off, link_step, verify
 from ppcmk.findings import error, info
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment
@@ -136,26 +136,21 @@ def migrate_byok(
         return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
 
     policy = key_vault_half(kv, tgt, pp_admin)
-    staged = publish_handoff(
-        plan_handoff, pp_read, policy, f"no BYOK environment left to move to {policy.name}"
-    )
-    if isinstance(staged, RunOutcome):
-        return staged
-    handoff, expected = staged
-    approval = approve_handoff(
-        handoff,
+    approval = hand_off(
+        plan_handoff,
         kv,
+        pp_read,
         tgt,
         policy,
-        plan_handoff,
         requester=who,
         key="migrate-byok-handoff",
         timeout_s=approval_timeout_s,
         poll_interval_s=approval_poll_s,
+        done_message=f"no BYOK environment left to move to {policy.name}",
     )
     if isinstance(approval, RunOutcome):
         return approval
-    pp, handoff = approval.connection, approval.plan
+    pp, handoff, expected = approval.connection, approval.plan, approval.expected
     members = changing_members(handoff, get_environments(pp))
     step = link_step(pp, policy, timedelta(days=operation_deadline_days), max_link_attempts)
     verified, rows = verify(pp, policy, run_waves(plan_waves(members, spec), step, spec), expected)

@@ -38,7 +38,7 @@ from flows.onboard_plan import (
     plan_key_vault_half,
     plan_power_platform_half,
 )
-from flows.onboard_steps import approve_handoff, link_step, publish_handoff, verify, wait_for_reader
+from flows.onboard_steps import hand_off, link_step, verify, wait_for_reader
 from ppcmk import audit
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
@@ -210,27 +210,22 @@ def onboard(
         return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
 
     policy = key_vault_half(kv, tgt, pp_admin)
-    staged = publish_handoff(
-        plan_handoff, pp_read, policy, f"every environment already encrypted with {policy.name}"
-    )
-    if isinstance(staged, RunOutcome):
-        done = staged.status == "completed"
-        return staged.model_copy(update={"status": "nothing-to-do"}) if done else staged
-    handoff, expected = staged
-    approval = approve_handoff(
-        handoff,
+    approval = hand_off(
+        plan_handoff,
         kv,
+        pp_read,
         tgt,
         policy,
-        plan_handoff,
         requester=who,
         key=f"{PROCEDURE}-handoff",
         timeout_s=approval_timeout_s,
         poll_interval_s=approval_poll_s,
+        done_message=f"every environment already encrypted with {policy.name}",
     )
-    if isinstance(approval, RunOutcome):
-        return approval
-    pp, handoff = approval.connection, approval.plan
+    if isinstance(approval, RunOutcome):  # a refusal is "rejected"; nothing to hand off finished "completed"
+        done = approval.status == "completed"
+        return approval.model_copy(update={"status": "nothing-to-do"}) if done else approval
+    pp, handoff, expected = approval.connection, approval.plan, approval.expected
     wait_for_reader(pp, tgt)
     members = changing_members(handoff, get_environments(pp))
     deadline = timedelta(days=operation_deadline_days)

@@ -30,43 +30,38 @@ CUSTOMER_KEY = "customer"  # keyManagedBy once an environment is encrypted with 
 
 class ApprovedHandoff(NamedTuple):
     plan: Plan
+    expected: list[str]  # every environment the handoff plan covers, changing or not (the read-back list)
     approvers: list[str]
     connection: ConnectionSettings  # the approver's own: the Power Platform half runs with it
 
 
-def publish_handoff(
-    plan_handoff: Callable[[], Plan], pp_read: ConnectionSettings, policy: PolicyInfo, done_message: str
-) -> tuple[Plan, list[str]] | RunOutcome:
-    """The Power Platform half's plan, published, with the environments it covers; or, when it changes
-    nothing, the finished run with those environments read back."""
-    handoff = plan_handoff()
-    handoff.publish()
-    handoff.raise_for_errors()
-    expected = [item.target for item in handoff.items if item.kind == "environment"]
-    if handoff.changes:
-        return handoff, expected
-    report, rows = verify(pp_read, policy, FleetReport(), expected)
-    return finish(handoff, [], report, rows, done_message)
-
-
-def approve_handoff(
-    handoff: Plan,
+def hand_off(
+    plan_handoff: Callable[[], Plan],
     kv: ConnectionSettings,
+    pp_read: ConnectionSettings,
     target: TargetSettings,
     policy: PolicyInfo,
-    replan: Callable[[], Plan],
     *,
     requester: str,
     key: str,
     timeout_s: int,
     poll_interval_s: int,
+    done_message: str,
 ) -> ApprovedHandoff | RunOutcome:
-    """The Power Platform admin approves the handoff plan and names their own connection block; they must
-    hold Reader on `policy`. A refusal is the rejected outcome the flow returns."""
+    """Publish the Power Platform half's plan and have the Power Platform admin approve it, naming their own
+    connection block (they must hold Reader on `policy`). The run ends here with the outcome returned when
+    the plan changes nothing (its environments read back, `done_message`) or the approval is refused."""
+    handoff = plan_handoff()
+    handoff.publish()
+    handoff.raise_for_errors()
+    expected = [item.target for item in handoff.items if item.kind == "environment"]
+    if not handoff.changes:
+        report, rows = verify(pp_read, policy, FleetReport(), expected)
+        return finish(handoff, [], report, rows, done_message)
     approval = approved(
         handoff,
         kv,
-        replan,
+        plan_handoff,
         requester=requester,
         key=key,
         timeout_s=timeout_s,
@@ -81,7 +76,7 @@ def approve_handoff(
         return approval
     if approval.connection is None:  # request_approval returns the approver's connection for a handoff
         raise SeparationOfDutyError("the handoff was approved without the approver's connection")
-    return ApprovedHandoff(approval.plan, approval.approvers, approval.connection)
+    return ApprovedHandoff(approval.plan, expected, approval.approvers, approval.connection)
 
 
 @cmk_task(task_run_name="wait-for-reader-{target.policy_name}")

@@ -24,6 +24,10 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 
 APPROVAL_FLOW = "ppcmk-approval"
+# The default sandbox scenario's people and the environment linked to its policy ep-existing.
+REQUESTER = "kv-admin@contoso.example"
+PP_ADMIN = "pp-admin@contoso.example"
+FINANCE = "e1000000-0000-4000-8000-00000000000b"
 
 
 @dataclass
@@ -57,6 +61,22 @@ def start(flow_fn: Callable[..., Any], **parameters: Any) -> RunningFlow:
     thread = threading.Thread(target=target, daemon=True, name=f"flow-{getattr(flow_fn, 'name', 'run')}")
     thread.start()
     return RunningFlow(thread=thread, box=box)
+
+
+def start_with_sandbox_blocks(
+    flow_fn: Callable[..., Any], blocks: dict[str, str], **parameters: Any
+) -> RunningFlow:
+    """Start a two-connection runbook as the sandbox's admins do: the Key Vault admin's and the Power Platform
+    admin's connection blocks, the sandbox target, REQUESTER asking, approvals polled every second."""
+    return start(
+        flow_fn,
+        kv_connection=blocks["kv-admin"],
+        pp_connection=blocks["pp-admin"],
+        target=blocks["target"],
+        requester=REQUESTER,
+        approval_poll_s=1,
+        **parameters,
+    )
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from prefect import flow
 
@@ -22,12 +19,6 @@ REQUESTER = "kv-admin@contoso.com"
 def _plan(target: str = "env-1") -> Plan:
     return Plan(procedure="test-approval", requester=REQUESTER, target_summary=target,
                 items=[PlanItem(target=target, kind="environment", action="link")])
-
-
-@pytest.fixture(autouse=True)
-def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
 
 
 @flow(name="approval-harness")

@@ -2,44 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from blocks import CmkConnection
 from flows.change_policy import change_policy
-from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.holds import policy_hold
-from tests.flows.helpers import RunningFlow, approve_next, start
+from tests.flows.helpers import (
+    FINANCE,
+    PP_ADMIN,
+    REQUESTER,
+    RunningFlow,
+    approve_next,
+    start_with_sandbox_blocks,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing
-REQUESTER = "kv-admin@contoso.example"
-PP_ADMIN = "pp-admin@contoso.example"
-
-
-@pytest.fixture(autouse=True)
-def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
 
 
 def start_change(blocks: dict[str, str], **overrides: Any) -> RunningFlow:
-    return start(
-        change_policy,
-        kv_connection=blocks["kv-admin"],
-        pp_connection=blocks["pp-admin"],
-        target=blocks["target"],
-        new_policy_name="ep-new",
-        new_key_name="cmk-new",
-        pp_admin=PP_ADMIN,
-        requester=REQUESTER,
-        approval_poll_s=1,
+    return start_with_sandbox_blocks(
+        change_policy, blocks, new_policy_name="ep-new", new_key_name="cmk-new", pp_admin=PP_ADMIN,
         **overrides,
     )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,22 +9,21 @@ from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 
 from blocks import CmkConnection
 from flows.lock import load_lock_record, lock
-from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
-from tests.flows.helpers import RunningFlow, answer, approve_next, start, wait_for_approval
+from tests.flows.helpers import (
+    FINANCE,
+    REQUESTER,
+    RunningFlow,
+    answer,
+    approve_next,
+    start_with_sandbox_blocks,
+    wait_for_approval,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-FINANCE = "e1000000-0000-4000-8000-00000000000b"  # Production, linked to ep-existing
 GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # ep-existing's Crypto Service Encryption User on kv-cmk-prod
-REQUESTER = "kv-admin@contoso.example"
 FIRST, SECOND = "pp-admin@contoso.example", "pp-admin-2@contoso.example"
-
-
-@pytest.fixture(autouse=True)
-def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
 
 
 def policy_grants(cloud: Any) -> list[str]:
@@ -42,14 +39,7 @@ def policy_arm_id(cloud: Any) -> str:
 
 
 def start_lock(blocks: dict[str, str]) -> RunningFlow:
-    return start(
-        lock,
-        kv_connection=blocks["kv-admin"],
-        pp_connection=blocks["pp-admin"],
-        target=blocks["target"],
-        requester=REQUESTER,
-        approval_poll_s=1,
-    )
+    return start_with_sandbox_blocks(lock, blocks)
 
 
 def locked_by_two(blocks: dict[str, str]) -> Any:

@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flows.migrate_byok import migrate_byok
-from ppcmk.audit import AuditLog
-from tests.flows.helpers import RunningFlow, answer, approve_next, start, wait_for_approval
+from tests.flows.helpers import (
+    PP_ADMIN,
+    REQUESTER,
+    RunningFlow,
+    answer,
+    approve_next,
+    start_with_sandbox_blocks,
+    wait_for_approval,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
 BYOK = "e1000000-0000-4000-8000-00000000000a"  # "Legacy BYOK", europe, managed
 PRODUCTION = "e1000000-0000-4000-8000-000000000001"  # europe, managed, on the Microsoft key
-REQUESTER = "kv-admin@contoso.example"
-PP_ADMIN = "pp-admin@contoso.example"
-
-
-@pytest.fixture(autouse=True)
-def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
 
 
 def start_migration(blocks: dict[str, str], **overrides: Any) -> RunningFlow:
-    return start(
-        migrate_byok,
-        kv_connection=blocks["kv-admin"],
-        pp_connection=blocks["pp-admin"],
-        target=blocks["target"],
-        pp_admin=PP_ADMIN,
-        requester=REQUESTER,
-        approval_poll_s=1,
-        **overrides,
-    )
+    return start_with_sandbox_blocks(migrate_byok, blocks, pp_admin=PP_ADMIN, **overrides)
 
 
 def on_policy(cloud: Any, environment_id: str) -> bool:

@@ -3,8 +3,6 @@ Platform admin with their own connection, the links in waves, read-back verifica
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +11,15 @@ from blocks import CmkTarget
 from flows.onboard import onboard
 from ppcmk.audit import AuditLog
 from ppcmk.waves import FleetSelector
-from tests.flows.helpers import RunningFlow, answer, approve_next, start, wait_for_approval
+from tests.flows.helpers import (
+    PP_ADMIN,
+    REQUESTER,
+    RunningFlow,
+    answer,
+    approve_next,
+    start,
+    wait_for_approval,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -21,16 +27,8 @@ PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 SANDBOX = "e1000000-0000-4000-8000-000000000002"
 UNMANAGED = "e1000000-0000-4000-8000-000000000009"  # Basic protection level: onboarding enables it
 CHOSEN = [PRODUCTION, SANDBOX, UNMANAGED]
-REQUESTER = "kv-admin@contoso.example"
-PP_ADMIN = "pp-admin@contoso.example"
 TARGET = "onboard-target"
 PP_WRITES = r"/link|/governanceConfiguration"
-
-
-@pytest.fixture(autouse=True)
-def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
 
 
 @pytest.fixture

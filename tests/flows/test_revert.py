@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,19 +13,10 @@ from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from ppcmk.holds import policy_hold
-from tests.flows.helpers import answer, approve_next, start, wait_for_approval
+from tests.flows.helpers import FINANCE, PP_ADMIN, REQUESTER, answer, approve_next, start, wait_for_approval
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing in the default scenario
-REQUESTER = "kv-admin@contoso.example"
-APPROVER = "pp-admin@contoso.example"
-
-
-@pytest.fixture(autouse=True)
-def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
 
 
 def env_state(cloud: Any, environment_id: str) -> Any:
@@ -49,7 +38,7 @@ def test_revert_unlinks_and_holds_the_key_for_30_days(
     cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
 ) -> None:
     running = run_revert(sandbox_blocks)
-    pending = approve_next(running, APPROVER)
+    pending = approve_next(running, PP_ADMIN)
     assert "unlink from ep-existing" in pending.description and FINANCE in pending.description
     outcome = running.result()
     assert outcome.status == "completed", outcome.message
@@ -68,7 +57,7 @@ def test_revert_unlinks_and_holds_the_key_for_30_days(
 
 def test_rejected_revert_changes_nothing(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
     running = run_revert(sandbox_blocks)
-    approve_next(running, APPROVER, approve=False, comment="not now")
+    approve_next(running, PP_ADMIN, approve=False, comment="not now")
     outcome = running.result()
     assert outcome.status == "rejected" and "not now" in outcome.message
     assert env_state(cloud, FINANCE).cmk is not None
@@ -88,13 +77,13 @@ def test_a_failed_unlink_is_reported_and_a_rerun_converges(
 ) -> None:
     cloud.faults.add(method="POST", path=r"/enterprisePolicies/Encryption/unlink", status=400, times=1)
     running = run_revert(sandbox_blocks)
-    approve_next(running, APPROVER)
+    approve_next(running, PP_ADMIN)
     first = running.result()
     assert first.status == "partial" and FINANCE in first.message
     assert "linked to" in first.rows[0]["now"]  # the result says where the environment stands
     cloud.faults.clear()
     running = run_revert(sandbox_blocks)
-    approve_next(running, APPROVER)
+    approve_next(running, PP_ADMIN)
     assert running.result().status == "completed" and env_state(cloud, FINANCE).cmk is None
     assert cloud.log.count(method="POST", path=r"/unlink", status=202) == 1
 
@@ -103,7 +92,7 @@ def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: di
     from flows.cleanup import cleanup
 
     running = run_revert(sandbox_blocks)
-    approve_next(running, APPROVER)
+    approve_next(running, PP_ADMIN)
     assert running.result().status == "completed"
     cloud.clock.advance(timedelta(days=29))
     state = cleanup(
@@ -135,8 +124,8 @@ def test_an_environment_linked_while_waiting_is_planned_again(
     system_id = env_state(cloud, FINANCE).cmk.system_id
     factory.pp_admin().link_policy(production, system_id)
     cloud.clock.advance(timedelta(hours=2))
-    answer(first, approve=True, approver=APPROVER)
-    second = approve_next(running, APPROVER)
+    answer(first, approve=True, approver=PP_ADMIN)
+    second = approve_next(running, PP_ADMIN)
     assert second.plan_hash != first.plan_hash and production in second.description
     assert running.result().status == "completed"
     assert env_state(cloud, FINANCE).cmk is None and env_state(cloud, production).cmk is None

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flows.lock import load_lock_record
 from flows.unlock import unlock
-from ppcmk.audit import AuditLog
-from tests.flows.helpers import RunningFlow, approve_next, start
-from tests.flows.test_lock import (
+from tests.flows.helpers import (
     FINANCE,
+    RunningFlow,
+    approve_next,
+    start_with_sandbox_blocks,
+)
+from tests.flows.test_lock import (
     GRANT,
-    REQUESTER,
     SECOND,
     locked_by_two,
     policy_arm_id,
@@ -23,12 +23,6 @@ from tests.flows.test_lock import (
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
-
-
-@pytest.fixture(autouse=True)
-def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
 
 
 @pytest.fixture
@@ -39,14 +33,7 @@ def locked(cloud: Any, sandbox_blocks: dict[str, str]) -> Any:
 
 
 def start_unlock(blocks: dict[str, str]) -> RunningFlow:
-    return start(
-        unlock,
-        kv_connection=blocks["kv-admin"],
-        pp_connection=blocks["pp-admin"],
-        target=blocks["target"],
-        requester=REQUESTER,
-        approval_poll_s=1,
-    )
+    return start_with_sandbox_blocks(unlock, blocks)
 
 
 def test_unlock_restores_the_same_assignment_and_reenables(

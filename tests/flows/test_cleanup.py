@@ -4,9 +4,7 @@ done with approval after advancing it; keys are never deleted."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,20 +17,12 @@ from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from ppcmk.plan import PlanHasErrors
 from tasks.policy import ensure_provider_registered
-from tests.flows.helpers import approve_next, start
+from tests.flows.helpers import FINANCE, PP_ADMIN, approve_next, start
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing
 GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # ep-existing's key access on kv-cmk-prod
-APPROVER = "pp-admin@contoso.example"
 TARGET = "cleanup-target"
-
-
-@pytest.fixture(autouse=True)
-def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield
 
 
 @pytest.fixture
@@ -46,7 +36,7 @@ def rotated(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, Any]:
     factory = ClientFactory.for_settings(conn)
     first = factory.key_client(factory.vault_url(vault)).create_rsa_key("cmk-cleanup", size=2048)
     cloud.clock.advance(timedelta(days=2))
-    rotate(connection=sandbox_blocks["kv-admin"], target=TARGET, requester=APPROVER)
+    rotate(connection=sandbox_blocks["kv-admin"], target=TARGET, requester=PP_ADMIN)
     return {"conn": conn, "old": first.properties.version}
 
 
@@ -69,7 +59,7 @@ def test_old_versions_are_refused_inside_28_days_then_disabled_never_deleted(
 
     cloud.clock.advance(timedelta(hours=1, minutes=1))
     running = start(cleanup, kv_connection=sandbox_blocks["kv-admin"], target=TARGET, approval_poll_s=1)
-    pending = approve_next(running, APPROVER)
+    pending = approve_next(running, PP_ADMIN)
     assert f"cmk-cleanup/{rotated['old']}" in pending.description
     outcome = running.result()
     assert outcome.status == "completed", outcome.message
@@ -103,7 +93,7 @@ def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
 
     cloud.clock.advance(timedelta(days=30, minutes=1))
     running = start(cleanup, **params, approval_poll_s=1)
-    approve_next(running, APPROVER)
+    approve_next(running, PP_ADMIN)
     outcome = running.result()
     assert outcome.status == "completed" and "removed 1 key access grant(s)" in outcome.message
     assert cloud.world.rbac.get(cloud_vault(cloud), GRANT) is None

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from prefect import flow
 
+from flows._runbook import fleet_member
 from flows.onboard import link_step, verify
-from flows.revert import fleet_member
 from ppcmk.clients import ClientFactory
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.waves import FleetReport, FleetSelector, WaveSpec, plan_waves, run_waves

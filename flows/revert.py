@@ -24,7 +24,6 @@ from flows._runbook import (
     approved,
     changing_members,
     finish,
-    fleet_member,  # noqa: F401  (bench/link_fleet.py imports it from here)
     hold_policy_and_key,
     hold_subjects,
     linked_to,

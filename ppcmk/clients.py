@@ -22,7 +22,7 @@ from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
 
 from ppcmk import USER_AGENT
-from ppcmk.arm_ids import parse_resource_id
+from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
 from ppcmk.audit import note_response
 from ppcmk.credentials import build_credential
 from ppcmk.settings import ConnectionSettings
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     from ppcmk.graph import GraphClient
-    from ppcmk.ppadmin import PowerPlatformAdminClient
+    from ppcmk.ppadmin import PowerPlatformAdminClient, PowerPlatformApiClient
 
 log = logging.getLogger("ppcmk.http")
 
@@ -240,17 +240,33 @@ class ClientFactory:
         return CryptographyClient(key_id, self.credential, **self._keyvault_options())
 
     def vault_url(self, vault_id: str) -> str:
-        """The data-plane URL of a vault, read from ARM (in the sandbox each vault has its own origin)."""
+        """The data-plane URL of a vault or managed HSM. A vault's is read from ARM (`vaultUri`); a managed
+        HSM's follows from its name and the cloud (`https://<name>.managedhsm.azure.net`), except in the
+        sandbox, where each one has its own origin and ARM's `hsmUri` says which."""
         with self._lock:
             cached = self._vault_urls.get(vault_id.lower())
         if cached:
             return cached
         rid = parse_resource_id(vault_id)
-        vault = self.keyvault_mgmt().vaults.get(rid.resource_group, rid.name)
-        url = str(vault.properties.vault_uri).rstrip("/")
+        if rid.is_type(*MANAGED_HSM_TYPE):
+            url = (self.settings.endpoints.managed_hsm_url(rid.name)
+                   or self._hsm_uri_from_arm(rid.resource_group, rid.name))
+        else:
+            vault = self.keyvault_mgmt().vaults.get(rid.resource_group, rid.name)
+            url = str(vault.properties.vault_uri)
+        url = url.rstrip("/")
         with self._lock:
             self._vault_urls[vault_id.lower()] = url
         return url
+
+    def _hsm_uri_from_arm(self, resource_group: str, name: str) -> str:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        hsm = self.keyvault_mgmt().managed_hsms.get(resource_group, name)
+        uri = hsm.properties.hsm_uri if hsm is not None and hsm.properties is not None else None
+        if not uri:  # the SDK types the GET as optional; ARM answers 404 for a missing HSM
+            raise ResourceNotFoundError(f"managed HSM {name} in {resource_group} has no hsmUri")
+        return str(uri)
 
     def keyvault_mgmt(self) -> KeyVaultManagementClient:
         return self._keyvault_mgmt
@@ -319,6 +335,17 @@ class ClientFactory:
         return PowerPlatformAdminClient(
             self.http_client(endpoints.bap, endpoints.bap_scope), self.sleeper,
             poll_floor=self.settings.operation_poll_floor, poll_ceiling=self.settings.operation_poll_ceiling)
+
+    def pp_api(self) -> PowerPlatformApiClient:
+        """This thread's Power Platform API client (lifecycle operations), per thread like `pp_admin`."""
+        client: PowerPlatformApiClient | None = getattr(self._per_thread, "pp_api", None)
+        if client is None:
+            from ppcmk.ppadmin import PowerPlatformApiClient
+
+            endpoints = self.settings.endpoints
+            client = self._per_thread.pp_api = PowerPlatformApiClient(
+                self.http_client(endpoints.ppapi, endpoints.ppapi_scope))
+        return client
 
     def graph(self) -> GraphClient:
         return self._graph

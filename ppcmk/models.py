@@ -185,3 +185,69 @@ class WaitResult(BaseModel):
     @property
     def error_message(self) -> str | None:
         return self.operation.error_message if self.operation else None
+
+
+# ------------------------------------------------------------- Power Platform API: environment operations
+
+# OperationExecutionResult.status values that mean the operation still holds the environment. "Validated"
+# (checked but not run yet) counts as active: inferred, the API reference does not say.
+ACTIVE_OPERATION_STATES = ("queued", "inprogress", "validated")
+
+
+class OperationRequester(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    display_name: str | None = None
+    tenant_id: str | None = None
+    user_id: str | None = None
+
+
+class OperationJobStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str | None
+    status: str | None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+class EnvironmentOperation(BaseModel):
+    """One environment lifecycle operation as the Power Platform API lists it (OperationExecutionResult)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    operation_id: str | None
+    name: str | None
+    status: str  # Queued | InProgress | Succeeded | ValidationError | Failed | NoOperation | Validated
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    requested_by: OperationRequester | None = None
+    error_code: str | None = None
+    jobs: tuple[OperationJobStatus, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.status.lower() in ACTIVE_OPERATION_STATES
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> EnvironmentOperation:
+        requester = pick(raw, "requestedBy")
+        jobs = tuple(
+            OperationJobStatus(name=pick(job, "name"), status=pick(job, "status"),
+                               start_time=pick(job, "startTime"), end_time=pick(job, "endTime"))
+            for job in pick(raw, "jobStatuses", default=[])
+            if isinstance(job, Mapping)
+        )
+        return cls(
+            operation_id=pick(raw, "operationId"),
+            name=pick(raw, "name"),
+            status=str(pick(raw, "status", default="Unknown")),
+            start_time=pick(raw, "startTime"),
+            end_time=pick(raw, "endTime"),
+            requested_by=OperationRequester(display_name=pick(requester, "displayName"),
+                                            tenant_id=pick(requester, "tenantId"),
+                                            user_id=pick(requester, "userId"))
+            if isinstance(requester, Mapping) else None,
+            error_code=pick(raw, "errorDetail", "code"),
+            jobs=jobs,
+        )

@@ -40,6 +40,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 logger = logging.getLogger("sandbox")
 UNAUTHENTICATED_PLANES = ("admin", "token")
+THROTTLED_PLANES = ("arm", "bap", "ppapi")
 DROPPED = 0  # request-log status of a request whose connection a fault rule dropped
 
 
@@ -50,6 +51,8 @@ def guess_plane(path: str) -> Plane:
         return "graph"
     if lowered.startswith("/providers/microsoft.businessappplatform"):
         return "bap"
+    if lowered.startswith("/environmentmanagement/"):
+        return "ppapi"
     if lowered.startswith("/_sandbox"):
         return "admin"
     return "arm"
@@ -194,8 +197,11 @@ class FrontDoor:
             if sandbox.latency:
                 await asyncio.sleep(sandbox.latency)
 
-        if caller is not None and plane in ("arm", "bap"):
-            limit = getattr(world.settings, f"throttle_{plane}_per_minute")
+        if caller is not None and plane in THROTTLED_PLANES:
+            # The Power Platform API shares the admin API's rate unless settings.json names its own.
+            limit = getattr(
+                world.settings, f"throttle_{plane}_per_minute", world.settings.throttle_bap_per_minute
+            )
             if not self.throttle.allow(plane, caller.object_id, limit, world.clock):
                 throttled = error(
                     429, "TooManyRequests", f"Rate limit of {limit} requests per minute exceeded."

@@ -18,11 +18,12 @@ if TYPE_CHECKING:
     from sandbox.world import World
 
 # Which API a route belongs to: decides the token audience checked and the error envelope used.
-Plane = Literal["arm", "bap", "graph", "keyvault", "admin", "token"]
+Plane = Literal["arm", "bap", "ppapi", "graph", "keyvault", "admin", "token"]
 
 AUDIENCES: dict[str, str] = {
     "arm": "https://management.azure.com",
     "bap": "https://service.powerapps.com",
+    "ppapi": "https://api.powerplatform.com",  # the Power Platform API (environment lifecycle operations)
     "keyvault": "https://vault.azure.net",
     "graph": "https://graph.microsoft.com",
 }
@@ -117,6 +118,11 @@ def bap_error(status: int, code: str, message: str) -> SandboxResponse:
     )
 
 
+def ppapi_error(status: int, code: str, message: str) -> SandboxResponse:
+    """Power Platform API error body (its ValidationResponse shape is not in our sources: inferred)."""
+    return SandboxResponse(status, {"error": {"code": code, "message": message}})
+
+
 def kv_error(status: int, code: str, message: str, inner: str | None = None) -> SandboxResponse:
     """Key Vault data-plane error envelope; ``inner`` is the innererror code (ForbiddenByRbac, ...)."""
     error: dict[str, Any] = {"code": code, "message": message}
@@ -133,6 +139,7 @@ def graph_error(status: int, code: str, message: str) -> SandboxResponse:
 ERROR_BUILDERS: dict[str, Callable[[int, str, str], SandboxResponse]] = {
     "arm": arm_error,
     "bap": bap_error,
+    "ppapi": ppapi_error,
     "keyvault": kv_error,
     "graph": graph_error,
     "admin": arm_error,

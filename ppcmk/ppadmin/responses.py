@@ -44,8 +44,8 @@ def retry_after(response: httpx.Response) -> float | None:
     return parse_retry_after(response.headers.get("retry-after"))
 
 
-def check_bap_url(url: str, bap: str) -> str:
-    """Refuse to send a Power Platform token anywhere but the admin API's own hosts.
+def check_bap_url(url: str, bap: str, api: str = "Power Platform admin API") -> str:
+    """Refuse to send a Power Platform token anywhere but the API's own hosts (`api` names it in the error).
 
     Operation URLs come from response headers or from a saved handle, so they are checked before use: https,
     and the admin host itself or one of its regional subdomains (europe.api.bap.microsoft.com).
@@ -55,10 +55,11 @@ def check_bap_url(url: str, bap: str) -> str:
     same_origin = host == home_host and target.port == home.port
     regional = host.endswith("." + home_host) and target.port is None and home.port is None
     if target.scheme != "https" or not (same_origin or regional):
-        raise ConfigError("url", f"{url!r} is not a Power Platform admin API address",
+        raise ConfigError("url", f"{url!r} is not a {api} address",
                           f"use an address returned by {bap}")
     return url
 
 
-def transport_failure(exc: httpx.TransportError, what: str) -> TransientError:
-    return TransientError(f"could not reach the Power Platform admin API to {what}: {exc.__class__.__name__}")
+def transport_failure(exc: httpx.TransportError, what: str, api: str = "Power Platform admin API"
+                      ) -> TransientError:
+    return TransientError(f"could not reach the {api} to {what}: {exc.__class__.__name__}")

@@ -1,9 +1,10 @@
-"""Every Power Platform admin API route the sandbox serves. Any api-version is accepted."""
+"""Every Power Platform admin API route the sandbox serves (any api-version is accepted), plus the one Power
+Platform API route (environment lifecycle operations)."""
 
 from __future__ import annotations
 
 from sandbox.http import Route
-from sandbox.powerplatform import handlers
+from sandbox.powerplatform import handlers, ppapi
 
 _BAP = r"/providers/Microsoft\.BusinessAppPlatform"
 _ENVIRONMENTS = _BAP + r"(?P<admin>/scopes/admin)?/environments"
@@ -25,4 +26,11 @@ ROUTES = [
         mutating=True,
     ),
     Route("GET", _BAP + r"/lifecycleOperations/(?P<operation>[^/]+)", handlers.get_operation, "bap"),
+    # The Power Platform API (api.powerplatform.com), served from the same origin.
+    Route(
+        "GET",
+        r"/environmentmanagement/environments/(?P<environment>[^/]+)/operations",
+        ppapi.list_environment_operations,
+        "ppapi",
+    ),
 ]

@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 
 from ppcmk.clients import ClientFactory
-from ppcmk.errors import PpcmkError
+from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.findings import DoctorReport, Finding, error
+from ppcmk.models import Environment
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks import doctor_checks as checks
 from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
-from tasks.doctor_env_checks import check_environment
+from tasks.doctor_env_checks import check_environment, check_operations, operations_refused
 from tasks.environments import read_environment
 from tasks.keyvault import read_key_via_arm, read_vault
 from tasks.policy import read_policy, read_provider
@@ -35,6 +36,7 @@ class _Gatherer:
         self.findings: list[Finding] = []
         self.vaults: dict[str, VaultStatus | None] = {}
         self.keys_checked: set[str] = set()
+        self.operations_refused = False
 
     def add(self, findings: Iterable[Finding]) -> None:
         self.findings.extend(findings)
@@ -84,9 +86,10 @@ class _Gatherer:
         if policy is not None and policy.principal_id and vault is not None:
             principal = policy.principal_id
             with self.about("access.read", policy.policy_id, "the policy identity's key access"):
-                self.add(
-                    checks.check_key_access(vault, policy, read_key_grants(self.factory, vault, principal))
-                )
+                # A managed HSM's local role assignments are not readable through ARM (check_key_access).
+                hsm = vault.kind == "managedHSM"
+                grants = [] if hsm else read_key_grants(self.factory, vault, principal)
+                self.add(checks.check_key_access(vault, policy, grants))
         return policy
 
     def admin_reader(self, policy: PolicyInfo, pp_admin: str) -> None:
@@ -103,11 +106,34 @@ class _Gatherer:
             with self.about("env.list", "environments", "the environment list"):
                 for listed in admin.list_environments():
                     self.add(check_environment(listed.id, listed, target, policy))
+                    self.operations(listed)
             return
         for environment_id in environment_ids:
             with self.about("env.read", environment_id, "the environment"):
                 env = read_environment(admin, environment_id)
                 self.add(check_environment(environment_id, env, target, policy))
+                if env is not None:
+                    self.operations(env)
+
+    def operations(self, env: Environment) -> None:
+        """Lifecycle operations still running on the environment (one Power Platform API read). When the API
+        refuses the caller, say so once and stop asking: the other checks do not depend on it."""
+        if self.operations_refused:
+            return
+        with self.about("env.operations.read", env.id, "the environment's lifecycle operations"):
+            try:
+                operations = self.factory.pp_api().environment_operations(env.id)
+            except ClientAuthenticationError:
+                self.operations_refused = True
+                self.add([operations_refused(401)])
+                return
+            except ServiceError as exc:
+                if exc.status not in (401, 403):
+                    raise
+                self.operations_refused = True
+                self.add([operations_refused(exc.status)])
+                return
+            self.add(check_operations(env, operations))
 
 
 def doctor_report(

@@ -45,8 +45,9 @@ def check_vault(vault: VaultStatus) -> list[Finding]:
                 "vault.purge_protection",
                 subject,
                 "purge protection is off; Power Platform refuses the vault",
-                "enable purge protection (az keyvault update --enable-purge-protection true); it "
-                "cannot be turned off again, so have the vault owner approve it",
+                f"enable purge protection (az keyvault {'update' if vault.kind == 'vault' else 'update-hsm'} "
+                "--enable-purge-protection true); it cannot be turned off again, so have the vault owner "
+                "approve it",
             )
         )
     if vault.kind == "vault":
@@ -61,6 +62,16 @@ def check_vault(vault: VaultStatus) -> list[Finding]:
                     if vault.rbac_authorization
                     else "an access policy with get, wrapKey and unwrapKey"
                 ),
+            )
+        )
+    else:
+        found.append(
+            info(
+                "vault.permission_model",
+                subject,
+                "a managed HSM uses local RBAC, which ARM does not show, so the doctor cannot check it: "
+                "the policy identity needs Managed HSM Crypto Service Encryption User on the key "
+                "(az keyvault role assignment create --hsm-name ... --scope /keys/<key>)",
             )
         )
     if vault.network_restricted and not vault.trusted_services_bypass:
@@ -336,6 +347,16 @@ def check_key_access(vault: VaultStatus, policy: PolicyInfo, grants: Iterable[Ro
     if not policy.principal_id:
         return []
     subject = policy.policy_id
+    if vault.kind == "managedHSM":
+        return [
+            info(
+                "access.key",
+                subject,
+                f"{vault.name} is a managed HSM: its local RBAC is not visible through ARM, so the doctor "
+                f"cannot check that the policy identity {policy.principal_id} holds Managed HSM Crypto "
+                "Service Encryption User on the key",
+            )
+        ]
     held = [g for g in grants if g.mechanism == vault.permission_model]
     if held:
         return [info("access.key", subject, f"the policy identity holds key access on {vault.name}")]

@@ -1,11 +1,14 @@
-"""The doctor's environment checks: eligibility for the target policy and current encryption state."""
+"""The doctor's environment checks: eligibility for the target policy, current encryption state, and lifecycle
+operations still running."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from ppcmk.arm_ids import same_id
 from ppcmk.findings import Finding, error, info, warning
 from ppcmk.geo import same_geo
-from ppcmk.models import Environment
+from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.settings import TargetSettings
 from tasks.results import PolicyInfo
 
@@ -135,3 +138,35 @@ def _encryption_state(env: Environment, policy: PolicyInfo | None) -> list[Findi
             )
         ]
     return [info("env.encryption", subject, "uses the Microsoft-managed key")]
+
+
+def check_operations(env: Environment, operations: Iterable[EnvironmentOperation]) -> list[Finding]:
+    """A lifecycle operation the Power Platform API lists as still active (a Managed Environment change, a
+    copy, ...): the service refuses a link or unlink until it ends. A running link/unlink that the runtime
+    reason already shows (the env.busy error of `check_environment`) is not reported twice."""
+    if "inprogress" in (env.runtime_reason or "").lower():
+        return []
+    return [
+        warning(
+            "env.busy",
+            env.id,
+            f"lifecycle operation {op.name or op.operation_id} is {op.status}"
+            + (f" since {op.start_time:%Y-%m-%d %H:%M} UTC" if op.start_time else " (not started yet)"),
+            "wait for it to finish; ppcmk waits for it before linking, or run again later",
+        )
+        for op in operations
+        if op.active
+    ]
+
+
+def operations_refused(status: int) -> Finding:
+    """The Power Platform API refused the read (401/403): say so and what grants it; never an error, since
+    the runbooks themselves do not need this API."""
+    return info(
+        "env.operations",
+        "Power Platform API",
+        f"reading environment lifecycle operations was refused (HTTP {status}), so operations other than "
+        "a running link/unlink are not checked; the identity needs the Power Platform Administrator role "
+        "(a service principal: a registered admin management application) and a token for "
+        "https://api.powerplatform.com",
+    )

@@ -72,8 +72,8 @@ def read_vault(factory: ClientFactory, vault_id: str) -> VaultStatus:
         vault_uri=str(pick(props, "hsmUri" if hsm else "vaultUri", default="")),
         location=pick(raw, "location"),
         tenant_id=pick(props, "tenantId"),
-        # Soft delete is on by default (and cannot be turned off) since 2020: absent means on.
-        soft_delete=bool(pick(props, "enableSoftDelete", default=True)),
+        # Soft delete is on by default (cannot be turned off) since 2020, and always on for a managed HSM.
+        soft_delete=hsm or bool(pick(props, "enableSoftDelete", default=True)),
         purge_protection=bool(pick(props, "enablePurgeProtection", default=False)),
         # Managed HSMs only have (local) RBAC.
         rbac_authorization=hsm or bool(pick(props, "enableRbacAuthorization", default=False)),
@@ -155,12 +155,16 @@ def read_key_via_arm(
     factory: ClientFactory, vault_id: str, name: str
 ) -> tuple[KeyInfo | None, RotationPolicyInfo]:
     """The key's metadata and rotation policy through ARM: needs no data-plane access and is not subject to
-    the vault's firewall (what the doctor uses)."""
-    rid = parse_resource_id(vault_id)
+    the vault's firewall (what the doctor uses). A managed HSM's keys have their own ARM collection."""
+    rid, mgmt = parse_resource_id(vault_id), factory.keyvault_mgmt()
+    keys = mgmt.managed_hsm_keys if rid.is_type(*MANAGED_HSM_TYPE) else mgmt.keys
     try:
-        raw = factory.keyvault_mgmt().keys.get(rid.resource_group, rid.name, name).as_dict()
+        found = keys.get(rid.resource_group, rid.name, name)
     except ResourceNotFoundError:
+        found = None
+    if found is None:  # the SDK types a managed HSM key GET as optional
         return None, RotationPolicyInfo()
+    raw = found.as_dict()
     props = pick(raw, "properties", default={})
     attributes = pick(props, "attributes", default={})
     kid = str(pick(props, "keyUriWithVersion", default=""))

@@ -25,6 +25,7 @@ SEEDED_PROBLEMS = {
     ("env.managed", "e1000000-0000-4000-8000-000000000009"),  # Europe Unmanaged
     ("env.byok", "e1000000-0000-4000-8000-00000000000a"),  # Legacy BYOK
     ("env.encryption", "e1000000-0000-4000-8000-00000000000b"),  # Finance, on another policy
+    ("env.busy", "e1000000-0000-4000-8000-00000000000c"),  # Busy Sandbox: a Managed Environment change runs
 }
 
 
@@ -39,6 +40,9 @@ def test_doctor_json_lists_every_seeded_problem_and_exits_1(
                if not any(check == problem[0] and subject.endswith(problem[1]) for check, subject in found)}
     assert not missing, f"doctor did not report {sorted(missing)}"
     assert all(f["fix"] for f in report["findings"] if f["severity"] == "error")
+    # the managed HSM's key is read (through managed_hsm_keys) and judged like any other key
+    hsm_key = [f for f in report["findings"] if f["subject"].endswith("hsm-cmk/keys/cmk-hsm")]
+    assert hsm_key and not any(f["check"] == "key.exists" for f in hsm_key)
 
 
 def test_doctor_table_names_problems_and_fixes(runner: CliRunner, profiled_cloud: object) -> None:

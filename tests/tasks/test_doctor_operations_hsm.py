@@ -1,0 +1,109 @@
+"""The doctor's lifecycle-operations check (Power Platform API) and its managed HSM targets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ppcmk.clients import ClientFactory
+from ppcmk.findings import Finding, Severity
+from ppcmk.models import Environment, EnvironmentOperation
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from tasks import doctor_checks as checks
+from tasks.doctor import doctor_report
+from tasks.doctor_env_checks import check_operations
+from tasks.results import VaultStatus
+from tests.tasks.conftest import BUSY_SANDBOX, EUROPE_SANDBOX, target
+
+OPERATIONS = r"/environmentmanagement/environments/.*/operations"
+HSM_KEY = "hsm-cmk/keys/cmk-hsm"
+
+
+def _about(report: Any, check: str, subject: str) -> list[Finding]:
+    return [f for f in report.findings if f.check == check and f.subject.endswith(subject)]
+
+
+def test_the_busy_environment_is_reported_once_per_running_operation(
+    cloud: Any, conn: ConnectionSettings
+) -> None:
+    # A link left running on another environment: its runtime reason already says so (an error).
+    system_id = cloud.world.arm.find_policy_by_name("ep-existing").system_id
+    assert ClientFactory.for_settings(conn).pp_admin().link_policy(EUROPE_SANDBOX, system_id) is not None
+    cloud.advance(timedelta(seconds=30))
+    report = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"),
+                           [EUROPE_SANDBOX, BUSY_SANDBOX])
+    (linking,) = _about(report, "env.busy", EUROPE_SANDBOX)
+    assert linking.severity == Severity.ERROR
+    (governance,) = _about(report, "env.busy", BUSY_SANDBOX)
+    assert governance.severity == Severity.WARNING
+    assert "UpdateGovernanceConfiguration is InProgress since 2026-12-01 09:00" in governance.message
+    assert governance.fix.startswith("wait for it to finish; ppcmk waits for it before linking")
+    assert cloud.log.count(method="GET", path=OPERATIONS) == 2  # one read per environment
+
+
+def test_a_refused_operations_read_is_one_info_finding_and_the_rest_still_runs(
+    cloud: Any, conn: ConnectionSettings
+) -> None:
+    cloud.faults.add(method="GET", path=OPERATIONS, status=403)
+    report = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"))
+    (refused,) = [f for f in report.findings if f.check == "env.operations"]
+    assert refused.severity == Severity.INFO and "refused (HTTP 403)" in refused.message
+    assert "Power Platform Administrator" in refused.message
+    assert cloud.log.count(method="GET", path=OPERATIONS) == 1  # refused once: not asked again
+    assert not _about(report, "env.busy", BUSY_SANDBOX)
+    assert {"env.sku", "env.default", "env.geo", "provider.registered"} <= {f.check for f in report.errors}
+
+
+def _hsm_target(cloud: Any, **overrides: Any) -> TargetSettings:
+    hsm = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
+           "Microsoft.KeyVault/managedHSMs/hsm-cmk")
+    return target(cloud, key="cmk-hsm", policy="ep-existing", **{"vault_id": hsm, "key_type": "RSA-HSM",
+                                                                  "key_size": 3072, **overrides})
+
+
+def test_a_managed_hsm_key_is_read_and_checked(cloud: Any, conn: ConnectionSettings) -> None:
+    report = doctor_report(conn, _hsm_target(cloud), [EUROPE_SANDBOX])
+    assert not _about(report, "key.exists", HSM_KEY)  # found through managed_hsm_keys, not reported missing
+    assert not [f for f in report.errors if f.check.startswith(("key.", "vault."))]
+    (model,) = _about(report, "vault.permission_model", "managedHSMs/hsm-cmk")
+    assert model.severity == Severity.INFO and "local RBAC" in model.message
+    (access,) = [f for f in report.findings if f.check == "access.key"]
+    assert access.severity == Severity.INFO and "cannot check" in access.message
+
+    wrong_size = doctor_report(conn, _hsm_target(cloud, key_size=2048), [EUROPE_SANDBOX])
+    (size,) = _about(wrong_size, "key.size", HSM_KEY)
+    assert size.severity == Severity.ERROR and "3072 bits" in size.message
+    software = doctor_report(conn, _hsm_target(cloud, key_type="RSA", key_size=3072), [EUROPE_SANDBOX])
+    assert not _about(software, "key.type", HSM_KEY)  # an RSA-HSM key serves an RSA target
+
+
+def test_a_managed_hsm_without_purge_protection_gets_the_hsm_command() -> None:
+    hsm_id = "/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/managedHSMs/h"
+    hsm = VaultStatus(vault_id=hsm_id, name="h", kind="managedHSM", vault_uri="https://h", soft_delete=True,
+                      purge_protection=False, rbac_authorization=True)
+    (purge,) = [f for f in checks.check_vault(hsm) if f.severity == Severity.ERROR]
+    assert purge.check == "vault.purge_protection" and "az keyvault update-hsm" in purge.fix
+
+
+def _operation(status: str, **overrides: Any) -> EnvironmentOperation:
+    values: dict[str, Any] = {"operation_id": "op", "name": "UpdateGovernanceConfiguration", "status": status,
+                              "start_time": datetime(2026, 12, 1, 9, tzinfo=UTC)}
+    return EnvironmentOperation(**{**values, **overrides})
+
+
+def _environment(runtime_reason: str = "NotSpecified") -> Environment:
+    return Environment(id="env", display_name="E", geo="europe", sku="Sandbox", protection_level="Standard",
+                       runtime_state="Enabled", runtime_reason=runtime_reason, cmk=None,
+                       key_managed_by="Microsoft")
+
+
+def test_only_active_operations_count() -> None:
+    finished = [_operation("Succeeded"), _operation("Failed"), _operation("ValidationError"),
+                _operation("NoOperation")]
+    assert check_operations(_environment(), finished) == []
+    active = check_operations(_environment(), [_operation("Validated", start_time=None), *finished])
+    assert [(f.check, f.severity) for f in active] == [("env.busy", Severity.WARNING)]
+    assert "is Validated (not started yet)" in active[0].message
+    # a running link already shows in the runtime reason: check_environment reports it as an error
+    busy = _environment("CustomerManagedKeyOperationInProgress")
+    assert check_operations(busy, [_operation("InProgress", name="NewCustomerManagedKey")]) == []

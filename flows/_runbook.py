@@ -14,6 +14,7 @@ from typing import Literal, cast
 from prefect import get_run_logger
 
 from blocks import CmkConnection, CmkTarget
+from flows._parking import Waiting, parked_operation, parked_step
 from ppcmk import audit, holds
 from ppcmk.arm_ids import same_id
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
@@ -191,29 +192,36 @@ def change_failed(change: EnvironmentChange, what: str) -> str:
 
 
 def unlink_step(
-    conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta
+    conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta, waiting: Waiting | None = None
 ) -> Callable[[FleetMember], StepResult]:
-    """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so)."""
+    """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so). With
+    `waiting` (a deployment run) a long unlink parks, and a parked one is polled again, not started again."""
+    waits = waiting or Waiting()
 
     def step(member: FleetMember) -> StepResult:
-        get_run_logger().warning(
-            "%s (%s) is Disabled from now until its unlink from %s finishes",
-            member.name,
-            member.id,
-            policy.name,
-        )
-        change = unlink(conn, member.id, policy.system_id, deadline=deadline)
+        saved = waits.saved(member.id, "unlink")
+        if saved is None:
+            get_run_logger().warning(
+                "%s (%s) is Disabled from now until its unlink from %s finishes",
+                member.name,
+                member.id,
+                policy.name,
+            )
+        change = unlink(conn, member.id, policy.system_id, **waits.options(saved, deadline))
+        if (parked := parked_operation(conn, change, saved, deadline, waits)) is not None:
+            return parked_step(parked)
         if not change.done:
             raise RuntimeError(change_failed(change, "unlink"))
         return StepResult(
-            state=step_state(change.status == "Unchanged"), detail=f"now {state_of(change.environment)}"
+            state=step_state(change.status == "Unchanged" and saved is None),
+            detail=f"now {state_of(change.environment)}",
         )
 
     return step
 
 
 def hold_policy_and_key(
-    conn: ConnectionSettings, policy: PolicyInfo, target: TargetSettings
+    conn: ConnectionSettings, policy: PolicyInfo, target: TargetSettings, reason: str = HOLD_REASON
 ) -> list[holds.Hold]:
     """Start the 30-day holds on the cloud clock: a tag on the key version the policy uses and on the policy
     (which covers its identity's vault access); the cleanup flow refuses to break them."""
@@ -227,9 +235,9 @@ def hold_policy_and_key(
             policy.key_name or target.key_name,
             version,
             duration,
-            HOLD_REASON,
+            reason,
         ),
-        holds.hold_policy(conn, target.resource_group, policy.name, duration, HOLD_REASON),
+        holds.hold_policy(conn, target.resource_group, policy.name, duration, reason),
     ]
 
 

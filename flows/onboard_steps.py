@@ -11,6 +11,7 @@ from typing import NamedTuple, cast
 from azure.core.exceptions import HttpResponseError
 
 from blocks import CmkConnection
+from flows._parking import Waiting, parked_operation, parked_step
 from flows._runbook import approved, change_failed, finish, linked_to, state_of, step_state
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import SeparationOfDutyError
@@ -99,20 +100,30 @@ def wait_for_reader(
 
 
 def link_step(
-    pp: ConnectionSettings, policy: PolicyInfo, deadline: timedelta, max_attempts: int
+    pp: ConnectionSettings,
+    policy: PolicyInfo,
+    deadline: timedelta,
+    max_attempts: int,
+    waiting: Waiting | None = None,
 ) -> Callable[[FleetMember], StepResult]:
     """One task run per environment: Managed Environment where needed, then link and wait; a Failed link is
-    re-run up to `max_attempts`."""
+    re-run up to `max_attempts`. With `waiting` (a deployment run) a long link parks, and a parked one is
+    polled again instead of started again."""
+    waits = waiting or Waiting()
 
     def step(member: FleetMember) -> StepResult:
-        change = link(pp, member.id, policy.system_id or "", deadline=deadline, max_attempts=max_attempts,
-                      ensure_managed=True)
+        saved = waits.saved(member.id, "link")
+        change = link(pp, member.id, policy.system_id or "", max_attempts=max_attempts, ensure_managed=True,
+                      **waits.options(saved, deadline))
+        if (parked := parked_operation(pp, change, saved, deadline, waits)) is not None:
+            return parked_step(parked)
         if not change.done:
             what = ("enabling Managed Environment" if change.kind == "governance"
                     else f"link (after {change.attempts} attempt(s))")
             raise RuntimeError(change_failed(change, what))
-        return StepResult(
-            state=step_state(change.status == "Unchanged"), detail=f"{change.attempts} attempt(s)"
+        return StepResult(  # a parked link that finished meanwhile reads back Unchanged, but this run did it
+            state=step_state(change.status == "Unchanged" and saved is None),
+            detail=f"{change.attempts} attempt(s)",
         )
 
     return step

@@ -5,6 +5,10 @@ Flows describe the fleet with `FleetSelector` and `WaveSpec` parameters, turn th
 order. Each environment therefore has at most one operation of ours at a time; the service's own 409 for an
 operation started elsewhere is waited out by the environment tasks. Every environment ends in a reported
 state, including those never started because an earlier wave failed.
+
+A step may also report its environment "parked": the operation runs on at the service and the step stopped
+waiting for it (a deployment run frees its worker meanwhile, see flows/_parking.py). The wave's other
+members finish, the later waves wait, and `run_waves(..., earlier=report)` continues from that report.
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-EnvironmentState = Literal["succeeded", "unchanged", "failed", "not-started"]
+from ppcmk.models import OperationHandle
+
+EnvironmentState = Literal["succeeded", "unchanged", "failed", "not-started", "parked"]
+DEFAULT_PARK_AFTER_MINUTES = 30.0
 
 
 class FleetMember(BaseModel):
@@ -97,6 +105,11 @@ class WaveSpec(BaseModel):
         description="name of a Prefect global concurrency limit shared by all runs (e.g. 'ppcmk-bap'); "
         "it must exist (prefect gcl create ppcmk-bap --limit 20)",
     )
+    park_after_minutes: float | None = Field(
+        default=DEFAULT_PARK_AFTER_MINUTES,
+        description="a top-level deployment run waits this long for a link/unlink, then parks (suspends, "
+        "freeing its worker) until the ppcmk-wake flow resumes it; None = always wait inline",
+    )
 
     @field_validator("wave_sizes")
     @classmethod
@@ -104,6 +117,15 @@ class WaveSpec(BaseModel):
         if any(size < 1 for size in sizes):
             raise ValueError("waves.wave_sizes: every size must be at least 1, e.g. [5, 50]")
         return sizes
+
+    @field_validator("park_after_minutes")
+    @classmethod
+    def _positive_patience(cls, minutes: float | None) -> float | None:
+        if minutes is not None and not minutes > 0:
+            raise ValueError(
+                f"waves.park_after_minutes: {minutes} is not above 0; use e.g. 30, or null to never park"
+            )
+        return minutes
 
 
 def plan_waves(members: Sequence[FleetMember], spec: WaveSpec) -> list[list[FleetMember]]:
@@ -121,9 +143,18 @@ def plan_waves(members: Sequence[FleetMember], spec: WaveSpec) -> list[list[Flee
     return waves
 
 
+class ParkedOperation(BaseModel):
+    """A lifecycle operation still running at the service when its step stopped waiting for it."""
+
+    handle: OperationHandle
+    attempts: int = Field(ge=1, description="operations started for this environment so far (this one too)")
+    deadline: datetime = Field(description="when it counts as failed (cloud clock), however often it parks")
+
+
 class StepResult(BaseModel):
-    state: Literal["succeeded", "unchanged"]
+    state: Literal["succeeded", "unchanged", "parked"]
     detail: str = ""
+    parked: ParkedOperation | None = None
 
 
 class EnvironmentResult(BaseModel):
@@ -132,11 +163,15 @@ class EnvironmentResult(BaseModel):
     wave: int
     state: EnvironmentState
     detail: str = ""
+    parked: ParkedOperation | None = None
 
 
 class FleetReport(BaseModel):
     results: list[EnvironmentResult] = Field(default_factory=list)
     stopped_after_wave: int | None = None
+    parked_in_wave: int | None = Field(
+        default=None, description="the wave with parked members; later waves have not started (and no result)"
+    )
 
     @property
     def failed(self) -> list[EnvironmentResult]:
@@ -146,8 +181,12 @@ class FleetReport(BaseModel):
     def not_started(self) -> list[EnvironmentResult]:
         return [r for r in self.results if r.state == "not-started"]
 
+    @property
+    def parked(self) -> list[EnvironmentResult]:
+        return [r for r in self.results if r.state == "parked"]
+
     def rows(self) -> list[dict[str, str | int]]:
-        return [r.model_dump() for r in self.results]
+        return [r.model_dump(exclude={"parked"}) for r in self.results]
 
 
 Step = Callable[[FleetMember], StepResult]
@@ -170,15 +209,25 @@ def run_waves(
     step: Step,
     spec: WaveSpec,
     on_wave_done: Callable[[int, list[EnvironmentResult]], None] | None = None,
+    earlier: FleetReport | None = None,
 ) -> FleetReport:
     """Run `step` for every member, wave by wave, at most `spec.max_in_flight` at once.
 
     The step runs in a worker thread inside a copy of the caller's context, so Prefect tasks it calls
     belong to the calling flow run. An exception from the step marks that environment failed, with its
-    message as the detail.
+    message as the detail. A wave with a parked member ends the run (`parked_in_wave`) once its other
+    members are done; the failure gate judges a wave only when none of it is parked.
+
+    `earlier`, a parked report of the same waves, continues it: its results are kept, the parked wave runs
+    only its parked members again, then the later waves run.
     """
-    report = FleetReport()
+    report = FleetReport(results=[r for r in (earlier.results if earlier else []) if r.state != "parked"])
+    resume_wave = earlier.parked_in_wave if earlier else None
     for number, wave in enumerate(waves, start=1):
+        if resume_wave is not None and number < resume_wave:
+            continue  # finished before the park: its results are in `earlier`
+        if report.parked_in_wave is not None:
+            break  # parked: the later waves are for the next entry
         if report.stopped_after_wave is not None:
             report.results += [
                 EnvironmentResult(
@@ -192,8 +241,14 @@ def run_waves(
                 for m in wave
             ]
             continue
-        wave_results = _run_one_wave(number, wave, step, spec)
-        report.results += wave_results
+        if number == resume_wave and earlier is not None:
+            waiting = {r.environment_id for r in earlier.parked}
+            wave = [m for m in wave if m.id in waiting]
+        report.results += _run_one_wave(number, wave, step, spec)
+        wave_results = [r for r in report.results if r.wave == number]
+        if any(r.state == "parked" for r in wave_results):
+            report.parked_in_wave = number
+            continue
         if on_wave_done is not None:
             on_wave_done(number, wave_results)
         if sum(r.state == "failed" for r in wave_results) > spec.max_failures_per_wave:
@@ -214,6 +269,7 @@ def _run_one_wave(
                 wave=number,
                 state=outcome.state,
                 detail=outcome.detail,
+                parked=outcome.parked,
             )
         except Exception as failure:  # every environment must end in a reported state
             return EnvironmentResult(

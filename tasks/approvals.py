@@ -273,17 +273,22 @@ def _check_handoff(
     return connection
 
 
-def _ask(
-    description: str, plan_hash: str, key: str, timeout_s: int, poll_interval_s: float
-) -> ApprovalDecision:
+def can_suspend() -> bool:
+    """Whether this flow run may suspend (free its process until resumed): only a top-level deployment run
+    can, because only a deployment can start it again. Approvals and parked link/unlink waits both ask."""
     run = FlowRunContext.get()
-    top_level_deployment = (
+    return (
         run is not None
         and run.flow_run is not None
         and bool(run.flow_run.deployment_id)
         and run.flow_run.parent_task_run_id is None
     )
-    if top_level_deployment:
+
+
+def _ask(
+    description: str, plan_hash: str, key: str, timeout_s: int, poll_interval_s: float
+) -> ApprovalDecision:
+    if can_suspend():
         form = ApprovalDecision.with_initial_data(description=description, plan_hash=plan_hash, approve=False)
         return suspend_flow_run(wait_for_input=form, timeout=timeout_s, key=key)
     state = await_approval(description, plan_hash, key, timeout_s, poll_interval_s, return_state=True)

@@ -4,6 +4,10 @@ policy, re-enable a locked environment, and wait on lifecycle operations.
 A task starts an operation and polls it inside itself (honouring Retry-After through the admin client), so a
 four-day encryption is one task run, not thousands. Each task reads the environment first and does nothing
 when it is already in the wanted state.
+
+`link` and `unlink` also wait cheaply across days: `patience` bounds the inline wait (the task then returns
+the change StillRunning with its handle, so a deployment run can park), and `resume` picks such a handle up
+again instead of starting a second operation.
 """
 
 from __future__ import annotations
@@ -121,14 +125,49 @@ def _run_with_reruns(
     start: Callable[[], OperationHandle | None],
     deadline: datetime,
     max_attempts: int,
+    attempts_so_far: int = 0,
 ) -> EnvironmentChange:
-    """Start and wait; a Failed operation is started again, at most `max_attempts` times in all."""
-    attempt = 1
+    """Start and wait; a Failed operation is started again, at most `max_attempts` times in all (counting
+    the `attempts_so_far` an earlier entry of a parked run started)."""
+    attempt = attempts_so_far + 1
     change = _finish(admin, kind, environment_id, start(), deadline, attempt)
     while change.status == "Failed" and attempt < max_attempts:
         attempt += 1
         change = _finish(admin, kind, environment_id, start(), deadline, attempt)
     return change
+
+
+def _wait_until(
+    factory: ClientFactory, deadline: timedelta | datetime, patience: timedelta | None
+) -> datetime:
+    """When the inline wait stops: the operation's deadline, or sooner when `patience` runs out first."""
+    if patience is not None and patience < timedelta(0):
+        raise ConfigError(
+            "patience", f"{patience} is negative", "use 0 or more, or None to wait up to the deadline"
+        )
+    now = factory.now()
+    until = deadline if isinstance(deadline, datetime) else now + deadline
+    return until if patience is None else min(until, now + patience)
+
+
+def _settle_saved(
+    admin: PowerPlatformAdminClient, saved: OperationHandle, until: datetime, attempts: int, max_attempts: int
+) -> EnvironmentChange | None:
+    """Wait on an operation an earlier entry of a parked run started, BEFORE anything else: a still-running
+    one costs one poll and no second start. None when the caller must decide afresh from a read of the
+    environment: the operation Failed with attempts left, or the service no longer knows it (404)."""
+    try:
+        result = admin.wait_operation(saved, until)
+    except ServiceError as gone:
+        if gone.status != 404:
+            raise
+        return None
+    if result.status == "StillRunning":  # the environment is mid-operation: reading it would say nothing new
+        return EnvironmentChange(environment_id=saved.environment_id, kind=saved.kind, status="StillRunning",
+                                 attempts=attempts, handle=saved)
+    if result.status == "Failed" and attempts < max_attempts:
+        return None
+    return _change(admin, saved.kind, saved.environment_id, result, attempts)
 
 
 # ------------------------------------------------------------------------------------------------- tasks
@@ -161,20 +200,32 @@ def link(
     conn: ConnectionSettings,
     environment_id: str,
     system_id: str,
-    deadline: timedelta = DEFAULT_DEADLINE,
+    deadline: timedelta | datetime = DEFAULT_DEADLINE,
     max_attempts: int = MAX_LINK_ATTEMPTS,
     ensure_managed: bool = False,
+    patience: timedelta | None = None,
+    resume: OperationHandle | None = None,
+    attempts_so_far: int = 0,
 ) -> EnvironmentChange:
     """Link (or swap to) the Encryption policy with `system_id` and wait; a Failed link is re-run.
 
     With `ensure_managed`, an environment that is not yet a Managed Environment (a CMK prerequisite) is made
     one first, from the same read and in the same task run: a fleet pays one read and one task run per
     environment, not two. A governance change that does not finish is returned as it is (kind governance).
+
+    `deadline` (a duration from now or an absolute time) fails the link; `patience` only ends this task
+    run's wait: the change comes back StillRunning with its handle. `resume` (with the `attempts_so_far`
+    it took) waits on that handle first and starts nothing while it runs.
     """
     if max_attempts < 1:
         raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
     factory = ClientFactory.for_settings(conn)
     admin = factory.pp_admin()
+    until = _wait_until(factory, deadline, patience)
+    if resume is not None:
+        attempts_so_far = max(attempts_so_far, 1)
+        if (settled := _settle_saved(admin, resume, until, attempts_so_far, max_attempts)) is not None:
+            return settled
     env = _require(admin, environment_id)
     if env.cmk is not None and env.cmk.linked and same_id(env.cmk.system_id, system_id):
         return _unchanged("link", env)
@@ -185,14 +236,10 @@ def link(
             return managed
     _run_logger().warning("%s (%s) is Disabled from now until its link to %s finishes",
                              env.display_name or env.id, env.id, system_id)
-    return _run_with_reruns(
-        admin,
-        "link",
-        env.id,
-        lambda: admin.link_policy(env.id, system_id),
-        factory.now() + deadline,
-        max_attempts,
-    )
+    def start() -> OperationHandle | None:
+        return admin.link_policy(env.id, system_id)
+
+    return _run_with_reruns(admin, "link", env.id, start, until, max_attempts, attempts_so_far)
 
 
 @cmk_task(task_run_name="unlink-{environment_id}")
@@ -200,12 +247,21 @@ def unlink(
     conn: ConnectionSettings,
     environment_id: str,
     system_id: str | None = None,
-    deadline: timedelta = DEFAULT_DEADLINE,
+    deadline: timedelta | datetime = DEFAULT_DEADLINE,
     max_attempts: int = MAX_LINK_ATTEMPTS,
+    patience: timedelta | None = None,
+    resume: OperationHandle | None = None,
+    attempts_so_far: int = 0,
 ) -> EnvironmentChange:
-    """Revert to the Microsoft-managed key. `system_id`, when given, must be the linked policy's."""
+    """Revert to the Microsoft-managed key. `system_id`, when given, must be the linked policy's.
+    `deadline`, `patience`, `resume` and `attempts_so_far` as for `link`."""
     factory = ClientFactory.for_settings(conn)
     admin = factory.pp_admin()
+    until = _wait_until(factory, deadline, patience)
+    if resume is not None:
+        attempts_so_far = max(attempts_so_far, 1)
+        if (settled := _settle_saved(admin, resume, until, attempts_so_far, max_attempts)) is not None:
+            return settled
     env = _require(admin, environment_id)
     if env.cmk is None or not env.cmk.system_id:
         return _unchanged("unlink", env)
@@ -227,7 +283,7 @@ def unlink(
                 return None  # already done: the final read reports it
             raise
 
-    return _run_with_reruns(admin, "unlink", env.id, start, factory.now() + deadline, max_attempts)
+    return _run_with_reruns(admin, "unlink", env.id, start, until, max_attempts, attempts_so_far)
 
 
 @cmk_task(task_run_name="wait-operation-{handle.environment_id}")

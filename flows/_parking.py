@@ -248,15 +248,16 @@ def continue_waves(
     procedure: str,
     conn: ConnectionSettings,
     work: ApprovedWork,
-    waves: Sequence[Sequence[FleetMember]],
+    plan_fleet: Callable[[], Sequence[Sequence[FleetMember]]],
     step: Callable[[FleetMember], StepResult],
     spec: WaveSpec,
     resumed_from: Resumed[Any] | None = None,
     on_wave_done: Callable[[int, list[EnvironmentResult]], None] | None = None,
 ) -> FleetReport:
-    """Run the waves (from where a parked entry stopped, if any). When members park: save the checkpoint,
-    audit, and suspend, which ends this process (this function does not return then). Otherwise clear the
-    checkpoint and return the report, as for a run that never parked."""
+    """Run the waves `plan_fleet` gives (a parked run continues its saved waves where it stopped). When
+    members park: save the checkpoint, audit, and suspend, which ends this process (this function does not
+    return then). Otherwise clear the checkpoint and return the report, as for a run that never parked."""
+    waves = resumed_from.waves if resumed_from else plan_fleet()
     with audit.request_ids() as calls:
         report = run_waves(waves, step, spec, on_wave_done=on_wave_done,
                            earlier=resumed_from.report if resumed_from else None)

@@ -9,7 +9,7 @@ The runbook of "Change the environment's encryption key with a new enterprise po
 3. Handoff: the Power Platform admin approves the environment moves and names their own connection block.
 4. Holds first (old key version and old policy, 30 days, enforced by the cleanup flow), then per environment
    in waves: unlink (outage 1), wait, link to the new policy (outage 2), wait; a wave with a failure stops
-   the later waves (the gate).
+   the later waves (the gate). A deployment run parks during long waits (flows/_parking.py).
 5. Verify by reading back: every environment encrypted through the new policy.
 
 A re-run converges: an environment still on the old policy goes through both steps, one left on the
@@ -25,6 +25,8 @@ from datetime import timedelta
 from prefect import flow, get_run_logger
 from prefect.variables import Variable
 
+from flows import _parking as parking
+from flows._parking import Waiting
 from flows._runbook import (
     HOLD_DAYS,
     MICROSOFT_KEY,
@@ -40,7 +42,7 @@ from flows._runbook import (
 )
 from flows.onboard import key_vault_half, read_key_vault_facts
 from flows.onboard_plan import plan_key_vault_half
-from flows.onboard_steps import hand_off, link_step, verify
+from flows.onboard_steps import HandoffWork, hand_off, link_step, verify
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
 from ppcmk.models import Environment
@@ -54,7 +56,6 @@ from ppcmk.waves import (
     StepResult,
     WaveSpec,
     plan_waves,
-    run_waves,
 )
 from tasks.access import grant_key_access, wait_for_propagation
 from tasks.approvals import connection_principal
@@ -176,20 +177,36 @@ def note_moves(old: TargetSettings, started: set[str], done: set[str]) -> None:
     Variable.set(moves_record_name(old), sorted(pending), overwrite=True)
 
 
+class MoveWork(HandoffWork):
+    """The approved moves (`policy` is the new one) and the old policy they leave."""
+
+    old_policy: PolicyInfo
+
+
 def move_step(
-    pp: ConnectionSettings, old: PolicyInfo, new: PolicyInfo, deadline: timedelta, max_attempts: int
+    pp: ConnectionSettings,
+    old: PolicyInfo,
+    new: PolicyInfo,
+    deadline: timedelta,
+    max_attempts: int,
+    waiting: Waiting | None = None,
 ) -> Callable[[FleetMember], StepResult]:
-    """Outage 1 (unlink from the old policy, skipped once done), then outage 2 (link to the new one)."""
-    unlink_old = unlink_step(pp, old, deadline)
-    link_new = link_step(pp, new, deadline, max_attempts)
+    """Outage 1 (unlink from the old policy, skipped once done), then outage 2 (link to the new one). Either
+    may park; a parked link means outage 1 is behind it (its environment is no longer on the old policy)."""
+    waits = waiting or Waiting()
+    unlink_old = unlink_step(pp, old, deadline, waits)
+    link_new = link_step(pp, new, deadline, max_attempts, waits)
 
     def step(member: FleetMember) -> StepResult:
-        first = unlink_old(member)
+        linking = waits.saved(member.id, "link") is not None
+        first = StepResult(state="succeeded", detail="done before parking") if linking else unlink_old(member)
+        if first.state == "parked":
+            return first
         second = link_new(member)
-        return StepResult(
-            state=step_state(first.state == second.state == "unchanged"),
-            detail=f"outage 1: {first.detail}; outage 2: {second.detail}",
-        )
+        detail = f"outage 1: {first.detail}; outage 2: {second.detail}"
+        if second.state == "parked":
+            return second.model_copy(update={"detail": detail})
+        return StepResult(state=step_state(first.state == second.state == "unchanged"), detail=detail)
 
     return step
 
@@ -220,81 +237,88 @@ def change_policy(
     and runs the moves with their own connection block.
     """
     kv, old_tgt = load_settings(kv_connection, target)
-    pp_read, _ = load_settings(pp_connection, target)
     new_tgt = new_target(old_tgt, new_policy_name, new_key_name, new_vault_id)
-    who = requester or connection_principal(kv)
     spec = waves or WaveSpec()
 
-    def plan_handoff() -> Plan:
+    def prepare() -> MoveWork | RunOutcome:
+        """Plan, the Key Vault half, the handoff approval and the holds: skipped by a parked run re-entering
+        (the holds are in place before the first unlink, so before any park)."""
+        pp_read, _ = load_settings(pp_connection, target)
+        who = requester or connection_principal(kv)
+
+        def plan_handoff() -> Plan:
+            plan = Plan(
+                procedure=PROCEDURE,
+                requester=who,
+                target_summary=f"environments: policy {old_tgt.policy_name} → {new_tgt.policy_name}",
+            )
+            plan_moves(
+                plan,
+                get_policy(kv, old_tgt),
+                new_tgt,
+                get_policy(kv, new_tgt),
+                get_environments(pp_read),
+                selector,
+                unfinished_moves(old_tgt),
+            )
+            return plan
+
+        old_policy = get_policy(kv, old_tgt)
+        facts = read_key_vault_facts(kv, new_tgt, pp_admin)
         plan = Plan(
             procedure=PROCEDURE,
             requester=who,
-            target_summary=f"environments: policy {old_tgt.policy_name} → {new_tgt.policy_name}",
+            target_summary=f"{old_tgt.policy_name} → new key {new_tgt.key_name}, "
+            f"policy {new_tgt.policy_name}",
+        )
+        plan_key_vault_half(plan, new_tgt, facts, pp_admin)
+        plan.items.append(
+            PlanItem(
+                target=f"{new_tgt.policy_name} identity",
+                kind="role-assignment",
+                action=f"grant access to the OLD key {old_tgt.key_name} too (documented requirement)",
+                detail=old_tgt.vault_id,
+            )
         )
         plan_moves(
             plan,
-            get_policy(kv, old_tgt),
+            old_policy,
             new_tgt,
-            get_policy(kv, new_tgt),
+            facts.policy,
             get_environments(pp_read),
             selector,
             unfinished_moves(old_tgt),
         )
-        return plan
+        plan.publish()
+        plan.raise_for_errors()
+        if dry_run:
+            return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
+        if old_policy is None:
+            raise ConfigError("target", "the current policy does not exist", "check the target block")
 
-    old_policy = get_policy(kv, old_tgt)
-    facts = read_key_vault_facts(kv, new_tgt, pp_admin)
-    plan = Plan(
-        procedure=PROCEDURE,
-        requester=who,
-        target_summary=f"{old_tgt.policy_name} → new key {new_tgt.key_name}, policy {new_tgt.policy_name}",
-    )
-    plan_key_vault_half(plan, new_tgt, facts, pp_admin)
-    plan.items.append(
-        PlanItem(
-            target=f"{new_tgt.policy_name} identity",
-            kind="role-assignment",
-            action=f"grant access to the OLD key {old_tgt.key_name} too (documented requirement)",
-            detail=old_tgt.vault_id,
+        new_policy = key_vault_half(kv, new_tgt, pp_admin)
+        principal = new_policy.principal_id or ""
+        grant_key_access(kv, old_tgt, principal)
+        wait_for_propagation(kv, old_tgt, principal)
+        approval = hand_off(
+            plan_handoff,
+            kv,
+            pp_read,
+            new_tgt,
+            new_policy,
+            requester=who,
+            key="change-policy-handoff",
+            timeout_s=approval_timeout_s,
+            poll_interval_s=approval_poll_s,
+            done_message=f"every environment already on {new_policy.name}",
         )
-    )
-    plan_moves(
-        plan,
-        old_policy,
-        new_tgt,
-        facts.policy,
-        get_environments(pp_read),
-        selector,
-        unfinished_moves(old_tgt),
-    )
-    plan.publish()
-    plan.raise_for_errors()
-    if dry_run:
-        return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
-    if old_policy is None:
-        raise ConfigError("target", "the current policy does not exist", "check the target block")
-
-    new_policy = key_vault_half(kv, new_tgt, pp_admin)
-    principal = new_policy.principal_id or ""
-    grant_key_access(kv, old_tgt, principal)
-    wait_for_propagation(kv, old_tgt, principal)
-    approval = hand_off(
-        plan_handoff,
-        kv,
-        pp_read,
-        new_tgt,
-        new_policy,
-        requester=who,
-        key="change-policy-handoff",
-        timeout_s=approval_timeout_s,
-        poll_interval_s=approval_poll_s,
-        done_message=f"every environment already on {new_policy.name}",
-    )
-    if isinstance(approval, RunOutcome):
-        return approval
-    pp, handoff, expected = approval.connection, approval.plan, approval.expected
-    hold_policy_and_key(kv, old_policy, old_tgt)  # before outage 1: the old key must outlive every move
-    deadline = timedelta(days=operation_deadline_days)
+        if isinstance(approval, RunOutcome):
+            return approval
+        # before outage 1: the old key must outlive every move
+        hold_policy_and_key(kv, old_policy, old_tgt, HOLD_REASON)
+        note_moves(old_tgt, {item.target for item in approval.plan.changes if item.kind == "environment"},
+                   done=set())
+        return MoveWork(**dict(approval), old_policy=old_policy)
 
     def gate(wave: int, results: list[EnvironmentResult]) -> None:
         failed = [r.environment_id for r in results if r.state == "failed"]
@@ -306,21 +330,22 @@ def change_policy(
             ", ".join(failed) or "none",
         )
 
-    members = changing_members(handoff, get_environments(pp))
-    note_moves(old_tgt, {m.id for m in members}, done=set())
-    report = run_waves(
-        plan_waves(members, spec),
-        move_step(pp, old_policy, new_policy, deadline, max_link_attempts),
-        spec,
-        on_wave_done=gate,
-    )
-    verified, rows = verify(pp, new_policy, report, expected)
+    work = resumed.work if (resumed := parking.resumed(PROCEDURE, MoveWork)) else prepare()
+    if isinstance(work, RunOutcome):
+        return work
+    pp, old_policy, new_policy = work.connection(), work.old_policy, work.policy
+    step = move_step(pp, old_policy, new_policy, timedelta(days=operation_deadline_days), max_link_attempts,
+                     parking.waiting_for(spec, resumed))
+    report = parking.continue_waves(
+        PROCEDURE, pp, work, lambda: plan_waves(changing_members(work.plan, get_environments(pp)), spec),
+        step, spec, resumed, on_wave_done=gate)
+    verified, rows = verify(pp, new_policy, report, work.expected)
     note_moves(old_tgt, set(), done={r.environment_id for r in verified.results if r.state != "failed"})
     return finish(
-        handoff,
-        approval.approvers,
+        work.plan,
+        work.approvers,
         verified,
         rows,
-        f"{len(verified.results) - len(verified.failed)} of {len(expected)} environment(s) on "
+        f"{len(verified.results) - len(verified.failed)} of {len(work.expected)} environment(s) on "
         f"{new_policy.name}; {old_policy.name} and key {old_tgt.key_name} held {HOLD_DAYS} days",
     )

@@ -8,7 +8,8 @@ old BYOK key for at least 28 days. So this is onboarding with a BYOK-aware plan:
 2. Plan: onboard's Key Vault half (adopt or create the key and policy, grants, Reader for the Power Platform
    admin), then each environment's link with its outage window and the 28-day BYOK key retention note.
 3. Key Vault half → handoff approval (the Power Platform admin names their own connection) → link in waves
-   → verify each environment is encrypted through the policy (keyManagedBy Customer).
+   (a deployment run parks during long links, see flows/_parking.py) → verify each environment is encrypted
+   through the policy (keyManagedBy Customer).
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from datetime import timedelta
 
 from prefect import flow
 
+from flows import _parking as parking
 from flows._runbook import changing_members, finish, load_settings, select
 from flows.onboard import key_vault_half, read_key_vault_facts
 from flows.onboard_plan import plan_key_vault_half, plan_power_platform_half
-from flows.onboard_steps import hand_off, link_step, verify
+from flows.onboard_steps import HandoffWork, hand_off, link_step, verify
 from ppcmk.findings import error, info
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec, plan_waves, run_waves
+from ppcmk.waves import FleetSelector, WaveSpec, plan_waves
 from tasks.approvals import connection_principal
 from tasks.environments import get_environments
 from tasks.policy import get_policy
@@ -111,54 +113,63 @@ def migrate_byok(
     plan, `pp_admin` gets Reader on the policy, approves and runs the links with their own connection block.
     """
     kv, tgt = load_settings(kv_connection, target)
-    pp_read, _ = load_settings(pp_connection, target)
-    who = requester or connection_principal(kv)
     spec = waves or WaveSpec()
 
-    def plan_handoff() -> Plan:
+    def prepare() -> HandoffWork | RunOutcome:
+        """Plan, the Key Vault half and the handoff approval: skipped by a parked run re-entering."""
+        pp_read, _ = load_settings(pp_connection, target)
+        who = requester or connection_principal(kv)
+
+        def plan_handoff() -> Plan:
+            plan = Plan(procedure=PROCEDURE, requester=who,
+                        target_summary=f"BYOK environments → policy {tgt.policy_name}")
+            plan_byok_moves(
+                plan, tgt, get_policy(kv, tgt), get_environments(pp_read), selector, enable_managed
+            )
+            return plan
+
+        facts = read_key_vault_facts(kv, tgt, pp_admin)
         plan = Plan(
-            procedure=PROCEDURE, requester=who, target_summary=f"BYOK environments → policy {tgt.policy_name}"
+            procedure=PROCEDURE,
+            requester=who,
+            target_summary=f"BYOK environments → key {tgt.key_name}, policy {tgt.policy_name} ({tgt.geo})",
         )
-        plan_byok_moves(plan, tgt, get_policy(kv, tgt), get_environments(pp_read), selector, enable_managed)
-        return plan
+        plan_key_vault_half(plan, tgt, facts, pp_admin)
+        plan_byok_moves(plan, tgt, facts.policy, get_environments(pp_read), selector, enable_managed)
+        plan.publish()
+        plan.raise_for_errors()
+        if dry_run:
+            return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
 
-    facts = read_key_vault_facts(kv, tgt, pp_admin)
-    plan = Plan(
-        procedure=PROCEDURE,
-        requester=who,
-        target_summary=f"BYOK environments → key {tgt.key_name}, policy {tgt.policy_name} ({tgt.geo})",
-    )
-    plan_key_vault_half(plan, tgt, facts, pp_admin)
-    plan_byok_moves(plan, tgt, facts.policy, get_environments(pp_read), selector, enable_managed)
-    plan.publish()
-    plan.raise_for_errors()
-    if dry_run:
-        return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
+        policy = key_vault_half(kv, tgt, pp_admin)
+        return hand_off(
+            plan_handoff,
+            kv,
+            pp_read,
+            tgt,
+            policy,
+            requester=who,
+            key="migrate-byok-handoff",
+            timeout_s=approval_timeout_s,
+            poll_interval_s=approval_poll_s,
+            done_message=f"no BYOK environment left to move to {policy.name}",
+        )
 
-    policy = key_vault_half(kv, tgt, pp_admin)
-    approval = hand_off(
-        plan_handoff,
-        kv,
-        pp_read,
-        tgt,
-        policy,
-        requester=who,
-        key="migrate-byok-handoff",
-        timeout_s=approval_timeout_s,
-        poll_interval_s=approval_poll_s,
-        done_message=f"no BYOK environment left to move to {policy.name}",
-    )
-    if isinstance(approval, RunOutcome):
-        return approval
-    pp, handoff, expected = approval.connection, approval.plan, approval.expected
-    members = changing_members(handoff, get_environments(pp))
-    step = link_step(pp, policy, timedelta(days=operation_deadline_days), max_link_attempts)
-    verified, rows = verify(pp, policy, run_waves(plan_waves(members, spec), step, spec), expected)
+    work = resumed.work if (resumed := parking.resumed(PROCEDURE, HandoffWork)) else prepare()
+    if isinstance(work, RunOutcome):
+        return work
+    pp, policy = work.connection(), work.policy
+    step = link_step(pp, policy, timedelta(days=operation_deadline_days), max_link_attempts,
+                     parking.waiting_for(spec, resumed))
+    report = parking.continue_waves(
+        PROCEDURE, pp, work, lambda: plan_waves(changing_members(work.plan, get_environments(pp)), spec),
+        step, spec, resumed)
+    verified, rows = verify(pp, policy, report, work.expected)
     return finish(
-        handoff,
-        approval.approvers,
+        work.plan,
+        work.approvers,
         verified,
         rows,
-        f"{len(verified.results) - len(verified.failed)} of {len(expected)} BYOK environment(s) on "
+        f"{len(verified.results) - len(verified.failed)} of {len(work.expected)} BYOK environment(s) on "
         f"{policy.name}; Microsoft keeps each old BYOK key ≥ {BYOK_RETENTION_DAYS} days",
     )

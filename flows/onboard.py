@@ -11,7 +11,8 @@ documentation prescribes, with the separation of duty between them enforced.
    connection block; approver ≠ requester, and their principal must hold Reader on the policy (ARM).
 4. Power Platform half, with the APPROVER's connection: Managed Environment where needed, then link each
    environment in waves (a bounded number at once; one task per environment polls for up to days honouring
-   Retry-After; a Failed link is re-run a bounded number of times, then reported).
+   Retry-After; a Failed link is re-run a bounded number of times, then reported). A deployment run parks
+   during long links (flows/_parking.py) and continues here when woken, without planning or asking again.
 5. Verify by reading back (linkStatus Linked on this policy, keyManagedBy Customer); result table + audit.
 
 Every step reads before it writes, so a re-run after a crash at any step converges: the key, the policy and
@@ -26,6 +27,7 @@ from typing import TypeVar
 
 from prefect import flow, get_run_logger
 
+from flows import _parking as parking
 from flows._runbook import (
     changing_members,
     finish,
@@ -38,19 +40,14 @@ from flows.onboard_plan import (
     plan_key_vault_half,
     plan_power_platform_half,
 )
-from flows.onboard_steps import hand_off, link_step, verify, wait_for_reader
+from flows.onboard_steps import HandoffWork, hand_off, link_step, verify, wait_for_reader
 from ppcmk import audit
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import (
-    FleetSelector,
-    WaveSpec,
-    plan_waves,
-    run_waves,
-)
+from ppcmk.waves import FleetSelector, WaveSpec, plan_waves
 from tasks.access import (
     POLICY_READ_ROLES,
     grant_key_access,
@@ -188,65 +185,75 @@ def onboard(
             "use at least 1 attempt and a positive deadline (default 3 attempts, 4 days)",
         )
     kv, tgt = load_settings(kv_connection, target)
-    pp_read, _ = load_settings(pp_connection, target)
-    who = requester or connection_principal(kv)
     spec = waves or WaveSpec()
 
-    def plan_handoff() -> Plan:
+    def prepare() -> HandoffWork | RunOutcome:
+        """Plan, the Key Vault half and the handoff approval: skipped by a parked run re-entering."""
+        pp_read, _ = load_settings(pp_connection, target)
+        who = requester or connection_principal(kv)
+
+        def plan_handoff() -> Plan:
+            plan = Plan(procedure=PROCEDURE, requester=who,
+                        target_summary=f"Power Platform half: environments → policy {tgt.policy_name}")
+            plan_power_platform_half(plan, tgt, get_policy(kv, tgt), chosen_environments(pp_read, selector),
+                                     enable_managed)
+            return plan
+
+        facts = read_key_vault_facts(kv, tgt, pp_admin)
         plan = Plan(procedure=PROCEDURE, requester=who,
-                    target_summary=f"Power Platform half: environments → policy {tgt.policy_name}")
-        plan_power_platform_half(plan, tgt, get_policy(kv, tgt), chosen_environments(pp_read, selector),
+                    target_summary=f"key {tgt.key_name} → policy {tgt.policy_name} ({tgt.geo})")
+        plan_key_vault_half(plan, tgt, facts, pp_admin)
+        plan_power_platform_half(plan, tgt, facts.policy, chosen_environments(pp_read, selector),
                                  enable_managed)
-        return plan
+        plan.publish()
+        plan.raise_for_errors()
+        if dry_run:
+            return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
 
-    facts = read_key_vault_facts(kv, tgt, pp_admin)
-    plan = Plan(procedure=PROCEDURE, requester=who,
-                target_summary=f"key {tgt.key_name} → policy {tgt.policy_name} ({tgt.geo})")
-    plan_key_vault_half(plan, tgt, facts, pp_admin)
-    plan_power_platform_half(plan, tgt, facts.policy, chosen_environments(pp_read, selector), enable_managed)
-    plan.publish()
-    plan.raise_for_errors()
-    if dry_run:
-        return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
+        policy = key_vault_half(kv, tgt, pp_admin)
+        approval = hand_off(
+            plan_handoff,
+            kv,
+            pp_read,
+            tgt,
+            policy,
+            requester=who,
+            key=f"{PROCEDURE}-handoff",
+            timeout_s=approval_timeout_s,
+            poll_interval_s=approval_poll_s,
+            done_message=f"every environment already encrypted with {policy.name}",
+        )
+        if isinstance(approval, RunOutcome):  # a refusal is "rejected"; nothing to hand off: "completed"
+            done = approval.status == "completed"
+            return approval.model_copy(update={"status": "nothing-to-do"}) if done else approval
+        wait_for_reader(approval.connection(), tgt)
+        return approval
 
-    policy = key_vault_half(kv, tgt, pp_admin)
-    approval = hand_off(
-        plan_handoff,
-        kv,
-        pp_read,
-        tgt,
-        policy,
-        requester=who,
-        key=f"{PROCEDURE}-handoff",
-        timeout_s=approval_timeout_s,
-        poll_interval_s=approval_poll_s,
-        done_message=f"every environment already encrypted with {policy.name}",
-    )
-    if isinstance(approval, RunOutcome):  # a refusal is "rejected"; nothing to hand off finished "completed"
-        done = approval.status == "completed"
-        return approval.model_copy(update={"status": "nothing-to-do"}) if done else approval
-    pp, handoff, expected = approval.connection, approval.plan, approval.expected
-    wait_for_reader(pp, tgt)
-    members = changing_members(handoff, get_environments(pp))
-    deadline = timedelta(days=operation_deadline_days)
-    step = link_step(pp, policy, deadline, max_link_attempts)
+    work = resumed.work if (resumed := parking.resumed(PROCEDURE, HandoffWork)) else prepare()
+    if isinstance(work, RunOutcome):
+        return work
+    pp, policy = work.connection(), work.policy
+    step = link_step(pp, policy, timedelta(days=operation_deadline_days), max_link_attempts,
+                     parking.waiting_for(spec, resumed))
     with audit.request_ids() as calls:  # the wave threads run in copies of this context: same collector
-        report = run_waves(plan_waves(members, spec), step, spec)
+        report = parking.continue_waves(
+            PROCEDURE, pp, work, lambda: plan_waves(changing_members(work.plan, get_environments(pp)), spec),
+            step, spec, resumed)
     audit.record(
         {
             "event": "onboard-power-platform-half",
             "procedure": PROCEDURE,
-            "plan_hash": handoff.hash,
-            "approvers": approval.approvers,
+            "plan_hash": work.plan.hash,
+            "approvers": work.approvers,
             "writes": [c.model_dump() for c in calls if c.method not in ("GET", "HEAD")],
         }
     )
-    verified, rows = verify(pp, policy, report, expected)
+    verified, rows = verify(pp, policy, report, work.expected)
     return finish(
-        handoff,
-        approval.approvers,
+        work.plan,
+        work.approvers,
         verified,
         rows,
-        f"{len(verified.results) - len(verified.failed) - len(verified.not_started)} of {len(expected)} "
+        f"{len(verified.results) - len(verified.failed) - len(verified.not_started)} of {len(work.expected)} "
         f"environment(s) encrypted with {tgt.key_name} through {policy.name}",
     )

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import NamedTuple, cast
+from typing import cast
 
 from azure.core.exceptions import HttpResponseError
 
 from blocks import CmkConnection
-from flows._parking import Waiting, parked_operation, parked_step
+from flows._parking import ApprovedWork, Waiting, parked_operation, parked_step
 from flows._runbook import approved, change_failed, finish, linked_to, state_of, step_state
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import SeparationOfDutyError
@@ -29,11 +29,15 @@ from tasks.retry import cmk_task
 CUSTOMER_KEY = "customer"  # keyManagedBy once an environment is encrypted with a customer-managed key
 
 
-class ApprovedHandoff(NamedTuple):
-    plan: Plan
+class HandoffWork(ApprovedWork):
+    """The approved Power Platform half: what its waves need, and what a parked run saves to continue."""
+
     expected: list[str]  # every environment the handoff plan covers, changing or not (the read-back list)
-    approvers: list[str]
-    connection: ConnectionSettings  # the approver's own: the Power Platform half runs with it
+    connection_block: str  # the approver's own: the half runs with it (its name only: it may hold a secret)
+    policy: PolicyInfo
+
+    def connection(self) -> ConnectionSettings:
+        return cast(CmkConnection, CmkConnection.load(self.connection_block)).settings()
 
 
 def hand_off(
@@ -48,7 +52,7 @@ def hand_off(
     timeout_s: int,
     poll_interval_s: int,
     done_message: str,
-) -> ApprovedHandoff | RunOutcome:
+) -> HandoffWork | RunOutcome:
     """Publish the Power Platform half's plan and have the Power Platform admin approve it, naming their own
     connection block (they must hold Reader on `policy`). The run ends here with the outcome returned when
     the plan changes nothing (its environments read back, `done_message`) or the approval is refused."""
@@ -75,9 +79,11 @@ def hand_off(
     )
     if isinstance(approval, RunOutcome):
         return approval
-    if approval.connection is None:  # request_approval returns the approver's connection for a handoff
+    block = approval.decisions[-1].connection_block if approval.decisions else None
+    if approval.connection is None or not block:  # request_approval checked the approver's connection
         raise SeparationOfDutyError("the handoff was approved without the approver's connection")
-    return ApprovedHandoff(approval.plan, expected, approval.approvers, approval.connection)
+    return HandoffWork(plan=approval.plan, approvers=approval.approvers, expected=expected,
+                       connection_block=block, policy=policy)
 
 
 @cmk_task(task_run_name="wait-for-reader-{target.policy_name}")

@@ -2,7 +2,8 @@
 
 The runbook of "Remove environments from policy to return to Microsoft managed key": plan (which linked
 environments go back, one outage window each) → approval by a second administrator → per environment in
-waves: unlink and wait (the environment is Disabled while its window is open, and the log says so) → re-read
+waves: unlink and wait (the environment is Disabled while its window is open, and the log says so; a
+deployment run parks during long unlinks, see flows/_parking.py) → re-read
 each environment → a 30-day hold on the key, the vault and the policy's key access, which the documentation
 says must stay untouched for database restores (the cleanup flow refuses to break it).
 
@@ -17,6 +18,8 @@ from datetime import timedelta
 
 from prefect import flow
 
+from flows import _parking as parking
+from flows._parking import ApprovedWork
 from flows._runbook import (
     HOLD_DAYS,
     HOLD_REASON,
@@ -38,12 +41,18 @@ from ppcmk.findings import error
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec, plan_waves, run_waves
+from ppcmk.waves import FleetSelector, WaveSpec, plan_waves
 from tasks.environments import get_environments
 from tasks.policy import get_policy
 from tasks.results import PolicyInfo
 
 PROCEDURE = "revert"
+
+
+class RevertWork(ApprovedWork):
+    """The approved unlinks and the policy they leave (held 30 days)."""
+
+    policy: PolicyInfo
 
 
 def plan_revert(
@@ -132,40 +141,47 @@ def revert(
     conn, tgt = load_settings(connection, target)
     spec = waves or WaveSpec()
 
-    def make_plan() -> Plan:
-        return plan_revert(requester, tgt, get_policy(conn, tgt), get_environments(conn), selector)
+    def prepare() -> RevertWork | RunOutcome:
+        """Plan, approval and the holds: skipped by a parked run re-entering (the holds are in place before
+        the first unlink, so before any park)."""
 
-    plan = make_plan()
-    plan.publish()
-    plan.raise_for_errors()
-    if dry_run or not plan.changes:
-        return plan_only_outcome(plan, dry_run)
-    approval = approved(
-        plan,
-        conn,
-        make_plan,
-        requester=requester,
-        key=PROCEDURE,
-        timeout_s=approval_timeout_s,
-        poll_interval_s=approval_poll_s,
-    )
-    if isinstance(approval, RunOutcome):
-        return approval
-    plan = approval.plan
-    policy = policy_after_approval(conn, tgt)
-    environments = get_environments(conn)
-    members = changing_members(plan, environments)
-    hold_policy_and_key(
-        conn, policy, tgt
-    )  # before the first unlink: a crash mid-way must not leave the key unprotected
-    report = run_waves(
-        plan_waves(members, spec), unlink_step(conn, policy, timedelta(hours=operation_deadline_hours)), spec
-    )
+        def make_plan() -> Plan:
+            return plan_revert(requester, tgt, get_policy(conn, tgt), get_environments(conn), selector)
+
+        plan = make_plan()
+        plan.publish()
+        plan.raise_for_errors()
+        if dry_run or not plan.changes:
+            return plan_only_outcome(plan, dry_run)
+        approval = approved(
+            plan,
+            conn,
+            make_plan,
+            requester=requester,
+            key=PROCEDURE,
+            timeout_s=approval_timeout_s,
+            poll_interval_s=approval_poll_s,
+        )
+        if isinstance(approval, RunOutcome):
+            return approval
+        policy = policy_after_approval(conn, tgt)
+        # before the first unlink: a crash mid-way must not leave the key unprotected
+        hold_policy_and_key(conn, policy, tgt, HOLD_REASON)
+        return RevertWork(plan=approval.plan, approvers=approval.approvers, policy=policy)
+
+    work = resumed.work if (resumed := parking.resumed(PROCEDURE, RevertWork)) else prepare()
+    if isinstance(work, RunOutcome):
+        return work
+    step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours),
+                       parking.waiting_for(spec, resumed))
+    report = parking.continue_waves(
+        PROCEDURE, conn, work, lambda: plan_waves(changing_members(work.plan, get_environments(conn)), spec),
+        step, spec, resumed)
     return finish(
-        plan,
-        approval.approvers,
+        work.plan,
+        work.approvers,
         report,
         read_back_rows(conn, report),
         f"{len(report.results) - len(report.failed)} environment(s) on {MICROSOFT_KEY}; "
-        f"key, vault and access of {policy.name} held {HOLD_DAYS} days",
+        f"key, vault and access of {work.policy.name} held {HOLD_DAYS} days",
     )

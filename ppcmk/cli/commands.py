@@ -9,7 +9,7 @@ from ppcmk.cli.demo import demo
 from ppcmk.cli.doctor import doctor
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
 from ppcmk.cli.report import report
-from ppcmk.cli.runs import run
+from ppcmk.cli.runs import run, runs_app
 from ppcmk.cli.sandbox_cmds import sandbox_app
 from ppcmk.cli.serve import serve
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(runs_app, name="runs")
 app.command("approvals")(approvals)
 app.command("approve")(approve)
 app.command("serve")(serve)

@@ -1,4 +1,6 @@
-"""`ppcmk run FLOW`: run a runbook locally (this process) or through a served deployment."""
+"""`ppcmk run FLOW`: run a runbook locally (this process) or through a served deployment; `ppcmk runs wake`:
+resume the deployment runs parked during long link/unlink waits now (the `ppcmk-wake` deployment does it on
+its interval)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from rich.console import Console
 from deployments.catalog import RUNBOOKS, Runbook, default_parameters
 from ppcmk.cli.errors import reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.prefect_api import prefect_api
 from ppcmk.cli.profile import find_profile, load_profile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 
 console = Console()
+runs_app = typer.Typer(help="Deployment runs: wake the ones parked during long link/unlink waits.",
+                       no_args_is_help=True)
 
 
 def parse_params(pairs: list[str], runbook: Runbook) -> dict[str, Any]:
@@ -93,3 +98,17 @@ def start_deployment(runbook: Runbook, parameters: dict[str, Any]) -> None:
     flow_run = cast(FlowRun, run_deployment(name, parameters=parameters, timeout=0))
     console.print(f"Started {name}: flow run {flow_run.id} ({flow_run.name}). When it waits for approval: "
                   f"`ppcmk approvals`, then `ppcmk approve {flow_run.id} --as PRINCIPAL`.")
+
+
+@runs_app.command("wake")
+@reports_errors
+def wake() -> None:
+    """Resume every run parked during a long link/unlink: each polls its operations once, then finishes or
+    parks again."""
+    from deployments.wake import wake_parked_runs
+
+    with prefect_api() as client:
+        woken = wake_parked_runs(client)
+    for run_id in woken:
+        console.print(f"resumed {run_id}")
+    console.print(f"{len(woken)} parked run(s) resumed")

@@ -1,6 +1,7 @@
 """End to end: the served deployments in a subprocess, an onboard deployment run suspended at the Power
 Platform hand-off, answered with `ppcmk approve` (a run input through Prefect's resume API), completed with
-the environments encrypted in the sandbox."""
+the environments encrypted in the sandbox; and one that parks during its links (no process held), is woken by
+`ppcmk runs wake` and completes without a second link."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -108,6 +110,64 @@ def test_served_onboard_suspends_for_approval_and_completes_when_resumed(
         assert final == "Completed", (tmp_path / "serve.log").read_text()[-3000:]
         outcome = client.read_flow_run(flow_run.id)
     assert outcome.state is not None and outcome.state.is_completed()
+    for env in ENVIRONMENTS:
+        encrypted = cloud.world.powerplatform.environment(env)
+        assert encrypted.cmk is not None and encrypted.key_managed_by == "Customer", env
+
+
+def flow_run_processes(serve_pid: int) -> list[int]:
+    """Child processes of the serve process (each flow run executes in one)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == serve_pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def pause_key(client: SyncPrefectClient, run_id: UUID) -> str:
+    state = client.read_flow_run(run_id).state
+    return (state.state_details.pause_key or "") if state and state.name == "Suspended" else ""
+
+
+def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
+        served: subprocess.Popen[bytes], cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))
+    link_duration = timedelta(seconds=cloud.world.settings.link_duration_seconds)
+    deployment = f"onboard/{DEPLOYMENT_NAME}"
+    with get_client(sync_client=True) as client:
+        wait_for("the onboard deployment", lambda: deployment_ready(client, deployment), 120, served)
+        flow_run = run_deployment(deployment, timeout=0, parameters={
+            "kv_connection": E2E_BLOCKS.kv_admin, "pp_connection": E2E_BLOCKS.pp_admin,
+            "target": E2E_BLOCKS.target, "pp_admin": PP_ADMIN, "requester": "kv-admin@contoso.example",
+            "selector": {"environment_ids": ENVIRONMENTS}, "approval_poll_s": 1,
+            # one wave, and a patience far below the sandbox's link duration (virtual minutes)
+            "waves": {"canary_skus": [], "park_after_minutes": link_duration.total_seconds() / 60 / 6}})
+        assert isinstance(flow_run, FlowRun)
+        wait_for("Suspended at the hand-off", lambda: pause_key(client, flow_run.id).startswith("onboard-"),
+                 120, served)
+        approved = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN,
+                                            "--connection", E2E_BLOCKS.pp_admin])
+        assert approved.exit_code == 0, approved.output
+
+        assert wait_for("parked", lambda: pause_key(client, flow_run.id), 120, served) == "ppcmk-park-1"
+        wait_for("the flow-run process to exit", lambda: not flow_run_processes(served.pid), 30, served)
+        assert all(not cloud.world.powerplatform.environment(env).cmk or
+                   not cloud.world.powerplatform.environment(env).cmk.linked for env in ENVIRONMENTS)
+        links = cloud.log.count(method="POST", path=r"/link$")
+        assert links == len(ENVIRONMENTS)
+
+        cloud.clock.advance(link_duration)  # the service finishes while the run holds no process
+        woken = CliRunner().invoke(app, ["runs", "wake"])
+        assert woken.exit_code == 0 and f"resumed {flow_run.id}" in woken.output, woken.output
+
+        final = wait_for("the run to finish", lambda: (name := state_name(client, flow_run.id)) in (
+            "Completed", "Failed", "Crashed") and name, 120, served)
+        assert final == "Completed", (tmp_path / "serve.log").read_text()[-3000:]
+    assert cloud.log.count(method="POST", path=r"/link$") == links  # the woken run polled; it never re-linked
     for env in ENVIRONMENTS:
         encrypted = cloud.world.powerplatform.environment(env)
         assert encrypted.cmk is not None and encrypted.key_managed_by == "Customer", env

@@ -20,13 +20,12 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Generic, TypedDict, TypeVar, cast
 from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
-from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.filesystems import WritableFileSystem
 from prefect.flow_runs import suspend_flow_run
 from prefect.results import get_default_result_storage, get_result_store
 from prefect.utilities.asyncutils import run_coro_as_sync
@@ -188,10 +187,8 @@ def checkpoint_path(flow_run_id: UUID) -> str:
     return f"{CHECKPOINT_FOLDER}/{flow_run_id}.json"
 
 
-def _write(path: str, content: bytes) -> WritableFileSystem:
-    storage = _storage()
-    _settled(storage.write_path(path, content))
-    return storage
+def _write(path: str, content: bytes) -> None:
+    _settled(_storage().write_path(path, content))
 
 
 def save_checkpoint(flow_run_id: UUID, checkpoint: Checkpoint) -> None:
@@ -215,10 +212,9 @@ def load_checkpoint(flow_run_id: UUID) -> Checkpoint | None:
 
 
 def clear_checkpoint(flow_run_id: UUID) -> None:
-    """Empty it (every storage can write; not every storage can delete), and delete a local file."""
-    storage = _write(checkpoint_path(flow_run_id), b"")
-    if isinstance(storage, LocalFileSystem) and storage.basepath:
-        (Path(storage.basepath).expanduser() / checkpoint_path(flow_run_id)).unlink(missing_ok=True)
+    """Empty it: storage blocks can write but not delete, and an empty checkpoint tells a re-run of a run
+    that parked once (its park keys stay fired) that nothing is left to continue."""
+    _write(checkpoint_path(flow_run_id), b"")
 
 
 def resumed(procedure: str, work_type: type[W]) -> Resumed[W] | None:

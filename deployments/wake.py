@@ -21,7 +21,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 
-from flows._parking import PARK_KEY_PREFIX
+from ppcmk.cli.prefect_api import parked
 
 WAKE_FLOW_NAME = "ppcmk-wake"
 DEFAULT_WAKE_MINUTES = 10
@@ -39,10 +39,7 @@ def parked_runs(client: SyncPrefectClient) -> list[FlowRun]:
         suspended_runs += page
         if len(page) < PAGE:
             break
-    return [
-        run for run in suspended_runs
-        if run.state is not None and (run.state.state_details.pause_key or "").startswith(PARK_KEY_PREFIX)
-    ]
+    return [run for run in suspended_runs if parked(run)]
 
 
 def wake_parked_runs(client: SyncPrefectClient) -> list[UUID]:

@@ -38,6 +38,7 @@ from ppcmk.models import OperationHandle, OperationKind
 from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
 from ppcmk.waves import (
+    PARK_KEY_PREFIX,
     EnvironmentResult,
     FleetMember,
     FleetReport,
@@ -49,7 +50,6 @@ from ppcmk.waves import (
 from tasks.approvals import can_suspend
 from tasks.results import EnvironmentChange
 
-PARK_KEY_PREFIX = "ppcmk-park-"
 CHECKPOINT_FOLDER = "ppcmk-park"
 # A parked run the waker never resumes fails this long after its last operation's deadline (Prefect's
 # pause timeout), so a stopped waker shows up as a failed run instead of a run parked forever.

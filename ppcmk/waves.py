@@ -30,6 +30,11 @@ EnvironmentState = Literal["succeeded", "unchanged", "failed", "not-started", "p
 DEFAULT_PARK_AFTER_MINUTES = 30.0
 
 
+# The pause key of a deployment run parked during long link/unlink waits (flows/_parking.py); the waker
+# resumes these, and the approval commands leave them alone (a parked run waits for no answer).
+PARK_KEY_PREFIX = "ppcmk-park-"
+
+
 class FleetMember(BaseModel):
     """The facts about an environment that selection and wave planning need."""
 

@@ -5,6 +5,7 @@ the environments encrypted in the sandbox; and one that parks during its links (
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -159,6 +160,12 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
                    not cloud.world.powerplatform.environment(env).cmk.linked for env in ENVIRONMENTS)
         links = cloud.log.count(method="POST", path=r"/link$")
         assert links == len(ENVIRONMENTS)
+        # a parked run waits for the waker, not for a person: the approval commands leave it alone
+        listed = CliRunner().invoke(app, ["approvals", "--json"])
+        assert listed.exit_code == 0, listed.output
+        assert str(flow_run.id) not in [waiting["run_id"] for waiting in json.loads(listed.output)]
+        refused = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN])
+        assert refused.exit_code != 0 and "runs wake" in refused.output, refused.output
 
         cloud.clock.advance(link_duration)  # the service finishes while the run holds no process
         woken = CliRunner().invoke(app, ["runs", "wake"])

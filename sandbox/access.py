@@ -2,7 +2,8 @@
 
 Link operations, policy health and the lock reconciler all ask `policy_key_access`; nothing else re-implements
 these rules. The rules follow the CMK documentation: role Key Vault Crypto Service Encryption User (or
-Crypto Officer / Administrator) on an RBAC vault, or an access policy with get + wrapKey + unwrapKey on an
+Crypto Officer / Administrator) on an RBAC vault, the local role Managed HSM Crypto Service Encryption User
+(or Crypto User) on the key of a managed HSM, or an access policy with get + wrapKey + unwrapKey on an
 access-policy vault, propagated; vault present and not deleted; key present and not deleted; the current
 version (and a pinned version, if the policy pins one) enabled, active and not expired; wrapKey and unwrapKey
 allowed; and the vault reachable by Power Platform (public network, or the trusted-services bypass).
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sandbox.keyvault.authz import firewall_blocks
+from sandbox.keyvault.hsm_roles import has_local_role, key_scope, local_roles_allowing
 from sandbox.rbac.roles import KEY_WRAP_ROLES
 
 if TYPE_CHECKING:
@@ -39,7 +41,14 @@ def policy_key_access(world: World, policy: EnterprisePolicy) -> AccessVerdict:
         return AccessVerdict(False, [f"key vault {policy.key_vault_id} does not exist or is deleted"])
     properties: dict[str, Any] = vault.properties
     identity = policy.principal_id
-    if vault.rbac_authorization:
+    if vault.kind == "managedHSM":
+        wrap_roles = local_roles_allowing("get", "wrapKey", "unwrapKey")
+        if not has_local_role(vault.role_assignments, identity, key_scope(policy.key_name), wrap_roles):
+            reasons.append(
+                f"the policy identity {identity} holds no Managed HSM Crypto Service Encryption User role "
+                f"(local RBAC) on /keys/{policy.key_name} of {vault.name}"
+            )
+    elif vault.rbac_authorization:
         if world.rbac is None or not world.rbac.has_role(identity, vault.arm_id, KEY_WRAP_ROLES, now):
             reasons.append(
                 f"the policy identity {identity} holds no Key Vault Crypto Service Encryption User role "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sandbox.http import SandboxHttpError, kv_error
+from sandbox.keyvault.hsm_roles import DATA_ACTIONS, has_local_role, key_scope, local_roles_allowing
 from sandbox.rbac.roles import (
     KEY_VAULT_ADMINISTRATOR,
     KEY_VAULT_CRYPTO_OFFICER,
@@ -86,6 +87,11 @@ def denial(
     """Why ``principal`` may not perform ``operation`` (None when allowed). Innererror code first."""
     if firewall_blocks(vault, principal):
         return "ForbiddenByFirewall"
+    if vault.kind == "managedHSM":
+        allowed = has_local_role(
+            vault.role_assignments, principal.object_id, key_scope(key_name), local_roles_allowing(operation)
+        )
+        return None if allowed else "ForbiddenByRbac"
     if vault.rbac_authorization:
         scope = f"{vault.arm_id}/keys/{key_name}" if key_name else vault.arm_id
         roles = roles_allowing(operation)
@@ -112,9 +118,14 @@ def authorize(
         "ForbiddenByFirewall": f"Client address is not authorized and caller is not a trusted service. "
         f"Vault: {vault.name}",
         "ForbiddenByRbac": f"Caller is not authorized to perform action on resource. Action: "
-        f"'Microsoft.KeyVault/vaults/keys/{operation}'. Caller: oid={principal.object_id}. "
-        f"Vault: {vault.name}",
+        f"'{_action(vault, operation)}'. Caller: oid={principal.object_id}. Vault: {vault.name}",
         "AccessDenied": f"The user, group or application 'oid={principal.object_id}' does not have keys "
         f"{operation} permission on key vault '{vault.name}'.",
     }
     raise SandboxHttpError(kv_error(403, "Forbidden", messages[reason], inner=reason))
+
+
+def _action(vault: Vault, operation: str) -> str:
+    if vault.kind == "managedHSM":
+        return "Microsoft.KeyVault/managedHsm" + DATA_ACTIONS[operation]
+    return f"Microsoft.KeyVault/vaults/keys/{operation}"

@@ -8,6 +8,7 @@ from typing import Any
 
 from sandbox.arm.common import not_found
 from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from sandbox.keyvault.hsm_roles import initial_admin_assignments
 from sandbox.keyvault.state import ARM_TYPES, Vault, VaultKind
 from sandbox.rbac.authorize import authorize
 
@@ -157,6 +158,11 @@ def put_vault(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
             location=str(body["location"]),
             properties=stored,
             tags=dict(body.get("tags") or {}),
+            role_assignments=initial_admin_assignments(
+                list(stored.get("initialAdminObjectIds") or []), req.world.clock.now()
+            )
+            if kind == "managedHSM"
+            else {},
         )
     )
     return SandboxResponse(201 if kind == "vault" else 200, vault_resource(req, vault))

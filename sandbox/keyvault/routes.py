@@ -2,7 +2,7 @@
 
 from sandbox.arm.common import RESOURCE_GROUP, SUBSCRIPTION, arm_route
 from sandbox.http import Route
-from sandbox.keyvault import data, mgmt, mgmt_children
+from sandbox.keyvault import data, hsm_rbac, mgmt, mgmt_children
 
 NAME = r"(?P<name>[^/]+)"
 VERSION = r"(?P<version>[0-9a-f]{32})"
@@ -65,4 +65,5 @@ ARM_ROUTES = [
     arm_route("POST", _DELETED + r"/purge", mgmt.purge_deleted_vault, mutating=True),
 ]
 
-ROUTES: list[Route] = DATA_ROUTES + ARM_ROUTES
+# The HSM role routes first: their paths start with a key scope (/keys/<name>/providers/...).
+ROUTES: list[Route] = hsm_rbac.ROUTES + DATA_ROUTES + ARM_ROUTES

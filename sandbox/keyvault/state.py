@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from sandbox.clock import parse_instant
 from sandbox.keyvault import material
+from sandbox.keyvault.hsm_roles import LocalRoleAssignment, assignment_from_dict
 
 if TYPE_CHECKING:
     from sandbox.world import World
@@ -191,6 +192,8 @@ class Vault:
     tags: dict[str, str] = field(default_factory=dict)
     keys: dict[str, Key] = field(default_factory=dict)  # by lower-case name
     deleted_at: datetime | None = None
+    # Managed HSM local RBAC, by lower-case assignment name (vaults keep theirs in ARM).
+    role_assignments: dict[str, LocalRoleAssignment] = field(default_factory=dict)
 
     @property
     def arm_id(self) -> str:
@@ -233,14 +236,19 @@ class Vault:
             "tags": self.tags,
             "deleted_at": _iso(self.deleted_at),
             "keys": [k.to_dict() for k in self.keys.values()],
+            "role_assignments": [a.to_dict() for a in self.role_assignments.values()],
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], subscription_id: str, now: datetime) -> Vault:
-        keys = [Key.from_dict(k, now) for k in data.get("keys", [])]
+    def from_dict(cls, data: dict[str, Any], world: World) -> Vault:
+        keys = [Key.from_dict(k, world.clock.now()) for k in data.get("keys", [])]
+        assignments = [
+            assignment_from_dict(entry, world.identities, world.settings)
+            for entry in data.get("role_assignments", [])
+        ]
         return cls(
             name=data["name"],
-            subscription_id=data.get("subscription_id", subscription_id),
+            subscription_id=data.get("subscription_id", world.subscription_id),
             resource_group=data["resource_group"],
             kind=data.get("kind", "vault"),
             location=data.get("location", "westus"),
@@ -248,6 +256,7 @@ class Vault:
             tags=dict(data.get("tags", {})),
             keys={k.name.lower(): k for k in keys},
             deleted_at=_instant(data.get("deleted_at")),
+            role_assignments={a.name.lower(): a for a in assignments},
         )
 
 
@@ -275,8 +284,7 @@ class KeyVaultState:
 
     @classmethod
     def load(cls, section: dict[str, Any], world: World) -> KeyVaultState:
-        now = world.clock.now()
-        return cls([Vault.from_dict(v, world.subscription_id, now) for v in section.get("vaults", [])])
+        return cls([Vault.from_dict(v, world) for v in section.get("vaults", [])])
 
     def to_dict(self) -> dict[str, Any]:
         return {"vaults": [v.to_dict() for v in self.vaults.values()]}

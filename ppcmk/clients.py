@@ -29,6 +29,7 @@ from ppcmk.settings import ConnectionSettings
 from ppcmk.timing import RealSleeper, SandboxSleeper, Sleeper
 
 if TYPE_CHECKING:
+    from azure.keyvault.administration import KeyVaultAccessControlClient
     from azure.keyvault.keys import KeyClient
     from azure.keyvault.keys.crypto import CryptographyClient
     from azure.mgmt.authorization import AuthorizationManagementClient
@@ -238,6 +239,13 @@ class ClientFactory:
         from azure.keyvault.keys.crypto import CryptographyClient
 
         return CryptographyClient(key_id, self.credential, **self._keyvault_options())
+
+    def hsm_access_control(self, hsm_url: str) -> KeyVaultAccessControlClient:
+        """A managed HSM's local RBAC client (role assignments live on the HSM's data plane, not in ARM); its
+        token scope comes from the HSM's 401 challenge, as for `key_client`."""
+        from azure.keyvault.administration import KeyVaultAccessControlClient
+
+        return KeyVaultAccessControlClient(hsm_url.rstrip("/"), self.credential, **self._keyvault_options())
 
     def vault_url(self, vault_id: str) -> str:
         """The data-plane URL of a vault or managed HSM. A vault's is read from ARM (`vaultUri`); a managed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import threading
 import time
 import uuid
@@ -104,14 +105,18 @@ def _window_seconds(clock: Clock) -> float:
     return 60 * clock.speed if clock.speed > 0 else 60
 
 
+def new_id() -> str:
+    """A fresh random UUID (v4) for a request or correlation id. From the `random` generator, not the OS:
+    ids need to be unique, not secret, and `uuid4` costs a system call per id, twice per request."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 def request_id_headers(plane: Plane, headers: dict[str, str]) -> dict[str, str]:
     """What the real services put on every answer: a fresh ``x-ms-request-id``, the caller's correlation id
     echoed (or a new one), and the client's own request id echoed. ARM names its correlation header
     ``x-ms-correlation-request-id``; the Power Platform admin API ``x-ms-correlation-id``."""
-    correlation = (
-        headers.get("x-ms-correlation-request-id") or headers.get("x-ms-correlation-id") or str(uuid.uuid4())
-    )
-    ids = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-id": correlation}
+    correlation = headers.get("x-ms-correlation-request-id") or headers.get("x-ms-correlation-id") or new_id()
+    ids = {"x-ms-request-id": new_id(), "x-ms-correlation-id": correlation}
     if plane == "arm":
         ids["x-ms-correlation-request-id"] = correlation
     if headers.get("x-ms-client-request-id"):
@@ -244,6 +249,7 @@ class FrontDoor:
         with world.lock:
             if world.clock.speed > 0:
                 world.after_change()  # real time moved the clock: let rotation and locks catch up first
+                request.settled = True
             try:
                 response = route.handler(request, found)
             except SandboxHttpError as exc:

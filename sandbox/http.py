@@ -42,6 +42,7 @@ class SandboxRequest:
     world: World
     caller: Principal | None = None
     vault: Vault | None = None  # the vault / managed HSM this origin serves (None on the main origin)
+    settled: bool = False  # the world was brought up to the clock for this request (lifecycle.settle_once)
 
     def json(self) -> Any:
         """The body as JSON; an empty body is None. Malformed JSON is the caller's error (400)."""

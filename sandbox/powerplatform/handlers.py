@@ -15,7 +15,7 @@ import re
 
 from sandbox.arm.geos import same_geo
 from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, bap_error
-from sandbox.powerplatform.lifecycle import setting, settle, start_operation
+from sandbox.powerplatform.lifecycle import setting, settle_once, start_operation
 from sandbox.powerplatform.state import GOVERNANCE, LINK, REENABLE, UNLINK, Environment, PowerPlatformState
 from sandbox.powerplatform.views import (
     disallowed_operations,
@@ -30,7 +30,7 @@ OPERATION_API_VERSION = "2023-06-01"
 def _state(req: SandboxRequest) -> PowerPlatformState:
     if req.world.powerplatform is None:
         raise SandboxHttpError(bap_error(500, "InternalServerError", "Power Platform state is not loaded"))
-    settle(req.world)  # operations advance with the clock even between mutating requests
+    settle_once(req)  # operations advance with the clock even between mutating requests
     return req.world.powerplatform
 
 

@@ -29,6 +29,7 @@ from sandbox.powerplatform.state import (
 )
 
 if TYPE_CHECKING:
+    from sandbox.http import SandboxRequest
     from sandbox.identity.principals import Principal
     from sandbox.world import World
 
@@ -38,10 +39,6 @@ STAGES = (("Validate", 0.0), ("Prepare", 0.1), ("Run", 0.2), ("Finalize", 0.9)) 
 def setting(world: World, name: str, default: float) -> float:
     """A timing from settings.json; scenario files may add keys the settings model does not declare."""
     return float(getattr(world.settings, name, default))
-
-
-def started_at(operation: LifecycleOperation) -> datetime:
-    return operation.created_at + timedelta(seconds=min(10.0, operation.duration_seconds / 10))
 
 
 def start_operation(
@@ -66,7 +63,7 @@ def start_operation(
         },
         target=dict(target or {}),
     )
-    state.operations[operation.id.lower()] = operation
+    state.add_operation(operation)
     return operation
 
 
@@ -89,23 +86,34 @@ def stage_states(operation: LifecycleOperation, now: datetime) -> list[dict[str,
     return stages
 
 
+def settle_once(req: SandboxRequest) -> None:
+    """Settle before a handler reads the state, once per request: a handler asks several times, and on a
+    running clock the front door has already settled (each settle walks every running operation)."""
+    if not req.settled:
+        settle(req.world)
+        req.settled = True
+
+
 def settle(world: World) -> None:
     """Bring operations, locks and lock deletions up to the current virtual time."""
     state = _state(world)
     now = world.clock.now()
     # Settle runs before every request on a running clock while a fleet keeps hundreds of operations
-    # active: the common case (nothing due) costs one comparison per active operation, no sorting.
-    active = [o for o in state.operations.values() if o.active]
-    for operation in sorted((o for o in active if now >= o.ends_at), key=lambda o: o.ends_at):
-        _complete(world, state, operation)
-    for operation in active:
-        if operation.active and operation.state != "Running" and now >= started_at(operation):
+    # active: one pass over the running ones; sorting only those that are due.
+    due = []
+    for operation in state.active_operations():
+        if now >= operation.ends_at:
+            due.append(operation)
+        elif operation.state != "Running" and now >= operation.starts_at:
             operation.state = "Running"
+    for operation in sorted(due, key=lambda o: o.ends_at):
+        _complete(world, state, operation)
     _apply_locks(world, state, now)
 
 
 def _complete(world: World, state: PowerPlatformState, operation: LifecycleOperation) -> None:
     operation.finished_at = operation.ends_at
+    state.operation_finished(operation)
     environment = state.environment(operation.environment_id)
     if environment is None:  # deleted meanwhile
         operation.state, operation.error = "Failed", "The environment no longer exists."
@@ -142,25 +150,33 @@ def _outcome(world: World, environment: Environment, operation: LifecycleOperati
 
 
 def _apply_locks(world: World, state: PowerPlatformState, now: datetime) -> None:
+    # Runs on every request over every environment: unlinked ones cost two attribute reads, and the access
+    # verdict is computed once per policy id as written (a differently cased id only costs a second verdict).
     verdicts: dict[str, bool] = {}
-    for environment in list(state.environments.values()):
+    expired: list[str] = []
+    for key, environment in state.environments.items():
         if environment.locked_at is not None:
-            days = setting(
-                world,
-                "lock_deletion_days_sandbox" if environment.sku == "Sandbox" else "lock_deletion_days_other",
-                7 if environment.sku == "Sandbox" else 30,
-            )
-            if now >= environment.locked_at + timedelta(days=days):
-                del state.environments[environment.id.lower()]
+            if now >= environment.locked_at + _lock_lifetime(world, environment):
+                expired.append(key)
             continue
-        if environment.cmk is None:
+        link = environment.cmk
+        if link is None:
             continue
-        policy_id = environment.cmk.policy_id.lower()
-        if policy_id not in verdicts:
-            policy = world.arm.get_policy(policy_id) if world.arm else None
-            verdicts[policy_id] = policy is not None and policy_key_access(world, policy).ok
-        if not verdicts[policy_id]:
+        allowed = verdicts.get(link.policy_id)
+        if allowed is None:
+            policy = world.arm.get_policy(link.policy_id) if world.arm else None
+            allowed = verdicts[link.policy_id] = policy is not None and policy_key_access(world, policy).ok
+        if not allowed:
             environment.locked_at = now
+    for key in expired:
+        del state.environments[key]
+
+
+def _lock_lifetime(world: World, environment: Environment) -> timedelta:
+    """How long a locked environment lives before the service deletes it (7 days Sandbox, 30 others)."""
+    sandbox_type = environment.sku == "Sandbox"
+    return timedelta(days=setting(world, "lock_deletion_days_sandbox" if sandbox_type else
+                                  "lock_deletion_days_other", 7 if sandbox_type else 30))
 
 
 def runtime(state: PowerPlatformState, environment: Environment, now: datetime) -> tuple[str, str]:
@@ -168,7 +184,7 @@ def runtime(state: PowerPlatformState, environment: Environment, now: datetime) 
     if environment.locked_at is not None:
         return "Disabled", "CustomerManagedKeyLocked"
     operation = state.active_operation(environment.id)
-    if operation and operation.type in (LINK, UNLINK) and now >= started_at(operation):
+    if operation and operation.type in (LINK, UNLINK) and now >= operation.starts_at:
         return "Disabled", "CustomerManagedKeyOperationInProgress"
     if environment.admin_disabled:
         return "Disabled", "AdminDisabled"

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, ppapi_error
-from sandbox.powerplatform.lifecycle import settle, stage_states, started_at
+from sandbox.powerplatform.lifecycle import settle_once, stage_states
 from sandbox.powerplatform.state import GOVERNANCE, LINK, REENABLE, UNLINK, LifecycleOperation
 from sandbox.powerplatform.views import iso
 
@@ -49,7 +49,7 @@ def operation_result_json(operation: LifecycleOperation, now: datetime, tenant_i
         "operationId": operation.id,
         "name": NAMES.get(operation.type, operation.type),
         "status": _job_status(operation.state),
-        "startTime": iso(started_at(operation)) if operation.state != "NotStarted" else None,
+        "startTime": iso(operation.starts_at) if operation.state != "NotStarted" else None,
         "endTime": iso(operation.finished_at) if operation.finished_at else None,
         "requestedBy": {
             "displayName": operation.requested_by.get("displayName"),
@@ -92,7 +92,7 @@ def list_environment_operations(req: SandboxRequest, match: re.Match[str]) -> Sa
         raise SandboxHttpError(
             ppapi_error(404, "EnvironmentNotFound", f"The environment '{environment_id}' could not be found.")
         )
-    settle(world)
+    settle_once(req)
     limit = _positive_int(req, "limit", DEFAULT_PAGE_SIZE)
     offset = _positive_int(req, "continuationToken", 0) if req.query.get("continuationToken") else 0
     wanted = environment_id.lower()

@@ -80,6 +80,11 @@ class LifecycleOperation:
         """When the operation ends (start and duration never change; settle asks on every request)."""
         return self.created_at + timedelta(seconds=self.duration_seconds)
 
+    @cached_property
+    def starts_at(self) -> datetime:
+        """When it turns Running: after its first tenth, at most 10 s (Validate and Prepare)."""
+        return self.created_at + timedelta(seconds=min(10.0, self.duration_seconds / 10))
+
     @property
     def active(self) -> bool:
         return self.state not in TERMINAL
@@ -96,6 +101,10 @@ class PowerPlatformState:
         self._world = world
         self.environments: dict[str, Environment] = {}  # lower-cased id -> environment
         self.operations: dict[str, LifecycleOperation] = {}  # lower-cased id -> operation
+        # Unfinished operations per lower-cased environment id, oldest first (added when started, removed
+        # when settle finishes them): a fleet keeps hundreds running while every request settles them and
+        # reads environments, and scanning the whole history each time cost milliseconds per request.
+        self._unfinished: dict[str, list[LifecycleOperation]] = {}
 
     @classmethod
     def load(cls, section: dict[str, Any], world: World) -> PowerPlatformState:
@@ -117,7 +126,7 @@ class PowerPlatformState:
                 error=entry.get("error"),
                 finished_at=parse_instant(entry["finished_at"]) if entry.get("finished_at") else None,
             )
-            state.operations[operation.id.lower()] = operation
+            state.add_operation(operation)
         return state
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,11 +149,27 @@ class PowerPlatformState:
     def operation(self, operation_id: str) -> LifecycleOperation | None:
         return self.operations.get(operation_id.lower())
 
+    def add_operation(self, operation: LifecycleOperation) -> None:
+        self.operations[operation.id.lower()] = operation
+        if operation.active:
+            self._unfinished.setdefault(operation.environment_id.lower(), []).append(operation)
+
+    def operation_finished(self, operation: LifecycleOperation) -> None:
+        """Forget a finished operation in the index of unfinished ones (settle calls this)."""
+        key = operation.environment_id.lower()
+        remaining = [o for o in self._unfinished.get(key, []) if o is not operation]
+        if remaining:
+            self._unfinished[key] = remaining
+        else:
+            self._unfinished.pop(key, None)
+
+    def active_operations(self) -> list[LifecycleOperation]:
+        """Every operation still NotStarted or Running."""
+        return [o for operations in self._unfinished.values() for o in operations]
+
     def active_operation(self, environment_id: str) -> LifecycleOperation | None:
-        wanted = environment_id.lower()
-        return next(
-            (o for o in self.operations.values() if o.active and o.environment_id.lower() == wanted), None
-        )
+        operations = self._unfinished.get(environment_id.lower())
+        return operations[0] if operations else None
 
     def environments_using(self, policy: EnterprisePolicy) -> list[str]:
         """Ids of environments linked or being linked to the policy (ARM then refuses deletes/key changes)."""
@@ -156,6 +181,7 @@ class PowerPlatformState:
             if o.active and o.type == LINK and o.target.get("policy_id", "").lower() == wanted
         }
         return sorted(linked | linking)
+
 
 
 def _environment_from(entry: dict[str, Any], world: World) -> Environment:

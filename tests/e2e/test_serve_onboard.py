@@ -41,14 +41,20 @@ E2E_BLOCKS = SandboxBlocks(kv_admin="e2e-kv-admin", pp_admin="e2e-pp-admin", pp_
                            runbook="e2e-runbook", target="e2e-target")
 
 
-@pytest.fixture
-def served(cloud: Any, prefect_backend: None, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m deployments.serve` against the session Prefect server, polling every second."""
-    register_sandbox_blocks(SandboxProfile.from_endpoints(cloud.endpoints, pid=-1), E2E_BLOCKS)
+@pytest.fixture(scope="module")
+def serve_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("served")
+
+
+@pytest.fixture(scope="module")
+def served(sandbox_server: Any, prefect_backend: None, serve_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m deployments.serve` against the session Prefect server, polling every second; one for
+    the module (each test's `cloud` resets the sandbox world, which the served process reaches over HTTPS)."""
+    register_sandbox_blocks(SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1), E2E_BLOCKS)
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PPCMK_HOME": str(tmp_path / "ppcmk-home"),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PPCMK_HOME": str(serve_dir / "ppcmk-home"),
            "PPCMK_RETRY_DELAY_SCALE": "0", "PYTHONPATH": str(ROOT)}
-    log = (tmp_path / "serve.log").open("wb")
+    log = (serve_dir / "serve.log").open("wb")
     child = subprocess.Popen([sys.executable, "-m", "deployments.serve", "--limit", "2"], cwd=ROOT, env=env,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -88,7 +94,8 @@ def state_name(client: SyncPrefectClient, run_id: UUID) -> str:
 
 
 def test_served_onboard_suspends_for_approval_and_completes_when_resumed(
-        served: subprocess.Popen[bytes], cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        served: subprocess.Popen[bytes], serve_dir: Path, cloud: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))  # `ppcmk approve` reads no stale profile
     deployment = f"onboard/{DEPLOYMENT_NAME}"
     with get_client(sync_client=True) as client:
@@ -108,7 +115,7 @@ def test_served_onboard_suspends_for_approval_and_completes_when_resumed(
 
         final = wait_for("the run to finish", lambda: (name := state_name(client, flow_run.id)) in (
             "Completed", "Failed", "Crashed") and name, 120, served)
-        assert final == "Completed", (tmp_path / "serve.log").read_text()[-3000:]
+        assert final == "Completed", (serve_dir / "serve.log").read_text()[-3000:]
         outcome = client.read_flow_run(flow_run.id)
     assert outcome.state is not None and outcome.state.is_completed()
     for env in ENVIRONMENTS:
@@ -135,7 +142,8 @@ def pause_key(client: SyncPrefectClient, run_id: UUID) -> str:
 
 
 def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
-        served: subprocess.Popen[bytes], cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        served: subprocess.Popen[bytes], serve_dir: Path, cloud: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))
     link_duration = timedelta(seconds=cloud.world.settings.link_duration_seconds)
     deployment = f"onboard/{DEPLOYMENT_NAME}"
@@ -173,7 +181,7 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
 
         final = wait_for("the run to finish", lambda: (name := state_name(client, flow_run.id)) in (
             "Completed", "Failed", "Crashed") and name, 120, served)
-        assert final == "Completed", (tmp_path / "serve.log").read_text()[-3000:]
+        assert final == "Completed", (serve_dir / "serve.log").read_text()[-3000:]
     assert cloud.log.count(method="POST", path=r"/link$") == links  # the woken run polled; it never re-linked
     for env in ENVIRONMENTS:
         encrypted = cloud.world.powerplatform.environment(env)

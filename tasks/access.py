@@ -1,5 +1,6 @@
-"""Access tasks: the policy identity's key access (RBAC role or access policy), its propagation, its
-revocation (for lock) and restoration (for unlock), and the Power Platform admin's Reader on the policy."""
+"""Access tasks: the policy identity's key access (RBAC role, access policy, or a managed HSM's local role:
+`tasks.hsm_access`), its propagation, its revocation (for lock) and restoration (for unlock), and the Power
+Platform admin's Reader on the policy."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, TransientError
 from ppcmk.graph import Principal
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from tasks.hsm_access import (
+    GRANTED_ROLE,
+    assign_hsm_role,
+    assignment_name,
+    delete_hsm_grant,
+    hsm_key_scope,
+    read_hsm_key_grants,
+)
 from tasks.keyvault import read_vault
 from tasks.policy import read_policy
 from tasks.results import AccessRevocation, PropagationResult, RoleGrant, VaultStatus
@@ -76,8 +85,13 @@ def read_role_grants(
     ]
 
 
-def read_key_grants(factory: ClientFactory, vault: VaultStatus, principal_id: str) -> list[RoleGrant]:
-    """What gives the principal key access under the vault's permission model."""
+def read_key_grants(
+    factory: ClientFactory, vault: VaultStatus, principal_id: str, key_name: str | None = None
+) -> list[RoleGrant]:
+    """What gives the principal key access under the vault's permission model. On a managed HSM (local
+    roles can name one key) `key_name` narrows to what covers that key; None means any key of the HSM."""
+    if vault.kind == "managedHSM":
+        return read_hsm_key_grants(factory, vault, principal_id, key_name)
     if vault.rbac_authorization:
         return read_role_grants(factory, vault.vault_id, principal_id, KEY_WRAP_ROLES)
     entry = vault.access_policy_for(principal_id)
@@ -155,13 +169,16 @@ def _add_access_policy(
 
 @cmk_task(task_run_name="grant-key-access-{principal_id}")
 def grant_key_access(conn: ConnectionSettings, target: TargetSettings, principal_id: str) -> RoleGrant:
-    """Give the policy identity use of the key: Crypto Service Encryption User on an RBAC vault, or an access
-    policy get/wrapKey/unwrapKey otherwise. Nothing is written when the access is already there."""
+    """Give the policy identity use of the key: Crypto Service Encryption User on an RBAC vault, the local
+    Managed HSM Crypto Service Encryption User at /keys/<key> on a managed HSM, or an access policy
+    get/wrapKey/unwrapKey otherwise. Nothing is written when the access is already there."""
     factory = ClientFactory.for_settings(conn)
     vault = read_vault(factory, target.vault_id)
-    existing = read_key_grants(factory, vault, principal_id)
+    existing = read_key_grants(factory, vault, principal_id, target.key_name)
     if existing:
         return existing[0]
+    if vault.kind == "managedHSM":
+        return assign_hsm_role(factory, vault, hsm_key_scope(target.key_name), principal_id, GRANTED_ROLE)
     if vault.rbac_authorization:
         return _assign(
             factory, vault.vault_id, principal_id, CRYPTO_SERVICE_ENCRYPTION_USER, "ServicePrincipal"
@@ -192,7 +209,7 @@ def wait_for_propagation(
     while True:
         checks += 1
         vault = read_vault(factory, target.vault_id)
-        visible = bool(read_key_grants(factory, vault, principal_id))
+        visible = bool(read_key_grants(factory, vault, principal_id, target.key_name))
         probe = _probe(factory, target, principal_id) if visible else None
         if visible and probe is not False:
             return PropagationResult(
@@ -204,7 +221,8 @@ def wait_for_propagation(
                 checks=checks,
             )
         if waited >= timeout.total_seconds():
-            what = "is not visible in ARM" if not visible else "is visible but the policy is still Unhealthy"
+            where = "on the managed HSM" if vault.kind == "managedHSM" else "in ARM"
+            what = f"is not visible {where}" if not visible else "is visible but the policy is Unhealthy"
             raise TransientError(f"key access of {principal_id} {what} after {waited:.0f} s; run again later")
         factory.sleeper.sleep(PROPAGATION_POLL_SECONDS)
         waited += PROPAGATION_POLL_SECONDS
@@ -219,7 +237,7 @@ def revoke_key_access(
     assignment above the vault (removing it would take away more than this vault)."""
     factory = ClientFactory.for_settings(conn)
     vault = read_vault(factory, target.vault_id)
-    grants = read_key_grants(factory, vault, principal_id)
+    grants = read_key_grants(factory, vault, principal_id, target.key_name)
     inherited = [g.scope for g in grants if g.mechanism == "rbac" and not same_id(g.scope, vault.vault_id)]
     if inherited:
         raise ConfigError(
@@ -229,7 +247,10 @@ def revoke_key_access(
         )
     removed: list[RoleGrant] = []
     for grant in grants:
-        if grant.mechanism == "access_policy":
+        if grant.mechanism == "hsm_rbac":
+            if not delete_hsm_grant(factory, vault, grant):
+                continue  # removed meanwhile: nothing to restore
+        elif grant.mechanism == "access_policy":
             _update_access_policy(
                 factory,
                 vault,
@@ -283,6 +304,10 @@ def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -
             restored.append(
                 _add_access_policy(factory, vault, grant.principal_id, grant.key_permissions, grant.tenant_id)
             )
+        elif grant.mechanism == "hsm_rbac":
+            role = _role_guid(grant.role_definition_id)
+            name = assignment_name(grant) or None
+            restored.append(assign_hsm_role(factory, vault, grant.scope, grant.principal_id, role, name))
         else:
             name = (grant.assignment_id or "").rstrip("/").rsplit("/", 1)[-1] or None
             restored.append(

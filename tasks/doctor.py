@@ -17,6 +17,7 @@ from ppcmk.findings import DoctorReport, Finding, error
 from ppcmk.models import Environment
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks import doctor_checks as checks
+from tasks import doctor_hsm_checks as hsm_checks
 from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
 from tasks.doctor_env_checks import check_environment, check_operations, operations_refused
 from tasks.environments import read_environment
@@ -86,11 +87,24 @@ class _Gatherer:
         if policy is not None and policy.principal_id and vault is not None:
             principal = policy.principal_id
             with self.about("access.read", policy.policy_id, "the policy identity's key access"):
-                # A managed HSM's local role assignments are not readable through ARM (check_key_access).
-                hsm = vault.kind == "managedHSM"
-                grants = [] if hsm else read_key_grants(self.factory, vault, principal)
-                self.add(checks.check_key_access(vault, policy, grants))
+                if vault.kind == "managedHSM":
+                    self.hsm_key_access(vault, policy, target.key_name)
+                else:
+                    grants = read_key_grants(self.factory, vault, principal)
+                    self.add(checks.check_key_access(vault, policy, grants))
         return policy
+
+    def hsm_key_access(self, vault: VaultStatus, policy: PolicyInfo, key_name: str) -> None:
+        """A managed HSM's local role assignments, read on its data plane. A caller without a local role that
+        may read them is refused: that is something the doctor cannot check (info), not missing access."""
+        try:
+            grants = read_key_grants(self.factory, vault, policy.principal_id or "", key_name)
+        except ServiceError as exc:
+            if exc.status not in (401, 403):
+                raise
+            self.add([hsm_checks.hsm_roles_unreadable(vault, policy, exc.status)])
+            return
+        self.add(hsm_checks.check_hsm_key_access(vault, policy, key_name, grants))
 
     def admin_reader(self, policy: PolicyInfo, pp_admin: str) -> None:
         with self.about("access.admin_reader", policy.policy_id, f"the roles of {pp_admin} on the policy"):

@@ -69,9 +69,8 @@ def check_vault(vault: VaultStatus) -> list[Finding]:
             info(
                 "vault.permission_model",
                 subject,
-                "a managed HSM uses local RBAC, which ARM does not show, so the doctor cannot check it: "
-                "the policy identity needs Managed HSM Crypto Service Encryption User on the key "
-                "(az keyvault role assignment create --hsm-name ... --scope /keys/<key>)",
+                "a managed HSM uses local RBAC (role assignments on the HSM itself, not in ARM): the policy "
+                "identity is granted Managed HSM Crypto Service Encryption User at /keys/<key>",
             )
         )
     if vault.network_restricted and not vault.trusted_services_bypass:
@@ -343,20 +342,11 @@ def check_policy(policy: PolicyInfo | None, target: TargetSettings) -> list[Find
 
 
 def check_key_access(vault: VaultStatus, policy: PolicyInfo, grants: Iterable[RoleGrant]) -> list[Finding]:
-    """Whether the policy identity holds the key permissions the vault's permission model asks for."""
+    """Whether the policy identity holds the key permissions the vault's permission model asks for (a managed
+    HSM's local roles: `doctor_hsm_checks`)."""
     if not policy.principal_id:
         return []
     subject = policy.policy_id
-    if vault.kind == "managedHSM":
-        return [
-            info(
-                "access.key",
-                subject,
-                f"{vault.name} is a managed HSM: its local RBAC is not visible through ARM, so the doctor "
-                f"cannot check that the policy identity {policy.principal_id} holds Managed HSM Crypto "
-                "Service Encryption User on the key",
-            )
-        ]
     held = [g for g in grants if g.mechanism == vault.permission_model]
     if held:
         return [info("access.key", subject, f"the policy identity holds key access on {vault.name}")]

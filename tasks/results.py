@@ -191,9 +191,10 @@ class PolicyDeletion(BaseModel):
 
 
 class RoleGrant(BaseModel):
-    """A role assignment (RBAC) or an access policy entry (vaults without RBAC) held by one principal."""
+    """A role assignment (RBAC), an access policy entry (vaults without RBAC) or a managed HSM's local role
+    assignment (`hsm_rbac`: `scope` is the local scope such as /keys/<key>) held by one principal."""
 
-    mechanism: Literal["rbac", "access_policy"]
+    mechanism: Literal["rbac", "access_policy", "hsm_rbac"]
     scope: str
     principal_id: str
     role_definition_id: str | None = None

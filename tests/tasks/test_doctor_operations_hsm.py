@@ -9,6 +9,7 @@ from ppcmk.clients import ClientFactory
 from ppcmk.findings import Finding, Severity
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from tasks import access
 from tasks import doctor_checks as checks
 from tasks.doctor import doctor_report
 from tasks.doctor_env_checks import check_operations
@@ -67,8 +68,6 @@ def test_a_managed_hsm_key_is_read_and_checked(cloud: Any, conn: ConnectionSetti
     assert not [f for f in report.errors if f.check.startswith(("key.", "vault."))]
     (model,) = _about(report, "vault.permission_model", "managedHSMs/hsm-cmk")
     assert model.severity == Severity.INFO and "local RBAC" in model.message
-    (access,) = [f for f in report.findings if f.check == "access.key"]
-    assert access.severity == Severity.INFO and "cannot check" in access.message
 
     wrong_size = doctor_report(conn, _hsm_target(cloud, key_size=2048), [EUROPE_SANDBOX])
     (size,) = _about(wrong_size, "key.size", HSM_KEY)
@@ -107,3 +106,32 @@ def test_only_active_operations_count() -> None:
     # a running link already shows in the runtime reason: check_environment reports it as an error
     busy = _environment("CustomerManagedKeyOperationInProgress")
     assert check_operations(busy, [_operation("InProgress", name="NewCustomerManagedKey")]) == []
+
+
+def test_missing_hsm_key_access_is_an_error_with_the_local_role_fix_and_quiet_once_granted(
+    cloud: Any, conn: ConnectionSettings
+) -> None:
+    tgt = _hsm_target(cloud)
+    principal = cloud.world.arm.find_policy_by_name("ep-existing").principal_id
+    (missing,) = [f for f in doctor_report(conn, tgt, [EUROPE_SANDBOX]).findings if f.check == "access.key"]
+    assert missing.severity == Severity.ERROR and "hsm-cmk" in missing.message
+    assert "Managed HSM Crypto Service Encryption User at scope /keys/cmk-hsm" in missing.fix
+    assert (
+        'az keyvault role assignment create --hsm-name hsm-cmk --role "Managed HSM Crypto Service Encryption '
+        f'User" --scope /keys/cmk-hsm --assignee {principal}'
+    ) in missing.fix
+
+    access.grant_key_access.fn(conn, tgt, principal)
+    (held,) = [f for f in doctor_report(conn, tgt, [EUROPE_SANDBOX]).findings if f.check == "access.key"]
+    assert held.severity == Severity.INFO and "at /keys/cmk-hsm" in held.message
+
+
+def test_a_refused_hsm_role_read_is_an_info_finding_naming_the_role(
+    cloud: Any, conn: ConnectionSettings
+) -> None:
+    cloud.faults.add(method="GET", path=r"/providers/Microsoft\.Authorization/roleAssignments$", status=403)
+    report = doctor_report(conn, _hsm_target(cloud), [EUROPE_SANDBOX])
+    (refused,) = [f for f in report.findings if f.check == "access.key"]
+    assert refused.severity == Severity.INFO and "HTTP 403" in refused.message
+    assert "Managed HSM Crypto Officer" in refused.message
+    assert not [f for f in report.errors if f.check.startswith("access.")]

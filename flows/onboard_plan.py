@@ -18,6 +18,7 @@ from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem
 from ppcmk.settings import TargetSettings
 from tasks.doctor_env_checks import check_environment
+from tasks.hsm_access import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
 from tasks.results import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
 
 PROCEDURE = "onboard"
@@ -89,12 +90,7 @@ def plan_key_vault_half(plan: Plan, target: TargetSettings, facts: KeyVaultFacts
             changes=facts.policy is None,
         )
     )
-    model = facts.vault.permission_model if facts.vault else "rbac"
-    grant = (
-        "role Key Vault Crypto Service Encryption User on the vault"
-        if model == "rbac"
-        else "access policy get, wrapKey, unwrapKey"
-    )
+    grant = _key_grant_text(facts.vault, target.key_name)
     plan.items.append(
         PlanItem(
             target=f"{target.policy_name} identity",
@@ -113,6 +109,18 @@ def plan_key_vault_half(plan: Plan, target: TargetSettings, facts: KeyVaultFacts
             changes=not facts.admin_has_reader,
         )
     )
+
+
+def _key_grant_text(vault: VaultStatus | None, key_name: str) -> str:
+    """What the policy identity is granted under the vault's permission model."""
+    if vault is not None and vault.kind == "managedHSM":
+        return (
+            f"local role {HSM_ROLE_NAMES[GRANTED_ROLE]} at scope {hsm_key_scope(key_name)} "
+            f"on the managed HSM {vault.name}"
+        )
+    if vault is None or vault.permission_model == "rbac":
+        return "role Key Vault Crypto Service Encryption User on the vault"
+    return "access policy get, wrapKey, unwrapKey"
 
 
 def plan_power_platform_half(

@@ -1,0 +1,81 @@
+"""A key in a managed HSM, end to end against the sandbox: onboard grants the policy identity its LOCAL HSM
+role and encrypts the environments; lock revokes that local role and the environments lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from blocks import CmkTarget
+from flows.lock import load_lock_record, lock
+from flows.onboard import onboard
+from ppcmk.waves import FleetSelector
+from tasks.hsm_access import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
+from tests.flows.helpers import PP_ADMIN, REQUESTER, approve_next, start
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+SANDBOX = "e1000000-0000-4000-8000-000000000002"
+CHOSEN = [PRODUCTION, SANDBOX]
+TARGET = "hsm-onboard-target"
+FIRST, SECOND = "pp-admin@contoso.example", "pp-admin-2@contoso.example"
+
+
+@pytest.fixture
+def blocks(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, str]:
+    """A target for a new RSA-HSM key and policy on the scenario's managed HSM (2048 bits: generated fast)."""
+    hsm = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
+           "Microsoft.KeyVault/managedHSMs/hsm-cmk")
+    CmkTarget(vault_id=hsm, key_name="cmk-hsm-onboard", key_type="RSA-HSM", key_size=2048,
+              policy_name="ep-hsm-onboard", resource_group="rg-cmk", geo="europe",
+              ).save(TARGET, overwrite=True)
+    return sandbox_blocks
+
+
+def policy_principal(cloud: Any) -> str:
+    (policy,) = [p for p in cloud.world.arm.policies.values() if p.name == "ep-hsm-onboard"]
+    return str(policy.principal_id)
+
+
+def local_grants(cloud: Any, principal: str) -> list[tuple[str, str]]:
+    hsm = cloud.world.keyvault.get("hsm-cmk")
+    return [(a.scope, a.role_guid) for a in hsm.role_assignments.values() if a.principal_id == principal]
+
+
+def encrypted(cloud: Any, environment_id: str) -> bool:
+    env = cloud.world.powerplatform.environment(environment_id)
+    return (env.cmk is not None and env.cmk.policy_id.lower().endswith("/ep-hsm-onboard")
+            and env.cmk.link_status == "Linked" and env.key_managed_by == "Customer")
+
+
+def test_onboard_on_a_managed_hsm_then_lock_it(cloud: Any, blocks: dict[str, str]) -> None:
+    running = start(onboard, kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"],
+                    target=TARGET, pp_admin=PP_ADMIN, selector=FleetSelector(environment_ids=CHOSEN),
+                    approval_poll_s=1)
+    approve_next(running, PP_ADMIN, connection_block=blocks["pp-admin"])
+    outcome = running.result(timeout=120)
+    assert outcome.status == "completed", outcome.message
+    assert all(encrypted(cloud, env) for env in CHOSEN)
+    principal = policy_principal(cloud)
+    assert local_grants(cloud, principal) == [("/keys/cmk-hsm-onboard", HSM_CRYPTO_SERVICE_ENCRYPTION_USER)]
+    # the grant went to the HSM's data plane, written once by the Key Vault admin; nothing to ARM for the key
+    assert cloud.log.count(method="PUT", path=r"^/+keys/cmk-hsm-onboard/providers/.*/roleAssignments/",
+                           caller="kv-admin") == 1
+    assert cloud.log.count(method="PUT", path=r"managedHSMs/hsm-cmk.*/roleAssignments/") == 0
+    assert cloud.world.keyvault.get("hsm-cmk").key("cmk-hsm-onboard").current.kty == "RSA-HSM"
+
+    locking = start(lock, kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"], target=TARGET,
+                    requester=REQUESTER, approval_poll_s=1)
+    first = approve_next(locking, FIRST, confirmation="ep-hsm-onboard")
+    assert "/keys/cmk-hsm-onboard" in first.description
+    approve_next(locking, SECOND, confirmation="ep-hsm-onboard")
+    locked = locking.result(timeout=120)
+    assert locked.status == "completed", locked.message
+    assert local_grants(cloud, principal) == []
+    assert all(cloud.world.powerplatform.environment(env).locked_at is not None for env in CHOSEN)
+    policy_id = next(p.arm_id for p in cloud.world.arm.policies.values() if p.name == "ep-hsm-onboard")
+    record = load_lock_record(policy_id)
+    assert record is not None and record.state == "locked"
+    assert [(g.mechanism, g.scope) for g in record.revoked] == [("hsm_rbac", "/keys/cmk-hsm-onboard")]

@@ -27,10 +27,12 @@ from bench.measure import (
     CallCounts,
     CpuSampler,
     SandboxAdmin,
+    child_pids,
     count_task_runs,
     cpu_seconds,
     minimum_calls,
     peak_rss_mib,
+    process_cpu_seconds,
 )
 from bench.sandbox_process import FleetCloud, SandboxProcess
 from ppcmk.settings import ConnectionSettings, TargetSettings
@@ -47,6 +49,8 @@ class Phase:
     in_flight: int
     wall_s: float
     cpu_s: float
+    sandbox_cpu_s: float
+    server_cpu_s: float
     calls: CallCounts
     minimum: int
     task_runs: int
@@ -55,9 +59,11 @@ class Phase:
 
 class Bench:
     def __init__(self, cloud: FleetCloud, conn: ConnectionSettings, policy: PolicyInfo, admin: SandboxAdmin,
-                 sampler: CpuSampler) -> None:
+                 sampler: CpuSampler, sandbox_pid: int) -> None:
         self.cloud, self.conn, self.policy = cloud, conn, policy
         self.admin, self.sampler = admin, sampler
+        self.sandbox_pids = [sandbox_pid]
+        self.server_pids = [pid for pid in child_pids() if pid != sandbox_pid]  # the Prefect test server
         self._next = 0
 
     def take(self, count: int) -> list[str]:
@@ -68,11 +74,16 @@ class Bench:
 
     def run(self, label: str, names: list[str], in_flight: int) -> Phase:
         self.admin.clear_log()
+        sandbox_cpu = process_cpu_seconds(self.sandbox_pids)
+        server_cpu = process_cpu_seconds(self.server_pids)
         cpu, started = cpu_seconds(), time.monotonic()
         state = link_fleet(self.conn, self.policy, FleetSelector(environment_ids=names) if names else
                            FleetSelector(name_pattern="no environment is called this"),
                            WaveSpec(canary_skus=[], max_in_flight=in_flight), return_state=True)
         wall, cpu = time.monotonic() - started, cpu_seconds() - cpu
+        # the other processes' CPU before the log read and the task-run count below add to it
+        sandbox_cpu = process_cpu_seconds(self.sandbox_pids) - sandbox_cpu
+        server_cpu = process_cpu_seconds(self.server_pids) - server_cpu
         report = state.result()
         # "unchanged" is verified too: a task retried after a transient error found its link already done
         unfinished = [r for r in report.results if r.state not in ("succeeded", "unchanged")]
@@ -80,7 +91,8 @@ class Bench:
             raise SystemExit(f"{label}: {len(unfinished)} environment(s) not linked, e.g. {unfinished[0]}")
         flow_run_id = state.state_details.flow_run_id
         assert flow_run_id is not None
-        return Phase(label, len(names), in_flight, wall, cpu, CallCounts.of(self.admin.log(), CALLER),
+        return Phase(label, len(names), in_flight, wall, cpu, sandbox_cpu, server_cpu,
+                     CallCounts.of(self.admin.log(), CALLER),
                      minimum_calls(len(names), self.cloud.link_seconds, self.cloud.retry_after_seconds),
                      count_task_runs(flow_run_id, expected_at_least=len(names) + 1), started)
 
@@ -98,7 +110,7 @@ def print_results(cloud: FleetCloud, phases: list[Phase], baseline: Phase, bench
           f"{cloud.retry_after_seconds} s, latency {cloud.latency_seconds * 1000:g} ms per request, "
           f"all environments of a run in flight\n")
     header = (f"{'run':<22}{'N':>5}{'wall s':>9}{'T_N/T1':>8}{'calls/env':>11}{'min/env':>9}{'ratio':>7}"
-              f"{'polls/env':>11}{'429s':>6}{'tasks/env':>11}{'CPU s/env':>11}")
+              f"{'polls/env':>11}{'429s':>6}{'tasks/env':>11}{'CPU s/env':>11}{'sandbox':>9}{'server':>8}")
     print(header)
     print("-" * len(header))
     for phase in [*phases, baseline]:
@@ -106,7 +118,7 @@ def print_results(cloud: FleetCloud, phases: list[Phase], baseline: Phase, bench
         print(f"{phase.label:<22}{n:>5}{phase.wall_s:>9.1f}{phase.wall_s / single.wall_s:>8.2f}"
               f"{phase.calls.bap / n:>11.2f}{phase.minimum / n:>9.2f}{phase.calls.bap / phase.minimum:>7.2f}"
               f"{phase.calls.polls / n:>11.2f}{phase.calls.throttled:>6}{phase.task_runs / n:>11.2f}"
-              f"{phase.cpu_s / n:>11.3f}")
+              f"{phase.cpu_s / n:>11.3f}{phase.sandbox_cpu_s / n:>9.3f}{phase.server_cpu_s / n:>8.3f}")
     largest = phases[-1]
     per_minute, window = bench.waiting_cost(largest)
     one_at_a_time = baseline.wall_s / baseline.environments
@@ -122,6 +134,9 @@ def print_results(cloud: FleetCloud, phases: list[Phase], baseline: Phase, bench
           f"(N={largest.environments}, {window:.1f} s window); "
           f"{largest.calls.polls / largest.environments:.2f} polls per environment, all inside its one link "
           "task run")
+    print("CPU s/env: the ppcmk process; sandbox, server: the sandbox's and the Prefect server's processes "
+          f"(all share this machine's {os.cpu_count()} cores; load average now "
+          f"{' '.join(f'{load:.1f}' for load in os.getloadavg())})")
     print(f"peak memory of the ppcmk process: {peak_rss_mib():.0f} MiB (target <= 1024; the sandbox and the "
           "Prefect server run in their own processes)")
 
@@ -154,8 +169,8 @@ def main() -> None:
                      "Microsoft.KeyVault/vaults/kv-cmk-prod")
             target = TargetSettings(vault_id=vault, key_name="cmk-prod", policy_name="ep-existing",
                                     resource_group="rg-cmk", geo="europe")
-            bench = Bench(cloud, conn, read_linkable_policy(conn, target), SandboxAdmin(endpoints["url"],
-                                                                                    endpoints["ca"]), sampler)
+            bench = Bench(cloud, conn, read_linkable_policy(conn, target),
+                          SandboxAdmin(endpoints["url"], endpoints["ca"]), sampler, sandbox.pid)
             bench.run("warm-up (no environment)", [], 1)
             phases = [bench.run("T1 (one environment)", bench.take(1), 1)]
             for size in sizes:

@@ -56,5 +56,6 @@ def test_a_start_is_not_resent_when_the_server_drops_the_connection(
     with pytest.raises(TransientError):
         admin.enable_managed_environment(BUSY_SANDBOX)
     # only the start's own POSTs: a first call in this process also POSTs for its token
-    starts = [e for e in fleet.log.entries if e.method == "POST" and e.path.endswith("/governanceConfiguration")]
+    starts = [e for e in fleet.log.entries
+              if e.method == "POST" and e.path.endswith("/governanceConfiguration")]
     assert [e.status for e in starts] == [0]

@@ -18,6 +18,7 @@ from sandbox.faults import DEFAULT_CODES
 from sandbox.http import (
     AUDIENCES,
     ERROR_BUILDERS,
+    MANAGED_HSM_AUDIENCE,
     Plane,
     Route,
     SandboxHttpError,
@@ -124,11 +125,17 @@ def request_id_headers(plane: Plane, headers: dict[str, str]) -> dict[str, str]:
     return ids
 
 
-def kv_challenge(world: World) -> dict[str, str]:
+def kv_challenge(world: World, audience: str) -> dict[str, str]:
     return {
         "WWW-Authenticate": f'Bearer authorization="https://login.microsoftonline.com/{world.tenant_id}", '
-        f'resource="{AUDIENCES["keyvault"]}"'
+        f'resource="{audience}"'
     }
+
+
+def _audience(world: World, plane: Plane, vault_name: str | None) -> str:
+    """The token audience this request must carry: a managed HSM origin has its own."""
+    vault = world.keyvault.get(vault_name) if plane == "keyvault" and vault_name else None
+    return MANAGED_HSM_AUDIENCE if vault is not None and vault.kind == "managedHSM" else AUDIENCES[plane]
 
 
 class FrontDoor:
@@ -178,7 +185,7 @@ class FrontDoor:
             await _send(send, response)
 
         if plane not in UNAUTHENTICATED_PLANES:
-            caller, rejection = _authenticate(world, headers, plane)
+            caller, rejection = _authenticate(world, headers, plane, _audience(world, plane, vault_name))
             if rejection is not None:
                 await answer(rejection)
                 return
@@ -274,7 +281,7 @@ def _find_route(routes: list[Route], method: str, path: str) -> tuple[Route | No
 
 
 def _authenticate(
-    world: World, headers: dict[str, str], plane: Plane
+    world: World, headers: dict[str, str], plane: Plane, audience: str
 ) -> tuple[Principal | None, SandboxResponse | None]:
     """The caller from the bearer token, or the plane's 401 (Key Vault: the challenge, body unread)."""
     authorization = headers.get("authorization", "")
@@ -283,7 +290,7 @@ def _authenticate(
     def reject(message: str) -> tuple[None, SandboxResponse]:
         if plane == "keyvault":
             response = kv_error(401, "Unauthorized", message)
-            response.headers.update(kv_challenge(world))
+            response.headers.update(kv_challenge(world, audience))
             return None, response
         return None, ERROR_BUILDERS[plane](401, "AuthenticationFailed", message)
 
@@ -295,8 +302,8 @@ def _authenticate(
     principal = world.identities.get(str(claims.get("oid", "")))
     if principal is None or claims.get("tid") != world.tenant_id:
         return reject("Authentication failed. The token's principal is not in this tenant.")
-    if str(claims.get("aud", "")).rstrip("/") != AUDIENCES[plane]:
-        return reject(f"Invalid audience {claims.get('aud')!r}; this API expects {AUDIENCES[plane]}.")
+    if str(claims.get("aud", "")).rstrip("/") != audience:
+        return reject(f"Invalid audience {claims.get('aud')!r}; this API expects {audience}.")
     return principal, None
 
 

@@ -27,6 +27,8 @@ AUDIENCES: dict[str, str] = {
     "keyvault": "https://vault.azure.net",
     "graph": "https://graph.microsoft.com",
 }
+# A managed HSM origin serves the Key Vault API but asks (401 challenge) for and checks its own audience.
+MANAGED_HSM_AUDIENCE = "https://managedhsm.azure.net"
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultRoleScope
@@ -111,3 +112,21 @@ def test_local_assignments_survive_a_restart_from_the_state_file(tmp_path: Any) 
             if a.properties.principal_id == principal
         }
     assert scopes == {"/keys/cmk-hsm"}
+
+
+def test_an_hsm_origin_challenges_for_its_own_audience_and_refuses_a_vault_token(cloud: Sandbox) -> None:
+    url = cloud.endpoints.vaults["hsm-cmk"].rstrip("/")
+    persona = PersonaCredential(cloud, "kv-admin")
+    with httpx.Client(verify=cloud.endpoints.ca) as http:
+        challenged = http.get(f"{url}/keys/cmk-hsm/", params={"api-version": "7.5"})
+        vault_token = persona.get_token_info("https://vault.azure.net/.default").token
+        refused = http.get(f"{url}/keys/cmk-hsm/", params={"api-version": "7.5"},
+                           headers={"Authorization": f"Bearer {vault_token}"})
+        hsm_token = persona.get_token_info("https://managedhsm.azure.net/.default").token
+        read = http.get(f"{url}/keys/cmk-hsm/", params={"api-version": "7.5"},
+                        headers={"Authorization": f"Bearer {hsm_token}"})
+    assert challenged.status_code == 401
+    assert 'resource="https://managedhsm.azure.net"' in challenged.headers["WWW-Authenticate"]
+    assert refused.status_code == 401 and "managedhsm" in refused.text
+    assert read.status_code == 200, read.text
+    assert read.json()["key"]["kid"].startswith(url)

@@ -138,6 +138,25 @@ def approved(
         )
 
 
+def approval_unless_plan_only(
+    plan: Plan,
+    conn: ConnectionSettings,
+    replan: Callable[[], Plan],
+    *,
+    dry_run: bool,
+    requester: str,
+    key: str,
+    timeout_s: int,
+    poll_interval_s: int,
+) -> Approval | RunOutcome:
+    """For a published plan without errors: the run ends there when it is a dry run or the plan changes
+    nothing; otherwise one approver other than the requester approves it (see `approved`)."""
+    if dry_run or not plan.changes:
+        return plan_only_outcome(plan, dry_run)
+    return approved(plan, conn, replan, requester=requester, key=key, timeout_s=timeout_s,
+                    poll_interval_s=poll_interval_s)
+
+
 def policy_after_approval(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:
     """The target's policy read again once approved (the wait may have been days)."""
     policy = get_policy(conn, target)

@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks import CmkConnection
-from flows._runbook import approved, linked_to, load_settings, plan_only_outcome
+from flows._runbook import approval_unless_plan_only, linked_to, load_settings
 from ppcmk import audit, holds
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, HoldActive
@@ -201,10 +201,8 @@ def cleanup(
         raise HoldActive(first.until, "nothing can be cleaned up yet: " + "; ".join(
             f"{h.subject} is on hold until {h.until.isoformat()} ({h.reason})" for h in found.held
         ) + ". The first hold ends")
-    if dry_run or not plan.changes:
-        return plan_only_outcome(plan, dry_run)
-    approval = approved(plan, kv, make_plan, requester=who, key=PROCEDURE, timeout_s=approval_timeout_s,
-                        poll_interval_s=approval_poll_s)
+    approval = approval_unless_plan_only(plan, kv, make_plan, dry_run=dry_run, requester=who, key=PROCEDURE,
+                                         timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
         return approval
     plan, found = approval.plan, latest["found"]  # the candidates of the plan that was approved

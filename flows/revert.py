@@ -24,14 +24,13 @@ from flows._runbook import (
     HOLD_DAYS,
     HOLD_REASON,
     MICROSOFT_KEY,
-    approved,
+    approval_unless_plan_only,
     changing_members,
     finish,
     hold_policy_and_key,
     hold_subjects,
     linked_to,
     load_settings,
-    plan_only_outcome,
     policy_after_approval,
     read_back_rows,
     select,
@@ -151,17 +150,9 @@ def revert(
         plan = make_plan()
         plan.publish()
         plan.raise_for_errors()
-        if dry_run or not plan.changes:
-            return plan_only_outcome(plan, dry_run)
-        approval = approved(
-            plan,
-            conn,
-            make_plan,
-            requester=requester,
-            key=PROCEDURE,
-            timeout_s=approval_timeout_s,
-            poll_interval_s=approval_poll_s,
-        )
+        approval = approval_unless_plan_only(plan, conn, make_plan, dry_run=dry_run, requester=requester,
+                                             key=PROCEDURE, timeout_s=approval_timeout_s,
+                                             poll_interval_s=approval_poll_s)
         if isinstance(approval, RunOutcome):
             return approval
         policy = policy_after_approval(conn, tgt)

@@ -18,13 +18,12 @@ from datetime import datetime, timedelta
 from prefect import flow
 
 from flows._runbook import (
-    approved,
+    approval_unless_plan_only,
     change_failed,
     changing_members,
     finish,
     linked_to,
     load_settings,
-    plan_only_outcome,
     read_back_rows,
     state_of,
     step_state,
@@ -164,17 +163,9 @@ def unlock(
     plan = make_plan()
     plan.publish()
     plan.raise_for_errors()
-    if dry_run or not plan.changes:
-        return plan_only_outcome(plan, dry_run)
-    approval = approved(
-        plan,
-        kv,
-        make_plan,
-        requester=requester,
-        key=PROCEDURE,
-        timeout_s=approval_timeout_s,
-        poll_interval_s=approval_poll_s,
-    )
+    approval = approval_unless_plan_only(plan, kv, make_plan, dry_run=dry_run, requester=requester,
+                                         key=PROCEDURE, timeout_s=approval_timeout_s,
+                                         poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
         return approval
     plan = approval.plan

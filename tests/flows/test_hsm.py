@@ -1,5 +1,6 @@
 """A key in a managed HSM, end to end against the sandbox: onboard grants the policy identity its LOCAL HSM
-role and encrypts the environments; lock revokes that local role and the environments lock."""
+role and encrypts the environments; lock revokes that local role and the environments lock; unlock restores
+the same local assignment and re-enables them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from blocks import CmkTarget
 from flows.lock import load_lock_record, lock
 from flows.onboard import onboard
+from flows.unlock import unlock
 from ppcmk.waves import FleetSelector
 from tasks.hsm_access import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
 from tests.flows.helpers import PP_ADMIN, REQUESTER, approve_next, start
@@ -50,7 +52,7 @@ def encrypted(cloud: Any, environment_id: str) -> bool:
             and env.cmk.link_status == "Linked" and env.key_managed_by == "Customer")
 
 
-def test_onboard_on_a_managed_hsm_then_lock_it(cloud: Any, blocks: dict[str, str]) -> None:
+def test_onboard_on_a_managed_hsm_then_lock_and_unlock_it(cloud: Any, blocks: dict[str, str]) -> None:
     running = start(onboard, kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"],
                     target=TARGET, pp_admin=PP_ADMIN, selector=FleetSelector(environment_ids=CHOSEN),
                     approval_poll_s=1)
@@ -79,3 +81,15 @@ def test_onboard_on_a_managed_hsm_then_lock_it(cloud: Any, blocks: dict[str, str
     record = load_lock_record(policy_id)
     assert record is not None and record.state == "locked"
     assert [(g.mechanism, g.scope) for g in record.revoked] == [("hsm_rbac", "/keys/cmk-hsm-onboard")]
+    revoked_name = (record.revoked[0].assignment_id or "").rsplit("/", 1)[-1].lower()
+
+    unlocking = start(unlock, kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"],
+                      target=TARGET, requester=REQUESTER, approval_poll_s=1)
+    approve_next(unlocking, FIRST)
+    unlocked = unlocking.result(timeout=120)
+    assert unlocked.status == "completed", unlocked.message
+    assert local_grants(cloud, principal) == [("/keys/cmk-hsm-onboard", HSM_CRYPTO_SERVICE_ENCRYPTION_USER)]
+    # the very assignment lock removed, under its own name
+    assert revoked_name in cloud.world.keyvault.get("hsm-cmk").role_assignments
+    assert all(cloud.world.powerplatform.environment(env).locked_at is None for env in CHOSEN)
+    assert load_lock_record(policy_id).state == "unlocked"  # type: ignore[union-attr]

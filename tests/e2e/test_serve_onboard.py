@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,11 +25,14 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
+from blocks import CmkTarget
 from deployments.catalog import SandboxBlocks
 from deployments.serve import DEPLOYMENT_NAME
 from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk.cli.sandbox_blocks import register_sandbox_blocks, sandbox_target_data
+from ppcmk.waves import PARK_KEY_PREFIX
+from sandbox.powerplatform.state import LINK, UNLINK
 
 # Three processes (serve, its flow-run child, the Prefect server) start: generous waits for a busy machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -186,3 +190,100 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
     for env in ENVIRONMENTS:
         encrypted = cloud.world.powerplatform.environment(env)
         assert encrypted.cmk is not None and encrypted.key_managed_by == "Customer", env
+
+
+FINANCE_ON_CMK = "e1000000-0000-4000-8000-00000000000b"  # the default scenario's environment on ep-existing
+FINAL_STATES = ("Completed", "Failed", "Crashed", "Cancelled")
+
+
+def save_target(profile: SandboxProfile, name: str, key_name: str, policy_name: str) -> str:
+    """A CmkTarget beside the e2e one (same vault, group and geo) naming another key and policy."""
+    CmkTarget.model_validate(sandbox_target_data(profile) | {"key_name": key_name, "policy_name": policy_name}
+                             ).save(name, overwrite=True)
+    return name
+
+
+def operation_posts(cloud: Any, environment_id: str, operation: str) -> int:
+    path = rf"/{environment_id}/enterprisePolicies/Encryption/{operation}$"
+    return cloud.log.count(method="POST", path=path)
+
+
+def park_until_done(client: SyncPrefectClient, run_id: UUID, served: subprocess.Popen[bytes], cloud: Any,
+                    environment_ids: list[str]) -> tuple[str, list[tuple[str, list[str]]]]:
+    """Each time the run parks: note the key and the operations running at the service, wait for the run's
+    process to exit, let the service finish (sandbox clock), and `ppcmk runs wake`. Returns the final state
+    and the parks in order."""
+    parks: list[tuple[str, list[str]]] = []
+    settings = cloud.world.settings
+    longest = timedelta(seconds=max(settings.link_duration_seconds, settings.unlink_duration_seconds))
+
+    def parked_again_or_final() -> str:
+        key = pause_key(client, run_id)
+        if key.startswith(PARK_KEY_PREFIX) and key not in [seen for seen, _ in parks]:
+            return key
+        name = state_name(client, run_id)
+        return name if name in FINAL_STATES else ""
+
+    while (reached := wait_for("a park or the end", parked_again_or_final, 120, served)) not in FINAL_STATES:
+        running = [cloud.world.powerplatform.active_operation(env) for env in environment_ids]
+        parks.append((reached, [operation.type for operation in running if operation is not None]))
+        wait_for("the flow-run process to exit", lambda: not flow_run_processes(served.pid), 30, served)
+        cloud.clock.advance(longest)
+        woken = CliRunner().invoke(app, ["runs", "wake"])
+        assert woken.exit_code == 0 and f"resumed {run_id}" in woken.output, woken.output
+    return reached, parks
+
+
+def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_woken(
+        served: subprocess.Popen[bytes], serve_dir: Path, sandbox_server: Any, cloud: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))
+    profile = SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1)
+    old_target = save_target(profile, "e2e-target-existing", "cmk-prod", "ep-existing")
+    new_target = save_target(profile, "e2e-target-new", "cmk-new", "ep-new")
+    moved = [FINANCE_ON_CMK]
+    shortest = min(cloud.world.settings.link_duration_seconds, cloud.world.settings.unlink_duration_seconds)
+    # one wave, and a patience far below the sandbox's link and unlink durations (virtual minutes)
+    waves = {"canary_skus": [], "park_after_minutes": shortest / 60 / 6}
+    with get_client(sync_client=True) as client:
+        for deployment in (f"change_policy/{DEPLOYMENT_NAME}", f"revert/{DEPLOYMENT_NAME}"):
+            wait_for(deployment, partial(deployment_ready, client, deployment), 120, served)
+        change = run_deployment(f"change_policy/{DEPLOYMENT_NAME}", timeout=0, parameters={
+            "kv_connection": E2E_BLOCKS.kv_admin, "pp_connection": E2E_BLOCKS.pp_admin, "target": old_target,
+            "new_policy_name": "ep-new", "new_key_name": "cmk-new", "pp_admin": PP_ADMIN,
+            "requester": "kv-admin@contoso.example", "selector": {"environment_ids": moved},
+            "approval_poll_s": 1, "waves": waves})
+        assert isinstance(change, FlowRun)
+        wait_for("Suspended at the hand-off",
+                 lambda: pause_key(client, change.id).startswith("change-policy-"), 120, served)
+        approved = CliRunner().invoke(app, ["approve", str(change.id), "--as", PP_ADMIN,
+                                            "--connection", E2E_BLOCKS.pp_admin])
+        assert approved.exit_code == 0, approved.output
+
+        final, parks = park_until_done(client, change.id, served, cloud, moved)
+        assert final == "Completed", (serve_dir / "serve.log").read_text()[-3000:]
+        # outage 1 parks in its unlink; the woken run finds it done, links, and parks again in outage 2
+        assert parks == [(f"{PARK_KEY_PREFIX}1", [UNLINK]), (f"{PARK_KEY_PREFIX}2", [LINK])], parks
+        for env in moved:
+            on_new = cloud.world.powerplatform.environment(env)
+            assert on_new.cmk is not None and on_new.cmk.policy_id.endswith("/ep-new"), env
+            assert on_new.key_managed_by == "Customer", env
+            # every wake polled the parked operation; none was started twice
+            assert (operation_posts(cloud, env, "unlink"), operation_posts(cloud, env, "link")) == (1, 1), env
+
+        revert = run_deployment(f"revert/{DEPLOYMENT_NAME}", timeout=0, parameters={
+            "connection": E2E_BLOCKS.runbook, "target": new_target, "requester": "kv-admin@contoso.example",
+            "selector": {"environment_ids": moved}, "approval_poll_s": 1, "waves": waves})
+        assert isinstance(revert, FlowRun)
+        wait_for("Suspended for approval", lambda: pause_key(client, revert.id).startswith("revert"),
+                 120, served)
+        approved = CliRunner().invoke(app, ["approve", str(revert.id), "--as", PP_ADMIN])
+        assert approved.exit_code == 0, approved.output
+
+        final, parks = park_until_done(client, revert.id, served, cloud, moved)
+        assert final == "Completed", (serve_dir / "serve.log").read_text()[-3000:]
+        assert parks == [(f"{PARK_KEY_PREFIX}1", [UNLINK])], parks
+    for env in moved:
+        reverted = cloud.world.powerplatform.environment(env)
+        assert reverted.cmk is None and reverted.key_managed_by == "Microsoft", env
+        assert operation_posts(cloud, env, "unlink") == 2, env  # change_policy's one, then revert's one

@@ -1,7 +1,8 @@
 """End to end: the served deployments in a subprocess, an onboard deployment run suspended at the Power
 Platform hand-off, answered with `ppcmk approve` (a run input through Prefect's resume API), completed with
 the environments encrypted in the sandbox; and one that parks during its links (no process held), is woken by
-`ppcmk runs wake` and completes without a second link."""
+`ppcmk runs wake` and completes without a second link. change_policy parks in both of its outages (unlink,
+then link) and revert in its unlink, each woken the same way, with one POST per operation."""
 
 from __future__ import annotations
 
@@ -267,7 +268,7 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
         for env in moved:
             on_new = cloud.world.powerplatform.environment(env)
             assert on_new.cmk is not None and on_new.cmk.policy_id.endswith("/ep-new"), env
-            assert on_new.key_managed_by == "Customer", env
+            assert on_new.cmk.link_status == "Linked" and on_new.key_managed_by == "Customer", env
             # every wake polled the parked operation; none was started twice
             assert (operation_posts(cloud, env, "unlink"), operation_posts(cloud, env, "link")) == (1, 1), env
 

@@ -1,8 +1,8 @@
-"""End to end: the served deployments in a subprocess, an onboard deployment run suspended at the Power
-Platform hand-off, answered with `ppcmk approve` (a run input through Prefect's resume API), completed with
-the environments encrypted in the sandbox; and one that parks during its links (no process held), is woken by
-`ppcmk runs wake` and completes without a second link. change_policy parks in both of its outages (unlink,
-then link) and revert in its unlink, each woken the same way, with one POST per operation."""
+"""End to end: the served deployments in a subprocess. An onboard deployment run suspends at the Power
+Platform hand-off (nothing changed yet), is answered with `ppcmk approve` (a run input through Prefect's
+resume API), parks during its links (no process held), is woken by `ppcmk runs wake` and completes with the
+environments encrypted and no second link. change_policy parks in both of its outages (unlink, then link)
+and revert in its unlink, each woken the same way, with one POST per operation."""
 
 from __future__ import annotations
 
@@ -98,36 +98,6 @@ def state_name(client: SyncPrefectClient, run_id: UUID) -> str:
     return state.name if state else ""
 
 
-def test_served_onboard_suspends_for_approval_and_completes_when_resumed(
-        served: subprocess.Popen[bytes], serve_dir: Path, cloud: Any, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))  # `ppcmk approve` reads no stale profile
-    deployment = f"onboard/{DEPLOYMENT_NAME}"
-    with get_client(sync_client=True) as client:
-        wait_for("the onboard deployment", lambda: deployment_ready(client, deployment), 120, served)
-        flow_run = run_deployment(deployment, timeout=0, parameters={
-            "kv_connection": E2E_BLOCKS.kv_admin, "pp_connection": E2E_BLOCKS.pp_admin,
-            "target": E2E_BLOCKS.target, "pp_admin": PP_ADMIN, "requester": "kv-admin@contoso.example",
-            "selector": {"environment_ids": ENVIRONMENTS}, "approval_poll_s": 1})
-        assert isinstance(flow_run, FlowRun)
-        wait_for("Suspended at the hand-off", lambda: state_name(client, flow_run.id) == "Suspended",
-                 120, served)
-        assert all(cloud.world.powerplatform.environment(env).cmk is None for env in ENVIRONMENTS)
-
-        approved = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN,
-                                            "--connection", E2E_BLOCKS.pp_admin, "--comment", "CHG-42"])
-        assert approved.exit_code == 0, approved.output
-
-        final = wait_for("the run to finish", lambda: (name := state_name(client, flow_run.id)) in (
-            "Completed", "Failed", "Crashed") and name, 120, served)
-        assert final == "Completed", (serve_dir / "serve.log").read_text()[-3000:]
-        outcome = client.read_flow_run(flow_run.id)
-    assert outcome.state is not None and outcome.state.is_completed()
-    for env in ENVIRONMENTS:
-        encrypted = cloud.world.powerplatform.environment(env)
-        assert encrypted.cmk is not None and encrypted.key_managed_by == "Customer", env
-
-
 def flow_run_processes(serve_pid: int) -> list[int]:
     """Child processes of the serve process (each flow run executes in one)."""
     children = []
@@ -163,8 +133,9 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
         assert isinstance(flow_run, FlowRun)
         wait_for("Suspended at the hand-off", lambda: pause_key(client, flow_run.id).startswith("onboard-"),
                  120, served)
+        assert all(cloud.world.powerplatform.environment(env).cmk is None for env in ENVIRONMENTS)
         approved = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN,
-                                            "--connection", E2E_BLOCKS.pp_admin])
+                                            "--connection", E2E_BLOCKS.pp_admin, "--comment", "CHG-42"])
         assert approved.exit_code == 0, approved.output
 
         assert wait_for("parked", lambda: pause_key(client, flow_run.id), 120, served) == "ppcmk-park-1"

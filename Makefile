@@ -24,7 +24,7 @@ lint: $(STAMP)
 
 # three workers on two cores: flow tests spend much of their time waiting on approvals and Prefect's API
 test: lint
-	$(BIN)/python -m pytest -n 3
+	$(BIN)/python -m pytest -n 3 --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python bench/fleet.py

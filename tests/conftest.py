@@ -86,3 +86,9 @@ def sandbox_blocks(sandbox_server: object, prefect_backend: None) -> dict[str, s
     CmkTarget(vault_id=vault, key_name="cmk-prod", key_type="RSA", key_size=3072, policy_name="ep-existing",
               resource_group="rg-cmk", geo="europe").save("sandbox-target", overwrite=True)
     return {**names, "target": "sandbox-target"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The served end-to-end tests first: they mostly wait on their subprocesses, so started early they
+    overlap the CPU-bound tests on the other workers instead of ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)

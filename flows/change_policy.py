@@ -31,6 +31,7 @@ from flows._runbook import (
     HOLD_DAYS,
     MICROSOFT_KEY,
     changing_members,
+    final_state,
     finish,
     hold_policy_and_key,
     hold_subjects,
@@ -332,7 +333,7 @@ def change_policy(
 
     work = resumed.work if (resumed := parking.resumed(PROCEDURE, MoveWork)) else prepare()
     if isinstance(work, RunOutcome):
-        return work
+        return final_state(work)
     pp, old_policy, new_policy = work.connection(), work.old_policy, work.policy
     step = move_step(pp, old_policy, new_policy, timedelta(days=operation_deadline_days), max_link_attempts,
                      parking.waiting_for(spec, resumed))

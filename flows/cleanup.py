@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks import CmkConnection
-from flows._runbook import approval_unless_plan_only, linked_to, load_settings
+from flows._runbook import approval_unless_plan_only, final_state, linked_to, load_settings
 from ppcmk import audit, holds
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, HoldActive
@@ -204,7 +204,7 @@ def cleanup(
     approval = approval_unless_plan_only(plan, kv, make_plan, dry_run=dry_run, requester=who, key=PROCEDURE,
                                          timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
-        return approval
+        return final_state(approval)
     plan, found = approval.plan, latest["found"]  # the candidates of the plan that was approved
     disabled = [v for v in found.versions if disable_key_version(kv, tgt, v)]
     removed = 0

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from flows._runbook import (
     approved,
+    final_state,
     finish,
     linked_to,
     load_settings,
@@ -358,7 +359,7 @@ def lock(
         confirm_text=tgt.policy_name,
     )
     if isinstance(approval, RunOutcome):
-        return approval
+        return final_state(approval)
     plan = approval.plan
     policy = policy_after_approval(kv, tgt)
     get_run_logger().critical(

@@ -20,7 +20,7 @@ from datetime import timedelta
 from prefect import flow
 
 from flows import _parking as parking
-from flows._runbook import changing_members, finish, load_settings, select
+from flows._runbook import changing_members, final_state, finish, load_settings, select
 from flows.onboard import key_vault_half, read_key_vault_facts
 from flows.onboard_plan import plan_key_vault_half, plan_power_platform_half
 from flows.onboard_steps import HandoffWork, hand_off, link_step, verify
@@ -157,7 +157,7 @@ def migrate_byok(
 
     work = resumed.work if (resumed := parking.resumed(PROCEDURE, HandoffWork)) else prepare()
     if isinstance(work, RunOutcome):
-        return work
+        return final_state(work)
     pp, policy = work.connection(), work.policy
     step = link_step(pp, policy, timedelta(days=operation_deadline_days), max_link_attempts,
                      parking.waiting_for(spec, resumed))

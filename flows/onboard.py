@@ -30,6 +30,7 @@ from prefect import flow, get_run_logger
 from flows import _parking as parking
 from flows._runbook import (
     changing_members,
+    final_state,
     finish,
     load_settings,
     select,
@@ -231,7 +232,7 @@ def onboard(
 
     work = resumed.work if (resumed := parking.resumed(PROCEDURE, HandoffWork)) else prepare()
     if isinstance(work, RunOutcome):
-        return work
+        return final_state(work)
     pp, policy = work.connection(), work.policy
     step = link_step(pp, policy, timedelta(days=operation_deadline_days), max_link_attempts,
                      parking.waiting_for(spec, resumed))

@@ -73,6 +73,7 @@ def hand_off(
         poll_interval_s=poll_interval_s,
         handoff=PowerPlatformHandoff(
             policy_name=policy.name,
+            policy_id=policy.policy_id,
             has_policy_reader=lambda admin: has_policy_reader(kv, target, admin),
             load_connection=lambda block: cast(CmkConnection, CmkConnection.load(block)).settings(),
         ),

@@ -26,6 +26,7 @@ from flows._runbook import (
     MICROSOFT_KEY,
     approval_unless_plan_only,
     changing_members,
+    final_state,
     finish,
     hold_policy_and_key,
     hold_subjects,
@@ -162,7 +163,7 @@ def revert(
 
     work = resumed.work if (resumed := parking.resumed(PROCEDURE, RevertWork)) else prepare()
     if isinstance(work, RunOutcome):
-        return work
+        return final_state(work)
     step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours),
                        parking.waiting_for(spec, resumed))
     report = parking.continue_waves(

@@ -21,6 +21,7 @@ from flows._runbook import (
     approval_unless_plan_only,
     change_failed,
     changing_members,
+    final_state,
     finish,
     linked_to,
     load_settings,
@@ -167,7 +168,7 @@ def unlock(
                                          key=PROCEDURE, timeout_s=approval_timeout_s,
                                          poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
-        return approval
+        return final_state(approval)
     plan = approval.plan
     _, record = read()
     if record is None:

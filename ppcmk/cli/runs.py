@@ -50,6 +50,10 @@ def lookup_runbook(name: str) -> Runbook:
     return runbook
 
 
+# the named states a run ends in when its approval said no or nobody answered acceptably in time
+ENDED_BY_APPROVAL = {"Rejected": ExitCode.REJECTED, "Expired": ExitCode.BLOCKED}
+
+
 def outcome_code(result: Any) -> ExitCode:
     """Flows end Completed with status 'rejected' when an approval said no: scripts see exit code 3."""
     status = getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else None)
@@ -82,6 +86,9 @@ def run(
             blocks = register_sandbox_blocks(load_profile())
             parameters = {**default_parameters(runbook, blocks), **parameters}
         state = cast(State[Any], runbook.load()(**parameters, return_state=True))
+    if state.name in ENDED_BY_APPROVAL:
+        console.print(f"{runbook.name} ended {state.name}: {state.message or ''}")
+        raise typer.Exit(int(ENDED_BY_APPROVAL[state.name]))
     if not state.is_completed():
         raise CliError(f"{runbook.name} ended {state.name}: {state.message or ''}", ExitCode.FAILED)
     result = state.result()

@@ -14,7 +14,6 @@ from ppcmk.holds import policy_hold
 from tests.flows.helpers import (
     FINANCE,
     PP_ADMIN,
-    REQUESTER,
     RunningFlow,
     approve_next,
     start_with_sandbox_blocks,
@@ -71,21 +70,6 @@ def test_the_plan_shows_two_outage_windows_per_environment(
     outcome = start_change(sandbox_blocks, dry_run=True).result()
     assert outcome.status == "dry-run"
     assert cloud.log.count(method="PUT") == 0 and linked_policy(cloud) == "ep-existing"
-
-
-def test_the_requester_cannot_approve_the_moves(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
-    running = start_change(sandbox_blocks)
-    approve_next(running, REQUESTER, connection_block=sandbox_blocks["kv-admin"])
-    outcome = running.result()
-    assert outcome.status == "rejected" and "cannot approve" in outcome.message
-    assert linked_policy(cloud) == "ep-existing" and cloud.log.count(method="POST", path=r"/unlink") == 0
-
-
-def test_rejected_moves_change_no_environment(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
-    running = start_change(sandbox_blocks)
-    approve_next(running, PP_ADMIN, approve=False, comment="CAB said no")
-    assert running.result().status == "rejected"
-    assert linked_policy(cloud) == "ep-existing" and cloud.log.count(method="POST", path=r"/unlink") == 0
 
 
 def test_a_failed_link_is_reported_and_a_rerun_converges_without_duplicates(

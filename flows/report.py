@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from blocks import CmkConnection
+from ppcmk import audit
 from ppcmk.arm_ids import parse_resource_id
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, PpcmkError
@@ -198,8 +199,13 @@ def may_overwrite(source: InventoryRow, destination: InventoryRow, operation: Ov
                   "deletes the data and backups and returns an environment to the Microsoft-managed key")
 
 
-def write_files(rows: Sequence[InventoryRow], output_dir: str) -> tuple[Path, Path]:
-    directory = Path(output_dir).expanduser()
+def report_directory(output_dir: str | None) -> Path:
+    """Absolute, and by default under $PPCMK_HOME: a served run's working directory is no place for files."""
+    return (Path(output_dir).expanduser() if output_dir else audit.ppcmk_home() / "reports").resolve()
+
+
+def write_files(rows: Sequence[InventoryRow], output_dir: str | None) -> tuple[Path, Path]:
+    directory = report_directory(output_dir)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as unwritable:
@@ -218,7 +224,7 @@ def write_files(rows: Sequence[InventoryRow], output_dir: str) -> tuple[Path, Pa
 @flow(name="report")
 def report(
     connection: str,
-    output_dir: str = "ppcmk-report",
+    output_dir: str | None = None,
     overwrite_source: str | None = None,
     overwrite_destination: str | None = None,
     overwrite_operation: Overwrite = "copy",

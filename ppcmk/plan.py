@@ -102,7 +102,7 @@ class Plan(BaseModel):
     def outages_of(self, environment_id: str) -> list[OutageWindow]:
         return [o for o in self.outages if o.environment_id == environment_id]
 
-    def summary_markdown(self) -> str:
+    def summary_markdown(self, steps: bool = True) -> str:
         lines = [
             f"## {self.procedure}: plan `{self.hash[:12]}`",
             "",
@@ -123,6 +123,8 @@ class Plan(BaseModel):
         if self.holds:
             lines += ["", "### Holds recorded by this run"]
             lines += [f"- {h.subject}: {h.days} days ({h.reason})" for h in self.holds]
+        if not steps:
+            return "\n".join(lines)
         lines += ["", "### Steps"]
         lines += [
             f"{n}. `{item.target}` ({item.kind}): {item.action}"
@@ -150,34 +152,22 @@ class Plan(BaseModel):
             )
         return rows
 
-    def artifact_markdown(self) -> str:
-        """The summary with the steps as a table: the whole plan in one artifact."""
-        rows = self.table_rows()
-        columns = [name for name in rows[0] if any(row[name] for row in rows)] if rows else []
-        lines = [self.summary_markdown(), "", "### Steps as a table", ""]
-        if columns:
-            lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            lines += ["| " + " | ".join(_cell(row[name]) for name in columns) + " |" for row in rows]
-        return "\n".join(lines)
-
     def publish(self) -> None:
-        """Publish the plan on the current flow run, once per plan: a re-plan with a new hash adds its own
-        version under the same key (the Artifacts page shows the runbook's latest), while a run resumed
-        from a suspension does not repeat the plan it already showed."""
-        from prefect.artifacts import create_markdown_artifact
+        """Publish the plan on the current flow run, once per plan: the steps as a table under the summary.
+
+        A re-plan with a new hash adds its own version under the same key (the Artifacts page shows the
+        runbook's latest); a run resumed from a suspension does not repeat the plan it already showed."""
+        from prefect.artifacts import create_table_artifact
 
         key = artifact_key(self.procedure, "plan")
-        description = f"{self.procedure} plan {self.hash[:12]}"
-        if _published_in_this_run(key, description):
+        description = self.summary_markdown(steps=False)
+        if _published_in_this_run(key, self.hash):
             return
-        create_markdown_artifact(markdown=self.artifact_markdown(), key=key, description=description)
+        create_table_artifact(table=self.table_rows() or [{"result": "no steps"}], key=key,
+                              description=description)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _published_in_this_run(key: str, description: str) -> bool:
+def _published_in_this_run(key: str, plan_hash: str) -> bool:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
     from prefect.context import FlowRunContext
@@ -189,7 +179,7 @@ def _published_in_this_run(key: str, description: str) -> bool:
                           key=ArtifactFilterKey(any_=[key]))
     with get_client(sync_client=True) as client:
         published = client.read_artifacts(artifact_filter=mine)
-    return any(artifact.description == description for artifact in published)
+    return any(plan_hash in (artifact.description or "") for artifact in published)
 
 
 class RunOutcome(BaseModel):

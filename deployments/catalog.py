@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefect import Flow
@@ -89,6 +89,12 @@ class SandboxBlocks:
     runbook: str = "sandbox-runbook"
     target: str = "sandbox-target"
     existing_target: str = "sandbox-target-ep-existing"
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> SandboxBlocks:
+        """The same blocks named `<prefix>-...` (a second set beside the default `sandbox-...`)."""
+        return cls(**{name: f"{prefix}{value.removeprefix('sandbox')}"
+                      for name, value in asdict(cls()).items()})
 
     def persona_blocks(self) -> dict[str, str]:
         """Sandbox persona → block name."""

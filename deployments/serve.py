@@ -83,11 +83,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4, help="maximum concurrent flow runs in this process")
     parser.add_argument("--wake-every-minutes", type=float, default=DEFAULT_WAKE_MINUTES,
                         help="how often ppcmk-wake resumes parked runs")
+    parser.add_argument("--blocks-prefix", default="sandbox",
+                        help="the deployments default to the blocks PREFIX-kv-admin, PREFIX-target, ...")
     arguments = parser.parse_args()
     if arguments.wake_every_minutes <= 0:
         parser.error("--wake-every-minutes: use a positive number of minutes (default 10)")
     # Keep the rotation schedule active across restarts: the next `ppcmk serve` continues where this stopped.
-    serve(*build_deployments(wake_every=timedelta(minutes=arguments.wake_every_minutes)),
+    blocks = SandboxBlocks.with_prefix(arguments.blocks_prefix)
+    serve(*build_deployments(blocks, wake_every=timedelta(minutes=arguments.wake_every_minutes)),
           limit=arguments.limit, pause_on_shutdown=False)
 
 

@@ -229,9 +229,20 @@ def report(
     overwrite_destination: str | None = None,
     overwrite_operation: Overwrite = "copy",
 ) -> RunOutcome:
-    """Inventory every environment the connection sees (it needs the Power Platform admin role or to be a
-    management application, and Reader on the policies for the key columns). With `overwrite_source` and
-    `overwrite_destination` (ids or names) it also answers whether a restore or copy between them is allowed.
+    """Inventory every environment the connection sees: policy, vault, key, version, expiry, link status.
+    Read-only. Optionally answers whether a restore or copy between two environments is allowed.
+
+    Args:
+        connection: CmkConnection block with the Power Platform admin role or a registered management app
+            (and Reader on the policies for the key columns), e.g. runbook; in the sandbox sandbox-runbook.
+        output_dir: Directory for cmk-inventory.csv and .json; empty: $PPCMK_HOME/reports of the process
+            that runs the flow (the run's log names the absolute path).
+        overwrite_source: Environment (id or name) a restore or copy would read from, e.g. Contoso
+            Production; give overwrite_destination too.
+        overwrite_destination: Environment (id or name) a restore or copy would overwrite, e.g. Contoso
+            Sandbox.
+        overwrite_operation: restore (a backup onto another environment) or copy (environment to
+            environment).
     """
     if (overwrite_source is None) != (overwrite_destination is None):
         raise ConfigError("overwrite_source / overwrite_destination", "only one of the two is given",

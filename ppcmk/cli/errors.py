@@ -90,7 +90,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             if known is None:
                 raise
             code, message = known
-            error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            # soft wrap: one line however narrow the terminal, so scripts and logs see the whole message
+            error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(int(code)) from error
 
     return wrapper

@@ -19,7 +19,7 @@ from deployments.serve import deployment_full_name
 from ppcmk.cli.errors import exit_code_for, expected_failures_untraced, reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
 from ppcmk.cli.prefect_api import prefect_api, using_prefect_api
-from ppcmk.cli.profile import load_profile
+from ppcmk.cli.profile import find_profile, load_profile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 
 console = Console()
@@ -58,6 +58,18 @@ def outcome_code(result: Any) -> ExitCode:
     return ExitCode.BLOCKED if str(status).lower() in ("rejected", "blocked") else ExitCode.OK
 
 
+def sandbox_defaults(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
+    """The sandbox deployments' Quick-run values when a sandbox runs, but a dry run only when asked for
+    (--dry-run). Without a sandbox the blocks must be given."""
+    profile = find_profile()
+    if profile is None:
+        if not {"connection", "kv_connection"} & given.keys():
+            load_profile()  # says that no sandbox runs and how to start one
+        return {}
+    blocks = register_sandbox_blocks(profile)
+    return {name: value for name, value in sandbox_parameters(runbook, blocks).items() if name != "dry_run"}
+
+
 def checked_parameters(runbook: Runbook, parameters: dict[str, Any]) -> None:
     """Refuse parameters the flow would reject, before anything runs: one line naming each field."""
     flow = runbook.load()
@@ -93,12 +105,7 @@ def run(
         if deployment:
             start_deployment(runbook, parameters)
             return
-        if not {"connection", "kv_connection", "target"} & parameters.keys():
-            blocks = register_sandbox_blocks(load_profile())
-            # the sandbox deployments' Quick-run values, but a dry run only when asked for (--dry-run)
-            defaults = {name: value for name, value in sandbox_parameters(runbook, blocks).items()
-                        if name != "dry_run"}
-            parameters = {**defaults, **parameters}
+        parameters = {**sandbox_defaults(runbook, parameters), **parameters}
         checked_parameters(runbook, parameters)
         with expected_failures_untraced():
             state = cast(State[Any], runbook.load()(**parameters, return_state=True))

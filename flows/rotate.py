@@ -47,6 +47,26 @@ def rotate(
     notify_before_days: int = 30,
     dry_run: bool = False,
 ) -> RunOutcome:
+    """Rotate the target's key: a new version, a health check, the previous version held for 28 days.
+
+    Args:
+        connection: CmkConnection block of the identity that rotates (Key Vault Crypto Officer on the key),
+            e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        target: CmkTarget block naming the vault, key and enterprise policy, e.g. cmk-target; in the sandbox
+            sandbox-target (key cmk-prod in kv-cmk-prod).
+        requester: Who asks for the rotation (UPN or object id), for the audit trail. Empty: the principal
+            the connection signs in as (a scheduled run).
+        mode: new-version creates the version with ppcmk's key parameters; rotate-now asks Key Vault to
+            rotate by the key's own rotation policy.
+        min_interval_hours: A key whose current version is younger than this is left alone (nothing to do),
+            so a retried or doubled run never rotates twice.
+        set_policy: Also write the key's rotation policy (the three values below).
+        rotate_after_days: Rotation policy: rotate this many days after a version was created.
+        expire_after_days: Rotation policy: each version expires this many days after creation; empty for
+            no expiry.
+        notify_before_days: Rotation policy: Event Grid notifies this many days before expiry.
+        dry_run: Plan and publish the plan only; change nothing.
+    """
     logger = get_run_logger()
     conn = CmkConnection.load(connection).settings()
     key_target = CmkTarget.load(target).settings()

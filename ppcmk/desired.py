@@ -22,6 +22,7 @@ Written as YAML (a file, or the text of a `ppcmk desired state` block); `watch` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -97,6 +98,14 @@ class DesiredState(_Strict):
 
     def policy(self, name: str) -> DesiredPolicy | None:
         return next((p for p in self.policies if p.name.lower() == name.lower()), None)
+
+    def place_of(self, *names: str) -> DesiredPolicy | Literal["microsoft"] | None:
+        """Where an environment (by any of its names: id, display name) belongs; None: not managed here."""
+        wanted = {n.lower() for n in names}
+        for policy in self.policies:
+            if wanted & {e.lower() for e in policy.environments}:
+                return policy
+        return "microsoft" if wanted & {e.lower() for e in self.microsoft_managed} else None
 
 
 def parse_desired_state(text: str, source: str) -> DesiredState:

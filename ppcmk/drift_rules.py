@@ -274,10 +274,9 @@ def _operations(env: EnvironmentFact, now: datetime, rules: WatchRules) -> Itera
 
 
 def _desired_placement(env: EnvironmentFact, estate: EstateFacts, desired: DesiredState) -> Iterator[Drift]:
-    names = {env.id.lower(), env.label.lower()}
-    wanted = next((p for p in desired.policies if names & {e.lower() for e in p.environments}), None)
+    wanted = desired.place_of(env.id, env.label)
     current = estate.policy(env.policy_id)
-    if wanted is not None:
+    if isinstance(wanted, DesiredPolicy):
         if env.policy_id is None:
             yield _drift("env.unlinked", ERROR, env.label, env.id, "environment",
                          f"on the Microsoft-managed key; the desired state puts it on {wanted.name}",
@@ -288,7 +287,7 @@ def _desired_placement(env: EnvironmentFact, estate: EstateFacts, desired: Desir
             yield _drift("env.other_policy", ERROR, env.label, env.id, "environment",
                          f"linked to {on}; the desired state puts it on {wanted.name}",
                          f"ppcmk converge (change_policy from {on} to {wanted.name})")
-    elif names & {e.lower() for e in desired.microsoft_managed} and env.policy_id:
+    elif wanted == "microsoft" and env.policy_id:
         on = current.name if current else env.policy_id
         yield _drift("env.not_microsoft_managed", ERROR, env.label, env.id, "environment",
                      f"linked to {on}; the desired state puts it on the Microsoft-managed key",

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
@@ -90,7 +91,10 @@ def health_rows(drifts: list[Drift]) -> list[dict[str, str]]:
 
 
 def previous_state(key: str) -> WatchState:
-    artifact = Artifact.get(key)
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(limit=1, sort=ArtifactSort.UPDATED_DESC,
+                                      artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    artifact = found[0] if found else None
     if artifact is None:
         return WatchState()
     rows: Any = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
@@ -105,7 +109,7 @@ def previous_state(key: str) -> WatchState:
 def lock_facts() -> list[LockFact]:
     """ppcmk's lock records (Prefect Variables `ppcmk-lock-*`): when each locked environment is deleted."""
     with get_client(sync_client=True) as client:
-        response = client.request("POST", "/variables/filter",  # type: ignore[arg-type]
+        response = client.request("POST", "/variables/filter",
                                   json={"variables": {"name": {"like_": LOCK_PREFIX}}})
     facts = []
     for variable in response.json():

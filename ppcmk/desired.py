@@ -15,8 +15,10 @@ Written as YAML (a file, or the text of a `ppcmk desired state` block); `watch` 
     rotation: {cadence_days: 90}
     expiry_horizon_days: 60
     pp_admins: [pp-admin@contoso.example]
-    runbooks: {kv_connection: kv-admin, pp_connection: pp-admin, connection: runbook,
-               pp_admin: pp-admin@contoso.example, requester: kv-admin@contoso.example}
+    runbooks:                      # what converge passes to the runbooks it starts
+      pp_admin: pp-admin@contoso.example
+      requester: kv-admin@contoso.example
+      # kv_connection / pp_connection / connection: block names (default: the deployment's)
 """
 
 from __future__ import annotations
@@ -57,13 +59,18 @@ class Rotation(_Strict):
 
 
 class RunbookDefaults(_Strict):
-    """What converge passes to the runbooks it starts (block names and the people involved)."""
+    """What converge passes to the runbooks it starts: connection block names (unset: the deployment's
+    defaults) and the people involved."""
 
-    kv_connection: str = "kv-admin"
-    pp_connection: str = "pp-admin"
-    connection: str = "runbook"
+    kv_connection: str | None = None
+    pp_connection: str | None = None
+    connection: str | None = None
     pp_admin: str | None = None
     requester: str | None = None
+
+    def given(self, *fields: str) -> dict[str, str]:
+        """The named fields that are set, as runbook parameters."""
+        return {name: value for name in fields if (value := getattr(self, name))}
 
 
 class DesiredState(_Strict):

@@ -43,25 +43,19 @@ from flows._runbook import (
 from flows.onboard import key_vault_half, read_key_vault_facts
 from flows.onboard_plan import plan_key_vault_half
 from flows.onboard_steps import HandoffWork, hand_off, link_step, verify
+from ppcmk.approvals import connection_principal
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
+from ppcmk.fleet.selection import FleetMember, FleetSelector
+from ppcmk.fleet.waves import EnvironmentResult, StepResult, WaveSpec, plan_waves
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.settings import load_settings as validated
-from ppcmk.waves import (
-    EnvironmentResult,
-    FleetMember,
-    FleetSelector,
-    StepResult,
-    WaveSpec,
-    plan_waves,
-)
 from tasks.access import grant_key_access, wait_for_propagation
-from tasks.approvals import connection_principal
 from tasks.environments import get_environments
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo
 
 PROCEDURE = "change_policy"
 HOLD_REASON = "environments moved to a new policy; their backups restore only with the old key (30 days)"

@@ -24,16 +24,17 @@ from flows._runbook import changing_members, finish, load_settings, select
 from flows.onboard import key_vault_half, read_key_vault_facts
 from flows.onboard_plan import plan_key_vault_half, plan_power_platform_half
 from flows.onboard_steps import HandoffWork, hand_off, link_step, verify
+from ppcmk.approvals import connection_principal
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import error, info
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec, plan_waves
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec, plan_waves
-from tasks.approvals import connection_principal
 from tasks.environments import get_environments
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo
 
 PROCEDURE = "migrate_byok"
 BYOK_KEY_MANAGER = "customerviamicrosoft"

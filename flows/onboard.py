@@ -42,12 +42,15 @@ from flows.onboard_plan import (
 )
 from flows.onboard_steps import HandoffWork, hand_off, link_step, verify, wait_for_reader
 from ppcmk import audit
+from ppcmk.approvals import connection_principal
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec, plan_waves
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec, plan_waves
 from tasks.access import (
     POLICY_READ_ROLES,
     grant_key_access,
@@ -57,7 +60,6 @@ from tasks.access import (
     resolve_principal,
     wait_for_propagation,
 )
-from tasks.approvals import connection_principal
 from tasks.doctor import READ_ERRORS, run_doctor
 from tasks.environments import get_environments
 from tasks.keyvault import create_or_adopt_key, read_key_via_arm, read_vault, verify_vault
@@ -69,7 +71,6 @@ from tasks.policy import (
     read_provider,
     wait_for_policy_identity,
 )
-from tasks.results import PolicyInfo
 
 T = TypeVar("T")
 

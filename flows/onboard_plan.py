@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from flows._runbook import linked_to
+from ppcmk.azure_resources import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
+from ppcmk.checks.environments import check_environment
 from ppcmk.findings import Finding, error
+from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem
 from ppcmk.settings import TargetSettings
-from tasks.doctor_env_checks import check_environment
-from tasks.hsm_access import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
-from tasks.results import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
 
 PROCEDURE = "onboard"
 # Findings about problems the Key Vault admin half repairs itself.

@@ -13,18 +13,19 @@ from azure.core.exceptions import HttpResponseError
 from blocks import CmkConnection
 from flows._parking import ApprovedWork, Waiting, parked_operation, parked_step
 from flows._runbook import approved, change_failed, finish, linked_to, state_of, step_state
+from ppcmk.approvals import PowerPlatformHandoff
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import SeparationOfDutyError
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import EnvironmentResult, FleetMember, FleetReport, StepResult
 from tasks.access import PROPAGATION_POLL_SECONDS, PROPAGATION_TIMEOUT, has_policy_reader
-from tasks.approvals import PowerPlatformHandoff
 from tasks.environments import get_environments, link
 from tasks.policy import read_policy
-from tasks.results import PolicyInfo
-from tasks.retry import cmk_task
 
 CUSTOMER_KEY = "customer"  # keyManagedBy once an environment is encrypted with a customer-managed key
 

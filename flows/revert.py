@@ -36,14 +36,15 @@ from flows._runbook import (
     select,
     unlink_step,
 )
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import error
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec, plan_waves
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec, plan_waves
 from tasks.environments import get_environments
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo
 
 PROCEDURE = "revert"
 

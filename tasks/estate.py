@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from azure.core.exceptions import AzureError
 
 from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
+from ppcmk.azure_resources import VaultStatus
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.estate import (
@@ -37,12 +38,11 @@ from ppcmk.estate import (
 )
 from ppcmk.holds import HOLD_TAG, REASON_TAG
 from ppcmk.models import Environment, pick
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings
 from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
 from tasks.keyvault import read_key_via_arm, read_vault
 from tasks.policy import policy_from_arm
-from tasks.results import VaultStatus
-from tasks.retry import cmk_task
 
 DEFAULT_CONCURRENCY = 16
 READ_ERRORS = (PpcmkError, AzureError, ValueError)

@@ -13,6 +13,7 @@ link missing). A read that fails becomes a `ReadFailure`, never an exception.
 from __future__ import annotations
 
 import contextvars
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -44,7 +45,8 @@ from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, r
 from tasks.keyvault import read_key_via_arm, read_vault
 from tasks.policy import policy_from_arm
 
-DEFAULT_CONCURRENCY = 16
+# Reads in flight at once; the services throttle per caller (429 + Retry-After, which the transports honour).
+DEFAULT_CONCURRENCY = int(os.environ.get("PPCMK_READ_CONCURRENCY", "16"))
 READ_ERRORS = (PpcmkError, AzureError, ValueError)
 
 Item = TypeVar("Item")

@@ -38,7 +38,8 @@ def build_deployments(
     # to_deployment is sync here (called outside an event loop); its signature also admits a coroutine
     for runbook in RUNBOOKS.values():
         rotation = Cron(ROTATION_CRON, timezone=ROTATION_TIMEZONE, day_or=False)
-        schedules = [rotation] if runbook.scheduled else None
+        every = [Interval(timedelta(minutes=runbook.every_minutes))] if runbook.every_minutes else None
+        schedules = [rotation] if runbook.scheduled else every
         deployments.append(cast(RunnerDeployment, runbook.load().to_deployment(
             name=DEPLOYMENT_NAME,
             description=runbook.summary,

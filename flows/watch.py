@@ -128,7 +128,9 @@ def emit(change: DriftChange) -> None:
     emit_event(
         event=change.event,
         resource={"prefect.resource.id": f"ppcmk.{change.object_type}.{change.object_id.lower()}",
-                  "prefect.resource.name": change.object, "ppcmk.object-type": change.object_type},
+                  "prefect.resource.name": change.object, "ppcmk.object-type": change.object_type,
+                  # a label, so that an automation can match on it (triggers match resources, not payloads)
+                  "ppcmk.severity": change.severity.value if change.severity else "resolved"},
         payload={"change": change.change, "kind": change.kind, "severity": change.severity.value
                  if change.severity else "resolved", "tier": change.tier, "previous": change.previous_level,
                  "since": change.since.isoformat() if change.since else None, "message": change.message,

@@ -57,3 +57,21 @@ def test_expiry_event_appears_changes_and_resolves_once_each(cloud: Any, run_wat
     assert resource.name == "kv-cmk-prod/cmk-prod"
     assert resource.id.endswith("/vaults/kv-cmk-prod/keys/cmk-prod")
     assert "run rotate" in events[1].payload["fix"]
+    assert [e.resource["ppcmk.severity"] for e in events] == ["warning", "error", "resolved"]
+
+
+def test_the_drift_alert_notifies_on_critical_and_error_events(prefect_backend: None) -> None:
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from deployments.watch_alerts import ALERT_NAME, ensure_drift_alert
+
+    CustomWebhookNotificationBlock(name="oncall", url="https://127.0.0.1:9/hook").save("cmk-oncall",
+                                                                                      overwrite=True)
+    ensure_drift_alert("custom-webhook/cmk-oncall")
+    ensure_drift_alert("custom-webhook/cmk-oncall")  # replaces, never duplicates
+    with get_client(sync_client=True) as client:
+        [automation] = client.read_automations_by_name(name=ALERT_NAME)
+    trigger = automation.trigger
+    assert trigger.expect == {"ppcmk.drift.*"}  # type: ignore[union-attr]
+    assert trigger.match.model_dump()["ppcmk.severity"] == ["critical", "error"]  # type: ignore[union-attr]
+    assert "event.payload.fix" in automation.actions[0].body  # type: ignore[union-attr]

@@ -33,6 +33,7 @@ from flows._runbook import (
     state_of,
 )
 from ppcmk import audit
+from ppcmk.approvals import connection_principal
 from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import AccessRevocation, PolicyInfo, RoleGrant
 from ppcmk.clients import ClientFactory
@@ -313,7 +314,7 @@ def lock(
     kv_connection: str,
     pp_connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     dry_run: bool = False,
     approval_timeout_s: int = 4 * 3600,
     approval_poll_s: int = 10,
@@ -329,12 +330,13 @@ def lock(
         target: CmkTarget block naming the enterprise policy to lock, e.g. cmk-target; in the sandbox
             sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
         requester: Who asks for the lock (UPN or object id); cannot approve it, e.g.
-            kv-admin@contoso.example.
+            kv-admin@contoso.example. Empty: the principal kv_connection signs in as.
         dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
         approval_timeout_s: Seconds to wait for both approvals before the run ends as not approved.
         approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
     kv, tgt = load_settings(kv_connection, target)
+    requester = requester or connection_principal(kv)
     pp, _ = load_settings(pp_connection, target)
     factory = ClientFactory.for_settings(kv)
 

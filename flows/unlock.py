@@ -29,6 +29,7 @@ from flows._runbook import (
     step_state,
 )
 from flows.lock import LockRecord, describe_grant, load_lock_record, same_grant, save_lock_record
+from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo, RoleGrant
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
@@ -144,7 +145,7 @@ def unlock(
     kv_connection: str,
     pp_connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     waves: WaveSpec | None = None,
     dry_run: bool = False,
     approval_timeout_s: int = 4 * 3600,
@@ -162,7 +163,7 @@ def unlock(
         target: CmkTarget block naming the locked enterprise policy, e.g. cmk-target; in the sandbox
             sandbox-target-ep-existing (policy ep-existing).
         requester: Who asks for the unlock (UPN or object id); cannot approve it, e.g.
-            kv-admin@contoso.example.
+            kv-admin@contoso.example. Empty: the principal kv_connection signs in as.
         waves: How the environments are split and paced (canary first, wave sizes, parallelism).
         dry_run: Plan and publish the plan only; change nothing.
         approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
@@ -170,6 +171,7 @@ def unlock(
         reenable_deadline_minutes: How long one environment may take to come back before it counts as failed.
     """
     kv, tgt = load_settings(kv_connection, target)
+    requester = requester or connection_principal(kv)
     pp, _ = load_settings(pp_connection, target)
     factory = ClientFactory.for_settings(kv)
 

@@ -16,12 +16,13 @@ from prefect import flow
 
 from flows._environment_steps import LinkLimits, link_step, verify
 from flows._runbook import fleet_member
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.clients import ClientFactory
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import FleetReport, WaveSpec, plan_waves, run_waves
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetReport, FleetSelector, WaveSpec, plan_waves, run_waves
 from tasks.environments import MAX_LINK_ATTEMPTS, get_environments
 from tasks.policy import read_policy
-from tasks.results import PolicyInfo
 
 
 def read_linkable_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:

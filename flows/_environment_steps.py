@@ -15,12 +15,13 @@ from prefect import get_run_logger
 
 from flows._parking import Waiting, parked_operation, parked_step
 from flows._runbook import change_failed, linked_to, state_of, step_state
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ConfigError
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult
 from ppcmk.models import Environment
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import EnvironmentResult, FleetMember, FleetReport, StepResult
 from tasks.environments import get_environments, link, unlink
-from tasks.results import PolicyInfo
 
 CUSTOMER_KEY = "customer"  # keyManagedBy once an environment is encrypted with a customer-managed key
 

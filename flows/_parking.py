@@ -32,24 +32,15 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import BaseModel, Field
 
 from ppcmk import audit
+from ppcmk.approvals import can_suspend
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
-from ppcmk.models import OperationHandle, OperationKind
+from ppcmk.fleet.parking import PARK_KEY_PREFIX, ParkedOperation
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSpec, plan_waves, run_waves
+from ppcmk.models import EnvironmentChange, OperationHandle, OperationKind
 from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import (
-    PARK_KEY_PREFIX,
-    EnvironmentResult,
-    FleetMember,
-    FleetReport,
-    ParkedOperation,
-    StepResult,
-    WaveSpec,
-    plan_waves,
-    run_waves,
-)
-from tasks.approvals import can_suspend
-from tasks.results import EnvironmentChange
 
 CHECKPOINT_FOLDER = "ppcmk-park"
 # A parked run the waker never resumes fails this long after its last operation's deadline (Prefect's

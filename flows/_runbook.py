@@ -16,17 +16,18 @@ from prefect import get_run_logger
 
 from blocks import CmkConnection, CmkTarget
 from ppcmk import audit, holds
+from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
 from ppcmk.arm_ids import same_id
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
-from ppcmk.models import Environment
+from ppcmk.fleet.selection import FleetMember, FleetSelector
+from ppcmk.fleet.waves import FleetReport
+from ppcmk.models import Environment, EnvironmentChange
 from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetMember, FleetReport, FleetSelector
-from tasks.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
 from tasks.environments import get_environments
 from tasks.keyvault import get_key_info
 from tasks.policy import ensure_provider_registered, get_policy
-from tasks.results import EnvironmentChange, PolicyInfo
 
 MICROSOFT_KEY = "the Microsoft-managed key"
 HOLD_DAYS = 30

@@ -28,12 +28,16 @@ from flows._parking import ApprovedWork, ParkableWaves, Waiting
 from flows._runbook import Approving, approved, changing_members, finish, load_connection
 from flows._two_half_plan import plan_key_vault_half
 from ppcmk import audit
+from ppcmk.approvals import PowerPlatformHandoff, connection_principal
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, SeparationOfDutyError
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSpec
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import EnvironmentResult, FleetMember, FleetReport, StepResult, WaveSpec
 from tasks.access import (
     PROPAGATION_POLL_SECONDS,
     PROPAGATION_TIMEOUT,
@@ -42,7 +46,6 @@ from tasks.access import (
     has_policy_reader,
     wait_for_propagation,
 )
-from tasks.approvals import PowerPlatformHandoff, connection_principal
 from tasks.doctor import DoctorReading, run_doctor
 from tasks.environments import get_environments
 from tasks.keyvault import create_or_adopt_key, verify_vault
@@ -52,8 +55,6 @@ from tasks.policy import (
     read_policy,
     wait_for_policy_identity,
 )
-from tasks.results import PolicyInfo
-from tasks.retry import cmk_task
 
 # What a runbook plans for its environments: (plan, the policy they go to or None, all environments listed).
 PlanEnvironments = Callable[[Plan, PolicyInfo | None, Sequence[Environment]], None]

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flows._runbook import linked_to
+from ppcmk.azure_resources import PolicyInfo, VaultStatus
+from ppcmk.checks.environments import check_environment
 from ppcmk.findings import error
+from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem
 from ppcmk.settings import TargetSettings
 from tasks.doctor import DoctorReading
-from tasks.doctor_env_checks import check_environment
-from tasks.hsm_access import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
-from tasks.results import PolicyInfo, VaultStatus
 
 # Findings about problems the Key Vault admin half repairs itself (a Reader the doctor could not read is
 # not one of them: its finding says why, e.g. an unknown admin).

@@ -42,15 +42,16 @@ from flows._runbook import (
     step_state,
 )
 from flows._two_half import HandoffWork, TwoHalfRun
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
+from ppcmk.fleet.selection import FleetMember, FleetSelector
+from ppcmk.fleet.waves import EnvironmentResult, StepResult, WaveSpec
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.settings import load_settings as validated
-from ppcmk.waves import EnvironmentResult, FleetMember, FleetSelector, StepResult, WaveSpec
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo
 
 PROCEDURE = "change_policy"
 HOLD_REASON = "environments moved to a new policy; their backups restore only with the old key (30 days)"

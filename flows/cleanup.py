@@ -27,18 +27,18 @@ from pydantic import BaseModel, Field
 from blocks import CmkConnection
 from flows._runbook import approval_unless_plan_only, linked_to, load_settings
 from ppcmk import audit, holds
+from ppcmk.approvals import connection_principal
+from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, HoldActive
 from ppcmk.findings import error
 from ppcmk.plan import Plan, PlanItem, RunOutcome, publish_table
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks.access import read_key_grants, revoke_key_access
-from tasks.approvals import connection_principal
 from tasks.environments import get_environments
 from tasks.keyvault import key_client, read_key_versions, read_vault
 from tasks.policy import read_policy
-from tasks.results import KeyVersionInfo, PolicyInfo
-from tasks.retry import cmk_task
 
 PROCEDURE = "cleanup"
 

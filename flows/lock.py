@@ -34,18 +34,18 @@ from flows._runbook import (
 )
 from ppcmk import audit
 from ppcmk.arm_ids import same_id
+from ppcmk.azure_resources import AccessRevocation, PolicyInfo, RoleGrant
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error, info
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import EnvironmentResult, FleetReport
 from tasks.access import read_key_grants, revoke_key_access
 from tasks.environments import get_environments
 from tasks.keyvault import read_vault
 from tasks.policy import get_policy
-from tasks.results import AccessRevocation, PolicyInfo, RoleGrant
 
 PROCEDURE = "lock"
 APPROVERS_NEEDED = 2

@@ -24,13 +24,14 @@ from flows._environment_steps import LinkLimits, link_step
 from flows._runbook import Approving, load_connection, load_target, plan_only_outcome, select
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import error, info
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec
-from tasks.results import PolicyInfo
 
 PROCEDURE = "migrate_byok"
 BYOK_KEY_MANAGER = "customerviamicrosoft"

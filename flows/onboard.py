@@ -31,12 +31,13 @@ from flows._environment_steps import LinkLimits, link_step
 from flows._runbook import Approving, load_connection, load_target, plan_only_outcome, select
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ConfigError
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec
-from tasks.results import PolicyInfo
 
 PROCEDURE = "onboard"
 

@@ -25,16 +25,16 @@ from pydantic import BaseModel
 
 from blocks import CmkConnection
 from ppcmk.arm_ids import parse_resource_id
+from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, PpcmkError
 from ppcmk.models import Environment
 from ppcmk.plan import RunOutcome, publish_table
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings
 from tasks.environments import get_environments
 from tasks.keyvault import read_key_via_arm
 from tasks.policy import policy_from_arm
-from tasks.results import KeyInfo, PolicyInfo, RotationPolicyInfo
-from tasks.retry import cmk_task
 
 PROCEDURE = "report"
 Overwrite = Literal["restore", "copy"]

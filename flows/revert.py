@@ -37,14 +37,15 @@ from flows._runbook import (
     read_back_rows,
     select,
 )
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import error
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec
 from tasks.environments import get_environments
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo
 
 PROCEDURE = "revert"
 

@@ -19,11 +19,11 @@ from prefect import flow, get_run_logger
 
 from blocks import CmkConnection, CmkTarget
 from ppcmk import audit, holds
+from ppcmk.approvals import connection_principal
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
 from ppcmk.findings import info, warning
 from ppcmk.plan import Plan, PlanItem, PlannedHold, RunOutcome, publish_table
-from tasks.approvals import connection_principal
 from tasks.keyvault import (
     get_key_info,
     list_key_versions,

@@ -29,17 +29,18 @@ from flows._runbook import (
     step_state,
 )
 from flows.lock import LockRecord, describe_grant, load_lock_record, same_grant, save_lock_record
+from ppcmk.azure_resources import PolicyInfo, RoleGrant
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetMember, StepResult, WaveSpec, plan_waves, run_waves
 from tasks.access import read_key_grants, restore_key_access, wait_for_propagation
 from tasks.environments import get_environments, reenable_environment
 from tasks.keyvault import read_vault
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo, RoleGrant
 
 PROCEDURE = "unlock"
 

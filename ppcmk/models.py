@@ -1,4 +1,5 @@
-"""Typed models at the edges: what the Power Platform admin API returns, and lifecycle operation handles.
+"""Typed models at the edges: what the Power Platform admin API returns, lifecycle operation handles, and the
+outcome of one lifecycle change.
 
 The service's JSON casing varies (customerManagedKeys vs CustomerManagedKeys, state.id vs State.Id), so every
 `from_api` reads fields case-insensitively through `pick`.
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 OperationKind = Literal["link", "unlink", "governance", "reenable"]
 TERMINAL_STATES = ("succeeded", "failed", "canceled", "cancelled")
@@ -251,3 +252,19 @@ class EnvironmentOperation(BaseModel):
             error_code=pick(raw, "errorDetail", "code"),
             jobs=jobs,
         )
+
+
+class EnvironmentChange(BaseModel):
+    """The outcome of one lifecycle change (managed, link, unlink, re-enable) on one environment."""
+
+    environment_id: str
+    kind: OperationKind
+    status: Literal["Unchanged", "Succeeded", "Failed", "StillRunning"]
+    attempts: int = Field(default=0, description="operations started by this task run (0: nothing to do)")
+    handle: OperationHandle | None = Field(default=None, description="where to resume a StillRunning wait")
+    error_message: str | None = None
+    environment: Environment | None = Field(default=None, description="the environment as read afterwards")
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("Unchanged", "Succeeded")

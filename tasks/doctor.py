@@ -14,20 +14,20 @@ from contextlib import contextmanager
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from pydantic import BaseModel, Field
 
+from ppcmk.azure_resources import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
+from ppcmk.checks import azure as checks
+from ppcmk.checks import hsm as hsm_checks
+from ppcmk.checks.environments import check_environment, check_operations, operations_refused
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.findings import DoctorReport, Finding, error
 from ppcmk.models import Environment
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks import doctor_checks as checks
-from tasks import doctor_hsm_checks as hsm_checks
 from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
-from tasks.doctor_env_checks import check_environment, check_operations, operations_refused
 from tasks.environments import read_environment
 from tasks.keyvault import read_key_via_arm, read_vault
 from tasks.policy import read_policy, read_provider
-from tasks.results import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
-from tasks.retry import cmk_task
 
 READ_ERRORS = (PpcmkError, AzureError)
 

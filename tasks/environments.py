@@ -23,12 +23,11 @@ from prefect.exceptions import MissingContextError
 from ppcmk.arm_ids import same_id
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, ServiceError
-from ppcmk.models import Environment, OperationHandle, OperationKind, WaitResult
+from ppcmk.fleet.selection import FleetMember, FleetSelector
+from ppcmk.models import Environment, EnvironmentChange, OperationHandle, OperationKind, WaitResult
 from ppcmk.ppadmin import PowerPlatformAdminClient
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import FleetMember, FleetSelector
-from tasks.results import EnvironmentChange
-from tasks.retry import cmk_task
 
 DEFAULT_DEADLINE = timedelta(days=4)  # the documented upper bound of an encryption
 MAX_LINK_ATTEMPTS = 3  # a Failed link is re-run ("the service resumes where it left off"), but not forever

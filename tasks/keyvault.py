@@ -22,11 +22,7 @@ from azure.keyvault.keys import (
 )
 
 from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
-from ppcmk.clients import ClientFactory
-from ppcmk.errors import ConfigError
-from ppcmk.models import pick
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.results import (
+from ppcmk.azure_resources import (
     AccessPolicyEntry,
     KeyInfo,
     KeyVersionInfo,
@@ -36,8 +32,12 @@ from tasks.results import (
     iso_days,
     parse_iso_duration,
 )
-from tasks.retry import cmk_task
-from tasks.sdk import service_errors, text
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import ConfigError
+from ppcmk.models import pick
+from ppcmk.retry import cmk_task
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.transport import service_errors, text
 
 CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
 MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation

@@ -21,8 +21,8 @@ from ppcmk.cli.doctor import DoctorInputs, run_checks
 from ppcmk.cli.tables import rows_table
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import DoctorReport, Severity
+from ppcmk.fleet.selection import FleetSelector
 from ppcmk.plan import RunOutcome
-from ppcmk.waves import FleetSelector
 
 KV_ADMIN = "kv-admin@contoso.example"
 PP_ADMIN = "pp-admin@contoso.example"

@@ -20,7 +20,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ppcmk.cli.exit_codes import CliError, ExitCode
 from ppcmk.cli.profile import find_profile
-from ppcmk.waves import PARK_KEY_PREFIX
+from ppcmk.fleet.parking import is_parked
 
 
 @contextmanager
@@ -106,15 +106,10 @@ def describe_waiting_run(client: SyncPrefectClient, run: FlowRun) -> WaitingRun:
                       schema=schema if isinstance(schema, dict) else {})
 
 
-def parked(run: FlowRun) -> bool:
-    """Suspended while the service links or unlinks its environments: it waits for the waker, not a person."""
-    return run.state is not None and (run.state.state_details.pause_key or "").startswith(PARK_KEY_PREFIX)
-
-
 def waiting_runs(client: SyncPrefectClient, limit: int = 200) -> list[WaitingRun]:
     paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
     runs = client.read_flow_runs(flow_run_filter=paused, limit=limit)
-    return [describe_waiting_run(client, run) for run in runs if not parked(run)]
+    return [describe_waiting_run(client, run) for run in runs if not is_parked(run)]
 
 
 def read_waiting_run(client: SyncPrefectClient, run_id: str) -> WaitingRun:
@@ -130,7 +125,7 @@ def read_waiting_run(client: SyncPrefectClient, run_id: str) -> WaitingRun:
     if not run.state or not run.state.is_paused():
         state = run.state.name if run.state else "unknown"
         raise CliError(f"flow run {run_id} is not waiting for approval (it is {state})", ExitCode.BLOCKED)
-    if parked(run):
+    if is_parked(run):
         raise CliError(f"flow run {run_id} is parked while its environments' operations run, not waiting for "
                        "approval; `ppcmk runs wake` resumes it", ExitCode.BLOCKED)
     return describe_waiting_run(client, run)

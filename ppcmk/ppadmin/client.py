@@ -17,13 +17,13 @@ from ppcmk.errors import ServiceError
 from ppcmk.models import Environment, LifecycleOperation, OperationHandle, OperationKind, WaitResult, pick
 from ppcmk.ppadmin.responses import (
     check_bap_url,
-    error_from,
     is_active_operation_conflict,
     operation_url,
     retry_after,
     transport_failure,
 )
 from ppcmk.timing import Sleeper
+from ppcmk.transport import error_from
 
 BAP = "/providers/Microsoft.BusinessAppPlatform"
 ADMIN_ENVIRONMENTS = f"{BAP}/scopes/admin/environments"

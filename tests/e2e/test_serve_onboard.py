@@ -32,7 +32,7 @@ from deployments.serve import DEPLOYMENT_NAME
 from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks, sandbox_target_data
-from ppcmk.waves import PARK_KEY_PREFIX
+from ppcmk.fleet.parking import PARK_KEY_PREFIX
 from sandbox.powerplatform.state import LINK, UNLINK
 
 # Three processes (serve, its flow-run child, the Prefect server) start: generous waits for a busy machine.

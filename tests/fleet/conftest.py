@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.results import PolicyInfo
 
 FLEET_SIZE = 12  # environments 0, 5 and 10 are Sandbox type (the canary), the other nine Production
 FLEET_PATTERN = "Fleet europe *"

@@ -12,8 +12,8 @@ from blocks import CmkTarget
 from flows.lock import load_lock_record, lock
 from flows.onboard import onboard
 from flows.unlock import unlock
-from ppcmk.waves import FleetSelector
-from tasks.hsm_access import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
 from tests.flows.helpers import PP_ADMIN, REQUESTER, approve_next, start
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")

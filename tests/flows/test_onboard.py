@@ -10,7 +10,7 @@ import pytest
 from blocks import CmkTarget
 from flows.onboard import onboard
 from ppcmk.audit import AuditLog
-from ppcmk.waves import FleetSelector
+from ppcmk.fleet.selection import FleetSelector
 from tests.flows.helpers import (
     PP_ADMIN,
     REQUESTER,

@@ -13,9 +13,11 @@ from prefect import flow
 from flows import _parking as parking
 from flows._two_half import HandoffWork
 from ppcmk.errors import ConfigError
+from ppcmk.fleet.parking import ParkedOperation
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import FleetMember, FleetReport, ParkedOperation, StepResult, WaveSpec, plan_waves, run_waves
 from tasks import access, environments, policy
 from tests.tasks.conftest import EUROPE_PROD, FINANCE_ON_CMK, connection, target
 

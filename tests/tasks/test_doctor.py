@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo, VaultStatus
+from ppcmk.checks import azure as checks
+from ppcmk.checks.environments import check_environment
 from ppcmk.findings import Severity
 from ppcmk.models import CmkLink, Environment
 from ppcmk.settings import ConnectionSettings
-from tasks import doctor_checks as checks
 from tasks.doctor import doctor_report, run_doctor
-from tasks.doctor_env_checks import check_environment
 from tasks.environments import link
 from tasks.policy import get_policy
-from tasks.results import KeyInfo, PolicyInfo, RotationPolicyInfo, VaultStatus
 from tests.tasks.conftest import EUROPE_SANDBOX, connection, run_in_flow, target, vault_id
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)

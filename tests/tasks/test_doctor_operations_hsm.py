@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ppcmk.azure_resources import VaultStatus
+from ppcmk.checks import azure as checks
+from ppcmk.checks.environments import check_operations
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import Finding, Severity
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks import access
-from tasks import doctor_checks as checks
 from tasks.doctor import doctor_report
-from tasks.doctor_env_checks import check_operations
-from tasks.results import VaultStatus
 from tests.tasks.conftest import BUSY_SANDBOX, EUROPE_SANDBOX, target
 
 OPERATIONS = r"/environmentmanagement/environments/.*/operations"

@@ -9,8 +9,8 @@ import pytest
 
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, ServiceError
+from ppcmk.fleet.selection import FleetSelector
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import FleetSelector
 from tasks import access, environments, policy
 from tests.tasks.conftest import (
     EUROPE_PROD,

@@ -10,9 +10,9 @@ import pytest
 from ppcmk.arm_ids import role_assignment_name
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
+from ppcmk.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER, hsm_role_definition_id
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks import access, policy
-from tasks.hsm_access import HSM_CRYPTO_SERVICE_ENCRYPTION_USER, hsm_role_definition_id
 from tasks.keyvault import read_vault
 from tests.tasks.conftest import run_in_flow, target
 

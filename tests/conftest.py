@@ -67,9 +67,9 @@ def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def sandbox_blocks(sandbox_server: object, prefect_backend: None) -> dict[str, str]:
-    """The sandbox's CmkConnection blocks `sandbox-<persona>` (virtual time) and the CmkTarget
-    `sandbox-target` (the default scenario's compliant vault, key and linked policy ep-existing).
-    Returns persona (and "target") → block name."""
+    """The sandbox blocks `ppcmk serve` saves: a CmkConnection `sandbox-<persona>` per persona (virtual
+    time) and the CmkTargets. Returns persona → block name, and "target" → the target on the default
+    scenario's compliant vault, key and linked policy ep-existing."""
     from tests.support.sandbox import register_blocks
 
     return register_blocks(sandbox_server)

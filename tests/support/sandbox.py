@@ -9,7 +9,7 @@ from ppcmk.cli.profile import SandboxProfile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data, sandbox_target_data
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tests.support.arm import vault_id
-from tests.support.scenario import LINKED_POLICY, VAULT
+from tests.support.scenario import VAULT
 
 
 def profile(cloud: Any) -> SandboxProfile:
@@ -50,8 +50,7 @@ def save_target(cloud: Any, block_name: str, **overrides: Any) -> str:
 
 
 def register_blocks(cloud: Any) -> dict[str, str]:
-    """The sandbox blocks as `ppcmk serve` registers them, the target pointed at the policy the scenario
-    already links (LINKED_POLICY) instead of the one onboarding creates. Persona (and "target") → name."""
+    """The sandbox blocks as `ppcmk serve` registers them. Persona → block name, and "target" → the target
+    on the policy the scenario already links (LINKED_POLICY), which the tests act on."""
     blocks = register_sandbox_blocks(profile(cloud))
-    save_target(cloud, blocks.target, policy_name=LINKED_POLICY)
-    return {**blocks.persona_blocks(), "target": blocks.target}
+    return {**blocks.persona_blocks(), "target": blocks.existing_target}

@@ -27,8 +27,6 @@ from tasks.access import PROPAGATION_POLL_SECONDS, PROPAGATION_TIMEOUT, has_poli
 from tasks.environments import get_environments, link
 from tasks.policy import read_policy
 
-CUSTOMER_KEY = "customer"  # keyManagedBy once an environment is encrypted with a customer-managed key
-
 
 class HandoffWork(ApprovedWork):
     """The approved Power Platform half: what its waves need, and what a parked run saves to continue."""
@@ -142,7 +140,7 @@ def encrypted_with(env: Environment | None, policy: PolicyInfo) -> bool:
         and linked_to(env, policy)
         and env.cmk is not None
         and env.cmk.linked
-        and (env.key_managed_by or "").lower() == CUSTOMER_KEY
+        and env.customer_key
     )
 
 

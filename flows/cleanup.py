@@ -35,6 +35,7 @@ from ppcmk.findings import error
 from ppcmk.plan import Plan, PlanItem, RunOutcome, publish_table
 from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.access import read_key_grants, revoke_key_access
 from tasks.environments import get_environments
 from tasks.keyvault import key_client, read_key_versions, read_vault
@@ -179,6 +180,7 @@ def cleanup(
     """Disable the target key's old versions past their hold and, with `old_policy` (a policy name in the
     target's resource group), remove that policy's key access past its 30-day hold. `pp_connection` reads the
     environments to prove none is still linked to `old_policy`. One approver other than the requester."""
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
     if old_policy is not None and pp_connection is None:
         raise ConfigError("pp_connection", "old_policy needs a connection that can read environments",
                           "name a Power Platform admin (or management app) connection block")

@@ -42,6 +42,7 @@ from ppcmk.fleet.waves import EnvironmentResult, FleetReport
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.access import read_key_grants, revoke_key_access
 from tasks.environments import get_environments
 from tasks.keyvault import read_vault
@@ -264,6 +265,26 @@ def revoke_and_record(
     return record
 
 
+def unfinished_lock(conn: ConnectionSettings, target: TargetSettings) -> LockRecord | None:
+    """The record of an approved lock whose run stopped after revoking and before recording it done."""
+    policy = get_policy(conn, target)
+    record = load_lock_record(policy.policy_id) if policy is not None else None
+    if record is None or policy is None or record.state != "revoking":
+        return None
+    return record if record.principal_id == policy.principal_id else None
+
+
+def complete_lock(plan: Plan, pp: ConnectionSettings, record: LockRecord, now: datetime) -> RunOutcome:
+    """Finish the record and the countdown of a lock whose access is already revoked (approved then)."""
+    record = record.model_copy(update={"state": "locked"})
+    save_lock_record(record)
+    report, rows = verify_locked(pp, record, now)
+    variable = lock_record_name(record.policy_id)
+    return finish(plan, record.approvers, report, rows,
+                  f"completed the lock of {record.policy_name} (revoked earlier); {len(record.environments)} "
+                  f"environment(s) locked; unlock restores from Prefect variable {variable}")
+
+
 def verify_locked(
     conn: ConnectionSettings, record: LockRecord, now: datetime
 ) -> tuple[FleetReport, list[dict[str, object]]]:
@@ -322,6 +343,7 @@ def lock(
 
     `kv_connection` revokes (Key Vault / role assignment rights); `pp_connection` reads the environments.
     """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
     kv, tgt = load_settings(kv_connection, target)
     pp, _ = load_settings(pp_connection, target)
     factory = ClientFactory.for_settings(kv)
@@ -341,6 +363,8 @@ def lock(
     if dry_run:
         return plan_only_outcome(plan, dry_run)
     if not any(item.kind == "role-assignment" for item in plan.items):
+        if (unfinished := unfinished_lock(kv, tgt)) is not None:
+            return complete_lock(plan, pp, unfinished, factory.now())
         raise ConfigError(
             "target",
             f"policy {tgt.policy_name} has no key access left to revoke (already locked?)",

@@ -43,6 +43,7 @@ from ppcmk.fleet.waves import WaveSpec, plan_waves
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.environments import get_environments
 from tasks.policy import get_policy
 
@@ -138,6 +139,8 @@ def revert(
 
     `connection` needs the Power Platform Administrator role; one approver other than `requester` approves.
     """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
+                     operation_deadline_hours=operation_deadline_hours)
     conn, tgt = load_settings(connection, target)
     spec = waves or WaveSpec()
 

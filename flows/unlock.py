@@ -37,6 +37,7 @@ from ppcmk.fleet.waves import StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.access import read_key_grants, restore_key_access, wait_for_propagation
 from tasks.environments import get_environments, reenable_environment
 from tasks.keyvault import read_vault
@@ -144,6 +145,8 @@ def unlock(
     reenable_deadline_minutes: float = 30,
 ) -> RunOutcome:
     """Undo the target policy's lock. `kv_connection` restores access; `pp_connection` re-enables."""
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
+                     reenable_deadline_minutes=reenable_deadline_minutes)
     kv, tgt = load_settings(kv_connection, target)
     pp, _ = load_settings(pp_connection, target)
     factory = ClientFactory.for_settings(kv)

@@ -339,9 +339,21 @@ def lock(
     approval_timeout_s: int = 4 * 3600,
     approval_poll_s: int = 10,
 ) -> RunOutcome:
-    """Revoke the target policy identity's key access; needs two approvers who each type the policy name.
+    """Break-glass lock: revoke the target policy identity's key access, which locks every environment linked
+    to the policy. Needs two approvers other than the requester who each type the policy name.
 
-    `kv_connection` revokes (Key Vault / role assignment rights); `pp_connection` reads the environments.
+    Args:
+        kv_connection: CmkConnection block that revokes the key access (rights to change role assignments
+            or access policies on the vault), e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        pp_connection: CmkConnection block that reads the environments to show what locks, e.g. pp-admin;
+            in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the enterprise policy to lock, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        requester: Who asks for the lock (UPN or object id); cannot approve it, e.g.
+            kv-admin@contoso.example.
+        dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
+        approval_timeout_s: Seconds to wait for both approvals before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
     kv, tgt = load_settings(kv_connection, target)

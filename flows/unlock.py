@@ -61,12 +61,20 @@ def plan_unlock(
         requester=requester,
         target_summary=f"key access of policy {target.policy_name} in {target.resource_group}",
     )
-    if (
-        policy is None
-        or record is None
-        or record.state == "unlocked"
-        or record.principal_id != policy.principal_id
-    ):
+    if policy is not None and (record is None or record.state == "unlocked"):
+        # not locked by ppcmk: nothing to restore, which the run reports as nothing to do
+        plan.add_findings(
+            [
+                info(
+                    "unlock.not_locked",
+                    target.policy_name,
+                    "no open lock record for this policy: it is not locked by ppcmk, so there is nothing to "
+                    "restore (if its key access was removed by hand, grant it again: onboard grants it)",
+                )
+            ]
+        )
+        return plan
+    if policy is None or record is None or record.principal_id != policy.principal_id:
         plan.add_findings(
             [
                 error(
@@ -144,7 +152,24 @@ def unlock(
     approval_poll_s: int = 10,
     reenable_deadline_minutes: float = 30,
 ) -> RunOutcome:
-    """Undo the target policy's lock. `kv_connection` restores access; `pp_connection` re-enables."""
+    """Undo the target policy's lock: restore the key access the lock record lists, then re-enable each
+    environment. Nothing to do (Completed) when ppcmk has not locked the policy.
+
+    Args:
+        kv_connection: CmkConnection block that restores the key access, e.g. kv-admin; in the sandbox
+            sandbox-kv-admin.
+        pp_connection: CmkConnection block that re-enables the environments (Power Platform admin), e.g.
+            pp-admin; in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the locked enterprise policy, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing).
+        requester: Who asks for the unlock (UPN or object id); cannot approve it, e.g.
+            kv-admin@contoso.example.
+        waves: How the environments are split and paced (canary first, wave sizes, parallelism).
+        dry_run: Plan and publish the plan only; change nothing.
+        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        reenable_deadline_minutes: How long one environment may take to come back before it counts as failed.
+    """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
                      reenable_deadline_minutes=reenable_deadline_minutes)
     kv, tgt = load_settings(kv_connection, target)

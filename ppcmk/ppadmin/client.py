@@ -41,6 +41,8 @@ LINK_API = "2019-10-01"
 GOVERNANCE_API = "2021-04-01"
 ENABLE_API = "2021-04-01"
 OPERATION_API = "2023-06-01"
+ADMIN_ROLE_NEEDED = ("Power Platform Administrator (or Dynamics 365 Administrator) Entra role, or, for a "
+                     "service principal, registration as a Power Platform admin management application")
 # The names under which the Power Platform API lists a running operation of each kind (inferred: the
 # lifecycleOperationsEnforcement ids, and for Managed Environment the name the operations list gives it).
 RUNNING_NAMES: dict[OperationKind, tuple[str, ...]] = {
@@ -97,11 +99,19 @@ class PowerPlatformAdminClient:
         return response.json()
 
     def iter_environments(self) -> Iterator[Environment]:
-        """Every environment the caller administers, following nextLink pages."""
+        """Every environment the caller administers, following nextLink pages. A caller who is no admin is
+        refused naming the role it lacks."""
         url: str | None = ADMIN_ENVIRONMENTS
         params: dict[str, str] | None = {"api-version": READ_API}
         while url:
-            page = self._get_json(url, params, "list environments")
+            try:
+                page = self._get_json(url, params, "list environments")
+            except ServiceError as refused:
+                if refused.status != 403:
+                    raise
+                raise ServiceError(403, refused.code, f"{refused.message} Listing environments needs the "
+                                   f"{ADMIN_ROLE_NEEDED}", request_id=refused.request_id,
+                                   correlation_id=refused.correlation_id, path=refused.path) from None
             for raw in pick(page, "value", default=[]):
                 yield Environment.from_api(raw)
             url, params = pick(page, "nextLink"), None  # nextLink is absolute and carries its own query

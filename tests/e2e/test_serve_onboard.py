@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from blocks import CmkTarget
 from deployments.catalog import SandboxBlocks
-from deployments.serve import DEPLOYMENT_NAME
+from deployments.serve import deployment_full_name
 from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks, sandbox_target_data
@@ -121,7 +121,7 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))
     link_duration = timedelta(seconds=cloud.world.settings.link_duration_seconds)
-    deployment = f"onboard/{DEPLOYMENT_NAME}"
+    deployment = deployment_full_name("onboard")
     with get_client(sync_client=True) as client:
         wait_for("the onboard deployment", lambda: deployment_ready(client, deployment), 120, served)
         flow_run = run_deployment(deployment, timeout=0, parameters={
@@ -218,13 +218,13 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
     # one wave, and a patience far below the sandbox's link and unlink durations (virtual minutes)
     waves = {"canary_skus": [], "park_after_minutes": shortest / 60 / 6}
     with get_client(sync_client=True) as client:
-        for deployment in (f"change_policy/{DEPLOYMENT_NAME}", f"revert/{DEPLOYMENT_NAME}"):
+        for deployment in (deployment_full_name("change_policy"), deployment_full_name("revert")):
             wait_for(deployment, partial(deployment_ready, client, deployment), 120, served)
-        change = run_deployment(f"change_policy/{DEPLOYMENT_NAME}", timeout=0, parameters={
+        change = run_deployment(deployment_full_name("change_policy"), timeout=0, parameters={
             "kv_connection": E2E_BLOCKS.kv_admin, "pp_connection": E2E_BLOCKS.pp_admin, "target": old_target,
             "new_policy_name": "ep-new", "new_key_name": "cmk-new", "pp_admin": PP_ADMIN,
             "requester": "kv-admin@contoso.example", "selector": {"environment_ids": moved},
-            "approval_poll_s": 1, "waves": waves})
+            "approval_poll_s": 1, "waves": waves, "dry_run": False})  # a Quick run only plans
         assert isinstance(change, FlowRun)
         wait_for("Suspended at the hand-off",
                  lambda: pause_key(client, change.id).startswith("change-policy-"), 120, served)
@@ -243,9 +243,9 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
             # every wake polled the parked operation; none was started twice
             assert (operation_posts(cloud, env, "unlink"), operation_posts(cloud, env, "link")) == (1, 1), env
 
-        revert = run_deployment(f"revert/{DEPLOYMENT_NAME}", timeout=0, parameters={
+        revert = run_deployment(deployment_full_name("revert"), timeout=0, parameters={
             "connection": E2E_BLOCKS.runbook, "target": new_target, "requester": "kv-admin@contoso.example",
-            "selector": {"environment_ids": moved}, "approval_poll_s": 1, "waves": waves})
+            "selector": {"environment_ids": moved}, "approval_poll_s": 1, "waves": waves, "dry_run": False})
         assert isinstance(revert, FlowRun)
         wait_for("Suspended for approval", lambda: pause_key(client, revert.id).startswith("revert"),
                  120, served)

@@ -15,12 +15,16 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import BlockDocumentUpdate
 
 from blocks import CmkConnection, CmkTarget
+from flows.change_policy import change_policy
 from flows.cleanup import cleanup
 from flows.lock import lock
+from flows.migrate_byok import migrate_byok
+from flows.onboard import onboard
 from flows.revert import revert
 from flows.rotate import rotate
 from flows.unlock import unlock
-from tests.flows.helpers import REQUESTER
+from ppcmk.fleet.selection import FleetSelector
+from tests.flows.helpers import PP_ADMIN, REQUESTER
 
 READS = ("GET", "HEAD")
 NOT_CLOUD = ("/_sandbox", "/oauth2/token", "/metadata/identity")
@@ -52,6 +56,50 @@ def _two(flow_fn: Any, **overrides: Any) -> Callable[[dict[str, str]], Any]:
     return lambda blocks: flow_fn(kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"],
                                   target=blocks["target"], requester=REQUESTER, approval_poll_s=1,
                                   **overrides)
+
+
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+OTHER_SUBSCRIPTION = "99999999-0000-4000-8000-000000000099"
+
+
+def _onboard(**overrides: Any) -> Callable[[dict[str, str]], Any]:
+    def run(blocks: dict[str, str]) -> Any:
+        values: dict[str, Any] = dict(kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"],
+                                      target=blocks["target"], pp_admin=PP_ADMIN, requester=REQUESTER,
+                                      selector=FleetSelector(environment_ids=[PRODUCTION]), approval_poll_s=1)
+        if "target" in overrides:
+            overrides["target"](blocks)
+            values["target"] = "catalogue-target"
+        return onboard(**{**values, **{k: v for k, v in overrides.items() if k != "target"}})
+
+    return run
+
+
+def _change_policy(**overrides: Any) -> Callable[[dict[str, str]], Any]:
+    return lambda blocks: change_policy(
+        kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"], target=blocks["target"],
+        new_policy_name="ep-new", new_key_name="cmk-new", pp_admin=PP_ADMIN, requester=REQUESTER,
+        approval_poll_s=1, **overrides)
+
+
+def _migrate(**overrides: Any) -> Callable[[dict[str, str]], Any]:
+    return lambda blocks: migrate_byok(
+        kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"], target=blocks["target"],
+        pp_admin=PP_ADMIN, requester=REQUESTER, approval_poll_s=1, **overrides)
+
+
+def _outsider_revert(blocks: dict[str, str]) -> Any:
+    admin = CmkConnection.load(blocks["pp-admin"])
+    CmkConnection(cloud="sandbox", tenant_id=admin.tenant_id, subscription_id=admin.subscription_id,
+                  sandbox_url=admin.sandbox_url, sandbox_principal="outsider", ca_bundle=admin.ca_bundle,
+                  time_mode="virtual").save("catalogue-outsider", overwrite=True)
+    return revert(connection="catalogue-outsider", target=blocks["target"], requester=REQUESTER,
+                  approval_poll_s=1)
+
+
+def _target_in_another_subscription(_: dict[str, str]) -> Any:
+    vault = VAULT.replace(SUB, OTHER_SUBSCRIPTION)
+    return CmkTarget(**{**GOOD_TARGET, "vault_id": vault}).save("catalogue-target", overwrite=True)
 
 
 def _revert(**overrides: Any) -> Callable[[dict[str, str]], Any]:
@@ -124,6 +172,26 @@ CASES = [
     Case("revert approval_timeout_s 0", "approval_timeout_s", _revert(approval_timeout_s=0)),
     Case("cleanup approval_timeout_s -5", "approval_timeout_s", _cleanup(approval_timeout_s=-5)),
     Case("cleanup old_policy without pp_connection", "pp_connection", _cleanup(old_policy="ep-old")),
+    # onboard, change_policy, migrate_byok (the two-half runbooks)
+    Case("onboard pp_admin unknown", "pp_admin", _onboard(pp_admin="nobody@contoso.example")),
+    Case("onboard pp_admin is the requester", "pp_admin", _onboard(pp_admin=REQUESTER)),
+    Case("onboard vault in another subscription", "vault_id",
+         _onboard(target=_target_in_another_subscription)),
+    Case("onboard selector selects nothing", "selector",
+         _onboard(selector=FleetSelector(name_pattern="no such environment*"))),
+    Case("onboard selector names an unknown id", "selector",
+         _onboard(selector=FleetSelector(environment_ids=["e1000000-0000-4000-8000-0000000000ff"]))),
+    Case("onboard operation_deadline_days 0", "operation_deadline_days", _onboard(operation_deadline_days=0)),
+    Case("onboard max_link_attempts 0", "max_link_attempts", _onboard(max_link_attempts=0)),
+    Case("onboard approval_timeout_s -1", "approval_timeout_s", _onboard(approval_timeout_s=-1)),
+    Case("change_policy pp_admin unknown", "pp_admin", _change_policy(pp_admin="nobody@contoso.example")),
+    Case("change_policy new vault in another subscription", "vault_id", _change_policy(
+        new_vault_id=VAULT.replace(SUB, OTHER_SUBSCRIPTION))),
+    Case("change_policy pp_admin is the requester", "pp_admin", _change_policy(pp_admin=REQUESTER)),
+    Case("migrate_byok selector selects nothing", "selector",
+         _migrate(selector=FleetSelector(name_pattern="no such environment*"))),
+    Case("migrate_byok approval_timeout_s 0", "approval_timeout_s", _migrate(approval_timeout_s=0)),
+    Case("revert with an outsider's connection", "Power Platform Administrator", _outsider_revert),
     # blocks, on save
     Case("target key_size 1234 saved", "key_size", _save_target(key_size=1234)),
     Case("target RSA key_size 4096 saved", "key_size", _save_target(key_size=4096)),

@@ -135,3 +135,18 @@ def approve_next(running: RunningFlow, approver: str, **kwargs: Any) -> PendingA
     pending = wait_for_approval(running)
     answer(pending, approve=kwargs.pop("approve", True), approver=approver, **kwargs)
     return pending
+
+
+def approver_read_policy_before_linking(cloud: Any, policy_name: str, approver: str = "pp-admin") -> bool:
+    """Whether the approver read the policy (waiting for their Reader to apply) before their first link, and
+    the last such read was allowed."""
+    entries = cloud.log.entries
+    first_link = next(i for i, e in enumerate(entries) if e.method == "POST" and e.path.endswith("/link"))
+    reads = [e for e in entries[:first_link] if e.method == "GET" and e.caller == approver
+             and e.path.lower().endswith(f"/enterprisepolicies/{policy_name.lower()}")]
+    return bool(reads) and reads[-1].status == 200
+
+
+def audited(audit_log: Any) -> dict[str, dict[str, Any]]:
+    """The audit log's entries by event name (the last of each)."""
+    return {e["event"]["event"]: e["event"] for e in audit_log.entries()}

@@ -9,6 +9,7 @@ import pytest
 
 from blocks import CmkConnection
 from flows.change_policy import change_policy
+from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.holds import policy_hold
 from tests.flows.helpers import (
@@ -17,6 +18,8 @@ from tests.flows.helpers import (
     REQUESTER,
     RunningFlow,
     approve_next,
+    approver_read_policy_before_linking,
+    audited,
     start_with_sandbox_blocks,
 )
 
@@ -63,6 +66,23 @@ def test_change_policy_moves_through_two_outages_and_holds_the_old_key(
         if a.principal_id == new_principal and a.scope.lower().endswith("/vaults/kv-cmk-prod")
     ]
     assert len(vault_grants) == 1  # the new identity holds the (old and new) key's vault exactly once
+
+
+def test_the_moves_wait_for_the_approvers_reader_and_are_audited_as_change_policy(
+    cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
+) -> None:
+    running = start_change(sandbox_blocks)
+    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert running.result().status == "completed"
+    assert approver_read_policy_before_linking(cloud, "ep-new")
+    events = audited(audit_home)
+    assert not any(name.startswith("onboard") for name in events)
+    key_vault_half = events["change_policy-key-vault-half"]
+    assert key_vault_half["procedure"] == "change_policy" and key_vault_half["policy"].endswith("/ep-new")
+    half = events["change_policy-power-platform-half"]
+    assert half["procedure"] == "change_policy" and half["approvers"] == [PP_ADMIN]
+    writes = [w["url"] for w in half["writes"]]
+    assert sum(u.endswith("/unlink") for u in writes) == 1 and sum(u.endswith("/link") for u in writes) == 1
 
 
 def test_the_plan_shows_two_outage_windows_per_environment(

@@ -11,7 +11,7 @@ import pytest
 from prefect import flow
 
 from flows import _parking as parking
-from flows.onboard_steps import HandoffWork
+from flows._two_half import HandoffWork
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.parking import ParkedOperation
 from ppcmk.fleet.selection import FleetMember

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.ppcmk-installed
 
-.PHONY: install demo test lint bench serve clean
+.PHONY: install system demo test lint bench serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages some tests need (chromium for the UI tests, postgresql for the multi-worker test)
+system:
+	bash .ci/system-deps.sh
+
 demo: $(STAMP)
 	$(BIN)/ppcmk demo
 
@@ -23,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy ppcmk
 
 # three workers on two cores: flow tests spend much of their time waiting on approvals and Prefect's API
-test: lint
+test: lint system
 	$(BIN)/python -m pytest -n 3 --dist worksteal
 
 bench: $(STAMP)

@@ -21,7 +21,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 
-from ppcmk.cli.prefect_api import parked
+from ppcmk.approval_pause import expire_overdue
+from ppcmk.fleet.parking import is_parked
 
 WAKE_FLOW_NAME = "ppcmk-wake"
 DEFAULT_WAKE_MINUTES = 10
@@ -39,7 +40,7 @@ def parked_runs(client: SyncPrefectClient) -> list[FlowRun]:
         suspended_runs += page
         if len(page) < PAGE:
             break
-    return [run for run in suspended_runs if parked(run)]
+    return [run for run in suspended_runs if is_parked(run)]
 
 
 def wake_parked_runs(client: SyncPrefectClient) -> list[UUID]:
@@ -53,8 +54,11 @@ def wake_parked_runs(client: SyncPrefectClient) -> list[UUID]:
 
 @flow(name=WAKE_FLOW_NAME, persist_result=False)
 def wake() -> list[str]:
-    """Resume the flow runs parked while the service links or unlinks their environments."""
+    """Resume the flow runs parked while the service links or unlinks their environments; end the runs whose
+    approval deadline passed Expired."""
     with get_client(sync_client=True) as client:
         woken = wake_parked_runs(client)
-    get_run_logger().info("resumed %d parked run(s)", len(woken))
+        expired = expire_overdue(client)
+    get_run_logger().info("resumed %d parked run(s); %d unanswered approval(s) expired", len(woken),
+                          len(expired))
     return [str(run_id) for run_id in woken]

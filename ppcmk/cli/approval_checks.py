@@ -1,19 +1,20 @@
 """What `ppcmk approve` checks before it resumes a run, the same rules the flow applies to the answer
-(`tasks.approvals`): the proven approver, separation of duty, Reader, the confirmation, the plan hash. A
+(`ppcmk.approvals`): the proven approver, separation of duty, Reader, the confirmation, the plan hash. A
 refusal here changes nothing: the run is not resumed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from azure.core.exceptions import HttpResponseError
 
+from ppcmk.approval_forms import REQUEST
+from ppcmk.approval_identity import Refused, prove
 from ppcmk.cli.exit_codes import CliError, ExitCode
 from ppcmk.cli.prefect_api import WaitingRun
 from ppcmk.clients import ClientFactory
-
-REQUEST = "x-ppcmk-request"  # tasks.approval_forms.REQUEST: the request in fields, inside the form schema
+from ppcmk.settings import ConnectionSettings
 
 
 def request_of(waiting: WaitingRun) -> dict[str, Any]:
@@ -68,8 +69,6 @@ def check_answer(waiting: WaitingRun, run_input: dict[str, Any], typed: str | No
 
 
 def _signed_in(waiting: WaitingRun, block: str) -> Answerer:
-    from tasks.approval_identity import Refused, prove
-
     offered = waiting.schema.get("properties", {}).get("connection_block", {}).get("enum")
     if offered and block not in offered:
         raise refuse(
@@ -77,10 +76,16 @@ def _signed_in(waiting: WaitingRun, block: str) -> Answerer:
             "(a block created after the run asked is offered when it asks again)"
         )
     try:
-        proven, settings = prove(block)
+        proven, settings = prove(block, _load_connection)
     except Refused as refused:
         raise refuse(str(refused)) from None
     return Answerer(proven.object_id, proven.label, ClientFactory.for_settings(settings))
+
+
+def _load_connection(block: str) -> ConnectionSettings:
+    from blocks import CmkConnection
+
+    return cast(CmkConnection, CmkConnection.load(block)).settings()
 
 
 def _check_typed(answerer: Answerer, typed: str | None, block: str) -> None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from ppcmk.approval_pause import verdict_key
 from ppcmk.cli.approval_checks import check_answer, request_of
 from ppcmk.cli.errors import reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
@@ -109,9 +110,7 @@ def decision_for(
 
 
 def wait_for_verdict(client: SyncPrefectClient, waiting: WaitingRun, seconds: float) -> dict[str, Any] | None:
-    """What the run made of the answer (tasks.approval_pause.record_verdict), or None within `seconds`."""
-    from tasks.approval_pause import verdict_key
-
+    """What the run made of the answer (ppcmk.approval_pause.record_verdict), or None within `seconds`."""
     key = verdict_key(waiting.run.state.state_details.pause_key or "" if waiting.run.state else "")
     deadline = time.monotonic() + seconds
     while True:

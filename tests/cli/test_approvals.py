@@ -16,7 +16,7 @@ from ppcmk.cli import app
 from ppcmk.cli import approvals as approvals_cli
 from ppcmk.cli.exit_codes import ExitCode
 from tests.flows.approval_harness import GHOST, POLICY, run, with_ghost
-from tests.flows.helpers import PendingApproval, RunningFlow, wait_for_approval
+from tests.support.runs import PendingApproval, RunningFlow, wait_for_approval
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 

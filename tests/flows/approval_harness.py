@@ -1,4 +1,4 @@
-"""A flow that asks one real approval (tasks.approvals.request_approval) for a one-environment plan, for
+"""A flow that asks one real approval (ppcmk.approvals.request_approval) for a one-environment plan, for
 tests that answer it through the resume API or the CLI, and the blocks its answerers sign in with."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ from typing import Any
 from prefect import flow
 
 from blocks import CmkConnection
+from flows._runbook import load_connection
+from ppcmk.approvals import IdentityResolver, request_approval
 from ppcmk.errors import ApprovalExpired, ApprovalRejected
 from ppcmk.plan import OutageWindow, Plan, PlanItem
-from tasks.approvals import IdentityResolver, load_connection, request_approval
-from tests.flows.helpers import REQUESTER, RunningFlow, start
+from tests.support.runs import RunningFlow, start
+from tests.support.scenario import REQUESTER
 
 SECOND = "pp-admin-2@contoso.example"
 GHOST = "approvals-ghost"  # a block that exists but cannot sign in (no such persona)
@@ -65,6 +67,7 @@ def harness(
             approvers_needed=approvers_needed,
             confirm_text=confirm_text,
             poll_interval_s=0.2,
+            load_connection=load_connection,
         )
     except (ApprovalRejected, ApprovalExpired) as ended:
         return {"status": type(ended).__name__, "reason": str(ended)}

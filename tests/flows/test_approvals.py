@@ -4,15 +4,21 @@ connection block, refused answers asked again, rejection and expiry as outcomes,
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
+from prefect.input.run_input import keyset_from_paused_state
+from prefect.states import Suspended
 
 from blocks import CmkConnection
+from ppcmk.approval_forms import form_for
+from ppcmk.approval_pause import expire_overdue
 from ppcmk.audit import AuditLog
 from tests.flows.approval_harness import GHOST, POLICY, SECOND, harness, plan_for, run, with_ghost
-from tests.flows.helpers import PP_ADMIN, REQUESTER, answer, approve_next, wait_for_approval
+from tests.support.runs import answer, approve_next, wait_for_approval
+from tests.support.scenario import PP_ADMIN, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -31,7 +37,7 @@ def test_an_approval_names_the_proven_approver_and_is_audited(
     for shown in (
         "Key Vault Admin (kv-admin@contoso.example)",
         "**Contoso Sales** (`env-1`)",
-        "window 1 (#1 of 1): link to ep-x",
+        "Outage #1 of 1: link to ep-x",
         "any administrator but the requester",
     ):
         assert shown in pending.description
@@ -142,3 +148,25 @@ def test_malformed_input_is_refused_by_the_server_and_the_run_keeps_waiting(bloc
         )
     answer(pending, approve=True, approver=PP_ADMIN)
     assert running.result()["status"] == "approved"
+
+
+def test_the_waker_ends_a_suspended_approval_past_its_deadline_expired(blocks: dict[str, str]) -> None:
+    """A suspended run has no process to notice its deadline: `expire_overdue` (the waker) ends it."""
+    answer_by = datetime(2026, 1, 2, tzinfo=UTC)
+    suspended = Suspended(timeout_seconds=3600, pause_key="harness-1")
+    keyset = keyset_from_paused_state(suspended)
+    suspended.state_details.run_input_keyset = keyset
+    form = form_for(
+        "plan", [blocks["pp-admin"]], {"procedure": "test-approval", "answer_by": answer_by.isoformat()}
+    )
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(
+            harness, parameters={"targets": ["env-1"], "kv_block": blocks["kv-admin"]}
+        )
+        client.set_flow_run_state(run.id, suspended, force=True)
+        client.create_flow_run_input(run.id, keyset["schema"], json.dumps(form.model_json_schema()))
+        assert run.id not in expire_overdue(client, now=answer_by - timedelta(minutes=1))
+        assert run.id in expire_overdue(client, now=answer_by + timedelta(minutes=1))
+        state = client.read_flow_run(run.id).state
+    assert state is not None and state.is_cancelled() and state.name == "Expired"
+    assert "no acceptable answer" in (state.message or "")

@@ -21,11 +21,9 @@ from flows.revert import revert
 from flows.rotate import rotate
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
-from ppcmk.waves import FleetSelector
+from ppcmk.fleet.selection import FleetSelector
 from tests.flows.approval_harness import GHOST, SECOND, with_ghost
-from tests.flows.helpers import (
-    PP_ADMIN,
-    REQUESTER,
+from tests.support.runs import (
     RunningFlow,
     answer,
     approve_next,
@@ -33,6 +31,7 @@ from tests.flows.helpers import (
     start_with_sandbox_blocks,
     wait_for_approval,
 )
+from tests.support.scenario import PP_ADMIN, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 

@@ -1,0 +1,172 @@
+"""The doctor's environment checks: eligibility for the target policy, current encryption state, and lifecycle
+operations still running."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ppcmk.arm_ids import same_id
+from ppcmk.azure_resources import PolicyInfo
+from ppcmk.findings import Finding, error, info, warning
+from ppcmk.geo import same_geo
+from ppcmk.models import Environment, EnvironmentOperation
+from ppcmk.settings import TargetSettings
+
+INELIGIBLE_SKUS = {"trial": "Trial", "teams": "Teams"}
+LINK_OPERATION = "NewCustomerManagedKey"
+
+
+def check_environment(
+    environment_id: str, env: Environment | None, target: TargetSettings, policy: PolicyInfo | None
+) -> list[Finding]:
+    """Eligibility of one environment for the target's policy, and its current encryption state."""
+    if env is None:
+        return [
+            error(
+                "env.visible",
+                environment_id,
+                "the environment does not exist or is not visible to the caller",
+                "check the id; the caller needs the Power Platform Administrator role (a service "
+                "principal must be a registered admin management application)",
+            )
+        ]
+    subject = env.id
+    found: list[Finding] = []
+    sku = (env.sku or "").lower()
+    if sku in INELIGIBLE_SKUS:
+        found.append(
+            error(
+                "env.sku",
+                subject,
+                f"{INELIGIBLE_SKUS[sku]} environments cannot use a customer-managed key",
+                "choose a Production or Sandbox environment",
+            )
+        )
+    if env.is_default or sku == "default":
+        found.append(
+            error(
+                "env.default",
+                subject,
+                "the Default environment does not allow CMK operations",
+                "leave the Default environment out of the selection",
+            )
+        )
+    blocked = env.disallows(LINK_OPERATION)
+    if blocked and sku not in INELIGIBLE_SKUS and not env.is_default and sku != "default":
+        found.append(
+            error(
+                "env.disallowed",
+                subject,
+                blocked.reason or f"{LINK_OPERATION} is disallowed",
+                "leave this environment out of the selection",
+            )
+        )
+    if not env.managed:
+        found.append(
+            error(
+                "env.managed",
+                subject,
+                f"not a Managed Environment (protection level {env.protection_level})",
+                "enable Managed Environment (ppcmk onboard does it when "
+                "asked, or Power Platform admin center > Environments > Enable Managed Environments)",
+            )
+        )
+    if not same_geo(env.geo, target.geo):
+        found.append(
+            error(
+                "env.geo",
+                subject,
+                f"the environment is in {env.geo}, the policy in {target.geo}",
+                "use a policy in the environment's geo",
+            )
+        )
+    if "inprogress" in (env.runtime_reason or "").lower():
+        found.append(
+            error(
+                "env.busy",
+                subject,
+                f"a lifecycle operation is running ({env.runtime_reason})",
+                "wait for it to finish, then run again",
+            )
+        )
+    elif env.runtime_reason and "locked" in env.runtime_reason.lower():
+        found.append(
+            error(
+                "env.locked",
+                subject,
+                "the environment is locked: its key is not usable",
+                "restore key access, then re-enable the environment (unlock runbook)",
+            )
+        )
+    found.extend(_encryption_state(env, policy))
+    return found
+
+
+def _encryption_state(env: Environment, policy: PolicyInfo | None) -> list[Finding]:
+    subject = env.id
+    if env.cmk is not None and env.cmk.linked:
+        ours = policy is not None and (
+            same_id(env.cmk.policy_id, policy.policy_id) or same_id(env.cmk.system_id, policy.system_id)
+        )
+        if ours:
+            return [info("env.encryption", subject, "already encrypted with the target policy")]
+        return [
+            warning(
+                "env.encryption",
+                subject,
+                f"encrypted with another policy ({env.cmk.policy_id}); linking swaps the key (an outage)",
+                "use the change-policy runbook for this environment",
+            )
+        ]
+    if env.cmk is not None:
+        return [
+            warning(
+                "env.encryption",
+                subject,
+                f"policy link status is {env.cmk.link_status}",
+                "re-run the link (the service resumes where it left off)",
+            )
+        ]
+    managed_by = (env.key_managed_by or "Microsoft").lower()
+    if managed_by != "microsoft":
+        return [
+            warning(
+                "env.byok",
+                subject,
+                f"the environment uses a bring-your-own key ({env.key_managed_by})",
+                "migrate it with the BYOK migration runbook (a short outage; keep the BYOK key 28 days)",
+            )
+        ]
+    return [info("env.encryption", subject, "uses the Microsoft-managed key")]
+
+
+def check_operations(env: Environment, operations: Iterable[EnvironmentOperation]) -> list[Finding]:
+    """A lifecycle operation the Power Platform API lists as still active (a Managed Environment change, a
+    copy, ...): the service refuses a link or unlink until it ends. A running link/unlink that the runtime
+    reason already shows (the env.busy error of `check_environment`) is not reported twice."""
+    if "inprogress" in (env.runtime_reason or "").lower():
+        return []
+    return [
+        warning(
+            "env.busy",
+            env.id,
+            f"lifecycle operation {op.name or op.operation_id} is {op.status}"
+            + (f" since {op.start_time:%Y-%m-%d %H:%M} UTC" if op.start_time else " (not started yet)"),
+            "wait for it to finish; ppcmk waits for it before linking, or run again later",
+        )
+        for op in operations
+        if op.active
+    ]
+
+
+def operations_refused(status: int) -> Finding:
+    """The Power Platform API refused the read (401/403): say so and what grants it; never an error, since
+    the runbooks themselves do not need this API."""
+    return info(
+        "env.operations",
+        "Power Platform API",
+        f"reading environment lifecycle operations was refused (HTTP {status}), so operations other than "
+        "a running link/unlink are not checked; the identity needs the Power Platform Administrator role "
+        "(a service principal: a registered admin management application) and a token for "
+        "https://api.powerplatform.com",
+    )

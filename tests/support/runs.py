@@ -1,0 +1,172 @@
+"""Drive runbooks from tests the way an admin does: start the flow, wait for its approval request, answer
+it through Prefect's resume API with a run input (what the UI "Resume" dialog posts); run one task in a
+flow."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from prefect import Task, flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.flow_runs import resume_flow_run
+from prefect.states import State
+
+from tests.support.scenario import REQUESTER
+
+APPROVAL_FLOW = "ppcmk-approval"
+
+
+@dataclass
+class RunningFlow:
+    """A flow started in a background thread; `state()` waits for its final state."""
+
+    thread: threading.Thread
+    box: dict[str, Any] = field(default_factory=dict)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def state(self, timeout: float = 60) -> State:
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise TimeoutError(f"the flow did not finish within {timeout} s")
+        if "error" in self.box:
+            raise self.box["error"]
+        return self.box["state"]
+
+    def result(self, timeout: float = 60) -> Any:
+        return self.state(timeout).result()
+
+
+def start(flow_fn: Callable[..., Any], **parameters: Any) -> RunningFlow:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["state"] = flow_fn(return_state=True, **parameters)
+        except BaseException as error:  # surfaced by RunningFlow.state()
+            box["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True, name=f"flow-{getattr(flow_fn, 'name', 'run')}")
+    thread.start()
+    return RunningFlow(thread=thread, box=box)
+
+
+def start_with_sandbox_blocks(
+    flow_fn: Callable[..., Any], blocks: dict[str, str], **parameters: Any
+) -> RunningFlow:
+    """Start a two-connection runbook as the sandbox's admins do: the Key Vault admin's and the Power Platform
+    admin's connection blocks, the sandbox target, REQUESTER asking, approvals polled every second."""
+    return start(
+        flow_fn,
+        kv_connection=blocks["kv-admin"],
+        pp_connection=blocks["pp-admin"],
+        target=blocks["target"],
+        requester=REQUESTER,
+        approval_poll_s=1,
+        **parameters,
+    )
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    flow_run_id: UUID
+    key: str
+    plan_hash: str
+    description: str
+
+
+_answered: set[UUID] = set()
+
+
+def wait_for_approval(running: RunningFlow | None = None, timeout: float = 30) -> PendingApproval:
+    """The next unanswered approval request (a Paused `ppcmk-approval` run), with its pre-filled plan hash."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[APPROVAL_FLOW])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                ),
+            )
+            for run in runs:
+                if run.id in _answered or run.state is None or not run.state.is_paused():
+                    continue
+                if running is not None and run.created is not None and run.created < running.started:
+                    continue  # asked by a run an earlier test left waiting
+                key = run.name.removeprefix("approval-")
+                try:
+                    schema = json.loads(client.read_flow_run_input(run.id, f"paused-{key}-schema"))
+                    description = json.loads(client.read_flow_run_input(run.id, f"paused-{key}-description"))
+                except Exception:  # the inputs are written just after the state change; look again
+                    continue
+                plan_hash = schema["properties"]["plan_hash"]["default"]
+                return PendingApproval(run.id, key, plan_hash, description)
+            if running is not None and not running.thread.is_alive():
+                raise AssertionError(f"the flow ended without asking for approval: {running.state(0)}")
+            time.sleep(0.1)
+    raise TimeoutError(f"no approval request appeared within {timeout} s")
+
+
+def sandbox_block(approver: str) -> str:
+    """The sandbox connection block a persona signs in with: pp-admin@contoso.example → sandbox-pp-admin."""
+    return f"sandbox-{approver.split('@')[0].lower()}"
+
+
+def answer(pending: PendingApproval, *, approve: bool, approver: str | None = None, comment: str = "CHG-1",
+           plan_hash: str | None = None, connection_block: str | None = None,
+           confirmation: str | None = None) -> None:
+    """Answer as the form does: the decision and the answerer's own connection block (by default the
+    sandbox block of `approver`), the pre-filled plan hash unless another is given."""
+    block = connection_block or sandbox_block(approver or "")
+    run_input: dict[str, Any] = {"decision": "approve" if approve else "reject", "connection_block": block,
+                                 "comment": comment, "plan_hash": plan_hash or pending.plan_hash}
+    if confirmation is not None:
+        run_input["confirmation"] = confirmation
+    resume_flow_run(pending.flow_run_id, run_input=run_input)
+    _answered.add(pending.flow_run_id)
+
+
+def approve_next(running: RunningFlow, approver: str | None = None, **kwargs: Any) -> PendingApproval:
+    pending = wait_for_approval(running)
+    answer(pending, approve=kwargs.pop("approve", True), approver=approver, **kwargs)
+    return pending
+
+
+def run_in_flow(task: Task[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one task inside a tiny flow, so Prefect's retry machinery (not just the body) is exercised."""
+
+    @flow(name=f"tasks-test-{task.name}")
+    def one_task() -> Any:
+        return task(*args, **kwargs)
+
+    return one_task()
+
+
+def approver_read_policy_before_linking(cloud: Any, policy_name: str, approver: str = "pp-admin") -> bool:
+    """Whether the approver read the policy (waiting for their Reader to apply) before their first link, and
+    the last such read was allowed."""
+    entries = cloud.log.entries
+    first_link = next(i for i, e in enumerate(entries) if e.method == "POST" and e.path.endswith("/link"))
+    reads = [e for e in entries[:first_link] if e.method == "GET" and e.caller == approver
+             and e.path.lower().endswith(f"/enterprisepolicies/{policy_name.lower()}")]
+    return bool(reads) and reads[-1].status == 200
+
+
+def audited(audit_log: Any) -> dict[str, dict[str, Any]]:
+    """The audit log's entries by event name (the last of each)."""
+    return {e["event"]["event"]: e["event"] for e in audit_log.entries()}

@@ -58,7 +58,7 @@ def await_approval(
     request: dict[str, Any],
 ) -> dict:
     """Pauses until the form is answered; a timeout fails this subflow, which the caller reads as expired."""
-    _log_waiting(key)
+    _log_waiting(key, request)
     form = form_for(kind, blocks, request).with_initial_data(description=description, plan_hash=plan_hash)
     timeout = max(1, int((answer_by - datetime.now(UTC)).total_seconds()))
     # The poll only feeds time.sleep, so sub-second intervals (tests) work despite the int annotation.
@@ -117,7 +117,7 @@ def ask_question(question: Question) -> Answer | None:
     if question.key in fired_keys():  # answered before this process: read back, without today's block list
         with get_client(sync_client=True) as client:
             return Answer(json.loads(client.read_flow_run_input(run_id, keyset["response"])), run_id)
-    _log_waiting(question.key)
+    _log_waiting(question.key, question.request)
     form = form_for(question.kind, blocks, question.request).with_initial_data(
         description=question.description, plan_hash=question.plan_hash
     )
@@ -140,15 +140,23 @@ def verdict_key(key: str) -> str:
     return f"ppcmk-verdict-{key}"
 
 
-def _log_waiting(key: str) -> None:
+def _log_waiting(key: str, request: dict[str, Any]) -> None:
+    """The first line of the story: for what (plan, environments by name), for whom, until when, where."""
     run = FlowRunContext.get()
-    link = url_for("flow-run", obj_id=run.flow_run.id) if run and run.flow_run else None
+    run_id = run.flow_run.id if run and run.flow_run else "RUN_ID"
+    link = url_for("flow-run", obj_id=run_id) if run and run.flow_run else None
+    environments = ", ".join(request.get("environments", [])) or "no environment"
     get_run_logger().info(
-        "Waiting for an answer to approval %s: Resume in the Prefect UI%s, or `ppcmk approve "
-        "%s --connection YOUR_BLOCK`",
+        "Waiting for approval %s of %s plan %s (environments: %s). May approve: %s. Answer by %s UTC: "
+        "Resume in the Prefect UI%s, or `ppcmk approve %s --connection YOUR_BLOCK`",
         key,
+        request.get("procedure"),
+        str(request.get("plan_hash", ""))[:12],
+        environments,
+        request.get("may_approve"),
+        str(request.get("answer_by", "?"))[:16].replace("T", " "),
         f" at {link}" if link else "",
-        run.flow_run.id if run and run.flow_run else "RUN_ID",
+        run_id,
     )
 
 
@@ -195,9 +203,11 @@ def expire_overdue(client: SyncPrefectClient, now: datetime | None = None) -> li
         answer_by = request.get("answer_by")
         if not answer_by or datetime.fromisoformat(answer_by) > moment:
             continue
-        message = (f"{request.get('procedure', 'run')}: no acceptable answer to approval "
-                   f"{run.state.state_details.pause_key if run.state else ''} by {answer_by}; nothing after "
-                   "the plan was changed")
+        message = (
+            f"{request.get('procedure', 'run')}: no acceptable answer to approval "
+            f"{run.state.state_details.pause_key if run.state else ''} by {answer_by}; nothing after "
+            "the plan was changed"
+        )
         client.set_flow_run_state(run.id, Cancelled(name="Expired", message=message), force=True)
         expired.append(run.id)
     return expired

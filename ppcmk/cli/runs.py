@@ -150,7 +150,7 @@ def start_deployment(runbook: Runbook, parameters: dict[str, Any]) -> None:
         raise CliError(f"{name}: the server refused the parameters: {refusal_reason(refused)}; fix them with "
                        "--param NAME=VALUE (JSON for objects and lists)", ExitCode.USAGE) from None
     console.print(f"Started {name}: flow run {flow_run.id} ({flow_run.name}). When it waits for approval: "
-                  f"`ppcmk approvals`, then `ppcmk approve {flow_run.id} --as PRINCIPAL`.")
+                  f"`ppcmk approvals`, then `ppcmk approve {flow_run.id} --connection YOUR_BLOCK`.")
 
 
 def refusal_reason(refused: PrefectHTTPStatusError) -> str:

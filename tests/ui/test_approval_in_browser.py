@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 APPROVER_BLOCK = "sandbox-pp-admin"  # what `ppcmk serve` saves for the Power Platform admin
+PAGE_TIMEOUT_MS = 120_000  # a busy machine renders the UI slowly
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled", "Rejected", "Expired")
 
 
@@ -134,9 +135,12 @@ def quick_run(page: Any, ui: str, serve: subprocess.Popen[bytes]) -> UUID:
 
 def choose(page: Any, dialog: Any, label: str, option: str) -> None:
     """Pick an option of one of the form's choices (the select opens from the keyboard)."""
-    dialog.locator(".schema-form-property", has_text=label).first.locator(".p-select-button__control").focus()
+    field = dialog.locator(".schema-form-property", has_text=label).first
+    field.locator(".p-select-button__control").focus()
     page.keyboard.press("ArrowDown")
     page.locator(".p-select-option", has_text=option).first.click()
+    page.locator(".p-select-options").wait_for(state="hidden")
+    assert option in field.locator(".p-select-button__value").inner_text()
 
 
 def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, shots: Path) -> str:
@@ -150,6 +154,7 @@ def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, shots: Pat
     choose(page, dialog, "Your connection block", APPROVER_BLOCK)
     page.screenshot(path=str(shots / f"{decision}-form.png"))
     dialog.get_by_role("button", name="Submit").click()
+    dialog.wait_for(state="hidden")  # the server accepted the answer
     return str(shown)
 
 
@@ -165,6 +170,7 @@ def test_a_plan_rejected_in_the_browser_ends_the_run_rejected(
 ) -> None:
     ui, serve, home = served
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
         run_id = suspended_run(page, served)
         answer_in_the_ui(page, ui, run_id, "reject", home)
@@ -180,6 +186,7 @@ def test_a_plan_approved_in_the_browser_completes(
 ) -> None:
     ui, serve, home = served
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
         run_id = suspended_run(page, served)
         shown = answer_in_the_ui(page, ui, run_id, "approve", home)

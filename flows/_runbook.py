@@ -17,7 +17,6 @@ from prefect import get_run_logger
 from blocks import CmkConnection, CmkTarget
 from ppcmk import audit, holds
 from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
-from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
 from ppcmk.fleet.selection import FleetMember, FleetSelector
@@ -65,16 +64,6 @@ def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
     status: OutcomeStatus = "dry-run" if dry_run else "nothing-to-do"
     return RunOutcome(
         procedure=plan.procedure, status=status, plan_hash=plan.hash, message=plan.target_summary
-    )
-
-
-def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
-    """Whether the environment's CMK link names this policy (ARM id or systemId, case-insensitive)."""
-    link = environment.cmk
-    return (
-        policy is not None
-        and link is not None
-        and (same_id(link.policy_id, policy.policy_id) or same_id(link.system_id, policy.system_id))
     )
 
 

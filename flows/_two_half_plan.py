@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flows._runbook import linked_to
-from ppcmk.azure_resources import PolicyInfo, VaultStatus
+from ppcmk.azure_resources import PolicyInfo, VaultStatus, linked_to
 from ppcmk.checks.environments import check_environment
 from ppcmk.findings import error
 from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope

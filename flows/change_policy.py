@@ -34,7 +34,6 @@ from flows._runbook import (
     Approving,
     hold_policy_and_key,
     hold_subjects,
-    linked_to,
     load_connection,
     load_target,
     plan_only_outcome,
@@ -42,7 +41,7 @@ from flows._runbook import (
     step_state,
 )
 from flows._two_half import HandoffWork, TwoHalfRun
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetMember, FleetSelector

@@ -25,10 +25,10 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks import CmkConnection
-from flows._runbook import approval_unless_plan_only, linked_to, load_settings
+from flows._runbook import approval_unless_plan_only, load_settings
 from ppcmk import audit, holds
 from ppcmk.approvals import connection_principal
-from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo
+from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo, linked_to
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, HoldActive
 from ppcmk.findings import error

@@ -30,14 +30,13 @@ from flows._runbook import (
     finish,
     hold_policy_and_key,
     hold_subjects,
-    linked_to,
     load_connection,
     load_target,
     policy_after_approval,
     read_back_rows,
     select,
 )
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec

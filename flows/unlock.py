@@ -31,14 +31,13 @@ from flows._runbook import (
     change_failed,
     changing_members,
     finish,
-    linked_to,
     load_connection,
     load_target,
     read_back_rows,
     state_of,
     step_state,
 )
-from ppcmk.azure_resources import PolicyInfo, RoleGrant
+from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
 from ppcmk.fleet.selection import FleetMember

@@ -19,6 +19,7 @@ from ppcmk import audit, holds
 from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from ppcmk.findings import Severity
 from ppcmk.fleet.selection import FleetMember, FleetSelector
 from ppcmk.fleet.waves import FleetReport
 from ppcmk.models import Environment, EnvironmentChange
@@ -62,9 +63,11 @@ def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
 def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
     """The run ends after publishing the plan: a dry run, or nothing to change."""
     status: OutcomeStatus = "dry-run" if dry_run else "nothing-to-do"
-    return RunOutcome(
-        procedure=plan.procedure, status=status, plan_hash=plan.hash, message=plan.target_summary
-    )
+    why = "dry run, the plan only" if dry_run else "nothing to do, the plan changes nothing"
+    notes = "; ".join(f.message for f in plan.findings if f.severity == Severity.INFO)
+    message = f"{plan.target_summary}: {why}" + (f" ({notes})" if notes else "")
+    get_run_logger().info(message)
+    return RunOutcome(procedure=plan.procedure, status=status, plan_hash=plan.hash, message=message)
 
 
 def fleet_member(environment: Environment) -> FleetMember:

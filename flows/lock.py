@@ -38,6 +38,7 @@ from flows._runbook import (
     policy_after_approval,
     state_of,
 )
+from ppcmk.approvals import connection_principal
 from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
 from ppcmk.clients import ClientFactory
@@ -275,16 +276,29 @@ def lock(
     kv_connection: str,
     pp_connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     dry_run: bool = False,
     approval_timeout_s: int = 4 * 3600,
     approval_poll_s: int = 10,
 ) -> RunOutcome:
-    """Revoke the target policy identity's key access; needs two approvers who each type the policy name.
+    """Break-glass lock: revoke the target policy identity's key access, which locks every environment linked
+    to the policy. Needs two approvers other than the requester who each type the policy name.
 
-    `kv_connection` revokes (Key Vault / role assignment rights); `pp_connection` reads the environments.
+    Args:
+        kv_connection: CmkConnection block that revokes the key access (rights to change role assignments
+            or access policies on the vault), e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        pp_connection: CmkConnection block that reads the environments to show what locks, e.g. pp-admin;
+            in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the enterprise policy to lock, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        requester: Who asks for the lock (UPN or object id); cannot approve it, e.g.
+            kv-admin@contoso.example. Empty: the principal kv_connection signs in as.
+        dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
+        approval_timeout_s: Seconds to wait for both approvals before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
     kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
+    requester = requester or connection_principal(kv)
     planning = LockPlanning(kv, pp, tgt, requester)
     plan = planning()
     plan.publish()

@@ -37,6 +37,7 @@ from flows._runbook import (
     state_of,
     step_state,
 )
+from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
@@ -67,12 +68,20 @@ def plan_unlock(
         requester=requester,
         target_summary=f"key access of policy {target.policy_name} in {target.resource_group}",
     )
-    if (
-        policy is None
-        or record is None
-        or record.state == "unlocked"
-        or record.principal_id != policy.principal_id
-    ):
+    if policy is not None and (record is None or record.state == "unlocked"):
+        # not locked by ppcmk: nothing to restore, which the run reports as nothing to do
+        plan.add_findings(
+            [
+                info(
+                    "unlock.not_locked",
+                    target.policy_name,
+                    "no open lock record for this policy: it is not locked by ppcmk, so there is nothing to "
+                    "restore (if its key access was removed by hand, grant it again: onboard grants it)",
+                )
+            ]
+        )
+        return plan
+    if policy is None or record is None or record.principal_id != policy.principal_id:
         plan.add_findings(
             [
                 error(
@@ -173,15 +182,33 @@ def unlock(
     kv_connection: str,
     pp_connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     waves: WaveSpec | None = None,
     dry_run: bool = False,
     approval_timeout_s: int = 4 * 3600,
     approval_poll_s: int = 10,
     reenable_deadline_minutes: float = 30,
 ) -> RunOutcome:
-    """Undo the target policy's lock. `kv_connection` restores access; `pp_connection` re-enables."""
+    """Undo the target policy's lock: restore the key access the lock record lists, then re-enable each
+    environment. Nothing to do (Completed) when ppcmk has not locked the policy.
+
+    Args:
+        kv_connection: CmkConnection block that restores the key access, e.g. kv-admin; in the sandbox
+            sandbox-kv-admin.
+        pp_connection: CmkConnection block that re-enables the environments (Power Platform admin), e.g.
+            pp-admin; in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the locked enterprise policy, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing).
+        requester: Who asks for the unlock (UPN or object id); cannot approve it, e.g.
+            kv-admin@contoso.example. Empty: the principal kv_connection signs in as.
+        waves: How the environments are split and paced (canary first, wave sizes, parallelism).
+        dry_run: Plan and publish the plan only; change nothing.
+        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        reenable_deadline_minutes: How long one environment may take to come back before it counts as failed.
+    """
     kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
+    requester = requester or connection_principal(kv)
     planning = UnlockPlanning(kv, pp, tgt, requester)
     plan = planning()
     plan.publish()

@@ -51,11 +51,6 @@ def load_target(block: str) -> TargetSettings:
     return cast(CmkTarget, CmkTarget.load(block)).settings()
 
 
-def load_settings(connection: str, target: str) -> tuple[ConnectionSettings, TargetSettings]:
-    """Both blocks, validated."""
-    return load_connection(connection), load_target(target)
-
-
 def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
     return "unchanged" if unchanged else "succeeded"
 

@@ -17,7 +17,6 @@ from prefect import get_run_logger
 from blocks import CmkConnection, CmkTarget
 from ppcmk import audit, holds
 from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
-from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
 from ppcmk.findings import Severity
@@ -56,11 +55,6 @@ def load_target(block: str) -> TargetSettings:
     return cast(CmkTarget, CmkTarget.load(block)).settings()
 
 
-def load_settings(connection: str, target: str) -> tuple[ConnectionSettings, TargetSettings]:
-    """Both blocks, validated."""
-    return load_connection(connection), load_target(target)
-
-
 def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
     return "unchanged" if unchanged else "succeeded"
 
@@ -73,16 +67,6 @@ def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
     message = f"{plan.target_summary}: {why}" + (f" ({notes})" if notes else "")
     get_run_logger().info(message)
     return RunOutcome(procedure=plan.procedure, status=status, plan_hash=plan.hash, message=message)
-
-
-def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
-    """Whether the environment's CMK link names this policy (ARM id or systemId, case-insensitive)."""
-    link = environment.cmk
-    return (
-        policy is not None
-        and link is not None
-        and (same_id(link.policy_id, policy.policy_id) or same_id(link.system_id, policy.system_id))
-    )
 
 
 def fleet_member(environment: Environment) -> FleetMember:

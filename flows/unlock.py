@@ -31,7 +31,6 @@ from flows._runbook import (
     change_failed,
     changing_members,
     finish,
-    linked_to,
     load_connection,
     load_target,
     read_back_rows,
@@ -39,7 +38,7 @@ from flows._runbook import (
     step_state,
 )
 from ppcmk.approvals import connection_principal
-from ppcmk.azure_resources import PolicyInfo, RoleGrant
+from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
 from ppcmk.fleet.selection import FleetMember

@@ -8,7 +8,7 @@ import pytest
 from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 
 from blocks import CmkConnection
-from flows.lock import load_lock_record
+from flows._lock_record import load_lock_record
 from ppcmk.clients import ClientFactory
 from tests.support.arm import policy_id, vault_id
 from tests.support.lock import locked_by_two, policy_grants, start_lock

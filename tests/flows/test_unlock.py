@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flows.lock import load_lock_record
+from flows._lock_record import load_lock_record
 from flows.unlock import unlock
 from tests.support.arm import policy_id
 from tests.support.lock import locked_by_two, policy_grants

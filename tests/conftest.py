@@ -49,7 +49,8 @@ def cloud(sandbox_server: object) -> Iterator[object]:
 
 @pytest.fixture
 def factory(cloud: object) -> Iterator[object]:
-    """A client factory of its own (not the shared cache): the waits its sleeper records are this test's."""
+    """A client factory of its own (not the shared cache): its sleeper's recorded waits are this test's."""
+    # imported here: the environment above must be set before ppcmk reads it
     from ppcmk.clients import ClientFactory
     from ppcmk.timing import SandboxSleeper
     from tests.support.sandbox import connection

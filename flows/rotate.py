@@ -20,12 +20,14 @@ from prefect import flow, get_run_logger
 
 from blocks import CmkConnection, CmkTarget
 from flows._runbook import approved
-from ppcmk import audit, holds
+from ppcmk import audit
 from ppcmk.approvals import connection_principal
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
 from ppcmk.findings import info, warning
 from ppcmk.plan import Plan, PlanItem, PlannedHold, RunOutcome, publish_table
+from ppcmk.validation import check_key_shape, check_parameters, check_rotation
+from tasks.holds import ensure_rotation_hold
 from tasks.keyvault import (
     get_key_info,
     list_key_versions,
@@ -80,7 +82,13 @@ def rotate(
     now = ClientFactory.for_settings(conn).now()
 
     # 1. Plan: what the key and the policy look like now, and what this run will do.
+    check_parameters(min_interval_hours=min_interval_hours, approval_timeout_s=approval_timeout_s,
+                     approval_poll_s=approval_poll_s)
+    if set_policy:
+        check_rotation(rotate_after_days, expire_after_days, notify_before_days)
     current = get_key_info(conn, key_target)
+    if set_policy:
+        check_key_shape(key_target, current.kty, current.size)
     try:
         policy = get_policy(conn, key_target)
     except (ServiceError, HttpResponseError) as unreadable:  # no policy yet (RP unregistered): nothing pinned
@@ -126,9 +134,7 @@ def rotate(
     since = now - timedelta(hours=min_interval_hours)
     rotated = (new_key_version(conn, key_target, since=since) if mode == "new-version"
                else rotate_key_now(conn, key_target, since=since))
-    if rotated.version != current.version:
-        holds.hold_key_version(conn, key_target.vault_id, key_target.key_name, current.version,
-                               holds.ROTATION_HOLD, f"previous version after rotation to {rotated.version}")
+    ensure_rotation_hold(conn, key_target, rotated.version)  # also repairs one a crashed run left out
 
     # 3. Verify by reading back, then record the history.
     verified = get_key_info(conn, key_target)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from blocks import CmkConnection
 from blocks.desired_state import CmkDesiredState
-from flows.lock import LockRecord
+from flows._lock_record import LockRecord
 from ppcmk.desired import DesiredState, load_desired_state_file
 from ppcmk.drift import Drift, DriftChange, DriftSeverity, Remembered, WatchState, changes, with_since, worst
 from ppcmk.drift_rules import WatchRules, detect

@@ -37,6 +37,7 @@ from flows._runbook import (
     read_back_rows,
     select,
 )
+from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetSelector
@@ -155,7 +156,7 @@ def approve_revert(
 def revert(
     connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     selector: FleetSelector | None = None,
     waves: WaveSpec | None = None,
     dry_run: bool = False,
@@ -174,7 +175,7 @@ def revert(
         target: CmkTarget block naming the enterprise policy the environments are on now, e.g. cmk-target;
             in the sandbox sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
         requester: Who asks for the revert (UPN or object id); cannot approve it, e.g.
-            pp-admin@contoso.example.
+            pp-admin@contoso.example. Empty: the principal the connection signs in as.
         selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every
             environment linked to the target's policy.
         waves: How the environments are split and paced (canary first, wave sizes, parallelism, parking).
@@ -187,8 +188,8 @@ def revert(
                      operation_deadline_hours=operation_deadline_hours)
     conn, tgt = load_connection(connection), load_target(target)
     fleet = ParkableWaves.reenter(PROCEDURE, RevertWork, waves)
-    work = fleet.parked_work or approve_revert(conn, tgt, requester, selector, dry_run,
-                                               Approving(approval_timeout_s, approval_poll_s))
+    work = fleet.parked_work or approve_revert(conn, tgt, requester or connection_principal(conn), selector,
+                                               dry_run, Approving(approval_timeout_s, approval_poll_s))
     if isinstance(work, RunOutcome):
         return work
     step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours), fleet.waiting())

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from blocks import CmkTarget
-from flows.lock import load_lock_record, lock
+from flows._lock_record import load_lock_record
+from flows.lock import lock
 from flows.onboard import onboard
 from flows.unlock import unlock
 from ppcmk.fleet.selection import FleetSelector

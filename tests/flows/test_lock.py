@@ -8,7 +8,8 @@ import pytest
 from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 
 from blocks import CmkConnection
-from flows.lock import load_lock_record, lock
+from flows._lock_record import load_lock_record
+from flows.lock import lock
 from ppcmk.clients import ClientFactory
 from tests.flows.helpers import (
     FINANCE,

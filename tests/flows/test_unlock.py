@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flows.lock import load_lock_record
+from flows._lock_record import load_lock_record
 from flows.unlock import unlock
 from tests.flows.helpers import (
     FINANCE,

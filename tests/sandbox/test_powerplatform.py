@@ -7,6 +7,7 @@ from typing import Any
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
 from tests.sandbox._pp_creds import BAP, assign_role, bap, powerplatform, resources
+from tests.support.arm import vault_id
 
 PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 TRIAL = "e1000000-0000-4000-8000-000000000003"
@@ -38,8 +39,7 @@ def _poll(cloud: Any, url: str) -> dict[str, Any]:
 def _new_policy(cloud: Any) -> tuple[str, str, str]:
     """A new policy on kv-cmk-prod, identity published, Reader granted to pp-admin: (id, systemId, oid)."""
     resources(cloud).providers.register("Microsoft.PowerPlatform")
-    group = f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk"
-    vault = f"{group}/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
+    vault = vault_id(cloud)
     body = {
         "location": "europe",
         "kind": "Encryption",

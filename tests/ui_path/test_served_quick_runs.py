@@ -234,5 +234,6 @@ def test_the_approval_wait_reaches_the_webhook_with_the_ui_link(
     link = f"/runs/flow-run/{onboard.run_id}"
     (message,) = wait_for("the approval notification", lambda: webhook.messages(link), 120, served[0])
     assert "onboard run" in message and "waits for approval" in message
-    assert "Who may approve: the Power Platform admin" in message and "kv-admin@contoso.example" in message
+    assert "Who may approve: the Power Platform admin" in message, message
+    assert "Reader on policy ep-cmk-europe" in message, message
     assert not webhook.messages("ended Failed") and not webhook.messages("ended Crashed")

@@ -17,6 +17,7 @@ from prefect import Flow
 ROTATION_CRON = "0 6 1-7 * 1"
 ROTATION_TIMEZONE = "Europe/Amsterdam"
 ROTATION_IN_WORDS = f"the first Monday of every month at 06:00 ({ROTATION_TIMEZONE})"
+WATCH_EVERY_MINUTES = 60
 
 # The default scenario's people and the environments a first onboarding touches (sandbox/scenarios/default).
 KV_ADMIN_UPN = "kv-admin@contoso.example"
@@ -37,6 +38,7 @@ class Runbook:
     sandbox_dry_run: bool = False
     # acts on the policy the scenario already has (EXISTING_POLICY) instead of the one onboarding creates
     on_existing_policy: bool = False
+    every_minutes: int | None = None  # an interval schedule (watch), besides the rotation cron
 
     @property
     def entrypoint(self) -> str:
@@ -71,6 +73,8 @@ RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (
     Runbook("unlock", "restore access to the original key and re-enable environments",
             sandbox_defaults={"requester": KV_ADMIN_UPN}, on_existing_policy=True),
     Runbook("report", "CMK state of every environment (read-only)"),
+    Runbook("watch", "every drift of the estate with severity and fix; events on change (read-only)",
+            every_minutes=WATCH_EVERY_MINUTES),
     Runbook("cleanup", "remove what is no longer needed once its hold expired"),
 )}
 
@@ -107,7 +111,7 @@ def default_parameters(runbook: Runbook, blocks: SandboxBlocks) -> dict[str, Any
     """Block-name defaults for the parameters this runbook actually declares (the rest keep flow defaults)."""
     by_role = {
         # report and revert read and change environments: the runbook identity (PP admin app + Azure)
-        "connection": blocks.runbook if runbook.name in ("report", "revert") else blocks.kv_admin,
+        "connection": blocks.runbook if runbook.name in ("report", "revert", "watch") else blocks.kv_admin,
         "kv_connection": blocks.kv_admin,
         "pp_connection": blocks.pp_admin,
         "target": blocks.existing_target if runbook.on_existing_policy else blocks.target,

@@ -50,9 +50,12 @@ def quick_run_parameters(runbook: Runbook, blocks: SandboxBlocks) -> dict[str, A
 
 
 def runbook_deployment(runbook: Runbook, blocks: SandboxBlocks) -> RunnerDeployment:
-    # the cron's description ("At 06:00 AM, between day 1 and 7 of the month, only on Monday") is what the UI
-    # shows for it; an unnamed interval/cron shows as "+1"
-    schedules = [Cron(ROTATION_CRON, timezone=ROTATION_TIMEZONE, day_or=False)] if runbook.scheduled else None
+    # the deployments list shows a cron only as "+1" (its text does not fit); the description says it in words
+    schedules = None
+    if runbook.scheduled:
+        schedules = [Cron(ROTATION_CRON, timezone=ROTATION_TIMEZONE, day_or=False)]
+    elif runbook.every_minutes:
+        schedules = [Interval(timedelta(minutes=runbook.every_minutes))]
     flow = runbook.load()
     # to_deployment is sync here (called outside an event loop); its signature also admits a coroutine
     return cast(RunnerDeployment, flow.to_deployment(

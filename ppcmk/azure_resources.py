@@ -202,6 +202,7 @@ class RoleGrant(BaseModel):
     principal_type: str | None = None
     key_permissions: list[str] = Field(default_factory=list)
     tenant_id: str | None = None
+    created_on: datetime | None = Field(default=None, description="when ARM says it was assigned (RBAC)")
     changed: bool = Field(default=False, description="True when this task run created it")
 
 

@@ -77,6 +77,7 @@ def read_role_grants(
             role_definition_id=a.role_definition_id,
             assignment_id=a.id,
             principal_type=a.principal_type,
+            created_on=a.created_on,
         )
         for a in assignments
         if (a.principal_id or "").lower() == principal_id.lower()

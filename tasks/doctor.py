@@ -26,6 +26,7 @@ from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
 from tasks.environments import read_environment
+from tasks.estate import DEFAULT_CONCURRENCY, bounded_map
 from tasks.keyvault import read_key_via_arm, read_vault
 from tasks.policy import read_policy, read_provider
 
@@ -159,16 +160,26 @@ class _Gatherer:
         admin = self.factory.pp_admin()
         if environment_ids is None:
             with self.about("env.list", "environments", "the environment list"):
-                for listed in admin.list_environments():
+                found = admin.list_environments()
+                for listed in found:
                     self.add(check_environment(listed.id, listed, target, policy))
-                    self.operations(listed)
+                self.all_operations(found)
             return
+        found = []
         for environment_id in environment_ids:
             with self.about("env.read", environment_id, "the environment"):
                 env = read_environment(admin, environment_id)
                 self.add(check_environment(environment_id, env, target, policy))
                 if env is not None:
-                    self.operations(env)
+                    found.append(env)
+        self.all_operations(found)
+
+    def all_operations(self, envs: Sequence[Environment]) -> None:
+        """The first environment's operations alone (a refusal stops the others), then the rest with bounded
+        concurrency: a tenant's doctor takes the time of N / concurrency reads, not N."""
+        if envs:
+            self.operations(envs[0])
+            bounded_map(self.operations, envs[1:], DEFAULT_CONCURRENCY)
 
     def operations(self, env: Environment) -> None:
         """Lifecycle operations still running on the environment (one Power Platform API read). When the API

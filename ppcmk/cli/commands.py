@@ -13,6 +13,7 @@ from ppcmk.cli.runs import run, runs_app
 from ppcmk.cli.sandbox_cmds import sandbox_app
 from ppcmk.cli.serve import serve
 from ppcmk.cli.setup import setup_app
+from ppcmk.cli.watch import converge, watch
 
 app = typer.Typer(
     name="ppcmk",
@@ -31,6 +32,8 @@ app.command("run")(run)
 app.command("doctor")(doctor)
 app.command("demo")(demo)
 app.command("report")(report)
+app.command("watch")(watch)
+app.command("converge")(converge)
 
 
 def main() -> None:

@@ -8,31 +8,30 @@ from typing import Any
 
 import pytest
 
-from blocks import CmkConnection, CmkTarget
+from blocks import CmkConnection
 from flows.cleanup import cleanup
 from flows.rotate import rotate
 from ppcmk import holds
 from ppcmk.clients import ClientFactory
 from ppcmk.plan import PlanHasErrors
 from tasks.policy import ensure_provider_registered
-from tests.flows.helpers import FINANCE, PP_ADMIN, approve_next, start
+from tests.support.arm import vault_id
+from tests.support.runs import approve_next, start
+from tests.support.sandbox import save_target
+from tests.support.scenario import FINANCE, LINKED_POLICY, LINKED_POLICY_GRANT, PP_ADMIN
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # ep-existing's key access on kv-cmk-prod
 TARGET = "cleanup-target"
 
 
 @pytest.fixture
 def rotated(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, Any]:
     """A 2048-bit key (fast to generate) rotated once by the rotate flow: two versions, the old one held."""
-    vault = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-             "Microsoft.KeyVault/vaults/kv-cmk-prod")
-    CmkTarget(vault_id=vault, key_name="cmk-cleanup", key_size=2048, policy_name="ep-existing",
-              resource_group="rg-cmk", geo="europe").save(TARGET, overwrite=True)
+    save_target(cloud, TARGET, key_name="cmk-cleanup", key_size=2048, policy_name=LINKED_POLICY)
     conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
     factory = ClientFactory.for_settings(conn)
-    first = factory.key_client(factory.vault_url(vault)).create_rsa_key("cmk-cleanup", size=2048)
+    first = factory.key_client(factory.vault_url(vault_id(cloud))).create_rsa_key("cmk-cleanup", size=2048)
     cloud.clock.advance(timedelta(days=2))
     rotate(connection=sandbox_blocks["kv-admin"], target=TARGET, requester=PP_ADMIN)
     return {"conn": conn, "old": first.properties.version}
@@ -66,8 +65,7 @@ def test_old_versions_are_refused_inside_28_days_then_disabled_never_deleted(
 
 
 def cloud_vault(cloud: Any) -> str:
-    return (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-            "Microsoft.KeyVault/vaults/kv-cmk-prod")
+    return vault_id(cloud)
 
 
 def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
@@ -86,12 +84,12 @@ def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
     hold = holds.hold_policy(conn, "rg-cmk", "ep-existing", holds.CHANGE_HOLD, "environments left")
     held = cleanup(**params)
     assert held.status == "nothing-to-do" and hold.until.isoformat() in held.message
-    assert cloud.world.rbac.get(cloud_vault(cloud), GRANT) is not None
+    assert cloud.world.rbac.get(cloud_vault(cloud), LINKED_POLICY_GRANT) is not None
 
     cloud.clock.advance(timedelta(days=30, minutes=1))
     running = start(cleanup, **params, approval_poll_s=1)
     approve_next(running, PP_ADMIN)
     outcome = running.result()
     assert outcome.status == "completed" and "removed 1 key access grant(s)" in outcome.message
-    assert cloud.world.rbac.get(cloud_vault(cloud), GRANT) is None
+    assert cloud.world.rbac.get(cloud_vault(cloud), LINKED_POLICY_GRANT) is None
     assert cloud.world.arm.find_policy_by_name("ep-existing") is not None  # the policy itself stays

@@ -73,6 +73,11 @@ def rotate(
             no expiry.
         notify_before_days: Rotation policy: Event Grid notifies this many days before expiry.
         dry_run: Plan and publish the plan only; change nothing.
+        approval: Ask one approver other than the requester before rotating (off: the scheduled run is
+            unattended; a new version breaks nothing).
+        approval_timeout_s: With approval: seconds to wait for the answer before the run ends as not approved.
+        approval_poll_s: With approval: how often (seconds) a local run looks for the answer; deployment
+            runs suspend.
     """
     logger = get_run_logger()
     conn = CmkConnection.load(connection).settings()

@@ -85,8 +85,8 @@ def onboard(
             hand-off and runs the Power Platform half with the connection block they name, e.g.
             pp-admin@contoso.example (the sandbox's).
         selector: Which environments to encrypt: ids or names, or a geo / skus / name pattern, e.g.
-            {"environment_ids": ["Contoso Production", "Contoso Sandbox"]} (the sandbox Quick run). Required:
-            onboarding never guesses.
+            {"environment_ids": ["Contoso Production", "Contoso Sandbox"]} (the sandbox Quick run). Empty is
+            refused: onboarding never guesses.
         requester: Who asks for the change (UPN or object id); cannot approve it. Empty: the principal
             kv_connection signs in as.
         enable_managed: Turn on Managed Environments where it is off (CMK needs it).

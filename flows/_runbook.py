@@ -20,11 +20,13 @@ from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, re
 from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from ppcmk.findings import Severity
 from ppcmk.fleet.selection import FleetMember, FleetSelector
 from ppcmk.fleet.waves import FleetReport
 from ppcmk.models import Environment, EnvironmentChange
 from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters, check_selected
 from tasks.environments import get_environments
 from tasks.keyvault import get_key_info
 from tasks.policy import ensure_provider_registered, get_policy
@@ -40,6 +42,9 @@ class Approving:
 
     timeout_s: int
     poll_s: int
+
+    def __post_init__(self) -> None:
+        check_parameters(approval_timeout_s=self.timeout_s, approval_poll_s=self.poll_s)
 
 
 def load_connection(block: str) -> ConnectionSettings:
@@ -63,9 +68,11 @@ def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
 def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
     """The run ends after publishing the plan: a dry run, or nothing to change."""
     status: OutcomeStatus = "dry-run" if dry_run else "nothing-to-do"
-    return RunOutcome(
-        procedure=plan.procedure, status=status, plan_hash=plan.hash, message=plan.target_summary
-    )
+    why = "dry run, the plan only" if dry_run else "nothing to do, the plan changes nothing"
+    notes = "; ".join(f.message for f in plan.findings if f.severity == Severity.INFO)
+    message = f"{plan.target_summary}: {why}" + (f" ({notes})" if notes else "")
+    get_run_logger().info(message)
+    return RunOutcome(procedure=plan.procedure, status=status, plan_hash=plan.hash, message=message)
 
 
 def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
@@ -99,7 +106,9 @@ def select(
         chosen = {m.id for m in selector.select([fleet_member(env) for env in environments])}
     except ValueError as unknown:
         raise ConfigError("selector", str(unknown), "list environment ids the connection can see") from None
-    return [env for env in environments if env.id in chosen]
+    selected = [env for env in environments if env.id in chosen]
+    check_selected(selected)
+    return selected
 
 
 def changing_members(plan: Plan, environments: Sequence[Environment]) -> list[FleetMember]:

@@ -34,13 +34,12 @@ from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import TargetSettings
 
 PROCEDURE = "migrate_byok"
-BYOK_KEY_MANAGER = "customerviamicrosoft"
 BYOK_RETENTION_DAYS = 28
 
 
 def on_byok(environment: Environment) -> bool:
     """Legacy BYOK: the key is the customer's but managed through Microsoft, and no CMK policy is linked."""
-    return (environment.key_managed_by or "").lower() == BYOK_KEY_MANAGER and environment.cmk is None
+    return environment.on_byok
 
 
 def plan_byok_moves(
@@ -118,10 +117,33 @@ def migrate_byok(
     operation_deadline_days: float = 4,
     max_link_attempts: int = 3,
 ) -> RunOutcome:
-    """Link the BYOK environments of the target's geo (or the selected ones) to the target's policy.
+    """Link the legacy BYOK environments of the target's geo (or the selected ones) to the target's policy:
+    the Key Vault admin's half, then the Power Platform admin approves and links them.
 
-    Roles as in onboard: `kv_connection` for the Key Vault half, `pp_connection` reads environments for the
-    plan, `pp_admin` gets Reader on the policy, approves and runs the links with their own connection block.
+    Args:
+        kv_connection: CmkConnection block of the Key Vault admin, who creates the key, the enterprise policy
+            and the role assignments, e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        pp_connection: CmkConnection block that reads the environments for the plan (read only), e.g.
+            pp-admin; in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the vault, key and enterprise policy to move to, e.g. cmk-target; in
+            the sandbox sandbox-target (policy ep-cmk-europe).
+        pp_admin: UPN or object id of the Power Platform admin who gets Reader on the policy, approves the
+            hand-off and runs the Power Platform half with the connection block they name, e.g.
+            pp-admin@contoso.example (the sandbox's).
+        selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every BYOK
+            environment in the target's geo (in the sandbox: Legacy BYOK).
+        requester: Who asks for the change (UPN or object id); cannot approve it. Empty: the principal
+            kv_connection signs in as.
+        enable_managed: Turn on Managed Environments where it is off (CMK needs it).
+        waves: How the environments are split and paced: canary_skus go first, then wave_sizes; max_in_flight
+            at a time; park_after_minutes before a deployment run parks during a long link.
+        dry_run: Plan and publish the plan only; change nothing.
+        approval_timeout_s: Seconds to wait for the Power Platform admin's answer before the run ends as not
+            approved (default 3 days).
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        operation_deadline_days: How long one environment's link may take before it counts as failed (the
+            service may take up to 4 days for large environments).
+        max_link_attempts: Link attempts per environment before it counts as failed.
     """
     limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
     tgt = load_target(target)

@@ -37,6 +37,7 @@ from flows._runbook import (
     read_back_rows,
     select,
 )
+from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetSelector
@@ -44,6 +45,7 @@ from ppcmk.fleet.waves import WaveSpec
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.environments import get_environments
 from tasks.policy import get_policy
 
@@ -154,7 +156,7 @@ def approve_revert(
 def revert(
     connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     selector: FleetSelector | None = None,
     waves: WaveSpec | None = None,
     dry_run: bool = False,
@@ -164,12 +166,30 @@ def revert(
 ) -> RunOutcome:
     """Revert environments of the target's policy to the Microsoft-managed key (all linked ones by default).
 
-    `connection` needs the Power Platform Administrator role; one approver other than `requester` approves.
+    Each environment has an outage while it unlinks; the policy and key are held for 30 days afterwards
+    (database restores need them). One approver other than the requester approves.
+
+    Args:
+        connection: CmkConnection block with the Power Platform Administrator role (or a registered
+            management app) that unlinks, e.g. runbook; in the sandbox sandbox-runbook.
+        target: CmkTarget block naming the enterprise policy the environments are on now, e.g. cmk-target;
+            in the sandbox sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        requester: Who asks for the revert (UPN or object id); cannot approve it, e.g.
+            pp-admin@contoso.example. Empty: the principal the connection signs in as.
+        selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every
+            environment linked to the target's policy.
+        waves: How the environments are split and paced (canary first, wave sizes, parallelism, parking).
+        dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
+        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        operation_deadline_hours: How long one environment's unlink may take before it counts as failed.
     """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
+                     operation_deadline_hours=operation_deadline_hours)
     conn, tgt = load_connection(connection), load_target(target)
     fleet = ParkableWaves.reenter(PROCEDURE, RevertWork, waves)
-    work = fleet.parked_work or approve_revert(conn, tgt, requester, selector, dry_run,
-                                               Approving(approval_timeout_s, approval_poll_s))
+    work = fleet.parked_work or approve_revert(conn, tgt, requester or connection_principal(conn), selector,
+                                               dry_run, Approving(approval_timeout_s, approval_poll_s))
     if isinstance(work, RunOutcome):
         return work
     step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours), fleet.waiting())

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.policies import RetryPolicy
 
 from ppcmk import USER_AGENT
 from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
+from ppcmk.certificates import CertificateAwareRetryPolicy
 from ppcmk.credentials import build_credential
 from ppcmk.settings import ConnectionSettings
 from ppcmk.timing import RealSleeper, SandboxSleeper, Sleeper
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 class ClientFactory:
     """Builds (and caches) every client for one connection. Use `ClientFactory.for_settings(settings)`."""
 
-    _instances: ClassVar[dict[str, ClientFactory]] = {}
+    _instances: ClassVar[dict[ConnectionSettings, ClientFactory]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, settings: ConnectionSettings, *, sleeper: Sleeper | None = None,
@@ -60,18 +60,26 @@ class ClientFactory:
         self.sleeper: Sleeper = sleeper
         self.credential: TokenCredential = credential or build_credential(settings)
         self._key_clients: dict[str, KeyClient] = {}
+        self._hsm_access: dict[str, KeyVaultAccessControlClient] = {}
         self._per_thread = threading.local()
         self._vault_urls: dict[str, str] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def for_settings(cls, settings: ConnectionSettings) -> ClientFactory:
-        """The shared factory for these settings (one per distinct connection, secrets included)."""
-        key = settings.cache_key()
+        """The shared factory for these settings, built once per process and connection.
+
+        Settings are frozen and hash and compare by every value, the secret included: two connections never
+        share clients by mistake, and every task call finds its factory (and the clients it already built)
+        with one dictionary lookup.
+        """
+        factory = cls._instances.get(settings)
+        if factory is not None:
+            return factory
         with cls._instances_lock:
-            factory = cls._instances.get(key)
+            factory = cls._instances.get(settings)
             if factory is None:
-                factory = cls._instances[key] = cls(settings)
+                factory = cls._instances[settings] = cls(settings)
             return factory
 
     def now(self) -> datetime:
@@ -97,8 +105,9 @@ class ClientFactory:
         transport = SleeperTransport(self.sleeper, connection_verify=self._verify,
                                      connection_timeout=min(s.request_timeout, 30.0),
                                      read_timeout=s.request_timeout)
-        retry = RetryPolicy(retry_total=s.retry_total, retry_backoff_factor=s.retry_backoff_factor,
-                            retry_backoff_max=BACKOFF_MAX)
+        retry = CertificateAwareRetryPolicy(retry_total=s.retry_total,
+                                            retry_backoff_factor=s.retry_backoff_factor,
+                                            retry_backoff_max=BACKOFF_MAX)
         return {"transport": transport, "retry_policy": retry, "user_agent": USER_AGENT,
                 "per_retry_policies": [RequestIdPolicy()]}
 
@@ -138,7 +147,13 @@ class ClientFactory:
         token scope comes from the HSM's 401 challenge, as for `key_client`."""
         from azure.keyvault.administration import KeyVaultAccessControlClient
 
-        return KeyVaultAccessControlClient(hsm_url.rstrip("/"), self.credential, **self._keyvault_options())
+        url = hsm_url.rstrip("/")
+        with self._lock:
+            client = self._hsm_access.get(url)
+            if client is None:
+                client = self._hsm_access[url] = KeyVaultAccessControlClient(
+                    url, self.credential, **self._keyvault_options())
+            return client
 
     def vault_url(self, vault_id: str) -> str:
         """The data-plane URL of a vault or managed HSM. A vault's is read from ARM (`vaultUri`); a managed
@@ -235,7 +250,8 @@ class ClientFactory:
         endpoints = self.settings.endpoints
         return PowerPlatformAdminClient(
             self.http_client(endpoints.bap, endpoints.bap_scope), self.sleeper,
-            poll_floor=self.settings.operation_poll_floor, poll_ceiling=self.settings.operation_poll_ceiling)
+            poll_floor=self.settings.operation_poll_floor, poll_ceiling=self.settings.operation_poll_ceiling,
+            operations=self.pp_api)
 
     def pp_api(self) -> PowerPlatformApiClient:
         """This thread's Power Platform API client (lifecycle operations), per thread like `pp_admin`."""

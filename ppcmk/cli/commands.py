@@ -12,6 +12,7 @@ from ppcmk.cli.report import report
 from ppcmk.cli.runs import run, runs_app
 from ppcmk.cli.sandbox_cmds import sandbox_app
 from ppcmk.cli.serve import serve
+from ppcmk.cli.setup import setup_app
 from ppcmk.cli.watch import converge, watch
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(runs_app, name="runs")
+app.add_typer(setup_app, name="setup")
 app.command("approvals")(approvals)
 app.command("approve")(approve)
 app.command("serve")(serve)

@@ -35,7 +35,7 @@ UNMANAGED = "e1000000-0000-4000-8000-000000000009"  # becomes a Managed Environm
 ONBOARDED = (PRODUCTION, SANDBOX_ENV, UNMANAGED)
 NEW_POLICY = "ep-cmk-europe-v2"
 NEW_KEY = "cmk-prod-v2"
-PLAN_COLUMNS = ["detail", "action", "outage windows"]
+PLAN_COLUMNS = ["name", "what changes", "outage windows"]
 REPORT_COLUMNS = ["name", "sku", "policy", "key", "link_status"]
 APPROVAL_POLL_S = 1  # how often a paused local run looks for its answer (real seconds)
 

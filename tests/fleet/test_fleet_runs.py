@@ -12,7 +12,7 @@ from ppcmk.azure_resources import PolicyInfo
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import FleetReport, WaveSpec
 from ppcmk.settings import ConnectionSettings
-from tests.fleet.conftest import BUSY_SANDBOX, FLEET_PATTERN, FLEET_SIZE
+from tests.support.scenario import BUSY_SANDBOX, FLEET_PATTERN, FLEET_SIZE
 
 LINK_POST = re.compile(r"/environments/([^/]+)/enterprisePolicies/Encryption/link$", re.IGNORECASE)
 ENVIRONMENT_GET = re.compile(r"/scopes/admin/environments/([^/]+)$", re.IGNORECASE)

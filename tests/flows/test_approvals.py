@@ -9,7 +9,7 @@ from ppcmk.approvals import IdentityResolver, request_approval
 from ppcmk.audit import AuditLog
 from ppcmk.errors import ApprovalRejected, SeparationOfDutyError
 from ppcmk.plan import Plan, PlanItem
-from tests.flows.helpers import answer, approve_next, start, wait_for_approval
+from tests.support.runs import answer, approve_next, start, wait_for_approval
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 

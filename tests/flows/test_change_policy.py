@@ -12,16 +12,15 @@ from flows.change_policy import change_policy
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.holds import policy_hold
-from tests.flows.helpers import (
-    FINANCE,
-    PP_ADMIN,
-    REQUESTER,
+from tests.support.arm import policy_id
+from tests.support.runs import (
     RunningFlow,
     approve_next,
     approver_read_policy_before_linking,
     audited,
     start_with_sandbox_blocks,
 )
+from tests.support.scenario import FINANCE, PP_ADMIN, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -56,10 +55,7 @@ def test_change_policy_moves_through_two_outages_and_holds_the_old_key(
     conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
     hold = policy_hold(conn, "rg-cmk", "ep-existing")
     assert hold is not None and hold.until - ClientFactory.for_settings(conn).now() > timedelta(days=29)
-    new_principal = cloud.world.arm.get_policy(
-        f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-        "Microsoft.PowerPlatform/enterprisePolicies/ep-new"
-    ).principal_id
+    new_principal = cloud.world.arm.get_policy(policy_id(cloud, "ep-new")).principal_id
     vault_grants = [
         a
         for a in cloud.world.rbac.assignments.values()

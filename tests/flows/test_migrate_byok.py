@@ -8,9 +8,7 @@ import pytest
 
 from flows.migrate_byok import migrate_byok
 from ppcmk.audit import AuditLog
-from tests.flows.helpers import (
-    PP_ADMIN,
-    REQUESTER,
+from tests.support.runs import (
     RunningFlow,
     answer,
     approve_next,
@@ -19,11 +17,11 @@ from tests.flows.helpers import (
     start_with_sandbox_blocks,
     wait_for_approval,
 )
+from tests.support.scenario import LEGACY_BYOK as BYOK
+from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-BYOK = "e1000000-0000-4000-8000-00000000000a"  # "Legacy BYOK", europe, managed
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"  # europe, managed, on the Microsoft key
 
 
 def start_migration(blocks: dict[str, str], **overrides: Any) -> RunningFlow:
@@ -35,7 +33,7 @@ def on_policy(cloud: Any, environment_id: str) -> bool:
     return (
         env.cmk is not None
         and env.cmk.policy_id.endswith("/ep-existing")
-        and env.key_managed_by == "Customer"
+        and env.key_managed_by == "CustomerViaMicrosoft"  # migrated BYOK keeps it (cmk-migrate-from-byok)
     )
 
 

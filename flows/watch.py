@@ -158,10 +158,20 @@ def watch(
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> WatchResult:
     """Every drift of the estate with severity, since when and fix; an event for each change since last run.
+    Read-only.
 
-    `connection`: an identity that reads Azure (Reader on the vaults and policies, role assignments) and is a
-    Power Platform admin (or registered management app). `desired_state`: a YAML file or a `ppcmk desired
-    state` block. `pp_admins`: whose Reader role on the policies to check (default: the desired state's).
+    Args:
+        connection: CmkConnection block that reads Azure (Reader on the vaults and policies, role
+            assignments) and is a Power Platform admin or registered management app, e.g. runbook; in the
+            sandbox sandbox-runbook.
+        desired_state: Desired-state YAML file or the name of a ppcmk desired state block; empty: no
+            desired state (docs/WATCH.md).
+        pp_admins: UPNs or object ids whose Reader role on every policy is checked; empty: the desired
+            state's pp_admins.
+        rotation_cadence_days: Rotation is overdue after this many days; empty: the desired state's
+            cadence, else each key's rotation policy.
+        link_expected_hours: A link or unlink running longer than this is reported.
+        concurrency: Reads in flight at once (the services throttle per caller; Retry-After is honoured).
     """
     conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
     desired = load_desired(desired_state)

@@ -31,7 +31,7 @@ from tests.watch.test_watch_drift import CONTOSO_PRODUCTION, FINANCE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-# the session's sandbox-target names ep-existing (the served e2e target names another policy)
+# DESIRED's target block names ep-existing (the served e2e target names another policy)
 SERVED_DESIRED = DESIRED + f"""
   kv_connection: {E2E_BLOCKS.kv_admin}
   pp_connection: {E2E_BLOCKS.pp_admin}

@@ -200,7 +200,7 @@ def test_a_failed_link_of_a_desired_environment(cloud: Any, run_watch: Watch, tm
     change(cloud, start_doomed_link)
     cloud.clock.advance(timedelta(minutes=2))
     desired = tmp_path / "desired.yaml"
-    desired.write_text("policies:\n  - {name: ep-existing, target: sandbox-target, key: other-key,\n"
+    desired.write_text("policies:\n  - {name: ep-existing, target: existing, key: other-key,\n"
                        "     environments: [Contoso Production, Finance on CMK, Nowhere]}\n"
                        "  - {name: ep-absent, target: t}\n", encoding="utf-8")
     result = run_watch(desired_state=str(desired))

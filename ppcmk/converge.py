@@ -27,8 +27,9 @@ class PlannedRun(BaseModel):
     parameters: dict[str, Any]
     reason: str
 
-    def deployment(self, name: str) -> str:
-        return f"{self.runbook}/{name}"
+    def deployment(self, where: str) -> str:
+        """The deployment's full name: `onboard/onboard-sandbox`, `rotate/rotate-production`, ..."""
+        return f"{self.runbook}/{self.runbook}-{where}"
 
 
 def _target(policy: DesiredPolicy, why: str) -> str:

@@ -124,8 +124,9 @@ def converge(
     connection: Annotated[str | None, typer.Option(help="CmkConnection block to read the estate with "
                                                         "(default: the running sandbox's runbook "
                                                         "identity).")] = None,
-    deployment: Annotated[str | None, typer.Option(help="Deployment name of the runbooks (default: sandbox "
-                                                        "for the sandbox, production with --connection).")]
+    deployment: Annotated[str | None, typer.Option(help="Which deployments start the runs, <runbook>-<this> "
+                                                        "(default: sandbox for the sandbox, production with "
+                                                        "--connection).")]
     = None,
 ) -> None:
     """The onboard / change_policy / revert / rotate runs that reach the desired state; started as deployment

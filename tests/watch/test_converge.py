@@ -65,7 +65,7 @@ def test_converge_dry_run_plans_exactly_the_three_runs(profiled: Any, prefect_ba
     result = CliRunner().invoke(app, ["converge", str(desired_file), "--dry-run"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "3 runbook run(s) to reach the desired state" in result.output
-    for deployment in ("onboard/sandbox", "revert/sandbox", "rotate/sandbox"):
+    for deployment in ("onboard/onboard-sandbox", "revert/revert-sandbox", "rotate/rotate-sandbox"):
         assert result.output.count(deployment) == 1, result.output
     assert "nothing was started" in result.output
     assert profiled.log.count(method="POST") == 0 and profiled.log.count(method="PUT") == 0

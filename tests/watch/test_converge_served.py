@@ -14,6 +14,7 @@ from prefect.states import Cancelled
 from prefect.types._datetime import now as prefect_now
 from typer.testing import CliRunner
 
+from deployments.serve import deployment_full_name
 from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile, save_profile
 from tests.e2e.test_serve_onboard import (  # noqa: F401 - the module's served deployments (fixtures)
@@ -50,8 +51,8 @@ def test_converge_starts_the_three_runs_and_each_waits_for_approval(
     started = prefect_now("UTC")
     with get_client(sync_client=True) as client:
         for runbook in ("onboard", "revert", "rotate"):
-            wait_for(f"the {runbook} deployment", lambda r=runbook: deployment_ready(client, f"{r}/sandbox"),
-                     120, served)
+            wait_for(f"the {runbook} deployment", lambda r=runbook: deployment_ready(
+                client, deployment_full_name(r)), 120, served)
         result = CliRunner().invoke(app, ["converge", str(desired)], env={"COLUMNS": "250"})
         assert result.exit_code == 0, result.output
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(

@@ -73,9 +73,10 @@ def rotate(
             no expiry.
         notify_before_days: Rotation policy: Event Grid notifies this many days before expiry.
         dry_run: Plan and publish the plan only; change nothing.
-        approval: Ask one approver other than the requester before rotating (ppcmk converge sets it).
-        approval_timeout_s: With approval: seconds to wait for the answer; no answer counts as a refusal.
-        approval_poll_s: With approval: seconds between checks of a local run's pause (tests, CLI).
+        approval: Ask for an approval before rotating (converge starts rotate this way); a scheduled
+            rotation needs none.
+        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
     logger = get_run_logger()
     conn = CmkConnection.load(connection).settings()

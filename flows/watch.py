@@ -161,17 +161,17 @@ def watch(
     Read-only.
 
     Args:
-        connection: CmkConnection block that reads Azure (Reader on the vaults and policies, role
-            assignments) and is a Power Platform admin or registered management app, e.g. runbook; in the
-            sandbox sandbox-runbook.
-        desired_state: Desired-state YAML file or the name of a ppcmk desired state block; empty: no
-            desired state (docs/WATCH.md).
-        pp_admins: UPNs or object ids whose Reader role on every policy is checked; empty: the desired
-            state's pp_admins.
-        rotation_cadence_days: Rotation is overdue after this many days; empty: the desired state's
-            cadence, else each key's rotation policy.
+        connection: CmkConnection block of an identity that reads Azure (Reader on the vaults and policies,
+            role assignments) and is a Power Platform admin (or a registered management app), e.g. runbook;
+            in the sandbox sandbox-runbook.
+        desired_state: A desired-state YAML file path or the name of a ppcmk desired state block; empty for
+            none (only drift from what ppcmk set up is reported).
+        pp_admins: Power Platform admins (UPN or object id) whose Reader role on the policies is checked;
+            empty: the desired state's list.
+        rotation_cadence_days: Report rotation overdue when the current key version is older than this;
+            empty: judge by the key's own rotation policy.
         link_expected_hours: A link or unlink running longer than this is reported.
-        concurrency: Reads in flight at once (the services throttle per caller; Retry-After is honoured).
+        concurrency: How many reads run at once (the services' throttling is honoured either way).
     """
     conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
     desired = load_desired(desired_state)

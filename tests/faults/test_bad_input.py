@@ -24,7 +24,7 @@ from flows.revert import revert
 from flows.rotate import rotate
 from flows.unlock import unlock
 from ppcmk.fleet.selection import FleetSelector
-from tests.flows.helpers import PP_ADMIN, REQUESTER
+from tests.support.scenario import PP_ADMIN, REQUESTER
 
 READS = ("GET", "HEAD")
 NOT_CLOUD = ("/_sandbox", "/oauth2/token", "/metadata/identity")

@@ -36,7 +36,7 @@ from tasks.environments import link
 from tasks.holds import hold_key_version
 from tasks.keyvault import create_or_adopt_key, get_key_info
 from tasks.policy import create_or_get_policy, get_policy
-from tests.tasks.conftest import connection, target
+from tests.support.sandbox import connection, target
 
 PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"

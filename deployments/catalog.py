@@ -74,7 +74,7 @@ RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (
             sandbox_defaults={"requester": KV_ADMIN_UPN}, on_existing_policy=True),
     Runbook("report", "CMK state of every environment (read-only)"),
     Runbook("watch", "every drift of the estate with severity and fix; events on change (read-only)",
-            every_minutes=WATCH_EVERY_MINUTES),
+            every_minutes=WATCH_EVERY_MINUTES, sandbox_defaults={"pp_admins": [PP_ADMIN_UPN]}),
     Runbook("cleanup", "remove what is no longer needed once its hold expired"),
 )}
 

@@ -158,6 +158,7 @@ def watch(
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> WatchResult:
     """Every drift of the estate with severity, since when and fix; an event for each change since last run.
+    Read-only.
 
     Args:
         connection: CmkConnection block of an identity that reads Azure (Reader on the vaults and policies,

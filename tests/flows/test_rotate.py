@@ -35,7 +35,7 @@ def blocks(cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
               policy_name="ep-existing",
               resource_group="rg-cmk", geo="europe").save("flows-target", overwrite=True)
     yield {"conn": CmkConnection.load("flows-kv-admin").settings(), "vault_id": vault_id,
-           "audit": AuditLog(tmp_path / "audit.jsonl")}
+           "audit": AuditLog(tmp_path / "audit")}
 
 
 def _run(**overrides: Any) -> Any:

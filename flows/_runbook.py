@@ -15,7 +15,7 @@ from prefect import get_run_logger
 
 from blocks import CmkConnection, CmkTarget
 from flows._parking import Waiting, parked_operation, parked_step
-from ppcmk import audit, holds
+from ppcmk import audit, claims, holds
 from ppcmk.arm_ids import same_id
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
 from ppcmk.models import Environment
@@ -117,7 +117,9 @@ def approved(
     handoff: PowerPlatformHandoff | None = None,
 ) -> Approval | RunOutcome:
     """The approval of `plan` (re-planned with `replan` after the answer), or, when it is refused, the
-    rejected outcome the flow returns as it is: nothing was changed."""
+    rejected outcome the flow returns as it is: nothing was changed. What the plan changes is claimed for
+    this run first: one claimed by another active run fails the plan, naming that run (no approval asked)."""
+    claims.claim_plan(plan)
     try:
         return request_approval(
             plan,

@@ -99,6 +99,8 @@ def scrubbed(value: Any) -> Any:
 def _origin() -> dict[str, str]:
     """Which flow run (if any) and host wrote the entry: `ppcmk audit show --run` selects by it."""
     origin = {"host": socket.gethostname()}
+    if worker := os.environ.get("PREFECT__WORKER_NAME"):  # a process worker names itself to its runs
+        origin["worker"] = worker
     try:
         from prefect.context import FlowRunContext
     except ImportError:  # pragma: no cover - prefect is a dependency

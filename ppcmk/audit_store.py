@@ -37,7 +37,7 @@ STORAGE_FIX = (f"create a filesystem block every worker can reach and name it in
                f"{AUDIT_STORAGE_SETTING}=local-file-system/ppcmk-audit")
 
 
-def _settled(value: Any) -> Any:
+def settled(value: Any) -> Any:
     """Storage blocks are sync, async or both (Prefect dispatches by context); this code is sync."""
     return run_coro_as_sync(value) if inspect.iscoroutine(value) else value
 
@@ -50,7 +50,7 @@ def configured_storage() -> WritableFileSystem:
     from prefect.blocks.core import Block
 
     try:
-        block = _settled(Block.load(reference))
+        block = settled(Block.load(reference))
     except Exception as failure:
         raise ConfigError(AUDIT_STORAGE_SETTING, f"block {reference!r} cannot be loaded ({failure})",
                           STORAGE_FIX) from None
@@ -79,7 +79,7 @@ class ChainStore:
     def read(self, path: str) -> dict[str, Any] | None:
         """The object at `path`, or None when there is none (any other failure is raised)."""
         try:
-            content = cast(bytes, _settled(self.storage.read_path(path)))
+            content = cast(bytes, settled(self.storage.read_path(path)))
         except Exception as failure:
             if _missing(failure):
                 return None
@@ -87,12 +87,12 @@ class ChainStore:
         return cast(dict[str, Any], json.loads(content)) if content.strip() else None
 
     def write(self, path: str, value: dict[str, Any]) -> None:
-        _settled(self.storage.write_path(path, json.dumps(value, sort_keys=True).encode()))
+        settled(self.storage.write_path(path, json.dumps(value, sort_keys=True).encode()))
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         if _prefect_api():
-            _ensure_audit_limit()
+            ensure_audit_limit()
             from prefect.concurrency.sync import concurrency
 
             with concurrency(AUDIT_LOCK, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
@@ -138,7 +138,7 @@ def _limit_checked(api_url: str) -> None:
                           f"prefect gcl update {AUDIT_LOCK} --limit 1 --enable")
 
 
-def _ensure_audit_limit() -> None:
+def ensure_audit_limit() -> None:
     from prefect.settings import PREFECT_API_URL
 
     _limit_checked(str(PREFECT_API_URL.value()))

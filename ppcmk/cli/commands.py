@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ppcmk.cli.approvals import approvals, approve
+from ppcmk.cli.audit_cmds import audit_app
 from ppcmk.cli.demo import demo
 from ppcmk.cli.doctor import doctor
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
@@ -12,6 +13,7 @@ from ppcmk.cli.report import report
 from ppcmk.cli.runs import run, runs_app
 from ppcmk.cli.sandbox_cmds import sandbox_app
 from ppcmk.cli.serve import serve
+from ppcmk.cli.workers import setup_app
 
 app = typer.Typer(
     name="ppcmk",
@@ -22,6 +24,8 @@ app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(runs_app, name="runs")
+app.add_typer(audit_app, name="audit")
+app.add_typer(setup_app, name="setup")
 app.command("approvals")(approvals)
 app.command("approve")(approve)
 app.command("serve")(serve)

@@ -2,10 +2,10 @@
 
 `link_fleet` runs exactly what the onboard runbook does after the handoff approval, with onboard's own step
 and verification: list and select the environments, split them into waves, and per environment run
-`flows.onboard.link_step` (one `link` task run: read, Managed Environment where needed, link, wait inside
-that task honouring Retry-After, read back), at most `waves.max_in_flight` at once; then verify every
-environment from one listing. Left out: the plan, the Key Vault half and the approval pause, which happen
-once per run whatever the fleet size.
+`flows._environment_steps.link_step` (one `link` task run: read, Managed Environment where needed, link,
+wait inside that task honouring Retry-After, read back), at most `waves.max_in_flight` at once; then
+verify every environment from one listing. Left out: the plan, the Key Vault half and the approval pause,
+which happen once per run whatever the fleet size.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from datetime import timedelta
 
 from prefect import flow
 
+from flows._environment_steps import LinkLimits, link_step, verify
 from flows._runbook import fleet_member
-from flows.onboard import link_step, verify
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.clients import ClientFactory
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import FleetReport, WaveSpec, plan_waves, run_waves
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetReport, FleetSelector, WaveSpec, plan_waves, run_waves
 from tasks.environments import MAX_LINK_ATTEMPTS, get_environments
 from tasks.policy import read_policy
-from tasks.results import PolicyInfo
 
 
 def read_linkable_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:
@@ -43,7 +44,7 @@ def link_fleet(
 ) -> FleetReport:
     """Link every selected environment to `policy`, wave by wave, then verify each by reading it back."""
     members = selector.select([fleet_member(env) for env in get_environments(conn)])
-    step = link_step(conn, policy, operation_deadline, MAX_LINK_ATTEMPTS)
+    step = link_step(conn, policy, LinkLimits(operation_deadline, MAX_LINK_ATTEMPTS))
     report = run_waves(plan_waves(members, waves), step, waves)
     verified, _ = verify(conn, policy, report, [m.id for m in members])
     return verified

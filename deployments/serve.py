@@ -1,9 +1,13 @@
 """Serve every runbook as a deployment from one process: `python -m deployments.serve`.
 
-Started by `ppcmk serve` (and the end-to-end test) with PREFECT_API_URL pointing at the server. Rotation runs
+Started by `ppcmk serve` (and the end-to-end tests) with PREFECT_API_URL pointing at the server. Rotation runs
 on its cron schedule; everything else on demand from the UI, `ppcmk run --deployment` or the API. Each flow
 run executes in a child process, and approvals in deployment runs suspend, so a waiting run holds no process.
-`ppcmk-wake/sandbox` resumes runs parked during long link/unlink waits every `--wake-every-minutes`.
+`ppcmk-wake/ppcmk-wake-sandbox` resumes runs parked during long link/unlink waits (`--wake-every-minutes`).
+
+Every deployment runs from Quick run against the sandbox: its parameters default to the sandbox blocks, the
+scenario's people and the environments a first run touches (deployments/catalog.py); the run form describes
+each parameter from the flow's docstring.
 """
 
 from __future__ import annotations
@@ -16,41 +20,64 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
 
-from deployments.catalog import ROTATION_CRON, ROTATION_TIMEZONE, RUNBOOKS, SandboxBlocks, default_parameters
-from deployments.wake import DEFAULT_WAKE_MINUTES, wake
+from deployments.catalog import (
+    ROTATION_CRON,
+    ROTATION_TIMEZONE,
+    RUNBOOKS,
+    Runbook,
+    SandboxBlocks,
+    sandbox_deployment_name,
+    sandbox_description,
+    sandbox_parameters,
+)
+from deployments.wake import DEFAULT_WAKE_MINUTES, WAKE_FLOW_NAME, wake
 
-DEPLOYMENT_NAME = "sandbox"
+TAGS = ["ppcmk", "sandbox"]
 # The sandbox's clock moves when a runbook waits (virtual time), so waiting inline costs nothing there, while
 # a parked run would wait for real minutes of the sandbox clock. Sandbox runs park only when asked to
 # (parameter waves.park_after_minutes); production deployments (prefect.yaml) park after the default 30 min.
 SANDBOX_WAVES = {"park_after_minutes": None}
 
 
-def sandbox_parameters(parameters: dict[str, Any], parameter_names: list[str]) -> dict[str, Any]:
-    return {**parameters, "waves": SANDBOX_WAVES} if "waves" in parameter_names else parameters
+def deployment_full_name(flow_name: str) -> str:
+    """`flow/deployment`, as run_deployment and `prefect deployment run` take it."""
+    return f"{flow_name}/{sandbox_deployment_name(flow_name)}"
+
+
+def quick_run_parameters(runbook: Runbook, blocks: SandboxBlocks) -> dict[str, Any]:
+    parameters = sandbox_parameters(runbook, blocks)
+    return {**parameters, "waves": SANDBOX_WAVES} if "waves" in runbook.parameter_names() else parameters
+
+
+def runbook_deployment(runbook: Runbook, blocks: SandboxBlocks) -> RunnerDeployment:
+    # the cron's description ("At 06:00 AM, between day 1 and 7 of the month, only on Monday") is what the UI
+    # shows for it; an unnamed interval/cron shows as "+1"
+    schedules = None
+    if runbook.scheduled:
+        schedules = [Cron(ROTATION_CRON, timezone=ROTATION_TIMEZONE, day_or=False)]
+    elif runbook.every_minutes:
+        schedules = [Interval(timedelta(minutes=runbook.every_minutes))]
+    flow = runbook.load()
+    # to_deployment is sync here (called outside an event loop); its signature also admits a coroutine
+    return cast(RunnerDeployment, flow.to_deployment(
+        name=sandbox_deployment_name(flow.name),
+        description=sandbox_description(runbook),
+        parameters=quick_run_parameters(runbook, blocks),
+        schedules=schedules,
+        tags=TAGS,
+    ))
 
 
 def build_deployments(
     blocks: SandboxBlocks | None = None, wake_every: timedelta = timedelta(minutes=DEFAULT_WAKE_MINUTES)
 ) -> list[RunnerDeployment]:
     blocks = blocks or SandboxBlocks()
-    deployments: list[RunnerDeployment] = []
-    # to_deployment is sync here (called outside an event loop); its signature also admits a coroutine
-    for runbook in RUNBOOKS.values():
-        rotation = Cron(ROTATION_CRON, timezone=ROTATION_TIMEZONE, day_or=False)
-        schedules = [rotation] if runbook.scheduled else None
-        deployments.append(cast(RunnerDeployment, runbook.load().to_deployment(
-            name=DEPLOYMENT_NAME,
-            description=runbook.summary,
-            parameters=sandbox_parameters(default_parameters(runbook, blocks), runbook.parameter_names()),
-            schedules=schedules,
-            tags=["ppcmk", "sandbox"],
-        )))
+    deployments = [runbook_deployment(runbook, blocks) for runbook in RUNBOOKS.values()]
     deployments.append(cast(RunnerDeployment, wake.to_deployment(
-        name=DEPLOYMENT_NAME,
-        description="resume runs parked during long link/unlink waits",
+        name=sandbox_deployment_name(WAKE_FLOW_NAME),
+        description="Resume runs parked during long link/unlink waits (no parameters).",
         schedules=[Interval(wake_every)],
-        tags=["ppcmk", "sandbox"],
+        tags=TAGS,
     )))
     return deployments
 
@@ -60,11 +87,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4, help="maximum concurrent flow runs in this process")
     parser.add_argument("--wake-every-minutes", type=float, default=DEFAULT_WAKE_MINUTES,
                         help="how often ppcmk-wake resumes parked runs")
+    parser.add_argument("--blocks-prefix", default="sandbox",
+                        help="the deployments default to the blocks PREFIX-kv-admin, PREFIX-target, ...")
     arguments = parser.parse_args()
     if arguments.wake_every_minutes <= 0:
         parser.error("--wake-every-minutes: use a positive number of minutes (default 10)")
     # Keep the rotation schedule active across restarts: the next `ppcmk serve` continues where this stopped.
-    serve(*build_deployments(wake_every=timedelta(minutes=arguments.wake_every_minutes)),
+    blocks = SandboxBlocks.with_prefix(arguments.blocks_prefix)
+    serve(*build_deployments(blocks, wake_every=timedelta(minutes=arguments.wake_every_minutes)),
           limit=arguments.limit, pause_on_shutdown=False)
 
 

@@ -21,7 +21,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 
-from ppcmk.cli.prefect_api import parked
+from ppcmk.fleet.parking import is_parked
 
 WAKE_FLOW_NAME = "ppcmk-wake"
 DEFAULT_WAKE_MINUTES = 10
@@ -39,7 +39,7 @@ def parked_runs(client: SyncPrefectClient) -> list[FlowRun]:
         suspended_runs += page
         if len(page) < PAGE:
             break
-    return [run for run in suspended_runs if parked(run)]
+    return [run for run in suspended_runs if is_parked(run)]
 
 
 def wake_parked_runs(client: SyncPrefectClient) -> list[UUID]:

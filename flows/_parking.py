@@ -32,23 +32,15 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import BaseModel, Field
 
 from ppcmk import audit
+from ppcmk.approvals import can_suspend
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
-from ppcmk.models import OperationHandle, OperationKind
+from ppcmk.fleet.parking import PARK_KEY_PREFIX, ParkedOperation
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSpec, plan_waves, run_waves
+from ppcmk.models import EnvironmentChange, OperationHandle, OperationKind
 from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import (
-    PARK_KEY_PREFIX,
-    EnvironmentResult,
-    FleetMember,
-    FleetReport,
-    ParkedOperation,
-    StepResult,
-    WaveSpec,
-    run_waves,
-)
-from tasks.approvals import can_suspend
-from tasks.results import EnvironmentChange
 
 CHECKPOINT_FOLDER = "ppcmk-park"
 # A parked run the waker never resumes fails this long after its last operation's deadline (Prefect's
@@ -238,6 +230,41 @@ def resumed(procedure: str, work_type: type[W]) -> Resumed[W] | None:
 
 
 # ------------------------------------------------------------------------------------------ the waves
+
+
+@dataclass(frozen=True)
+class ParkableWaves(Generic[W]):
+    """The waves of one flow run: a parked run re-entering continues its saved ones, a fresh run plans them.
+
+    `reenter` is the one step every parking flow takes first: its `parked_work` (None for a fresh run)
+    tells the flow to skip everything up to its waves."""
+
+    procedure: str
+    spec: WaveSpec
+    resumed: Resumed[W] | None = None
+
+    @classmethod
+    def reenter(cls, procedure: str, work_type: type[W], spec: WaveSpec | None) -> ParkableWaves[W]:
+        return cls(procedure, spec or WaveSpec(), resumed(procedure, work_type))
+
+    @property
+    def parked_work(self) -> W | None:
+        return self.resumed.work if self.resumed is not None else None
+
+    def waiting(self) -> Waiting:
+        return waiting_for(self.spec, self.resumed)
+
+    def run(
+        self,
+        conn: ConnectionSettings,
+        work: W,
+        step: Callable[[FleetMember], StepResult],
+        members: Callable[[], Sequence[FleetMember]],
+        on_wave_done: Callable[[int, list[EnvironmentResult]], None] | None = None,
+    ) -> FleetReport:
+        """Run the waves of `members` (asked for only by a fresh run), parking as `continue_waves` does."""
+        return continue_waves(self.procedure, conn, work, lambda: plan_waves(members(), self.spec), step,
+                              self.spec, self.resumed, on_wave_done)
 
 
 def continue_waves(

@@ -1,5 +1,5 @@
 """The runbook machinery the procedure flows share: loading the blocks, choosing environments, describing
-their state, the unlink step, the 30-day holds on a policy and its key, and the outcomes a run ends with.
+their state, the 30-day holds on a policy and its key, and the outcomes a run ends with.
 
 One module per documented procedure lives beside this one; what several of them use lives here, so no flow
 imports another procedure's module for its helpers.
@@ -8,35 +8,57 @@ imports another procedure's module for its helpers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, cast
 
 from prefect import get_run_logger
 
 from blocks import CmkConnection, CmkTarget
-from flows._parking import Waiting, parked_operation, parked_step
 from ppcmk import audit, claims, holds
+from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
 from ppcmk.arm_ids import same_id
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
-from ppcmk.models import Environment
+from ppcmk.findings import Severity
+from ppcmk.fleet.selection import FleetMember, FleetSelector
+from ppcmk.fleet.waves import FleetReport
+from ppcmk.models import Environment, EnvironmentChange
 from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetMember, FleetReport, FleetSelector, StepResult
-from tasks.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
-from tasks.environments import get_environments, unlink
+from ppcmk.validation import check_parameters, check_selected
+from tasks.environments import get_environments
 from tasks.keyvault import get_key_info
 from tasks.policy import ensure_provider_registered, get_policy
-from tasks.results import EnvironmentChange, PolicyInfo
 
 MICROSOFT_KEY = "the Microsoft-managed key"
 HOLD_DAYS = 30
 HOLD_REASON = "environments left this policy; their backups restore only with this key (keep 30 days)"
 
 
+@dataclass(frozen=True)
+class Approving:
+    """How long an approval waits, and how often it looks for the answer."""
+
+    timeout_s: int
+    poll_s: int
+
+    def __post_init__(self) -> None:
+        check_parameters(approval_timeout_s=self.timeout_s, approval_poll_s=self.poll_s)
+
+
+def load_connection(block: str) -> ConnectionSettings:
+    """A connection block, validated (a bad value fails here, naming the field, before anything is read)."""
+    return cast(CmkConnection, CmkConnection.load(block)).settings()
+
+
+def load_target(block: str) -> TargetSettings:
+    return cast(CmkTarget, CmkTarget.load(block)).settings()
+
+
 def load_settings(connection: str, target: str) -> tuple[ConnectionSettings, TargetSettings]:
-    """Both blocks, validated (a bad value fails here, naming the field, before anything is read)."""
-    connection_block = cast(CmkConnection, CmkConnection.load(connection))
-    return connection_block.settings(), cast(CmkTarget, CmkTarget.load(target)).settings()
+    """Both blocks, validated."""
+    return load_connection(connection), load_target(target)
 
 
 def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
@@ -46,9 +68,11 @@ def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
 def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
     """The run ends after publishing the plan: a dry run, or nothing to change."""
     status: OutcomeStatus = "dry-run" if dry_run else "nothing-to-do"
-    return RunOutcome(
-        procedure=plan.procedure, status=status, plan_hash=plan.hash, message=plan.target_summary
-    )
+    why = "dry run, the plan only" if dry_run else "nothing to do, the plan changes nothing"
+    notes = "; ".join(f.message for f in plan.findings if f.severity == Severity.INFO)
+    message = f"{plan.target_summary}: {why}" + (f" ({notes})" if notes else "")
+    get_run_logger().info(message)
+    return RunOutcome(procedure=plan.procedure, status=status, plan_hash=plan.hash, message=message)
 
 
 def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
@@ -82,7 +106,9 @@ def select(
         chosen = {m.id for m in selector.select([fleet_member(env) for env in environments])}
     except ValueError as unknown:
         raise ConfigError("selector", str(unknown), "list environment ids the connection can see") from None
-    return [env for env in environments if env.id in chosen]
+    selected = [env for env in environments if env.id in chosen]
+    check_selected(selected)
+    return selected
 
 
 def changing_members(plan: Plan, environments: Sequence[Environment]) -> list[FleetMember]:
@@ -210,35 +236,6 @@ def change_failed(change: EnvironmentChange, what: str) -> str:
         f"{what} {change.status}: {change.error_message or 'no error message'}; "
         f"environment is {state_of(change.environment)}"
     )
-
-
-def unlink_step(
-    conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta, waiting: Waiting | None = None
-) -> Callable[[FleetMember], StepResult]:
-    """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so). With
-    `waiting` (a deployment run) a long unlink parks, and a parked one is polled again, not started again."""
-    waits = waiting or Waiting()
-
-    def step(member: FleetMember) -> StepResult:
-        saved = waits.saved(member.id, "unlink")
-        if saved is None:
-            get_run_logger().warning(
-                "%s (%s) is Disabled from now until its unlink from %s finishes",
-                member.name,
-                member.id,
-                policy.name,
-            )
-        change = unlink(conn, member.id, policy.system_id, **waits.options(saved, deadline))
-        if (parked := parked_operation(conn, change, saved, deadline, waits)) is not None:
-            return parked_step(parked)
-        if not change.done:
-            raise RuntimeError(change_failed(change, "unlink"))
-        return StepResult(
-            state=step_state(change.status == "Unchanged" and saved is None),
-            detail=f"now {state_of(change.environment)}",
-        )
-
-    return step
 
 
 def hold_policy_and_key(

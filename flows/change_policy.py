@@ -1,12 +1,13 @@
 """Change policy: move environments to a new key and a new enterprise policy (two outages each).
 
 The runbook of "Change the environment's encryption key with a new enterprise policy and key":
-1. Plan: the new key and policy (onboard's Key Vault half), the new policy's identity granted the OLD key too
+1. Plan: the new key and policy (the Key Vault half), the new policy's identity granted the OLD key too
    (as the documentation requires), and per environment TWO outage windows: unlink from the old policy (back
    to the Microsoft-managed key), then link to the new one; the 30-day hold on the old key and policy.
 2. Key Vault admin half with `kv_connection`: new key, new policy, its grants on the new and the old key,
    Reader on the new policy for the Power Platform admin.
-3. Handoff: the Power Platform admin approves the environment moves and names their own connection block.
+3. Handoff: the Power Platform admin approves the environment moves and names their own connection block;
+   the run waits until their Reader on the new policy applies. (The two halves: flows/_two_half.py.)
 4. Holds first (old key version and old policy, 30 days, enforced by the cleanup flow), then per environment
    in waves: unlink (outage 1), wait, link to the new policy (outage 2), wait; a wave with a failure stops
    the later waves (the gate). A deployment run parks during long waits (flows/_parking.py).
@@ -20,48 +21,37 @@ new policy is left alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
 from prefect.variables import Variable
 
-from flows import _parking as parking
+from flows._environment_steps import LinkLimits, link_step, unlink_step
 from flows._parking import Waiting
 from flows._runbook import (
     HOLD_DAYS,
     MICROSOFT_KEY,
-    changing_members,
-    finish,
+    Approving,
     hold_policy_and_key,
     hold_subjects,
     linked_to,
-    load_settings,
+    load_connection,
+    load_target,
+    plan_only_outcome,
     select,
     step_state,
-    unlink_step,
 )
-from flows.onboard import key_vault_half, read_key_vault_facts
-from flows.onboard_plan import plan_key_vault_half
-from flows.onboard_steps import HandoffWork, hand_off, link_step, verify
+from flows._two_half import HandoffWork, TwoHalfRun
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
+from ppcmk.fleet.selection import FleetMember, FleetSelector
+from ppcmk.fleet.waves import EnvironmentResult, StepResult, WaveSpec
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.settings import load_settings as validated
-from ppcmk.waves import (
-    EnvironmentResult,
-    FleetMember,
-    FleetSelector,
-    StepResult,
-    WaveSpec,
-    plan_waves,
-)
-from tasks.access import grant_key_access, wait_for_propagation
-from tasks.approvals import connection_principal
-from tasks.environments import get_environments
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo
 
 PROCEDURE = "change_policy"
 HOLD_REASON = "environments moved to a new policy; their backups restore only with the old key (30 days)"
@@ -177,6 +167,28 @@ def note_moves(old: TargetSettings, started: set[str], done: set[str]) -> None:
     Variable.set(moves_record_name(old), sorted(pending), overwrite=True)
 
 
+@dataclass(frozen=True)
+class Moves:
+    """change_policy's environments: those of the old policy (or the selected ones), each moved to the new."""
+
+    old_policy: PolicyInfo | None
+    new: TargetSettings
+    selector: FleetSelector | None
+    unfinished: frozenset[str]
+
+    def __call__(self, plan: Plan, policy: PolicyInfo | None, environments: Sequence[Environment]) -> None:
+        plan_moves(plan, self.old_policy, self.new, policy, environments, self.selector, self.unfinished)
+
+
+def old_key_item(old: TargetSettings, new: TargetSettings) -> PlanItem:
+    return PlanItem(
+        target=f"{new.policy_name} identity",
+        kind="role-assignment",
+        action=f"grant access to the OLD key {old.key_name} too (documented requirement)",
+        detail=old.vault_id,
+    )
+
+
 class MoveWork(HandoffWork):
     """The approved moves (`policy` is the new one) and the old policy they leave."""
 
@@ -187,15 +199,14 @@ def move_step(
     pp: ConnectionSettings,
     old: PolicyInfo,
     new: PolicyInfo,
-    deadline: timedelta,
-    max_attempts: int,
+    limits: LinkLimits,
     waiting: Waiting | None = None,
 ) -> Callable[[FleetMember], StepResult]:
     """Outage 1 (unlink from the old policy, skipped once done), then outage 2 (link to the new one). Either
     may park; a parked link means outage 1 is behind it (its environment is no longer on the old policy)."""
     waits = waiting or Waiting()
-    unlink_old = unlink_step(pp, old, deadline, waits)
-    link_new = link_step(pp, new, deadline, max_attempts, waits)
+    unlink_old = unlink_step(pp, old, limits.deadline, waits)
+    link_new = link_step(pp, new, limits, waits)
 
     def step(member: FleetMember) -> StepResult:
         linking = waits.saved(member.id, "link") is not None
@@ -209,6 +220,23 @@ def move_step(
         return StepResult(state=step_state(first.state == second.state == "unchanged"), detail=detail)
 
     return step
+
+
+def start_moves(kv: ConnectionSettings, old: TargetSettings, old_policy: PolicyInfo | None,
+                handed: HandoffWork) -> MoveWork:
+    """Before outage 1: the old key and policy held 30 days (the old key must outlive every move), and the
+    moves remembered (a crash between the outages must not lose an environment on the Microsoft key)."""
+    if old_policy is None:  # the plan has an error for it, so an approved run never gets here without one
+        raise ConfigError("target", "the current policy does not exist", "check the target block")
+    hold_policy_and_key(kv, old_policy, old, HOLD_REASON)
+    note_moves(old, {item.target for item in handed.plan.changes if item.kind == "environment"}, done=set())
+    return MoveWork(**dict(handed), old_policy=old_policy)
+
+
+def log_wave(wave: int, results: list[EnvironmentResult]) -> None:
+    failed = [r.environment_id for r in results if r.state == "failed"]
+    get_run_logger().log(40 if failed else 20, "wave %d: %d moved, failed: %s", wave,
+                         len(results) - len(failed), ", ".join(failed) or "none")
 
 
 @flow(name="change_policy")
@@ -229,123 +257,61 @@ def change_policy(
     operation_deadline_days: float = 4,
     max_link_attempts: int = 3,
 ) -> RunOutcome:
-    """Move the environments of the target's policy (all by default) to `new_policy_name` with `new_key_name`.
+    """Move the environments of the target's policy (all by default) to a new policy with a new key, across
+    two outage windows each (unlink, then link). The new policy and key are created beside the current ones.
 
-    `target` names the CURRENT policy and key; the new ones are created beside them (same geo and resource
-    group; `new_vault_id` defaults to the same vault). Roles as in onboard: `kv_connection` for the Key Vault
-    half, `pp_connection` reads environments for the plan, `pp_admin` gets Reader on the new policy, approves
-    and runs the moves with their own connection block.
+    Args:
+        kv_connection: CmkConnection block of the Key Vault admin, who creates the key, the enterprise policy
+            and the role assignments, e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        pp_connection: CmkConnection block that reads the environments for the plan (read only), e.g.
+            pp-admin; in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the CURRENT policy and key, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        new_policy_name: Name of the enterprise policy to move to (created in the same geo and resource
+            group), e.g. ep-cmk-europe-2.
+        new_key_name: Name of the key the new policy uses (created if missing), e.g. cmk-prod-2.
+        pp_admin: UPN or object id of the Power Platform admin who gets Reader on the policy, approves the
+            hand-off and runs the Power Platform half with the connection block they name, e.g.
+            pp-admin@contoso.example (the sandbox's).
+        new_vault_id: ARM id of the vault for the new key; empty: the target's vault.
+        selector: Which of the policy's environments move: ids or names, or a geo / skus / name pattern;
+            empty: every environment on the current policy.
+        requester: Who asks for the change (UPN or object id); cannot approve it. Empty: the principal
+            kv_connection signs in as.
+        waves: How the environments are split and paced: canary_skus go first, then wave_sizes; max_in_flight
+            at a time; park_after_minutes before a deployment run parks during a long link.
+        dry_run: Plan and publish the plan only; change nothing.
+        approval_timeout_s: Seconds to wait for the Power Platform admin's answer before the run ends as not
+            approved (default 3 days).
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        operation_deadline_days: How long one environment's link may take before it counts as failed (the
+            service may take up to 4 days for large environments).
+        max_link_attempts: Link attempts per environment before it counts as failed.
     """
-    kv, old_tgt = load_settings(kv_connection, target)
+    limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
+    kv, old_tgt = load_connection(kv_connection), load_target(target)
     new_tgt = new_target(old_tgt, new_policy_name, new_key_name, new_vault_id)
-    spec = waves or WaveSpec()
+    run = TwoHalfRun(PROCEDURE, kv, pp_connection, new_tgt, pp_admin, requester,
+                     Approving(approval_timeout_s, approval_poll_s))
 
-    def prepare() -> MoveWork | RunOutcome:
-        """Plan, the Key Vault half, the handoff approval and the holds: skipped by a parked run re-entering
-        (the holds are in place before the first unlink, so before any park)."""
-        pp_read, _ = load_settings(pp_connection, target)
-        who = requester or connection_principal(kv)
-
-        def plan_handoff() -> Plan:
-            plan = Plan(
-                procedure=PROCEDURE,
-                requester=who,
-                target_summary=f"environments: policy {old_tgt.policy_name} → {new_tgt.policy_name}",
-            )
-            plan_moves(
-                plan,
-                get_policy(kv, old_tgt),
-                new_tgt,
-                get_policy(kv, new_tgt),
-                get_environments(pp_read),
-                selector,
-                unfinished_moves(old_tgt),
-            )
-            return plan
-
+    work = run.parked_work(MoveWork, waves)
+    if work is None:
         old_policy = get_policy(kv, old_tgt)
-        facts = read_key_vault_facts(kv, new_tgt, pp_admin)
-        plan = Plan(
-            procedure=PROCEDURE,
-            requester=who,
-            target_summary=f"{old_tgt.policy_name} → new key {new_tgt.key_name}, "
-            f"policy {new_tgt.policy_name}",
-        )
-        plan_key_vault_half(plan, new_tgt, facts, pp_admin)
-        plan.items.append(
-            PlanItem(
-                target=f"{new_tgt.policy_name} identity",
-                kind="role-assignment",
-                action=f"grant access to the OLD key {old_tgt.key_name} too (documented requirement)",
-                detail=old_tgt.vault_id,
-            )
-        )
-        plan_moves(
-            plan,
-            old_policy,
-            new_tgt,
-            facts.policy,
-            get_environments(pp_read),
-            selector,
-            unfinished_moves(old_tgt),
-        )
-        plan.publish()
-        plan.raise_for_errors()
+        moves = Moves(old_policy, new_tgt, selector, unfinished_moves(old_tgt))
+        plan = run.plan(f"{old_tgt.policy_name} → new key {new_tgt.key_name}, policy {new_tgt.policy_name}",
+                        moves, key_vault_items=[old_key_item(old_tgt, new_tgt)])
         if dry_run:
-            return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
-        if old_policy is None:
-            raise ConfigError("target", "the current policy does not exist", "check the target block")
+            return plan_only_outcome(plan, dry_run)
+        new_policy = run.key_vault_half(also_grant=[old_tgt])
+        handed = run.hand_off(new_policy, f"environments: policy {old_tgt.policy_name} → {new_policy.name}",
+                              moves, done_message=f"every environment already on {new_policy.name}")
+        if isinstance(handed, RunOutcome):  # refused, or nothing to hand off
+            return handed
+        work = start_moves(kv, old_tgt, old_policy, run.wait_for_reader(handed))
 
-        new_policy = key_vault_half(kv, new_tgt, pp_admin)
-        principal = new_policy.principal_id or ""
-        grant_key_access(kv, old_tgt, principal)
-        wait_for_propagation(kv, old_tgt, principal)
-        approval = hand_off(
-            plan_handoff,
-            kv,
-            pp_read,
-            new_tgt,
-            new_policy,
-            requester=who,
-            key="change-policy-handoff",
-            timeout_s=approval_timeout_s,
-            poll_interval_s=approval_poll_s,
-            done_message=f"every environment already on {new_policy.name}",
-        )
-        if isinstance(approval, RunOutcome):
-            return approval
-        # before outage 1: the old key must outlive every move
-        hold_policy_and_key(kv, old_policy, old_tgt, HOLD_REASON)
-        note_moves(old_tgt, {item.target for item in approval.plan.changes if item.kind == "environment"},
-                   done=set())
-        return MoveWork(**dict(approval), old_policy=old_policy)
-
-    def gate(wave: int, results: list[EnvironmentResult]) -> None:
-        failed = [r.environment_id for r in results if r.state == "failed"]
-        get_run_logger().log(
-            40 if failed else 20,
-            "wave %d: %d moved, failed: %s",
-            wave,
-            len(results) - len(failed),
-            ", ".join(failed) or "none",
-        )
-
-    work = resumed.work if (resumed := parking.resumed(PROCEDURE, MoveWork)) else prepare()
-    if isinstance(work, RunOutcome):
-        return work
-    pp, old_policy, new_policy = work.connection(), work.old_policy, work.policy
-    step = move_step(pp, old_policy, new_policy, timedelta(days=operation_deadline_days), max_link_attempts,
-                     parking.waiting_for(spec, resumed))
-    report = parking.continue_waves(
-        PROCEDURE, pp, work, lambda: plan_waves(changing_members(work.plan, get_environments(pp)), spec),
-        step, spec, resumed, on_wave_done=gate)
-    verified, rows = verify(pp, new_policy, report, work.expected)
+    step = move_step(run.approver(work), work.old_policy, work.policy, limits, run.waiting())
+    report = run.waves(work, step, on_wave_done=log_wave)
+    verified, rows = run.verify(work, report)
     note_moves(old_tgt, set(), done={r.environment_id for r in verified.results if r.state != "failed"})
-    return finish(
-        work.plan,
-        work.approvers,
-        verified,
-        rows,
-        f"{len(verified.results) - len(verified.failed)} of {len(work.expected)} environment(s) on "
-        f"{new_policy.name}; {old_policy.name} and key {old_tgt.key_name} held {HOLD_DAYS} days",
-    )
+    return run.finish(work, verified, rows, f"environment(s) on {work.policy.name}; {work.old_policy.name} "
+                      f"and key {old_tgt.key_name} held {HOLD_DAYS} days")

@@ -10,9 +10,10 @@ database restores need them. This flow acts only on what is past its hold, on th
 - an old policy's hold is its `ppcmk-hold-until` tag (revert and change_policy record one); without a tag, or
   while any environment is still linked to it, the plan stops with an error.
 
-Anything inside a hold is refused and the plan says until when; when nothing is eligible the run ends with
-`HoldActive`. Eligible changes need one approver other than the requester. Keys are never deleted: a version
-is only disabled (re-enabling it is one click), access is removed from the vault, the policy stays.
+Anything inside a hold is refused and the plan says until when; when nothing is eligible the run ends
+Completed with status nothing-to-do, naming the holds and when the first ends. Eligible changes need one
+approver other than the requester. Keys are never deleted: a version is only disabled (re-enabling it is one
+click), access is removed from the vault, the policy stays.
 """
 
 from __future__ import annotations
@@ -27,18 +28,19 @@ from pydantic import BaseModel, Field
 from blocks import CmkConnection
 from flows._runbook import approval_unless_plan_only, linked_to, load_settings
 from ppcmk import audit, holds
+from ppcmk.approvals import connection_principal
+from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo
 from ppcmk.clients import ClientFactory
-from ppcmk.errors import ConfigError, HoldActive
+from ppcmk.errors import ConfigError
 from ppcmk.findings import error
 from ppcmk.plan import Plan, PlanItem, RunOutcome, publish_table
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.access import read_key_grants, revoke_key_access
-from tasks.approvals import connection_principal
 from tasks.environments import get_environments
 from tasks.keyvault import key_client, read_key_versions, read_vault
 from tasks.policy import read_policy
-from tasks.results import KeyVersionInfo, PolicyInfo
-from tasks.retry import cmk_task
 
 PROCEDURE = "cleanup"
 
@@ -176,9 +178,27 @@ def cleanup(
     approval_timeout_s: int = 3 * 24 * 3600,
     approval_poll_s: int = 10,
 ) -> RunOutcome:
-    """Disable the target key's old versions past their hold and, with `old_policy` (a policy name in the
-    target's resource group), remove that policy's key access past its 30-day hold. `pp_connection` reads the
-    environments to prove none is still linked to `old_policy`. One approver other than the requester."""
+    """Disable the target key's old versions past their 28-day hold and, with old_policy, remove that policy's
+    key access past its 30-day hold. Nothing to do (Completed, with the hold dates) while everything is on
+    hold. One approver other than the requester; nothing is ever deleted.
+
+    Args:
+        kv_connection: CmkConnection block that disables versions and removes role assignments, e.g.
+            kv-admin; in the sandbox sandbox-kv-admin.
+        target: CmkTarget block naming the vault and key whose old versions are cleaned up, e.g.
+            cmk-target; in the sandbox sandbox-target (key cmk-prod).
+        pp_connection: CmkConnection block that reads the environments, to prove none is still linked to
+            old_policy, e.g. pp-admin; in the sandbox sandbox-pp-admin. Needed with old_policy.
+        requester: Who asks for the cleanup (UPN or object id); cannot approve it. Empty: the principal
+            kv_connection signs in as.
+        disable_old_versions: Disable the key's versions past their hold (never the current version).
+        old_policy: Name of a policy in the target's resource group whose key access goes once its hold
+            ended, e.g. ep-cmk-europe-old; empty: leave policies alone.
+        dry_run: Plan and publish the plan only; change nothing.
+        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+    """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
     if old_policy is not None and pp_connection is None:
         raise ConfigError("pp_connection", "old_policy needs a connection that can read environments",
                           "name a Power Platform admin (or management app) connection block")
@@ -197,10 +217,13 @@ def cleanup(
     plan.publish()
     plan.raise_for_errors()
     if found.held and not plan.changes:
+        # everything that could go is still on hold: nothing to do yet, which is not a failure
         first = min(found.held, key=lambda h: h.until)
-        raise HoldActive(first.until, "nothing can be cleaned up yet: " + "; ".join(
+        message = "nothing can be cleaned up yet: " + "; ".join(
             f"{h.subject} is on hold until {h.until.isoformat()} ({h.reason})" for h in found.held
-        ) + ". The first hold ends")
+        ) + f". Run cleanup again after {first.until.isoformat()}, when the first hold ends"
+        get_run_logger().info(message)
+        return RunOutcome(procedure=PROCEDURE, status="nothing-to-do", plan_hash=plan.hash, message=message)
     approval = approval_unless_plan_only(plan, kv, make_plan, dry_run=dry_run, requester=who, key=PROCEDURE,
                                          timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):

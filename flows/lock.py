@@ -6,46 +6,53 @@ will be revoked, each environment that will be locked, and its deletion countdow
 environments, 30 for the others — on the cloud's clock) → TWO distinct approvers other than the requester,
 each typing the policy name → write the lock record → revoke → verify the environments are locked.
 
-The lock record says exactly what was revoked (role assignment ids, access policy entries). It is a Prefect
-Variable named `ppcmk-lock-<policy>` (kept by the Prefect server, so it survives a restart of the run, the
-worker or the server, and unlock can run anywhere), written *before* anything is revoked and completed after;
-each write is also in the audit log. A re-run merges with the record of a crashed run, so nothing revoked is
-ever forgotten.
+The lock record (flows/_lock_record.py) says exactly what was revoked (role assignment ids, access policy
+entries); it is written *before* anything is revoked and completed after. A re-run merges with the record of
+a crashed run, so nothing revoked is ever forgotten.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
 from prefect import flow, get_run_logger
-from prefect.variables import Variable
-from pydantic import BaseModel, Field
 
+from flows._lock_record import (
+    LockedEnvironment,
+    LockRecord,
+    describe_grant,
+    identity_key_grants,
+    load_lock_record,
+    lock_record_name,
+    merge_grants,
+    save_lock_record,
+)
 from flows._runbook import (
     approved,
     finish,
     linked_to,
-    load_settings,
+    load_connection,
+    load_target,
     plan_only_outcome,
     policy_after_approval,
     state_of,
 )
-from ppcmk import audit
+from ppcmk.approvals import connection_principal
 from ppcmk.arm_ids import same_id
+from ppcmk.azure_resources import PolicyInfo, RoleGrant
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error, info
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport
 from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
+from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import EnvironmentResult, FleetReport
-from tasks.access import read_key_grants, revoke_key_access
+from ppcmk.validation import check_parameters
+from tasks.access import revoke_key_access
 from tasks.environments import get_environments
-from tasks.keyvault import read_vault
 from tasks.policy import get_policy
-from tasks.results import AccessRevocation, PolicyInfo, RoleGrant
 
 PROCEDURE = "lock"
 APPROVERS_NEEDED = 2
@@ -54,79 +61,6 @@ APPROVERS_NEEDED = 2
 def deletion_days(environment: Environment) -> int:
     """Days a locked environment survives: 7 for Sandbox environments, 30 for the others (Microsoft docs)."""
     return 7 if (environment.sku or "").lower() == "sandbox" else 30
-
-
-class LockedEnvironment(BaseModel):
-    id: str
-    name: str
-    sku: str
-    deleted_after: datetime = Field(description="when the service deletes it unless unlocked (cloud clock)")
-
-
-class LockRecord(BaseModel):
-    """What one lock revoked, so that unlock restores exactly that."""
-
-    policy_id: str
-    policy_name: str
-    vault_id: str
-    principal_id: str
-    state: Literal["revoking", "locked", "unlocked"]
-    revoked: list[RoleGrant] = Field(default_factory=list)
-    locked_at: datetime
-    environments: list[LockedEnvironment] = Field(default_factory=list)
-    requester: str
-    approvers: list[str] = Field(default_factory=list)
-    plan_hash: str
-
-    def revocation(self) -> AccessRevocation:
-        return AccessRevocation(vault_id=self.vault_id, principal_id=self.principal_id, removed=self.revoked)
-
-
-def lock_record_name(policy_id: str) -> str:
-    """The Prefect Variable holding a policy's lock record (lowercase letters, digits and dashes)."""
-    return artifact_key("ppcmk-lock", policy_id)
-
-
-def load_lock_record(policy_id: str) -> LockRecord | None:
-    stored = Variable.get(lock_record_name(policy_id))
-    return LockRecord.model_validate(stored) if isinstance(stored, dict) else None
-
-
-def save_lock_record(record: LockRecord) -> None:
-    Variable.set(lock_record_name(record.policy_id), record.model_dump(mode="json"), overwrite=True)
-    audit.record(
-        {
-            "event": f"lock-record-{record.state}",
-            "procedure": PROCEDURE,
-            "policy": record.policy_id,
-            "principal": record.principal_id,
-            "revoked": [g.model_dump(mode="json") for g in record.revoked],
-            "plan_hash": record.plan_hash,
-        }
-    )
-
-
-def merge_grants(*lists: Sequence[RoleGrant]) -> list[RoleGrant]:
-    """One entry per grant (same mechanism, scope and role), first seen wins."""
-    merged: list[RoleGrant] = []
-    for grant in (g for grants in lists for g in grants):
-        if not any(same_grant(grant, seen) for seen in merged):
-            merged.append(grant.model_copy(update={"changed": False}))
-    return merged
-
-
-def same_grant(a: RoleGrant, b: RoleGrant) -> bool:
-    return (
-        a.mechanism == b.mechanism
-        and same_id(a.scope, b.scope)
-        and (a.role_definition_id or "").lower() == (b.role_definition_id or "").lower()
-    )
-
-
-def describe_grant(grant: RoleGrant) -> str:
-    if grant.mechanism == "access_policy":
-        return f"access policy entry {grant.principal_id} keys={','.join(grant.key_permissions)}"
-    return f"role assignment {grant.assignment_id or grant.role_definition_id}"
 
 
 # ------------------------------------------------------------------------------------------- planning
@@ -159,55 +93,86 @@ def plan_lock(
         )
         return plan
     for grant in grants:
-        if grant.mechanism == "rbac" and not same_id(grant.scope, policy.key_vault_id or target.vault_id):
-            plan.add_findings(
-                [
-                    error(
-                        "lock.inherited_grant",
-                        grant.assignment_id or grant.scope,
-                        f"the identity's access comes from {grant.scope}, above the vault",
-                        "remove that assignment by hand, or lock by disabling the key",
-                    )
-                ]
-            )
-            continue
-        plan.items.append(
-            PlanItem(
-                target=grant.assignment_id or grant.scope,
-                kind="role-assignment",
-                action=f"revoke {describe_grant(grant)}",
-                detail=f"key access of {policy.name} ({policy.principal_id})",
-            )
-        )
+        plan_revocation(plan, target, policy, grant)
     for env in (e for e in environments if linked_to(e, policy)):
-        days = deletion_days(env)
-        plan.items.append(
-            PlanItem(
-                target=env.id,
-                kind="environment",
-                action="locked (Disabled) until unlock",
-                detail=f"{env.sku} environment: DELETED {days} days after the lock",
-            )
-        )
-        plan.outages.append(
-            OutageWindow(
-                environment_id=env.id,
-                sequence=1,
-                cause="locked: key access revoked",
-                expected_duration=f"until unlock; deleted after {days} days",
-            )
-        )
+        plan_locked_environment(plan, env, now)
+    return plan
+
+
+def plan_revocation(plan: Plan, target: TargetSettings, policy: PolicyInfo, grant: RoleGrant) -> None:
+    """The grant's revocation; one inherited from above the vault is an error (revoking it would reach
+    further than this policy)."""
+    if grant.mechanism == "rbac" and not same_id(grant.scope, policy.key_vault_id or target.vault_id):
         plan.add_findings(
             [
-                info(
-                    "lock.countdown",
-                    env.id,
-                    f"{env.display_name}: deleted at {(now + timedelta(days=days)).isoformat()} "
-                    f"unless unlocked ({days} days from {now.isoformat()})",
+                error(
+                    "lock.inherited_grant",
+                    grant.assignment_id or grant.scope,
+                    f"the identity's access comes from {grant.scope}, above the vault",
+                    "remove that assignment by hand, or lock by disabling the key",
                 )
             ]
         )
-    return plan
+        return
+    plan.items.append(
+        PlanItem(
+            target=grant.assignment_id or grant.scope,
+            kind="role-assignment",
+            action=f"revoke {describe_grant(grant)}",
+            detail=f"key access of {policy.name} ({policy.principal_id})",
+        )
+    )
+
+
+def plan_locked_environment(plan: Plan, env: Environment, now: datetime) -> None:
+    """The environment locks until unlock, and its deletion countdown starts (cloud clock)."""
+    days = deletion_days(env)
+    plan.items.append(
+        PlanItem(
+            target=env.id,
+            kind="environment",
+            action="locked (Disabled) until unlock",
+            detail=f"{env.sku} environment: DELETED {days} days after the lock",
+        )
+    )
+    plan.outages.append(
+        OutageWindow(
+            environment_id=env.id,
+            sequence=1,
+            cause="locked: key access revoked",
+            expected_duration=f"until unlock; deleted after {days} days",
+        )
+    )
+    plan.add_findings(
+        [
+            info(
+                "lock.countdown",
+                env.id,
+                f"{env.display_name}: deleted at {(now + timedelta(days=days)).isoformat()} "
+                f"unless unlocked ({days} days from {now.isoformat()})",
+            )
+        ]
+    )
+
+
+@dataclass
+class LockPlanning:
+    """Makes the lock plan from what it reads now (again after each approval answer), and keeps the latest
+    environment listing for the lock record."""
+
+    kv: ConnectionSettings
+    pp: ConnectionSettings
+    target: TargetSettings
+    requester: str
+    environments: list[Environment] = field(default_factory=list)
+
+    def __call__(self) -> Plan:
+        factory = ClientFactory.for_settings(self.kv)
+        policy = get_policy(self.kv, self.target)
+        principal = policy.principal_id if policy is not None else None
+        grants = identity_key_grants(factory, self.target.vault_id, principal) if principal else []
+        self.environments = get_environments(self.pp)
+        return plan_lock(self.requester, self.target, policy, grants, self.environments, factory.now())
 
 
 # ------------------------------------------------------------------------------------------- applying
@@ -232,7 +197,7 @@ def revoke_and_record(
     carried = earlier.revoked if earlier is not None else []
     # The countdown starts with the first revocation; a crashed earlier attempt may already have started it.
     locked_at = earlier.locked_at if earlier is not None else factory.now()
-    planned = read_key_grants(factory, read_vault(factory, target.vault_id), principal)
+    planned = identity_key_grants(factory, target.vault_id, principal)
     record = LockRecord(
         policy_id=policy.policy_id,
         policy_name=policy.name,
@@ -255,13 +220,33 @@ def revoke_and_record(
         approvers=approvers,
         plan_hash=plan.hash,
     )
-    save_lock_record(record)
+    save_lock_record(record, PROCEDURE)
     revocation = revoke_key_access(conn, target, principal)
     record = record.model_copy(
         update={"state": "locked", "revoked": merge_grants(record.revoked, revocation.removed)}
     )
-    save_lock_record(record)
+    save_lock_record(record, PROCEDURE)
     return record
+
+
+def unfinished_lock(conn: ConnectionSettings, target: TargetSettings) -> LockRecord | None:
+    """The record of an approved lock whose run stopped after revoking and before recording it done."""
+    policy = get_policy(conn, target)
+    record = load_lock_record(policy.policy_id) if policy is not None else None
+    if record is None or policy is None or record.state != "revoking":
+        return None
+    return record if record.principal_id == policy.principal_id else None
+
+
+def complete_lock(plan: Plan, pp: ConnectionSettings, record: LockRecord, now: datetime) -> RunOutcome:
+    """Finish the record and the countdown of a lock whose access is already revoked (approved then)."""
+    record = record.model_copy(update={"state": "locked"})
+    save_lock_record(record, PROCEDURE)
+    report, rows = verify_locked(pp, record, now)
+    variable = lock_record_name(record.policy_id)
+    return finish(plan, record.approvers, report, rows,
+                  f"completed the lock of {record.policy_name} (revoked earlier); {len(record.environments)} "
+                  f"environment(s) locked; unlock restores from Prefect variable {variable}")
 
 
 def verify_locked(
@@ -313,61 +298,57 @@ def lock(
     kv_connection: str,
     pp_connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     dry_run: bool = False,
     approval_timeout_s: int = 4 * 3600,
     approval_poll_s: int = 10,
 ) -> RunOutcome:
-    """Revoke the target policy identity's key access; needs two approvers who each type the policy name.
+    """Break-glass lock: revoke the target policy identity's key access, which locks every environment linked
+    to the policy. Needs two approvers other than the requester who each type the policy name.
 
-    `kv_connection` revokes (Key Vault / role assignment rights); `pp_connection` reads the environments.
+    Args:
+        kv_connection: CmkConnection block that revokes the key access (rights to change role assignments
+            or access policies on the vault), e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        pp_connection: CmkConnection block that reads the environments to show what locks, e.g. pp-admin;
+            in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the enterprise policy to lock, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        requester: Who asks for the lock (UPN or object id); cannot approve it, e.g.
+            kv-admin@contoso.example. Empty: the principal kv_connection signs in as.
+        dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
+        approval_timeout_s: Seconds to wait for both approvals before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
-    kv, tgt = load_settings(kv_connection, target)
-    pp, _ = load_settings(pp_connection, target)
-    factory = ClientFactory.for_settings(kv)
-
-    def make_plan() -> Plan:
-        policy = get_policy(kv, tgt)
-        grants = (
-            read_key_grants(factory, read_vault(factory, tgt.vault_id), policy.principal_id)
-            if policy is not None and policy.principal_id
-            else []
-        )
-        return plan_lock(requester, tgt, policy, grants, get_environments(pp), factory.now())
-
-    plan = make_plan()
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
+    kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
+    requester = requester or connection_principal(kv)
+    planning = LockPlanning(kv, pp, tgt, requester)
+    plan = planning()
     plan.publish()
     plan.raise_for_errors()
     if dry_run:
         return plan_only_outcome(plan, dry_run)
     if not any(item.kind == "role-assignment" for item in plan.items):
+        if (unfinished := unfinished_lock(kv, tgt)) is not None:
+            return complete_lock(plan, pp, unfinished, ClientFactory.for_settings(kv).now())
         raise ConfigError(
             "target",
             f"policy {tgt.policy_name} has no key access left to revoke (already locked?)",
             "see the lock record and the environments' state; run unlock to restore access",
         )
-    approval = approved(
-        plan,
-        kv,
-        make_plan,
-        requester=requester,
-        key=PROCEDURE,
-        timeout_s=approval_timeout_s,
-        poll_interval_s=approval_poll_s,
-        approvers_needed=APPROVERS_NEEDED,
-        confirm_text=tgt.policy_name,
-    )
+    approval = approved(plan, kv, planning, requester=requester, key=PROCEDURE, timeout_s=approval_timeout_s,
+                        poll_interval_s=approval_poll_s, approvers_needed=APPROVERS_NEEDED,
+                        confirm_text=tgt.policy_name)
     if isinstance(approval, RunOutcome):
         return approval
-    plan = approval.plan
     policy = policy_after_approval(kv, tgt)
     get_run_logger().critical(
         "LOCKING: revoking the key access of %s; linked environments go offline now", policy.name
     )
-    record = revoke_and_record(kv, tgt, policy, get_environments(pp), plan, approval.approvers)
-    report, rows = verify_locked(pp, record, factory.now())
+    record = revoke_and_record(kv, tgt, policy, planning.environments, approval.plan, approval.approvers)
+    report, rows = verify_locked(pp, record, ClientFactory.for_settings(kv).now())
     return finish(
-        plan,
+        approval.plan,
         approval.approvers,
         report,
         rows,

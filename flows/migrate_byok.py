@@ -5,44 +5,41 @@ a BYOK environment is linked to an enterprise policy like any other (a short out
 old BYOK key for at least 28 days. So this is onboarding with a BYOK-aware plan:
 1. Find the BYOK environments (`keyManagedBy` CustomerViaMicrosoft and no CMK policy) in the target's geo
    (all of them by default, or those the selector names; BYOK environments of other geos are listed).
-2. Plan: onboard's Key Vault half (adopt or create the key and policy, grants, Reader for the Power Platform
+2. Plan: the Key Vault half (adopt or create the key and policy, grants, Reader for the Power Platform
    admin), then each environment's link with its outage window and the 28-day BYOK key retention note.
-3. Key Vault half → handoff approval (the Power Platform admin names their own connection) → link in waves
-   (a deployment run parks during long links, see flows/_parking.py) → verify each environment is encrypted
-   through the policy (keyManagedBy Customer).
+3. Key Vault half → handoff approval (the Power Platform admin names their own connection) → wait for their
+   Reader → link in waves (a deployment run parks during long links, see flows/_parking.py) → verify each
+   environment is encrypted through the policy (keyManagedBy Customer). The two-half procedure is
+   flows/_two_half.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
 
 from prefect import flow
 
-from flows import _parking as parking
-from flows._runbook import changing_members, finish, load_settings, select
-from flows.onboard import key_vault_half, read_key_vault_facts
-from flows.onboard_plan import plan_key_vault_half, plan_power_platform_half
-from flows.onboard_steps import HandoffWork, hand_off, link_step, verify
+from flows._environment_steps import LinkLimits, link_step
+from flows._runbook import Approving, load_connection, load_target, plan_only_outcome, select
+from flows._two_half import HandoffWork, TwoHalfRun
+from flows._two_half_plan import plan_links
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import error, info
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec, plan_waves
-from tasks.approvals import connection_principal
-from tasks.environments import get_environments
-from tasks.policy import get_policy
-from tasks.results import PolicyInfo
 
 PROCEDURE = "migrate_byok"
-BYOK_KEY_MANAGER = "customerviamicrosoft"
 BYOK_RETENTION_DAYS = 28
 
 
 def on_byok(environment: Environment) -> bool:
     """Legacy BYOK: the key is the customer's but managed through Microsoft, and no CMK policy is linked."""
-    return (environment.key_managed_by or "").lower() == BYOK_KEY_MANAGER and environment.cmk is None
+    return environment.on_byok
 
 
 def plan_byok_moves(
@@ -53,7 +50,8 @@ def plan_byok_moves(
     selector: FleetSelector | None,
     enable_managed: bool,
 ) -> None:
-    """Link each chosen BYOK environment (onboard's per-environment plan), with the retention note."""
+    """Link each chosen BYOK environment (the same per-environment plan as onboard), with the retention
+    note."""
     chosen = select(environments, selector, default=lambda e: on_byok(e) and same_geo(e.geo, target.geo))
     not_byok = [env for env in chosen if not on_byok(env)]
     plan.add_findings(
@@ -76,7 +74,7 @@ def plan_byok_moves(
         if on_byok(env) and not same_geo(env.geo, target.geo) and env not in chosen
     )
     byok = [env for env in chosen if on_byok(env)]
-    plan_power_platform_half(plan, target, policy, byok, enable_managed)
+    plan_links(plan, target, policy, byok, enable_managed)
     for item in plan.items:
         if item.kind == "environment" and item.changes and item.target in {env.id for env in byok}:
             item.detail += f" — BYOK key kept by Microsoft ≥ {BYOK_RETENTION_DAYS} days after the move"
@@ -89,6 +87,18 @@ def plan_byok_moves(
         )
         for env in byok
     )
+
+
+@dataclass(frozen=True)
+class ByokMoves:
+    """migrate_byok's environments: the BYOK ones of the target's geo, or the selected ones."""
+
+    target: TargetSettings
+    selector: FleetSelector | None
+    enable_managed: bool
+
+    def __call__(self, plan: Plan, policy: PolicyInfo | None, environments: Sequence[Environment]) -> None:
+        plan_byok_moves(plan, self.target, policy, environments, self.selector, self.enable_managed)
 
 
 @flow(name="migrate_byok")
@@ -107,69 +117,54 @@ def migrate_byok(
     operation_deadline_days: float = 4,
     max_link_attempts: int = 3,
 ) -> RunOutcome:
-    """Link the BYOK environments of the target's geo (or the selected ones) to the target's policy.
+    """Link the legacy BYOK environments of the target's geo (or the selected ones) to the target's policy:
+    the Key Vault admin's half, then the Power Platform admin approves and links them.
 
-    Roles as in onboard: `kv_connection` for the Key Vault half, `pp_connection` reads environments for the
-    plan, `pp_admin` gets Reader on the policy, approves and runs the links with their own connection block.
+    Args:
+        kv_connection: CmkConnection block of the Key Vault admin, who creates the key, the enterprise policy
+            and the role assignments, e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        pp_connection: CmkConnection block that reads the environments for the plan (read only), e.g.
+            pp-admin; in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the vault, key and enterprise policy to move to, e.g. cmk-target; in
+            the sandbox sandbox-target (policy ep-cmk-europe).
+        pp_admin: UPN or object id of the Power Platform admin who gets Reader on the policy, approves the
+            hand-off and runs the Power Platform half with the connection block they name, e.g.
+            pp-admin@contoso.example (the sandbox's).
+        selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every BYOK
+            environment in the target's geo (in the sandbox: Legacy BYOK).
+        requester: Who asks for the change (UPN or object id); cannot approve it. Empty: the principal
+            kv_connection signs in as.
+        enable_managed: Turn on Managed Environments where it is off (CMK needs it).
+        waves: How the environments are split and paced: canary_skus go first, then wave_sizes; max_in_flight
+            at a time; park_after_minutes before a deployment run parks during a long link.
+        dry_run: Plan and publish the plan only; change nothing.
+        approval_timeout_s: Seconds to wait for the Power Platform admin's answer before the run ends as not
+            approved (default 3 days).
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        operation_deadline_days: How long one environment's link may take before it counts as failed (the
+            service may take up to 4 days for large environments).
+        max_link_attempts: Link attempts per environment before it counts as failed.
     """
-    kv, tgt = load_settings(kv_connection, target)
-    spec = waves or WaveSpec()
+    limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
+    tgt = load_target(target)
+    run = TwoHalfRun(PROCEDURE, load_connection(kv_connection), pp_connection, tgt, pp_admin, requester,
+                     Approving(approval_timeout_s, approval_poll_s))
+    moves = ByokMoves(tgt, selector, enable_managed)
 
-    def prepare() -> HandoffWork | RunOutcome:
-        """Plan, the Key Vault half and the handoff approval: skipped by a parked run re-entering."""
-        pp_read, _ = load_settings(pp_connection, target)
-        who = requester or connection_principal(kv)
-
-        def plan_handoff() -> Plan:
-            plan = Plan(procedure=PROCEDURE, requester=who,
-                        target_summary=f"BYOK environments → policy {tgt.policy_name}")
-            plan_byok_moves(
-                plan, tgt, get_policy(kv, tgt), get_environments(pp_read), selector, enable_managed
-            )
-            return plan
-
-        facts = read_key_vault_facts(kv, tgt, pp_admin)
-        plan = Plan(
-            procedure=PROCEDURE,
-            requester=who,
-            target_summary=f"BYOK environments → key {tgt.key_name}, policy {tgt.policy_name} ({tgt.geo})",
-        )
-        plan_key_vault_half(plan, tgt, facts, pp_admin)
-        plan_byok_moves(plan, tgt, facts.policy, get_environments(pp_read), selector, enable_managed)
-        plan.publish()
-        plan.raise_for_errors()
+    work = run.parked_work(HandoffWork, waves)
+    if work is None:
+        plan = run.plan(f"BYOK environments → key {tgt.key_name}, policy {tgt.policy_name} ({tgt.geo})",
+                        moves)
         if dry_run:
-            return RunOutcome(procedure=PROCEDURE, status="dry-run", plan_hash=plan.hash, message="plan only")
+            return plan_only_outcome(plan, dry_run)
+        policy = run.key_vault_half()
+        handed = run.hand_off(policy, f"BYOK environments → policy {tgt.policy_name}", moves,
+                              done_message=f"no BYOK environment left to move to {policy.name}")
+        if isinstance(handed, RunOutcome):  # refused, or nothing to hand off
+            return handed
+        work = run.wait_for_reader(handed)
 
-        policy = key_vault_half(kv, tgt, pp_admin)
-        return hand_off(
-            plan_handoff,
-            kv,
-            pp_read,
-            tgt,
-            policy,
-            requester=who,
-            key="migrate-byok-handoff",
-            timeout_s=approval_timeout_s,
-            poll_interval_s=approval_poll_s,
-            done_message=f"no BYOK environment left to move to {policy.name}",
-        )
-
-    work = resumed.work if (resumed := parking.resumed(PROCEDURE, HandoffWork)) else prepare()
-    if isinstance(work, RunOutcome):
-        return work
-    pp, policy = work.connection(), work.policy
-    step = link_step(pp, policy, timedelta(days=operation_deadline_days), max_link_attempts,
-                     parking.waiting_for(spec, resumed))
-    report = parking.continue_waves(
-        PROCEDURE, pp, work, lambda: plan_waves(changing_members(work.plan, get_environments(pp)), spec),
-        step, spec, resumed)
-    verified, rows = verify(pp, policy, report, work.expected)
-    return finish(
-        work.plan,
-        work.approvers,
-        verified,
-        rows,
-        f"{len(verified.results) - len(verified.failed)} of {len(work.expected)} BYOK environment(s) on "
-        f"{policy.name}; Microsoft keeps each old BYOK key ≥ {BYOK_RETENTION_DAYS} days",
-    )
+    report = run.waves(work, link_step(run.approver(work), work.policy, limits, run.waiting()))
+    verified, rows = run.verify(work, report)
+    return run.finish(work, verified, rows, f"BYOK environment(s) on {work.policy.name}; Microsoft keeps "
+                      f"each old BYOK key ≥ {BYOK_RETENTION_DAYS} days")

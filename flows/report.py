@@ -24,17 +24,18 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from blocks import CmkConnection
+from ppcmk import audit
 from ppcmk.arm_ids import parse_resource_id
+from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, PpcmkError
 from ppcmk.models import Environment
 from ppcmk.plan import RunOutcome, publish_table
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings
 from tasks.environments import get_environments
 from tasks.keyvault import read_key_via_arm
 from tasks.policy import policy_from_arm
-from tasks.results import KeyInfo, PolicyInfo, RotationPolicyInfo
-from tasks.retry import cmk_task
 
 PROCEDURE = "report"
 Overwrite = Literal["restore", "copy"]
@@ -198,8 +199,13 @@ def may_overwrite(source: InventoryRow, destination: InventoryRow, operation: Ov
                   "deletes the data and backups and returns an environment to the Microsoft-managed key")
 
 
-def write_files(rows: Sequence[InventoryRow], output_dir: str) -> tuple[Path, Path]:
-    directory = Path(output_dir).expanduser()
+def report_directory(output_dir: str | None) -> Path:
+    """Absolute, and by default under $PPCMK_HOME: a served run's working directory is no place for files."""
+    return (Path(output_dir).expanduser() if output_dir else audit.ppcmk_home() / "reports").resolve()
+
+
+def write_files(rows: Sequence[InventoryRow], output_dir: str | None) -> tuple[Path, Path]:
+    directory = report_directory(output_dir)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as unwritable:
@@ -218,14 +224,25 @@ def write_files(rows: Sequence[InventoryRow], output_dir: str) -> tuple[Path, Pa
 @flow(name="report")
 def report(
     connection: str,
-    output_dir: str = "ppcmk-report",
+    output_dir: str | None = None,
     overwrite_source: str | None = None,
     overwrite_destination: str | None = None,
     overwrite_operation: Overwrite = "copy",
 ) -> RunOutcome:
-    """Inventory every environment the connection sees (it needs the Power Platform admin role or to be a
-    management application, and Reader on the policies for the key columns). With `overwrite_source` and
-    `overwrite_destination` (ids or names) it also answers whether a restore or copy between them is allowed.
+    """Inventory every environment the connection sees: policy, vault, key, version, expiry, link status.
+    Read-only. Optionally answers whether a restore or copy between two environments is allowed.
+
+    Args:
+        connection: CmkConnection block with the Power Platform admin role or a registered management app
+            (and Reader on the policies for the key columns), e.g. runbook; in the sandbox sandbox-runbook.
+        output_dir: Directory for cmk-inventory.csv and .json; empty: $PPCMK_HOME/reports of the process
+            that runs the flow (the run's log names the absolute path).
+        overwrite_source: Environment (id or name) a restore or copy would read from, e.g. Contoso
+            Production; give overwrite_destination too.
+        overwrite_destination: Environment (id or name) a restore or copy would overwrite, e.g. Contoso
+            Sandbox.
+        overwrite_operation: restore (a backup onto another environment) or copy (environment to
+            environment).
     """
     if (overwrite_source is None) != (overwrite_destination is None):
         raise ConfigError("overwrite_source / overwrite_destination", "only one of the two is given",

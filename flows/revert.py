@@ -18,32 +18,36 @@ from datetime import timedelta
 
 from prefect import flow
 
-from flows import _parking as parking
-from flows._parking import ApprovedWork
+from flows._environment_steps import unlink_step
+from flows._parking import ApprovedWork, ParkableWaves
 from flows._runbook import (
     HOLD_DAYS,
     HOLD_REASON,
     MICROSOFT_KEY,
+    Approving,
     approval_unless_plan_only,
     changing_members,
     finish,
     hold_policy_and_key,
     hold_subjects,
     linked_to,
-    load_settings,
+    load_connection,
+    load_target,
     policy_after_approval,
     read_back_rows,
     select,
-    unlink_step,
 )
+from ppcmk.approvals import connection_principal
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import error
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
-from ppcmk.settings import TargetSettings
-from ppcmk.waves import FleetSelector, WaveSpec, plan_waves
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.environments import get_environments
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo
 
 PROCEDURE = "revert"
 
@@ -121,11 +125,38 @@ def plan_revert(
     return plan
 
 
+def approve_revert(
+    conn: ConnectionSettings,
+    target: TargetSettings,
+    requester: str,
+    selector: FleetSelector | None,
+    dry_run: bool,
+    approving: Approving,
+) -> RevertWork | RunOutcome:
+    """Plan, approval and the holds (in place before the first unlink, so before any park)."""
+
+    def make_plan() -> Plan:
+        return plan_revert(requester, target, get_policy(conn, target), get_environments(conn), selector)
+
+    plan = make_plan()
+    plan.publish()
+    plan.raise_for_errors()
+    approval = approval_unless_plan_only(plan, conn, make_plan, dry_run=dry_run, requester=requester,
+                                         key=PROCEDURE, timeout_s=approving.timeout_s,
+                                         poll_interval_s=approving.poll_s)
+    if isinstance(approval, RunOutcome):
+        return approval
+    policy = policy_after_approval(conn, target)
+    # before the first unlink: a crash mid-way must not leave the key unprotected
+    hold_policy_and_key(conn, policy, target, HOLD_REASON)
+    return RevertWork(plan=approval.plan, approvers=approval.approvers, policy=policy)
+
+
 @flow(name="revert")
 def revert(
     connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     selector: FleetSelector | None = None,
     waves: WaveSpec | None = None,
     dry_run: bool = False,
@@ -135,39 +166,34 @@ def revert(
 ) -> RunOutcome:
     """Revert environments of the target's policy to the Microsoft-managed key (all linked ones by default).
 
-    `connection` needs the Power Platform Administrator role; one approver other than `requester` approves.
+    Each environment has an outage while it unlinks; the policy and key are held for 30 days afterwards
+    (database restores need them). One approver other than the requester approves.
+
+    Args:
+        connection: CmkConnection block with the Power Platform Administrator role (or a registered
+            management app) that unlinks, e.g. runbook; in the sandbox sandbox-runbook.
+        target: CmkTarget block naming the enterprise policy the environments are on now, e.g. cmk-target;
+            in the sandbox sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        requester: Who asks for the revert (UPN or object id); cannot approve it, e.g.
+            pp-admin@contoso.example. Empty: the principal the connection signs in as.
+        selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every
+            environment linked to the target's policy.
+        waves: How the environments are split and paced (canary first, wave sizes, parallelism, parking).
+        dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
+        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        operation_deadline_hours: How long one environment's unlink may take before it counts as failed.
     """
-    conn, tgt = load_settings(connection, target)
-    spec = waves or WaveSpec()
-
-    def prepare() -> RevertWork | RunOutcome:
-        """Plan, approval and the holds: skipped by a parked run re-entering (the holds are in place before
-        the first unlink, so before any park)."""
-
-        def make_plan() -> Plan:
-            return plan_revert(requester, tgt, get_policy(conn, tgt), get_environments(conn), selector)
-
-        plan = make_plan()
-        plan.publish()
-        plan.raise_for_errors()
-        approval = approval_unless_plan_only(plan, conn, make_plan, dry_run=dry_run, requester=requester,
-                                             key=PROCEDURE, timeout_s=approval_timeout_s,
-                                             poll_interval_s=approval_poll_s)
-        if isinstance(approval, RunOutcome):
-            return approval
-        policy = policy_after_approval(conn, tgt)
-        # before the first unlink: a crash mid-way must not leave the key unprotected
-        hold_policy_and_key(conn, policy, tgt, HOLD_REASON)
-        return RevertWork(plan=approval.plan, approvers=approval.approvers, policy=policy)
-
-    work = resumed.work if (resumed := parking.resumed(PROCEDURE, RevertWork)) else prepare()
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
+                     operation_deadline_hours=operation_deadline_hours)
+    conn, tgt = load_connection(connection), load_target(target)
+    fleet = ParkableWaves.reenter(PROCEDURE, RevertWork, waves)
+    work = fleet.parked_work or approve_revert(conn, tgt, requester or connection_principal(conn), selector,
+                                               dry_run, Approving(approval_timeout_s, approval_poll_s))
     if isinstance(work, RunOutcome):
         return work
-    step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours),
-                       parking.waiting_for(spec, resumed))
-    report = parking.continue_waves(
-        PROCEDURE, conn, work, lambda: plan_waves(changing_members(work.plan, get_environments(conn)), spec),
-        step, spec, resumed)
+    step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours), fleet.waiting())
+    report = fleet.run(conn, work, step, lambda: changing_members(work.plan, get_environments(conn)))
     return finish(
         work.plan,
         work.approvers,

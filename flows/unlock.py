@@ -1,8 +1,8 @@
 """Unlock: restore exactly the key access a lock revoked, wait for it to apply, re-enable each environment.
 
-The runbook of "Unlock locked environments": the lock record (the Prefect Variable written by the lock flow,
-see flows/lock.py) says what was revoked → plan (each grant to restore, each locked environment to re-enable,
-with what is left of its deletion countdown) → approval by an administrator other than the requester →
+The runbook of "Unlock locked environments": the lock record (flows/_lock_record.py) says what was revoked →
+plan (each grant to restore, each locked environment to re-enable, with what is left of its deletion
+countdown) → approval by an administrator other than the requester →
 restore the same role assignments (same names) / access policy entries → wait for propagation → per
 environment in waves: re-enable ("Re-enable environment" in the admin center; up to 5 minutes) → verify it
 is Enabled → mark the record unlocked.
@@ -13,33 +13,44 @@ A re-run converges: grants already back are not written again, enabled environme
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prefect import flow
 
+from flows._lock_record import (
+    LockRecord,
+    describe_grant,
+    identity_key_grants,
+    load_lock_record,
+    same_grant,
+    save_lock_record,
+)
 from flows._runbook import (
     approval_unless_plan_only,
     change_failed,
     changing_members,
     finish,
     linked_to,
-    load_settings,
+    load_connection,
+    load_target,
     read_back_rows,
     state_of,
     step_state,
 )
-from flows.lock import LockRecord, describe_grant, load_lock_record, same_grant, save_lock_record
+from ppcmk.approvals import connection_principal
+from ppcmk.azure_resources import PolicyInfo, RoleGrant
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.waves import FleetMember, StepResult, WaveSpec, plan_waves, run_waves
-from tasks.access import read_key_grants, restore_key_access, wait_for_propagation
+from ppcmk.validation import check_parameters
+from tasks.access import restore_key_access, wait_for_propagation
 from tasks.environments import get_environments, reenable_environment
-from tasks.keyvault import read_vault
 from tasks.policy import get_policy
-from tasks.results import PolicyInfo, RoleGrant
 
 PROCEDURE = "unlock"
 
@@ -59,12 +70,20 @@ def plan_unlock(
         requester=requester,
         target_summary=f"key access of policy {target.policy_name} in {target.resource_group}",
     )
-    if (
-        policy is None
-        or record is None
-        or record.state == "unlocked"
-        or record.principal_id != policy.principal_id
-    ):
+    if policy is not None and (record is None or record.state == "unlocked"):
+        # not locked by ppcmk: nothing to restore, which the run reports as nothing to do
+        plan.add_findings(
+            [
+                info(
+                    "unlock.not_locked",
+                    target.policy_name,
+                    "no open lock record for this policy: it is not locked by ppcmk, so there is nothing to "
+                    "restore (if its key access was removed by hand, grant it again: onboard grants it)",
+                )
+            ]
+        )
+        return plan
+    if policy is None or record is None or record.principal_id != policy.principal_id:
         plan.add_findings(
             [
                 error(
@@ -87,6 +106,15 @@ def plan_unlock(
                 changes=not back,
             )
         )
+    plan_reenabling(plan, policy, record, environments, now)
+    return plan
+
+
+def plan_reenabling(
+    plan: Plan, policy: PolicyInfo, record: LockRecord, environments: Sequence[Environment], now: datetime
+) -> None:
+    """Re-enable each disabled environment of the policy (with what is left of its deletion countdown); one
+    the record lists that is no longer visible is an error (deleted, or hidden from this connection)."""
     deadlines = {locked.id: locked.deleted_after for locked in record.environments}
     visible = {env.id for env in environments}
     for env in (e for e in environments if linked_to(e, policy)):
@@ -115,7 +143,28 @@ def plan_unlock(
                 )
             ]
         )
-    return plan
+
+
+@dataclass
+class UnlockPlanning:
+    """Makes the unlock plan from what it reads now (again after each approval answer), and keeps the lock
+    record and the environment listing it was made from."""
+
+    kv: ConnectionSettings
+    pp: ConnectionSettings
+    target: TargetSettings
+    requester: str
+    record: LockRecord | None = None
+    environments: list[Environment] = field(default_factory=list)
+
+    def __call__(self) -> Plan:
+        factory = ClientFactory.for_settings(self.kv)
+        policy = get_policy(self.kv, self.target)
+        self.record = record = load_lock_record(policy.policy_id) if policy is not None else None
+        present = identity_key_grants(factory, record.vault_id, record.principal_id) if record else []
+        self.environments = get_environments(self.pp)
+        return plan_unlock(self.requester, self.target, policy, record, present, self.environments,
+                           factory.now())
 
 
 def reenable_step(conn: ConnectionSettings, deadline: timedelta) -> Callable[[FleetMember], StepResult]:
@@ -135,56 +184,60 @@ def unlock(
     kv_connection: str,
     pp_connection: str,
     target: str,
-    requester: str,
+    requester: str | None = None,
     waves: WaveSpec | None = None,
     dry_run: bool = False,
     approval_timeout_s: int = 4 * 3600,
     approval_poll_s: int = 10,
     reenable_deadline_minutes: float = 30,
 ) -> RunOutcome:
-    """Undo the target policy's lock. `kv_connection` restores access; `pp_connection` re-enables."""
-    kv, tgt = load_settings(kv_connection, target)
-    pp, _ = load_settings(pp_connection, target)
-    factory = ClientFactory.for_settings(kv)
+    """Undo the target policy's lock: restore the key access the lock record lists, then re-enable each
+    environment. Nothing to do (Completed) when ppcmk has not locked the policy.
 
-    def read() -> tuple[PolicyInfo | None, LockRecord | None]:
-        policy = get_policy(kv, tgt)
-        return policy, load_lock_record(policy.policy_id) if policy is not None else None
-
-    def make_plan() -> Plan:
-        policy, record = read()
-        present = (
-            read_key_grants(factory, read_vault(factory, record.vault_id), record.principal_id)
-            if record is not None
-            else []
-        )
-        return plan_unlock(requester, tgt, policy, record, present, get_environments(pp), factory.now())
-
-    plan = make_plan()
+    Args:
+        kv_connection: CmkConnection block that restores the key access, e.g. kv-admin; in the sandbox
+            sandbox-kv-admin.
+        pp_connection: CmkConnection block that re-enables the environments (Power Platform admin), e.g.
+            pp-admin; in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the locked enterprise policy, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing).
+        requester: Who asks for the unlock (UPN or object id); cannot approve it, e.g.
+            kv-admin@contoso.example. Empty: the principal kv_connection signs in as.
+        waves: How the environments are split and paced (canary first, wave sizes, parallelism).
+        dry_run: Plan and publish the plan only; change nothing.
+        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        reenable_deadline_minutes: How long one environment may take to come back before it counts as failed.
+    """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
+                     reenable_deadline_minutes=reenable_deadline_minutes)
+    kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
+    requester = requester or connection_principal(kv)
+    planning = UnlockPlanning(kv, pp, tgt, requester)
+    plan = planning()
     plan.publish()
     plan.raise_for_errors()
-    approval = approval_unless_plan_only(plan, kv, make_plan, dry_run=dry_run, requester=requester,
+    approval = approval_unless_plan_only(plan, kv, planning, dry_run=dry_run, requester=requester,
                                          key=PROCEDURE, timeout_s=approval_timeout_s,
                                          poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
         return approval
-    plan = approval.plan
-    _, record = read()
+    record = planning.record
     if record is None:
         raise RuntimeError("the lock record vanished after approval; run again")
     restore_key_access(kv, record.revocation())
     wait_for_propagation(kv, tgt, record.principal_id)
     spec = waves or WaveSpec()
-    members = changing_members(plan, get_environments(pp))
+    members = changing_members(approval.plan, planning.environments)
     report = run_waves(
         plan_waves(members, spec), reenable_step(pp, timedelta(minutes=reenable_deadline_minutes)), spec
     )
     if not report.failed and not report.not_started:
-        save_lock_record(record.model_copy(update={"state": "unlocked"}))
+        save_lock_record(record.model_copy(update={"state": "unlocked"}), PROCEDURE)
     rows = read_back_rows(pp, report)
     rows += [{"environment_id": "-", "name": "restored", "now": describe_grant(g)} for g in record.revoked]
     return finish(
-        plan,
+        approval.plan,
         approval.approvers,
         report,
         rows,

@@ -1,4 +1,4 @@
-"""The one place clients are built.
+"""The one place clients are built (their transports are in ppcmk.transport).
 
 Every Azure SDK client and every httpx client for the Power Platform admin API and Graph comes from a
 `ClientFactory`, so timeouts, retries, TLS trust, the user agent, request-id logging and the sleeper
@@ -7,26 +7,29 @@ are the same everywhere and the same code runs against the sandbox and real Azur
 
 from __future__ import annotations
 
-import logging
 import ssl
 import threading
-from collections.abc import Generator
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import RetryPolicy, SansIOHTTPPolicy
-from azure.core.pipeline.transport import RequestsTransport
 
 from ppcmk import USER_AGENT
 from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
-from ppcmk.audit import note_response
+from ppcmk.certificates import CertificateAwareRetryPolicy
 from ppcmk.credentials import build_credential
 from ppcmk.settings import ConnectionSettings
 from ppcmk.timing import RealSleeper, SandboxSleeper, Sleeper
+from ppcmk.transport import (
+    BACKOFF_MAX,
+    BearerAuth,
+    RequestIdPolicy,
+    RetryingTransport,
+    SleeperTransport,
+    on_httpx_response,
+)
 
 if TYPE_CHECKING:
     from azure.keyvault.administration import KeyVaultAccessControlClient
@@ -40,121 +43,11 @@ if TYPE_CHECKING:
     from ppcmk.graph import GraphClient
     from ppcmk.ppadmin import PowerPlatformAdminClient, PowerPlatformApiClient
 
-log = logging.getLogger("ppcmk.http")
-
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-BACKOFF_MAX = 60.0
-
-
-def _log_ids(method: str, url: str, status: int, headers: Any) -> None:
-    ids = note_response(method, url, status, headers)
-    # Only the path and the service's ids: never headers wholesale (Authorization) nor bodies (key material).
-    log.debug("%s %s -> %s %s", method, url.split("?", 1)[0], status,
-              " ".join(f"{name}={value}" for name, value in ids.items()))
-
-
-class RequestIdPolicy(SansIOHTTPPolicy):
-    """Logs and records the service's request/correlation ids of every attempt of every SDK call."""
-
-    def on_response(self, request: PipelineRequest, response: PipelineResponse) -> None:
-        http = response.http_response
-        _log_ids(request.http_request.method, request.http_request.url, http.status_code, http.headers)
-
-
-class SleeperTransport(RequestsTransport):
-    """The SDK transport whose waits (retry back-off, LRO polling) go through the factory's sleeper."""
-
-    def __init__(self, sleeper: Sleeper, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._sleeper = sleeper
-
-    def sleep(self, duration: float) -> None:
-        self._sleeper.sleep(duration)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None if absent or garbled."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    reference = now or datetime.now(when.tzinfo)
-    return max((when - reference).total_seconds(), 0.0)
-
-
-class RetryingTransport(httpx.BaseTransport):
-    """httpx retries with azure-core's rules: 408/429/5xx and connection errors, Retry-After honoured,
-    exponential back-off otherwise; POST only when the service says when (Retry-After) or throttles."""
-
-    def __init__(self, inner: httpx.BaseTransport, sleeper: Sleeper, retry_total: int,
-                 backoff_factor: float) -> None:
-        self._inner = inner
-        self._sleeper = sleeper
-        self._retry_total = retry_total
-        self._backoff_factor = backoff_factor
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self._backoff_factor * (2 ** (attempt - 1)), BACKOFF_MAX) if attempt > 1 else 0.0
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self._inner.handle_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                if attempt > self._retry_total:
-                    raise
-                self._sleeper.sleep(self._backoff(attempt))
-                continue
-            except (httpx.RemoteProtocolError, httpx.ReadError):
-                # The server closed a kept-alive connection as we reused it: safe to resend a read only.
-                if request.method not in IDEMPOTENT_METHODS or attempt > self._retry_total:
-                    raise
-                self._sleeper.sleep(self._backoff(attempt))
-                continue
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            status = response.status_code
-            retryable = status in RETRY_STATUSES and (
-                request.method in IDEMPOTENT_METHODS or retry_after is not None or status == 429)
-            if not retryable or attempt > self._retry_total:
-                return response
-            response.close()
-            self._sleeper.sleep(retry_after if retry_after is not None else self._backoff(attempt))
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class BearerAuth(httpx.Auth):
-    """Adds a bearer token for one scope; the credential caches and refreshes it."""
-
-    def __init__(self, credential: TokenCredential, scope: str) -> None:
-        self._credential = credential
-        self._scope = scope
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._credential.get_token(self._scope).token}"
-        yield request
-
-
-def _on_httpx_response(response: httpx.Response) -> None:
-    _log_ids(response.request.method, str(response.request.url), response.status_code, response.headers)
-
 
 class ClientFactory:
     """Builds (and caches) every client for one connection. Use `ClientFactory.for_settings(settings)`."""
 
-    _instances: ClassVar[dict[str, ClientFactory]] = {}
+    _instances: ClassVar[dict[ConnectionSettings, ClientFactory]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, settings: ConnectionSettings, *, sleeper: Sleeper | None = None,
@@ -167,18 +60,26 @@ class ClientFactory:
         self.sleeper: Sleeper = sleeper
         self.credential: TokenCredential = credential or build_credential(settings)
         self._key_clients: dict[str, KeyClient] = {}
+        self._hsm_access: dict[str, KeyVaultAccessControlClient] = {}
         self._per_thread = threading.local()
         self._vault_urls: dict[str, str] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def for_settings(cls, settings: ConnectionSettings) -> ClientFactory:
-        """The shared factory for these settings (one per distinct connection, secrets included)."""
-        key = settings.cache_key()
+        """The shared factory for these settings, built once per process and connection.
+
+        Settings are frozen and hash and compare by every value, the secret included: two connections never
+        share clients by mistake, and every task call finds its factory (and the clients it already built)
+        with one dictionary lookup.
+        """
+        factory = cls._instances.get(settings)
+        if factory is not None:
+            return factory
         with cls._instances_lock:
-            factory = cls._instances.get(key)
+            factory = cls._instances.get(settings)
             if factory is None:
-                factory = cls._instances[key] = cls(settings)
+                factory = cls._instances[settings] = cls(settings)
             return factory
 
     def now(self) -> datetime:
@@ -204,8 +105,9 @@ class ClientFactory:
         transport = SleeperTransport(self.sleeper, connection_verify=self._verify,
                                      connection_timeout=min(s.request_timeout, 30.0),
                                      read_timeout=s.request_timeout)
-        retry = RetryPolicy(retry_total=s.retry_total, retry_backoff_factor=s.retry_backoff_factor,
-                            retry_backoff_max=BACKOFF_MAX)
+        retry = CertificateAwareRetryPolicy(retry_total=s.retry_total,
+                                            retry_backoff_factor=s.retry_backoff_factor,
+                                            retry_backoff_max=BACKOFF_MAX)
         return {"transport": transport, "retry_policy": retry, "user_agent": USER_AGENT,
                 "per_retry_policies": [RequestIdPolicy()]}
 
@@ -245,7 +147,13 @@ class ClientFactory:
         token scope comes from the HSM's 401 challenge, as for `key_client`."""
         from azure.keyvault.administration import KeyVaultAccessControlClient
 
-        return KeyVaultAccessControlClient(hsm_url.rstrip("/"), self.credential, **self._keyvault_options())
+        url = hsm_url.rstrip("/")
+        with self._lock:
+            client = self._hsm_access.get(url)
+            if client is None:
+                client = self._hsm_access[url] = KeyVaultAccessControlClient(
+                    url, self.credential, **self._keyvault_options())
+            return client
 
     def vault_url(self, vault_id: str) -> str:
         """The data-plane URL of a vault or managed HSM. A vault's is read from ARM (`vaultUri`); a managed
@@ -323,7 +231,7 @@ class ClientFactory:
             timeout=httpx.Timeout(s.request_timeout, connect=min(s.request_timeout, 30.0)),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             transport=RetryingTransport(inner, self.sleeper, s.retry_total, s.retry_backoff_factor),
-            event_hooks={"response": [_on_httpx_response]},
+            event_hooks={"response": [on_httpx_response]},
         )
 
     def pp_admin(self) -> PowerPlatformAdminClient:
@@ -342,7 +250,8 @@ class ClientFactory:
         endpoints = self.settings.endpoints
         return PowerPlatformAdminClient(
             self.http_client(endpoints.bap, endpoints.bap_scope), self.sleeper,
-            poll_floor=self.settings.operation_poll_floor, poll_ceiling=self.settings.operation_poll_ceiling)
+            poll_floor=self.settings.operation_poll_floor, poll_ceiling=self.settings.operation_poll_ceiling,
+            operations=self.pp_api)
 
     def pp_api(self) -> PowerPlatformApiClient:
         """This thread's Power Platform API client (lifecycle operations), per thread like `pp_admin`."""

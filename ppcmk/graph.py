@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ppcmk.errors import ConfigError, TransientError
 from ppcmk.models import pick
-from ppcmk.ppadmin.responses import error_from
+from ppcmk.transport import error_from
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 

@@ -102,7 +102,7 @@ class Plan(BaseModel):
     def outages_of(self, environment_id: str) -> list[OutageWindow]:
         return [o for o in self.outages if o.environment_id == environment_id]
 
-    def summary_markdown(self) -> str:
+    def summary_markdown(self, steps: bool = True) -> str:
         lines = [
             f"## {self.procedure}: plan `{self.hash[:12]}`",
             "",
@@ -123,6 +123,8 @@ class Plan(BaseModel):
         if self.holds:
             lines += ["", "### Holds recorded by this run"]
             lines += [f"- {h.subject}: {h.days} days ({h.reason})" for h in self.holds]
+        if not steps:
+            return "\n".join(lines)
         lines += ["", "### Steps"]
         lines += [
             f"{n}. `{item.target}` ({item.kind}): {item.action}"
@@ -132,29 +134,52 @@ class Plan(BaseModel):
         return "\n".join(lines)
 
     def table_rows(self) -> list[dict[str, str]]:
+        """One row per step, in the order an admin reads it: what, what changes, the outage; the id last."""
         rows = []
         for item in self.items:
-            windows = self.outages_of(item.target) if item.kind == "environment" else []
+            environment = item.kind == "environment"
+            windows = self.outages_of(item.target) if environment else []
+            named = environment and bool(item.detail)
             rows.append(
                 {
-                    "target": item.target,
-                    "kind": item.kind,
-                    "action": item.action,
-                    "detail": item.detail,
+                    "name": item.detail if named else item.target,
+                    "type": item.kind,
+                    "what changes": item.action,
                     "outage windows": "; ".join(f"#{w.sequence}: {w.cause}" for w in windows) or "none",
+                    "detail": "" if named else item.detail,
+                    "id": item.target if named else "",
                 }
             )
         return rows
 
     def publish(self) -> None:
-        """Publish the plan on the current flow run (markdown summary + table)."""
-        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+        """Publish the plan on the current flow run, once per plan: the steps as a table under the summary.
+
+        A re-plan with a new hash adds its own version under the same key (the Artifacts page shows the
+        runbook's latest); a run resumed from a suspension does not repeat the plan it already showed."""
+        from prefect.artifacts import create_table_artifact
 
         key = artifact_key(self.procedure, "plan")
-        create_markdown_artifact(markdown=self.summary_markdown(), key=key, description="Plan summary")
-        create_table_artifact(
-            table=self.table_rows(), key=f"{key}-table", description=f"Plan {self.hash[:12]}: each step"
-        )
+        description = self.summary_markdown(steps=False)
+        if _published_in_this_run(key, self.hash):
+            return
+        create_table_artifact(table=self.table_rows() or [{"result": "no steps"}], key=key,
+                              description=description)
+
+
+def _published_in_this_run(key: str, plan_hash: str) -> bool:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return False
+    mine = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[context.flow_run.id]),
+                          key=ArtifactFilterKey(any_=[key]))
+    with get_client(sync_client=True) as client:
+        published = client.read_artifacts(artifact_filter=mine)
+    return any(plan_hash in (artifact.description or "") for artifact in published)
 
 
 class RunOutcome(BaseModel):
@@ -173,9 +198,36 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower())).strip("-")
 
 
+# Result columns an admin reads first, in this order; the rest follow as given, identifiers last.
+READING_ORDER = ("name", "display_name", "type", "sku", "kind", "geo", "what changes", "action", "wave",
+                 "outage", "outage windows", "state", "now", "link_status", "policy", "key", "version")
+
+
+def reading_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their columns reordered for a person: names and what changed first, ids last; values
+    that are objects are written out as one line."""
+    if not rows:
+        return rows
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+
+    def rank(column: str) -> tuple[int, int]:
+        if column in READING_ORDER:
+            return 0, READING_ORDER.index(column)
+        identifier = column == "id" or column.endswith("_id") or column.endswith("hash")
+        return (2 if identifier else 1), columns.index(column)
+
+    ordered = sorted(columns, key=rank)
+    return [{name: _flat(row.get(name, "")) for name in ordered} for row in rows]
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(", ", ": "), default=str) if value else ""
+    return "" if value is None else value
+
+
 def publish_table(rows: list[dict[str, Any]], *key_parts: str, description: str) -> None:
     from prefect.artifacts import create_table_artifact
 
-    create_table_artifact(
-        table=rows or [{"result": "nothing to report"}], key=artifact_key(*key_parts), description=description
-    )
+    create_table_artifact(table=reading_order(rows) or [{"result": "nothing to report"}],
+                          key=artifact_key(*key_parts), description=description)

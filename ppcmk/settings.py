@@ -6,8 +6,6 @@ before any request, and every problem is reported as a ConfigError naming the fi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -118,12 +116,6 @@ class ConnectionSettings(BaseModel):
     @property
     def virtual_time(self) -> bool:
         return self.time_mode == "virtual"
-
-    def cache_key(self) -> str:
-        """A digest of every value, the secret included, so two connections never share clients by mistake."""
-        data = self.model_dump(mode="json")
-        data["client_secret"] = self.client_secret.get_secret_value() if self.client_secret else None
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 class TargetSettings(BaseModel):

@@ -1,5 +1,5 @@
 """Access tasks: the policy identity's key access (RBAC role, access policy, or a managed HSM's local role:
-`tasks.hsm_access`), its propagation, its revocation (for lock) and restoration (for unlock), and the Power
+`ppcmk.hsm_rbac`), its propagation, its revocation (for lock) and restoration (for unlock), and the Power
 Platform admin's Reader on the policy."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreatePara
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 
 from ppcmk.arm_ids import parse_resource_id, role_assignment_name, same_id
+from ppcmk.azure_resources import AccessRevocation, PropagationResult, RoleGrant, VaultStatus
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, TransientError
 from ppcmk.graph import Principal
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.hsm_access import (
+from ppcmk.hsm_rbac import (
     GRANTED_ROLE,
     assign_hsm_role,
     assignment_name,
@@ -23,11 +23,11 @@ from tasks.hsm_access import (
     hsm_key_scope,
     read_hsm_key_grants,
 )
+from ppcmk.retry import cmk_task
+from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.transport import error_code, raise_service_error, service_errors
 from tasks.keyvault import read_vault
 from tasks.policy import read_policy
-from tasks.results import AccessRevocation, PropagationResult, RoleGrant, VaultStatus
-from tasks.retry import cmk_task
-from tasks.sdk import error_code, raise_service_error, service_errors
 
 CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
 KEY_VAULT_CRYPTO_OFFICER = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"
@@ -77,6 +77,7 @@ def read_role_grants(
             role_definition_id=a.role_definition_id,
             assignment_id=a.id,
             principal_type=a.principal_type,
+            created_on=a.created_on,
         )
         for a in assignments
         if (a.principal_id or "").lower() == principal_id.lower()

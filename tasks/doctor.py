@@ -1,7 +1,9 @@
 """The preflight doctor: read everything once, run every check, return every finding with its fix.
 
 `doctor_report` is a plain function (the CLI calls it without a flow); `run_doctor` is the same as a Prefect
-task. A read that fails becomes a finding too, so one unreachable object never hides the other problems.
+task. A read that fails becomes a finding too, so one unreachable object never hides the other problems. The
+report carries the facts it read about its primary target (`TargetFacts`), so a runbook plans from them
+without reading anything a second time.
 """
 
 from __future__ import annotations
@@ -10,23 +12,45 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError
+from pydantic import BaseModel, Field
 
+from ppcmk.azure_resources import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
+from ppcmk.checks import azure as checks
+from ppcmk.checks import hsm as hsm_checks
+from ppcmk.checks.environments import check_environment, check_operations, operations_refused
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.findings import DoctorReport, Finding, error
 from ppcmk.models import Environment
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks import doctor_checks as checks
-from tasks import doctor_hsm_checks as hsm_checks
 from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
-from tasks.doctor_env_checks import check_environment, check_operations, operations_refused
 from tasks.environments import read_environment
+from tasks.estate import DEFAULT_CONCURRENCY, bounded_map
 from tasks.keyvault import read_key_via_arm, read_vault
 from tasks.policy import read_policy, read_provider
-from tasks.results import PolicyInfo, VaultStatus
-from tasks.retry import cmk_task
 
 READ_ERRORS = (PpcmkError, AzureError)
+
+
+class TargetFacts(BaseModel):
+    """What the doctor read about its primary target; None (or empty) where absent or unreadable (a finding
+    then says which)."""
+
+    vault: VaultStatus | None = None
+    key: KeyInfo | None = None
+    provider: ProviderStatus | None = None
+    policy: PolicyInfo | None = None
+    key_grants: list[RoleGrant] = Field(default_factory=list, description="the policy identity's key access")
+    admin_has_reader: bool | None = Field(
+        default=None, description="the Power Platform admin's Reader on the policy; None: not read"
+    )
+
+
+class DoctorReading(DoctorReport):
+    """The findings and the facts they were checked on."""
+
+    facts: TargetFacts = Field(default_factory=TargetFacts)
 
 
 class _Gatherer:
@@ -36,7 +60,10 @@ class _Gatherer:
         self.factory = factory
         self.findings: list[Finding] = []
         self.vaults: dict[str, VaultStatus | None] = {}
-        self.keys_checked: set[str] = set()
+        self.keys: dict[str, KeyInfo | None] = {}
+        self.grants: dict[str, list[RoleGrant]] = {}
+        self.provider: ProviderStatus | None = None
+        self.admin_has_reader: bool | None = None
         self.operations_refused = False
 
     def add(self, findings: Iterable[Finding]) -> None:
@@ -69,11 +96,12 @@ class _Gatherer:
 
     def key(self, target: TargetSettings) -> None:
         subject = checks.key_subject(target.vault_id, target.key_name)
-        if subject.lower() in self.keys_checked:
+        if subject.lower() in self.keys:
             return
-        self.keys_checked.add(subject.lower())
+        self.keys[subject.lower()] = None
         with self.about("key.read", subject, "the key"):
             key, rotation = read_key_via_arm(self.factory, target.vault_id, target.key_name)
+            self.keys[subject.lower()] = key
             self.add(checks.check_key(key, target, self.factory.now()))
             if key is not None:
                 self.add(checks.check_rotation(rotation, target))
@@ -91,6 +119,7 @@ class _Gatherer:
                     self.hsm_key_access(vault, policy, target.key_name)
                 else:
                     grants = read_key_grants(self.factory, vault, principal)
+                    self.grants[policy.policy_id.lower()] = grants
                     self.add(checks.check_key_access(vault, policy, grants))
         return policy
 
@@ -104,13 +133,26 @@ class _Gatherer:
                 raise
             self.add([hsm_checks.hsm_roles_unreadable(vault, policy, exc.status)])
             return
+        self.grants[policy.policy_id.lower()] = grants
         self.add(hsm_checks.check_hsm_key_access(vault, policy, key_name, grants))
 
     def admin_reader(self, policy: PolicyInfo, pp_admin: str) -> None:
         with self.about("access.admin_reader", policy.policy_id, f"the roles of {pp_admin} on the policy"):
             principal = resolve_principal(self.factory, pp_admin)
             grants = read_role_grants(self.factory, policy.policy_id, principal, POLICY_READ_ROLES)
-            self.add(checks.check_admin_reader(pp_admin, policy, bool(grants)))
+            self.admin_has_reader = bool(grants)
+            self.add(checks.check_admin_reader(pp_admin, policy, self.admin_has_reader))
+
+    def facts(self, target: TargetSettings, policy: PolicyInfo | None) -> TargetFacts:
+        subject = checks.key_subject(target.vault_id, target.key_name).lower()
+        return TargetFacts(
+            vault=self.vaults.get(target.vault_id.lower()),
+            key=self.keys.get(subject),
+            provider=self.provider,
+            policy=policy,
+            key_grants=self.grants.get(policy.policy_id.lower(), []) if policy is not None else [],
+            admin_has_reader=self.admin_has_reader,
+        )
 
     def environments(
         self, target: TargetSettings, policy: PolicyInfo | None, environment_ids: Sequence[str] | None
@@ -118,16 +160,26 @@ class _Gatherer:
         admin = self.factory.pp_admin()
         if environment_ids is None:
             with self.about("env.list", "environments", "the environment list"):
-                for listed in admin.list_environments():
+                found = admin.list_environments()
+                for listed in found:
                     self.add(check_environment(listed.id, listed, target, policy))
-                    self.operations(listed)
+                self.all_operations(found)
             return
+        found = []
         for environment_id in environment_ids:
             with self.about("env.read", environment_id, "the environment"):
                 env = read_environment(admin, environment_id)
                 self.add(check_environment(environment_id, env, target, policy))
                 if env is not None:
-                    self.operations(env)
+                    found.append(env)
+        self.all_operations(found)
+
+    def all_operations(self, envs: Sequence[Environment]) -> None:
+        """The first environment's operations alone (a refusal stops the others), then the rest with bounded
+        concurrency: a tenant's doctor takes the time of N / concurrency reads, not N."""
+        if envs:
+            self.operations(envs[0])
+            bounded_map(self.operations, envs[1:], DEFAULT_CONCURRENCY)
 
     def operations(self, env: Environment) -> None:
         """Lifecycle operations still running on the environment (one Power Platform API read). When the API
@@ -155,15 +207,17 @@ def doctor_report(
     target: TargetSettings | Sequence[TargetSettings],
     environment_ids: Sequence[str] | None = None,
     pp_admin: str | None = None,
-) -> DoctorReport:
+) -> DoctorReading:
     """Check everything at once. With several targets the first is the primary one: environments are checked
-    for its policy; the others add their vault, key and policy findings (e.g. a fleet's other vaults)."""
+    for its policy, and its facts come with the findings; the others add their vault, key and policy
+    findings (e.g. a fleet's other vaults)."""
     targets = [target] if isinstance(target, TargetSettings) else list(target)
     if not targets:
         raise PpcmkError("doctor: give at least one target (vault, key, policy)")
     g = _Gatherer(ClientFactory.for_settings(conn))
     with g.about("provider.read", "provider Microsoft.PowerPlatform", "the resource provider"):
-        g.add(checks.check_provider(read_provider(g.factory), targets[0]))
+        g.provider = read_provider(g.factory)
+        g.add(checks.check_provider(g.provider, targets[0]))
     policies = []
     for each in targets:
         g.vault(each.vault_id)
@@ -172,7 +226,9 @@ def doctor_report(
     if pp_admin and policies[0] is not None:
         g.admin_reader(policies[0], pp_admin)
     g.environments(targets[0], policies[0], environment_ids)
-    return DoctorReport.of(g.factory.now(), g.findings)
+    report = DoctorReport.of(g.factory.now(), g.findings)
+    return DoctorReading(generated_at=report.generated_at, findings=report.findings,
+                         facts=g.facts(targets[0], policies[0]))
 
 
 @cmk_task(task_run_name="doctor")
@@ -181,6 +237,6 @@ def run_doctor(
     target: TargetSettings | list[TargetSettings],
     environment_ids: list[str] | None = None,
     pp_admin: str | None = None,
-) -> DoctorReport:
+) -> DoctorReading:
     """The doctor as a Prefect task (one task run; the reads inside are plain calls)."""
     return doctor_report(conn, target, environment_ids, pp_admin)

@@ -9,14 +9,14 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from ppcmk.arm_ids import same_id
+from ppcmk.azure_resources import PolicyDeletion, PolicyInfo, ProviderStatus
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, TransientError
 from ppcmk.geo import same_geo
 from ppcmk.models import pick
+from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.results import PolicyDeletion, PolicyInfo, ProviderStatus
-from tasks.retry import cmk_task
-from tasks.sdk import service_errors, text
+from ppcmk.transport import service_errors, text
 
 PROVIDER = "Microsoft.PowerPlatform"
 PROVIDER_POLL_SECONDS = 10.0

@@ -65,27 +65,14 @@ def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             yield
 
 
-SANDBOX_PERSONAS = ("runbook", "kv-admin", "pp-admin", "pp-admin-2")
-
-
 @pytest.fixture(scope="session")
 def sandbox_blocks(sandbox_server: object, prefect_backend: None) -> dict[str, str]:
-    """CmkConnection blocks `sandbox-<persona>` (virtual time) and the CmkTarget `sandbox-target` (the default
-    scenario's compliant vault, key and the linked policy ep-existing). Returns persona → block name."""
-    from blocks import CmkConnection, CmkTarget
+    """The sandbox blocks `ppcmk serve` saves: a CmkConnection `sandbox-<persona>` per persona (virtual
+    time) and the CmkTargets. Returns persona → block name, and "target" → the target on the default
+    scenario's compliant vault, key and linked policy ep-existing."""
+    from tests.support.sandbox import register_blocks
 
-    endpoints = sandbox_server.endpoints  # type: ignore[attr-defined]
-    names = {persona: f"sandbox-{persona}" for persona in SANDBOX_PERSONAS}
-    for persona, name in names.items():
-        CmkConnection(cloud="sandbox", tenant_id=endpoints.tenant_id,
-                      subscription_id=endpoints.subscription_id, sandbox_url=endpoints.url,
-                      sandbox_principal=persona, ca_bundle=str(endpoints.ca),
-                      time_mode="virtual").save(name, overwrite=True)
-    vault = (f"/subscriptions/{endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-             "Microsoft.KeyVault/vaults/kv-cmk-prod")
-    CmkTarget(vault_id=vault, key_name="cmk-prod", key_type="RSA", key_size=3072, policy_name="ep-existing",
-              resource_group="rg-cmk", geo="europe").save("sandbox-target", overwrite=True)
-    return {**names, "target": "sandbox-target"}
+    return register_blocks(sandbox_server)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -59,7 +59,7 @@ def approvals(
 def decision_for(waiting: WaitingRun, *, approver: str, reject: bool, comment: str,
                  connection_block: str | None, confirmation: str | None) -> dict[str, Any]:
     """The run input answering `waiting`, bound to the plan hash the flow pre-filled in its form."""
-    from tasks.approvals import ApprovalDecision
+    from ppcmk.approvals import ApprovalDecision
 
     plan_hash = waiting.schema.get("properties", {}).get("plan_hash", {}).get("default")
     if not plan_hash:

@@ -13,7 +13,9 @@ from ppcmk.cli.report import report
 from ppcmk.cli.runs import run, runs_app
 from ppcmk.cli.sandbox_cmds import sandbox_app
 from ppcmk.cli.serve import serve
-from ppcmk.cli.workers import setup_app
+from ppcmk.cli.setup import setup_app
+from ppcmk.cli.watch import converge, watch
+from ppcmk.cli.workers import setup_blocks, setup_workers
 
 app = typer.Typer(
     name="ppcmk",
@@ -26,6 +28,8 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(runs_app, name="runs")
 app.add_typer(audit_app, name="audit")
 app.add_typer(setup_app, name="setup")
+setup_app.command("blocks")(setup_blocks)
+setup_app.command("workers")(setup_workers)
 app.command("approvals")(approvals)
 app.command("approve")(approve)
 app.command("serve")(serve)
@@ -33,6 +37,8 @@ app.command("run")(run)
 app.command("doctor")(doctor)
 app.command("demo")(demo)
 app.command("report")(report)
+app.command("watch")(watch)
+app.command("converge")(converge)
 
 
 def main() -> None:

@@ -80,7 +80,7 @@ class FlowInThread:
 
 def plan_table_rows(client: SyncPrefectClient, procedure: str) -> list[dict[str, Any]]:
     """The newest published plan table of `procedure` (what the approver sees next to the form)."""
-    key = f"{artifact_key(procedure, 'plan')}-table"
+    key = artifact_key(procedure, "plan")
     newest = ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
     found = client.read_latest_artifacts(artifact_filter=newest)
     data = found[0].data if found else None

@@ -21,8 +21,8 @@ from ppcmk.cli.doctor import DoctorInputs, run_checks
 from ppcmk.cli.tables import rows_table
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import DoctorReport, Severity
+from ppcmk.fleet.selection import FleetSelector
 from ppcmk.plan import RunOutcome
-from ppcmk.waves import FleetSelector
 
 KV_ADMIN = "kv-admin@contoso.example"
 PP_ADMIN = "pp-admin@contoso.example"
@@ -35,7 +35,7 @@ UNMANAGED = "e1000000-0000-4000-8000-000000000009"  # becomes a Managed Environm
 ONBOARDED = (PRODUCTION, SANDBOX_ENV, UNMANAGED)
 NEW_POLICY = "ep-cmk-europe-v2"
 NEW_KEY = "cmk-prod-v2"
-PLAN_COLUMNS = ["detail", "action", "outage windows"]
+PLAN_COLUMNS = ["name", "what changes", "outage windows"]
 REPORT_COLUMNS = ["name", "sku", "policy", "key", "link_status"]
 APPROVAL_POLL_S = 1  # how often a paused local run looks for its answer (real seconds)
 

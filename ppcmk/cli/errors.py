@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -42,6 +44,38 @@ def exit_code_for(error: Exception) -> tuple[ExitCode, str] | None:
     return None
 
 
+class _ExpectedFailureFilter(logging.Filter):
+    """Drops the traceback Prefect logs for an expected failure, and the run's multi-line "Finished in state
+    Failed(...)" that repeats it: the CLI prints the failure once, as one message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, Exception) and exit_code_for(error) is not None:
+            self.seen = True
+            return False
+        return not (self.seen and record.getMessage().startswith("Finished in state Failed"))
+
+
+@contextmanager
+def expected_failures_untraced() -> Iterator[None]:
+    """Around a local flow run: the terminal shows the run's logs, but no traceback for an expected error."""
+    console_handlers = [handler for name in ("prefect", "")
+                        for handler in logging.getLogger(name).handlers
+                        if isinstance(handler, logging.StreamHandler)]
+    quiet = _ExpectedFailureFilter()
+    for handler in console_handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in console_handlers:
+            handler.removeFilter(quiet)
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Decorate a CLI command so expected failures end with a message and an exit code, not a traceback."""
 
@@ -56,7 +90,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             if known is None:
                 raise
             code, message = known
-            error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            # soft wrap: one line however narrow the terminal, so scripts and logs see the whole message
+            error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(int(code)) from error
 
     return wrapper

@@ -19,24 +19,44 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.profile import find_profile
-from ppcmk.waves import PARK_KEY_PREFIX
+from ppcmk.cli.profile import served_prefect_api
+from ppcmk.fleet.parking import is_parked
+
+NO_PREFECT_API = ("no Prefect API to use: `ppcmk serve` is not running and PREFECT_API_URL is not set; start "
+                  "`ppcmk serve` (or point PREFECT_API_URL at your server, e.g. http://127.0.0.1:4200/api)")
+
+
+def prefect_api_url() -> str:
+    """$PREFECT_API_URL, else the API a running `ppcmk serve` published, else the active Prefect profile's.
+
+    Without any, the CLI stops (exit 4) instead of letting Prefect start a temporary server that nobody else
+    sees (it would show no runs and lock its SQLite database against the next command)."""
+    url = os.environ.get("PREFECT_API_URL") or served_prefect_api() or PREFECT_API_URL.value()
+    if not url:
+        raise CliError(NO_PREFECT_API, ExitCode.UNAVAILABLE)
+    return str(url)
+
+
+@contextmanager
+def using_prefect_api() -> Iterator[str]:
+    """Point Prefect at the API `prefect_api_url` names, after checking that it answers."""
+    url = prefect_api_url()
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        with get_client(sync_client=True) as client:
+            problem = client.api_healthcheck()
+        if problem is not None:
+            raise CliError(
+                f"the Prefect API at {url} does not answer ({problem.__class__.__name__}); start it with "
+                "`ppcmk serve` or fix PREFECT_API_URL",
+                ExitCode.UNAVAILABLE,
+            ) from problem
+        yield url
 
 
 @contextmanager
 def prefect_api() -> Iterator[SyncPrefectClient]:
-    """A client for $PREFECT_API_URL, else the API `ppcmk serve` published, else Prefect's default."""
-    served = find_profile()
-    use_served = not os.environ.get("PREFECT_API_URL") and served is not None and served.prefect_api_url
-    override = {PREFECT_API_URL: served.prefect_api_url} if use_served and served else {}
-    with temporary_settings(updates=override), get_client(sync_client=True) as client:
-        problem = client.api_healthcheck()
-        if problem is not None:
-            raise CliError(
-                f"the Prefect API at {client.api_url} does not answer ({problem.__class__.__name__}); "
-                "start it with `ppcmk serve` or set PREFECT_API_URL",
-                ExitCode.UNAVAILABLE,
-            ) from problem
+    """A client for the API `prefect_api_url` names (checked to answer)."""
+    with using_prefect_api(), get_client(sync_client=True) as client:
         yield client
 
 
@@ -106,15 +126,10 @@ def describe_waiting_run(client: SyncPrefectClient, run: FlowRun) -> WaitingRun:
                       schema=schema if isinstance(schema, dict) else {})
 
 
-def parked(run: FlowRun) -> bool:
-    """Suspended while the service links or unlinks its environments: it waits for the waker, not a person."""
-    return run.state is not None and (run.state.state_details.pause_key or "").startswith(PARK_KEY_PREFIX)
-
-
 def waiting_runs(client: SyncPrefectClient, limit: int = 200) -> list[WaitingRun]:
     paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
     runs = client.read_flow_runs(flow_run_filter=paused, limit=limit)
-    return [describe_waiting_run(client, run) for run in runs if not parked(run)]
+    return [describe_waiting_run(client, run) for run in runs if not is_parked(run)]
 
 
 def read_waiting_run(client: SyncPrefectClient, run_id: str) -> WaitingRun:
@@ -130,7 +145,7 @@ def read_waiting_run(client: SyncPrefectClient, run_id: str) -> WaitingRun:
     if not run.state or not run.state.is_paused():
         state = run.state.name if run.state else "unknown"
         raise CliError(f"flow run {run_id} is not waiting for approval (it is {state})", ExitCode.BLOCKED)
-    if parked(run):
+    if is_parked(run):
         raise CliError(f"flow run {run_id} is parked while its environments' operations run, not waiting for "
                        "approval; `ppcmk runs wake` resumes it", ExitCode.BLOCKED)
     return describe_waiting_run(client, run)

@@ -1,4 +1,5 @@
-"""The local sandbox profile: `$PPCMK_HOME/sandbox.json`, written by `ppcmk sandbox up` and `ppcmk serve`.
+"""The local sandbox profiles, written by `ppcmk sandbox up` and `ppcmk serve`: each running instance keeps
+`$PPCMK_HOME/instances/<pid>.json`, and `$PPCMK_HOME/sandbox.json` is the one started last that still runs.
 
 CLI commands that are not given block names use it to reach the running sandbox, so a newcomer never has to
 configure anything to try ppcmk.
@@ -6,7 +7,6 @@ configure anything to try ppcmk.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ppcmk.cli.exit_codes import CliError, ExitCode
 
 PROFILE_FILE = "sandbox.json"
+INSTANCES_DIR = "instances"
 
 
 def ppcmk_home() -> Path:
@@ -56,52 +57,106 @@ class SandboxProfile(BaseModel):
 
 
 def profile_path() -> Path:
+    """The profile of the sandbox started last (and still running): what commands use by default."""
     return ppcmk_home() / PROFILE_FILE
 
 
-def save_profile(profile: SandboxProfile) -> Path:
-    path = profile_path()
-    temporary = path.with_suffix(".tmp")
+def instance_path(pid: int | None) -> Path:
+    """Each running sandbox / serve keeps its own profile here; stopping one never touches another's."""
+    return ppcmk_home() / INSTANCES_DIR / f"{pid if pid is not None else 'unknown'}.json"
+
+
+def _write(path: Path, profile: SandboxProfile) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(profile.model_dump_json(indent=2))
     temporary.replace(path)
-    return path
 
 
-def remove_profile(written_by_pid: int) -> None:
-    """Remove the profile if this process wrote it (a newer sandbox may have replaced it)."""
-    path = profile_path()
+def _read(path: Path) -> SandboxProfile | None:
     try:
-        current = SandboxProfile.model_validate_json(path.read_text())
-    except (OSError, ValidationError):
-        return
-    if current.pid == written_by_pid:
-        path.unlink(missing_ok=True)
-
-
-def find_profile() -> SandboxProfile | None:
-    """The profile if one is readable, else None (for commands that can work without a sandbox)."""
-    try:
-        return SandboxProfile.model_validate_json(profile_path().read_text())
+        return SandboxProfile.model_validate_json(path.read_text())
     except (OSError, ValidationError):
         return None
 
 
-def load_profile() -> SandboxProfile:
-    path = profile_path()
-    if not path.exists():
-        raise CliError(
-            f"no sandbox is running (no profile at {path}); start one with `ppcmk sandbox up` or "
-            "`ppcmk serve`, or pass --connection/--target block names",
-            ExitCode.UNAVAILABLE,
-        )
+def _alive(profile: SandboxProfile) -> bool:
+    """Profiles written without a real process id (tests, the demo) count as alive."""
+    if profile.pid is None or profile.pid <= 0:
+        return True
     try:
-        return SandboxProfile.model_validate(json.loads(path.read_text()))
-    except (ValueError, ValidationError) as error:
-        raise CliError(
-            f"the sandbox profile {path} is unreadable ({error.__class__.__name__}); delete it and run "
-            "`ppcmk sandbox up` again",
-            ExitCode.USAGE,
-        ) from error
+        os.kill(profile.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def running_profiles() -> list[SandboxProfile]:
+    """The profiles of the instances still running, newest first (stale ones of killed processes removed)."""
+    found: list[tuple[float, SandboxProfile]] = []
+    for path in (ppcmk_home() / INSTANCES_DIR).glob("*.json"):
+        profile = _read(path)
+        if profile is None:
+            continue
+        if not _alive(profile):
+            path.unlink(missing_ok=True)
+            continue
+        found.append((path.stat().st_mtime, profile))
+    return [profile for _, profile in sorted(found, key=lambda pair: pair[0], reverse=True)]
+
+
+def save_profile(profile: SandboxProfile) -> Path:
+    """Publish the instance's own profile and make it the default one."""
+    _write(instance_path(profile.pid), profile)
+    path = profile_path()
+    _write(path, profile)
+    return path
+
+
+def remove_profile(written_by_pid: int) -> None:
+    """Remove this process's profile; the default one falls back to the newest instance still running."""
+    instance_path(written_by_pid).unlink(missing_ok=True)
+    path = profile_path()
+    current = _read(path)
+    if current is not None and current.pid != written_by_pid:
+        return
+    remaining = running_profiles()
+    if remaining:
+        _write(path, remaining[0])
+    else:
+        path.unlink(missing_ok=True)
+
+
+def find_profile() -> SandboxProfile | None:
+    """The profile if one is readable and its process runs, else None (for commands that can work without
+    a sandbox)."""
+    current = _read(profile_path())
+    if current is not None and _alive(current):
+        return current
+    remaining = running_profiles()
+    return remaining[0] if remaining else None
+
+
+def served_prefect_api() -> str | None:
+    """The Prefect API of the newest running `ppcmk serve`, if any."""
+    return next((p.prefect_api_url for p in running_profiles() if p.prefect_api_url), None)
+
+
+def load_profile() -> SandboxProfile:
+    found = find_profile()
+    if found is not None:
+        return found
+    path = profile_path()
+    if path.exists() and _read(path) is None:
+        raise CliError(f"the sandbox profile {path} is unreadable; delete it and start the sandbox again",
+                       ExitCode.USAGE)
+    raise CliError(
+        f"no sandbox is running (no live profile under {ppcmk_home()}); start one with `ppcmk sandbox up` or "
+        "`ppcmk serve`, or pass --connection/--target block names",
+        ExitCode.UNAVAILABLE,
+    )
 
 
 class SandboxAdmin:

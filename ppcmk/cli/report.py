@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
-from ppcmk.cli.errors import reports_errors
+from ppcmk.cli.errors import expected_failures_untraced, reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.profile import find_profile, load_profile
+from ppcmk.cli.prefect_api import using_prefect_api
+from ppcmk.cli.profile import load_profile
 from ppcmk.cli.sandbox_blocks import save_sandbox_connection
 from ppcmk.cli.tables import rows_table
 from ppcmk.plan import RunOutcome
@@ -23,17 +23,16 @@ TABLE_COLUMNS = ["name", "sku", "state", "policy", "key", "key_version", "key_ex
                  "key_managed_by", "note"]
 
 
-def run_report(connection: str | None, out: Path) -> RunOutcome:
+def run_report(connection: str | None, out: Path | None) -> RunOutcome:
     """The report flow as a local run, on the Prefect API `ppcmk serve` published (or the configured one)."""
     from flows.report import report
 
-    served = find_profile()
-    api = {PREFECT_API_URL: served.prefect_api_url} if served and served.prefect_api_url else {}
-    with temporary_settings(updates=api):
+    with using_prefect_api():
         if connection is None:
             persona, block_name = SANDBOX_READER
             connection = save_sandbox_connection(load_profile(), persona, block_name)
-        state = report(connection=connection, output_dir=str(out), return_state=True)
+        with expected_failures_untraced():
+            state = report(connection=connection, output_dir=str(out) if out else None, return_state=True)
     if not state.is_completed():
         raise CliError(f"the report run ended {state.name}: {state.message or ''}", ExitCode.FAILED)
     outcome: RunOutcome = state.result()
@@ -42,8 +41,8 @@ def run_report(connection: str | None, out: Path) -> RunOutcome:
 
 @reports_errors
 def report(
-    out: Annotated[Path, typer.Option(help="Directory for cmk-inventory.csv and .json.")]
-    = Path("ppcmk-report"),
+    out: Annotated[Path | None, typer.Option(help="Directory for cmk-inventory.csv and .json (default: "
+                                                  "$PPCMK_HOME/reports).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
     connection: Annotated[str | None, typer.Option(help="CmkConnection block to read with (default: the "
                                                         "running sandbox's runbook identity).")] = None,

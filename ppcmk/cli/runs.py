@@ -5,18 +5,20 @@ its interval)."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Any, cast
 
 import typer
 from prefect.client.schemas.objects import FlowRun
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.exceptions import ObjectNotFound, ParameterTypeError, PrefectHTTPStatusError
 from prefect.states import State
 from rich.console import Console
 
-from deployments.catalog import RUNBOOKS, Runbook, default_parameters
-from ppcmk.cli.errors import reports_errors
+from deployments.catalog import RUNBOOKS, Runbook, sandbox_parameters
+from deployments.serve import deployment_full_name
+from ppcmk.cli.errors import exit_code_for, expected_failures_untraced, reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.prefect_api import prefect_api
+from ppcmk.cli.prefect_api import prefect_api, using_prefect_api
 from ppcmk.cli.profile import find_profile, load_profile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 
@@ -56,6 +58,33 @@ def outcome_code(result: Any) -> ExitCode:
     return ExitCode.BLOCKED if str(status).lower() in ("rejected", "blocked") else ExitCode.OK
 
 
+def sandbox_defaults(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
+    """The sandbox deployments' Quick-run values when a sandbox runs, but a dry run only when asked for
+    (--dry-run). Without a sandbox the blocks must be given."""
+    profile = find_profile()
+    if profile is None:
+        if not {"connection", "kv_connection"} & given.keys():
+            load_profile()  # says that no sandbox runs and how to start one
+        return {}
+    blocks = register_sandbox_blocks(profile)
+    return {name: value for name, value in sandbox_parameters(runbook, blocks).items() if name != "dry_run"}
+
+
+def checked_parameters(runbook: Runbook, parameters: dict[str, Any]) -> None:
+    """Refuse parameters the flow would reject, before anything runs: one line naming each field."""
+    flow = runbook.load()
+    flows_logger = logging.getLogger("prefect.flows")  # Prefect logs the same problem as an ERROR first
+    previous, flows_logger.disabled = flows_logger.disabled, True
+    try:
+        flow.validate_parameters(parameters)
+    except ParameterTypeError as invalid:
+        problems = [line.strip(" -") for line in str(invalid).splitlines()[1:] if line.strip()]
+        raise CliError(f"{runbook.name}: invalid parameter(s): {'; '.join(problems)}; fix them with "
+                       "--param NAME=VALUE (JSON for objects and lists)", ExitCode.USAGE) from None
+    finally:
+        flows_logger.disabled = previous
+
+
 @reports_errors
 def run(
     flow: Annotated[str, typer.Argument(help=f"Runbook: {', '.join(RUNBOOKS)}.")],
@@ -72,32 +101,57 @@ def run(
             raise CliError(f"--dry-run: {runbook.name} has no dry-run mode (it is read-only or asks for "
                            "approval before any change)", ExitCode.USAGE)
         parameters["dry_run"] = True
-    served = find_profile()
-    api = {PREFECT_API_URL: served.prefect_api_url} if served and served.prefect_api_url else {}
-    with temporary_settings(updates=api):
+    with using_prefect_api():
         if deployment:
             start_deployment(runbook, parameters)
             return
-        if not {"connection", "target"} & parameters.keys():
-            blocks = register_sandbox_blocks(load_profile())
-            parameters = {**default_parameters(runbook, blocks), **parameters}
-        state = cast(State[Any], runbook.load()(**parameters, return_state=True))
+        parameters = {**sandbox_defaults(runbook, parameters), **parameters}
+        checked_parameters(runbook, parameters)
+        with expected_failures_untraced():
+            state = cast(State[Any], runbook.load()(**parameters, return_state=True))
     if not state.is_completed():
+        failure = failure_of(state)
+        if failure is not None:
+            raise failure
         raise CliError(f"{runbook.name} ended {state.name}: {state.message or ''}", ExitCode.FAILED)
     result = state.result()
     console.print(result)
     raise typer.Exit(int(outcome_code(result)))
 
 
+def failure_of(state: State[Any]) -> Exception | None:
+    """The exception a failed run raised, when it is one the CLI reports as a line with its own exit code."""
+    try:
+        state.result(raise_on_failure=True)
+    except Exception as error:  # whatever the flow raised: only the expected ones are returned
+        return error if exit_code_for(error) is not None else None
+    return None
+
+
 def start_deployment(runbook: Runbook, parameters: dict[str, Any]) -> None:
     from prefect.deployments import run_deployment
 
-    from deployments.serve import DEPLOYMENT_NAME
-
-    name = f"{runbook.load().name}/{DEPLOYMENT_NAME}"
-    flow_run = cast(FlowRun, run_deployment(name, parameters=parameters, timeout=0))
+    name = deployment_full_name(runbook.load().name)
+    try:
+        flow_run = cast(FlowRun, run_deployment(name, parameters=parameters, timeout=0))
+    except ObjectNotFound:
+        raise CliError(f"FLOW: no deployment {name} on this Prefect server; start `ppcmk serve` (it serves "
+                       "every runbook) or run it here without --deployment", ExitCode.UNAVAILABLE) from None
+    except PrefectHTTPStatusError as refused:
+        if refused.response.status_code not in (409, 422):
+            raise
+        raise CliError(f"{name}: the server refused the parameters: {refusal_reason(refused)}; fix them with "
+                       "--param NAME=VALUE (JSON for objects and lists)", ExitCode.USAGE) from None
     console.print(f"Started {name}: flow run {flow_run.id} ({flow_run.name}). When it waits for approval: "
                   f"`ppcmk approvals`, then `ppcmk approve {flow_run.id} --as PRINCIPAL`.")
+
+
+def refusal_reason(refused: PrefectHTTPStatusError) -> str:
+    try:
+        detail = refused.response.json().get("detail", "")
+    except ValueError:
+        detail = refused.response.text
+    return " ".join(str(detail).split())[:400]
 
 
 @runs_app.command("wake")

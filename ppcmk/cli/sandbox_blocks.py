@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deployments.catalog import SandboxBlocks
+from deployments.catalog import EXISTING_POLICY, SandboxBlocks
 from ppcmk.cli.profile import SandboxProfile
 from ppcmk.settings import TimeMode
 
@@ -25,12 +25,13 @@ def sandbox_connection_data(profile: SandboxProfile, persona: str,
     }
 
 
-def sandbox_target_data(profile: SandboxProfile) -> dict[str, object]:
-    """What the sandbox CmkTarget holds: the default scenario's production vault, key and europe policy."""
+def sandbox_target_data(profile: SandboxProfile, policy_name: str = SANDBOX_POLICY) -> dict[str, object]:
+    """What a sandbox CmkTarget holds: the default scenario's production vault, key and a europe policy (by
+    default the one onboarding creates)."""
     vault_id = (f"/subscriptions/{profile.subscription_id}/resourceGroups/{SANDBOX_VAULT_GROUP}"
                 f"/providers/Microsoft.KeyVault/vaults/{SANDBOX_VAULT}")
     return {"vault_id": vault_id, "key_name": SANDBOX_KEY, "key_size": SANDBOX_KEY_SIZE,
-            "policy_name": SANDBOX_POLICY, "resource_group": SANDBOX_VAULT_GROUP, "geo": SANDBOX_GEO}
+            "policy_name": policy_name, "resource_group": SANDBOX_VAULT_GROUP, "geo": SANDBOX_GEO}
 
 
 def save_sandbox_connection(profile: SandboxProfile, persona: str, block_name: str,
@@ -55,7 +56,9 @@ def register_sandbox_blocks(profile: SandboxProfile, blocks: SandboxBlocks | Non
     blocks = blocks or SandboxBlocks()
     for persona, block_name in blocks.persona_blocks().items():
         save_sandbox_connection(profile, persona, block_name, time_mode)
-    target = CmkTarget.model_validate(sandbox_target_data(profile))
-    target.settings()
-    target.save(blocks.target, overwrite=True)
+    targets = {blocks.target: SANDBOX_POLICY, blocks.existing_target: EXISTING_POLICY}
+    for block_name, policy_name in targets.items():
+        target = CmkTarget.model_validate(sandbox_target_data(profile, policy_name))
+        target.settings()
+        target.save(block_name, overwrite=True)
     return blocks

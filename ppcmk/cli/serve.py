@@ -15,11 +15,19 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
+from deployments.catalog import (
+    FIRST_ENVIRONMENTS,
+    KV_ADMIN_UPN,
+    PP_ADMIN_UPN,
+    SandboxBlocks,
+    sandbox_deployment_name,
+)
 from ppcmk.cli.errors import reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
 from ppcmk.cli.profile import SandboxProfile, ppcmk_home, remove_profile, save_profile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 from ppcmk.cli.sandbox_cmds import start_sandbox
+from ppcmk.cli.setup import create_automations
 
 console = Console()
 SERVER_START_TIMEOUT = 90.0
@@ -44,7 +52,9 @@ def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes]
         "PREFECT_HOME": str(home),
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # the UI's own address (links in notifications) and the API its pages call: both on this port
         "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+        "PREFECT_UI_API_URL": api_url,
     }
     env.pop("PREFECT_API_URL", None)
     log = (home / "server.log").open("ab")
@@ -63,7 +73,8 @@ def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes]
 
 
 def start_deployments(api_url: str, limit: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PREFECT_API_URL": api_url}
+    # the runs' own links (logs, approval notifications) point at this server's UI
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_UI_URL": api_url.removesuffix("/api")}
     return subprocess.Popen([sys.executable, "-m", "deployments.serve", "--limit", str(limit)], env=env,
                             start_new_session=True)
 
@@ -96,6 +107,33 @@ def wait_while_running(children: list[subprocess.Popen[bytes]]) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+def banner(ui_url: str, sandbox_url: str, blocks: SandboxBlocks, notifications: list[str]) -> str:
+    """What `ppcmk serve` prints once everything answers: the first run in the UI, step by step."""
+    onboard = sandbox_deployment_name("onboard")
+    notified = (f"Notifications: {', '.join(notifications)}." if notifications else
+                "Notifications: none (add --notify TYPE/NAME or --notify-webhook-url URL).")
+    return (
+        f"[bold green]ppcmk is serving.[/] Prefect UI: [link={ui_url}]{ui_url}[/]  sandbox: {sandbox_url}\n"
+        f"First run in the UI: [bold]Deployments[/] → [bold]{onboard}[/] → [bold]Run ▸ Quick run[/]. It "
+        f"onboards {' and '.join(FIRST_ENVIRONMENTS)} as {KV_ADMIN_UPN} (block {blocks.kv_admin}), then "
+        "shows [bold]Suspended[/]: the Power Platform admin's turn. Open the run, read the plan on its "
+        f"[bold]Artifacts[/] tab, click [bold]Resume[/], tick approve, approver [bold]{PP_ADMIN_UPN}[/], "
+        f"connection_block [bold]{blocks.pp_admin}[/], submit; the run links the environments and completes "
+        f"(or: `ppcmk approvals`, then `ppcmk approve RUN_ID --as {PP_ADMIN_UPN} --connection "
+        f"{blocks.pp_admin}`).\n"
+        "Every other deployment also runs from Quick run; change_policy, revert and lock only plan there "
+        "(dry run).\n"
+        f"{notified} Rotation runs on its monthly schedule. Ctrl-C stops everything."
+    )
+
+
+def serve_notifications(notify: str | None, notify_webhook_url: str | None) -> list[str]:
+    if notify is None and notify_webhook_url is None:
+        return []
+    return create_automations(notify, notify_webhook_url,
+                              option="--notify" if notify is not None else "--notify-webhook-url")
+
+
 @reports_errors
 def serve(
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
@@ -104,6 +142,11 @@ def serve(
                                                      "move it).")] = 1.0,
     scenario: Annotated[str, typer.Option(help="Scenario for a fresh sandbox state.")] = "default",
     limit: Annotated[int, typer.Option(help="Maximum concurrent flow runs.")] = 4,
+    notify: Annotated[str | None, typer.Option(help="Notify through this Prefect notification block "
+                                                    "(TYPE/NAME, e.g. slack-webhook/ops) when a run waits "
+                                                    "for approval or fails.")] = None,
+    notify_webhook_url: Annotated[str | None, typer.Option(help="Or POST those notifications as JSON to "
+                                                                "this URL.")] = None,
 ) -> None:
     """Prefect UI + sandbox + blocks + every runbook as a deployment, on 127.0.0.1, until Ctrl-C."""
     home = ppcmk_home()
@@ -128,17 +171,9 @@ def serve(
         save_profile(profile)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             blocks = register_sandbox_blocks(profile)
+            notifications = serve_notifications(notify, notify_webhook_url)
         children.append(start_deployments(api_url, limit))
-        ui_url = api_url.removesuffix("/api")
-        console.print(f"[bold green]ppcmk is serving.[/] Prefect UI: [link={ui_url}]{ui_url}[/]  "
-                      f"sandbox: {profile.url}")
-        console.print(
-            "In the UI: [bold]Deployments[/] → [bold]onboard/sandbox[/] → [bold]Run ▸ Quick run[/]. When the "
-            "run shows [bold]Suspended[/], open it, click [bold]Resume[/], approve as [bold]pp-admin[/] with "
-            f"connection_block [bold]{blocks.pp_admin}[/] (or run `ppcmk approvals` / `ppcmk approve`).\n"
-            f"Blocks: {', '.join(blocks.persona_blocks().values())}, {blocks.target}. "
-            "Rotation runs on its monthly schedule. Ctrl-C stops everything."
-        )
+        console.print(banner(api_url.removesuffix("/api"), profile.url, blocks, notifications))
         wait_while_running(children)
     finally:
         for child in reversed(children):

@@ -24,7 +24,6 @@ from ppcmk.cli.exit_codes import CliError, ExitCode
 from ppcmk.cli.prefect_api import prefect_api
 
 console = Console()
-setup_app = typer.Typer(help="Set up a Prefect server and its workers for ppcmk.", no_args_is_help=True)
 PREFECT_FILE = Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"
 CONNECTION_PARAMETERS = ("connection", "kv_connection", "pp_connection")
 RESULTS_BLOCK = "ppcmk-results"
@@ -99,7 +98,6 @@ def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str
     return ready
 
 
-@setup_app.command("blocks")
 @reports_errors
 def setup_blocks(
     file: Annotated[Path | None, typer.Option(
@@ -138,7 +136,6 @@ def _storage_reference(block: str | None, shared_dir: Path | None, name: str, fo
     return f"local-file-system/{name}"
 
 
-@setup_app.command("workers")
 @reports_errors
 def setup_workers(
     shared_dir: Annotated[Path | None, typer.Option(help="a folder every worker mounts at this path: "

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 
 from ppcmk.models import EnvironmentOperation, pick
-from ppcmk.ppadmin.responses import check_bap_url, error_from, transport_failure
+from ppcmk.ppadmin.responses import check_bap_url, transport_failure
+from ppcmk.transport import error_from
 
 OPERATIONS_API = "2022-03-01-preview"
 API_NAME = "Power Platform API"

@@ -1,38 +1,28 @@
-"""Reading Power Platform admin API responses: errors, operation locations, Retry-After."""
+"""Reading Power Platform admin API responses: active-operation conflicts, operation locations, Retry-After,
+and where a token may be sent."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from ppcmk.clients import parse_retry_after
-from ppcmk.errors import ConfigError, ServiceError, TransientError, service_error
-from ppcmk.models import pick
+from ppcmk.errors import ConfigError, ServiceError, TransientError
+from ppcmk.transport import parse_retry_after
 
 ACTIVE_OPERATION_MARKER = "active lifecycle operation"
+# The code the service gives a start refused while another lifecycle operation holds the environment (the
+# Terraform provider retries on it: internal/services/environment/api_environment.go).
+NOT_STARTABLE_CODE = "operationnotstartable"
 
 
-def error_from(response: httpx.Response) -> ServiceError:
-    """The ServiceError for a refused request, with the service's code, message and ids."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
-    code = pick(body, "error", "code")
-    message = pick(body, "error", "message") or response.text[:500] or response.reason_phrase
-    headers = response.headers
-    return service_error(
-        response.status_code, code, str(message),
-        request_id=headers.get("x-ms-request-id") or headers.get("x-ms-client-request-id"),
-        correlation_id=headers.get("x-ms-correlation-id") or headers.get("x-ms-correlation-request-id"),
-        path=response.request.url.path,
-    )
-
-
-def is_active_operation_conflict(error: ServiceError) -> bool:
-    return error.status == 409 and ACTIVE_OPERATION_MARKER in error.message.lower()
+def is_busy_conflict(error: ServiceError) -> bool:
+    """A 409 that may mean "another operation holds the environment" or "already in that state": the
+    message says so, the code is OperationNotStartable, or the body is empty (recorded for governance)."""
+    if error.status != 409:
+        return False
+    code = (error.code or "").lower()
+    return not code or code == NOT_STARTABLE_CODE or ACTIVE_OPERATION_MARKER in error.message.lower()
 
 
 def operation_url(response: httpx.Response) -> str | None:

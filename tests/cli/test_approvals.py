@@ -37,8 +37,8 @@ def _paused_run_id(run_name: str, timeout: float = 30) -> UUID:
 @pytest.fixture
 def waiting_approval(prefect_backend: None, ppcmk_home: Path, request: pytest.FixtureRequest) -> Iterator[
         tuple[UUID, dict[str, Any]]]:
-    """A real ppcmk approval pause (tasks.approvals.await_approval) waiting in a thread."""
-    from tasks.approvals import await_approval
+    """A real ppcmk approval pause (ppcmk.approvals.await_approval) waiting in a thread."""
+    from ppcmk.approvals import await_approval
 
     key = f"cli-{request.node.name.replace('_', '-')[-40:]}"
     outcome: dict[str, Any] = {}

@@ -13,8 +13,8 @@ from ppcmk.cli.demo_story import NEW_POLICY, ONBOARDED, PRODUCTION, SANDBOX_ENV,
 from ppcmk.cli.doctor import sandbox_inputs
 from ppcmk.cli.profile import SandboxProfile, save_profile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+from tests.support.scenario import LEGACY_BYOK
 
-LEGACY_BYOK = "e1000000-0000-4000-8000-00000000000a"
 # Own block names: the session's `sandbox-*` blocks point at another target and other tests rely on them.
 DEMO_BLOCKS = SandboxBlocks(kv_admin="demo-kv-admin", pp_admin="demo-pp-admin", pp_admin_2="demo-pp-admin-2",
                             runbook="demo-runbook", target="demo-target")

@@ -9,6 +9,16 @@ from typer.testing import CliRunner
 
 from ppcmk.cli import app
 from ppcmk.cli.exit_codes import ExitCode
+from tests.support.scenario import (
+    BUSY_SANDBOX,
+    DEFAULT_ENVIRONMENT,
+    FINANCE,
+    LEGACY_BYOK,
+    TEAMS,
+    TRIAL,
+    UNMANAGED,
+    US_PRODUCTION,
+)
 
 # (check, end of the subject) for every problem the default scenario seeds on purpose.
 SEEDED_PROBLEMS = {
@@ -18,14 +28,14 @@ SEEDED_PROBLEMS = {
     ("key.type", "kv-nopurge/keys/legacy-ec"),
     ("key.expiry", "kv-nopurge/keys/cmk-expiring"),
     ("rotation.policy", "kv-cmk-prod/keys/cmk-prod"),
-    ("env.sku", "e1000000-0000-4000-8000-000000000003"),  # Trial
-    ("env.sku", "e1000000-0000-4000-8000-000000000004"),  # Teams
-    ("env.default", "e1000000-0000-4000-8000-000000000005"),
-    ("env.geo", "e1000000-0000-4000-8000-000000000007"),  # US Production vs a europe policy
-    ("env.managed", "e1000000-0000-4000-8000-000000000009"),  # Europe Unmanaged
-    ("env.byok", "e1000000-0000-4000-8000-00000000000a"),  # Legacy BYOK
-    ("env.encryption", "e1000000-0000-4000-8000-00000000000b"),  # Finance, on another policy
-    ("env.busy", "e1000000-0000-4000-8000-00000000000c"),  # Busy Sandbox: a Managed Environment change runs
+    ("env.sku", TRIAL),
+    ("env.sku", TEAMS),
+    ("env.default", DEFAULT_ENVIRONMENT),
+    ("env.geo", US_PRODUCTION),  # vs a europe policy
+    ("env.managed", UNMANAGED),
+    ("env.byok", LEGACY_BYOK),
+    ("env.encryption", FINANCE),  # on another policy
+    ("env.busy", BUSY_SANDBOX),  # a Managed Environment change runs
 }
 
 
@@ -47,7 +57,7 @@ def test_doctor_json_lists_every_seeded_problem_and_exits_1(
 
 def test_doctor_table_names_problems_and_fixes(runner: CliRunner, profiled_cloud: object) -> None:
     result = runner.invoke(app, ["doctor", "--no-scan-vaults", "--environment",
-                                 "e1000000-0000-4000-8000-00000000000a"], env={"COLUMNS": "200"})
+                                 LEGACY_BYOK], env={"COLUMNS": "200"})
     assert result.exit_code == ExitCode.FAILED, result.output
     assert "provider.registered" in result.output and "env.byok" in result.output
     assert "kv-nopurge" not in result.output  # not scanned

@@ -8,9 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ppcmk.cli import app
-
-FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing in the default scenario
-LEGACY_BYOK = "e1000000-0000-4000-8000-00000000000a"
+from tests.support.scenario import FINANCE, LEGACY_BYOK
 
 
 def test_report_json_has_every_environment_and_writes_files(

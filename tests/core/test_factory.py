@@ -12,16 +12,27 @@ from ppcmk import USER_AGENT
 from ppcmk.arm_ids import policy_id, vault_id
 from ppcmk.audit import request_ids
 from ppcmk.clients import ClientFactory
-from tests.core.conftest import sandbox_connection
-
-RG, VAULT, KEY = "rg-cmk", "kv-cmk-prod", "cmk-prod"
+from tests.support.arm import managed_hsm_id
+from tests.support.sandbox import connection
+from tests.support.scenario import KEY, VAULT
+from tests.support.scenario import RESOURCE_GROUP as RG
 
 
 def test_for_settings_caches_per_settings(sandbox_server: Any) -> None:
-    settings = sandbox_connection(sandbox_server)
+    settings = connection(sandbox_server)
     assert ClientFactory.for_settings(settings) is ClientFactory.for_settings(settings.model_copy())
-    other = sandbox_connection(sandbox_server, sandbox_principal="pp-admin")
+    other = connection(sandbox_server, "pp-admin")
     assert ClientFactory.for_settings(other) is not ClientFactory.for_settings(settings)
+
+
+def test_a_factory_builds_each_client_once(factory: ClientFactory, cloud: Any) -> None:
+    """Every task call looks its factory up, so what the factory builds must be reused, not rebuilt."""
+    hsm = factory.vault_url(managed_hsm_id(cloud))
+    assert factory.hsm_access_control(hsm) is factory.hsm_access_control(f"{hsm}/")
+    vault = factory.vault_url(vault_id(factory.settings.subscription_id, RG, VAULT))
+    assert factory.key_client(vault) is factory.key_client(f"{vault}/")
+    assert factory.keyvault_mgmt() is factory.keyvault_mgmt() and factory.graph() is factory.graph()
+    assert factory.pp_admin() is factory.pp_admin()  # per thread
 
 
 def test_sdk_clients_work_against_the_sandbox(factory: ClientFactory) -> None:
@@ -96,7 +107,7 @@ def test_managed_identity_mode_uses_azure_identity(cloud: Any, monkeypatch: pyte
     # azure-identity's ManagedIdentityCredential, unmodified, against the sandbox's App Service endpoint.
     monkeypatch.setenv("IDENTITY_ENDPOINT", cloud.endpoints.identity)
     monkeypatch.setenv("IDENTITY_HEADER", "pp-admin")
-    factory = ClientFactory(sandbox_connection(cloud, credential_mode="managed_identity"))
+    factory = ClientFactory(connection(cloud, credential_mode="managed_identity"))
     assert type(factory.credential).__name__ == "ManagedIdentityCredential"
     assert factory.pp_admin().list_environments()
     assert cloud.log.count(path=r"/scopes/admin/environments", caller="pp-admin", status=200) == 1

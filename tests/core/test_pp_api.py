@@ -17,27 +17,27 @@ from ppcmk.ppadmin import PowerPlatformApiClient
 from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
 from sandbox.powerplatform.lifecycle import start_operation
 from sandbox.powerplatform.state import LINK, UNLINK
-from tests.core.conftest import sandbox_connection
+from tests.support.arm import managed_hsm_id
+from tests.support.sandbox import connection
+from tests.support.scenario import BUSY_SANDBOX, UNKNOWN_ENVIRONMENT, UNMANAGED
 
-BUSY = "e1000000-0000-4000-8000-00000000000c"
-UNMANAGED = "e1000000-0000-4000-8000-000000000009"
 PP_ADMIN_OID = "0a0a0002-0000-4000-8000-000000000002"
 OPERATIONS = r"/environmentmanagement/environments/.*/operations"
 
 
 def test_the_busy_environment_lists_its_running_governance_operation(
         factory: ClientFactory, cloud: Any) -> None:
-    (queued,) = factory.pp_api().environment_operations(BUSY)
+    (queued,) = factory.pp_api().environment_operations(BUSY_SANDBOX)
     assert (queued.name, queued.status, queued.active) == ("UpdateGovernanceConfiguration", "Queued", True)
     assert queued.requested_by is not None and queued.requested_by.user_id == PP_ADMIN_OID
     cloud.advance(timedelta(minutes=5))
-    (running,) = factory.pp_api().active_operations(BUSY)
+    (running,) = factory.pp_api().active_operations(BUSY_SANDBOX)
     assert running.status == "InProgress" and running.start_time is not None
     assert any(job.status == "InProgress" for job in running.jobs)
     cloud.advance(timedelta(hours=2))
-    (done,) = factory.pp_api().environment_operations(BUSY)
+    (done,) = factory.pp_api().environment_operations(BUSY_SANDBOX)
     assert done.status == "Succeeded" and not done.active and done.end_time is not None
-    assert factory.pp_api().active_operations(BUSY) == []
+    assert factory.pp_api().active_operations(BUSY_SANDBOX) == []
     entry = cloud.log.entries[-1]
     assert entry.api_version == "2022-03-01-preview" and entry.caller == "runbook"
 
@@ -48,7 +48,7 @@ def test_every_page_is_followed(cloud: Any) -> None:
         for kind in (LINK, UNLINK, LINK):
             start_operation(cloud.world, environment, kind, 60, None)
             cloud.world.clock.advance(timedelta(minutes=2))
-    factory = ClientFactory(sandbox_connection(cloud))
+    factory = ClientFactory(connection(cloud))
     endpoints = factory.settings.endpoints
     client = PowerPlatformApiClient(factory.http_client(endpoints.ppapi, endpoints.ppapi_scope),
                                     page_size=2)
@@ -62,7 +62,7 @@ def test_every_page_is_followed(cloud: Any) -> None:
 
 
 def test_a_token_for_the_admin_api_audience_is_refused(cloud: Any) -> None:
-    url = f"{cloud.endpoints.url}/environmentmanagement/environments/{BUSY}/operations"
+    url = f"{cloud.endpoints.url}/environmentmanagement/environments/{BUSY_SANDBOX}/operations"
 
     def read_with_token_for(audience: str) -> httpx.Response:
         token = cloud.token_for("runbook", audience)
@@ -77,13 +77,13 @@ def test_a_token_for_the_admin_api_audience_is_refused(cloud: Any) -> None:
 
 
 def test_a_caller_without_the_admin_role_is_refused_and_an_unknown_environment_is_404(cloud: Any) -> None:
-    outsider = ClientFactory(sandbox_connection(cloud, sandbox_principal="outsider"))
+    outsider = ClientFactory(connection(cloud, "outsider"))
     with pytest.raises(ServiceError) as refused:
-        outsider.pp_api().environment_operations(BUSY)
+        outsider.pp_api().environment_operations(BUSY_SANDBOX)
     assert refused.value.status == 403
-    admin = ClientFactory(sandbox_connection(cloud, sandbox_principal="pp-admin"))
+    admin = ClientFactory(connection(cloud, "pp-admin"))
     with pytest.raises(ServiceError) as missing:
-        admin.pp_api().environment_operations("e1000000-0000-4000-8000-0000000000ff")
+        admin.pp_api().environment_operations(UNKNOWN_ENVIRONMENT)
     assert missing.value.status == 404 and missing.value.code == "EnvironmentNotFound"
 
 
@@ -144,9 +144,8 @@ def test_a_managed_hsm_data_plane_url_needs_no_request_in_a_real_cloud() -> None
 
 
 def test_the_sandbox_resolves_a_managed_hsm_through_arm_and_the_target_accepts_it(
-        factory: ClientFactory) -> None:
-    sub = factory.settings.subscription_id
-    hsm = f"/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/managedHSMs/hsm-cmk"
+        factory: ClientFactory, cloud: Any) -> None:
+    hsm = managed_hsm_id(cloud)
     assert endpoints_for("sandbox", factory.settings.sandbox_url).managed_hsm_url("hsm-cmk") is None
     key = factory.key_client(factory.vault_url(hsm)).get_key("cmk-hsm")
     assert key.key_type == "RSA-HSM" and key.key is not None and len(key.key.n or b"") * 8 == 3072

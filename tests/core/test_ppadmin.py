@@ -7,17 +7,24 @@ from typing import Any
 
 import pytest
 
+from ppcmk.arm_ids import vault_id
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.models import LifecycleOperation, OperationHandle
+from tests.support.scenario import (
+    BUSY_SANDBOX,
+    FINANCE,
+    LINKED_POLICY_GRANT,
+    PRODUCTION,
+    RESOURCE_GROUP,
+    UNKNOWN_ENVIRONMENT,
+    VAULT,
+)
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-BUSY = "e1000000-0000-4000-8000-00000000000c"  # a 2-hour governance operation is running on it
-FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing
 SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
              "e0e0e0e0-0000-4000-8000-00000000e001")
-GRANT = ("/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod/"
-         "providers/Microsoft.Authorization/roleAssignments/c0c0c0c0-0000-4000-8000-00000000c001")
+# ep-existing's key access on the vault
+GRANT = f"/providers/Microsoft.Authorization/roleAssignments/{LINKED_POLICY_GRANT}"
 
 
 def test_list_and_get_environments(factory: ClientFactory) -> None:
@@ -32,7 +39,7 @@ def test_list_and_get_environments(factory: ClientFactory) -> None:
 
 def test_unknown_environment_names_the_likely_cause(factory: ClientFactory) -> None:
     with pytest.raises(ServiceError) as caught:
-        factory.pp_admin().get_environment("e1000000-0000-4000-8000-0000000000ff")
+        factory.pp_admin().get_environment(UNKNOWN_ENVIRONMENT)
     assert caught.value.status == 404 and caught.value.code == "EnvironmentNotFound"
     assert "Power Platform Administrator" in (caught.value.hint or "")
 
@@ -64,23 +71,32 @@ def test_poll_floor_applies_when_retry_after_is_shorter(factory: ClientFactory) 
     assert set(factory.sleeper.waits) == {240.0}  # type: ignore[attr-defined]
 
 
+def test_start_waits_on_the_same_change_already_running(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    # The running two-hour operation is itself a Managed Environment change: the start waits on it.
+    handle = client.enable_managed_environment(BUSY_SANDBOX)
+    assert handle is not None and handle.url.split("?")[0].endswith("0e000000-0000-4000-8000-00000000000c")
+    assert cloud.log.count(method="POST", path="governanceConfiguration") == 0
+    assert client.wait_operation(handle, timedelta(hours=3)).status == "Succeeded"
+    assert client.get_environment(BUSY_SANDBOX).managed
+
+
 def test_start_backs_off_while_another_operation_runs(factory: ClientFactory, cloud: Any) -> None:
     client = factory.pp_admin()
     before = factory.now()
-    handle = client.enable_managed_environment(BUSY)
-    assert handle is not None
+    # not managed yet: refused, but only once the busy one ends
+    handle = client.link_policy(BUSY_SANDBOX, SYSTEM_ID)
     waited = (factory.now() - before).total_seconds()
     assert waited >= 7200 - 60  # it waited out the running two-hour operation
-    assert cloud.log.count(method="POST", path="governanceConfiguration", status=409) >= 2
-    assert client.wait_operation(handle, timedelta(hours=1)).status == "Succeeded"
-    assert client.get_environment(BUSY).managed
+    assert cloud.log.count(method="POST", path="Encryption/link", status=409) >= 2
+    assert handle is not None and handle.kind == "link"
 
 
 def test_start_gives_up_with_the_409_after_start_timeout(factory: ClientFactory) -> None:
     client = factory.pp_admin()
     client.start_timeout = timedelta(minutes=10)
     with pytest.raises(ServiceError) as caught:
-        client.enable_managed_environment(BUSY)
+        client.link_policy(BUSY_SANDBOX, SYSTEM_ID)
     assert caught.value.status == 409 and "wait" in (caught.value.hint or "")
 
 
@@ -90,7 +106,7 @@ def test_failed_operation_is_a_result(factory: ClientFactory) -> None:
     handle = client.link_policy(PRODUCTION, SYSTEM_ID)
     assert handle is not None
     # The policy identity loses its key access while the link runs, so the link fails at completion.
-    factory.authorization().role_assignments.delete_by_id(GRANT.format(sub=sub))
+    factory.authorization().role_assignments.delete_by_id(vault_id(sub, RESOURCE_GROUP, VAULT) + GRANT)
     result = client.wait_operation(handle, timedelta(days=4))
     assert result.status == "Failed" and result.operation is not None and result.operation.failed
     assert result.error_message
@@ -136,11 +152,11 @@ def test_locked_environment_is_reenabled_after_access_returns(factory: ClientFac
     sub = factory.settings.subscription_id
     client = factory.pp_admin()
     grants = factory.authorization().role_assignments
-    revoked = grants.delete_by_id(GRANT.format(sub=sub))
+    revoked = grants.delete_by_id(vault_id(sub, RESOURCE_GROUP, VAULT) + GRANT)
     factory.sleeper.sleep(60)  # the lock follows the revocation
     assert not client.get_environment(FINANCE).enabled
 
-    grants.create_by_id(GRANT.format(sub=sub), {"properties": {
+    grants.create_by_id(vault_id(sub, RESOURCE_GROUP, VAULT) + GRANT, {"properties": {
         "roleDefinitionId": revoked.role_definition_id, "principalId": revoked.principal_id,
         "principalType": "ServicePrincipal"}})
     factory.sleeper.sleep(300)  # role propagation

@@ -42,3 +42,11 @@ def test_every_runbook_is_deployed_with_its_connection_blocks_named() -> None:
         given = set(by_entrypoint[runbook.entrypoint].get("parameters") or {})
         connections = {p for p in runbook.parameter_names() if p.endswith("connection")}
         assert connections <= given, f"{runbook.name}: no block named for {sorted(connections - given)}"
+
+
+def test_deployment_names_say_which_runbook_they_are() -> None:
+    names = [deployment["name"] for deployment in deployments()]
+    assert len(set(names)) == len(names), names
+    for deployment in deployments():
+        runbook = deployment["entrypoint"].rsplit(":", 1)[-1]
+        assert deployment["name"].startswith(runbook.replace("wake", "ppcmk-wake")), deployment["name"]

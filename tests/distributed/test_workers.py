@@ -209,7 +209,7 @@ def set_up(stack: Stack) -> dict[str, str]:
     lines = [line for line in printed.splitlines() if line.startswith(("PREFECT_", "PPCMK_"))]
     settings = dict(line.split("=", 1) for line in lines)
     with get_client(sync_client=True) as client:  # the waker is started by hand here, when each step wants it
-        wake = client.read_deployment_by_name("ppcmk-wake/production")
+        wake = client.read_deployment_by_name("ppcmk-wake/ppcmk-wake-production")
         for schedule in client.read_deployment_schedules(wake.id):
             client.update_deployment_schedule(wake.id, schedule.id, active=False)
     return settings
@@ -235,7 +235,7 @@ def start(deployment: str, **parameters: Any) -> UUID:
 
 
 def onboard(environments: list[str], waves: dict[str, Any]) -> UUID:
-    return start("onboard/production", pp_admin=PP_ADMIN, requester=REQUESTER, approval_poll_s=1,
+    return start("onboard/onboard-production", pp_admin=PP_ADMIN, requester=REQUESTER, approval_poll_s=1,
                  selector={"environment_ids": environments}, waves=waves)
 
 
@@ -325,11 +325,11 @@ def revert_races_change_policy(stack: Stack, client: SyncPrefectClient) -> None:
         "target-existing", overwrite=True)
     selector = {"environment_ids": [FINANCE_ON_CMK]}
     runs = {
-        "revert": start("revert/production", target="target-existing", requester=REQUESTER, selector=selector,
-                        approval_poll_s=1, waves=INLINE),
-        "change_policy": start("change_policy/production", target="target-existing", new_policy_name="ep-new",
-                               new_key_name="cmk-new", pp_admin=PP_ADMIN, requester=REQUESTER,
-                               selector=selector, approval_poll_s=1, waves=INLINE),
+        "revert": start("revert/revert-production", target="target-existing", requester=REQUESTER,
+                        selector=selector, approval_poll_s=1, waves=INLINE),
+        "change_policy": start("change_policy/change_policy-production", target="target-existing",
+                               new_policy_name="ep-new", new_key_name="cmk-new", pp_admin=PP_ADMIN,
+                               requester=REQUESTER, selector=selector, approval_poll_s=1, waves=INLINE),
     }
 
     def settled() -> dict[str, tuple[str, str, str]] | None:

@@ -26,21 +26,20 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
-from blocks import CmkTarget
 from deployments.catalog import SandboxBlocks
-from deployments.serve import DEPLOYMENT_NAME
+from deployments.serve import deployment_full_name
 from ppcmk.cli import app
-from ppcmk.cli.profile import SandboxProfile
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks, sandbox_target_data
-from ppcmk.waves import PARK_KEY_PREFIX
+from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk.fleet.parking import PARK_KEY_PREFIX
 from sandbox.powerplatform.state import LINK, UNLINK
+from tests.support.sandbox import profile, save_target
+from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, PRODUCTION, SANDBOX
 
 # Three processes (serve, its flow-run child, the Prefect server) start: generous waits for a busy machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[2]
-ENVIRONMENTS = ["e1000000-0000-4000-8000-000000000001", "e1000000-0000-4000-8000-000000000002"]
-PP_ADMIN = "pp-admin@contoso.example"
+ENVIRONMENTS = [PRODUCTION, SANDBOX]
 # Own block names: the session's `sandbox-*` blocks point at another target and other tests rely on them.
 E2E_BLOCKS = SandboxBlocks(kv_admin="e2e-kv-admin", pp_admin="e2e-pp-admin", pp_admin_2="e2e-pp-admin-2",
                            runbook="e2e-runbook", target="e2e-target")
@@ -55,7 +54,7 @@ def serve_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def served(sandbox_server: Any, prefect_backend: None, serve_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`python -m deployments.serve` against the session Prefect server, polling every second; one for
     the module (each test's `cloud` resets the sandbox world, which the served process reaches over HTTPS)."""
-    register_sandbox_blocks(SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1), E2E_BLOCKS)
+    register_sandbox_blocks(profile(sandbox_server), E2E_BLOCKS)
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PPCMK_HOME": str(serve_dir / "ppcmk-home"),
            "PPCMK_RETRY_DELAY_SCALE": "0", "PYTHONPATH": str(ROOT)}
@@ -121,7 +120,7 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))
     link_duration = timedelta(seconds=cloud.world.settings.link_duration_seconds)
-    deployment = f"onboard/{DEPLOYMENT_NAME}"
+    deployment = deployment_full_name("onboard")
     with get_client(sync_client=True) as client:
         wait_for("the onboard deployment", lambda: deployment_ready(client, deployment), 120, served)
         flow_run = run_deployment(deployment, timeout=0, parameters={
@@ -164,15 +163,7 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
         assert encrypted.cmk is not None and encrypted.key_managed_by == "Customer", env
 
 
-FINANCE_ON_CMK = "e1000000-0000-4000-8000-00000000000b"  # the default scenario's environment on ep-existing
 FINAL_STATES = ("Completed", "Failed", "Crashed", "Cancelled")
-
-
-def save_target(profile: SandboxProfile, name: str, key_name: str, policy_name: str) -> str:
-    """A CmkTarget beside the e2e one (same vault, group and geo) naming another key and policy."""
-    CmkTarget.model_validate(sandbox_target_data(profile) | {"key_name": key_name, "policy_name": policy_name}
-                             ).save(name, overwrite=True)
-    return name
 
 
 def operation_posts(cloud: Any, environment_id: str, operation: str) -> int:
@@ -210,21 +201,20 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
         served: subprocess.Popen[bytes], serve_dir: Path, sandbox_server: Any, cloud: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))
-    profile = SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1)
-    old_target = save_target(profile, "e2e-target-existing", "cmk-prod", "ep-existing")
-    new_target = save_target(profile, "e2e-target-new", "cmk-new", "ep-new")
-    moved = [FINANCE_ON_CMK]
+    old_target = save_target(sandbox_server, "e2e-target-existing", key_name=KEY, policy_name=LINKED_POLICY)
+    new_target = save_target(sandbox_server, "e2e-target-new", key_name="cmk-new", policy_name="ep-new")
+    moved = [FINANCE]
     shortest = min(cloud.world.settings.link_duration_seconds, cloud.world.settings.unlink_duration_seconds)
     # one wave, and a patience far below the sandbox's link and unlink durations (virtual minutes)
     waves = {"canary_skus": [], "park_after_minutes": shortest / 60 / 6}
     with get_client(sync_client=True) as client:
-        for deployment in (f"change_policy/{DEPLOYMENT_NAME}", f"revert/{DEPLOYMENT_NAME}"):
+        for deployment in (deployment_full_name("change_policy"), deployment_full_name("revert")):
             wait_for(deployment, partial(deployment_ready, client, deployment), 120, served)
-        change = run_deployment(f"change_policy/{DEPLOYMENT_NAME}", timeout=0, parameters={
+        change = run_deployment(deployment_full_name("change_policy"), timeout=0, parameters={
             "kv_connection": E2E_BLOCKS.kv_admin, "pp_connection": E2E_BLOCKS.pp_admin, "target": old_target,
             "new_policy_name": "ep-new", "new_key_name": "cmk-new", "pp_admin": PP_ADMIN,
             "requester": "kv-admin@contoso.example", "selector": {"environment_ids": moved},
-            "approval_poll_s": 1, "waves": waves})
+            "approval_poll_s": 1, "waves": waves, "dry_run": False})  # a Quick run only plans
         assert isinstance(change, FlowRun)
         wait_for("Suspended at the hand-off",
                  lambda: pause_key(client, change.id).startswith("change-policy-"), 120, served)
@@ -243,9 +233,9 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
             # every wake polled the parked operation; none was started twice
             assert (operation_posts(cloud, env, "unlink"), operation_posts(cloud, env, "link")) == (1, 1), env
 
-        revert = run_deployment(f"revert/{DEPLOYMENT_NAME}", timeout=0, parameters={
+        revert = run_deployment(deployment_full_name("revert"), timeout=0, parameters={
             "connection": E2E_BLOCKS.runbook, "target": new_target, "requester": "kv-admin@contoso.example",
-            "selector": {"environment_ids": moved}, "approval_poll_s": 1, "waves": waves})
+            "selector": {"environment_ids": moved}, "approval_poll_s": 1, "waves": waves, "dry_run": False})
         assert isinstance(revert, FlowRun)
         wait_for("Suspended for approval", lambda: pause_key(client, revert.id).startswith("revert"),
                  120, served)

@@ -7,12 +7,10 @@ from typing import Any
 
 import pytest
 
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.results import PolicyInfo
-
-FLEET_SIZE = 12  # environments 0, 5 and 10 are Sandbox type (the canary), the other nine Production
-FLEET_PATTERN = "Fleet europe *"
-BUSY_SANDBOX = "e1000000-0000-4000-8000-00000000000c"  # default scenario: a governance operation holds it
+from ppcmk.azure_resources import PolicyInfo
+from ppcmk.settings import ConnectionSettings
+from tests.support.sandbox import connection, target
+from tests.support.scenario import FLEET_SIZE, KEY, LINKED_POLICY
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +34,7 @@ def fleet(fleet_server: Any, prefect_backend: None) -> Any:
 @pytest.fixture
 def pp_admin(fleet: Any) -> ConnectionSettings:
     """The Power Platform administrator (Reader on ep-existing), on the sandbox's virtual clock."""
-    endpoints = fleet.endpoints
-    return ConnectionSettings(cloud="sandbox", tenant_id=endpoints.tenant_id,
-                              subscription_id=endpoints.subscription_id, sandbox_url=endpoints.url,
-                              sandbox_principal="pp-admin", ca_bundle=str(endpoints.ca), time_mode="virtual")
+    return connection(fleet, "pp-admin")
 
 
 @pytest.fixture
@@ -47,9 +42,4 @@ def policy(fleet: Any, pp_admin: ConnectionSettings) -> PolicyInfo:
     """ep-existing, the europe policy every fleet environment is linked to."""
     from bench.link_fleet import read_linkable_policy
 
-    endpoints = fleet.endpoints
-    vault = (f"/subscriptions/{endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-             "Microsoft.KeyVault/vaults/kv-cmk-prod")
-    target = TargetSettings(vault_id=vault, key_name="cmk-prod", policy_name="ep-existing",
-                            resource_group="rg-cmk", geo="europe")
-    return read_linkable_policy(pp_admin, target)
+    return read_linkable_policy(pp_admin, target(fleet, key=KEY, policy=LINKED_POLICY))

@@ -12,7 +12,7 @@ from ppcmk.clients import ClientFactory
 from ppcmk.errors import TransientError
 from ppcmk.ppadmin import PowerPlatformAdminClient
 from ppcmk.settings import ConnectionSettings
-from tests.fleet.conftest import BUSY_SANDBOX
+from tests.support.scenario import BUSY_SANDBOX
 
 
 def test_each_thread_gets_its_own_admin_client(pp_admin: ConnectionSettings) -> None:

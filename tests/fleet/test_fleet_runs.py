@@ -8,10 +8,11 @@ from collections import defaultdict
 from typing import Any
 
 from bench.link_fleet import link_fleet
+from ppcmk.azure_resources import PolicyInfo
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import FleetReport, WaveSpec
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import FleetReport, FleetSelector, WaveSpec
-from tasks.results import PolicyInfo
-from tests.fleet.conftest import BUSY_SANDBOX, FLEET_PATTERN, FLEET_SIZE
+from tests.support.scenario import BUSY_SANDBOX, FLEET_PATTERN, FLEET_SIZE
 
 LINK_POST = re.compile(r"/environments/([^/]+)/enterprisePolicies/Encryption/link$", re.IGNORECASE)
 ENVIRONMENT_GET = re.compile(r"/scopes/admin/environments/([^/]+)$", re.IGNORECASE)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from prefect import flow
 
+from ppcmk.approvals import IdentityResolver, request_approval
 from ppcmk.audit import AuditLog
 from ppcmk.errors import ApprovalRejected, SeparationOfDutyError
 from ppcmk.plan import Plan, PlanItem
-from tasks.approvals import IdentityResolver, request_approval
-from tests.flows.helpers import answer, approve_next, start, wait_for_approval
+from tests.support.runs import answer, approve_next, start, wait_for_approval
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 

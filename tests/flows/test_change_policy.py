@@ -9,16 +9,18 @@ import pytest
 
 from blocks import CmkConnection
 from flows.change_policy import change_policy
+from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.holds import policy_hold
-from tests.flows.helpers import (
-    FINANCE,
-    PP_ADMIN,
-    REQUESTER,
+from tests.support.arm import policy_id
+from tests.support.runs import (
     RunningFlow,
     approve_next,
+    approver_read_policy_before_linking,
+    audited,
     start_with_sandbox_blocks,
 )
+from tests.support.scenario import FINANCE, PP_ADMIN, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -53,16 +55,30 @@ def test_change_policy_moves_through_two_outages_and_holds_the_old_key(
     conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
     hold = policy_hold(conn, "rg-cmk", "ep-existing")
     assert hold is not None and hold.until - ClientFactory.for_settings(conn).now() > timedelta(days=29)
-    new_principal = cloud.world.arm.get_policy(
-        f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-        "Microsoft.PowerPlatform/enterprisePolicies/ep-new"
-    ).principal_id
+    new_principal = cloud.world.arm.get_policy(policy_id(cloud, "ep-new")).principal_id
     vault_grants = [
         a
         for a in cloud.world.rbac.assignments.values()
         if a.principal_id == new_principal and a.scope.lower().endswith("/vaults/kv-cmk-prod")
     ]
     assert len(vault_grants) == 1  # the new identity holds the (old and new) key's vault exactly once
+
+
+def test_the_moves_wait_for_the_approvers_reader_and_are_audited_as_change_policy(
+    cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
+) -> None:
+    running = start_change(sandbox_blocks)
+    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert running.result().status == "completed"
+    assert approver_read_policy_before_linking(cloud, "ep-new")
+    events = audited(audit_home)
+    assert not any(name.startswith("onboard") for name in events)
+    key_vault_half = events["change_policy-key-vault-half"]
+    assert key_vault_half["procedure"] == "change_policy" and key_vault_half["policy"].endswith("/ep-new")
+    half = events["change_policy-power-platform-half"]
+    assert half["procedure"] == "change_policy" and half["approvers"] == [PP_ADMIN]
+    writes = [w["url"] for w in half["writes"]]
+    assert sum(u.endswith("/unlink") for u in writes) == 1 and sum(u.endswith("/link") for u in writes) == 1
 
 
 def test_the_plan_shows_two_outage_windows_per_environment(

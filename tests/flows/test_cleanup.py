@@ -3,38 +3,35 @@ done with approval after advancing it; keys are never deleted."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from blocks import CmkConnection, CmkTarget
+from blocks import CmkConnection
 from flows.cleanup import cleanup
 from flows.rotate import rotate
 from ppcmk import holds
 from ppcmk.clients import ClientFactory
-from ppcmk.errors import HoldActive
 from ppcmk.plan import PlanHasErrors
 from tasks.policy import ensure_provider_registered
-from tests.flows.helpers import FINANCE, PP_ADMIN, approve_next, start
+from tests.support.arm import vault_id
+from tests.support.runs import approve_next, start
+from tests.support.sandbox import save_target
+from tests.support.scenario import FINANCE, LINKED_POLICY, LINKED_POLICY_GRANT, PP_ADMIN
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # ep-existing's key access on kv-cmk-prod
 TARGET = "cleanup-target"
 
 
 @pytest.fixture
 def rotated(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, Any]:
     """A 2048-bit key (fast to generate) rotated once by the rotate flow: two versions, the old one held."""
-    vault = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-             "Microsoft.KeyVault/vaults/kv-cmk-prod")
-    CmkTarget(vault_id=vault, key_name="cmk-cleanup", key_size=2048, policy_name="ep-existing",
-              resource_group="rg-cmk", geo="europe").save(TARGET, overwrite=True)
+    save_target(cloud, TARGET, key_name="cmk-cleanup", key_size=2048, policy_name=LINKED_POLICY)
     conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
     factory = ClientFactory.for_settings(conn)
-    first = factory.key_client(factory.vault_url(vault)).create_rsa_key("cmk-cleanup", size=2048)
+    first = factory.key_client(factory.vault_url(vault_id(cloud))).create_rsa_key("cmk-cleanup", size=2048)
     cloud.clock.advance(timedelta(days=2))
     rotate(connection=sandbox_blocks["kv-admin"], target=TARGET, requester=PP_ADMIN)
     return {"conn": conn, "old": first.properties.version}
@@ -50,11 +47,10 @@ def test_old_versions_are_refused_inside_28_days_then_disabled_never_deleted(
     hold = holds.key_version_hold(rotated["conn"], cloud_vault(cloud), "cmk-cleanup",
                                   rotated["old"])
     assert hold is not None
-    with pytest.raises(HoldActive, match=re.escape(f"until {hold.until.isoformat()}")):
-        cleanup(kv_connection=sandbox_blocks["kv-admin"], target=TARGET)
+    held = cleanup(kv_connection=sandbox_blocks["kv-admin"], target=TARGET)
+    assert held.status == "nothing-to-do" and f"until {hold.until.isoformat()}" in held.message
     cloud.clock.advance(timedelta(days=27, hours=23))
-    with pytest.raises(HoldActive):
-        cleanup(kv_connection=sandbox_blocks["kv-admin"], target=TARGET)
+    assert cleanup(kv_connection=sandbox_blocks["kv-admin"], target=TARGET).status == "nothing-to-do"
     assert all(versions(cloud, "cmk-cleanup").values())
 
     cloud.clock.advance(timedelta(hours=1, minutes=1))
@@ -69,8 +65,7 @@ def test_old_versions_are_refused_inside_28_days_then_disabled_never_deleted(
 
 
 def cloud_vault(cloud: Any) -> str:
-    return (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-            "Microsoft.KeyVault/vaults/kv-cmk-prod")
+    return vault_id(cloud)
 
 
 def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
@@ -87,14 +82,14 @@ def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
         cloud.world.powerplatform.environment(FINANCE).cmk = None
     ensure_provider_registered(conn)  # a policy write on an unregistered RP makes the SDK sleep for real
     hold = holds.hold_policy(conn, "rg-cmk", "ep-existing", holds.CHANGE_HOLD, "environments left")
-    with pytest.raises(HoldActive, match=re.escape(hold.until.isoformat())):
-        cleanup(**params)
-    assert cloud.world.rbac.get(cloud_vault(cloud), GRANT) is not None
+    held = cleanup(**params)
+    assert held.status == "nothing-to-do" and hold.until.isoformat() in held.message
+    assert cloud.world.rbac.get(cloud_vault(cloud), LINKED_POLICY_GRANT) is not None
 
     cloud.clock.advance(timedelta(days=30, minutes=1))
     running = start(cleanup, **params, approval_poll_s=1)
     approve_next(running, PP_ADMIN)
     outcome = running.result()
     assert outcome.status == "completed" and "removed 1 key access grant(s)" in outcome.message
-    assert cloud.world.rbac.get(cloud_vault(cloud), GRANT) is None
+    assert cloud.world.rbac.get(cloud_vault(cloud), LINKED_POLICY_GRANT) is None
     assert cloud.world.arm.find_policy_by_name("ep-existing") is not None  # the policy itself stays

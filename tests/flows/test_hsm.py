@@ -8,31 +8,29 @@ from typing import Any
 
 import pytest
 
-from blocks import CmkTarget
-from flows.lock import load_lock_record, lock
+from flows._lock_record import load_lock_record
+from flows.lock import lock
 from flows.onboard import onboard
 from flows.unlock import unlock
-from ppcmk.waves import FleetSelector
-from tasks.hsm_access import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
-from tests.flows.helpers import PP_ADMIN, REQUESTER, approve_next, start
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
+from tests.support.arm import managed_hsm_id
+from tests.support.runs import approve_next, start
+from tests.support.sandbox import save_target
+from tests.support.scenario import PP_ADMIN, PP_ADMIN_2, PRODUCTION, REQUESTER, SANDBOX
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-SANDBOX = "e1000000-0000-4000-8000-000000000002"
 CHOSEN = [PRODUCTION, SANDBOX]
 TARGET = "hsm-onboard-target"
-FIRST, SECOND = "pp-admin@contoso.example", "pp-admin-2@contoso.example"
+FIRST, SECOND = PP_ADMIN, PP_ADMIN_2
 
 
 @pytest.fixture
 def blocks(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, str]:
     """A target for a new RSA-HSM key and policy on the scenario's managed HSM (2048 bits: generated fast)."""
-    hsm = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-           "Microsoft.KeyVault/managedHSMs/hsm-cmk")
-    CmkTarget(vault_id=hsm, key_name="cmk-hsm-onboard", key_type="RSA-HSM", key_size=2048,
-              policy_name="ep-hsm-onboard", resource_group="rg-cmk", geo="europe",
-              ).save(TARGET, overwrite=True)
+    save_target(cloud, TARGET, vault_id=managed_hsm_id(cloud), key_name="cmk-hsm-onboard", key_type="RSA-HSM",
+                key_size=2048, policy_name="ep-hsm-onboard")
     return sandbox_blocks
 
 

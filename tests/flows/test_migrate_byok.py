@@ -7,20 +7,21 @@ from typing import Any
 import pytest
 
 from flows.migrate_byok import migrate_byok
-from tests.flows.helpers import (
-    PP_ADMIN,
-    REQUESTER,
+from ppcmk.audit import AuditLog
+from tests.support.runs import (
     RunningFlow,
     answer,
     approve_next,
+    approver_read_policy_before_linking,
+    audited,
     start_with_sandbox_blocks,
     wait_for_approval,
 )
+from tests.support.scenario import LEGACY_BYOK as BYOK
+from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-BYOK = "e1000000-0000-4000-8000-00000000000a"  # "Legacy BYOK", europe, managed
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"  # europe, managed, on the Microsoft key
 
 
 def start_migration(blocks: dict[str, str], **overrides: Any) -> RunningFlow:
@@ -32,7 +33,7 @@ def on_policy(cloud: Any, environment_id: str) -> bool:
     return (
         env.cmk is not None
         and env.cmk.policy_id.endswith("/ep-existing")
-        and env.key_managed_by == "Customer"
+        and env.key_managed_by == "CustomerViaMicrosoft"  # migrated BYOK keeps it (cmk-migrate-from-byok)
     )
 
 
@@ -47,6 +48,22 @@ def test_byok_environment_is_linked_with_the_retention_note(
     assert outcome.status == "completed", outcome.message
     assert on_policy(cloud, BYOK)
     assert cloud.log.count(method="POST", path=r"/link", status=202) == 1
+
+
+def test_the_links_wait_for_the_approvers_reader_and_are_audited_as_migrate_byok(
+    cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
+) -> None:
+    running = start_migration(sandbox_blocks)
+    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert running.result().status == "completed"
+    assert approver_read_policy_before_linking(cloud, "ep-existing")
+    events = audited(audit_home)
+    assert not any(name.startswith("onboard") for name in events)
+    assert events["migrate_byok-key-vault-half"]["procedure"] == "migrate_byok"
+    half = events["migrate_byok-power-platform-half"]
+    assert half["procedure"] == "migrate_byok" and half["approvers"] == [PP_ADMIN]
+    links = [w for w in half["writes"] if w["url"].endswith("/link")]
+    assert len(links) == 1 and all(w["ids"] for w in links)  # the change with its request ids
 
 
 def test_the_requester_cannot_approve_the_migration(cloud: Any, sandbox_blocks: dict[str, str]) -> None:

@@ -7,25 +7,15 @@ from typing import Any
 
 import pytest
 
-from blocks import CmkTarget
 from flows.onboard import onboard
 from ppcmk.audit import AuditLog
-from ppcmk.waves import FleetSelector
-from tests.flows.helpers import (
-    PP_ADMIN,
-    REQUESTER,
-    RunningFlow,
-    answer,
-    approve_next,
-    start,
-    wait_for_approval,
-)
+from ppcmk.fleet.selection import FleetSelector
+from tests.support.runs import RunningFlow, answer, approve_next, start, wait_for_approval
+from tests.support.sandbox import save_target
+from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER, SANDBOX, UNMANAGED
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-SANDBOX = "e1000000-0000-4000-8000-000000000002"
-UNMANAGED = "e1000000-0000-4000-8000-000000000009"  # Basic protection level: onboarding enables it
 CHOSEN = [PRODUCTION, SANDBOX, UNMANAGED]
 TARGET = "onboard-target"
 PP_WRITES = r"/link|/governanceConfiguration"
@@ -34,10 +24,7 @@ PP_WRITES = r"/link|/governanceConfiguration"
 @pytest.fixture
 def blocks(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, str]:
     """A target for a key and policy that do not exist yet (2048 bits: key generation stays fast)."""
-    vault = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-             "Microsoft.KeyVault/vaults/kv-cmk-prod")
-    CmkTarget(vault_id=vault, key_name="cmk-onboard", key_size=2048, policy_name="ep-onboard",
-              resource_group="rg-cmk", geo="europe").save(TARGET, overwrite=True)
+    save_target(cloud, TARGET, key_name="cmk-onboard", key_size=2048, policy_name="ep-onboard")
     return sandbox_blocks
 
 

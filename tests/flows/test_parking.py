@@ -11,13 +11,16 @@ import pytest
 from prefect import flow
 
 from flows import _parking as parking
-from flows.onboard_steps import HandoffWork
+from flows._two_half import HandoffWork
 from ppcmk.errors import ConfigError
+from ppcmk.fleet.parking import ParkedOperation
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import FleetMember, FleetReport, ParkedOperation, StepResult, WaveSpec, plan_waves, run_waves
 from tasks import access, environments, policy
-from tests.tasks.conftest import EUROPE_PROD, FINANCE_ON_CMK, connection, target
+from tests.support.sandbox import connection, target
+from tests.support.scenario import FINANCE, PRODUCTION
 
 LINK = r"/enterprisePolicies/Encryption/link$"
 UNLINK = r"/enterprisePolicies/Encryption/unlink$"
@@ -42,18 +45,18 @@ def _service_calls(cloud: Any) -> list[tuple[str, str]]:
 def test_a_patient_link_returns_still_running_and_a_resume_polls_without_linking_again(
         cloud: Any, conn: ConnectionSettings) -> None:
     system_id = _system_id(cloud, conn)
-    started = environments.link.fn(conn, EUROPE_PROD, system_id, patience=timedelta(minutes=10))
+    started = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(minutes=10))
     assert started.status == "StillRunning" and started.handle is not None and started.attempts == 1
     assert cloud.log.count(method="POST", path=LINK) == 1
 
     cloud.log.clear()
-    still = environments.link.fn(conn, EUROPE_PROD, system_id, patience=timedelta(0), resume=started.handle,
+    still = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(0), resume=started.handle,
                                  attempts_so_far=1)
     assert still.status == "StillRunning" and still.handle == started.handle
     assert [method for method, _ in _service_calls(cloud)] == ["GET"]  # one poll per wake: nothing else
 
     cloud.clock.advance(timedelta(hours=1))
-    done = environments.link.fn(conn, EUROPE_PROD, system_id, patience=timedelta(0), resume=started.handle,
+    done = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(0), resume=started.handle,
                                 attempts_so_far=1)
     assert done.status == "Succeeded" and done.environment is not None and done.environment.cmk.linked  # type: ignore[union-attr]
     assert cloud.log.count(method="POST", path=LINK) == 0  # the whole link was the first entry's one POST
@@ -64,31 +67,31 @@ def test_a_resumed_link_that_failed_is_started_again_within_max_attempts(
     tgt = target(cloud, key="cmk-prod", policy="ep-existing")
     existing = policy.get_policy.fn(conn, tgt)
     access.revoke_key_access.fn(conn, tgt, existing.principal_id)  # every link fails when it completes
-    started = environments.link.fn(conn, EUROPE_PROD, str(existing.system_id), patience=timedelta(minutes=1))
+    started = environments.link.fn(conn, PRODUCTION, str(existing.system_id), patience=timedelta(minutes=1))
     assert started.status == "StillRunning" and started.handle is not None
     cloud.clock.advance(timedelta(hours=1))
 
-    again = environments.link.fn(conn, EUROPE_PROD, str(existing.system_id), max_attempts=2,
+    again = environments.link.fn(conn, PRODUCTION, str(existing.system_id), max_attempts=2,
                                  resume=started.handle, attempts_so_far=1)
     assert again.status == "Failed" and again.attempts == 2
     assert cloud.log.count(method="POST", path=LINK) == 2  # the failed one, then exactly one re-run
-    spent = environments.link.fn(conn, EUROPE_PROD, str(existing.system_id), max_attempts=2,
+    spent = environments.link.fn(conn, PRODUCTION, str(existing.system_id), max_attempts=2,
                                  resume=again.handle, attempts_so_far=2)
     assert spent.status == "Failed" and cloud.log.count(method="POST", path=LINK) == 2  # no attempts left
 
 
 def test_a_parked_unlink_is_resumed_not_sent_again(cloud: Any, conn: ConnectionSettings) -> None:
-    started = environments.unlink.fn(conn, FINANCE_ON_CMK, patience=timedelta(minutes=5))
+    started = environments.unlink.fn(conn, FINANCE, patience=timedelta(minutes=5))
     assert started.status == "StillRunning" and started.handle is not None
     cloud.clock.advance(timedelta(hours=1))
-    done = environments.unlink.fn(conn, FINANCE_ON_CMK, resume=started.handle, attempts_so_far=1)
+    done = environments.unlink.fn(conn, FINANCE, resume=started.handle, attempts_so_far=1)
     assert done.status == "Succeeded" and done.environment is not None and done.environment.cmk is None
     assert cloud.log.count(method="POST", path=UNLINK) == 1
 
 
 def test_bad_patience_values_name_the_field(cloud: Any, conn: ConnectionSettings) -> None:
     with pytest.raises(ConfigError, match=r"^patience:"):
-        environments.link.fn(conn, EUROPE_PROD, "x", patience=timedelta(seconds=-1))
+        environments.link.fn(conn, PRODUCTION, "x", patience=timedelta(seconds=-1))
     with pytest.raises(ValueError, match=r"waves\.park_after_minutes: 0"):
         WaveSpec(park_after_minutes=0)
     assert WaveSpec().park_after_minutes == 30

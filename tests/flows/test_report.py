@@ -12,12 +12,10 @@ import pytest
 
 from flows.report import InventoryRow, may_overwrite, report
 from ppcmk.errors import ConfigError
+from tests.support.scenario import FINANCE, LEGACY_BYOK, PRODUCTION, SANDBOX, UNMANAGED
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-FINANCE = "e1000000-0000-4000-8000-00000000000b"  # linked to ep-existing (kv-cmk-prod / cmk-prod)
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-SANDBOX = "e1000000-0000-4000-8000-000000000002"
 
 
 def test_inventory_rows_files_and_a_copy_question(
@@ -34,8 +32,8 @@ def test_inventory_rows_files_and_a_copy_question(
     assert (finance["link_status"], finance["key_managed_by"]) == ("Linked", "Customer")
     assert finance["rotation_policy"] == "none" and finance["managed"]
     assert rows[PRODUCTION]["policy"] == "" and rows[PRODUCTION]["key_managed_by"] == "Microsoft"
-    assert rows["e1000000-0000-4000-8000-00000000000a"]["key_managed_by"] == "CustomerViaMicrosoft"
-    assert not rows["e1000000-0000-4000-8000-000000000009"]["managed"]
+    assert rows[LEGACY_BYOK]["key_managed_by"] == "CustomerViaMicrosoft"
+    assert not rows[UNMANAGED]["managed"]
     assert f"copy {PRODUCTION} → {FINANCE}: NOT allowed" in outcome.message
 
     with (tmp_path / "cmk-inventory.csv").open(encoding="utf-8") as handle:

@@ -13,7 +13,8 @@ from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from ppcmk.holds import policy_hold
-from tests.flows.helpers import FINANCE, PP_ADMIN, REQUESTER, answer, approve_next, start, wait_for_approval
+from tests.support.runs import answer, approve_next, start, wait_for_approval
+from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PP_ADMIN, PRODUCTION, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -95,7 +96,7 @@ def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: di
     approve_next(running, PP_ADMIN)
     assert running.result().status == "completed"
     cloud.clock.advance(timedelta(days=29))
-    state = cleanup(
+    held = cleanup(
         kv_connection=sandbox_blocks["kv-admin"],
         target=sandbox_blocks["target"],
         pp_connection=sandbox_blocks["pp-admin"],
@@ -103,29 +104,25 @@ def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: di
         disable_old_versions=False,
         old_policy="ep-existing",
         dry_run=True,
-        return_state=True,
     )
-    assert state.is_failed()
-    with pytest.raises(HoldActive, match="until"):
-        state.result()
+    assert held.status == "nothing-to-do" and "on hold until" in held.message
     grants = [a for a in cloud.world.rbac.assignments.values() if a.scope.lower().endswith("/kv-cmk-prod")]
-    assert any(a.name == "c0c0c0c0-0000-4000-8000-00000000c001" for a in grants)
+    assert any(a.name == LINKED_POLICY_GRANT for a in grants)
 
 
 def test_an_environment_linked_while_waiting_is_planned_again(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:
-    production = "e1000000-0000-4000-8000-000000000001"
     running = run_revert(sandbox_blocks)
     first = wait_for_approval(running)
-    assert production not in first.description
+    assert PRODUCTION not in first.description
     # meanwhile another admin links a second environment to the policy (through the admin API)
     factory = ClientFactory.for_settings(CmkConnection.load(sandbox_blocks["runbook"]).settings())
     system_id = env_state(cloud, FINANCE).cmk.system_id
-    factory.pp_admin().link_policy(production, system_id)
+    factory.pp_admin().link_policy(PRODUCTION, system_id)
     cloud.clock.advance(timedelta(hours=2))
     answer(first, approve=True, approver=PP_ADMIN)
     second = approve_next(running, PP_ADMIN)
-    assert second.plan_hash != first.plan_hash and production in second.description
+    assert second.plan_hash != first.plan_hash and PRODUCTION in second.description
     assert running.result().status == "completed"
-    assert env_state(cloud, FINANCE).cmk is None and env_state(cloud, production).cmk is None
+    assert env_state(cloud, FINANCE).cmk is None and env_state(cloud, PRODUCTION).cmk is None

@@ -10,37 +10,33 @@ from typing import Any
 
 import pytest
 
-from blocks import CmkConnection, CmkTarget
+from blocks import CmkConnection
 from flows.rotate import rotate
 from ppcmk import holds
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
+from tests.support.arm import vault_id
+from tests.support.sandbox import save_connection, save_target
+from tests.support.scenario import LINKED_POLICY, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-VAULT_PATH = "/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
 PREVIOUS = "3c1f0e2a9b8d4c7e8f6a5b4c3d2e1f00"
 
 
 @pytest.fixture
 def blocks(cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    ep = cloud.endpoints
-    CmkConnection(tenant_id=ep.tenant_id, subscription_id=ep.subscription_id, sandbox_url=ep.url,
-                  ca_bundle=str(ep.ca), sandbox_principal="kv-admin", time_mode="virtual",
-                  operation_poll_floor=0).save("flows-kv-admin", overwrite=True)
-    vault_id = f"/subscriptions/{ep.subscription_id}{VAULT_PATH}"
-    CmkTarget(vault_id=vault_id, key_name="cmk-prod", key_type="RSA", key_size=3072,
-              policy_name="ep-existing",
-              resource_group="rg-cmk", geo="europe").save("flows-target", overwrite=True)
-    yield {"conn": CmkConnection.load("flows-kv-admin").settings(), "vault_id": vault_id,
+    save_connection(cloud, "kv-admin", "flows-kv-admin", operation_poll_floor=0)
+    save_target(cloud, "flows-target", policy_name=LINKED_POLICY)
+    yield {"conn": CmkConnection.load("flows-kv-admin").settings(), "vault_id": vault_id(cloud),
            "audit": AuditLog(tmp_path / "audit")}
 
 
 def _run(**overrides: Any) -> Any:
     params: dict[str, Any] = {"connection": "flows-kv-admin", "target": "flows-target",
-                              "requester": "kv-admin@contoso.example"}
+                              "requester": REQUESTER}
     return rotate(**{**params, **overrides})
 
 

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from ppcmk.waves import FleetMember, FleetSelector, StepResult, WaveSpec, plan_waves, run_waves
+from ppcmk.fleet.selection import FleetMember, FleetSelector
+from ppcmk.fleet.waves import StepResult, WaveSpec, plan_waves, run_waves
 
 FLEET = [
     FleetMember(id="e1", name="fin-prod", sku="Production", geo="europe"),

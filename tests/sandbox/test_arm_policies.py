@@ -9,14 +9,10 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from tests.sandbox._pp_creds import arm_http, powerplatform, resources
+from tests.support.arm import policy_id, vault_id
 
 RG = "rg-cmk"
 API = {"api-version": "2020-10-30-preview"}
-
-
-def _vault_id(cloud: Any, name: str = "kv-cmk-prod") -> str:
-    group = f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/{RG}"
-    return f"{group}/providers/Microsoft.KeyVault/vaults/{name}"
 
 
 def _body(cloud: Any, **overrides: Any) -> dict[str, Any]:
@@ -27,7 +23,7 @@ def _body(cloud: Any, **overrides: Any) -> dict[str, Any]:
         "properties": {
             "encryption": {
                 "state": "Enabled",
-                "keyVault": {"id": _vault_id(cloud), "key": {"name": "cmk-prod"}},
+                "keyVault": {"id": vault_id(cloud), "key": {"name": "cmk-prod"}},
             }
         },
     }
@@ -35,19 +31,14 @@ def _body(cloud: Any, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def _policy_url(cloud: Any, name: str) -> str:
-    group = f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/{RG}"
-    return f"{group}/providers/Microsoft.PowerPlatform/enterprisePolicies/{name}"
-
-
 def test_missing_api_version_is_rejected(cloud: Any) -> None:
-    response = arm_http(cloud).get(_policy_url(cloud, "ep-existing"))
+    response = arm_http(cloud).get(policy_id(cloud, "ep-existing"))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "MissingApiVersionParameter"
 
 
 def test_policy_put_needs_registered_provider_then_registers(cloud: Any) -> None:
-    response = arm_http(cloud).put(_policy_url(cloud, "ep-new"), params=API, json=_body(cloud))
+    response = arm_http(cloud).put(policy_id(cloud, "ep-new"), params=API, json=_body(cloud))
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "MissingSubscriptionRegistration"
@@ -92,7 +83,7 @@ def test_create_policy_identity_appears_after_delay(cloud: Any) -> None:
     assert "systemId" not in created.properties
     cloud.advance(timedelta(seconds=cloud.world.settings.policy_identity_delay_seconds))
     # ARM paths are case-insensitive.
-    response = arm_http(cloud).get(_policy_url(cloud, "EP-NEW").lower(), params=API)
+    response = arm_http(cloud).get(policy_id(cloud, "EP-NEW").lower(), params=API)
     assert response.status_code == 200
     body = response.json()
     principal = body["identity"]["principalId"]
@@ -102,7 +93,7 @@ def test_create_policy_identity_appears_after_delay(cloud: Any) -> None:
     # The identity holds no role on the vault yet.
     assert body["properties"]["healthStatus"] == "Unhealthy"
     # A second PUT updates (200), listing finds both policies.
-    update = arm_http(cloud).put(_policy_url(cloud, "ep-new"), params=API, json=_body(cloud, tags={"a": "b"}))
+    update = arm_http(cloud).put(policy_id(cloud, "ep-new"), params=API, json=_body(cloud, tags={"a": "b"}))
     assert update.status_code == 200 and update.json()["tags"] == {"a": "b"}
     names = {p.name for p in client.enterprise_policies.list_by_resource_group(RG)}
     assert names == {"ep-existing", "ep-new"}
@@ -123,7 +114,7 @@ def test_create_policy_identity_appears_after_delay(cloud: Any) -> None:
 )
 def test_bad_policy_body_is_input_validation_error(cloud: Any, change: dict[str, Any], fragment: str) -> None:
     resources(cloud).providers.register("Microsoft.PowerPlatform")
-    response = arm_http(cloud).put(_policy_url(cloud, "ep-bad"), params=API, json=_body(cloud, **change))
+    response = arm_http(cloud).put(policy_id(cloud, "ep-bad"), params=API, json=_body(cloud, **change))
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "InputValidationError" and fragment in error["message"]
@@ -139,7 +130,7 @@ def test_linked_policy_cannot_be_deleted_or_rekeyed(cloud: Any) -> None:
     assert deleted.value.error.code == "EnterprisePolicyDeleteNotAllowed"
     other_key = _body(cloud)
     other_key["properties"]["encryption"]["keyVault"]["key"]["name"] = "another-key"
-    response = arm_http(cloud).put(_policy_url(cloud, "ep-existing"), params=API, json=other_key)
+    response = arm_http(cloud).put(policy_id(cloud, "ep-existing"), params=API, json=other_key)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "EnterprisePolicyUpdateNotAllowed"
     assert cloud.world.arm.find_policy_by_name("ep-existing").key_name == "cmk-prod"
@@ -150,10 +141,10 @@ def test_unlinked_policy_deletes(cloud: Any) -> None:
     client = powerplatform(cloud)
     client.enterprise_policies.create_or_update("ep-temp", RG, _body(cloud))
     client.enterprise_policies.delete(RG, "ep-temp")
-    assert arm_http(cloud).get(_policy_url(cloud, "ep-temp"), params=API).status_code == 404
+    assert arm_http(cloud).get(policy_id(cloud, "ep-temp"), params=API).status_code == 404
 
 
 def test_caller_without_role_gets_authorization_failed(cloud: Any) -> None:
-    response = arm_http(cloud, "outsider").get(_policy_url(cloud, "ep-existing"), params=API)
+    response = arm_http(cloud, "outsider").get(policy_id(cloud, "ep-existing"), params=API)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "AuthorizationFailed"

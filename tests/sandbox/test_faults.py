@@ -11,6 +11,7 @@ from sandbox import Sandbox
 from sandbox.clock import Clock
 from sandbox.frontdoor import Throttle
 from tests.sandbox.creds import http, key_client, keyvault_mgmt
+from tests.support.arm import vault_id
 
 LATEST = r"^/keys/cmk-prod/$"
 
@@ -98,7 +99,7 @@ def test_arm_throttling_per_caller_above_the_configured_rate(cloud: Sandbox) -> 
     with http(cloud, "kv-admin") as client:
         sub = cloud.endpoints.subscription_id
         third = client.get(
-            f"/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod",
+            vault_id(cloud),
             params={"api-version": "2026-05-15"},
         )
     assert third.status_code == 429 and third.headers["Retry-After"] == "60"  # when the window frees

@@ -8,12 +8,12 @@ from azure.core.pipeline import PipelineResponse
 
 from ppcmk.audit import request_ids
 from ppcmk.clients import ClientFactory
-from ppcmk.settings import ConnectionSettings
 from sandbox import Sandbox
 from tests.sandbox.creds import http, key_client
+from tests.support.arm import vault_id
+from tests.support.sandbox import connection
 
 BAP_AUDIENCE = "https://service.powerapps.com"
-VAULT = "/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
 ENVIRONMENTS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2021-04-01"
 
 
@@ -22,7 +22,7 @@ def _is_guid(value: str) -> bool:
 
 
 def test_every_answer_has_a_fresh_request_id_that_the_log_records(cloud: Sandbox) -> None:
-    vault = f"/subscriptions/{cloud.endpoints.subscription_id}{VAULT}"
+    vault = vault_id(cloud)
     with http(cloud, "runbook") as client:
         answers = [
             client.get(vault, params={"api-version": "2023-07-01"}),
@@ -49,7 +49,7 @@ def test_correlation_id_is_echoed_or_created_and_client_request_id_echoed(cloud:
     assert [e.correlation_id for e in cloud.log.entries] == ["corr-1", fresh.headers["x-ms-correlation-id"]]
     with http(cloud, "runbook") as client:
         arm = client.get(
-            f"/subscriptions/{cloud.endpoints.subscription_id}{VAULT}?api-version=2023-07-01",
+            f"{vault_id(cloud)}?api-version=2023-07-01",
             headers={"x-ms-correlation-request-id": "arm-corr"},
         )
     assert arm.headers["x-ms-correlation-request-id"] == arm.headers["x-ms-correlation-id"] == "arm-corr"
@@ -71,15 +71,8 @@ def test_injected_faults_carry_request_ids_too(cloud: Sandbox) -> None:
 
 
 def test_ppcmk_audit_collects_the_sandbox_request_ids(cloud: Sandbox) -> None:
-    endpoints = cloud.endpoints
     factory = ClientFactory(
-        ConnectionSettings(
-            cloud="sandbox",
-            tenant_id=endpoints.tenant_id,
-            subscription_id=endpoints.subscription_id,
-            sandbox_url=endpoints.url,
-            ca_bundle=str(endpoints.ca),
-        )
+        connection(cloud, time_mode="real")
     )
     with request_ids() as records:
         factory.keyvault_mgmt().vaults.get("rg-cmk", "kv-cmk-prod")

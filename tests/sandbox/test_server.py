@@ -20,6 +20,7 @@ from ppcmk.cli import app
 from ppcmk.cli.exit_codes import ExitCode
 from sandbox import Sandbox
 from tests.sandbox.creds import http, key_client
+from tests.support.arm import vault_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,8 +53,7 @@ def test_token_endpoint_rejects_unknown_principal_naming_the_field(cloud: Sandbo
 
 
 def test_wrong_audience_and_missing_token_are_401(cloud: Sandbox) -> None:
-    sub = cloud.endpoints.subscription_id
-    path = f"/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
+    path = vault_id(cloud)
     with http(cloud, "kv-admin", audience="https://vault.azure.net") as wrong:
         response = wrong.get(path, params={"api-version": "2026-05-15"})
     assert response.status_code == 401 and response.json()["error"]["code"] == "AuthenticationFailed"
@@ -73,9 +73,8 @@ def test_managed_identity_credential_works_against_the_identity_endpoint(
     credential = ManagedIdentityCredential(connection_verify=cloud.endpoints.ca)
     token = credential.get_token("https://management.azure.com/.default")
     with httpx.Client(base_url=cloud.endpoints.url, verify=cloud.endpoints.ca) as client:
-        sub = cloud.endpoints.subscription_id
         response = client.get(
-            f"/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod",
+            vault_id(cloud),
             params={"api-version": "2026-05-15"},
             headers={"Authorization": f"Bearer {token.token}"},
         )

@@ -12,7 +12,8 @@ from ppcmk.errors import ConfigError
 from ppcmk.settings import ConnectionSettings
 from tasks import access, policy
 from tasks.keyvault import read_vault
-from tests.tasks.conftest import run_in_flow, target
+from tests.support.runs import run_in_flow
+from tests.support.sandbox import target
 
 ASSIGNMENT_PUT = r"/providers/Microsoft\.Authorization/roleAssignments/[0-9a-f-]+$"
 ACCESS_POLICY_PUT = r"/accessPolicies/(add|remove)$"

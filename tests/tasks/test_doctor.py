@@ -5,19 +5,33 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo, VaultStatus
+from ppcmk.checks import azure as checks
+from ppcmk.checks.environments import check_environment
 from ppcmk.findings import Severity
 from ppcmk.models import CmkLink, Environment
 from ppcmk.settings import ConnectionSettings
-from tasks import doctor_checks as checks
 from tasks.doctor import doctor_report, run_doctor
-from tasks.doctor_env_checks import check_environment
 from tasks.environments import link
 from tasks.policy import get_policy
-from tasks.results import KeyInfo, PolicyInfo, RotationPolicyInfo, VaultStatus
-from tests.tasks.conftest import EUROPE_SANDBOX, connection, run_in_flow, target, vault_id
+from tests.support.arm import vault_id
+from tests.support.runs import run_in_flow
+from tests.support.sandbox import connection, target
+from tests.support.scenario import (
+    DEFAULT_ENVIRONMENT,
+    FINANCE,
+    LEGACY_BYOK,
+    PP_ADMIN,
+    PRODUCTION,
+    SANDBOX,
+    TEAMS,
+    TRIAL,
+    UK_SANDBOX,
+    UNMANAGED,
+    US_PRODUCTION,
+)
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
-ENV = "e1000000-0000-4000-8000-0000000000{:02x}"
 
 
 def _targets(cloud: Any) -> list[Any]:
@@ -42,7 +56,7 @@ def test_doctor_reports_every_seeded_problem_in_one_run(
     policy_id = existing.policy_id(conn.subscription_id)
     # A link left running makes one environment busy (runtime disabled while the operation runs).
     system_id = get_policy.fn(conn, existing).system_id  # type: ignore[union-attr]
-    started = link.fn(conn, EUROPE_SANDBOX, system_id, deadline=timedelta(minutes=5))
+    started = link.fn(conn, SANDBOX, system_id, deadline=timedelta(minutes=5))
     assert started.status == "StillRunning"
     report = run_in_flow(run_doctor, conn, _targets(cloud), None, "pp-admin-2@contoso.example")
     found = {(f.check, f.subject) for f in report.findings if f.severity != Severity.INFO}
@@ -55,25 +69,25 @@ def test_doctor_reports_every_seeded_problem_in_one_run(
         ("provider.registered", "provider Microsoft.PowerPlatform"),
         ("access.key", policy_id),  # the policy identity has no access to kv-nopurge / kv-private
         ("access.admin_reader", policy_id),
-        ("env.busy", EUROPE_SANDBOX),
-        ("env.sku", ENV.format(3)),  # Trial
-        ("env.sku", ENV.format(4)),  # Teams
-        ("env.managed", ENV.format(4)),
-        ("env.default", ENV.format(5)),
-        ("env.managed", ENV.format(9)),
-        ("env.geo", ENV.format(7)),  # unitedstates
-        ("env.geo", ENV.format(8)),  # unitedkingdom
-        ("env.byok", ENV.format(10)),
+        ("env.busy", SANDBOX),
+        ("env.sku", TRIAL),  # Trial
+        ("env.sku", TEAMS),  # Teams
+        ("env.managed", TEAMS),
+        ("env.default", DEFAULT_ENVIRONMENT),
+        ("env.managed", UNMANAGED),
+        ("env.geo", US_PRODUCTION),  # unitedstates
+        ("env.geo", UK_SANDBOX),  # unitedkingdom
+        ("env.byok", LEGACY_BYOK),
     }
     assert expected <= found, expected - found
     assert not report.ok
     encryption = {f.subject: f.message for f in report.findings if f.check == "env.encryption"}
-    assert encryption[ENV.format(11)] == "already encrypted with the target policy"
+    assert encryption[FINANCE] == "already encrypted with the target policy"
 
 
 def test_the_compliant_target_has_no_errors(cloud: Any, conn: ConnectionSettings) -> None:
     existing = target(cloud, key="cmk-prod", policy="ep-existing")
-    report = doctor_report(conn, existing, [ENV.format(1), ENV.format(11)], "pp-admin@contoso.example")
+    report = doctor_report(conn, existing, [PRODUCTION, FINANCE], PP_ADMIN)
     assert [f.check for f in report.errors] == ["provider.registered"]
     assert ("access.key", existing.policy_id(conn.subscription_id)) in {
         (f.check, f.subject) for f in report.findings
@@ -82,7 +96,7 @@ def test_the_compliant_target_has_no_errors(cloud: Any, conn: ConnectionSettings
 
 def test_unreadable_objects_become_findings_not_crashes(cloud: Any) -> None:
     outsider = connection(cloud, "outsider")
-    report = doctor_report(outsider, target(cloud, key="cmk-prod", policy="ep-existing"), [ENV.format(1)])
+    report = doctor_report(outsider, target(cloud, key="cmk-prod", policy="ep-existing"), [PRODUCTION])
     assert {f.check for f in report.errors} == {
         "provider.read",
         "vault.read",

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ppcmk.azure_resources import VaultStatus
+from ppcmk.checks import azure as checks
+from ppcmk.checks.environments import check_operations
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import Finding, Severity
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks import access
-from tasks import doctor_checks as checks
 from tasks.doctor import doctor_report
-from tasks.doctor_env_checks import check_operations
-from tasks.results import VaultStatus
-from tests.tasks.conftest import BUSY_SANDBOX, EUROPE_SANDBOX, target
+from tests.support.arm import managed_hsm_id
+from tests.support.sandbox import target
+from tests.support.scenario import BUSY_SANDBOX, SANDBOX
 
 OPERATIONS = r"/environmentmanagement/environments/.*/operations"
 HSM_KEY = "hsm-cmk/keys/cmk-hsm"
@@ -29,11 +31,12 @@ def test_the_busy_environment_is_reported_once_per_running_operation(
 ) -> None:
     # A link left running on another environment: its runtime reason already says so (an error).
     system_id = cloud.world.arm.find_policy_by_name("ep-existing").system_id
-    assert ClientFactory.for_settings(conn).pp_admin().link_policy(EUROPE_SANDBOX, system_id) is not None
+    assert ClientFactory.for_settings(conn).pp_admin().link_policy(SANDBOX, system_id) is not None
     cloud.advance(timedelta(seconds=30))
+    cloud.log.clear()  # the link asked for running operations first
     report = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"),
-                           [EUROPE_SANDBOX, BUSY_SANDBOX])
-    (linking,) = _about(report, "env.busy", EUROPE_SANDBOX)
+                           [SANDBOX, BUSY_SANDBOX])
+    (linking,) = _about(report, "env.busy", SANDBOX)
     assert linking.severity == Severity.ERROR
     (governance,) = _about(report, "env.busy", BUSY_SANDBOX)
     assert governance.severity == Severity.WARNING
@@ -56,23 +59,21 @@ def test_a_refused_operations_read_is_one_info_finding_and_the_rest_still_runs(
 
 
 def _hsm_target(cloud: Any, **overrides: Any) -> TargetSettings:
-    hsm = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-           "Microsoft.KeyVault/managedHSMs/hsm-cmk")
-    return target(cloud, key="cmk-hsm", policy="ep-existing", **{"vault_id": hsm, "key_type": "RSA-HSM",
-                                                                  "key_size": 3072, **overrides})
+    values = {"vault_id": managed_hsm_id(cloud), "key_type": "RSA-HSM", "key_size": 3072, **overrides}
+    return target(cloud, key="cmk-hsm", policy="ep-existing", **values)
 
 
 def test_a_managed_hsm_key_is_read_and_checked(cloud: Any, conn: ConnectionSettings) -> None:
-    report = doctor_report(conn, _hsm_target(cloud), [EUROPE_SANDBOX])
+    report = doctor_report(conn, _hsm_target(cloud), [SANDBOX])
     assert not _about(report, "key.exists", HSM_KEY)  # found through managed_hsm_keys, not reported missing
     assert not [f for f in report.errors if f.check.startswith(("key.", "vault."))]
     (model,) = _about(report, "vault.permission_model", "managedHSMs/hsm-cmk")
     assert model.severity == Severity.INFO and "local RBAC" in model.message
 
-    wrong_size = doctor_report(conn, _hsm_target(cloud, key_size=2048), [EUROPE_SANDBOX])
+    wrong_size = doctor_report(conn, _hsm_target(cloud, key_size=2048), [SANDBOX])
     (size,) = _about(wrong_size, "key.size", HSM_KEY)
     assert size.severity == Severity.ERROR and "3072 bits" in size.message
-    software = doctor_report(conn, _hsm_target(cloud, key_type="RSA", key_size=3072), [EUROPE_SANDBOX])
+    software = doctor_report(conn, _hsm_target(cloud, key_type="RSA", key_size=3072), [SANDBOX])
     assert not _about(software, "key.type", HSM_KEY)  # an RSA-HSM key serves an RSA target
 
 
@@ -113,7 +114,7 @@ def test_missing_hsm_key_access_is_an_error_with_the_local_role_fix_and_quiet_on
 ) -> None:
     tgt = _hsm_target(cloud)
     principal = cloud.world.arm.find_policy_by_name("ep-existing").principal_id
-    (missing,) = [f for f in doctor_report(conn, tgt, [EUROPE_SANDBOX]).findings if f.check == "access.key"]
+    (missing,) = [f for f in doctor_report(conn, tgt, [SANDBOX]).findings if f.check == "access.key"]
     assert missing.severity == Severity.ERROR and "hsm-cmk" in missing.message
     assert "Managed HSM Crypto Service Encryption User at scope /keys/cmk-hsm" in missing.fix
     assert (
@@ -122,7 +123,7 @@ def test_missing_hsm_key_access_is_an_error_with_the_local_role_fix_and_quiet_on
     ) in missing.fix
 
     access.grant_key_access.fn(conn, tgt, principal)
-    (held,) = [f for f in doctor_report(conn, tgt, [EUROPE_SANDBOX]).findings if f.check == "access.key"]
+    (held,) = [f for f in doctor_report(conn, tgt, [SANDBOX]).findings if f.check == "access.key"]
     assert held.severity == Severity.INFO and "at /keys/cmk-hsm" in held.message
 
 
@@ -130,7 +131,7 @@ def test_a_refused_hsm_role_read_is_an_info_finding_naming_the_role(
     cloud: Any, conn: ConnectionSettings
 ) -> None:
     cloud.faults.add(method="GET", path=r"/providers/Microsoft\.Authorization/roleAssignments$", status=403)
-    report = doctor_report(conn, _hsm_target(cloud), [EUROPE_SANDBOX])
+    report = doctor_report(conn, _hsm_target(cloud), [SANDBOX])
     (refused,) = [f for f in report.findings if f.check == "access.key"]
     assert refused.severity == Severity.INFO and "HTTP 403" in refused.message
     assert "Managed HSM Crypto Officer" in refused.message

@@ -9,16 +9,12 @@ import pytest
 
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, ServiceError
+from ppcmk.fleet.selection import FleetSelector
 from ppcmk.settings import ConnectionSettings
-from ppcmk.waves import FleetSelector
 from tasks import access, environments, policy
-from tests.tasks.conftest import (
-    EUROPE_PROD,
-    EUROPE_UNMANAGED,
-    FINANCE_ON_CMK,
-    run_in_flow,
-    target,
-)
+from tests.support.runs import run_in_flow
+from tests.support.sandbox import target
+from tests.support.scenario import FINANCE, PRODUCTION, UNMANAGED
 
 LINK = r"/enterprisePolicies/Encryption/link$"
 
@@ -31,7 +27,7 @@ def test_selectors_combine_and_unknown_ids_are_an_error(cloud: Any, conn: Connec
     managed_prod = environments.get_environments.fn(
         conn, FleetSelector(geo="europe", skus=["Production"], name_pattern="contoso*")
     )
-    assert [env.id for env in managed_prod] == [EUROPE_PROD]
+    assert [env.id for env in managed_prod] == [PRODUCTION]
     uk = environments.get_environments.fn(conn, FleetSelector(geo="unitedkingdom"))
     assert [env.display_name for env in uk] == ["UK Sandbox"]
     assert len(environments.get_environments.fn(conn)) == 12
@@ -42,8 +38,8 @@ def test_selectors_combine_and_unknown_ids_are_an_error(cloud: Any, conn: Connec
 
 
 def test_managed_environment_is_enabled_once(cloud: Any, conn: ConnectionSettings) -> None:
-    first = environments.enable_managed_environment.fn(conn, EUROPE_UNMANAGED)
-    second = environments.enable_managed_environment.fn(conn, EUROPE_UNMANAGED)
+    first = environments.enable_managed_environment.fn(conn, UNMANAGED)
+    second = environments.enable_managed_environment.fn(conn, UNMANAGED)
     assert first.status == "Succeeded" and first.environment is not None and first.environment.managed
     assert second.status == "Unchanged" and second.attempts == 0
     assert cloud.log.count(method="POST", path="/governanceConfiguration$") == 1
@@ -54,13 +50,13 @@ def test_link_waits_inside_one_task_and_is_idempotent(
 ) -> None:
     existing = _existing_policy(cloud, conn)
     cloud.faults.add(method="POST", path=LINK, status=429, times=2)
-    linked = run_in_flow(environments.link, conn, EUROPE_PROD, existing.system_id)
+    linked = run_in_flow(environments.link, conn, PRODUCTION, existing.system_id)
     assert linked.status == "Succeeded" and linked.attempts == 1
     assert linked.environment.cmk.linked and linked.environment.enabled
     assert cloud.log.count(method="POST", path=LINK, status=202) == 1
     polls = cloud.log.count(method="GET", path="/lifecycleOperations/")
     assert 1 < polls < 200  # one task polled, honouring Retry-After, through a one-hour encryption
-    again = environments.link.fn(conn, EUROPE_PROD, existing.system_id)
+    again = environments.link.fn(conn, PRODUCTION, existing.system_id)
     assert again.status == "Unchanged" and cloud.log.count(method="POST", path=LINK, status=202) == 1
 
 
@@ -70,7 +66,7 @@ def test_a_failed_link_is_rerun_a_bounded_number_of_times(cloud: Any, conn: Conn
     access.revoke_key_access.fn(
         conn, tgt, existing.principal_id
     )  # the link fails when the operation completes
-    failed = environments.link.fn(conn, EUROPE_PROD, existing.system_id, max_attempts=2)
+    failed = environments.link.fn(conn, PRODUCTION, existing.system_id, max_attempts=2)
     assert failed.status == "Failed" and failed.attempts == 2 and failed.error_message
     assert cloud.log.count(method="POST", path=LINK, status=202) == 2
     assert failed.environment is not None and failed.environment.cmk is None  # still on the Microsoft key
@@ -78,24 +74,24 @@ def test_a_failed_link_is_rerun_a_bounded_number_of_times(cloud: Any, conn: Conn
 
 def test_unlink_reverts_and_a_wrong_system_id_is_refused(cloud: Any, conn: ConnectionSettings) -> None:
     with pytest.raises(ConfigError, match=r"^system_id:"):
-        environments.unlink.fn(conn, FINANCE_ON_CMK, "/regions/europe/providers/x/enterprisePolicies/other")
-    reverted = environments.unlink.fn(conn, FINANCE_ON_CMK)
+        environments.unlink.fn(conn, FINANCE, "/regions/europe/providers/x/enterprisePolicies/other")
+    reverted = environments.unlink.fn(conn, FINANCE)
     assert reverted.status == "Succeeded" and reverted.environment.cmk is None  # type: ignore[union-attr]
-    assert environments.unlink.fn(conn, FINANCE_ON_CMK).status == "Unchanged"
+    assert environments.unlink.fn(conn, FINANCE).status == "Unchanged"
 
 
 def test_an_unlink_left_running_by_a_crashed_run_is_waited_for_not_refused(
         cloud: Any, conn: ConnectionSettings) -> None:
     crashed_runs_unlink = ClientFactory.for_settings(conn).pp_admin().unlink_policy(
-        FINANCE_ON_CMK, _existing_policy(cloud, conn).system_id)
+        FINANCE, _existing_policy(cloud, conn).system_id)
     assert crashed_runs_unlink is not None  # still running when the re-run starts
-    rerun = environments.unlink.fn(conn, FINANCE_ON_CMK)
+    rerun = environments.unlink.fn(conn, FINANCE)
     assert rerun.status == "Succeeded" and rerun.environment.cmk is None  # type: ignore[union-attr]
 
 
 def test_a_wait_resumes_from_a_saved_handle(cloud: Any, conn: ConnectionSettings) -> None:
     existing = _existing_policy(cloud, conn)
-    short = environments.link.fn(conn, EUROPE_PROD, existing.system_id, deadline=timedelta(minutes=5))
+    short = environments.link.fn(conn, PRODUCTION, existing.system_id, deadline=timedelta(minutes=5))
     assert short.status == "StillRunning" and short.handle is not None
     resumed = environments.wait_operation.fn(conn, short.handle, deadline=timedelta(days=1))
     assert resumed.status == "Succeeded" and resumed.environment.cmk.linked  # type: ignore[union-attr]
@@ -104,11 +100,11 @@ def test_a_wait_resumes_from_a_saved_handle(cloud: Any, conn: ConnectionSettings
 def test_a_locked_environment_is_reenabled_after_access_returns(cloud: Any, conn: ConnectionSettings) -> None:
     tgt = target(cloud, key="cmk-prod", policy="ep-existing")
     existing = _existing_policy(cloud, conn)
-    assert environments.reenable_environment.fn(conn, FINANCE_ON_CMK).status == "Unchanged"
+    assert environments.reenable_environment.fn(conn, FINANCE).status == "Unchanged"
     revoked = access.revoke_key_access.fn(conn, tgt, existing.principal_id)
     access.restore_key_access.fn(conn, revoked)
     access.wait_for_propagation.fn(conn, tgt, existing.principal_id)
-    reenabled = environments.reenable_environment.fn(conn, FINANCE_ON_CMK)
+    reenabled = environments.reenable_environment.fn(conn, FINANCE)
     assert reenabled.status == "Succeeded" and reenabled.environment.enabled  # type: ignore[union-attr]
 
 
@@ -116,5 +112,5 @@ def test_a_rejected_link_is_not_retried(cloud: Any, conn: ConnectionSettings, pr
     existing = _existing_policy(cloud, conn)
     cloud.faults.add(method="POST", path=LINK, status=400, times=1, code="InvalidSystemId")
     with pytest.raises(ServiceError, match="HTTP 400 InvalidSystemId"):
-        run_in_flow(environments.link, conn, EUROPE_PROD, existing.system_id)
+        run_in_flow(environments.link, conn, PRODUCTION, existing.system_id)
     assert cloud.log.count(method="POST", path=LINK) == 1

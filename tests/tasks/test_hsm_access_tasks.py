@@ -10,21 +10,19 @@ import pytest
 from ppcmk.arm_ids import role_assignment_name
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
+from ppcmk.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER, hsm_role_definition_id
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tasks import access, policy
-from tasks.hsm_access import HSM_CRYPTO_SERVICE_ENCRYPTION_USER, hsm_role_definition_id
 from tasks.keyvault import read_vault
-from tests.tasks.conftest import run_in_flow, target
+from tests.support.arm import managed_hsm_id
+from tests.support.runs import run_in_flow
+from tests.support.sandbox import target
 
 LOCAL_ASSIGNMENT = r"/keys/cmk-hsm/providers/Microsoft\.Authorization/roleAssignments/[0-9a-f-]+$"
 
 
 def hsm_target(cloud: Any, policy_name: str = "ep-hsm") -> TargetSettings:
-    hsm_id = (
-        f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-        "Microsoft.KeyVault/managedHSMs/hsm-cmk"
-    )
-    return target(cloud, key="cmk-hsm", policy=policy_name, vault_id=hsm_id)
+    return target(cloud, key="cmk-hsm", policy=policy_name, vault_id=managed_hsm_id(cloud))
 
 
 def policy_on_hsm(cloud: Any, conn: ConnectionSettings) -> tuple[TargetSettings, str]:

@@ -10,7 +10,8 @@ import pytest
 from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.settings import ConnectionSettings
 from tasks import keyvault
-from tests.tasks.conftest import run_in_flow, target
+from tests.support.runs import run_in_flow
+from tests.support.sandbox import target
 
 CREATE = r"/keys/cmk-test/create$"
 

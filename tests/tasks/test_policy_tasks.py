@@ -10,7 +10,9 @@ import pytest
 from ppcmk.errors import ConfigError, TransientError
 from ppcmk.settings import ConnectionSettings
 from tasks import policy
-from tests.tasks.conftest import run_in_flow, target
+from tests.support.runs import run_in_flow
+from tests.support.sandbox import target
+from tests.support.scenario import FINANCE
 
 REGISTER = r"/providers/Microsoft\.PowerPlatform/register$"
 POLICY_PUT = r"/enterprisePolicies/ep-test$"
@@ -65,7 +67,7 @@ def test_policy_create_retries_throttling_once_only(
 
 
 def test_delete_refuses_while_linked_and_is_idempotent(cloud: Any, conn: ConnectionSettings) -> None:
-    with pytest.raises(ConfigError, match="still linked to e1000000-0000-4000-8000-00000000000b"):
+    with pytest.raises(ConfigError, match=f"still linked to {FINANCE}"):
         policy.delete_policy.fn(conn, target(cloud, key="cmk-prod", policy="ep-existing"))
     assert cloud.log.count(method="DELETE", path=r"/enterprisePolicies/") == 0
     policy.ensure_provider_registered.fn(conn)

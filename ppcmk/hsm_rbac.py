@@ -11,9 +11,9 @@ from __future__ import annotations
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from ppcmk.arm_ids import role_assignment_name
+from ppcmk.azure_resources import RoleGrant, VaultStatus
 from ppcmk.clients import ClientFactory
-from tasks.results import RoleGrant, VaultStatus
-from tasks.sdk import error_code, raise_service_error, service_errors
+from ppcmk.transport import error_code, raise_service_error, service_errors
 
 HSM_ROLE_DEFINITION_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
 HSM_CRYPTO_SERVICE_ENCRYPTION_USER = "33413926-3206-4cdd-b39a-83574fe37a17"

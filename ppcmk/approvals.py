@@ -24,6 +24,7 @@ from pydantic import Field
 from ppcmk import audit
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ApprovalRejected, SeparationOfDutyError
+from ppcmk.notifications import announce_approval_wait
 from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
 
@@ -197,6 +198,9 @@ def _collect(
     connection: ConnectionSettings | None = None
     for number in range(1, approvers_needed + 1):
         question_key = f"{key}-{plan.hash[:12]}-{number}"
+        announce_approval_wait(plan, key=question_key, requester=requester,
+                               handoff_policy=handoff.policy_name if handoff else None,
+                               approvers_left=approvers_needed - number + 1)
         decision = _ask(description, plan.hash, question_key, timeout_s, poll_interval_s)
         _record(
             plan,

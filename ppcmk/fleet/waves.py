@@ -1,89 +1,31 @@
-"""Run one per-environment step over a fleet: selection, waves, a bounded number in flight, a failure gate.
+"""Run one per-environment step over a fleet: waves, a bounded number in flight, a failure gate.
 
-Flows describe the fleet with `FleetSelector` and `WaveSpec` parameters, turn their environments into
-`FleetMember`s, and hand `run_waves` a step that performs every lifecycle operation of one environment in
-order. Each environment therefore has at most one operation of ours at a time; the service's own 409 for an
-operation started elsewhere is waited out by the environment tasks. Every environment ends in a reported
-state, including those never started because an earlier wave failed.
+Flows describe the fleet with `FleetSelector` (selection.py) and `WaveSpec` parameters, turn their
+environments into `FleetMember`s, and hand `run_waves` a step that performs every lifecycle operation of one
+environment in order. Each environment therefore has at most one operation of ours at a time; the service's
+own 409 for an operation started elsewhere is waited out by the environment tasks. Every environment ends in
+a reported state, including those never started because an earlier wave failed.
 
 A step may also report its environment "parked": the operation runs on at the service and the step stopped
-waiting for it (a deployment run frees its worker meanwhile, see flows/_parking.py). The wave's other
-members finish, the later waves wait, and `run_waves(..., earlier=report)` continues from that report.
+waiting for it (a deployment run frees its worker meanwhile, see parking.py). The wave's other members
+finish, the later waves wait, and `run_waves(..., earlier=report)` continues from that report.
 """
 
 from __future__ import annotations
 
 import contextvars
-import fnmatch
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from ppcmk.models import OperationHandle
+from ppcmk.fleet.parking import DEFAULT_PARK_AFTER_MINUTES, ParkedOperation
+from ppcmk.fleet.selection import FleetMember
 
 EnvironmentState = Literal["succeeded", "unchanged", "failed", "not-started", "parked"]
-DEFAULT_PARK_AFTER_MINUTES = 30.0
-
-
-# The pause key of a deployment run parked during long link/unlink waits (flows/_parking.py); the waker
-# resumes these, and the approval commands leave them alone (a parked run waits for no answer).
-PARK_KEY_PREFIX = "ppcmk-park-"
-
-
-class FleetMember(BaseModel):
-    """The facts about an environment that selection and wave planning need."""
-
-    id: str
-    name: str = ""
-    sku: str = ""
-    geo: str = ""
-
-
-class FleetSelector(BaseModel):
-    """Which environments a run touches: an explicit list, or every one matching all the given filters."""
-
-    environment_ids: list[str] | None = Field(
-        default=None, description="exact environment ids (names also match)"
-    )
-    geo: str | None = Field(default=None, description="Power Platform geo, e.g. europe or unitedstates")
-    skus: list[str] | None = Field(
-        default=None, description="environment types, e.g. ['Sandbox', 'Production']"
-    )
-    name_pattern: str | None = Field(
-        default=None, description="shell-style pattern on the display name, e.g. 'fin-*'"
-    )
-
-    def is_empty(self) -> bool:
-        return not (self.environment_ids or self.geo or self.skus or self.name_pattern)
-
-    def select(self, members: Sequence[FleetMember]) -> list[FleetMember]:
-        """Members matching every filter, in the given order. Unknown explicit ids raise a clear error."""
-        if self.environment_ids:
-            wanted = {i.lower() for i in self.environment_ids}
-            known = {m.id.lower() for m in members} | {m.name.lower() for m in members}
-            missing = sorted(i for i in self.environment_ids if i.lower() not in known)
-            if missing:
-                raise ValueError(
-                    f"selector.environment_ids: {', '.join(missing)} not found among the "
-                    f"{len(members)} visible environment(s); check the ids with the report flow"
-                )
-        chosen = []
-        for member in members:
-            if self.environment_ids and not {member.id.lower(), member.name.lower()} & wanted:
-                continue
-            if self.geo and member.geo.lower() != self.geo.lower():
-                continue
-            if self.skus and member.sku.lower() not in {s.lower() for s in self.skus}:
-                continue
-            if self.name_pattern and not fnmatch.fnmatch(member.name.lower(), self.name_pattern.lower()):
-                continue
-            chosen.append(member)
-        return chosen
 
 
 class WaveSpec(BaseModel):
@@ -146,14 +88,6 @@ def plan_waves(members: Sequence[FleetMember], spec: WaveSpec) -> list[list[Flee
         rest = rest[size:]
         size = next(sizes, size)
     return waves
-
-
-class ParkedOperation(BaseModel):
-    """A lifecycle operation still running at the service when its step stopped waiting for it."""
-
-    handle: OperationHandle
-    attempts: int = Field(ge=1, description="operations started for this environment so far (this one too)")
-    deadline: datetime = Field(description="when it counts as failed (cloud clock), however often it parks")
 
 
 class StepResult(BaseModel):

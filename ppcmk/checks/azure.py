@@ -10,10 +10,17 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from ppcmk.arm_ids import parse_resource_id, same_id
+from ppcmk.azure_resources import (
+    KeyInfo,
+    PolicyInfo,
+    ProviderStatus,
+    RoleGrant,
+    RotationPolicyInfo,
+    VaultStatus,
+)
 from ppcmk.findings import Finding, error, info, warning
 from ppcmk.geo import canonical_geo, same_geo
 from ppcmk.settings import TargetSettings
-from tasks.results import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, RotationPolicyInfo, VaultStatus
 
 EXPIRY_HORIZON = timedelta(days=30)
 ROTATION_GRACE = timedelta(days=28)
@@ -343,7 +350,7 @@ def check_policy(policy: PolicyInfo | None, target: TargetSettings) -> list[Find
 
 def check_key_access(vault: VaultStatus, policy: PolicyInfo, grants: Iterable[RoleGrant]) -> list[Finding]:
     """Whether the policy identity holds the key permissions the vault's permission model asks for (a managed
-    HSM's local roles: `doctor_hsm_checks`)."""
+    HSM's local roles: `ppcmk.checks.hsm`)."""
     if not policy.principal_id:
         return []
     subject = policy.policy_id

@@ -1,4 +1,6 @@
-"""Typed results of the ppcmk tasks (what each task read back or changed), shared with the doctor's checks."""
+"""The Azure resources a customer-managed key rests on, as ppcmk reads and changes them: the vault and its
+key, the Power Platform provider and enterprise policy, and the role grants between them. The tasks return
+these, the doctor's checks judge them, the flows plan with them."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
-
-from ppcmk.models import Environment, OperationHandle, OperationKind
 
 PermissionModel = Literal["rbac", "access_policy"]
 
@@ -202,6 +202,7 @@ class RoleGrant(BaseModel):
     principal_type: str | None = None
     key_permissions: list[str] = Field(default_factory=list)
     tenant_id: str | None = None
+    created_on: datetime | None = Field(default=None, description="when ARM says it was assigned (RBAC)")
     changed: bool = Field(default=False, description="True when this task run created it")
 
 
@@ -220,22 +221,3 @@ class PropagationResult(BaseModel):
     probe_ok: bool | None = Field(default=None, description="None when no probe was possible")
     waited_seconds: float = 0.0
     checks: int = 0
-
-
-# ------------------------------------------------------------------------------------------ environments
-
-
-class EnvironmentChange(BaseModel):
-    """The outcome of one lifecycle change (managed, link, unlink, re-enable) on one environment."""
-
-    environment_id: str
-    kind: OperationKind
-    status: Literal["Unchanged", "Succeeded", "Failed", "StillRunning"]
-    attempts: int = Field(default=0, description="operations started by this task run (0: nothing to do)")
-    handle: OperationHandle | None = Field(default=None, description="where to resume a StillRunning wait")
-    error_message: str | None = None
-    environment: Environment | None = Field(default=None, description="the environment as read afterwards")
-
-    @property
-    def done(self) -> bool:
-        return self.status in ("Unchanged", "Succeeded")

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ppcmk.arm_ids import same_id
+from ppcmk.azure_resources import PolicyInfo
 from ppcmk.findings import Finding, error, info, warning
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.settings import TargetSettings
-from tasks.results import PolicyInfo
 
 INELIGIBLE_SKUS = {"trial": "Trial", "teams": "Teams"}
 LINK_OPERATION = "NewCustomerManagedKey"

@@ -1,46 +1,50 @@
-"""Onboarding plans from facts already read: what the Key Vault admin half will do, and what the Power
-Platform half (bound to the handoff approval) will do to each environment.
+"""The two halves' plans from facts already read: what the Key Vault admin half will do, and what linking
+each environment in the Power Platform half (bound to the handoff approval) will do.
 
 Pure functions (no I/O), so the same facts always give the same plan and hash. The doctor's findings feed
-the plan, except those onboarding itself fixes (an unregistered resource provider, missing key access,
-missing Reader, an unmanaged environment when enabling Managed Environment is allowed): those become steps.
+the plan, except those the Key Vault half itself fixes (an unregistered resource provider, missing key
+access, missing Reader, an unmanaged environment when enabling Managed Environment is allowed): those
+become steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, Field
-
 from flows._runbook import linked_to
-from ppcmk.findings import Finding, error
+from ppcmk.azure_resources import PolicyInfo, VaultStatus
+from ppcmk.checks.environments import check_environment
+from ppcmk.findings import Finding, Severity, error
+from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem
 from ppcmk.settings import TargetSettings
-from tasks.doctor_env_checks import check_environment
-from tasks.hsm_access import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
-from tasks.results import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
+from tasks.doctor import DoctorReading
 
-PROCEDURE = "onboard"
-# Findings about problems the Key Vault admin half repairs itself.
-FIXED_BY_ONBOARDING = {"provider.registered", "access.key", "access.admin_reader"}
+# Findings about problems the Key Vault admin half repairs itself (a Reader the doctor could not read is
+# not one of them: its finding says why, e.g. an unknown admin).
+FIXED_BY_KEY_VAULT_HALF = {"provider.registered", "access.key", "access.admin_reader"}
 
 
-class KeyVaultFacts(BaseModel):
-    """What the Key Vault admin half starts from, as read from ARM and Key Vault."""
+def repaired_by_this_run(finding: Finding) -> Finding:
+    """An Unhealthy policy (its identity cannot use the key yet) is what this half repairs: it grants the
+    key access and waits until it applies, so a re-run after a failed or crashed grant can go on. What else
+    makes a policy Unhealthy (a disabled or expired key, a closed vault) has its own error finding."""
+    if finding.check != "policy.health" or finding.severity != Severity.ERROR:
+        return finding
+    return finding.model_copy(update={"severity": Severity.WARNING,
+                                      "fix": "this run grants the policy identity its key access and waits "
+                                             "until it applies"})
 
-    vault: VaultStatus | None
-    key: KeyInfo | None
-    provider: ProviderStatus | None
-    policy: PolicyInfo | None
-    key_grants: list[RoleGrant] = Field(default_factory=list)
-    admin_has_reader: bool = False
-    findings: list[Finding] = Field(default_factory=list, description="the doctor's, vault/key/policy side")
 
-
-def plan_key_vault_half(plan: Plan, target: TargetSettings, facts: KeyVaultFacts, pp_admin: str) -> None:
+def plan_key_vault_half(plan: Plan, target: TargetSettings, reading: DoctorReading, pp_admin: str) -> None:
     """Append the Key Vault admin's steps (and the doctor's findings they do not fix) to `plan`."""
-    plan.add_findings(f for f in facts.findings if f.check not in FIXED_BY_ONBOARDING)
+    facts = reading.facts
+    unread_reader = facts.policy is not None and facts.admin_has_reader is None
+    plan.add_findings(
+        repaired_by_this_run(f) for f in reading.findings
+        if f.check not in FIXED_BY_KEY_VAULT_HALF or (f.check == "access.admin_reader" and unread_reader)
+    )
     vault_name = facts.vault.name if facts.vault else target.vault_id.rsplit("/", 1)[-1]
     plan.items.append(
         PlanItem(
@@ -123,7 +127,7 @@ def _key_grant_text(vault: VaultStatus | None, key_name: str) -> str:
     return "access policy get, wrapKey, unwrapKey"
 
 
-def plan_power_platform_half(
+def plan_links(
     plan: Plan,
     target: TargetSettings,
     policy: PolicyInfo | None,

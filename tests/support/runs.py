@@ -1,5 +1,6 @@
-"""Drive runbooks from tests the way an admin does: start the flow, wait for its approval request, answer it
-through Prefect's resume API with a run input (what the UI "Resume" dialog posts)."""
+"""Drive runbooks from tests the way an admin does: start the flow, wait for its approval request, answer
+it through Prefect's resume API with a run input (what the UI "Resume" dialog posts); run one task in a
+flow."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from prefect import Task, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -23,11 +25,9 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 
+from tests.support.scenario import REQUESTER
+
 APPROVAL_FLOW = "ppcmk-approval"
-# The default sandbox scenario's people and the environment linked to its policy ep-existing.
-REQUESTER = "kv-admin@contoso.example"
-PP_ADMIN = "pp-admin@contoso.example"
-FINANCE = "e1000000-0000-4000-8000-00000000000b"
 
 
 @dataclass
@@ -135,3 +135,28 @@ def approve_next(running: RunningFlow, approver: str, **kwargs: Any) -> PendingA
     pending = wait_for_approval(running)
     answer(pending, approve=kwargs.pop("approve", True), approver=approver, **kwargs)
     return pending
+
+
+def run_in_flow(task: Task[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one task inside a tiny flow, so Prefect's retry machinery (not just the body) is exercised."""
+
+    @flow(name=f"tasks-test-{task.name}")
+    def one_task() -> Any:
+        return task(*args, **kwargs)
+
+    return one_task()
+
+
+def approver_read_policy_before_linking(cloud: Any, policy_name: str, approver: str = "pp-admin") -> bool:
+    """Whether the approver read the policy (waiting for their Reader to apply) before their first link, and
+    the last such read was allowed."""
+    entries = cloud.log.entries
+    first_link = next(i for i, e in enumerate(entries) if e.method == "POST" and e.path.endswith("/link"))
+    reads = [e for e in entries[:first_link] if e.method == "GET" and e.caller == approver
+             and e.path.lower().endswith(f"/enterprisepolicies/{policy_name.lower()}")]
+    return bool(reads) and reads[-1].status == 200
+
+
+def audited(audit_log: Any) -> dict[str, dict[str, Any]]:
+    """The audit log's entries by event name (the last of each)."""
+    return {e["event"]["event"]: e["event"] for e in audit_log.entries()}

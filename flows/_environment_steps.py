@@ -1,0 +1,139 @@
+"""The per-environment steps the waves run, and the read-back that proves encryption.
+
+`link_step` (Managed Environment where needed, then link) serves onboard, migrate_byok and change_policy;
+`unlink_step` serves revert and change_policy. Each step is one task run per environment; with a `Waiting`
+(a deployment run) a long operation parks, and a parked one is polled again instead of started again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from prefect import get_run_logger
+
+from flows._parking import Waiting, parked_operation, parked_step
+from flows._runbook import change_failed, linked_to, state_of, step_state
+from ppcmk.azure_resources import PolicyInfo
+from ppcmk.errors import ConfigError
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult
+from ppcmk.models import Environment
+from ppcmk.settings import ConnectionSettings
+from tasks.environments import get_environments, link, unlink
+
+
+@dataclass(frozen=True)
+class LinkLimits:
+    """How long one link may take at the service, and how often a Failed link is run again."""
+
+    deadline: timedelta
+    max_attempts: int
+
+    @classmethod
+    def checked(cls, operation_deadline_days: float, max_link_attempts: int) -> LinkLimits:
+        if max_link_attempts < 1 or operation_deadline_days <= 0:
+            raise ConfigError(
+                "max_link_attempts / operation_deadline_days",
+                f"{max_link_attempts} attempts within {operation_deadline_days} days",
+                "use at least 1 attempt and a positive deadline (default 3 attempts, 4 days)",
+            )
+        return cls(timedelta(days=operation_deadline_days), max_link_attempts)
+
+
+def link_step(
+    pp: ConnectionSettings, policy: PolicyInfo, limits: LinkLimits, waiting: Waiting | None = None
+) -> Callable[[FleetMember], StepResult]:
+    """Managed Environment where needed, then link and wait; a Failed link is re-run up to the limit."""
+    waits = waiting or Waiting()
+
+    def step(member: FleetMember) -> StepResult:
+        saved = waits.saved(member.id, "link")
+        change = link(pp, member.id, policy.system_id or "", max_attempts=limits.max_attempts,
+                      ensure_managed=True, **waits.options(saved, limits.deadline))
+        if (parked := parked_operation(pp, change, saved, limits.deadline, waits)) is not None:
+            return parked_step(parked)
+        if not change.done:
+            what = ("enabling Managed Environment" if change.kind == "governance"
+                    else f"link (after {change.attempts} attempt(s))")
+            raise RuntimeError(change_failed(change, what))
+        return StepResult(  # a parked link that finished meanwhile reads back Unchanged, but this run did it
+            state=step_state(change.status == "Unchanged" and saved is None),
+            detail=f"{change.attempts} attempt(s)",
+        )
+
+    return step
+
+
+def unlink_step(
+    conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta, waiting: Waiting | None = None
+) -> Callable[[FleetMember], StepResult]:
+    """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so)."""
+    waits = waiting or Waiting()
+
+    def step(member: FleetMember) -> StepResult:
+        saved = waits.saved(member.id, "unlink")
+        if saved is None:
+            get_run_logger().warning(
+                "%s (%s) is Disabled from now until its unlink from %s finishes",
+                member.name,
+                member.id,
+                policy.name,
+            )
+        change = unlink(conn, member.id, policy.system_id, **waits.options(saved, deadline))
+        if (parked := parked_operation(conn, change, saved, deadline, waits)) is not None:
+            return parked_step(parked)
+        if not change.done:
+            raise RuntimeError(change_failed(change, "unlink"))
+        return StepResult(
+            state=step_state(change.status == "Unchanged" and saved is None),
+            detail=f"now {state_of(change.environment)}",
+        )
+
+    return step
+
+
+def encrypted_with(env: Environment | None, policy: PolicyInfo) -> bool:
+    return (
+        env is not None
+        and linked_to(env, policy)
+        and env.cmk is not None
+        and env.cmk.linked
+        and env.customer_key
+    )
+
+
+def verify(
+    pp: ConnectionSettings, policy: PolicyInfo, report: FleetReport, expected: Sequence[str]
+) -> tuple[FleetReport, list[dict[str, object]]]:
+    """Read every chosen environment back with ONE listing (a fleet costs one call, not one per environment).
+
+    An environment reported done but not encrypted with the policy counts as failed; failed and not-started
+    ones keep their own reason (e.g. the wave whose failures stopped them), the state read back is in `now`.
+    """
+    after = {env.id: env for env in get_environments(pp)}
+    by_id = {r.environment_id: r for r in report.results}
+    verified = FleetReport(stopped_after_wave=report.stopped_after_wave)
+    rows: list[dict[str, object]] = []
+    for environment_id in expected:
+        env = after.get(environment_id)
+        result = by_id.get(environment_id) or EnvironmentResult(
+            environment_id=environment_id,
+            name=(env.display_name or "") if env else "",
+            wave=0,
+            state="unchanged",
+            detail="already encrypted before this run",
+        )
+        if result.state in ("succeeded", "unchanged") and not encrypted_with(env, policy):
+            result = result.model_copy(update={"state": "failed", "detail": f"not verified: {state_of(env)}"})
+        verified.results.append(result)
+        rows.append(
+            dict(
+                result.model_dump(),
+                link_status=env.cmk.link_status if env and env.cmk else "none",
+                key_managed_by=env.key_managed_by if env else "",
+                now=state_of(env),
+            )
+        )
+    return verified, rows

@@ -1,0 +1,182 @@
+"""Watch: read the whole estate, report every drift with its severity, since when and the fix. Read-only.
+
+Runs hourly as a deployment (no approval: it changes nothing). Each run reads policies, their key access,
+keys and versions, vault network, environments and their link/lock state, holds and ppcmk's lock records,
+judges them (`ppcmk.drift_rules`, plus the desired state when one is given), and compares the findings with
+those of the previous run: only a finding that appeared, changed severity or tier, or resolved is emitted as a
+Prefect event `ppcmk.drift.<kind>` (the object as the resource, severity, fix in the payload), so an
+automation can notify without repeating itself every hour. The previous run's findings are the rows of the
+health table artifact `watch-health-<tenant>-<subscription>` on the Prefect server (a Variable holds at most
+5,000 characters, too few for a tenant), read back at the start of the next run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
+from prefect.events import emit_event
+from pydantic import BaseModel, Field
+
+from blocks import CmkConnection
+from blocks.desired_state import CmkDesiredState
+from flows.lock import LockRecord
+from ppcmk.desired import DesiredState, load_desired_state_file
+from ppcmk.drift import Drift, DriftChange, DriftSeverity, Remembered, WatchState, changes, with_since, worst
+from ppcmk.drift_rules import WatchRules, detect
+from ppcmk.errors import ConfigError
+from ppcmk.estate import EstateFacts, LockFact
+from ppcmk.plan import artifact_key, publish_table
+from ppcmk.settings import ConnectionSettings
+from tasks.estate import DEFAULT_CONCURRENCY, read_estate_task
+
+PROCEDURE = "watch"
+LOCK_PREFIX = "ppcmk-lock-"
+STATE_KEY_PREFIX = "watch-health"
+
+
+class WatchResult(BaseModel):
+    checked_at: datetime
+    drifts: list[Drift] = Field(default_factory=list)
+    changes: list[DriftChange] = Field(default_factory=list)
+    environments: int = 0
+    policies: int = 0
+
+    @property
+    def worst(self) -> DriftSeverity | None:
+        return worst(self.drifts)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity in (DriftSeverity.CRITICAL, DriftSeverity.ERROR) for d in self.drifts)
+
+    def count(self, severity: DriftSeverity) -> int:
+        return sum(1 for d in self.drifts if d.severity == severity)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.count(s)} {s.value}" for s in DriftSeverity)
+        return (f"{self.environments} environment(s), {self.policies} policy(ies): {counts}; "
+                f"{len(self.changes)} change(s) since the previous run")
+
+
+def load_desired(desired_state: str | None) -> DesiredState | None:
+    """A desired-state YAML file, or the name of a `ppcmk desired state` block."""
+    if not desired_state:
+        return None
+    if Path(desired_state).expanduser().is_file():
+        return load_desired_state_file(desired_state)
+    try:
+        block = cast(CmkDesiredState, CmkDesiredState.load(desired_state))
+    except ValueError:
+        raise ConfigError("desired_state", f"{desired_state!r} is neither a file nor a ppcmk desired state "
+                          "block", "give the path of a YAML file or the name of a block") from None
+    return block.desired(desired_state)
+
+
+def state_key(conn: ConnectionSettings) -> str:
+    return artifact_key(STATE_KEY_PREFIX, conn.tenant_id, conn.subscription_id)
+
+
+def health_rows(drifts: list[Drift]) -> list[dict[str, str]]:
+    """The health table: what a person reads, and what the next run reads back as this run's state."""
+    return [{"severity": d.severity.value, "tier": d.tier, "kind": d.kind, "object": d.object,
+             "since": d.since.isoformat() if d.since else "", "finding": d.message, "fix": d.fix,
+             "object_id": d.object_id, "object_type": d.object_type} for d in drifts]
+
+
+def previous_state(key: str) -> WatchState:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(limit=1, sort=ArtifactSort.UPDATED_DESC,
+                                      artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    artifact = found[0] if found else None
+    if artifact is None:
+        return WatchState()
+    rows: Any = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    remembered = [Remembered(kind=r["kind"], object=r["object"], object_id=r["object_id"],
+                             object_type=r["object_type"], severity=DriftSeverity(r["severity"]),
+                             tier=r["tier"], since=datetime.fromisoformat(r["since"]) if r["since"] else None)
+                  for r in rows if isinstance(r, dict) and "kind" in r]
+    return WatchState(checked_at=artifact.updated,
+                      open={f"{r.kind}|{r.object_id.lower()}": r for r in remembered})
+
+
+def lock_facts() -> list[LockFact]:
+    """ppcmk's lock records (Prefect Variables `ppcmk-lock-*`): when each locked environment is deleted."""
+    with get_client(sync_client=True) as client:
+        response = client.request("POST", "/variables/filter",
+                                  json={"variables": {"name": {"like_": LOCK_PREFIX}}})
+    facts = []
+    for variable in response.json():
+        if not str(variable.get("name", "")).startswith(LOCK_PREFIX) or not isinstance(variable.get("value"),
+                                                                                         dict):
+            continue
+        record = LockRecord.model_validate(variable["value"])
+        facts.append(LockFact(policy_id=record.policy_id, policy_name=record.policy_name, state=record.state,
+                              locked_at=record.locked_at,
+                              deleted_after={e.id: e.deleted_after for e in record.environments}))
+    return facts
+
+
+def emit(change: DriftChange) -> None:
+    """One Prefect event per change: the object is the resource; severity, tier and fix are in the payload."""
+    emit_event(
+        event=change.event,
+        resource={"prefect.resource.id": f"ppcmk.{change.object_type}.{change.object_id.lower()}",
+                  "prefect.resource.name": change.object, "ppcmk.object-type": change.object_type,
+                  # a label, so that an automation can match on it (triggers match resources, not payloads)
+                  "ppcmk.severity": change.severity.value if change.severity else "resolved"},
+        payload={"change": change.change, "kind": change.kind, "severity": change.severity.value
+                 if change.severity else "resolved", "tier": change.tier, "previous": change.previous_level,
+                 "since": change.since.isoformat() if change.since else None, "message": change.message,
+                 "fix": change.fix},
+    )
+
+
+def judge(facts: EstateFacts, previous: WatchState, desired: DesiredState | None,
+          rules: WatchRules) -> tuple[list[Drift], list[DriftChange]]:
+    drifts = with_since(detect(facts, previous, desired, rules), previous, facts.now)
+    return drifts, changes(previous, drifts)
+
+
+def desired_linked(desired: DesiredState | None) -> list[str]:
+    return [name for policy in desired.policies for name in policy.environments] if desired else []
+
+
+@flow(name="watch")
+def watch(
+    connection: str,
+    desired_state: str | None = None,
+    pp_admins: list[str] | None = None,
+    rotation_cadence_days: int | None = None,
+    link_expected_hours: float = 6.0,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> WatchResult:
+    """Every drift of the estate with severity, since when and fix; an event for each change since last run.
+
+    `connection`: an identity that reads Azure (Reader on the vaults and policies, role assignments) and is a
+    Power Platform admin (or registered management app). `desired_state`: a YAML file or a `ppcmk desired
+    state` block. `pp_admins`: whose Reader role on the policies to check (default: the desired state's).
+    """
+    conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
+    desired = load_desired(desired_state)
+    admins = pp_admins if pp_admins is not None else (desired.pp_admins if desired else [])
+    rules = WatchRules(rotation_cadence_days=rotation_cadence_days, link_expected_hours=link_expected_hours)
+    facts = read_estate_task(conn, admins, desired_linked(desired), concurrency)
+    facts = facts.model_copy(update={"locks": lock_facts()})
+    key = state_key(conn)
+    drifts, found = judge(facts, previous_state(key), desired, rules)
+    for change in found:
+        emit(change)
+    # the table is also the state the next run compares with
+    publish_table(health_rows(drifts), key, description=f"CMK estate health at {facts.now:%Y-%m-%d %H:%M} "
+                  f"(cloud clock): {len(drifts)} finding(s)")
+    result = WatchResult(checked_at=facts.now, drifts=drifts, changes=found,
+                         environments=len(facts.environments), policies=len(facts.policies))
+    get_run_logger().info(result.summary())
+    return result

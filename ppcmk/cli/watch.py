@@ -1,0 +1,151 @@
+"""`ppcmk watch` (every drift of the estate, exit 1 on critical/error findings) and `ppcmk converge FILE`
+(the runbook runs that reach a desired state: printed with --dry-run, else started as deployment runs, each
+waiting for its own approval)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from rich.console import Console
+
+from ppcmk.cli.errors import reports_errors
+from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.profile import find_profile, load_profile
+from ppcmk.cli.sandbox_blocks import sandbox_connection_data, save_sandbox_connection
+from ppcmk.cli.tables import rows_table
+from ppcmk.settings import ConnectionSettings, load_settings
+
+if TYPE_CHECKING:
+    from flows.watch import WatchResult
+    from ppcmk.converge import PlannedRun
+
+# The sandbox persona that reads everything: Power Platform admin management app and Owner in Azure.
+SANDBOX_READER = ("runbook", "sandbox-runbook")
+WATCH_COLUMNS = ["severity", "tier", "kind", "object", "since", "finding", "fix"]
+
+
+def run_watch(connection: str | None, **parameters: Any) -> WatchResult:
+    """The watch flow as a local run, on the Prefect API `ppcmk serve` published (or the configured one)."""
+    from flows.watch import watch
+
+    served = find_profile()
+    api = {PREFECT_API_URL: served.prefect_api_url} if served and served.prefect_api_url else {}
+    with temporary_settings(updates=api):
+        if connection is None:
+            persona, block_name = SANDBOX_READER
+            connection = save_sandbox_connection(load_profile(), persona, block_name)
+        state = watch(connection=connection, return_state=True, **parameters)
+    if not state.is_completed():
+        raise CliError(f"the watch run ended {state.name}: {state.message or ''}", ExitCode.FAILED)
+    result: WatchResult = state.result()
+    return result
+
+
+@reports_errors
+def watch(
+    connection: Annotated[str | None, typer.Option(help="CmkConnection block to read with (default: the "
+                                                        "running sandbox's runbook identity).")] = None,
+    desired: Annotated[str | None, typer.Option(help="Desired-state YAML file or `ppcmk desired state` "
+                                                     "block name: report every difference from it.")] = None,
+    pp_admin: Annotated[list[str] | None, typer.Option(help="Check this admin's Reader role on every policy "
+                                                            "(repeatable; default: the desired state's).")]
+    = None,
+    rotation_cadence_days: Annotated[int | None, typer.Option(help="Rotation is overdue after this many "
+                                                                   "days (default: the rotation policy).")]
+    = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Every drift of the CMK estate with severity, since when and the fix (exit 1 on critical/error)."""
+    result = run_watch(connection, desired_state=desired, pp_admins=pp_admin,
+                       rotation_cadence_days=rotation_cadence_days)
+    if json_output:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        from flows.watch import health_rows
+
+        console = Console()
+        console.print(rows_table(f"ppcmk watch at {result.checked_at:%Y-%m-%d %H:%M} (cloud clock)",
+                                 health_rows(result.drifts) or [{"finding": "no drift"}], WATCH_COLUMNS))
+        console.print(result.summary(), style="dim")
+    raise typer.Exit(int(ExitCode.FAILED if result.has_errors else ExitCode.OK))
+
+
+def converge_connection(connection: str | None) -> tuple[ConnectionSettings, str]:
+    """The settings to read the estate with, and the deployment name the runs go to."""
+    if connection is None:
+        persona, _ = SANDBOX_READER
+        return load_settings(ConnectionSettings, sandbox_connection_data(load_profile(), persona)), "sandbox"
+    from blocks import CmkConnection
+    from ppcmk.cli.doctor import load_block
+    from ppcmk.cli.prefect_api import prefect_api
+
+    with prefect_api():
+        return load_block(CmkConnection, connection, "--connection").settings(), "production"
+
+
+def start_runs(runs: list[PlannedRun], deployment: str) -> list[tuple[PlannedRun, str]]:
+    """Each run as a deployment run (not waited for: each plans, then waits for its approval)."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    from ppcmk.cli.prefect_api import prefect_api
+
+    started = []
+    with prefect_api():
+        for run in runs:
+            try:
+                flow_run = run_deployment(name=run.deployment(deployment), parameters=run.parameters,
+                                          timeout=0)
+            except ObjectNotFound as missing:
+                raise CliError(f"no deployment {run.deployment(deployment)} on this Prefect server; start "
+                               "`ppcmk serve` (sandbox) or deploy prefect.yaml, or pass --deployment",
+                               ExitCode.UNAVAILABLE) from missing
+            started.append((run, f"{flow_run.name} ({flow_run.id})"))  # type: ignore[union-attr]
+    return started
+
+
+def runs_table(runs: list[PlannedRun], deployment: str, started: dict[int, str] | None = None) -> Any:
+    rows = [{"runbook": run.deployment(deployment), "why": run.reason,
+             "parameters": json.dumps(run.parameters, separators=(", ", ": "))}
+            | ({"flow run": started.get(index, "")} if started is not None else {})
+            for index, run in enumerate(runs)]
+    return rows_table(f"{len(runs)} runbook run(s) to reach the desired state", rows)
+
+
+@reports_errors
+def converge(
+    file: Annotated[Path, typer.Argument(help="Desired-state YAML file (docs/WATCH.md).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the runs that would be started.")]
+    = False,
+    connection: Annotated[str | None, typer.Option(help="CmkConnection block to read the estate with "
+                                                        "(default: the running sandbox's runbook "
+                                                        "identity).")] = None,
+    deployment: Annotated[str | None, typer.Option(help="Deployment name of the runbooks (default: sandbox "
+                                                        "for the sandbox, production with --connection).")]
+    = None,
+) -> None:
+    """The onboard / change_policy / revert / rotate runs that reach the desired state; started as deployment
+    runs unless --dry-run. Each run plans and waits for its own approval: nothing changes unapproved."""
+    from ppcmk.converge import plan_runs
+    from ppcmk.desired import load_desired_state_file
+    from tasks.estate import read_estate
+
+    desired = load_desired_state_file(file)
+    settings, default_deployment = converge_connection(connection)
+    deployment = deployment or default_deployment
+    runs = plan_runs(read_estate(settings, desired.pp_admins), desired)
+    console = Console()
+    if not runs:
+        console.print("the estate is already in the desired state: nothing to run")
+        return
+    if dry_run:
+        console.print(runs_table(runs, deployment))
+        console.print("dry run: nothing was started", style="dim")
+        return
+    started = start_runs(runs, deployment)
+    console.print(runs_table(runs, deployment, {i: name for i, (_, name) in enumerate(started)}))
+    console.print("each run plans and waits for its approval: `ppcmk approvals` lists them", style="dim")

@@ -1,0 +1,24 @@
+"""ARM ids of the default scenario's resources in a running sandbox (its subscription id is per session)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ppcmk import arm_ids
+from tests.support.scenario import HSM, LINKED_POLICY, RESOURCE_GROUP, VAULT
+
+
+def subscription(cloud: Any) -> str:
+    return str(cloud.endpoints.subscription_id)
+
+
+def vault_id(cloud: Any, name: str = VAULT, resource_group: str = RESOURCE_GROUP) -> str:
+    return arm_ids.vault_id(subscription(cloud), resource_group, name)
+
+
+def managed_hsm_id(cloud: Any, name: str = HSM, resource_group: str = RESOURCE_GROUP) -> str:
+    return str(arm_ids.ResourceId(subscription(cloud), resource_group, *arm_ids.MANAGED_HSM_TYPE, name))
+
+
+def policy_id(cloud: Any, name: str = LINKED_POLICY, resource_group: str = RESOURCE_GROUP) -> str:
+    return arm_ids.policy_id(subscription(cloud), resource_group, name)

@@ -1,0 +1,36 @@
+"""The default sandbox scenario (sandbox/scenarios/default) by name: people, resources, environments."""
+
+from __future__ import annotations
+
+# People (identities.json)
+REQUESTER = "kv-admin@contoso.example"  # the Key Vault admin, who asks
+PP_ADMIN = "pp-admin@contoso.example"  # the Power Platform admin, who approves (Reader on ep-existing)
+PP_ADMIN_2 = "pp-admin-2@contoso.example"
+
+# Azure resources (arm.json, keyvault.json)
+RESOURCE_GROUP = "rg-cmk"
+VAULT = "kv-cmk-prod"  # compliant: soft delete, purge protection, RBAC
+KEY = "cmk-prod"  # RSA 3072 in VAULT, the key of LINKED_POLICY
+KEY_SIZE = 3072
+HSM = "hsm-cmk"  # a managed HSM
+LINKED_POLICY = "ep-existing"  # europe, on VAULT/KEY, FINANCE linked to it
+LINKED_POLICY_GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # its identity's key role on VAULT (the name)
+GEO = "europe"
+
+# Power Platform environments (powerplatform.json), named after their display names
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"  # Contoso Production: europe, managed, Microsoft key
+SANDBOX = "e1000000-0000-4000-8000-000000000002"  # Contoso Sandbox: europe, the canary type
+TRIAL = "e1000000-0000-4000-8000-000000000003"
+TEAMS = "e1000000-0000-4000-8000-000000000004"
+DEFAULT_ENVIRONMENT = "e1000000-0000-4000-8000-000000000005"
+US_PRODUCTION = "e1000000-0000-4000-8000-000000000007"  # unitedstates: another geo than the europe policies
+UK_SANDBOX = "e1000000-0000-4000-8000-000000000008"  # unitedkingdom
+UNMANAGED = "e1000000-0000-4000-8000-000000000009"  # Europe Unmanaged: Basic protection, not managed
+LEGACY_BYOK = "e1000000-0000-4000-8000-00000000000a"  # key managed by CustomerViaMicrosoft
+FINANCE = "e1000000-0000-4000-8000-00000000000b"  # Finance on CMK: linked to LINKED_POLICY
+BUSY_SANDBOX = "e1000000-0000-4000-8000-00000000000c"  # a two-hour governance operation runs on it
+UNKNOWN_ENVIRONMENT = "e1000000-0000-4000-8000-0000000000ff"  # in no scenario
+
+# The generated fleet the fleet tests start (`fleet:<size>`): environments 0, 5 and 10 are Sandbox type
+FLEET_SIZE = 12
+FLEET_PATTERN = "Fleet europe *"

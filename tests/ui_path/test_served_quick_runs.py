@@ -1,0 +1,238 @@
+"""The Prefect UI path through the API the UI uses: every deployment `ppcmk serve` publishes is started with
+no parameters (Quick run) against the sandbox. None fails; rotate completes, cleanup right after it has
+nothing to do (everything is on hold), the destructive runbooks only plan, onboard waits for its approval,
+and that wait reaches a webhook on 127.0.0.1 through the notification automation, with the run's UI link."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.settings import PREFECT_API_URL
+
+from deployments.automations import NOTIFICATIONS, ensure_automations
+from deployments.catalog import RUNBOOKS, SandboxBlocks
+from deployments.serve import deployment_full_name
+from deployments.wake import WAKE_FLOW_NAME
+from ppcmk.cli.profile import SandboxProfile
+from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+
+# The served process, its flow-run children and the session's Prefect server: generous waits, busy machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+BLOCKS = SandboxBlocks.with_prefix("ui")  # beside the session's sandbox-* blocks, which other tests change
+FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
+# cleanup right after rotate finds the previous version on hold; migrate_byok after onboard, whose Key Vault
+# half creates the policy both use
+PHASES = [["rotate", "report", "change_policy", "revert", "lock", "unlock", WAKE_FLOW_NAME],
+          ["cleanup", "onboard"], ["migrate_byok"]]
+
+
+@dataclass
+class Webhook:
+    """A local HTTP endpoint that keeps every JSON body posted to it."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def messages(self, containing: str) -> list[str]:
+        texts = [f"{body.get('subject', '')}\n{body.get('text', '')}" for body in list(self.received)]
+        return [text for text in texts if containing in text]
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hook.received.append(json.loads(body or b"{}"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield hook
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def automations(prefect_backend: None, webhook: Webhook) -> Iterator[list[str]]:
+    block = CustomWebhookNotificationBlock.model_validate(
+        {"name": "ui-path", "url": webhook.url, "json_data": {"subject": "{{subject}}", "text": "{{body}}"}})
+    block_id = block.save("ui-path-webhook", overwrite=True)
+    with get_client(sync_client=True) as client:
+        names = ensure_automations(client, block_id)
+        assert ensure_automations(client, block_id) == names  # a second time changes nothing
+        assert [len(client.read_automations_by_name(name)) for name in names] == [1] * len(NOTIFICATIONS)
+        yield names
+        for name in names:  # later tests on this server must not notify a webhook that is gone
+            for automation in client.read_automations_by_name(name):
+                client.delete_automation(automation.id)
+
+
+@pytest.fixture(scope="module")
+def served(sandbox_server: Any, prefect_backend: None, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`python -m deployments.serve` as `ppcmk serve` starts it, the deployments defaulting to ui-* blocks."""
+    sandbox_server.reset()
+    register_sandbox_blocks(SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1), BLOCKS)
+    home = tmp_path_factory.mktemp("ui-served")
+    api_url = str(PREFECT_API_URL.value())
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_UI_URL": api_url.removesuffix("/api"),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_TO_API_ENABLED": "true",
+           "PPCMK_HOME": str(home / "ppcmk-home"), "PPCMK_RETRY_DELAY_SCALE": "0", "PYTHONPATH": str(ROOT)}
+    log = (home / "serve.log").open("wb")
+    command = [sys.executable, "-m", "deployments.serve", "--limit", "4", "--blocks-prefix", "ui"]
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        yield child, home
+    finally:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        log.close()
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, child: subprocess.Popen[bytes]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        assert child.poll() is None, f"deployments.serve exited with {child.returncode} while waiting: {what}"
+        time.sleep(0.25)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")
+
+
+def registered_by(client: SyncPrefectClient, flow_name: str, since: datetime) -> bool:
+    """The deployment exists and this module's served process has (re)registered it."""
+    try:
+        deployment = client.read_deployment_by_name(deployment_full_name(flow_name))
+    except Exception:  # not registered yet
+        return False
+    return deployment.updated is not None and deployment.updated >= since
+
+
+def settled(client: SyncPrefectClient, run_id: UUID) -> str:
+    """The state name once the run ended or waits (Paused/Suspended), else ''."""
+    state = client.read_flow_run(run_id).state
+    return state.name if state and (state.name in FINAL or state.is_paused()) else ""
+
+
+@dataclass
+class QuickRun:
+    run_id: UUID
+    state: str
+    artifacts: dict[str, int]  # key → how many the run published
+
+
+def published(client: SyncPrefectClient, run_id: UUID) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    mine = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+    for artifact in client.read_artifacts(artifact_filter=mine):
+        counts[str(artifact.key)] = counts.get(str(artifact.key), 0) + 1
+    return counts
+
+
+def logged(run_id: UUID, text: str, child: subprocess.Popen[bytes]) -> str:
+    """The run's log once it contains `text` (logs reach the API in batches, after the state)."""
+    def lines() -> str:
+        with get_client(sync_client=True) as client:
+            found = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        joined = "\n".join(log.message for log in found)
+        return joined if text in joined else ""
+    return str(wait_for(f"{text!r} in the log of {run_id}", lines, 60, child))
+
+
+@pytest.fixture(scope="module")
+def quick_runs(served: tuple[subprocess.Popen[bytes], Path], automations: list[str]) -> dict[str, QuickRun]:
+    """Every deployment started as Quick run does; each phase waits for the one before."""
+    child, _ = served
+    since = datetime.now(UTC).replace(microsecond=0)
+    runs: dict[str, QuickRun] = {}
+    with get_client(sync_client=True) as client:
+        for phase in PHASES:
+            started = {}
+            for name in phase:
+                wait_for(f"{name} deployment", partial(registered_by, client, name, since), 180, child)
+                deployment = client.read_deployment_by_name(deployment_full_name(name))
+                started[name] = client.create_flow_run_from_deployment(deployment.id).id  # no parameters
+            for name, run_id in started.items():
+                state = wait_for(f"{name} to end or wait", partial(settled, client, run_id), 240, child)
+                runs[name] = QuickRun(run_id, state, published(client, run_id))
+    return runs
+
+
+def test_every_served_deployment_runs_from_quick_run_without_failing(quick_runs: dict[str, QuickRun]) -> None:
+    assert set(quick_runs) == {*RUNBOOKS, WAKE_FLOW_NAME}
+    failed = {name: run.state for name, run in quick_runs.items()
+              if run.state not in ("Completed", "Suspended", "Paused")}
+    assert not failed, failed
+
+
+def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
+                                          served: tuple[subprocess.Popen[bytes], Path]) -> None:
+    child, home = served
+    states = {name: run.state for name, run in quick_runs.items()}
+    assert states["onboard"] == "Suspended" and states["rotate"] == "Completed", states
+    logged(quick_runs["cleanup"].run_id, "nothing can be cleaned up yet", child)  # not a Failed HoldActive
+    logged(quick_runs["unlock"].run_id, "nothing to do, the plan changes nothing (no open lock record", child)
+    for destructive in ("change_policy", "revert", "lock"):
+        logged(quick_runs[destructive].run_id, "dry run, the plan only", child)
+    for destructive in ("change_policy", "revert", "lock"):
+        assert states[destructive] == "Completed", destructive  # a dry run: the plan only
+        assert quick_runs[destructive].artifacts == {f"{destructive.replace('_', '-')}-plan": 1}, destructive
+    # the served process's working directory stays clean: the report writes under its PPCMK_HOME
+    inventory = home / "ppcmk-home" / "reports" / "cmk-inventory.csv"
+    assert inventory.exists()
+    logged(quick_runs["report"].run_id, str(inventory), child)
+
+
+def test_a_run_publishes_its_plan_once(quick_runs: dict[str, QuickRun]) -> None:
+    assert quick_runs["rotate"].artifacts == {"rotate-plan": 1, "rotate-cmk-prod-history": 1}
+    # onboard: the whole plan, then the hand-off plan of the Power Platform half (another hash)
+    assert quick_runs["onboard"].artifacts == {"onboard-plan": 2}
+
+
+def test_the_approval_wait_reaches_the_webhook_with_the_ui_link(
+        quick_runs: dict[str, QuickRun], webhook: Webhook, served: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    onboard = quick_runs["onboard"]
+    link = f"/runs/flow-run/{onboard.run_id}"
+    (message,) = wait_for("the approval notification", lambda: webhook.messages(link), 120, served[0])
+    assert "onboard run" in message and "waits for approval" in message
+    assert "Who may approve: the Power Platform admin" in message and "kv-admin@contoso.example" in message
+    assert not webhook.messages("ended Failed") and not webhook.messages("ended Crashed")

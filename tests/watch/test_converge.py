@@ -1,0 +1,127 @@
+"""The desired state: watch reports each difference, `ppcmk converge --dry-run` plans exactly the runs that
+remove them (one per change of place and per key), and `ppcmk watch` exits 1 on error findings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ppcmk.cli import app
+from ppcmk.cli.profile import SandboxProfile, save_profile
+from ppcmk.converge import plan_runs
+from ppcmk.desired import parse_desired_state
+from ppcmk.errors import ConfigError
+from ppcmk.estate import EnvironmentFact, EstateFacts, PolicyFact
+from tests.watch.test_watch_drift import FINANCE, change, current_version
+
+CONTOSO_PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+# Three differences from the default scenario: Contoso Production should be on ep-existing (onboard),
+# Finance on CMK back on the Microsoft-managed key (revert), cmk-prod (30 days old) rotated every 20 days.
+DESIRED = """
+policies:
+  - name: ep-existing
+    resource_group: rg-cmk
+    target: sandbox-target
+    vault: kv-cmk-prod
+    key: cmk-prod
+    environments: [Contoso Production]
+microsoft_managed: [Finance on CMK]
+rotation: {cadence_days: 20}
+pp_admins: [pp-admin@contoso.example]
+runbooks:
+  pp_admin: pp-admin@contoso.example
+  requester: kv-admin@contoso.example
+"""
+
+
+@pytest.fixture
+def desired_file(tmp_path: Path) -> Path:
+    path = tmp_path / "desired.yaml"
+    path.write_text(DESIRED, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def profiled(cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "ppcmk-home"))
+    save_profile(SandboxProfile.from_endpoints(cloud.endpoints, pid=-1))
+    return cloud
+
+
+def test_watch_reports_each_difference_from_the_desired_state(run_watch: Any, desired_file: Path) -> None:
+    found = {(d.kind, d.object): d for d in run_watch(desired_state=str(desired_file)).drifts}
+    assert set(found) == {("env.unlinked", "Contoso Production"),
+                          ("env.not_microsoft_managed", "Finance on CMK"),
+                          ("key.rotation_overdue", "kv-cmk-prod/cmk-prod")}
+    assert "onboard target=sandbox-target" in found[("env.unlinked", "Contoso Production")].fix
+
+
+def test_converge_dry_run_plans_exactly_the_three_runs(profiled: Any, prefect_backend: None,
+                                                        desired_file: Path) -> None:
+    result = CliRunner().invoke(app, ["converge", str(desired_file), "--dry-run"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "3 runbook run(s) to reach the desired state" in result.output
+    for deployment in ("onboard/sandbox", "revert/sandbox", "rotate/sandbox"):
+        assert result.output.count(deployment) == 1, result.output
+    assert "nothing was started" in result.output
+    assert profiled.log.count(method="POST") == 0 and profiled.log.count(method="PUT") == 0
+
+
+def test_converge_plans_the_parameters(cloud: Any, desired_file: Path) -> None:
+    from tasks.estate import read_estate
+    from tests.watch.test_estate_reads import runbook_settings
+
+    runs = {run.runbook: run for run in plan_runs(read_estate(runbook_settings(cloud)),
+                                                  parse_desired_state(DESIRED, "test"))}
+    assert set(runs) == {"onboard", "revert", "rotate"}
+    assert runs["onboard"].parameters == {
+        "target": "sandbox-target", "pp_admin": "pp-admin@contoso.example",
+        "requester": "kv-admin@contoso.example", "selector": {"environment_ids": [CONTOSO_PRODUCTION]}}
+    assert runs["revert"].parameters == {"target": "sandbox-target", "requester": "kv-admin@contoso.example",
+                                         "selector": {"environment_ids": [FINANCE]}}
+    assert runs["rotate"].parameters == {"target": "sandbox-target", "requester": "kv-admin@contoso.example",
+                                         "approval": True}
+
+
+def test_converge_moves_between_policies_with_change_policy() -> None:
+    policies = [PolicyFact(policy_id=f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.PowerPlatform/"
+                                     f"enterprisePolicies/{name}", name=name, resource_group="rg",
+                           key_vault_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv",
+                           key_name=key) for name, key in (("ep-old", "k-old"), ("ep-new", "k-new"))]
+    envs = [EnvironmentFact(id=f"env-{n}", name=f"Env {n}", policy_id=policies[0].policy_id,
+                            link_status="Linked") for n in (1, 2)]
+    estate = EstateFacts(now=datetime(2026, 12, 1, tzinfo=UTC), policies=policies, environments=envs)
+    desired = parse_desired_state("""
+policies:
+  - {name: ep-old, target: old-target}
+  - {name: ep-new, target: new-target, environments: [Env 1, env-2]}
+runbooks: {pp_admin: pp@contoso.example}
+""", "test")
+    [run] = plan_runs(estate, desired)
+    assert run.runbook == "change_policy"
+    assert run.parameters == {"target": "old-target", "new_policy_name": "ep-new", "new_key_name": "k-new",
+                              "new_vault_id": policies[1].key_vault_id, "pp_admin": "pp@contoso.example",
+                              "selector": {"environment_ids": ["env-1", "env-2"]}}
+
+
+def test_a_bad_desired_state_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"policies\.0\.environments"):
+        parse_desired_state("policies:\n  - {name: ep, environments: 3}\n", "desired.yaml")
+    with pytest.raises(ConfigError, match="desired both in ep and in microsoft_managed"):
+        parse_desired_state("policies: [{name: ep, environments: [A]}]\nmicrosoft_managed: [a]\n", "d.yaml")
+
+
+def test_ppcmk_watch_exits_1_on_error_findings(profiled: Any, prefect_backend: None,
+                                               fresh_state: None) -> None:
+    runner = CliRunner()
+    healthy = runner.invoke(app, ["watch"], env={"COLUMNS": "200"})
+    assert healthy.exit_code == 0, healthy.output
+    assert "no drift" in healthy.output
+    change(profiled, lambda world: setattr(current_version(world), "enabled", False))
+    broken = runner.invoke(app, ["watch"], env={"COLUMNS": "250"})
+    assert broken.exit_code == 1, broken.output
+    assert "key.disabled" in broken.output and "critical" in broken.output

@@ -1,0 +1,173 @@
+"""Each drift kind, produced by changing the sandbox the way an admin (or an accident) would, found by the
+watch runbook with the right severity and fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from flows.watch import WatchResult
+from ppcmk.drift import Drift
+from sandbox.powerplatform.lifecycle import start_operation
+from sandbox.powerplatform.state import LINK
+
+FINANCE = "e1000000-0000-4000-8000-00000000000b"
+CONTOSO_PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+Watch = Callable[..., WatchResult]
+
+
+def only(result: WatchResult, kind: str, obj: str | None = None) -> Drift:
+    found = [d for d in result.drifts if d.kind == kind and (obj is None or d.object == obj)]
+    assert len(found) == 1, f"{kind}: {[(d.kind, d.object) for d in result.drifts]}"
+    return found[0]
+
+
+def change(cloud: Any, mutate: Callable[[Any], None]) -> None:
+    """Change the sandbox world as its services would, then let it reconcile (locks, health)."""
+    with cloud.world.lock:
+        mutate(cloud.world)
+        cloud.world.after_change()
+
+
+def vault(world: Any) -> Any:
+    return world.keyvault.get("kv-cmk-prod")
+
+
+def current_version(world: Any) -> Any:
+    return vault(world).keys["cmk-prod"].current
+
+
+def remove_policy_grant(world: Any) -> None:
+    principal = world.arm.find_policy_by_name("ep-existing").principal_id
+    for assignment in [a for a in world.rbac.assignments.values() if a.principal_id == principal]:
+        world.rbac.remove(assignment)
+
+
+def test_the_default_estate_is_healthy(run_watch: Watch) -> None:
+    result = run_watch()
+    assert result.drifts == []
+    assert result.environments == 12 and result.policies == 1
+
+
+def test_removed_role_assignment_is_critical_locks_and_unhealthy(cloud: Any, run_watch: Watch) -> None:
+    change(cloud, remove_policy_grant)
+    result = run_watch()
+    removed = only(result, "access.key_removed")
+    assert removed.severity == "critical" and removed.object == "ep-existing"
+    assert "az role assignment create --role \"Key Vault Crypto Service Encryption User\"" in removed.fix
+    assert "unlock" in removed.fix
+    assert only(result, "policy.unhealthy").severity == "error"
+    locked = only(result, "env.locked", "Finance on CMK")
+    assert locked.severity == "critical" and locked.tier == "30d left"
+    assert "unlock" in locked.fix
+    assert result.has_errors
+
+
+def test_disabled_current_version_is_critical(cloud: Any, run_watch: Watch) -> None:
+    change(cloud, lambda world: setattr(current_version(world), "enabled", False))
+    disabled = only(run_watch(), "key.disabled")
+    assert disabled.severity == "critical" and disabled.object == "kv-cmk-prod/cmk-prod"
+    assert "--enabled true" in disabled.fix
+
+
+def test_deleted_key_is_critical(cloud: Any, run_watch: Watch) -> None:
+    change(cloud, lambda world: setattr(vault(world).keys["cmk-prod"], "deleted_at", world.clock.now()))
+    deleted = only(run_watch(), "key.deleted")
+    assert deleted.severity == "critical" and "az keyvault key recover" in deleted.fix
+
+
+def test_not_yet_valid_version_is_an_error(cloud: Any, run_watch: Watch) -> None:
+    change(cloud, lambda world: setattr(current_version(world), "nbf", world.clock.now() + timedelta(days=2)))
+    assert only(run_watch(), "key.not_yet_valid").severity == "error"
+
+
+@pytest.mark.parametrize(("days", "severity", "tier"), [
+    (59, "warning", "60d"), (29, "warning", "30d"), (8, "warning", "30d"), (6, "error", "7d"),
+    (-1, "critical", "expired")])
+def test_expiry_tiers(cloud: Any, run_watch: Watch, days: int, severity: str, tier: str) -> None:
+    change(cloud, lambda world: setattr(current_version(world), "exp",
+                                        world.clock.now() + timedelta(days=days, hours=1)))
+    expiry = only(run_watch(), "key.expiry")
+    assert (expiry.severity, expiry.tier) == (severity, tier)
+    assert "run rotate" in expiry.fix
+
+
+def test_rotation_overdue_against_a_cadence(run_watch: Watch) -> None:
+    overdue = only(run_watch(rotation_cadence_days=20), "key.rotation_overdue")  # version is 30 days old
+    assert overdue.severity == "warning" and overdue.since is not None
+    assert overdue.since.date().isoformat() == "2026-11-21"
+
+
+def test_reader_removed_is_an_error(cloud: Any, run_watch: Watch) -> None:
+    change(cloud, lambda world: world.rbac.remove(next(a for a in world.rbac.assignments.values()
+                                                       if a.name == "a0a0a0a0-0000-4000-8000-00000000a005")))
+    reader = only(run_watch(), "access.reader_removed")
+    assert reader.severity == "error" and reader.object == "pp-admin@contoso.example on ep-existing"
+    assert "--role Reader" in reader.fix
+
+
+def test_closed_firewall_without_bypass(cloud: Any, run_watch: Watch) -> None:
+    def close(world: Any) -> None:
+        props = vault(world).properties
+        props["publicNetworkAccess"] = "Disabled"
+        props["networkAcls"] = {"defaultAction": "Deny", "bypass": "None", "ipRules": [],
+                                "virtualNetworkRules": []}
+
+    change(cloud, close)
+    result = run_watch()
+    firewall = only(result, "vault.firewall")
+    assert firewall.severity == "error" and "--bypass AzureServices" in firewall.fix
+    assert only(result, "env.locked", "Finance on CMK").severity == "critical"
+
+
+def test_purge_protection_off(cloud: Any, run_watch: Watch) -> None:
+    change(cloud, lambda world: vault(world).properties.update(enablePurgeProtection=False))
+    off = only(run_watch(), "vault.purge_protection")
+    assert off.severity == "error" and "--enable-purge-protection true" in off.fix
+
+
+def test_lock_countdown_reads_the_days_left(cloud: Any, run_watch: Watch) -> None:
+    change(cloud, lambda world: setattr(world.powerplatform.environment(FINANCE), "sku", "Sandbox"))
+    change(cloud, remove_policy_grant)
+    assert only(run_watch(), "env.locked").tier == "7d left"
+    cloud.clock.advance(timedelta(days=5))
+    locked = only(run_watch(), "env.locked")
+    assert locked.tier == "2d left" and "in 2 days" in locked.message
+    cloud.clock.advance(timedelta(days=2, minutes=1))  # the service deletes it, as the countdown said
+    assert cloud.world.powerplatform.environment(FINANCE) is None
+
+
+def test_link_running_too_long_is_a_warning(cloud: Any, run_watch: Watch) -> None:
+    def start_long_link(world: Any) -> None:
+        env = world.powerplatform.environment(CONTOSO_PRODUCTION)
+        policy = world.arm.find_policy_by_name("ep-existing")
+        start_operation(world, env, LINK, 86400, None, target={"policy_id": policy.arm_id})
+
+    change(cloud, start_long_link)
+    cloud.clock.advance(timedelta(hours=7))
+    slow = only(run_watch(), "env.link_slow")
+    assert slow.severity == "warning" and slow.object == "Contoso Production"
+
+
+def test_previous_version_disabled_inside_its_hold(cloud: Any, run_watch: Watch) -> None:
+    def rotate_and_disable_previous(world: Any) -> None:
+        key = vault(world).keys["cmk-prod"]
+        previous = key.current
+        key.add_version(previous, world.clock.now(), None)
+        previous.enabled = False
+
+    change(cloud, rotate_and_disable_previous)
+    disabled = only(run_watch(), "key.previous_version_disabled")
+    assert disabled.severity == "error" and "3c1f0e2a" in disabled.object
+    assert "--version 3c1f0e2a9b8d4c7e8f6a5b4c3d2e1f00 --enabled true" in disabled.fix
+
+
+def test_hold_about_to_end(cloud: Any, run_watch: Watch) -> None:
+    until = cloud.clock.now() + timedelta(days=3)
+    change(cloud, lambda world: world.arm.find_policy_by_name("ep-existing").tags.update(
+        {"ppcmk-hold-until": until.isoformat(), "ppcmk-hold-reason": "revert"}))
+    ending = only(run_watch(), "hold.ending")
+    assert ending.severity == "info" and "in 3 days" in ending.message and "cleanup" in ending.fix

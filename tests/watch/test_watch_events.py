@@ -1,0 +1,77 @@
+"""Events: a finding is emitted once when it appears, again when its severity changes, and resolved once
+repaired; a run that finds the same as the previous one emits nothing. Read back from the Prefect server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+from prefect.types._datetime import now as prefect_now
+
+from flows.watch import WatchResult
+from tests.watch.test_watch_drift import change, current_version
+
+Watch = Callable[..., WatchResult]
+EXPIRY_EVENT = "ppcmk.drift.key.expiry"
+
+
+def server_events(since: Any, expected: int) -> list[Any]:
+    """The watch events the server recorded since `since`, oldest first (waits for them to arrive)."""
+    event_filter = EventFilter(event=EventNameFilter(prefix=["ppcmk.drift."]),  # every kind: no stray one
+                               occurred=EventOccurredFilter(since=since))
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_events(filter=event_filter, limit=50)
+            events = sorted(page.events, key=lambda e: e.occurred)
+            if len(events) >= expected or time.monotonic() > deadline:
+                return events
+            time.sleep(0.5)
+
+
+def test_expiry_event_appears_changes_and_resolves_once_each(cloud: Any, run_watch: Watch) -> None:
+    started = prefect_now("UTC")  # the events of earlier tests occurred before
+    change(cloud, lambda world: setattr(current_version(world), "exp", world.clock.now() + timedelta(days=8)))
+    first = run_watch()
+    assert [(c.change, c.kind, c.severity) for c in first.changes] == [("appeared", "key.expiry", "warning")]
+    assert run_watch().changes == []  # the next hour: same finding, no event
+    cloud.clock.advance(timedelta(days=2))
+    second = run_watch()
+    assert [(c.change, c.severity, c.previous_level) for c in second.changes] == [
+        ("changed", "error", "warning:30d")]
+    change(cloud, lambda world: setattr(current_version(world), "exp",
+                                        world.clock.now() + timedelta(days=365)))
+    third = run_watch()
+    assert [(c.change, c.kind) for c in third.changes] == [("resolved", "key.expiry")]
+    assert run_watch().changes == []
+
+    events = server_events(started, expected=3)
+    assert [(e.event, e.payload["change"], e.payload["severity"]) for e in events] == [
+        (EXPIRY_EVENT, "appeared", "warning"), (EXPIRY_EVENT, "changed", "error"),
+        (EXPIRY_EVENT, "resolved", "resolved")]
+    resource = events[0].resource
+    assert resource.name == "kv-cmk-prod/cmk-prod"
+    assert resource.id.endswith("/vaults/kv-cmk-prod/keys/cmk-prod")
+    assert "run rotate" in events[1].payload["fix"]
+    assert [e.resource["ppcmk.severity"] for e in events] == ["warning", "error", "resolved"]
+
+
+def test_the_drift_alert_notifies_on_critical_and_error_events(prefect_backend: None) -> None:
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from deployments.watch_alerts import ALERT_NAME, ensure_drift_alert
+
+    CustomWebhookNotificationBlock(name="oncall", url="https://127.0.0.1:9/hook").save("cmk-oncall",
+                                                                                      overwrite=True)
+    ensure_drift_alert("custom-webhook/cmk-oncall")
+    ensure_drift_alert("custom-webhook/cmk-oncall")  # replaces, never duplicates
+    with get_client(sync_client=True) as client:
+        [automation] = client.read_automations_by_name(name=ALERT_NAME)
+    trigger = automation.trigger
+    assert trigger.expect == {"ppcmk.drift.*"}  # type: ignore[union-attr]
+    assert trigger.match.model_dump()["ppcmk.severity"] == ["critical", "error"]  # type: ignore[union-attr]
+    assert "event.payload.fix" in automation.actions[0].body  # type: ignore[union-attr]

@@ -43,6 +43,7 @@ from flows._runbook import (
 )
 from flows._two_half import HandoffWork, TwoHalfRun
 from ppcmk.azure_resources import PolicyInfo
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetMember, FleetSelector
@@ -239,7 +240,7 @@ def log_wave(wave: int, results: list[EnvironmentResult]) -> None:
                          len(results) - len(failed), ", ".join(failed) or "none")
 
 
-@flow(name="change_policy")
+@flow(name="change_policy", **RELEASE_HOOKS)
 def change_policy(
     kv_connection: str,
     pp_connection: str,

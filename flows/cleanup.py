@@ -30,6 +30,7 @@ from flows._runbook import approval_unless_plan_only, linked_to, load_settings
 from ppcmk import audit, holds
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
@@ -166,7 +167,7 @@ def remove_policy_access(kv: ConnectionSettings, pp: ConnectionSettings, target:
     return len(revoke_key_access(kv, vault_target, policy.principal_id or "").removed)
 
 
-@flow(name="cleanup")
+@flow(name="cleanup", **RELEASE_HOOKS)
 def cleanup(
     kv_connection: str,
     target: str,

@@ -143,3 +143,22 @@ def test_request_ids_are_collected_per_context() -> None:
         assert [r.ids for r in inner] == [{"x-ms-correlation-id": "c2"}]
     assert [r.url for r in outer] == ["https://h/a", "https://h/b"]
     assert outer[0].ids == {"x-ms-request-id": "r1"}
+
+
+def test_audit_commands_verify_and_show_the_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ppcmk.cli import app
+
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
+    monkeypatch.delenv(AUDIT_STORAGE_SETTING, raising=False)
+    _filled(tmp_path / "audit")
+    verified = CliRunner().invoke(app, ["audit", "verify"])
+    assert verified.exit_code == 0 and "audit chain intact: 3 entries" in verified.output, verified.output
+    shown = CliRunner().invoke(app, ["audit", "show", "--json"])
+    assert [e["event"]["event"] for e in json.loads(shown.output)] == ["plan", "approve", "apply"]
+    other_run = CliRunner().invoke(app, ["audit", "show", "--run", "no-such-run", "--json"])
+    assert json.loads(other_run.output) == []
+    _entry_file(tmp_path / "audit", 1).write_text("{}")
+    broken = CliRunner().invoke(app, ["audit", "verify"])
+    assert broken.exit_code == 1 and "entry 1" in broken.output, broken.output

@@ -32,6 +32,7 @@ from flows._runbook import Approving, load_connection, load_target, plan_only_ou
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
 from ppcmk.azure_resources import PolicyInfo
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -55,7 +56,7 @@ class SelectedLinks:
         plan_links(plan, self.target, policy, chosen, self.enable_managed)
 
 
-@flow(name="onboard")
+@flow(name="onboard", **RELEASE_HOOKS)
 def onboard(
     kv_connection: str,
     pp_connection: str,

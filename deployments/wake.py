@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 
+from ppcmk import claims
 from ppcmk.approval_pause import expire_overdue
 from ppcmk.fleet.parking import is_parked
 
@@ -61,4 +62,6 @@ def wake() -> list[str]:
         expired = expire_overdue(client)
     get_run_logger().info("resumed %d parked run(s); %d unanswered approval(s) expired", len(woken),
                           len(expired))
+    if released := claims.release_stale():  # runs that ended without releasing theirs (a crash)
+        get_run_logger().info("released %d stale claim(s): %s", len(released), "; ".join(released))
     return [str(run_id) for run_id in woken]

@@ -26,6 +26,7 @@ from flows._runbook import Approving, final_state, load_connection, load_target,
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
 from ppcmk.azure_resources import PolicyInfo
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.findings import error, info
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -102,7 +103,7 @@ class ByokMoves:
         plan_byok_moves(plan, self.target, policy, environments, self.selector, self.enable_managed)
 
 
-@flow(name="migrate_byok")
+@flow(name="migrate_byok", **RELEASE_HOOKS)
 def migrate_byok(
     kv_connection: str,
     pp_connection: str,

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from blocks import CmkConnection
 from blocks.desired_state import CmkDesiredState
-from flows.lock import LockRecord
+from flows._lock_record import LockRecord
 from ppcmk.desired import DesiredState, load_desired_state_file
 from ppcmk.drift import Drift, DriftChange, DriftSeverity, Remembered, WatchState, changes, with_since, worst
 from ppcmk.drift_rules import WatchRules, detect
@@ -158,10 +158,20 @@ def watch(
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> WatchResult:
     """Every drift of the estate with severity, since when and fix; an event for each change since last run.
+    Read-only.
 
-    `connection`: an identity that reads Azure (Reader on the vaults and policies, role assignments) and is a
-    Power Platform admin (or registered management app). `desired_state`: a YAML file or a `ppcmk desired
-    state` block. `pp_admins`: whose Reader role on the policies to check (default: the desired state's).
+    Args:
+        connection: CmkConnection block of an identity that reads Azure (Reader on the vaults and policies,
+            role assignments) and is a Power Platform admin or registered management app, e.g. runbook; in
+            the sandbox sandbox-runbook.
+        desired_state: A YAML file or a `ppcmk desired state` block describing what should be; empty: only
+            the built-in rules.
+        pp_admins: UPNs or object ids whose Reader role on the policies is checked, e.g.
+            ["pp-admin@contoso.example"]; empty: the desired state's.
+        rotation_cadence_days: A key whose current version is older than this many days is a finding;
+            empty: no rotation check.
+        link_expected_hours: A link or unlink running longer than this is a finding.
+        concurrency: How many reads run at the same time.
     """
     conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
     desired = load_desired(desired_state)

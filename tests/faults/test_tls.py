@@ -23,7 +23,8 @@ from ppcmk.settings import ConnectionSettings
 from ppcmk.step_errors import StepFailed
 from tasks.environments import get_environments
 from tasks.holds import hold_key_version
-from tests.tasks.conftest import connection, vault_id
+from tests.support.arm import vault_id
+from tests.support.sandbox import connection
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 

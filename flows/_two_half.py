@@ -214,6 +214,7 @@ class TwoHalfRun:
                 policy_name=policy.name,
                 has_policy_reader=lambda admin: has_policy_reader(self.kv, self.target, admin),
                 policy_id=policy.policy_id,
+                designated=self.pp_admin,
             ),
         )
         if isinstance(approval, RunOutcome):

@@ -126,10 +126,11 @@ def quick_run(page: Any, ui: str, serve: subprocess.Popen[bytes]) -> UUID:
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Quick run", exact=True).click()
     dialog = page.get_by_role("dialog")
-    wait_for("the run dialog or the run", lambda: dialog.count() or set(onboard_runs()) - before, 30, serve)
+    wait_for("the run dialog or the run", lambda: dialog.count() or set(onboard_runs()) - before, 60, serve)
     if dialog.count():
         dialog.get_by_role("button", name="Run", exact=True).click()
-    (run_id,) = wait_for("the new run", lambda: set(onboard_runs()) - before, 60, serve)
+        dialog.wait_for(state="hidden")
+    (run_id,) = wait_for("the new run", lambda: set(onboard_runs()) - before, 180, serve)
     return run_id
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.findings import Finding, error, info, warning
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment, EnvironmentOperation
@@ -115,10 +114,7 @@ def _runtime_state(env: Environment) -> list[Finding]:
 def _encryption_state(env: Environment, policy: PolicyInfo | None) -> list[Finding]:
     subject = env.id
     if env.cmk is not None and env.cmk.linked:
-        ours = policy is not None and (
-            same_id(env.cmk.policy_id, policy.policy_id) or same_id(env.cmk.system_id, policy.system_id)
-        )
-        if ours:
+        if linked_to(env, policy):
             return [info("env.encryption", subject, "already encrypted with the target policy")]
         return [
             warning(

@@ -87,13 +87,12 @@ def _migrate(**overrides: Any) -> Callable[[dict[str, str]], Any]:
         pp_admin=PP_ADMIN, requester=REQUESTER, approval_poll_s=1, **overrides)
 
 
-def _outsider_revert(blocks: dict[str, str]) -> Any:
+def _onboard_reading_with_an_outsider(blocks: dict[str, str]) -> Any:
     admin = CmkConnection.load(blocks["pp-admin"])
     CmkConnection(cloud="sandbox", tenant_id=admin.tenant_id, subscription_id=admin.subscription_id,
                   sandbox_url=admin.sandbox_url, sandbox_principal="outsider", ca_bundle=admin.ca_bundle,
                   time_mode="virtual").save("catalogue-outsider", overwrite=True)
-    return revert(connection="catalogue-outsider", target=blocks["target"], requester=REQUESTER,
-                  approval_poll_s=1)
+    return _onboard(pp_connection="catalogue-outsider")(blocks)
 
 
 def _target_in_another_subscription(_: dict[str, str]) -> Any:
@@ -190,7 +189,8 @@ CASES = [
     Case("migrate_byok selector selects nothing", "selector",
          _migrate(selector=FleetSelector(name_pattern="no such environment*"))),
     Case("migrate_byok approval_timeout_s 0", "approval_timeout_s", _migrate(approval_timeout_s=0)),
-    Case("revert with an outsider's connection", "Power Platform Administrator", _outsider_revert),
+    Case("onboard reading environments with an outsider's connection", "Power Platform Administrator",
+         _onboard_reading_with_an_outsider),
     # blocks, on save
     Case("target key_size 1234 saved", "key_size", _save_target(key_size=1234)),
     Case("target RSA key_size 4096 saved", "key_size", _save_target(key_size=4096)),

@@ -106,8 +106,10 @@ def state_of(environment: Environment | None) -> str:
     """How an environment looks now, in words an operator acts on."""
     if environment is None:
         return "not visible (deleted?)"
-    policy = (environment.cmk.policy_id or "").rstrip("/").split("/")[-1] if environment.cmk else None
-    key = f"linked to policy {policy}" if policy else MICROSOFT_KEY
+    link = environment.cmk
+    # the policy by name (the last segment of its ARM id): a person reads names, not resource ids
+    policy = (link.policy_id or "").rsplit("/", 1)[-1] or link.system_id if link else None
+    key = f"linked to policy {policy}" if link else MICROSOFT_KEY
     runtime = environment.runtime_state or "unknown"
     reason = (
         f" ({environment.runtime_reason})" if environment.runtime_reason not in (None, "NotSpecified") else ""

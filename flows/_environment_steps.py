@@ -14,8 +14,8 @@ from datetime import timedelta
 from prefect import get_run_logger
 
 from flows._parking import Waiting, parked_operation, parked_step
-from flows._runbook import change_failed, linked_to, state_of, step_state
-from ppcmk.azure_resources import PolicyInfo
+from flows._runbook import change_failed, state_of, step_state
+from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult

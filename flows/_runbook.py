@@ -15,9 +15,8 @@ from typing import Literal, cast
 from prefect import get_run_logger
 
 from blocks import CmkConnection, CmkTarget
-from ppcmk import audit, holds
+from ppcmk import audit, claims, holds
 from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
-from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
 from ppcmk.findings import Severity
@@ -57,11 +56,6 @@ def load_target(block: str) -> TargetSettings:
     return cast(CmkTarget, CmkTarget.load(block)).settings()
 
 
-def load_settings(connection: str, target: str) -> tuple[ConnectionSettings, TargetSettings]:
-    """Both blocks, validated."""
-    return load_connection(connection), load_target(target)
-
-
 def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
     return "unchanged" if unchanged else "succeeded"
 
@@ -74,16 +68,6 @@ def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
     message = f"{plan.target_summary}: {why}" + (f" ({notes})" if notes else "")
     get_run_logger().info(message)
     return RunOutcome(procedure=plan.procedure, status=status, plan_hash=plan.hash, message=message)
-
-
-def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
-    """Whether the environment's CMK link names this policy (ARM id or systemId, case-insensitive)."""
-    link = environment.cmk
-    return (
-        policy is not None
-        and link is not None
-        and (same_id(link.policy_id, policy.policy_id) or same_id(link.system_id, policy.system_id))
-    )
 
 
 def fleet_member(environment: Environment) -> FleetMember:
@@ -144,7 +128,9 @@ def approved(
     handoff: PowerPlatformHandoff | None = None,
 ) -> Approval | RunOutcome:
     """The approval of `plan` (re-planned with `replan` after the answer), or, when it is refused, the
-    rejected outcome the flow returns as it is: nothing was changed."""
+    rejected outcome the flow returns as it is: nothing was changed. What the plan changes is claimed for
+    this run first: one claimed by another active run fails the plan, naming that run (no approval asked)."""
+    claims.claim_plan(plan)
     try:
         return request_approval(
             plan,
@@ -192,12 +178,23 @@ def policy_after_approval(conn: ConnectionSettings, target: TargetSettings) -> P
     return policy
 
 
-def read_back_rows(conn: ConnectionSettings, report: FleetReport) -> list[dict[str, object]]:
-    """Each environment's wave result with its state read back now (the result table's rows)."""
+def read_back(
+    conn: ConnectionSettings, report: FleetReport, intended: Callable[[Environment | None], bool], wanted: str
+) -> tuple[FleetReport, list[dict[str, object]]]:
+    """Each environment read back now (one listing): one its step reported done that does not read back as
+    `intended` counts as failed ("not verified"), whoever changed it meanwhile. Returns the verified report
+    and the result table's rows."""
     after = {env.id: env for env in get_environments(conn)}
-    return [
-        dict(result.model_dump(), now=state_of(after.get(result.environment_id))) for result in report.results
-    ]
+    verified = report.model_copy(update={"results": []})
+    rows: list[dict[str, object]] = []
+    for result in report.results:
+        env = after.get(result.environment_id)
+        if result.state in ("succeeded", "unchanged") and not intended(env):
+            result = result.model_copy(update={
+                "state": "failed", "detail": f"not verified: wanted {wanted}, reads back {state_of(env)}"})
+        verified.results.append(result)
+        rows.append(dict(result.model_dump(), now=state_of(env)))
+    return verified, rows
 
 
 def finish(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flows._runbook import linked_to
-from ppcmk.azure_resources import PolicyInfo, VaultStatus
+from ppcmk.azure_resources import KeyInfo, PolicyInfo, VaultStatus, linked_to
 from ppcmk.checks.environments import check_environment
 from ppcmk.findings import Finding, Severity, error
 from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
@@ -46,73 +45,37 @@ def plan_key_vault_half(plan: Plan, target: TargetSettings, reading: DoctorReadi
         if f.check not in FIXED_BY_KEY_VAULT_HALF or (f.check == "access.admin_reader" and unread_reader)
     )
     vault_name = facts.vault.name if facts.vault else target.vault_id.rsplit("/", 1)[-1]
-    plan.items.append(
-        PlanItem(
-            target=vault_name,
-            kind="vault",
-            action="verify soft delete and purge protection",
-            detail=f"permissions by {facts.vault.permission_model}" if facts.vault else "",
-            changes=False,
-        )
-    )
-    if facts.key is None:
-        plan.items.append(
-            PlanItem(
-                target=target.key_name,
-                kind="key",
-                action=f"create key ({target.key_type} {target.key_size})",
-                detail="operations wrapKey, unwrapKey, encrypt, decrypt",
-            )
-        )
-    else:
-        plan.items.append(
-            PlanItem(
-                target=target.key_name,
-                kind="key",
-                action="none: adopt the existing key",
-                detail=f"current version {facts.key.version}",
-                changes=False,
-            )
-        )
     registered = facts.provider is not None and facts.provider.registered
-    plan.items.append(
-        PlanItem(
-            target="Microsoft.PowerPlatform",
-            kind="provider",
-            action="none: registered" if registered else "register the resource provider",
-            changes=not registered,
-        )
-    )
-    plan.items.append(
-        PlanItem(
-            target=target.policy_name,
-            kind="policy",
-            action="none: adopt the existing policy"
-            if facts.policy
-            else f"create Encryption policy in {target.geo} (versionless key reference)",
-            detail=f"resource group {target.resource_group}",
-            changes=facts.policy is None,
-        )
-    )
     grant = _key_grant_text(facts.vault, target.key_name)
-    plan.items.append(
-        PlanItem(
-            target=f"{target.policy_name} identity",
-            kind="role-assignment",
-            action=f"none: holds {grant}" if facts.key_grants else f"grant {grant}, wait for propagation",
-            changes=not facts.key_grants,
-        )
-    )
-    plan.items.append(
-        PlanItem(
-            target=pp_admin,
-            kind="role-assignment",
-            action="none: holds Reader on the policy"
-            if facts.admin_has_reader
-            else "grant Reader on the policy (to link environments)",
-            changes=not facts.admin_has_reader,
-        )
-    )
+    plan.items += [
+        PlanItem(target=vault_name, kind="vault", action="verify soft delete and purge protection",
+                 detail=f"permissions by {facts.vault.permission_model}" if facts.vault else "",
+                 changes=False),
+        _key_item(target, facts.key),
+        PlanItem(target="Microsoft.PowerPlatform", kind="provider",
+                 action="none: registered" if registered else "register the resource provider",
+                 changes=not registered),
+        PlanItem(target=target.policy_name, kind="policy",
+                 action="none: adopt the existing policy" if facts.policy
+                 else f"create Encryption policy in {target.geo} (versionless key reference)",
+                 detail=f"resource group {target.resource_group}", changes=facts.policy is None),
+        PlanItem(target=f"{target.policy_name} identity", kind="role-assignment",
+                 action=f"none: holds {grant}" if facts.key_grants
+                 else f"grant {grant}, wait for propagation",
+                 changes=not facts.key_grants),
+        PlanItem(target=pp_admin, kind="role-assignment",
+                 action="none: holds Reader on the policy" if facts.admin_has_reader
+                 else "grant Reader on the policy (to link environments)",
+                 changes=not facts.admin_has_reader),
+    ]
+
+
+def _key_item(target: TargetSettings, key: KeyInfo | None) -> PlanItem:
+    if key is None:
+        return PlanItem(target=target.key_name, kind="key", action=f"create key ({target.key_type} "
+                        f"{target.key_size})", detail="operations wrapKey, unwrapKey, encrypt, decrypt")
+    return PlanItem(target=target.key_name, kind="key", action="none: adopt the existing key",
+                    detail=f"current version {key.version}", changes=False)
 
 
 def _key_grant_text(vault: VaultStatus | None, key_name: str) -> str:

@@ -34,7 +34,6 @@ from flows._runbook import (
     Approving,
     hold_policy_and_key,
     hold_subjects,
-    linked_to,
     load_connection,
     load_target,
     plan_only_outcome,
@@ -42,7 +41,8 @@ from flows._runbook import (
     step_state,
 )
 from flows._two_half import HandoffWork, TwoHalfRun
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.azure_resources import PolicyInfo, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetMember, FleetSelector
@@ -93,61 +93,39 @@ def plan_moves(
             ]
         )
         return
-    moved = 0
-    for env in select(
+    chosen = select(
         environments,
         selector,
         default=lambda e: (
             linked_to(e, old) or linked_to(e, new_policy) or (e.cmk is None and e.id in unfinished)
         ),
-    ):
-        name = env.display_name or ""
-        if linked_to(env, new_policy):
-            plan.items.append(
-                PlanItem(
-                    target=env.id,
-                    kind="environment",
-                    changes=False,
-                    detail=name,
-                    action=f"none: already on {new.policy_name}",
-                )
-            )
-            continue
-        if env.cmk is not None and not linked_to(env, old):
-            plan.add_findings(
-                [
-                    error(
-                        "environment.policy",
-                        env.id,
-                        f"linked to {env.cmk.policy_id}",
-                        "leave it out, or change it with its own policy's target block",
-                    )
-                ]
-            )
-            continue
-        steps = (
-            [(f"unlink from {old.name}", f"unlink from {old.name} (back to {MICROSOFT_KEY})")]
-            if env.cmk
-            else []
-        )
-        steps.append(
-            (f"link to {new.policy_name}", f"link to {new.policy_name} (the new key {new.key_name})")
-        )
-        plan.items.append(
-            PlanItem(
-                target=env.id,
-                kind="environment",
-                detail=name,
-                action=", then ".join(action for action, _ in steps),
-            )
-        )
-        plan.outages += [
-            OutageWindow(environment_id=env.id, sequence=n, cause=cause)
-            for n, (_, cause) in enumerate(steps, start=1)
-        ]
-        moved += 1
+    )
+    moved = [env for env in chosen if plan_move(plan, env, old, new, new_policy)]
     if moved:
         plan.holds += hold_subjects(old, HOLD_REASON)
+
+
+def plan_move(
+    plan: Plan, env: Environment, old: PolicyInfo, new: TargetSettings, new_policy: PolicyInfo | None
+) -> bool:
+    """One environment's move (unlink where it is on `old`, then link); False when it does not move."""
+    name = env.display_name or ""
+    if linked_to(env, new_policy):
+        plan.items.append(PlanItem(target=env.id, kind="environment", changes=False, detail=name,
+                                   action=f"none: already on {new.policy_name}"))
+        return False
+    if env.cmk is not None and not linked_to(env, old):
+        plan.add_findings([error("environment.policy", env.id, f"linked to {env.cmk.policy_id}",
+                                 "leave it out, or change it with its own policy's target block")])
+        return False
+    unlink = (f"unlink from {old.name}", f"unlink from {old.name} (back to {MICROSOFT_KEY})")
+    steps = [unlink] if env.cmk else []
+    steps.append((f"link to {new.policy_name}", f"link to {new.policy_name} (the new key {new.key_name})"))
+    plan.items.append(PlanItem(target=env.id, kind="environment", detail=name,
+                               action=", then ".join(action for action, _ in steps)))
+    plan.outages += [OutageWindow(environment_id=env.id, sequence=n, cause=cause)
+                     for n, (_, cause) in enumerate(steps, start=1)]
+    return True
 
 
 def moves_record_name(old: TargetSettings) -> str:
@@ -239,7 +217,7 @@ def log_wave(wave: int, results: list[EnvironmentResult]) -> None:
                          len(results) - len(failed), ", ".join(failed) or "none")
 
 
-@flow(name="change_policy")
+@flow(name="change_policy", **RELEASE_HOOKS)
 def change_policy(
     kv_connection: str,
     pp_connection: str,

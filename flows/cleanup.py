@@ -25,11 +25,11 @@ from typing import cast
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks import CmkConnection
-from flows._runbook import approval_unless_plan_only, linked_to, load_settings
+from flows._runbook import approval_unless_plan_only, load_connection, load_target
 from ppcmk import audit, holds
 from ppcmk.approvals import connection_principal
-from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo
+from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
@@ -101,14 +101,13 @@ def plan_cleanup(
                                            action="disable the version (never deleted)",
                                            detail=f"hold ended {hold.until.isoformat()}"))
     if old_policy is not None:
-        _plan_policy(plan, found, kv, cast(ConnectionSettings, pp), target.model_copy(
+        _plan_policy(plan, found, factory, cast(ConnectionSettings, pp), target.model_copy(
             update={"policy_name": old_policy}), now)
     return plan, found
 
 
-def _plan_policy(plan: Plan, found: Candidates, kv: ConnectionSettings, pp: ConnectionSettings,
+def _plan_policy(plan: Plan, found: Candidates, factory: ClientFactory, pp: ConnectionSettings,
                  old: TargetSettings, now: datetime) -> None:
-    factory = ClientFactory.for_settings(kv)
     policy = read_policy(factory, old)
     if policy is None or not policy.principal_id or not policy.key_vault_id:
         raise ConfigError("old_policy", f"policy {old.policy_name!r} (or its identity or key) does not exist "
@@ -117,7 +116,7 @@ def _plan_policy(plan: Plan, found: Candidates, kv: ConnectionSettings, pp: Conn
     if linked:
         plan.add_findings([error("cleanup.policy_in_use", policy.name, f"still linked to {', '.join(linked)}",
                                  "move or revert those environments first; the hold starts after that")])
-    hold = holds.policy_hold(kv, old.resource_group, policy.name)
+    hold = holds.policy_hold(factory.settings, old.resource_group, policy.name)
     if hold is None:
         plan.add_findings([error("cleanup.no_hold", policy.name, "no hold was recorded, so nothing proves "
                                  "30 days have passed since environments left this policy",
@@ -166,7 +165,7 @@ def remove_policy_access(kv: ConnectionSettings, pp: ConnectionSettings, target:
     return len(revoke_key_access(kv, vault_target, policy.principal_id or "").removed)
 
 
-@flow(name="cleanup")
+@flow(name="cleanup", **RELEASE_HOOKS)
 def cleanup(
     kv_connection: str,
     target: str,
@@ -202,8 +201,8 @@ def cleanup(
     if old_policy is not None and pp_connection is None:
         raise ConfigError("pp_connection", "old_policy needs a connection that can read environments",
                           "name a Power Platform admin (or management app) connection block")
-    kv, tgt = load_settings(kv_connection, target)
-    pp = cast(CmkConnection, CmkConnection.load(pp_connection)).settings() if pp_connection else None
+    kv, tgt = load_connection(kv_connection), load_target(target)
+    pp = load_connection(pp_connection) if pp_connection else None
     who = requester or connection_principal(kv)
 
     latest: dict[str, Candidates] = {}

@@ -32,7 +32,6 @@ from flows._lock_record import (
 from flows._runbook import (
     approved,
     finish,
-    linked_to,
     load_connection,
     load_target,
     plan_only_outcome,
@@ -41,7 +40,8 @@ from flows._runbook import (
 )
 from ppcmk.approvals import connection_principal
 from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import PolicyInfo, RoleGrant
+from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error, info
@@ -293,7 +293,7 @@ def verify_locked(
     return report, rows
 
 
-@flow(name="lock")
+@flow(name="lock", **RELEASE_HOOKS)
 def lock(
     kv_connection: str,
     pp_connection: str,

@@ -30,15 +30,15 @@ from flows._runbook import (
     finish,
     hold_policy_and_key,
     hold_subjects,
-    linked_to,
     load_connection,
     load_target,
     policy_after_approval,
-    read_back_rows,
+    read_back,
     select,
 )
 from ppcmk.approvals import connection_principal
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.azure_resources import PolicyInfo, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -84,45 +84,26 @@ def plan_revert(
         )
         return plan
     for env in select(environments, selector, default=lambda e: linked_to(e, policy)):
-        if linked_to(env, policy):
-            plan.items.append(
-                PlanItem(
-                    target=env.id,
-                    kind="environment",
-                    action=f"unlink from {policy.name}: back to {MICROSOFT_KEY}",
-                    detail=env.display_name or "",
-                )
-            )
-            plan.outages.append(
-                OutageWindow(
-                    environment_id=env.id,
-                    sequence=1,
-                    cause=f"unlink from {policy.name} (revert to {MICROSOFT_KEY})",
-                )
-            )
-        elif env.cmk is None:
-            plan.items.append(
-                PlanItem(
-                    target=env.id,
-                    kind="environment",
-                    changes=False,
-                    action=f"none: already on {MICROSOFT_KEY}",
-                )
-            )
-        else:
-            plan.add_findings(
-                [
-                    error(
-                        "environment.policy",
-                        env.id,
-                        f"linked to {env.cmk.policy_id}, not to {policy.name}",
-                        "revert it with that policy's target block, or leave it out",
-                    )
-                ]
-            )
+        plan_unlink(plan, env, policy)
     if plan.changes:
         plan.holds += hold_subjects(policy, HOLD_REASON)
     return plan
+
+
+def plan_unlink(plan: Plan, env: Environment, policy: PolicyInfo) -> None:
+    """The environment's unlink (one outage) when it is on this policy; an error when on another one."""
+    if linked_to(env, policy):
+        plan.items.append(PlanItem(target=env.id, kind="environment", detail=env.display_name or "",
+                                   action=f"unlink from {policy.name}: back to {MICROSOFT_KEY}"))
+        plan.outages.append(OutageWindow(environment_id=env.id, sequence=1,
+                                         cause=f"unlink from {policy.name} (revert to {MICROSOFT_KEY})"))
+    elif env.cmk is None:
+        plan.items.append(PlanItem(target=env.id, kind="environment", changes=False,
+                                   action=f"none: already on {MICROSOFT_KEY}"))
+    else:
+        plan.add_findings([error("environment.policy", env.id,
+                                 f"linked to {env.cmk.policy_id}, not to {policy.name}",
+                                 "revert it with that policy's target block, or leave it out")])
 
 
 def approve_revert(
@@ -152,7 +133,7 @@ def approve_revert(
     return RevertWork(plan=approval.plan, approvers=approval.approvers, policy=policy)
 
 
-@flow(name="revert")
+@flow(name="revert", **RELEASE_HOOKS)
 def revert(
     connection: str,
     target: str,
@@ -194,11 +175,12 @@ def revert(
         return work
     step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours), fleet.waiting())
     report = fleet.run(conn, work, step, lambda: changing_members(work.plan, get_environments(conn)))
+    report, rows = read_back(conn, report, lambda env: env is not None and env.cmk is None, MICROSOFT_KEY)
     return finish(
         work.plan,
         work.approvers,
         report,
-        read_back_rows(conn, report),
+        rows,
         f"{len(report.results) - len(report.failed)} environment(s) on {MICROSOFT_KEY}; "
         f"key, vault and access of {work.policy.name} held {HOLD_DAYS} days",
     )

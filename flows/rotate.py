@@ -12,20 +12,21 @@ already happened and is not repeated.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from azure.core.exceptions import HttpResponseError
 from prefect import flow, get_run_logger
 
-from blocks import CmkConnection, CmkTarget
-from flows._runbook import approved
+from flows._runbook import approved, load_connection, load_target
 from ppcmk import audit
 from ppcmk.approvals import connection_principal
+from ppcmk.azure_resources import KeyInfo, PolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
 from ppcmk.findings import info, warning
 from ppcmk.plan import Plan, PlanItem, PlannedHold, RunOutcome, publish_table
+from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.validation import check_key_shape, check_parameters, check_rotation
 from tasks.holds import ensure_rotation_hold
 from tasks.keyvault import (
@@ -73,14 +74,14 @@ def rotate(
             no expiry.
         notify_before_days: Rotation policy: Event Grid notifies this many days before expiry.
         dry_run: Plan and publish the plan only; change nothing.
-        approval: Ask for an approval before rotating (converge starts rotate this way); a scheduled
-            rotation needs none.
-        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
-        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        approval: Ask one approver other than the requester before rotating (off: the scheduled run is
+            unattended; a new version breaks nothing).
+        approval_timeout_s: With approval: seconds to wait for the answer before the run ends as not approved.
+        approval_poll_s: With approval: how often (seconds) a local run looks for the answer; deployment
+            runs suspend.
     """
     logger = get_run_logger()
-    conn = CmkConnection.load(connection).settings()
-    key_target = CmkTarget.load(target).settings()
+    conn, key_target = load_connection(connection), load_target(target)
     # a scheduled run has nobody to name: the principal the connection signs in as requested it
     requester = requester or connection_principal(conn)
     now = ClientFactory.for_settings(conn).now()
@@ -100,24 +101,7 @@ def rotate(
         policy = None
     recently_rotated = current.created_on is not None and now - current.created_on < timedelta(
         hours=min_interval_hours)
-    plan = Plan(procedure="rotate", requester=requester,
-                target_summary=f"key {key_target.key_name} in {key_target.vault_id.rsplit('/', 1)[-1]}")
-    if policy is not None and policy.key_version:
-        plan.add_findings([warning(
-            "policy.pinned_key_version", policy.name,
-            f"the policy references key version {policy.key_version}: environments will not follow rotation",
-            "change the policy to the versionless key (change_policy flow) before relying on rotation")])
-    if recently_rotated:
-        plan.add_findings([info("key.recently_rotated", key_target.key_name,
-                                f"current version {current.version} is younger than {min_interval_hours} h")])
-        plan.items.append(PlanItem(target=key_target.key_name, kind="key", action="none: already rotated",
-                                   detail=f"current version {current.version}", changes=False))
-    else:
-        action = "create a new key version" if mode == "new-version" else "rotate now"
-        plan.items.append(PlanItem(target=key_target.key_name, kind="key", action=action,
-                                   detail=f"previous version {current.version} stays enabled"))
-        plan.holds.append(PlannedHold(subject=f"key version {current.version}", days=28,
-                                      reason="previous version after rotation"))
+    plan = plan_rotation(requester, key_target, current, policy, recently_rotated, mode, min_interval_hours)
     if set_policy:
         plan.items.append(PlanItem(
             target=key_target.key_name, kind="key", action="set the rotation policy",
@@ -132,24 +116,13 @@ def rotate(
         if isinstance(answer, RunOutcome):
             return answer
 
-    # 2. Apply: rotation policy, then the new version (idempotent through `since`), then the hold.
+    # 2. Apply: rotation policy, then the new version (idempotent through `since`), the hold, the read-back.
     if set_policy:
         set_rotation_policy(conn, key_target, rotate_after_days, expire_after_days, notify_before_days)
-    since = now - timedelta(hours=min_interval_hours)
-    rotated = (new_key_version(conn, key_target, since=since) if mode == "new-version"
-               else rotate_key_now(conn, key_target, since=since))
-    ensure_rotation_hold(conn, key_target, rotated.version)  # also repairs one a crashed run left out
+    verified = rotate_and_hold(conn, key_target, mode, now - timedelta(hours=min_interval_hours))
 
-    # 3. Verify by reading back, then record the history.
-    verified = get_key_info(conn, key_target)
-    if verified.version != rotated.version:
-        raise RuntimeError(f"after rotation the current version is {verified.version}, expected "
-                           f"{rotated.version}; run again to converge")
-    history = list_key_versions(conn, key_target)
-    rows = [{"version": v.version, "current": v.current, "enabled": v.enabled,
-             "created": v.created_on.isoformat() if v.created_on else "", "expires":
-             v.expires_on.isoformat() if v.expires_on else ""} for v in history.versions]
-    publish_table(rows, "rotate", key_target.key_name, "history", description="Key versions after rotation")
+    # 3. Record the history.
+    rows = publish_history(conn, key_target)
     audit.record({"event": "rotation", "plan_hash": plan.hash, "requester": requester,
                   "key": key_target.key_name, "vault": key_target.vault_id, "previous": current.version,
                   "current": verified.version})
@@ -157,3 +130,65 @@ def rotate(
     logger.info("Key %s: current version %s (was %s)", key_target.key_name, verified.version, current.version)
     return RunOutcome(procedure="rotate", status=status, plan_hash=plan.hash, rows=rows,
                       message=f"current version {verified.version}; previous {current.version}")
+
+
+def plan_rotation(
+    requester: str,
+    target: TargetSettings,
+    current: KeyInfo,
+    policy: PolicyInfo | None,
+    recently_rotated: bool,
+    mode: Literal["new-version", "rotate-now"],
+    min_interval_hours: int,
+) -> Plan:
+    """The new version (or nothing, when the current one is recent), and a warning for a pinned policy."""
+    plan = Plan(procedure="rotate", requester=requester,
+                target_summary=f"key {target.key_name} in {target.vault_id.rsplit('/', 1)[-1]}")
+    if policy is not None and policy.key_version:
+        plan.add_findings([warning(
+            "policy.pinned_key_version", policy.name,
+            f"the policy references key version {policy.key_version}: environments will not follow rotation",
+            "change the policy to the versionless key (change_policy flow) before relying on rotation")])
+    if recently_rotated:
+        plan.add_findings([info("key.recently_rotated", target.key_name,
+                                f"current version {current.version} is younger than {min_interval_hours} h")])
+        plan.items.append(PlanItem(target=target.key_name, kind="key", action="none: already rotated",
+                                   detail=f"current version {current.version}", changes=False))
+    else:
+        action = "create a new key version" if mode == "new-version" else "rotate now"
+        plan.items.append(PlanItem(target=target.key_name, kind="key", action=action,
+                                   detail=f"previous version {current.version} stays enabled"))
+        plan.holds.append(PlannedHold(subject=f"key version {current.version}", days=28,
+                                      reason="previous version after rotation"))
+    return plan
+
+
+def rotate_and_hold(
+    conn: ConnectionSettings,
+    target: TargetSettings,
+    mode: Literal["new-version", "rotate-now"],
+    since: datetime,
+) -> KeyInfo:
+    """The new version (none when one was made `since`), the previous one held 28 days (also placed when a
+    crashed run left it out), and the key read back: its current version must be the new one."""
+    rotated = (new_key_version(conn, target, since=since) if mode == "new-version"
+               else rotate_key_now(conn, target, since=since))
+    ensure_rotation_hold(conn, target, rotated.version)
+    verified = get_key_info(conn, target)
+    if verified.version != rotated.version:
+        raise RuntimeError(f"after rotation the current version is {verified.version}, expected "
+                           f"{rotated.version}; run again to converge")
+    return verified
+
+
+def publish_history(conn: ConnectionSettings, target: TargetSettings) -> list[dict[str, object]]:
+    """The key's versions after the rotation, as the result table."""
+    history = list_key_versions(conn, target)
+    rows: list[dict[str, object]] = [
+        {"version": v.version, "current": v.current, "enabled": v.enabled,
+         "created": v.created_on.isoformat() if v.created_on else "",
+         "expires": v.expires_on.isoformat() if v.expires_on else ""}
+        for v in history.versions
+    ]
+    publish_table(rows, "rotate", target.key_name, "history", description="Key versions after rotation")
+    return rows

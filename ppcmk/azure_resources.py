@@ -10,6 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ppcmk.arm_ids import same_id
+from ppcmk.models import Environment
+
 PermissionModel = Literal["rbac", "access_policy"]
 
 _ISO_DURATION = re.compile(
@@ -180,6 +183,17 @@ class PolicyInfo(BaseModel):
     @property
     def identity_ready(self) -> bool:
         return bool(self.principal_id and self.system_id)
+
+
+def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:
+    """Whether the environment's CMK link names this policy (ARM id or systemId, case-insensitive), whatever
+    the link's status."""
+    link = environment.cmk
+    return (
+        policy is not None
+        and link is not None
+        and (same_id(link.policy_id, policy.policy_id) or same_id(link.system_id, policy.system_id))
+    )
 
 
 class PolicyDeletion(BaseModel):

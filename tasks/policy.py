@@ -9,7 +9,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import PolicyDeletion, PolicyInfo, ProviderStatus
+from ppcmk.azure_resources import PolicyDeletion, PolicyInfo, ProviderStatus, linked_to
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, TransientError
 from ppcmk.geo import same_geo
@@ -194,12 +194,7 @@ def delete_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyDel
     policy_arm_id = target.policy_id(conn.subscription_id)
     if policy is None:
         return PolicyDeletion(policy_id=policy_arm_id, deleted=False)
-    linked = [
-        env.id
-        for env in factory.pp_admin().list_environments()
-        if env.cmk is not None
-        and (same_id(env.cmk.policy_id, policy.policy_id) or same_id(env.cmk.system_id, policy.system_id))
-    ]
+    linked = [env.id for env in factory.pp_admin().list_environments() if linked_to(env, policy)]
     if linked:
         raise ConfigError(
             "policy_name",

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.findings import Finding, error, info, warning
 from ppcmk.geo import same_geo
 from ppcmk.models import Environment, EnvironmentOperation
@@ -30,6 +29,11 @@ def check_environment(
                 "principal must be a registered admin management application)",
             )
         ]
+    return _eligibility(env, target) + _runtime_state(env) + _encryption_state(env, policy)
+
+
+def _eligibility(env: Environment, target: TargetSettings) -> list[Finding]:
+    """What Power Platform asks of an environment before it links: type, Managed Environment, geo."""
     subject = env.id
     found: list[Finding] = []
     sku = (env.sku or "").lower()
@@ -80,35 +84,37 @@ def check_environment(
                 "use a policy in the environment's geo",
             )
         )
+    return found
+
+
+def _runtime_state(env: Environment) -> list[Finding]:
+    """A lifecycle operation running, or the environment locked because its key is unusable."""
+    subject = env.id
     if "inprogress" in (env.runtime_reason or "").lower():
-        found.append(
+        return [
             error(
                 "env.busy",
                 subject,
                 f"a lifecycle operation is running ({env.runtime_reason})",
                 "wait for it to finish, then run again",
             )
-        )
-    elif env.runtime_reason and "locked" in env.runtime_reason.lower():
-        found.append(
+        ]
+    if env.runtime_reason and "locked" in env.runtime_reason.lower():
+        return [
             error(
                 "env.locked",
                 subject,
                 "the environment is locked: its key is not usable",
                 "restore key access, then re-enable the environment (unlock runbook)",
             )
-        )
-    found.extend(_encryption_state(env, policy))
-    return found
+        ]
+    return []
 
 
 def _encryption_state(env: Environment, policy: PolicyInfo | None) -> list[Finding]:
     subject = env.id
     if env.cmk is not None and env.cmk.linked:
-        ours = policy is not None and (
-            same_id(env.cmk.policy_id, policy.policy_id) or same_id(env.cmk.system_id, policy.system_id)
-        )
-        if ours:
+        if linked_to(env, policy):
             return [info("env.encryption", subject, "already encrypted with the target policy")]
         return [
             warning(

@@ -24,7 +24,7 @@ from flows.revert import revert
 from flows.rotate import rotate
 from flows.unlock import unlock
 from ppcmk.fleet.selection import FleetSelector
-from tests.support.scenario import PP_ADMIN, REQUESTER
+from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER, UNKNOWN_ENVIRONMENT
 
 READS = ("GET", "HEAD")
 NOT_CLOUD = ("/_sandbox", "/oauth2/token", "/metadata/identity")
@@ -58,7 +58,6 @@ def _two(flow_fn: Any, **overrides: Any) -> Callable[[dict[str, str]], Any]:
                                   **overrides)
 
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 OTHER_SUBSCRIPTION = "99999999-0000-4000-8000-000000000099"
 
 
@@ -179,7 +178,7 @@ CASES = [
     Case("onboard selector selects nothing", "selector",
          _onboard(selector=FleetSelector(name_pattern="no such environment*"))),
     Case("onboard selector names an unknown id", "selector",
-         _onboard(selector=FleetSelector(environment_ids=["e1000000-0000-4000-8000-0000000000ff"]))),
+         _onboard(selector=FleetSelector(environment_ids=[UNKNOWN_ENVIRONMENT]))),
     Case("onboard operation_deadline_days 0", "operation_deadline_days", _onboard(operation_deadline_days=0)),
     Case("onboard max_link_attempts 0", "max_link_attempts", _onboard(max_link_attempts=0)),
     Case("onboard approval_timeout_s -1", "approval_timeout_s", _onboard(approval_timeout_s=-1)),

@@ -39,10 +39,9 @@ from tasks.holds import hold_key_version
 from tasks.keyvault import create_or_adopt_key, get_key_info, read_key
 from tasks.policy import create_or_get_policy, get_policy
 from tests.support.sandbox import connection, target
+from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
+from tests.support.scenario import PRODUCTION
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
-             "e0e0e0e0-0000-4000-8000-00000000e001")
 # a bearer header, a JWT (every sandbox and Entra token starts so), and the client secret a test block holds
 SECRET_MARKERS = (b"Bearer ", b"hunter2-secret")
 BASE64_RUN = re.compile(rb"[A-Za-z0-9+/=_-]{40,}")

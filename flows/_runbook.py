@@ -28,6 +28,7 @@ from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_tab
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.validation import check_parameters, check_selected
 from tasks.environments import get_environments
+from tasks.holds import hold_key_version, hold_policy
 from tasks.keyvault import get_key_info
 from tasks.policy import ensure_provider_registered, get_policy
 
@@ -269,7 +270,7 @@ def hold_policy_and_key(
     ensure_provider_registered(conn)  # else the SDK's own registration policy would sleep for real
     version = policy.key_version or get_key_info(conn, target).version
     return [
-        holds.hold_key_version(
+        hold_key_version(
             conn,
             policy.key_vault_id or target.vault_id,
             policy.key_name or target.key_name,
@@ -277,7 +278,7 @@ def hold_policy_and_key(
             duration,
             reason,
         ),
-        holds.hold_policy(conn, target.resource_group, policy.name, duration, reason),
+        hold_policy(conn, target.resource_group, policy.name, duration, reason),
     ]
 
 

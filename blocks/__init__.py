@@ -2,21 +2,50 @@
 
 Register them with `prefect block register -m blocks` (the package must be importable, e.g. installed
 with `pip install -e .`), then create instances from the UI or in code. Flows take block names;
-`.settings()` turns a loaded block into validated pydantic settings, so bad values fail on load with the
-field and the fix.
+`.settings()` turns a loaded block into validated pydantic settings. A block is validated when it is saved
+and again when it is loaded (a block written through the API or the UI skips the first), so bad values fail
+before any run, as a ConfigError naming the field and the fix.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from abc import ABC, abstractmethod
+from typing import Any, Literal, Self
+from uuid import UUID
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from prefect.client.schemas.objects import BlockDocument
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
+from ppcmk.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
 
 
-class CmkConnection(Block):
+class _Validated(Block, ABC):
+    """Validates through `settings()` on save and on load; a value of the wrong type names its field.
+    Abstract (ABC), so it is no block type of its own."""
+
+    @abstractmethod
+    def settings(self) -> BaseModel: ...
+
+    def _save_sync(self, *args: Any, **kwargs: Any) -> UUID:
+        self.settings()
+        return super()._save_sync(*args, **kwargs)
+
+    async def _save(self, *args: Any, **kwargs: Any) -> UUID:
+        self.settings()
+        return await super()._save(*args, **kwargs)
+
+    @classmethod
+    def _from_block_document(cls, block_document: BlockDocument) -> Self:
+        try:
+            block = super()._from_block_document(block_document)
+        except ValidationError as exc:
+            raise config_error_from(exc, cls) from None
+        block.settings()
+        return block
+
+
+class CmkConnection(_Validated):
     """How ppcmk reaches one cloud: endpoints, tenant and subscription, and the identity it runs as."""
 
     _block_type_name = "ppcmk connection"
@@ -60,7 +89,7 @@ class CmkConnection(Block):
         return load_settings(ConnectionSettings, data)
 
 
-class CmkTarget(Block):
+class CmkTarget(_Validated):
     """What a CMK runbook protects: the key vault and key, the enterprise policy and its geo."""
 
     _block_type_name = "ppcmk target"

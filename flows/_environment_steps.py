@@ -23,8 +23,6 @@ from ppcmk.models import Environment
 from ppcmk.settings import ConnectionSettings
 from tasks.environments import get_environments, link, unlink
 
-CUSTOMER_KEY = "customer"  # keyManagedBy once an environment is encrypted with a customer-managed key
-
 
 @dataclass(frozen=True)
 class LinkLimits:
@@ -102,7 +100,7 @@ def encrypted_with(env: Environment | None, policy: PolicyInfo) -> bool:
         and linked_to(env, policy)
         and env.cmk is not None
         and env.cmk.linked
-        and (env.key_managed_by or "").lower() == CUSTOMER_KEY
+        and env.customer_key
     )
 
 

@@ -25,6 +25,7 @@ from ppcmk.fleet.waves import FleetReport
 from ppcmk.models import Environment, EnvironmentChange
 from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters, check_selected
 from tasks.environments import get_environments
 from tasks.keyvault import get_key_info
 from tasks.policy import ensure_provider_registered, get_policy
@@ -40,6 +41,9 @@ class Approving:
 
     timeout_s: int
     poll_s: int
+
+    def __post_init__(self) -> None:
+        check_parameters(approval_timeout_s=self.timeout_s, approval_poll_s=self.poll_s)
 
 
 def load_connection(block: str) -> ConnectionSettings:
@@ -86,7 +90,9 @@ def select(
         chosen = {m.id for m in selector.select([fleet_member(env) for env in environments])}
     except ValueError as unknown:
         raise ConfigError("selector", str(unknown), "list environment ids the connection can see") from None
-    return [env for env in environments if env.id in chosen]
+    selected = [env for env in environments if env.id in chosen]
+    check_selected(selected)
+    return selected
 
 
 def changing_members(plan: Plan, environments: Sequence[Environment]) -> list[FleetMember]:

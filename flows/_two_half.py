@@ -38,12 +38,14 @@ from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
 from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_not_requester, check_principal, check_subscription
 from tasks.access import (
     PROPAGATION_POLL_SECONDS,
     PROPAGATION_TIMEOUT,
     grant_key_access,
     grant_policy_reader,
     has_policy_reader,
+    lookup_principal,
     wait_for_propagation,
 )
 from tasks.doctor import DoctorReading, run_doctor
@@ -126,6 +128,7 @@ class TwoHalfRun:
     ) -> Plan:
         """The whole plan, published: the doctor's findings and the Key Vault half's steps (plus the
         runbook's own `key_vault_items`), then each environment's. Errors stop the run here."""
+        self.check_inputs()
         reading: DoctorReading = run_doctor(self.kv, self.target, environment_ids=[], pp_admin=self.pp_admin)
         plan = Plan(procedure=self.procedure, requester=self.who(), target_summary=summary)
         plan_key_vault_half(plan, self.target, reading, self.pp_admin)
@@ -134,6 +137,13 @@ class TwoHalfRun:
         plan.publish()
         plan.raise_for_errors()
         return plan
+
+    def check_inputs(self) -> None:
+        """What a read tells before anything is written: the vault in the connection's subscription, the
+        Power Platform admin a known principal other than the requester."""
+        check_subscription("target.vault_id", self.target.vault_id, self.kv)
+        check_not_requester(self.pp_admin, self.who())
+        check_principal("pp_admin", self.pp_admin, lambda name: lookup_principal(self.kv_factory(), name))
 
     # ------------------------------------------------------------------------------- the Key Vault half
 

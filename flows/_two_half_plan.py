@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ppcmk.azure_resources import KeyInfo, PolicyInfo, VaultStatus, linked_to
 from ppcmk.checks.environments import check_environment
-from ppcmk.findings import error
+from ppcmk.findings import Finding, Severity, error
 from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem
@@ -25,12 +25,23 @@ from tasks.doctor import DoctorReading
 FIXED_BY_KEY_VAULT_HALF = {"provider.registered", "access.key", "access.admin_reader"}
 
 
+def repaired_by_this_run(finding: Finding) -> Finding:
+    """An Unhealthy policy (its identity cannot use the key yet) is what this half repairs: it grants the
+    key access and waits until it applies, so a re-run after a failed or crashed grant can go on. What else
+    makes a policy Unhealthy (a disabled or expired key, a closed vault) has its own error finding."""
+    if finding.check != "policy.health" or finding.severity != Severity.ERROR:
+        return finding
+    return finding.model_copy(update={"severity": Severity.WARNING,
+                                      "fix": "this run grants the policy identity its key access and waits "
+                                             "until it applies"})
+
+
 def plan_key_vault_half(plan: Plan, target: TargetSettings, reading: DoctorReading, pp_admin: str) -> None:
     """Append the Key Vault admin's steps (and the doctor's findings they do not fix) to `plan`."""
     facts = reading.facts
     unread_reader = facts.policy is not None and facts.admin_has_reader is None
     plan.add_findings(
-        f for f in reading.findings
+        repaired_by_this_run(f) for f in reading.findings
         if f.check not in FIXED_BY_KEY_VAULT_HALF or (f.check == "access.admin_reader" and unread_reader)
     )
     vault_name = facts.vault.name if facts.vault else target.vault_id.rsplit("/", 1)[-1]

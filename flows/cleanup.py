@@ -35,6 +35,7 @@ from ppcmk.findings import error
 from ppcmk.plan import Plan, PlanItem, RunOutcome, publish_table
 from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.access import read_key_grants, revoke_key_access
 from tasks.environments import get_environments
 from tasks.keyvault import key_client, read_key_versions, read_vault
@@ -195,6 +196,7 @@ def cleanup(
         approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
         approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
     if old_policy is not None and pp_connection is None:
         raise ConfigError("pp_connection", "old_policy needs a connection that can read environments",
                           "name a Power Platform admin (or management app) connection block")

@@ -48,6 +48,7 @@ from ppcmk.fleet.waves import EnvironmentResult, FleetReport
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.access import revoke_key_access
 from tasks.environments import get_environments
 from tasks.policy import get_policy
@@ -227,6 +228,26 @@ def revoke_and_record(
     return record
 
 
+def unfinished_lock(conn: ConnectionSettings, target: TargetSettings) -> LockRecord | None:
+    """The record of an approved lock whose run stopped after revoking and before recording it done."""
+    policy = get_policy(conn, target)
+    record = load_lock_record(policy.policy_id) if policy is not None else None
+    if record is None or policy is None or record.state != "revoking":
+        return None
+    return record if record.principal_id == policy.principal_id else None
+
+
+def complete_lock(plan: Plan, pp: ConnectionSettings, record: LockRecord, now: datetime) -> RunOutcome:
+    """Finish the record and the countdown of a lock whose access is already revoked (approved then)."""
+    record = record.model_copy(update={"state": "locked"})
+    save_lock_record(record, PROCEDURE)
+    report, rows = verify_locked(pp, record, now)
+    variable = lock_record_name(record.policy_id)
+    return finish(plan, record.approvers, report, rows,
+                  f"completed the lock of {record.policy_name} (revoked earlier); {len(record.environments)} "
+                  f"environment(s) locked; unlock restores from Prefect variable {variable}")
+
+
 def verify_locked(
     conn: ConnectionSettings, record: LockRecord, now: datetime
 ) -> tuple[FleetReport, list[dict[str, object]]]:
@@ -297,6 +318,7 @@ def lock(
         approval_timeout_s: Seconds to wait for both approvals before the run ends as not approved.
         approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
     kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
     requester = requester or connection_principal(kv)
     planning = LockPlanning(kv, pp, tgt, requester)
@@ -306,6 +328,8 @@ def lock(
     if dry_run:
         return plan_only_outcome(plan, dry_run)
     if not any(item.kind == "role-assignment" for item in plan.items):
+        if (unfinished := unfinished_lock(kv, tgt)) is not None:
+            return complete_lock(plan, pp, unfinished, ClientFactory.for_settings(kv).now())
         raise ConfigError(
             "target",
             f"policy {tgt.policy_name} has no key access left to revoke (already locked?)",

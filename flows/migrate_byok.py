@@ -34,13 +34,12 @@ from ppcmk.plan import Plan, RunOutcome
 from ppcmk.settings import TargetSettings
 
 PROCEDURE = "migrate_byok"
-BYOK_KEY_MANAGER = "customerviamicrosoft"
 BYOK_RETENTION_DAYS = 28
 
 
 def on_byok(environment: Environment) -> bool:
     """Legacy BYOK: the key is the customer's but managed through Microsoft, and no CMK policy is linked."""
-    return (environment.key_managed_by or "").lower() == BYOK_KEY_MANAGER and environment.cmk is None
+    return environment.on_byok
 
 
 def plan_byok_moves(

@@ -44,6 +44,7 @@ from ppcmk.fleet.waves import WaveSpec
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.environments import get_environments
 from tasks.policy import get_policy
 
@@ -163,6 +164,8 @@ def revert(
         approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
         operation_deadline_hours: How long one environment's unlink may take before it counts as failed.
     """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
+                     operation_deadline_hours=operation_deadline_hours)
     conn, tgt = load_connection(connection), load_target(target)
     fleet = ParkableWaves.reenter(PROCEDURE, RevertWork, waves)
     work = fleet.parked_work or approve_revert(conn, tgt, requester or connection_principal(conn), selector,

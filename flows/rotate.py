@@ -19,7 +19,7 @@ from azure.core.exceptions import HttpResponseError
 from prefect import flow, get_run_logger
 
 from flows._runbook import approved, load_connection, load_target
-from ppcmk import audit, holds
+from ppcmk import audit
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import KeyInfo, PolicyInfo
 from ppcmk.clients import ClientFactory
@@ -27,6 +27,8 @@ from ppcmk.errors import ServiceError
 from ppcmk.findings import info, warning
 from ppcmk.plan import Plan, PlanItem, PlannedHold, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_key_shape, check_parameters, check_rotation
+from tasks.holds import ensure_rotation_hold
 from tasks.keyvault import (
     get_key_info,
     list_key_versions,
@@ -72,6 +74,10 @@ def rotate(
             no expiry.
         notify_before_days: Rotation policy: Event Grid notifies this many days before expiry.
         dry_run: Plan and publish the plan only; change nothing.
+        approval: Ask for an approval before rotating (converge starts rotate this way); a scheduled
+            rotation needs none.
+        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
+        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
     logger = get_run_logger()
     conn, key_target = load_connection(connection), load_target(target)
@@ -80,12 +86,14 @@ def rotate(
     now = ClientFactory.for_settings(conn).now()
 
     # 1. Plan: what the key and the policy look like now, and what this run will do.
+    check_parameters(min_interval_hours=min_interval_hours, approval_timeout_s=approval_timeout_s,
+                     approval_poll_s=approval_poll_s)
+    if set_policy:
+        check_rotation(rotate_after_days, expire_after_days, notify_before_days)
     current = get_key_info(conn, key_target)
-    try:
-        policy = get_policy(conn, key_target)
-    except (ServiceError, HttpResponseError) as unreadable:  # no policy yet (RP unregistered): nothing pinned
-        logger.info("Enterprise policy not readable (%s); skipping the pinned-version check", unreadable)
-        policy = None
+    if set_policy:
+        check_key_shape(key_target, current.kty, current.size)
+    policy = readable_policy(conn, key_target)
     recently_rotated = current.created_on is not None and now - current.created_on < timedelta(
         hours=min_interval_hours)
     plan = plan_rotation(requester, key_target, current, policy, recently_rotated, mode, min_interval_hours)
@@ -106,7 +114,7 @@ def rotate(
     # 2. Apply: rotation policy, then the new version (idempotent through `since`), the hold, the read-back.
     if set_policy:
         set_rotation_policy(conn, key_target, rotate_after_days, expire_after_days, notify_before_days)
-    verified = rotate_and_hold(conn, key_target, mode, now - timedelta(hours=min_interval_hours), current)
+    verified = rotate_and_hold(conn, key_target, mode, now - timedelta(hours=min_interval_hours))
 
     # 3. Record the history.
     rows = publish_history(conn, key_target)
@@ -117,6 +125,16 @@ def rotate(
     logger.info("Key %s: current version %s (was %s)", key_target.key_name, verified.version, current.version)
     return RunOutcome(procedure="rotate", status=status, plan_hash=plan.hash, rows=rows,
                       message=f"current version {verified.version}; previous {current.version}")
+
+
+def readable_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo | None:
+    """The target's policy for the pinned-version check; None when there is none to read yet."""
+    try:
+        return get_policy(conn, target)
+    except (ServiceError, HttpResponseError) as unreadable:  # no policy yet (RP unregistered): nothing pinned
+        get_run_logger().info("Enterprise policy not readable (%s); skipping the pinned-version check",
+                              unreadable)
+        return None
 
 
 def plan_rotation(
@@ -151,19 +169,14 @@ def plan_rotation(
 
 
 def rotate_and_hold(
-    conn: ConnectionSettings,
-    target: TargetSettings,
-    mode: Literal["new-version", "rotate-now"],
+    conn: ConnectionSettings, target: TargetSettings, mode: Literal["new-version", "rotate-now"],
     since: datetime,
-    current: KeyInfo,
 ) -> KeyInfo:
     """The new version (none when one was made `since`), the previous one held 28 days, and the key read
     back: its current version must be the new one."""
     rotated = (new_key_version(conn, target, since=since) if mode == "new-version"
                else rotate_key_now(conn, target, since=since))
-    if rotated.version != current.version:
-        holds.hold_key_version(conn, target.vault_id, target.key_name, current.version,
-                               holds.ROTATION_HOLD, f"previous version after rotation to {rotated.version}")
+    ensure_rotation_hold(conn, target, rotated.version)  # also repairs one a crashed run left out
     verified = get_key_info(conn, target)
     if verified.version != rotated.version:
         raise RuntimeError(f"after rotation the current version is {verified.version}, expected "

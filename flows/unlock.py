@@ -46,6 +46,7 @@ from ppcmk.fleet.waves import StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.validation import check_parameters
 from tasks.access import restore_key_access, wait_for_propagation
 from tasks.environments import get_environments, reenable_environment
 from tasks.policy import get_policy
@@ -207,6 +208,8 @@ def unlock(
         approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
         reenable_deadline_minutes: How long one environment may take to come back before it counts as failed.
     """
+    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
+                     reenable_deadline_minutes=reenable_deadline_minutes)
     kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
     requester = requester or connection_principal(kv)
     planning = UnlockPlanning(kv, pp, tgt, requester)

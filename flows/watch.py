@@ -159,9 +159,18 @@ def watch(
 ) -> WatchResult:
     """Every drift of the estate with severity, since when and fix; an event for each change since last run.
 
-    `connection`: an identity that reads Azure (Reader on the vaults and policies, role assignments) and is a
-    Power Platform admin (or registered management app). `desired_state`: a YAML file or a `ppcmk desired
-    state` block. `pp_admins`: whose Reader role on the policies to check (default: the desired state's).
+    Args:
+        connection: CmkConnection block of an identity that reads Azure (Reader on the vaults and policies,
+            role assignments) and is a Power Platform admin (or a registered management app), e.g. runbook;
+            in the sandbox sandbox-runbook.
+        desired_state: A desired-state YAML file path or the name of a ppcmk desired state block; empty for
+            none (only drift from what ppcmk set up is reported).
+        pp_admins: Power Platform admins (UPN or object id) whose Reader role on the policies is checked;
+            empty: the desired state's list.
+        rotation_cadence_days: Report rotation overdue when the current key version is older than this;
+            empty: judge by the key's own rotation policy.
+        link_expected_hours: A link or unlink running longer than this is reported.
+        concurrency: How many reads run at once (the services' throttling is honoured either way).
     """
     conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
     desired = load_desired(desired_state)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.policies import RetryPolicy
 
 from ppcmk import USER_AGENT
 from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
+from ppcmk.certificates import CertificateAwareRetryPolicy
 from ppcmk.credentials import build_credential
 from ppcmk.settings import ConnectionSettings
 from ppcmk.timing import RealSleeper, SandboxSleeper, Sleeper
@@ -105,8 +105,9 @@ class ClientFactory:
         transport = SleeperTransport(self.sleeper, connection_verify=self._verify,
                                      connection_timeout=min(s.request_timeout, 30.0),
                                      read_timeout=s.request_timeout)
-        retry = RetryPolicy(retry_total=s.retry_total, retry_backoff_factor=s.retry_backoff_factor,
-                            retry_backoff_max=BACKOFF_MAX)
+        retry = CertificateAwareRetryPolicy(retry_total=s.retry_total,
+                                            retry_backoff_factor=s.retry_backoff_factor,
+                                            retry_backoff_max=BACKOFF_MAX)
         return {"transport": transport, "retry_policy": retry, "user_agent": USER_AGENT,
                 "per_retry_policies": [RequestIdPolicy()]}
 
@@ -249,7 +250,8 @@ class ClientFactory:
         endpoints = self.settings.endpoints
         return PowerPlatformAdminClient(
             self.http_client(endpoints.bap, endpoints.bap_scope), self.sleeper,
-            poll_floor=self.settings.operation_poll_floor, poll_ceiling=self.settings.operation_poll_ceiling)
+            poll_floor=self.settings.operation_poll_floor, poll_ceiling=self.settings.operation_poll_ceiling,
+            operations=self.pp_api)
 
     def pp_api(self) -> PowerPlatformApiClient:
         """This thread's Power Platform API client (lifecycle operations), per thread like `pp_admin`."""

@@ -96,5 +96,7 @@ def build_credential(settings: ConnectionSettings) -> TokenCredential:
                                                    authority=authority)
     if mode == "managed_identity":
         verify: dict[str, Any] = {"connection_verify": settings.ca_bundle} if settings.ca_bundle else {}
-        return identity.ManagedIdentityCredential(client_id=settings.client_id, **verify)
+        # No connect retries inside the token request: the caller's retries already cover a refused
+        # connection, and stop at a certificate failure, which each layer of retries would repeat.
+        return identity.ManagedIdentityCredential(client_id=settings.client_id, retry_connect=0, **verify)
     return identity.DefaultAzureCredential(authority=authority, managed_identity_client_id=settings.client_id)

@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 OperationKind = Literal["link", "unlink", "governance", "reenable"]
 TERMINAL_STATES = ("succeeded", "failed", "canceled", "cancelled")
+# keyManagedBy of an environment encrypted with a customer-managed key: "Customer" after a CMK link, and
+# "CustomerViaMicrosoft" for a BYOK environment, which it keeps after its migration to a CMK policy
+# (cmk-migrate-from-byok: "shows that it is managed by CustomerViaMicrosoft").
+CUSTOMER_KEY_MANAGERS = ("customer", "customerviamicrosoft")
+BYOK_KEY_MANAGER = "customerviamicrosoft"
 
 
 def pick(data: Any, *path: str, default: Any = None) -> Any:
@@ -83,6 +88,27 @@ class Environment(BaseModel):
     def enabled(self) -> bool:
         return (self.runtime_state or "").lower() == "enabled"
 
+    @property
+    def customer_key(self) -> bool:
+        """keyManagedBy says a customer's key encrypts the environment (either documented value)."""
+        return (self.key_managed_by or "").lower() in CUSTOMER_KEY_MANAGERS
+
+    @property
+    def on_byok(self) -> bool:
+        """Legacy BYOK not yet migrated: the key is the customer's, managed through Microsoft, and no CMK
+        policy is linked (a migrated environment keeps CustomerViaMicrosoft but has its policy link)."""
+        return (self.key_managed_by or "").lower() == BYOK_KEY_MANAGER and self.cmk is None
+
+    def encrypted_by(self, system_id: str | None = None, policy_id: str | None = None) -> bool:
+        """Encrypted through this policy: judged by what the service says about the link (Linked, to this
+        policy's systemId or ARM id), and a customer key as keyManagedBy reports it."""
+        link = self.cmk
+        if link is None or not link.linked or not self.customer_key:
+            return False
+        wanted = [(link.system_id, system_id), (link.policy_id, policy_id)]
+        asked = [(have, want) for have, want in wanted if want]
+        return all((have or "").lower() == want.lower() for have, want in asked)
+
     def disallows(self, operation_type: str) -> DisallowedOperation | None:
         for operation in self.disallowed_operations:
             if operation.type.lower() == operation_type.lower():
@@ -99,7 +125,8 @@ class Environment(BaseModel):
             cmk = CmkLink(policy_id=pick(cmk_raw, "id"), system_id=pick(cmk_raw, "systemId"),
                           link_status=pick(cmk_raw, "linkStatus"), location=pick(cmk_raw, "location"))
         disallowed = tuple(
-            DisallowedOperation(type=str(pick(item, "type", "id")), reason=pick(item, "reason", "message"))
+            DisallowedOperation(type=str(pick(item, "type", "id")),
+                                reason=pick(item, "reason", "message") or pick(item, "reason", "type"))
             for item in pick(props, "lifecycleOperationsEnforcement", "disallowedOperations", default=[])
             if pick(item, "type", "id")
         )
@@ -123,6 +150,7 @@ class OperationStage(BaseModel):
 
     id: str
     state: str | None
+    last_action: str | None = None  # lastActionDateTime, as the service writes it
 
 
 class LifecycleOperation(BaseModel):
@@ -148,11 +176,27 @@ class LifecycleOperation(BaseModel):
     def failed(self) -> bool:
         return self.terminal and not self.succeeded
 
+    @property
+    def failed_stage(self) -> str | None:
+        return next((stage.id for stage in self.stages if (stage.state or "").lower() == "failed"), None)
+
+    @property
+    def failure(self) -> str | None:
+        """Why it failed: the service's error message, or (a recorded Failed operation carries no `error`)
+        the stage that failed."""
+        if not self.failed:
+            return None
+        if self.error_message:
+            return self.error_message
+        stage = self.failed_stage
+        return f"the operation {self.state} in stage {stage}" if stage else f"the operation {self.state}"
+
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> LifecycleOperation:
         state = pick(raw, "state", "id") or pick(raw, "status") or "Unknown"
         stages = tuple(
-            OperationStage(id=str(pick(stage, "id") or pick(stage, "name")), state=pick(stage, "state", "id"))
+            OperationStage(id=str(pick(stage, "id") or pick(stage, "name")), state=pick(stage, "state", "id"),
+                           last_action=pick(stage, "lastActionDateTime"))
             for stage in pick(raw, "stages", default=[])
         )
         return cls(id=pick(raw, "id"), state=str(state), type=pick(raw, "type", "id"), stages=stages,
@@ -169,6 +213,7 @@ class OperationHandle(BaseModel):
     environment_id: str
     kind: OperationKind
     started_at: datetime | None = None
+    target: str | None = None  # a link's policy systemId: what a re-read must show when the poll is 404
 
 
 class WaitResult(BaseModel):
@@ -185,7 +230,7 @@ class WaitResult(BaseModel):
 
     @property
     def error_message(self) -> str | None:
-        return self.operation.error_message if self.operation else None
+        return self.operation.failure if self.operation else None
 
 
 # ------------------------------------------------------------- Power Platform API: environment operations

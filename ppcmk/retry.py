@@ -8,6 +8,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -18,9 +19,12 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
 from prefect.states import State
 
+from ppcmk.certificates import certificate_error
 from ppcmk.errors import ServiceError, TransientError
+from ppcmk.step_errors import step_errors
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,7 +42,10 @@ def status_is_transient(status: int | None) -> bool:
 
 
 def is_transient_error(exc: BaseException) -> bool:
-    """Whether `exc` (or anything in its cause chain) is a failure that may succeed when repeated."""
+    """Whether `exc` (or anything in its cause chain) is a failure that may succeed when repeated. A
+    certificate that fails verification never is: every retry would repeat the same handshake."""
+    if certificate_error(exc) is not None:
+        return False
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -100,14 +107,22 @@ def cmk_task(
 ) -> Callable[[Callable[P, R]], Task[P, R]]:
     """Declare a ppcmk task: transient-only retries with jittered backoff, and no result caching.
 
+    Cloud failures leave the task as `ppcmk.step_errors.StepFailed` naming the task run (the step and its
+    object), never as the SDK's own error, which holds the request and its bearer token (Prefect persists it).
+
     Caching is off on purpose: every task re-reads the cloud so that a second run sees the first run's change
     (that is what makes the tasks idempotent), and a cached read inside one flow would hide a change made
     between two calls.
     """
 
     def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        @functools.wraps(fn)
+        def step(*args: P.args, **kwargs: P.kwargs) -> R:
+            with step_errors(_step_name(fn)):
+                return fn(*args, **kwargs)
+
         return Task(
-            fn=fn,
+            fn=step,
             name=fn.__name__.replace("_", "-"),
             task_run_name=task_run_name,
             retries=retries,
@@ -119,3 +134,11 @@ def cmk_task(
         )
 
     return decorate
+
+
+def _step_name(fn: Callable[..., Any]) -> str:
+    """The running task run's name (it names the object: `rotate-key-now-cmk-prod`), else the task's."""
+    context = TaskRunContext.get()
+    if context is not None and context.task_run is not None:
+        return context.task_run.name
+    return fn.__name__.replace("_", "-")

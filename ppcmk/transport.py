@@ -19,6 +19,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
 
 from ppcmk.audit import note_response
+from ppcmk.certificates import certificate_error
 from ppcmk.errors import ServiceError, service_error
 from ppcmk.models import pick
 from ppcmk.timing import Sleeper
@@ -94,8 +95,8 @@ class RetryingTransport(httpx.BaseTransport):
             attempt += 1
             try:
                 response = self._inner.handle_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                if attempt > self._retry_total:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as refused:
+                if attempt > self._retry_total or certificate_error(refused) is not None:
                     raise
                 self._sleeper.sleep(self._backoff(attempt))
                 continue

@@ -1,4 +1,9 @@
-"""Fault injection: rules by method + path regex: an error status, latency or a dropped connection."""
+"""Fault injection: rules by method + path regex: an error status (optionally with an empty body, as the
+Power Platform admin API answers some 409s), latency, a dropped connection, or a connection dropped after
+the request was applied (the write happened, the caller never learns it: a crash right after a write).
+
+A poll answered 409 while the operation runs (recorded, see docs/SANDBOX.md) is the rule
+`poll_conflicts(times)` adds: GET on a lifecycle operation, status 409, empty body."""
 
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ class FaultRule(BaseModel):
     probability: float = Field(default=1.0, ge=0.0, le=1.0)
     latency: float = Field(default=0.0, ge=0.0)
     drop: bool = False
+    drop_after: bool = False  # apply the request, then drop the connection instead of answering
+    empty_body: bool = False  # the error status without a body
     code: str | None = None  # error code in the body; defaults per status
 
     @field_validator("path")
@@ -75,19 +82,27 @@ class Faults:
         probability: float = 1.0,
         drop: bool = False,
         code: str | None = None,
+        drop_after: bool = False,
+        empty_body: bool = False,
     ) -> str:
         rule = FaultRule(
             method=method.upper(),
             path=path,
-            status=status,
+            status=None if drop_after else status,
             times=times,
             retry_after=retry_after,
             latency=latency,
             probability=probability,
             drop=drop,
             code=code,
+            drop_after=drop_after,
+            empty_body=empty_body,
         )
         return self.add_rule(rule)
+
+    def poll_conflicts(self, times: int | None = 1) -> str:
+        """Lifecycle operation polls answer 409 with an empty body (`times` of them)."""
+        return self.add("GET", r"/lifecycleOperations/", status=409, times=times, empty_body=True)
 
     def add_rule(self, rule: FaultRule) -> str:
         rule.method = rule.method.upper()

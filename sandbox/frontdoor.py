@@ -191,23 +191,24 @@ class FrontDoor:
                 return
         body = await _read_body(receive)
 
-        if plane != "admin":
-            rule = sandbox.faults.take(method, path)
-            if rule is not None:
-                if rule.latency:
-                    await asyncio.sleep(rule.latency)
-                if rule.drop:
-                    record(DROPPED)
-                    _drop_connection(send)
-                    return
-                if rule.status is not None:
-                    fault = error(rule.status, rule.code or _default_code(rule.status), "Injected fault.")
-                    if rule.retry_after is not None:
-                        fault.headers["Retry-After"] = rule.retry_after
-                    await answer(fault)
-                    return
-            if sandbox.latency:
-                await asyncio.sleep(sandbox.latency)
+        rule = sandbox.faults.take(method, path) if plane != "admin" else None
+        if rule is not None:
+            if rule.latency:
+                await asyncio.sleep(rule.latency)
+            if rule.drop:
+                record(DROPPED)
+                _drop_connection(send)
+                return
+            if rule.status is not None and not rule.drop_after:
+                fault = error(rule.status, rule.code or _default_code(rule.status), "Injected fault.")
+                if rule.empty_body:
+                    fault.body = None
+                if rule.retry_after is not None:
+                    fault.headers["Retry-After"] = rule.retry_after
+                await answer(fault)
+                return
+        if plane != "admin" and sandbox.latency:
+            await asyncio.sleep(sandbox.latency)
 
         if caller is not None and plane in THROTTLED_PLANES:
             # The Power Platform API shares the admin API's rate unless settings.json names its own.
@@ -249,7 +250,12 @@ class FrontDoor:
             caller=caller,
             vault=world.keyvault.get(vault_name) if vault_name else None,
         )
-        await answer(self._dispatch(route, found, request))
+        response = self._dispatch(route, found, request)
+        if rule is not None and rule.drop_after:
+            record(DROPPED)  # applied, never answered
+            _drop_connection(send)
+            return
+        await answer(response)
 
     def _dispatch(self, route: Route, found: Any, request: SandboxRequest) -> SandboxResponse:
         world = request.world

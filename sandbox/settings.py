@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,3 +28,14 @@ class SandboxSettings(BaseModel):
     throttle_retry_after_seconds: int = 1  # the least Retry-After of a 429; it says when the window frees
     # Seed for fault rules given a probability, so "random" faults repeat run to run.
     fault_seed: int = 7
+    # Readings of the Power Platform admin API where the sources disagree (docs/SANDBOX.md):
+    # a Failed operation carries no `error` (recorded) or an `error.message` naming the cause;
+    failed_operation_error: Literal["omitted", "message"] = "omitted"
+    # a finished operation's poll answers its state, or 404 (the service forgot it: the Terraform
+    # provider takes a 404 for success);
+    finished_operation_poll: Literal["state", "404"] = "state"
+    # a governanceConfiguration POST refused (environment busy, or already at that protection level): 409
+    # with an empty body (recorded) or with the code OperationNotStartable (what other starts answer);
+    governance_conflict_body: Literal["empty", "coded"] = "empty"
+    # keyManagedBy of a BYOK environment once linked to a CMK policy (the docs: CustomerViaMicrosoft).
+    byok_migrated_key_managed_by: str = "CustomerViaMicrosoft"

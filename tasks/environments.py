@@ -26,6 +26,7 @@ from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.fleet.selection import FleetMember, FleetSelector
 from ppcmk.models import Environment, EnvironmentChange, OperationHandle, OperationKind, WaitResult
 from ppcmk.ppadmin import PowerPlatformAdminClient
+from ppcmk.ppadmin.client import reached
 from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings
 
@@ -125,15 +126,25 @@ def _run_with_reruns(
     deadline: datetime,
     max_attempts: int,
     attempts_so_far: int = 0,
+    target: str | None = None,
 ) -> EnvironmentChange:
     """Start and wait; a Failed operation is started again, at most `max_attempts` times in all (counting
-    the `attempts_so_far` an earlier entry of a parked run started)."""
+    the `attempts_so_far` an earlier entry of a parked run started). So is one that succeeded without the
+    environment showing its result: the start found another run's operation of the same kind running (a
+    link to another policy, say) and waited on that one."""
     attempt = attempts_so_far + 1
     change = _finish(admin, kind, environment_id, start(), deadline, attempt)
-    while change.status == "Failed" and attempt < max_attempts:
+    while _again(change, target) and attempt < max_attempts:
         attempt += 1
         change = _finish(admin, kind, environment_id, start(), deadline, attempt)
     return change
+
+
+def _again(change: EnvironmentChange, target: str | None) -> bool:
+    if change.status == "Failed":
+        return True
+    env = change.environment
+    return change.status == "Succeeded" and env is not None and not reached(change.kind, env, target)
 
 
 def _wait_until(
@@ -238,7 +249,7 @@ def link(
     def start() -> OperationHandle | None:
         return admin.link_policy(env.id, system_id)
 
-    return _run_with_reruns(admin, "link", env.id, start, until, max_attempts, attempts_so_far)
+    return _run_with_reruns(admin, "link", env.id, start, until, max_attempts, attempts_so_far, system_id)
 
 
 @cmk_task(task_run_name="unlink-{environment_id}")

@@ -38,6 +38,7 @@ from ppcmk.models import pick
 from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.transport import service_errors, text
+from ppcmk.validation import check_rotation
 
 CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
 MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation
@@ -326,29 +327,6 @@ def new_key_version(
     return _create_version(factory, target, expires_on)
 
 
-def validate_rotation(rotate_after_days: int, expire_after_days: int | None, notify_before_days: int) -> None:
-    """Bad rotation settings are refused before anything is written."""
-    if rotate_after_days < 1:
-        raise ConfigError(
-            "rotate_after_days",
-            f"{rotate_after_days} is not a positive number of days",
-            "use e.g. 90 (rotate every 90 days)",
-        )
-    if expire_after_days is not None and expire_after_days < rotate_after_days + 28:
-        raise ConfigError(
-            "expire_after_days",
-            f"versions would expire {expire_after_days} days after creation, "
-            f"less than 28 days after rotation at day {rotate_after_days}",
-            f"set expire_after_days to at least {rotate_after_days + 28}",
-        )
-    if notify_before_days < 0 or (expire_after_days is not None and notify_before_days >= expire_after_days):
-        raise ConfigError(
-            "notify_before_days",
-            f"{notify_before_days} is outside the version lifetime",
-            "use a number of days smaller than expire_after_days, e.g. 30",
-        )
-
-
 @cmk_task(task_run_name="set-rotation-policy-{target.key_name}")
 def set_rotation_policy(
     conn: ConnectionSettings,
@@ -358,7 +336,7 @@ def set_rotation_policy(
     notify_before_days: int = 30,
 ) -> RotationPolicyInfo:
     """Rotate every N days; versions expire >= 28 days after the next rotation. Writes only on change."""
-    validate_rotation(rotate_after_days, expire_after_days, notify_before_days)
+    check_rotation(rotate_after_days, expire_after_days, notify_before_days)
     wanted = RotationPolicyInfo(
         rotate_after_create=timedelta(days=rotate_after_days),
         notify_before_expiry=timedelta(days=notify_before_days) if expire_after_days else None,

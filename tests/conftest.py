@@ -47,6 +47,20 @@ def cloud(sandbox_server: object) -> Iterator[object]:
     yield sandbox_server
 
 
+@pytest.fixture
+def factory(cloud: object) -> Iterator[object]:
+    """A client factory of its own (not the shared cache): its sleeper's recorded waits are this test's."""
+    # imported here: the environment above must be set before ppcmk reads it
+    from ppcmk.clients import ClientFactory
+    from ppcmk.timing import SandboxSleeper
+    from tests.support.sandbox import connection
+
+    built = ClientFactory(connection(cloud, retry_backoff_factor=0.5))
+    yield built
+    if isinstance(built.sleeper, SandboxSleeper):
+        built.sleeper.close()
+
+
 @pytest.fixture(scope="session")
 def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A throwaway Prefect API server for tests that run tasks and flows. It is the demo's backend: a copy of

@@ -11,10 +11,18 @@ from ppcmk.errors import ConfigError, ServiceError, TransientError
 from ppcmk.transport import parse_retry_after
 
 ACTIVE_OPERATION_MARKER = "active lifecycle operation"
+# The code the service gives a start refused while another lifecycle operation holds the environment (the
+# Terraform provider retries on it: internal/services/environment/api_environment.go).
+NOT_STARTABLE_CODE = "operationnotstartable"
 
 
-def is_active_operation_conflict(error: ServiceError) -> bool:
-    return error.status == 409 and ACTIVE_OPERATION_MARKER in error.message.lower()
+def is_busy_conflict(error: ServiceError) -> bool:
+    """A 409 that may mean "another operation holds the environment" or "already in that state": the
+    message says so, the code is OperationNotStartable, or the body is empty (recorded for governance)."""
+    if error.status != 409:
+        return False
+    code = (error.code or "").lower()
+    return not code or code == NOT_STARTABLE_CODE or ACTIVE_OPERATION_MARKER in error.message.lower()
 
 
 def operation_url(response: httpx.Response) -> str | None:

@@ -6,7 +6,10 @@ caller (Power Platform admin or admin management app, else 404 EnvironmentNotFou
 (409), policy found by systemId (404), caller holds a role on the policy (403), same geo, Managed
 Environment, environment type allows CMK (400). Whether the policy identity can use the key is decided
 when the operation completes.
-Error codes other than EnvironmentNotFound are not published; the sandbox's codes are placeholders.
+Recorded shapes (docs/SANDBOX.md): a start on a busy environment is 409 OperationNotStartable; a
+governanceConfiguration POST on a busy environment, or one already at that protection level, is 409 with an
+empty body (settings.json `governance_conflict_body` "coded": OperationNotStartable instead).
+Other error codes are not published; the sandbox's codes are placeholders.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ import re
 from sandbox.arm.geos import same_geo
 from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, bap_error
 from sandbox.powerplatform.lifecycle import setting, settle_once, start_operation
-from sandbox.powerplatform.state import GOVERNANCE, LINK, REENABLE, UNLINK, Environment, PowerPlatformState
+from sandbox.powerplatform.state import (
+    GOVERNANCE,
+    GOVERNANCE_OFF,
+    LINK,
+    REENABLE,
+    UNLINK,
+    Environment,
+    PowerPlatformState,
+)
 from sandbox.powerplatform.views import (
     disallowed_operations,
     environment_json,
@@ -52,15 +63,22 @@ def _environment(req: SandboxRequest, environment_id: str) -> Environment:
     return environment
 
 
+NOT_STARTABLE = "OperationNotStartable"
+
+
+def _busy(environment: Environment) -> SandboxResponse:
+    return bap_error(
+        409,
+        NOT_STARTABLE,
+        "The operation cannot be performed because there is an active lifecycle operation on the "
+        f"environment '{environment.id}'.",
+    )
+
+
 def _require_idle(req: SandboxRequest, environment: Environment) -> None:
     active = _state(req).active_operation(environment.id)
     if active is not None:
-        response = bap_error(
-            409,
-            "ActiveLifecycleOperation",
-            "The operation cannot be performed because there is an active lifecycle operation on the "
-            f"environment '{environment.id}'.",
-        )
+        response = _busy(environment)
         response.headers.update(_operation_headers(req, active.id))
         raise SandboxHttpError(response)
 
@@ -113,9 +131,14 @@ def set_governance(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse
                 400, "InvalidRequestBody", f"protectionLevel must be 'Basic' or 'Standard' (got {level!r})."
             )
         )
-    _require_idle(req, environment)
+    if _state(req).active_operation(environment.id) is not None or environment.protection_level == level:
+        refused = _busy(environment)
+        if req.world.settings.governance_conflict_body == "empty":
+            refused.body = None
+        raise SandboxHttpError(refused)
     duration = setting(req.world, "governance_duration_seconds", 60)
-    return _accepted(req, environment, GOVERNANCE, duration, protection_level=level)
+    kind = GOVERNANCE if level == "Standard" else GOVERNANCE_OFF
+    return _accepted(req, environment, kind, duration, protection_level=level)
 
 
 def _system_id(req: SandboxRequest) -> str:
@@ -223,12 +246,17 @@ def reenable_environment(req: SandboxRequest, match: re.Match[str]) -> SandboxRe
 
 
 def get_operation(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
+    """A poll; with settings.json `finished_operation_poll` "404" the service has forgotten a finished
+    operation (what the Terraform provider assumes after a delete)."""
     operation = _state(req).operation(match["operation"])
-    if operation is None or not _is_admin(req):
+    settings = req.world.settings
+    forgotten = operation is not None and not operation.active and settings.finished_operation_poll == "404"
+    if operation is None or forgotten or not _is_admin(req):
         raise SandboxHttpError(
             bap_error(
                 404, "LifecycleOperationNotFound", f"The operation '{match['operation']}' was not found."
             )
         )
     headers = {} if not operation.active else {"Retry-After": _retry_after(req)}
-    return SandboxResponse(200, operation_json(operation, req.world.clock.now()), headers)
+    body = operation_json(operation, req.world.clock.now(), settings.failed_operation_error == "message")
+    return SandboxResponse(200, body, headers)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.access import policy_key_access
 from sandbox.powerplatform.state import (
-    GOVERNANCE,
+    GOVERNANCE_TYPES,
     LINK,
     REENABLE,
     UNLINK,
@@ -67,23 +67,37 @@ def start_operation(
     return operation
 
 
+FAILING_STAGE = "Run"  # where a recorded Failed operation failed; the stages after it never start
+
+
 def stage_states(operation: LifecycleOperation, now: datetime) -> list[dict[str, Any]]:
-    """Each stage's state at `now` (a failed operation fails in its last stage, Finalize)."""
+    """Each stage's state at `now`, with when it began and last acted (`firstActionDateTime`,
+    `lastActionDateTime`, datetimes for the view to format); a stage that has not begun has neither."""
     stages = []
     for index, (name, fraction) in enumerate(STAGES):
         begins = operation.created_at + timedelta(seconds=operation.duration_seconds * fraction)
         following = STAGES[index + 1][1] if index + 1 < len(STAGES) else 1.0
         ends = operation.created_at + timedelta(seconds=operation.duration_seconds * following)
-        if operation.state in ("Succeeded", "Failed"):
-            state = "Failed" if operation.state == "Failed" and name == "Finalize" else "Succeeded"
-        elif now >= ends:
-            state = "Succeeded"
-        elif now >= begins and operation.state == "Running":
-            state = "Running"
-        else:
-            state = "NotStarted"
-        stages.append({"id": name, "name": name, "state": {"id": state}, "firstActionDateTime": begins})
+        state = _stage_state(operation, name, now, begins, ends)
+        stage: dict[str, Any] = {"id": name, "name": name, "state": {"id": state}}
+        if state != "NotStarted":
+            stage["firstActionDateTime"] = begins
+            stage["lastActionDateTime"] = min(now, ends)
+        stages.append(stage)
     return stages
+
+
+def _stage_state(operation: LifecycleOperation, name: str, now: datetime, begins: datetime,
+                 ends: datetime) -> str:
+    if operation.state == "Failed":
+        failing = [stage for stage, _ in STAGES].index(FAILING_STAGE)
+        here = [stage for stage, _ in STAGES].index(name)
+        return "Succeeded" if here < failing else "Failed" if here == failing else "NotStarted"
+    if operation.state == "Succeeded" or now >= ends:
+        return "Succeeded"
+    if now >= begins and operation.state == "Running":
+        return "Running"
+    return "NotStarted"
 
 
 def settle_once(req: SandboxRequest) -> None:
@@ -125,7 +139,7 @@ def _complete(world: World, state: PowerPlatformState, operation: LifecycleOpera
 
 def _outcome(world: World, environment: Environment, operation: LifecycleOperation) -> list[str]:
     """Apply a finished operation; the reasons it failed, if it did (then nothing changes)."""
-    if operation.type == GOVERNANCE:
+    if operation.type in GOVERNANCE_TYPES:
         environment.protection_level = operation.target.get("protection_level", "Standard")
         return []
     policy_id = operation.target.get("policy_id") or (environment.cmk.policy_id if environment.cmk else "")
@@ -137,7 +151,10 @@ def _outcome(world: World, environment: Environment, operation: LifecycleOperati
         return [f"The enterprise policy {policy.name} cannot use its key: {r}" for r in verdict.reasons]
     if operation.type == LINK:
         environment.cmk = CmkLink(policy.arm_id, policy.system_id, policy.location)
-        environment.key_managed_by = "Customer"
+        # A migrated BYOK environment keeps CustomerViaMicrosoft (cmk-migrate-from-byok), also after a swap.
+        migrated = world.settings.byok_migrated_key_managed_by
+        byok = environment.key_managed_by in ("CustomerViaMicrosoft", migrated)
+        environment.key_managed_by = migrated if byok else "Customer"
         environment.locked_at = None
     elif operation.type == UNLINK:
         environment.cmk = None

@@ -15,7 +15,7 @@ from typing import Any
 
 from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, ppapi_error
 from sandbox.powerplatform.lifecycle import settle_once, stage_states
-from sandbox.powerplatform.state import GOVERNANCE, LINK, REENABLE, UNLINK, LifecycleOperation
+from sandbox.powerplatform.state import GOVERNANCE, GOVERNANCE_OFF, LINK, REENABLE, UNLINK, LifecycleOperation
 from sandbox.powerplatform.views import iso
 
 DEFAULT_PAGE_SIZE = 20
@@ -23,6 +23,7 @@ NAMES = {
     LINK: "NewCustomerManagedKey",
     UNLINK: "RevertToMicrosoftKey",
     GOVERNANCE: "UpdateGovernanceConfiguration",
+    GOVERNANCE_OFF: "UpdateGovernanceConfiguration",
     REENABLE: "EnableEnvironment",
 }
 STATUSES = {"NotStarted": "Queued", "Running": "InProgress", "Succeeded": "Succeeded", "Failed": "Failed"}

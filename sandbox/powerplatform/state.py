@@ -18,10 +18,14 @@ if TYPE_CHECKING:
     from sandbox.world import World
 
 TERMINAL = frozenset({"Succeeded", "Failed"})
-# Operation types (the ids `lifecycleOperationsEnforcement` uses; using them as operation types is inferred).
+# Operation types. Managed Environment's is recorded (EnableGovernanceConfiguration, the Terraform provider's
+# test data); the others reuse the ids `lifecycleOperationsEnforcement` uses (inferred), as does turning
+# Managed Environment off.
 LINK = "NewCustomerManagedKey"
 UNLINK = "RevertToMicrosoftKey"
-GOVERNANCE = "UpdateProtectionStatus"
+GOVERNANCE = "EnableGovernanceConfiguration"
+GOVERNANCE_OFF = "DisableGovernanceConfiguration"
+GOVERNANCE_TYPES = (GOVERNANCE, GOVERNANCE_OFF)
 REENABLE = "EnableEnvironment"
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from sandbox.powerplatform.lifecycle import runtime, stage_states
 from sandbox.powerplatform.state import (
+    GOVERNANCE,
+    GOVERNANCE_OFF,
     LINK,
     REENABLE,
     UNLINK,
@@ -28,8 +30,27 @@ def iso(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+# What an environment without a CMK link may not do, recorded with the reason type EnvironmentCmkLinked and
+# no message (the Terraform provider's test data for a managed environment).
+_WITHOUT_CMK = ("RotateCustomerManagedKey", "RevertToMicrosoftKey")
+WITHOUT_CMK_REASON = "EnvironmentCmkLinked"
+
+
 def disallowed_operations(environment: Environment) -> tuple[str, ...]:
+    """The operations the environment's type refuses (what the handlers enforce)."""
     return _DISALLOWED.get(environment.sku, ())
+
+
+def _disallowed_json(environment: Environment) -> list[dict[str, Any]]:
+    listed = [
+        {"type": {"id": op}, "reason": {"message": f"{op} cannot be performed on environment of type "
+                                                   f"{environment.sku}."}}
+        for op in disallowed_operations(environment)
+    ]
+    if environment.cmk is None:
+        listed += [{"type": {"id": op}, "reason": {"type": WITHOUT_CMK_REASON}}
+                   for op in _WITHOUT_CMK if op not in disallowed_operations(environment)]
+    return listed
 
 
 def environment_json(state: PowerPlatformState, environment: Environment, now: datetime, admin: bool) -> dict:
@@ -44,13 +65,7 @@ def environment_json(state: PowerPlatformState, environment: Environment, now: d
             "systemId": link.system_id,
             "linkStatus": link.link_status,
         }
-    disallowed = [
-        {
-            "type": {"id": op},
-            "reason": {"message": f"{op} cannot be performed on environment of type {environment.sku}."},
-        }
-        for op in disallowed_operations(environment)
-    ]
+    disallowed = _disallowed_json(environment)
     scope = "/scopes/admin" if admin else ""
     return {
         "id": f"{BAP}{scope}/environments/{environment.id}",
@@ -79,6 +94,8 @@ def environment_json(state: PowerPlatformState, environment: Environment, now: d
 
 
 _DISPLAY = {
+    GOVERNANCE: "Enable Managed Environment",
+    GOVERNANCE_OFF: "Disable Managed Environment",
     LINK: "Update Customer Managed Key",
     UNLINK: "Revert To Microsoft Managed Key",
     REENABLE: "Enable Environment",
@@ -89,7 +106,9 @@ def operation_path(operation: LifecycleOperation) -> str:
     return f"{BAP}/lifecycleOperations/{operation.id}"
 
 
-def operation_json(operation: LifecycleOperation, now: datetime) -> dict[str, Any]:
+def operation_json(operation: LifecycleOperation, now: datetime, with_error: bool) -> dict[str, Any]:
+    """The operation as a poll shows it; a Failed one carries `error` only `with_error` (the recorded
+    shape has none: settings.json `failed_operation_error`)."""
     last = operation.finished_at or min(now, operation.ends_at)
     body: dict[str, Any] = {
         "id": operation.id,
@@ -104,10 +123,10 @@ def operation_json(operation: LifecycleOperation, now: datetime) -> dict[str, An
         "lastActionDateTime": iso(last),
         "requestedBy": operation.requested_by,
         "stages": [
-            {**stage, "firstActionDateTime": iso(stage["firstActionDateTime"])}
+            {key: iso(value) if isinstance(value, datetime) else value for key, value in stage.items()}
             for stage in stage_states(operation, now)
         ],
     }
-    if operation.state == "Failed":
+    if operation.state == "Failed" and with_error:
         body["error"] = {"code": "LifecycleOperationFailed", "message": operation.error or "Unknown error"}
     return body

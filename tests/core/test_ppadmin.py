@@ -71,23 +71,32 @@ def test_poll_floor_applies_when_retry_after_is_shorter(factory: ClientFactory) 
     assert set(factory.sleeper.waits) == {240.0}  # type: ignore[attr-defined]
 
 
+def test_start_waits_on_the_same_change_already_running(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    # The running two-hour operation is itself a Managed Environment change: the start waits on it.
+    handle = client.enable_managed_environment(BUSY_SANDBOX)
+    assert handle is not None and handle.url.split("?")[0].endswith("0e000000-0000-4000-8000-00000000000c")
+    assert cloud.log.count(method="POST", path="governanceConfiguration") == 0
+    assert client.wait_operation(handle, timedelta(hours=3)).status == "Succeeded"
+    assert client.get_environment(BUSY_SANDBOX).managed
+
+
 def test_start_backs_off_while_another_operation_runs(factory: ClientFactory, cloud: Any) -> None:
     client = factory.pp_admin()
     before = factory.now()
-    handle = client.enable_managed_environment(BUSY_SANDBOX)
-    assert handle is not None
+    # not managed yet: refused, but only once the busy one ends
+    handle = client.link_policy(BUSY_SANDBOX, SYSTEM_ID)
     waited = (factory.now() - before).total_seconds()
     assert waited >= 7200 - 60  # it waited out the running two-hour operation
-    assert cloud.log.count(method="POST", path="governanceConfiguration", status=409) >= 2
-    assert client.wait_operation(handle, timedelta(hours=1)).status == "Succeeded"
-    assert client.get_environment(BUSY_SANDBOX).managed
+    assert cloud.log.count(method="POST", path="Encryption/link", status=409) >= 2
+    assert handle is not None and handle.kind == "link"
 
 
 def test_start_gives_up_with_the_409_after_start_timeout(factory: ClientFactory) -> None:
     client = factory.pp_admin()
     client.start_timeout = timedelta(minutes=10)
     with pytest.raises(ServiceError) as caught:
-        client.enable_managed_environment(BUSY_SANDBOX)
+        client.link_policy(BUSY_SANDBOX, SYSTEM_ID)
     assert caught.value.status == 409 and "wait" in (caught.value.hint or "")
 
 

@@ -12,7 +12,7 @@ from ppcmk.clients import ClientFactory
 from ppcmk.errors import TransientError
 from ppcmk.ppadmin import PowerPlatformAdminClient
 from ppcmk.settings import ConnectionSettings
-from tests.support.scenario import BUSY_SANDBOX
+from tests.support.scenario import BUSY_SANDBOX, UNMANAGED
 
 
 def test_each_thread_gets_its_own_admin_client(pp_admin: ConnectionSettings) -> None:
@@ -54,7 +54,7 @@ def test_a_start_is_not_resent_when_the_server_drops_the_connection(
     fleet.faults.add(method="POST", path=r"/governanceConfiguration$", drop=True, times=1)
 
     with pytest.raises(TransientError):
-        admin.enable_managed_environment(BUSY_SANDBOX)
+        admin.enable_managed_environment(UNMANAGED)  # no operation runs on it: the start is sent
     # only the start's own POSTs: a first call in this process also POSTs for its token
     starts = [e for e in fleet.log.entries
               if e.method == "POST" and e.path.endswith("/governanceConfiguration")]

@@ -33,7 +33,7 @@ def on_policy(cloud: Any, environment_id: str) -> bool:
     return (
         env.cmk is not None
         and env.cmk.policy_id.endswith("/ep-existing")
-        and env.key_managed_by == "Customer"
+        and env.key_managed_by == "CustomerViaMicrosoft"  # migrated BYOK keeps it (cmk-migrate-from-byok)
     )
 
 

@@ -85,9 +85,14 @@ def test_link_fails_without_key_access_then_succeeds_after_grant(cloud: Any) -> 
     assert _env(cloud, PRODUCTION)["states"]["runtime"]["id"] == "Disabled"
     cloud.advance(timedelta(seconds=cloud.world.settings.link_duration_seconds))
     failed = _poll(cloud, operation_url)
-    assert (
-        failed["state"]["id"] == "Failed" and "Crypto Service Encryption User" in failed["error"]["message"]
-    )
+    # the recorded shape: no `error` object, the stage "Run" failed, the later ones never began
+    assert failed["state"]["id"] == "Failed" and "error" not in failed
+    stages = {stage["id"]: stage for stage in failed["stages"]}
+    assert [stages[s]["state"]["id"] for s in ("Validate", "Prepare", "Run", "Finalize")] == [
+        "Succeeded", "Succeeded", "Failed", "NotStarted"]
+    assert stages["Run"]["lastActionDateTime"] and "lastActionDateTime" not in stages["Finalize"]
+    cloud.world.settings.failed_operation_error = "message"  # the other reading names the cause
+    assert "Crypto Service Encryption User" in _poll(cloud, operation_url)["error"]["message"]
     after_failure = _env(cloud, PRODUCTION)
     assert after_failure["protectionStatus"]["keyManagedBy"] == "Microsoft"
     assert after_failure["states"]["runtime"]["id"] == "Enabled"

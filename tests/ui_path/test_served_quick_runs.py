@@ -47,7 +47,7 @@ BLOCKS = SandboxBlocks.with_prefix("ui")  # beside the session's sandbox-* block
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
 # cleanup right after rotate finds the previous version on hold; migrate_byok after onboard, whose Key Vault
 # half creates the policy both use
-PHASES = [["rotate", "report", "change_policy", "revert", "lock", "unlock", WAKE_FLOW_NAME],
+PHASES = [["rotate", "report", "watch", "change_policy", "revert", "lock", "unlock", WAKE_FLOW_NAME],
           ["cleanup", "onboard"], ["migrate_byok"]]
 
 

@@ -1,0 +1,166 @@
+"""The Power Platform admin API's recorded behaviours (docs/SANDBOX.md names each source), played by the
+sandbox, and how the admin client copes with each. Every test here fails against a client that treats the
+recorded answer as an error or as success without looking."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ppcmk.clients import ClientFactory
+from ppcmk.errors import ServiceError
+from ppcmk.models import Environment
+
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+UNMANAGED = "e1000000-0000-4000-8000-000000000009"
+BYOK = "e1000000-0000-4000-8000-00000000000a"
+FINANCE = "e1000000-0000-4000-8000-00000000000b"
+BUSY = "e1000000-0000-4000-8000-00000000000c"
+SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
+             "e0e0e0e0-0000-4000-8000-00000000e001")
+GRANT = ("/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod/"
+         "providers/Microsoft.Authorization/roleAssignments/c0c0c0c0-0000-4000-8000-00000000c001")
+LINK_PATH = r"/enterprisePolicies/Encryption/link"
+
+
+def test_a_409_while_polling_keeps_waiting(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None
+    cloud.faults.poll_conflicts(times=3)
+    result = client.wait_operation(handle, timedelta(days=4))
+    assert result.status == "Succeeded"
+    assert cloud.log.count(method="GET", path="lifecycleOperations", status=409) == 3
+
+
+def test_a_409_on_every_poll_ends_still_running_at_the_deadline(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None
+    cloud.faults.poll_conflicts(times=None)
+    result = client.wait_operation(handle, timedelta(minutes=30))
+    assert result.status == "StillRunning" and result.operation is None
+
+
+def test_governance_on_a_managed_environment_answers_an_empty_409_and_counts_as_done(
+    factory: ClientFactory, cloud: Any
+) -> None:
+    assert factory.pp_admin().enable_managed_environment(PRODUCTION) is None
+    refused = [e for e in cloud.log.entries if e.method == "POST" and "governanceConfiguration" in e.path]
+    assert [e.status for e in refused] == [409]  # one POST, then the re-read said "already managed"
+    assert cloud.log.count(method="GET", path=f"environments/{PRODUCTION}$") == 1
+
+
+@pytest.mark.parametrize("fault", [{"empty_body": True}, {"code": "OperationNotStartable"}],
+                         ids=["empty-body", "OperationNotStartable"])
+def test_a_busy_409_on_a_start_rereads_then_retries(
+    factory: ClientFactory, cloud: Any, fault: dict[str, Any]
+) -> None:
+    cloud.faults.add("POST", LINK_PATH, status=409, times=2, **fault)
+    handle = factory.pp_admin().link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None
+    assert cloud.log.count(method="POST", path=LINK_PATH, status=409) == 2
+    assert cloud.log.count(method="POST", path=LINK_PATH, status=202) == 1
+    assert cloud.log.count(method="GET", path=f"environments/{PRODUCTION}$") == 2  # a re-read per 409
+
+
+def test_the_busy_code_is_operation_not_startable(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    client.start_timeout = timedelta(minutes=5)
+    with pytest.raises(ServiceError) as caught:
+        client.link_policy(BUSY, SYSTEM_ID)
+    assert caught.value.status == 409 and caught.value.code == "OperationNotStartable"
+    assert "active lifecycle operation" in str(caught.value)
+
+
+def test_a_404_poll_after_an_unlink_is_judged_by_the_environment(factory: ClientFactory, cloud: Any) -> None:
+    cloud.world.settings.finished_operation_poll = "404"
+    client = factory.pp_admin()
+    handle = client.unlink_policy(FINANCE, SYSTEM_ID)
+    assert handle is not None
+    result = client.wait_operation(handle, timedelta(days=4))
+    assert result.status == "Succeeded" and client.get_environment(FINANCE).cmk is None
+    assert cloud.log.count(method="GET", path="lifecycleOperations", status=404) == 1
+
+
+def test_a_404_poll_is_no_success_when_the_environment_says_otherwise(
+    factory: ClientFactory, cloud: Any
+) -> None:
+    cloud.world.settings.finished_operation_poll = "404"
+    client = factory.pp_admin()
+    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None
+    factory.authorization().role_assignments.delete_by_id(GRANT.format(sub=factory.settings.subscription_id))
+    with pytest.raises(ServiceError) as caught:  # the link failed; the forgotten operation is not success
+        client.wait_operation(handle, timedelta(days=4))
+    assert caught.value.status == 404
+
+
+def test_a_start_waits_on_the_same_operation_already_running(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    first = client.link_policy(PRODUCTION, SYSTEM_ID)
+    again = client.link_policy(PRODUCTION, SYSTEM_ID)  # a re-run after a crash right after the POST
+    assert first is not None and again is not None
+    assert first.url.split("?")[0].rsplit("/", 1)[-1] == again.url.split("?")[0].rsplit("/", 1)[-1]
+    assert cloud.log.count(method="POST", path=LINK_PATH) == 1
+    assert client.wait_operation(again, timedelta(days=4)).status == "Succeeded"
+
+
+def test_a_failed_operation_without_error_names_its_failed_stage(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
+    assert handle is not None
+    factory.authorization().role_assignments.delete_by_id(GRANT.format(sub=factory.settings.subscription_id))
+    result = client.wait_operation(handle, timedelta(days=4))
+    assert result.status == "Failed" and result.operation is not None
+    assert result.operation.error_message is None and result.operation.failed_stage == "Run"
+    assert result.error_message and "Run" in result.error_message
+    assert all(stage.last_action for stage in result.operation.stages if stage.state != "NotStarted")
+
+
+def test_managed_environment_operation_type(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    handle = client.enable_managed_environment(UNMANAGED)
+    assert handle is not None
+    result = client.wait_operation(handle, timedelta(hours=1))
+    assert result.operation is not None and result.operation.type == "EnableGovernanceConfiguration"
+
+
+def test_an_environment_without_cmk_disallows_rotate_and_revert(factory: ClientFactory) -> None:
+    env = factory.pp_admin().get_environment(PRODUCTION)
+    for operation in ("RotateCustomerManagedKey", "RevertToMicrosoftKey"):
+        disallowed = env.disallows(operation)
+        assert disallowed is not None and disallowed.reason == "EnvironmentCmkLinked"
+    assert env.disallows("NewCustomerManagedKey") is None  # linking is what it may do
+
+
+@pytest.mark.parametrize("reading", ["CustomerViaMicrosoft", "Customer"])
+def test_a_migrated_byok_environment_is_encrypted_by_its_policy(
+    factory: ClientFactory, cloud: Any, reading: str
+) -> None:
+    cloud.world.settings.byok_migrated_key_managed_by = reading
+    client = factory.pp_admin()
+    before = client.get_environment(BYOK)
+    assert before.on_byok and not before.encrypted_by(SYSTEM_ID)
+    handle = client.link_policy(BYOK, SYSTEM_ID)
+    assert handle is not None and client.wait_operation(handle, timedelta(days=4)).status == "Succeeded"
+    after = client.get_environment(BYOK)
+    assert after.key_managed_by == reading
+    assert after.encrypted_by(SYSTEM_ID) and not after.on_byok
+
+
+def test_key_managed_by_judgement() -> None:
+    def env(managed_by: str | None, linked: bool) -> Environment:
+        cmk = {"enterprisePolicies": {"customerManagedKeys": {"systemId": SYSTEM_ID, "linkStatus": "Linked"}}}
+        return Environment.from_api({"name": "e", "properties": {
+            "protectionStatus": {"keyManagedBy": managed_by}, **(cmk if linked else {})}})
+
+    assert env("CustomerViaMicrosoft", linked=True).encrypted_by(SYSTEM_ID)
+    assert env("Customer", linked=True).encrypted_by(SYSTEM_ID)
+    assert not env("Microsoft", linked=True).encrypted_by(SYSTEM_ID)
+    assert not env("Customer", linked=True).encrypted_by("/regions/europe/other")
+    assert env("CustomerViaMicrosoft", linked=False).on_byok
+    assert not env("CustomerViaMicrosoft", linked=True).on_byok
+    assert not env("Customer", linked=False).on_byok

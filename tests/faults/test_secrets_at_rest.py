@@ -1,0 +1,124 @@
+"""Nothing a faulted run persists holds a token, a secret or key material.
+
+Flows run tasks against persistent faults (reads and writes of Key Vault, ARM and the Power Platform admin
+API, the hold tag's PATCH) with result persistence on, as a deployment with shared result storage has it.
+Then everything persisted is scanned: the result storage folder (base64 payloads decoded), every flow and
+task run state's message and data through the Prefect API, artifacts, variables, and the audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
+from prefect.settings import (
+    PREFECT_LOCAL_STORAGE_PATH,
+    PREFECT_RESULTS_PERSIST_BY_DEFAULT,
+    temporary_settings,
+)
+
+from ppcmk.step_errors import StepFailed
+from tasks.environments import link
+from tasks.holds import hold_key_version
+from tasks.keyvault import create_or_adopt_key, get_key_info
+from tasks.policy import create_or_get_policy, get_policy
+from tests.support.sandbox import connection, target
+
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
+             "e0e0e0e0-0000-4000-8000-00000000e001")
+SECRET_MARKERS = (b"Bearer ", b"eyJ", b"authorization")
+BASE64_RUN = re.compile(rb"[A-Za-z0-9+/=_-]{40,}")
+
+
+@pytest.fixture
+def persisted(tmp_path: Path, prefect_backend: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    storage = tmp_path / "results"
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "home"))
+    with temporary_settings({PREFECT_RESULTS_PERSIST_BY_DEFAULT: True, PREFECT_LOCAL_STORAGE_PATH: storage}):
+        yield tmp_path
+
+
+def _leaks(blob: bytes, depth: int = 0) -> list[bytes]:
+    """Secret markers in `blob`, or in any base64 payload inside it (results are base64 pickles)."""
+    found = [marker for marker in SECRET_MARKERS if marker.lower() in blob.lower()]
+    if depth < 2:
+        for run in BASE64_RUN.findall(blob):
+            try:
+                padded = run + b"=" * (-len(run) % 4)
+                decoded = base64.b64decode(padded, altchars=b"-_" if b"-" in run else None)
+            except (binascii.Error, ValueError):
+                continue
+            found += _leaks(decoded, depth + 1)
+    return found
+
+
+def _persisted_leaks(home: Path, flow_run_ids: list[Any]) -> dict[str, list[bytes]]:
+    leaks: dict[str, list[bytes]] = {}
+    for path in home.rglob("*"):
+        if path.is_file() and (found := _leaks(path.read_bytes())):
+            leaks[str(path)] = found
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)))
+        task_runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=flow_run_ids)))
+        for run in [*runs, *task_runs]:
+            for state in [run.state, *((client.read_flow_run_states(run.id)) if run in runs else [])]:
+                if state is not None and (found := _leaks(state.model_dump_json().encode())):
+                    leaks[f"state of {run.name}"] = found
+        for artifact in client.read_artifacts():
+            if found := _leaks(artifact.model_dump_json().encode()):
+                leaks[f"artifact {artifact.key}"] = found
+        for variable in client.read_variables():
+            if found := _leaks(variable.model_dump_json().encode()):
+                leaks[f"variable {variable.name}"] = found
+    return leaks
+
+
+def test_faulted_runs_persist_no_token_secret_or_key_material(cloud: Any, persisted: Path) -> None:
+    kv, pp = connection(cloud, "kv-admin"), connection(cloud, "pp-admin")
+    new_key = target(cloud, key="cmk-faulted", policy="ep-faulted")
+    existing = target(cloud, key="cmk-prod", policy="ep-existing")
+    for method, path in (("GET", r"/keys/cmk-prod"), ("POST", r"/keys/cmk-faulted/create"),
+                         ("PUT", r"enterprisePolicies/ep-faulted"),
+                         ("GET", r"enterprisePolicies/ep-existing"),
+                         ("POST", r"Encryption/link"), ("PATCH", r"/keys/cmk-prod/")):
+        cloud.faults.add(method, path, status=500, times=None)
+
+    @flow(name="faulted-steps")
+    def faulted() -> None:
+        states = [
+            get_key_info(kv, existing, return_state=True),
+            create_or_adopt_key(kv, new_key, return_state=True),
+            create_or_get_policy(kv, new_key, return_state=True),
+            get_policy(kv, existing, return_state=True),
+            link(pp, PRODUCTION, SYSTEM_ID, return_state=True),
+            hold_key_version(kv, existing.vault_id, "cmk-prod", "v1", timedelta(days=28), "test",
+                             return_state=True),
+        ]
+        failures = [s for s in states if s.is_failed()]
+        assert len(failures) == len(states), [s.name for s in states]
+        failures[0].result()  # the flow fails with the first step's error, persisted too
+
+    state = faulted(return_state=True)
+    assert state.is_failed()
+    assert list((persisted / "results").rglob("*")), "results were persisted"
+    assert _persisted_leaks(persisted, [state.state_details.flow_run_id]) == {}
+    with pytest.raises(StepFailed) as caught:
+        state.result()
+    assert caught.value.step.startswith("get-key-info-cmk-prod") and "500" in str(caught.value)
+    assert "re-run" in str(caught.value)

@@ -18,6 +18,7 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 
 from deployments.catalog import RUNBOOKS
 from deployments.wake import WAKE_FLOW_NAME
+from ppcmk.drift import EVENT_PREFIX as DRIFT_EVENT_PREFIX
 from ppcmk.notifications import APPROVAL_WAITING_EVENT
 
 PPCMK_FLOWS = [*RUNBOOKS, WAKE_FLOW_NAME]
@@ -65,6 +66,19 @@ NOTIFICATIONS: tuple[Notification, ...] = (
         subject="ppcmk: {{ flow.name }} run {{ flow_run.name }} ended {{ flow_run.state.name }}",
         body="{{ flow.name }} run {{ flow_run.name }} ended {{ flow_run.state.name }}: "
              "{{ flow_run.state.message }}\nSee its logs: {{ flow_run|ui_url }}",
+    ),
+    Notification(
+        name="ppcmk: critical or error drift",
+        description="ppcmk watch found a critical or error drift (emitted when it appears or changes "
+                    "severity, never every hour).",
+        # watch puts the severity on the event's resource: triggers match resource labels, not payloads
+        trigger=EventTrigger(expect={f"{DRIFT_EVENT_PREFIX}.*"},
+                             match={"ppcmk.severity": ["critical", "error"]},
+                             posture=Posture.Reactive, threshold=1),
+        subject="ppcmk {{ event.payload.severity }}: {{ event.payload.kind }} on {{ event.resource.name }}",
+        body="{{ event.payload.message }}\n\nFix: {{ event.payload.fix }}\n\n"
+             "Since {{ event.payload.since }} ({{ event.payload.change }}; "
+             "was {{ event.payload.previous }}).",
     ),
 )
 

@@ -16,6 +16,7 @@ from prefect import Flow
 # Rotation: monthly, first Monday 06:00 Amsterdam time (cron day-of-month AND day-of-week, see day_or=False).
 ROTATION_CRON = "0 6 1-7 * 1"
 ROTATION_TIMEZONE = "Europe/Amsterdam"
+ROTATION_IN_WORDS = f"the first Monday of every month at 06:00 ({ROTATION_TIMEZONE})"
 WATCH_EVERY_MINUTES = 60
 
 # The default scenario's people and the environments a first onboarding touches (sandbox/scenarios/default).
@@ -73,7 +74,7 @@ RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (
             sandbox_defaults={"requester": KV_ADMIN_UPN}, on_existing_policy=True),
     Runbook("report", "CMK state of every environment (read-only)"),
     Runbook("watch", "every drift of the estate with severity and fix; events on change (read-only)",
-            every_minutes=WATCH_EVERY_MINUTES),
+            every_minutes=WATCH_EVERY_MINUTES, sandbox_defaults={"pp_admins": [PP_ADMIN_UPN]}),
     Runbook("cleanup", "remove what is no longer needed once its hold expired"),
 )}
 
@@ -133,6 +134,8 @@ def sandbox_parameters(runbook: Runbook, blocks: SandboxBlocks) -> dict[str, Any
 def sandbox_description(runbook: Runbook) -> str:
     """The deployment description: what it does and what a Quick run does in the sandbox."""
     summary = runbook.summary[0].upper() + runbook.summary[1:] + "."
+    if runbook.scheduled:  # the deployments list shows a cron only as "+1"; the description says it in words
+        summary += f" Scheduled: {ROTATION_IN_WORDS}."
     if runbook.sandbox_dry_run:
         return (f"{summary} Quick run is a DRY RUN (plan only, nothing changes): this runbook is destructive "
                 "and the sandbox cannot guess what you mean; set dry_run to false in Custom run to apply.")

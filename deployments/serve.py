@@ -50,8 +50,7 @@ def quick_run_parameters(runbook: Runbook, blocks: SandboxBlocks) -> dict[str, A
 
 
 def runbook_deployment(runbook: Runbook, blocks: SandboxBlocks) -> RunnerDeployment:
-    # the cron's description ("At 06:00 AM, between day 1 and 7 of the month, only on Monday") is what the UI
-    # shows for it; an unnamed interval/cron shows as "+1"
+    # the deployments list shows a cron only as "+1" (its text does not fit); the description says it in words
     schedules = None
     if runbook.scheduled:
         schedules = [Cron(ROTATION_CRON, timezone=ROTATION_TIMEZONE, day_or=False)]

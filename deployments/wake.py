@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 
+from ppcmk import claims
 from ppcmk.fleet.parking import is_parked
 
 WAKE_FLOW_NAME = "ppcmk-wake"
@@ -57,4 +58,6 @@ def wake() -> list[str]:
     with get_client(sync_client=True) as client:
         woken = wake_parked_runs(client)
     get_run_logger().info("resumed %d parked run(s)", len(woken))
+    if released := claims.release_stale():  # runs that ended without releasing theirs (a crash)
+        get_run_logger().info("released %d stale claim(s): %s", len(released), "; ".join(released))
     return [str(run_id) for run_id in woken]

@@ -197,8 +197,9 @@ def load_checkpoint(flow_run_id: UUID) -> Checkpoint | None:
             "result storage",
             f"flow run {flow_run_id} parked, but its checkpoint is not in {type(storage).__name__} "
             f"({missing})",
-            "give every worker the same result storage (PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK), then "
-            "resume the run again",
+            f"copy {checkpoint_path(flow_run_id)} from the result storage of the worker that parked it into "
+            "the result storage every worker shares (PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, see "
+            "docs/WORKERS.md), then retry the run (Retry in the UI); resuming it again cannot work",
         ) from missing
     return Checkpoint.model_validate_json(content) if content.strip() else None
 

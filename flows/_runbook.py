@@ -15,7 +15,7 @@ from typing import Literal, cast
 from prefect import get_run_logger
 
 from blocks import CmkConnection, CmkTarget
-from ppcmk import audit, holds
+from ppcmk import audit, claims, holds
 from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
@@ -127,7 +127,9 @@ def approved(
     handoff: PowerPlatformHandoff | None = None,
 ) -> Approval | RunOutcome:
     """The approval of `plan` (re-planned with `replan` after the answer), or, when it is refused, the
-    rejected outcome the flow returns as it is: nothing was changed."""
+    rejected outcome the flow returns as it is: nothing was changed. What the plan changes is claimed for
+    this run first: one claimed by another active run fails the plan, naming that run (no approval asked)."""
+    claims.claim_plan(plan)
     try:
         return request_approval(
             plan,
@@ -175,12 +177,23 @@ def policy_after_approval(conn: ConnectionSettings, target: TargetSettings) -> P
     return policy
 
 
-def read_back_rows(conn: ConnectionSettings, report: FleetReport) -> list[dict[str, object]]:
-    """Each environment's wave result with its state read back now (the result table's rows)."""
+def read_back(
+    conn: ConnectionSettings, report: FleetReport, intended: Callable[[Environment | None], bool], wanted: str
+) -> tuple[FleetReport, list[dict[str, object]]]:
+    """Each environment read back now (one listing): one its step reported done that does not read back as
+    `intended` counts as failed ("not verified"), whoever changed it meanwhile. Returns the verified report
+    and the result table's rows."""
     after = {env.id: env for env in get_environments(conn)}
-    return [
-        dict(result.model_dump(), now=state_of(after.get(result.environment_id))) for result in report.results
-    ]
+    verified = report.model_copy(update={"results": []})
+    rows: list[dict[str, object]] = []
+    for result in report.results:
+        env = after.get(result.environment_id)
+        if result.state in ("succeeded", "unchanged") and not intended(env):
+            result = result.model_copy(update={
+                "state": "failed", "detail": f"not verified: wanted {wanted}, reads back {state_of(env)}"})
+        verified.results.append(result)
+        rows.append(dict(result.model_dump(), now=state_of(env)))
+    return verified, rows
 
 
 def finish(

@@ -42,6 +42,7 @@ from flows._runbook import (
 )
 from flows._two_half import HandoffWork, TwoHalfRun
 from ppcmk.azure_resources import PolicyInfo, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetMember, FleetSelector
@@ -216,7 +217,7 @@ def log_wave(wave: int, results: list[EnvironmentResult]) -> None:
                          len(results) - len(failed), ", ".join(failed) or "none")
 
 
-@flow(name="change_policy")
+@flow(name="change_policy", **RELEASE_HOOKS)
 def change_policy(
     kv_connection: str,
     pp_connection: str,

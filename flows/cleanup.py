@@ -29,6 +29,7 @@ from flows._runbook import approval_unless_plan_only, load_connection, load_targ
 from ppcmk import audit, holds
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error
@@ -164,7 +165,7 @@ def remove_policy_access(kv: ConnectionSettings, pp: ConnectionSettings, target:
     return len(revoke_key_access(kv, vault_target, policy.principal_id or "").removed)
 
 
-@flow(name="cleanup")
+@flow(name="cleanup", **RELEASE_HOOKS)
 def cleanup(
     kv_connection: str,
     target: str,

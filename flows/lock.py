@@ -41,6 +41,7 @@ from flows._runbook import (
 from ppcmk.approvals import connection_principal
 from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error, info
@@ -295,7 +296,7 @@ def verify_locked(
     return report, rows
 
 
-@flow(name="lock")
+@flow(name="lock", **RELEASE_HOOKS)
 def lock(
     kv_connection: str,
     pp_connection: str,

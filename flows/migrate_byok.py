@@ -25,6 +25,7 @@ from flows._runbook import Approving, load_connection, load_target, plan_only_ou
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
 from ppcmk.azure_resources import PolicyInfo
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.findings import error, info
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -101,7 +102,7 @@ class ByokMoves:
         plan_byok_moves(plan, self.target, policy, environments, self.selector, self.enable_managed)
 
 
-@flow(name="migrate_byok")
+@flow(name="migrate_byok", **RELEASE_HOOKS)
 def migrate_byok(
     kv_connection: str,
     pp_connection: str,

@@ -32,6 +32,7 @@ from flows._runbook import Approving, load_connection, load_target, plan_only_ou
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
 from ppcmk.azure_resources import PolicyInfo
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -55,7 +56,7 @@ class SelectedLinks:
         plan_links(plan, self.target, policy, chosen, self.enable_managed)
 
 
-@flow(name="onboard")
+@flow(name="onboard", **RELEASE_HOOKS)
 def onboard(
     kv_connection: str,
     pp_connection: str,
@@ -85,8 +86,8 @@ def onboard(
             hand-off and runs the Power Platform half with the connection block they name, e.g.
             pp-admin@contoso.example (the sandbox's).
         selector: Which environments to encrypt: ids or names, or a geo / skus / name pattern, e.g.
-            {"environment_ids": ["Contoso Production", "Contoso Sandbox"]} (the sandbox Quick run). Required:
-            onboarding never guesses.
+            {"environment_ids": ["Contoso Production", "Contoso Sandbox"]} (the sandbox Quick run). Empty is
+            refused: onboarding never guesses.
         requester: Who asks for the change (UPN or object id); cannot approve it. Empty: the principal
             kv_connection signs in as.
         enable_managed: Turn on Managed Environments where it is off (CMK needs it).

@@ -33,11 +33,12 @@ from flows._runbook import (
     load_connection,
     load_target,
     policy_after_approval,
-    read_back_rows,
+    read_back,
     select,
 )
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.findings import error
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -132,7 +133,7 @@ def approve_revert(
     return RevertWork(plan=approval.plan, approvers=approval.approvers, policy=policy)
 
 
-@flow(name="revert")
+@flow(name="revert", **RELEASE_HOOKS)
 def revert(
     connection: str,
     target: str,
@@ -174,11 +175,12 @@ def revert(
         return work
     step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours), fleet.waiting())
     report = fleet.run(conn, work, step, lambda: changing_members(work.plan, get_environments(conn)))
+    report, rows = read_back(conn, report, lambda env: env is not None and env.cmk is None, MICROSOFT_KEY)
     return finish(
         work.plan,
         work.approvers,
         report,
-        read_back_rows(conn, report),
+        rows,
         f"{len(report.results) - len(report.failed)} environment(s) on {MICROSOFT_KEY}; "
         f"key, vault and access of {work.policy.name} held {HOLD_DAYS} days",
     )

@@ -74,10 +74,11 @@ def rotate(
             no expiry.
         notify_before_days: Rotation policy: Event Grid notifies this many days before expiry.
         dry_run: Plan and publish the plan only; change nothing.
-        approval: Ask for an approval before rotating (converge starts rotate this way); a scheduled
-            rotation needs none.
-        approval_timeout_s: Seconds to wait for the approval before the run ends as not approved.
-        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
+        approval: Ask one approver other than the requester before rotating (off: the scheduled run is
+            unattended; a new version breaks nothing).
+        approval_timeout_s: With approval: seconds to wait for the answer before the run ends as not approved.
+        approval_poll_s: With approval: how often (seconds) a local run looks for the answer; deployment
+            runs suspend.
     """
     logger = get_run_logger()
     conn, key_target = load_connection(connection), load_target(target)
@@ -93,7 +94,11 @@ def rotate(
     current = get_key_info(conn, key_target)
     if set_policy:
         check_key_shape(key_target, current.kty, current.size)
-    policy = readable_policy(conn, key_target)
+    try:
+        policy = get_policy(conn, key_target)
+    except (ServiceError, HttpResponseError) as unreadable:  # no policy yet (RP unregistered): nothing pinned
+        logger.info("Enterprise policy not readable (%s); skipping the pinned-version check", unreadable)
+        policy = None
     recently_rotated = current.created_on is not None and now - current.created_on < timedelta(
         hours=min_interval_hours)
     plan = plan_rotation(requester, key_target, current, policy, recently_rotated, mode, min_interval_hours)
@@ -125,16 +130,6 @@ def rotate(
     logger.info("Key %s: current version %s (was %s)", key_target.key_name, verified.version, current.version)
     return RunOutcome(procedure="rotate", status=status, plan_hash=plan.hash, rows=rows,
                       message=f"current version {verified.version}; previous {current.version}")
-
-
-def readable_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo | None:
-    """The target's policy for the pinned-version check; None when there is none to read yet."""
-    try:
-        return get_policy(conn, target)
-    except (ServiceError, HttpResponseError) as unreadable:  # no policy yet (RP unregistered): nothing pinned
-        get_run_logger().info("Enterprise policy not readable (%s); skipping the pinned-version check",
-                              unreadable)
-        return None
 
 
 def plan_rotation(
@@ -169,14 +164,16 @@ def plan_rotation(
 
 
 def rotate_and_hold(
-    conn: ConnectionSettings, target: TargetSettings, mode: Literal["new-version", "rotate-now"],
+    conn: ConnectionSettings,
+    target: TargetSettings,
+    mode: Literal["new-version", "rotate-now"],
     since: datetime,
 ) -> KeyInfo:
-    """The new version (none when one was made `since`), the previous one held 28 days, and the key read
-    back: its current version must be the new one."""
+    """The new version (none when one was made `since`), the previous one held 28 days (also placed when a
+    crashed run left it out), and the key read back: its current version must be the new one."""
     rotated = (new_key_version(conn, target, since=since) if mode == "new-version"
                else rotate_key_now(conn, target, since=since))
-    ensure_rotation_hold(conn, target, rotated.version)  # also repairs one a crashed run left out
+    ensure_rotation_hold(conn, target, rotated.version)
     verified = get_key_info(conn, target)
     if verified.version != rotated.version:
         raise RuntimeError(f"after rotation the current version is {verified.version}, expected "

@@ -33,12 +33,13 @@ from flows._runbook import (
     finish,
     load_connection,
     load_target,
-    read_back_rows,
+    read_back,
     state_of,
     step_state,
 )
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
+from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
 from ppcmk.fleet.selection import FleetMember
@@ -178,7 +179,7 @@ def reenable_step(conn: ConnectionSettings, deadline: timedelta) -> Callable[[Fl
     return step
 
 
-@flow(name="unlock")
+@flow(name="unlock", **RELEASE_HOOKS)
 def unlock(
     kv_connection: str,
     pp_connection: str,
@@ -231,9 +232,9 @@ def unlock(
     report = run_waves(
         plan_waves(members, spec), reenable_step(pp, timedelta(minutes=reenable_deadline_minutes)), spec
     )
+    report, rows = read_back(pp, report, lambda env: env is not None and env.enabled, "Enabled")
     if not report.failed and not report.not_started:
         save_lock_record(record.model_copy(update={"state": "unlocked"}), PROCEDURE)
-    rows = read_back_rows(pp, report)
     rows += [{"environment_id": "-", "name": "restored", "now": describe_grant(g)} for g in record.revoked]
     return finish(
         approval.plan,

@@ -158,19 +158,20 @@ def watch(
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> WatchResult:
     """Every drift of the estate with severity, since when and fix; an event for each change since last run.
+    Read-only.
 
     Args:
         connection: CmkConnection block of an identity that reads Azure (Reader on the vaults and policies,
-            role assignments) and is a Power Platform admin (or a registered management app), e.g. runbook;
-            in the sandbox sandbox-runbook.
-        desired_state: A desired-state YAML file path or the name of a ppcmk desired state block; empty for
-            none (only drift from what ppcmk set up is reported).
-        pp_admins: Power Platform admins (UPN or object id) whose Reader role on the policies is checked;
-            empty: the desired state's list.
-        rotation_cadence_days: Report rotation overdue when the current key version is older than this;
-            empty: judge by the key's own rotation policy.
-        link_expected_hours: A link or unlink running longer than this is reported.
-        concurrency: How many reads run at once (the services' throttling is honoured either way).
+            role assignments) and is a Power Platform admin or registered management app, e.g. runbook; in
+            the sandbox sandbox-runbook.
+        desired_state: A YAML file or a `ppcmk desired state` block describing what should be; empty: only
+            the built-in rules.
+        pp_admins: UPNs or object ids whose Reader role on the policies is checked, e.g.
+            ["pp-admin@contoso.example"]; empty: the desired state's.
+        rotation_cadence_days: A key whose current version is older than this many days is a finding;
+            empty: no rotation check.
+        link_expected_hours: A link or unlink running longer than this is a finding.
+        concurrency: How many reads run at the same time.
     """
     conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
     desired = load_desired(desired_state)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import httpx
 from azure.core.credentials import TokenCredential
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from ppcmk.graph import GraphClient
     from ppcmk.ppadmin import PowerPlatformAdminClient, PowerPlatformApiClient
 
+T = TypeVar("T")
+
 
 class ClientFactory:
     """Builds (and caches) every client for one connection. Use `ClientFactory.for_settings(settings)`."""
@@ -59,8 +62,7 @@ class ClientFactory:
                        if settings.virtual_time else RealSleeper())
         self.sleeper: Sleeper = sleeper
         self.credential: TokenCredential = credential or build_credential(settings)
-        self._key_clients: dict[str, KeyClient] = {}
-        self._hsm_access: dict[str, KeyVaultAccessControlClient] = {}
+        self._clients: dict[object, Any] = {}
         self._per_thread = threading.local()
         self._vault_urls: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -127,15 +129,19 @@ class ClientFactory:
         options["verify_challenge_resource"] = not self._sandbox
         return options
 
+    def _once(self, key: object, build: Callable[[], T]) -> T:
+        """The client kept under `key`, built on first use; threads asking at once share one."""
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = build()
+            return cast(T, client)
+
     def key_client(self, vault_url: str) -> KeyClient:
         from azure.keyvault.keys import KeyClient
 
         url = vault_url.rstrip("/")
-        with self._lock:
-            client = self._key_clients.get(url)
-            if client is None:
-                client = self._key_clients[url] = KeyClient(url, self.credential, **self._keyvault_options())
-            return client
+        return self._once(("key", url), lambda: KeyClient(url, self.credential, **self._keyvault_options()))
 
     def crypto_client(self, key_id: str) -> CryptographyClient:
         from azure.keyvault.keys.crypto import CryptographyClient
@@ -148,12 +154,8 @@ class ClientFactory:
         from azure.keyvault.administration import KeyVaultAccessControlClient
 
         url = hsm_url.rstrip("/")
-        with self._lock:
-            client = self._hsm_access.get(url)
-            if client is None:
-                client = self._hsm_access[url] = KeyVaultAccessControlClient(
-                    url, self.credential, **self._keyvault_options())
-            return client
+        return self._once(("hsm-access", url), lambda: KeyVaultAccessControlClient(
+            url, self.credential, **self._keyvault_options()))
 
     def vault_url(self, vault_id: str) -> str:
         """The data-plane URL of a vault or managed HSM. A vault's is read from ARM (`vaultUri`); a managed
@@ -184,42 +186,30 @@ class ClientFactory:
             raise ResourceNotFoundError(f"managed HSM {name} in {resource_group} has no hsmUri")
         return str(uri)
 
-    def keyvault_mgmt(self) -> KeyVaultManagementClient:
-        return self._keyvault_mgmt
+    def _arm_client(self, client_type: Callable[..., T]) -> T:
+        """One ARM management client of each type, for the factory's subscription."""
+        return self._once(client_type, lambda: client_type(
+            self.credential, self.settings.subscription_id, **self._arm_options()))
 
-    @cached_property
-    def _keyvault_mgmt(self) -> KeyVaultManagementClient:
+    def keyvault_mgmt(self) -> KeyVaultManagementClient:
         from azure.mgmt.keyvault import KeyVaultManagementClient
 
-        return KeyVaultManagementClient(self.credential, self.settings.subscription_id, **self._arm_options())
+        return self._arm_client(KeyVaultManagementClient)
 
     def authorization(self) -> AuthorizationManagementClient:
-        return self._authorization
-
-    @cached_property
-    def _authorization(self) -> AuthorizationManagementClient:
         from azure.mgmt.authorization import AuthorizationManagementClient
 
-        return AuthorizationManagementClient(self.credential, self.settings.subscription_id,
-                                             **self._arm_options())
+        return self._arm_client(AuthorizationManagementClient)
 
     def resources(self) -> ResourceManagementClient:
-        return self._resources
-
-    @cached_property
-    def _resources(self) -> ResourceManagementClient:
         from azure.mgmt.resource.resources import ResourceManagementClient
 
-        return ResourceManagementClient(self.credential, self.settings.subscription_id, **self._arm_options())
+        return self._arm_client(ResourceManagementClient)
 
     def powerplatform_mgmt(self) -> PowerPlatformMgmtClient:
-        return self._powerplatform_mgmt
-
-    @cached_property
-    def _powerplatform_mgmt(self) -> PowerPlatformMgmtClient:
         from azure.mgmt.powerplatform import PowerPlatformMgmtClient
 
-        return PowerPlatformMgmtClient(self.credential, self.settings.subscription_id, **self._arm_options())
+        return self._arm_client(PowerPlatformMgmtClient)
 
     def http_client(self, base_url: str, scope: str) -> httpx.Client:
         """An httpx client with the factory's TLS trust, timeouts, retries, user agent and request-id hook."""
@@ -265,11 +255,8 @@ class ClientFactory:
         return client
 
     def graph(self) -> GraphClient:
-        return self._graph
-
-    @cached_property
-    def _graph(self) -> GraphClient:
         from ppcmk.graph import GraphClient
 
         endpoints = self.settings.endpoints
-        return GraphClient(self.http_client(endpoints.graph, endpoints.graph_scope))
+        return self._once("graph", lambda: GraphClient(
+            self.http_client(endpoints.graph, endpoints.graph_scope)))

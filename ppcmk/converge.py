@@ -27,8 +27,14 @@ class PlannedRun(BaseModel):
     parameters: dict[str, Any]
     reason: str
 
-    def deployment(self, name: str) -> str:
-        return f"{self.runbook}/{name}"
+    def run_parameters(self) -> dict[str, Any]:
+        """What the deployment run gets: a deployment may default to a dry run (the sandbox's Quick run of a
+        destructive runbook does); converge means the real run, which still waits for its approval."""
+        return {**self.parameters, "dry_run": False}
+
+    def deployment(self, where: str) -> str:
+        """The deployment's full name: `onboard/onboard-sandbox`, `rotate/rotate-production`, ..."""
+        return f"{self.runbook}/{self.runbook}-{where}"
 
 
 def _target(policy: DesiredPolicy, why: str) -> str:

@@ -11,9 +11,12 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import Artifact
 
 from ppcmk.errors import PpcmkError
 from ppcmk.findings import Finding, Severity
@@ -153,33 +156,40 @@ class Plan(BaseModel):
         return rows
 
     def publish(self) -> None:
-        """Publish the plan on the current flow run, once per plan: the steps as a table under the summary.
+        """Publish the plan on the current flow run as ONE table artifact: the steps under the summary.
 
-        A re-plan with a new hash adds its own version under the same key (the Artifacts page shows the
-        runbook's latest); a run resumed from a suspension does not repeat the plan it already showed."""
+        A re-plan (another hash) updates that artifact in place; a run resumed from a suspension finds its
+        plan already shown and leaves it. The key is the runbook's, so the Artifacts page shows its latest."""
         from prefect.artifacts import create_table_artifact
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import ArtifactUpdate
 
         key = artifact_key(self.procedure, "plan")
+        table = self.table_rows() or [{"result": "no steps"}]
         description = self.summary_markdown(steps=False)
-        if _published_in_this_run(key, self.hash):
-            return
-        create_table_artifact(table=self.table_rows() or [{"result": "no steps"}], key=key,
-                              description=description)
+        shown = _this_runs_artifact(key)
+        if shown is None:
+            create_table_artifact(table=table, key=key, description=description)
+        elif self.hash not in (shown.description or ""):
+            with get_client(sync_client=True) as client:
+                update = ArtifactUpdate(data=json.dumps(table), description=description)
+                client.update_artifact(shown.id, update)
 
 
-def _published_in_this_run(key: str, plan_hash: str) -> bool:
+def _this_runs_artifact(key: str) -> Artifact | None:
+    """The artifact with this key the current flow run published, if any."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
-        return False
+        return None
     mine = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[context.flow_run.id]),
                           key=ArtifactFilterKey(any_=[key]))
     with get_client(sync_client=True) as client:
-        published = client.read_artifacts(artifact_filter=mine)
-    return any(plan_hash in (artifact.description or "") for artifact in published)
+        published = client.read_artifacts(artifact_filter=mine, limit=1)
+    return published[0] if published else None
 
 
 class RunOutcome(BaseModel):

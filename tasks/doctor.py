@@ -15,8 +15,9 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError
 from pydantic import BaseModel, Field
 
 from ppcmk.azure_resources import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
-from ppcmk.checks import azure as checks
 from ppcmk.checks import hsm as hsm_checks
+from ppcmk.checks import key_vault as checks
+from ppcmk.checks import policy as policy_checks
 from ppcmk.checks.environments import check_environment, check_operations, operations_refused
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import PpcmkError, ServiceError
@@ -110,7 +111,7 @@ class _Gatherer:
         policy: PolicyInfo | None = None
         with self.about("policy.read", target.policy_id(self.factory.settings.subscription_id), "the policy"):
             policy = read_policy(self.factory, target)
-            self.add(checks.check_policy(policy, target))
+            self.add(policy_checks.check_policy(policy, target))
         vault = self.vaults.get(target.vault_id.lower())
         if policy is not None and policy.principal_id and vault is not None:
             principal = policy.principal_id
@@ -120,7 +121,7 @@ class _Gatherer:
                 else:
                     grants = read_key_grants(self.factory, vault, principal)
                     self.grants[policy.policy_id.lower()] = grants
-                    self.add(checks.check_key_access(vault, policy, grants))
+                    self.add(policy_checks.check_key_access(vault, policy, grants))
         return policy
 
     def hsm_key_access(self, vault: VaultStatus, policy: PolicyInfo, key_name: str) -> None:
@@ -141,7 +142,7 @@ class _Gatherer:
             principal = resolve_principal(self.factory, pp_admin)
             grants = read_role_grants(self.factory, policy.policy_id, principal, POLICY_READ_ROLES)
             self.admin_has_reader = bool(grants)
-            self.add(checks.check_admin_reader(pp_admin, policy, self.admin_has_reader))
+            self.add(policy_checks.check_admin_reader(pp_admin, policy, self.admin_has_reader))
 
     def facts(self, target: TargetSettings, policy: PolicyInfo | None) -> TargetFacts:
         subject = checks.key_subject(target.vault_id, target.key_name).lower()
@@ -217,7 +218,7 @@ def doctor_report(
     g = _Gatherer(ClientFactory.for_settings(conn))
     with g.about("provider.read", "provider Microsoft.PowerPlatform", "the resource provider"):
         g.provider = read_provider(g.factory)
-        g.add(checks.check_provider(g.provider, targets[0]))
+        g.add(policy_checks.check_provider(g.provider, targets[0]))
     policies = []
     for each in targets:
         g.vault(each.vault_id)

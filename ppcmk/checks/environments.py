@@ -29,6 +29,11 @@ def check_environment(
                 "principal must be a registered admin management application)",
             )
         ]
+    return _eligibility(env, target) + _runtime_state(env) + _encryption_state(env, policy)
+
+
+def _eligibility(env: Environment, target: TargetSettings) -> list[Finding]:
+    """What Power Platform asks of an environment before it links: type, Managed Environment, geo."""
     subject = env.id
     found: list[Finding] = []
     sku = (env.sku or "").lower()
@@ -79,26 +84,31 @@ def check_environment(
                 "use a policy in the environment's geo",
             )
         )
+    return found
+
+
+def _runtime_state(env: Environment) -> list[Finding]:
+    """A lifecycle operation running, or the environment locked because its key is unusable."""
+    subject = env.id
     if "inprogress" in (env.runtime_reason or "").lower():
-        found.append(
+        return [
             error(
                 "env.busy",
                 subject,
                 f"a lifecycle operation is running ({env.runtime_reason})",
                 "wait for it to finish, then run again",
             )
-        )
-    elif env.runtime_reason and "locked" in env.runtime_reason.lower():
-        found.append(
+        ]
+    if env.runtime_reason and "locked" in env.runtime_reason.lower():
+        return [
             error(
                 "env.locked",
                 subject,
                 "the environment is locked: its key is not usable",
                 "restore key access, then re-enable the environment (unlock runbook)",
             )
-        )
-    found.extend(_encryption_state(env, policy))
-    return found
+        ]
+    return []
 
 
 def _encryption_state(env: Environment, policy: PolicyInfo | None) -> list[Finding]:

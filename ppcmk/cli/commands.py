@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ppcmk.cli.approvals import approvals, approve
+from ppcmk.cli.audit_cmds import audit_app
 from ppcmk.cli.demo import demo
 from ppcmk.cli.doctor import doctor
 from ppcmk.cli.exit_codes import EXIT_CODES_HELP
@@ -14,6 +15,7 @@ from ppcmk.cli.sandbox_cmds import sandbox_app
 from ppcmk.cli.serve import serve
 from ppcmk.cli.setup import setup_app
 from ppcmk.cli.watch import converge, watch
+from ppcmk.cli.workers import setup_blocks, setup_workers
 
 app = typer.Typer(
     name="ppcmk",
@@ -24,7 +26,10 @@ app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(runs_app, name="runs")
+app.add_typer(audit_app, name="audit")
 app.add_typer(setup_app, name="setup")
+setup_app.command("blocks")(setup_blocks)
+setup_app.command("workers")(setup_workers)
 app.command("approvals")(approvals)
 app.command("approve")(approve)
 app.command("serve")(serve)

@@ -19,7 +19,7 @@ from deployments.serve import deployment_full_name
 from ppcmk.cli.errors import exit_code_for, expected_failures_untraced, reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
 from ppcmk.cli.prefect_api import prefect_api, using_prefect_api
-from ppcmk.cli.profile import find_profile, load_profile
+from ppcmk.cli.profile import load_profile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 
 console = Console()
@@ -59,14 +59,12 @@ def outcome_code(result: Any) -> ExitCode:
 
 
 def sandbox_defaults(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
-    """The sandbox deployments' Quick-run values when a sandbox runs, but a dry run only when asked for
-    (--dry-run). Without a sandbox the blocks must be given."""
-    profile = find_profile()
-    if profile is None:
-        if not {"connection", "kv_connection"} & given.keys():
-            load_profile()  # says that no sandbox runs and how to start one
+    """Without connection blocks: the running sandbox's blocks and the sandbox deployments' Quick-run values
+    (people, environments), but a dry run only when asked for (--dry-run). With blocks: nothing is assumed
+    and no sandbox block is written."""
+    if {"connection", "kv_connection"} & given.keys():
         return {}
-    blocks = register_sandbox_blocks(profile)
+    blocks = register_sandbox_blocks(load_profile())
     return {name: value for name, value in sandbox_parameters(runbook, blocks).items() if name != "dry_run"}
 
 

@@ -98,7 +98,7 @@ def start_runs(runs: list[PlannedRun], deployment: str) -> list[tuple[PlannedRun
     with prefect_api():
         for run in runs:
             try:
-                flow_run = run_deployment(name=run.deployment(deployment), parameters=run.parameters,
+                flow_run = run_deployment(name=run.deployment(deployment), parameters=run.run_parameters(),
                                           timeout=0)
             except ObjectNotFound as missing:
                 raise CliError(f"no deployment {run.deployment(deployment)} on this Prefect server; start "
@@ -110,7 +110,7 @@ def start_runs(runs: list[PlannedRun], deployment: str) -> list[tuple[PlannedRun
 
 def runs_table(runs: list[PlannedRun], deployment: str, started: dict[int, str] | None = None) -> Any:
     rows = [{"runbook": run.deployment(deployment), "why": run.reason,
-             "parameters": json.dumps(run.parameters, separators=(", ", ": "))}
+             "parameters": json.dumps(run.run_parameters(), separators=(", ", ": "))}
             | ({"flow run": started.get(index, "")} if started is not None else {})
             for index, run in enumerate(runs)]
     return rows_table(f"{len(runs)} runbook run(s) to reach the desired state", rows)
@@ -124,8 +124,9 @@ def converge(
     connection: Annotated[str | None, typer.Option(help="CmkConnection block to read the estate with "
                                                         "(default: the running sandbox's runbook "
                                                         "identity).")] = None,
-    deployment: Annotated[str | None, typer.Option(help="Deployment name of the runbooks (default: sandbox "
-                                                        "for the sandbox, production with --connection).")]
+    deployment: Annotated[str | None, typer.Option(help="Which deployments start the runs, <runbook>-<this> "
+                                                        "(default: sandbox for the sandbox, production with "
+                                                        "--connection).")]
     = None,
 ) -> None:
     """The onboard / change_policy / revert / rotate runs that reach the desired state; started as deployment

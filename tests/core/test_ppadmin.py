@@ -20,9 +20,10 @@ from tests.support.scenario import (
     UNKNOWN_ENVIRONMENT,
     VAULT,
 )
+from tests.support.scenario import (
+    LINKED_POLICY_SYSTEM_ID as SYSTEM_ID,
+)
 
-SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
-             "e0e0e0e0-0000-4000-8000-00000000e001")
 # ep-existing's key access on the vault
 GRANT = f"/providers/Microsoft.Authorization/roleAssignments/{LINKED_POLICY_GRANT}"
 

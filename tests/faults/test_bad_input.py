@@ -24,7 +24,7 @@ from flows.revert import revert
 from flows.rotate import rotate
 from flows.unlock import unlock
 from ppcmk.fleet.selection import FleetSelector
-from tests.support.scenario import PP_ADMIN, REQUESTER
+from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER, UNKNOWN_ENVIRONMENT
 
 READS = ("GET", "HEAD")
 NOT_CLOUD = ("/_sandbox", "/oauth2/token", "/metadata/identity")
@@ -58,7 +58,6 @@ def _two(flow_fn: Any, **overrides: Any) -> Callable[[dict[str, str]], Any]:
                                   **overrides)
 
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 OTHER_SUBSCRIPTION = "99999999-0000-4000-8000-000000000099"
 
 
@@ -88,13 +87,12 @@ def _migrate(**overrides: Any) -> Callable[[dict[str, str]], Any]:
         pp_admin=PP_ADMIN, requester=REQUESTER, approval_poll_s=1, **overrides)
 
 
-def _outsider_revert(blocks: dict[str, str]) -> Any:
+def _onboard_reading_with_an_outsider(blocks: dict[str, str]) -> Any:
     admin = CmkConnection.load(blocks["pp-admin"])
     CmkConnection(cloud="sandbox", tenant_id=admin.tenant_id, subscription_id=admin.subscription_id,
                   sandbox_url=admin.sandbox_url, sandbox_principal="outsider", ca_bundle=admin.ca_bundle,
                   time_mode="virtual").save("catalogue-outsider", overwrite=True)
-    return revert(connection="catalogue-outsider", target=blocks["target"], requester=REQUESTER,
-                  approval_poll_s=1)
+    return _onboard(pp_connection="catalogue-outsider")(blocks)
 
 
 def _target_in_another_subscription(_: dict[str, str]) -> Any:
@@ -180,7 +178,7 @@ CASES = [
     Case("onboard selector selects nothing", "selector",
          _onboard(selector=FleetSelector(name_pattern="no such environment*"))),
     Case("onboard selector names an unknown id", "selector",
-         _onboard(selector=FleetSelector(environment_ids=["e1000000-0000-4000-8000-0000000000ff"]))),
+         _onboard(selector=FleetSelector(environment_ids=[UNKNOWN_ENVIRONMENT]))),
     Case("onboard operation_deadline_days 0", "operation_deadline_days", _onboard(operation_deadline_days=0)),
     Case("onboard max_link_attempts 0", "max_link_attempts", _onboard(max_link_attempts=0)),
     Case("onboard approval_timeout_s -1", "approval_timeout_s", _onboard(approval_timeout_s=-1)),
@@ -191,7 +189,8 @@ CASES = [
     Case("migrate_byok selector selects nothing", "selector",
          _migrate(selector=FleetSelector(name_pattern="no such environment*"))),
     Case("migrate_byok approval_timeout_s 0", "approval_timeout_s", _migrate(approval_timeout_s=0)),
-    Case("revert with an outsider's connection", "Power Platform Administrator", _outsider_revert),
+    Case("onboard reading environments with an outsider's connection", "Power Platform Administrator",
+         _onboard_reading_with_an_outsider),
     # blocks, on save
     Case("target key_size 1234 saved", "key_size", _save_target(key_size=1234)),
     Case("target RSA key_size 4096 saved", "key_size", _save_target(key_size=4096)),

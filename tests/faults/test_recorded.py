@@ -9,20 +9,22 @@ from typing import Any
 
 import pytest
 
+from ppcmk.arm_ids import vault_id
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
 from ppcmk.models import Environment
+from tests.support.scenario import BUSY_SANDBOX as BUSY
+from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PRODUCTION, RESOURCE_GROUP, UNMANAGED, VAULT
+from tests.support.scenario import LEGACY_BYOK as BYOK
+from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-UNMANAGED = "e1000000-0000-4000-8000-000000000009"
-BYOK = "e1000000-0000-4000-8000-00000000000a"
-FINANCE = "e1000000-0000-4000-8000-00000000000b"
-BUSY = "e1000000-0000-4000-8000-00000000000c"
-SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
-             "e0e0e0e0-0000-4000-8000-00000000e001")
-GRANT = ("/subscriptions/{sub}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod/"
-         "providers/Microsoft.Authorization/roleAssignments/c0c0c0c0-0000-4000-8000-00000000c001")
 LINK_PATH = r"/enterprisePolicies/Encryption/link"
+
+
+def _vault_grant(factory: ClientFactory) -> str:
+    """The id of the policy identity's key role on the vault."""
+    vault = vault_id(factory.settings.subscription_id, RESOURCE_GROUP, VAULT)
+    return f"{vault}/providers/Microsoft.Authorization/roleAssignments/{LINKED_POLICY_GRANT}"
 
 
 def test_a_409_while_polling_keeps_waiting(factory: ClientFactory, cloud: Any) -> None:
@@ -92,7 +94,7 @@ def test_a_404_poll_is_no_success_when_the_environment_says_otherwise(
     client = factory.pp_admin()
     handle = client.link_policy(PRODUCTION, SYSTEM_ID)
     assert handle is not None
-    factory.authorization().role_assignments.delete_by_id(GRANT.format(sub=factory.settings.subscription_id))
+    factory.authorization().role_assignments.delete_by_id(_vault_grant(factory))
     with pytest.raises(ServiceError) as caught:  # the link failed; the forgotten operation is not success
         client.wait_operation(handle, timedelta(days=4))
     assert caught.value.status == 404
@@ -112,7 +114,7 @@ def test_a_failed_operation_without_error_names_its_failed_stage(factory: Client
     client = factory.pp_admin()
     handle = client.link_policy(PRODUCTION, SYSTEM_ID)
     assert handle is not None
-    factory.authorization().role_assignments.delete_by_id(GRANT.format(sub=factory.settings.subscription_id))
+    factory.authorization().role_assignments.delete_by_id(_vault_grant(factory))
     result = client.wait_operation(handle, timedelta(days=4))
     assert result.status == "Failed" and result.operation is not None
     assert result.operation.error_message is None and result.operation.failed_stage == "Run"

@@ -37,11 +37,11 @@ from tasks.holds import hold_key_version
 from tasks.keyvault import create_or_adopt_key, get_key_info
 from tasks.policy import create_or_get_policy, get_policy
 from tests.support.sandbox import connection, target
+from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
+from tests.support.scenario import PRODUCTION
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
-             "e0e0e0e0-0000-4000-8000-00000000e001")
-SECRET_MARKERS = (b"Bearer ", b"eyJ", b"authorization")
+# a bearer header, a JWT (every sandbox and Entra token starts so), and the client secret a test block holds
+SECRET_MARKERS = (b"Bearer ", b"eyJ", b"hunter2-secret")
 BASE64_RUN = re.compile(rb"[A-Za-z0-9+/=_-]{40,}")
 
 
@@ -55,7 +55,7 @@ def persisted(tmp_path: Path, prefect_backend: None, monkeypatch: pytest.MonkeyP
 
 def _leaks(blob: bytes, depth: int = 0) -> list[bytes]:
     """Secret markers in `blob`, or in any base64 payload inside it (results are base64 pickles)."""
-    found = [marker for marker in SECRET_MARKERS if marker.lower() in blob.lower()]
+    found = [marker for marker in SECRET_MARKERS if marker in blob]
     if depth < 2:
         for run in BASE64_RUN.findall(blob):
             try:

@@ -14,4 +14,4 @@ from ppcmk.audit import AuditLog
 def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
     """Each test audits into its own PPCMK_HOME, so an assertion on the log sees only that test's events."""
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
+    yield AuditLog(tmp_path / "audit")

@@ -31,7 +31,7 @@ def blocks(cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     save_connection(cloud, "kv-admin", "flows-kv-admin", operation_poll_floor=0)
     save_target(cloud, "flows-target", policy_name=LINKED_POLICY)
     yield {"conn": CmkConnection.load("flows-kv-admin").settings(), "vault_id": vault_id(cloud),
-           "audit": AuditLog(tmp_path / "audit.jsonl")}
+           "audit": AuditLog(tmp_path / "audit")}
 
 
 def _run(**overrides: Any) -> Any:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from tests.sandbox._pp_creds import arm_http, powerplatform, resources
 from tests.support.arm import policy_id, vault_id
+from tests.support.sdk_clients import arm_http, powerplatform, resources
 
 RG = "rg-cmk"
 API = {"api-version": "2020-10-30-preview"}

@@ -10,8 +10,8 @@ from azure.core.exceptions import HttpResponseError
 from sandbox import Sandbox
 from sandbox.clock import Clock
 from sandbox.frontdoor import Throttle
-from tests.sandbox.creds import http, key_client, keyvault_mgmt
 from tests.support.arm import vault_id
+from tests.support.sdk_clients import http, key_client, keyvault_mgmt
 
 LATEST = r"^/keys/cmk-prod/$"
 

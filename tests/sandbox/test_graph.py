@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sandbox import Sandbox
-from tests.sandbox.creds import http
+from tests.support.sdk_clients import http
 
 GRAPH = "https://graph.microsoft.com"
 

@@ -13,8 +13,7 @@ from azure.keyvault.keys.crypto import EncryptionAlgorithm, KeyWrapAlgorithm
 
 from sandbox import Sandbox
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
-from tests.sandbox._pp_creds import assign_role
-from tests.sandbox.creds import crypto_client, key_client
+from tests.support.sdk_clients import assign_role, crypto_client, key_client
 
 
 def test_create_get_and_list_keys_with_real_key_material(cloud: Sandbox) -> None:

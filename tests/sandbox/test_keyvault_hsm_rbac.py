@@ -13,7 +13,7 @@ from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
 from sandbox import Sandbox
 from sandbox.keyvault.hsm_roles import DEFINITION_PREFIX, HSM_CRYPTO_SERVICE_ENCRYPTION_USER
-from tests.sandbox.creds import PersonaCredential, crypto_client, key_client
+from tests.support.sdk_clients import credential, crypto_client, key_client
 
 SERVICE_ENCRYPTION_USER = DEFINITION_PREFIX + HSM_CRYPTO_SERVICE_ENCRYPTION_USER
 
@@ -21,7 +21,7 @@ SERVICE_ENCRYPTION_USER = DEFINITION_PREFIX + HSM_CRYPTO_SERVICE_ENCRYPTION_USER
 def access_client(cloud: Sandbox, persona: str = "kv-admin", **kwargs: Any) -> KeyVaultAccessControlClient:
     return KeyVaultAccessControlClient(
         cloud.endpoints.vaults["hsm-cmk"],
-        PersonaCredential(cloud, persona),
+        credential(cloud, persona),
         verify_challenge_resource=False,
         connection_verify=cloud.endpoints.ca,
         retry_backoff_factor=0,
@@ -91,7 +91,7 @@ def test_role_management_needs_a_local_role_and_bad_input_is_refused(cloud: Sand
     # a vault keeps its role assignments in ARM: there is no such data-plane API on a vault origin
     vault_client = KeyVaultAccessControlClient(
         cloud.endpoints.vaults["kv-cmk-prod"],
-        PersonaCredential(cloud, "kv-admin"),
+        credential(cloud, "kv-admin"),
         verify_challenge_resource=False,
         connection_verify=cloud.endpoints.ca,
     )
@@ -116,7 +116,7 @@ def test_local_assignments_survive_a_restart_from_the_state_file(tmp_path: Any) 
 
 def test_an_hsm_origin_challenges_for_its_own_audience_and_refuses_a_vault_token(cloud: Sandbox) -> None:
     url = cloud.endpoints.vaults["hsm-cmk"].rstrip("/")
-    persona = PersonaCredential(cloud, "kv-admin")
+    persona = credential(cloud, "kv-admin")
     with httpx.Client(verify=cloud.endpoints.ca) as http:
         challenged = http.get(f"{url}/keys/cmk-hsm/", params={"api-version": "7.5"})
         vault_token = persona.get_token_info("https://vault.azure.net/.default").token

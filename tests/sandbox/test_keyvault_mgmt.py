@@ -17,7 +17,7 @@ from azure.mgmt.keyvault.models import (
 )
 
 from sandbox import Sandbox
-from tests.sandbox.creds import key_client, keyvault_mgmt
+from tests.support.sdk_clients import key_client, keyvault_mgmt
 
 RG = "rg-cmk"
 

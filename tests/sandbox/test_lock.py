@@ -10,8 +10,15 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.keyvault.models import NetworkRuleSet, VaultPatchParameters, VaultPatchProperties
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
-from tests.sandbox._pp_creds import BAP, arm_http, assign_role, authorization, bap
-from tests.sandbox.creds import key_client, keyvault_mgmt
+from tests.support.sdk_clients import (
+    BAP,
+    arm_http,
+    assign_role,
+    authorization,
+    bap,
+    key_client,
+    keyvault_mgmt,
+)
 
 ON_CMK = "e1000000-0000-4000-8000-00000000000b"
 SANDBOX_ENV = "e1000000-0000-4000-8000-000000000002"

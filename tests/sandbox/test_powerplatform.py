@@ -6,8 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
-from tests.sandbox._pp_creds import BAP, assign_role, bap, powerplatform, resources
 from tests.support.arm import vault_id
+from tests.support.sdk_clients import BAP, assign_role, bap, powerplatform, resources
 
 PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 TRIAL = "e1000000-0000-4000-8000-000000000003"

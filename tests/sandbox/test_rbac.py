@@ -10,8 +10,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
-from tests.sandbox._pp_creds import assign_role, authorization
 from tests.support.arm import vault_id
+from tests.support.sdk_clients import assign_role, authorization
 
 OUTSIDER = "0a0a0005-0000-4000-8000-000000000005"
 

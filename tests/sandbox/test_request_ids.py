@@ -9,9 +9,9 @@ from azure.core.pipeline import PipelineResponse
 from ppcmk.audit import request_ids
 from ppcmk.clients import ClientFactory
 from sandbox import Sandbox
-from tests.sandbox.creds import http, key_client
 from tests.support.arm import vault_id
 from tests.support.sandbox import connection
+from tests.support.sdk_clients import http, key_client
 
 BAP_AUDIENCE = "https://service.powerapps.com"
 ENVIRONMENTS = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments?api-version=2021-04-01"

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from ppcmk.cli import app
 from ppcmk.cli.exit_codes import ExitCode
 from sandbox import Sandbox
-from tests.sandbox.creds import http, key_client
 from tests.support.arm import vault_id
+from tests.support.sdk_clients import http, key_client
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,6 +15,8 @@ KEY_SIZE = 3072
 HSM = "hsm-cmk"  # a managed HSM
 LINKED_POLICY = "ep-existing"  # europe, on VAULT/KEY, FINANCE linked to it
 LINKED_POLICY_GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # its identity's key role on VAULT (the name)
+LINKED_POLICY_SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
+                           "e0e0e0e0-0000-4000-8000-00000000e001")  # what a link names
 GEO = "europe"
 
 # Power Platform environments (powerplatform.json), named after their display names

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo, VaultStatus
-from ppcmk.checks import azure as checks
+from ppcmk.checks import key_vault as checks
+from ppcmk.checks import policy as policy_checks
 from ppcmk.checks.environments import check_environment
 from ppcmk.findings import Severity
 from ppcmk.models import CmkLink, Environment
@@ -182,7 +183,7 @@ def test_policy_checks_flag_pinned_versions_and_a_missing_identity(cloud: Any) -
         key_version="abc",
         health_status="Unhealthy",
     )
-    assert {f.check for f in checks.check_policy(pinned, tgt)} == {
+    assert {f.check for f in policy_checks.check_policy(pinned, tgt)} == {
         "policy.pinned_version",
         "policy.principalid",
         "policy.systemid",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ppcmk.azure_resources import VaultStatus
-from ppcmk.checks import azure as checks
+from ppcmk.checks import key_vault as checks
 from ppcmk.checks.environments import check_operations
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import Finding, Severity

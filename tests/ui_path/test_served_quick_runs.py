@@ -25,17 +25,21 @@ import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     LogFilter,
     LogFilterFlowRunId,
 )
 from prefect.settings import PREFECT_API_URL
+from typer.testing import CliRunner
 
 from deployments.automations import NOTIFICATIONS, ensure_automations
 from deployments.catalog import RUNBOOKS, SandboxBlocks
 from deployments.serve import deployment_full_name
 from deployments.wake import WAKE_FLOW_NAME
+from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 
@@ -223,8 +227,8 @@ def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
 
 def test_a_run_publishes_its_plan_once(quick_runs: dict[str, QuickRun]) -> None:
     assert quick_runs["rotate"].artifacts == {"rotate-plan": 1, "rotate-cmk-prod-history": 1}
-    # onboard: the whole plan, then the hand-off plan of the Power Platform half (another hash)
-    assert quick_runs["onboard"].artifacts == {"onboard-plan": 2}
+    # onboard re-planned for the hand-off of the Power Platform half: the same artifact, updated
+    assert quick_runs["onboard"].artifacts == {"onboard-plan": 1}
 
 
 def test_the_approval_wait_reaches_the_webhook_with_the_ui_link(
@@ -234,5 +238,27 @@ def test_the_approval_wait_reaches_the_webhook_with_the_ui_link(
     link = f"/runs/flow-run/{onboard.run_id}"
     (message,) = wait_for("the approval notification", lambda: webhook.messages(link), 120, served[0])
     assert "onboard run" in message and "waits for approval" in message
-    assert "Who may approve: the Power Platform admin" in message and "kv-admin@contoso.example" in message
+    assert "Who may approve: the Power Platform admin" in message, message
+    assert "Reader on policy ep-cmk-europe" in message, message
     assert not webhook.messages("ended Failed") and not webhook.messages("ended Crashed")
+
+
+def test_the_approved_onboard_run_completes_without_republishing_its_plan(
+        quick_runs: dict[str, QuickRun], served: tuple[subprocess.Popen[bytes], Path],
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))
+    onboard = quick_runs["onboard"].run_id
+    approved = CliRunner().invoke(app, ["approve", str(onboard), "--as", "pp-admin@contoso.example",
+                                        "--connection", BLOCKS.pp_admin])
+    assert approved.exit_code == 0, approved.output
+    with get_client(sync_client=True) as client:
+        final = wait_for("onboard to finish", lambda: (name := settled(client, onboard)) in FINAL and name,
+                         240, served[0])
+        assert final == "Completed"
+        # resumed, it ran from the top again and re-planned: still one plan artifact, and one result table
+        assert published(client, onboard) == {"onboard-plan": 1, "onboard-result": 1}
+        result = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(
+            key=ArtifactCollectionFilterKey(any_=["onboard-result"])))[0]
+    rows = json.loads(result.data) if isinstance(result.data, str) else result.data
+    columns = list(rows[0])
+    assert columns[0] == "name" and columns[-1] == "environment_id", columns

@@ -16,7 +16,7 @@ PP_ADMIN = "pp-admin@contoso.example"
 @pytest.fixture(autouse=True)
 def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
-    yield AuditLog(tmp_path / "audit.jsonl")
+    yield AuditLog(tmp_path / "audit")
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ DESIRED = """
 policies:
   - name: ep-existing
     resource_group: rg-cmk
-    target: sandbox-target
+    target: sandbox-target-ep-existing
     vault: kv-cmk-prod
     key: cmk-prod
     environments: [Contoso Production]
@@ -57,7 +57,7 @@ def test_watch_reports_each_difference_from_the_desired_state(run_watch: Any, de
     assert set(found) == {("env.unlinked", "Contoso Production"),
                           ("env.not_microsoft_managed", "Finance on CMK"),
                           ("key.rotation_overdue", "kv-cmk-prod/cmk-prod")}
-    assert "onboard target=sandbox-target" in found[("env.unlinked", "Contoso Production")].fix
+    assert "onboard target=sandbox-target-ep-existing" in found[("env.unlinked", "Contoso Production")].fix
 
 
 def test_converge_dry_run_plans_exactly_the_three_runs(profiled: Any, prefect_backend: None,
@@ -65,7 +65,7 @@ def test_converge_dry_run_plans_exactly_the_three_runs(profiled: Any, prefect_ba
     result = CliRunner().invoke(app, ["converge", str(desired_file), "--dry-run"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "3 runbook run(s) to reach the desired state" in result.output
-    for deployment in ("onboard/sandbox", "revert/sandbox", "rotate/sandbox"):
+    for deployment in ("onboard/onboard-sandbox", "revert/revert-sandbox", "rotate/rotate-sandbox"):
         assert result.output.count(deployment) == 1, result.output
     assert "nothing was started" in result.output
     assert profiled.log.count(method="POST") == 0 and profiled.log.count(method="PUT") == 0
@@ -79,12 +79,12 @@ def test_converge_plans_the_parameters(cloud: Any, desired_file: Path) -> None:
                                                   parse_desired_state(DESIRED, "test"))}
     assert set(runs) == {"onboard", "revert", "rotate"}
     assert runs["onboard"].parameters == {
-        "target": "sandbox-target", "pp_admin": "pp-admin@contoso.example",
+        "target": "sandbox-target-ep-existing", "pp_admin": "pp-admin@contoso.example",
         "requester": "kv-admin@contoso.example", "selector": {"environment_ids": [CONTOSO_PRODUCTION]}}
-    assert runs["revert"].parameters == {"target": "sandbox-target", "requester": "kv-admin@contoso.example",
+    target, requester = "sandbox-target-ep-existing", "kv-admin@contoso.example"
+    assert runs["revert"].parameters == {"target": target, "requester": requester,
                                          "selector": {"environment_ids": [FINANCE]}}
-    assert runs["rotate"].parameters == {"target": "sandbox-target", "requester": "kv-admin@contoso.example",
-                                         "approval": True}
+    assert runs["rotate"].parameters == {"target": target, "requester": requester, "approval": True}
 
 
 def test_converge_moves_between_policies_with_change_policy() -> None:

@@ -3,8 +3,11 @@ watch runbook with the right severity and fix."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +174,39 @@ def test_hold_about_to_end(cloud: Any, run_watch: Watch) -> None:
         {"ppcmk-hold-until": until.isoformat(), "ppcmk-hold-reason": "revert"}))
     ending = only(run_watch(), "hold.ending")
     assert ending.severity == "info" and "in 3 days" in ending.message and "cleanup" in ending.fix
+
+
+def test_a_fresh_grant_may_not_have_propagated(cloud: Any, run_watch: Watch) -> None:
+    def regrant(world: Any) -> None:
+        for assignment in [a for a in world.rbac.assignments.values()
+                           if a.principal_id == world.arm.find_policy_by_name("ep-existing").principal_id]:
+            world.rbac.remove(assignment)
+            world.rbac.add(replace(assignment, name=str(uuid.uuid4()), created_at=world.clock.now()))
+
+    change(cloud, regrant)
+    pending = only(run_watch(), "access.not_propagated")
+    assert pending.severity == "warning" and pending.since == cloud.clock.now()
+    cloud.clock.advance(timedelta(minutes=11))
+    assert "access.not_propagated" not in {d.kind for d in run_watch().drifts}
+
+
+def test_a_failed_link_of_a_desired_environment(cloud: Any, run_watch: Watch, tmp_path: Path) -> None:
+    def start_doomed_link(world: Any) -> None:
+        policy = world.arm.find_policy_by_name("ep-existing")
+        remove_policy_grant(world)
+        start_operation(world, world.powerplatform.environment(CONTOSO_PRODUCTION), LINK, 60, None,
+                        target={"policy_id": policy.arm_id})
+
+    change(cloud, start_doomed_link)
+    cloud.clock.advance(timedelta(minutes=2))
+    desired = tmp_path / "desired.yaml"
+    desired.write_text("policies:\n  - {name: ep-existing, target: existing, key: other-key,\n"
+                       "     environments: [Contoso Production, Finance on CMK, Nowhere]}\n"
+                       "  - {name: ep-absent, target: t}\n", encoding="utf-8")
+    result = run_watch(desired_state=str(desired))
+    failed = only(result, "env.link_failed", "Contoso Production")
+    assert failed.severity == "error" and CONTOSO_PRODUCTION in failed.fix
+    assert only(result, "env.unlinked", "Contoso Production").severity == "error"
+    assert "other-key" in only(result, "policy.key_changed").message
+    assert only(result, "desired.policy_missing").object == "ep-absent"
+    assert only(result, "desired.unknown_environment").object == "Nowhere"

@@ -60,17 +60,16 @@ def test_expiry_event_appears_changes_and_resolves_once_each(cloud: Any, run_wat
     assert [e.resource["ppcmk.severity"] for e in events] == ["warning", "error", "resolved"]
 
 
-def test_the_drift_alert_notifies_on_critical_and_error_events(prefect_backend: None) -> None:
+def test_the_drift_notification_matches_critical_and_error_events(prefect_backend: None) -> None:
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    from deployments.watch_alerts import ALERT_NAME, ensure_drift_alert
+    from deployments.automations import ensure_automations
 
-    CustomWebhookNotificationBlock(name="oncall", url="https://127.0.0.1:9/hook").save("cmk-oncall",
-                                                                                      overwrite=True)
-    ensure_drift_alert("custom-webhook/cmk-oncall")
-    ensure_drift_alert("custom-webhook/cmk-oncall")  # replaces, never duplicates
+    block = CustomWebhookNotificationBlock(name="oncall", url="https://127.0.0.1:9/hook")
+    block_id = block.save("cmk-oncall-drift", overwrite=True)
     with get_client(sync_client=True) as client:
-        [automation] = client.read_automations_by_name(name=ALERT_NAME)
+        ensure_automations(client, block_id)
+        [automation] = client.read_automations_by_name(name="ppcmk: critical or error drift")
     trigger = automation.trigger
     assert trigger.expect == {"ppcmk.drift.*"}  # type: ignore[union-attr]
     assert trigger.match.model_dump()["ppcmk.severity"] == ["critical", "error"]  # type: ignore[union-attr]

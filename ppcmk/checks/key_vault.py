@@ -1,25 +1,16 @@
-"""The doctor's checks: pure functions from read-back facts to findings (each one unit-testable).
+"""The doctor's checks of the vault (or managed HSM), the key and its rotation policy.
 
-A check never raises and never stops at the first problem: it returns every finding about its object, each
-with the fix. Gathering the facts is `tasks.doctor`'s job.
+A check is a pure function from read-back facts to findings: it never raises and never stops at the first
+problem, and every finding carries its fix. Gathering the facts is `tasks.doctor`'s job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from ppcmk.arm_ids import parse_resource_id, same_id
-from ppcmk.azure_resources import (
-    KeyInfo,
-    PolicyInfo,
-    ProviderStatus,
-    RoleGrant,
-    RotationPolicyInfo,
-    VaultStatus,
-)
+from ppcmk.arm_ids import parse_resource_id
+from ppcmk.azure_resources import KeyInfo, RotationPolicyInfo, VaultStatus
 from ppcmk.findings import Finding, error, info, warning
-from ppcmk.geo import canonical_geo, same_geo
 from ppcmk.settings import TargetSettings
 
 EXPIRY_HORIZON = timedelta(days=30)
@@ -57,9 +48,14 @@ def check_vault(vault: VaultStatus) -> list[Finding]:
                 "approve it",
             )
         )
+    return found + _permission_model(vault) + _network(vault)
+
+
+def _permission_model(vault: VaultStatus) -> list[Finding]:
+    subject = vault.vault_id
     if vault.kind == "vault":
         model = "Azure RBAC" if vault.rbac_authorization else "vault access policies"
-        found.append(
+        return [
             info(
                 "vault.permission_model",
                 subject,
@@ -70,18 +66,21 @@ def check_vault(vault: VaultStatus) -> list[Finding]:
                     else "an access policy with get, wrapKey and unwrapKey"
                 ),
             )
+        ]
+    return [
+        info(
+            "vault.permission_model",
+            subject,
+            "a managed HSM uses local RBAC (role assignments on the HSM itself, not in ARM): the policy "
+            "identity is granted Managed HSM Crypto Service Encryption User at /keys/<key>",
         )
-    else:
-        found.append(
-            info(
-                "vault.permission_model",
-                subject,
-                "a managed HSM uses local RBAC (role assignments on the HSM itself, not in ARM): the policy "
-                "identity is granted Managed HSM Crypto Service Encryption User at /keys/<key>",
-            )
-        )
+    ]
+
+
+def _network(vault: VaultStatus) -> list[Finding]:
+    subject = vault.vault_id
     if vault.network_restricted and not vault.trusted_services_bypass:
-        found.append(
+        return [
             error(
                 "vault.network",
                 subject,
@@ -91,16 +90,11 @@ def check_vault(vault: VaultStatus) -> list[Finding]:
                 "allow trusted Microsoft services to bypass the firewall (networkAcls.bypass = "
                 "AzureServices), or re-enable public network access",
             )
-        )
-    elif vault.network_restricted:
-        found.append(
-            info(
-                "vault.network",
-                subject,
-                "network is restricted with the trusted Microsoft services bypass (supported)",
-            )
-        )
-    return found
+        ]
+    if vault.network_restricted:
+        return [info("vault.network", subject,
+                     "network is restricted with the trusted Microsoft services bypass (supported)")]
+    return []
 
 
 # ----------------------------------------------------------------------------------------------------- key
@@ -110,6 +104,11 @@ def check_key(key: KeyInfo | None, target: TargetSettings, now: datetime) -> lis
     subject = key_subject(target.vault_id, target.key_name)
     if key is None:
         return [info("key.exists", subject, "the key does not exist yet; onboarding creates it")]
+    return _key_kind(key, target, subject) + _key_state(key, now, subject) + _key_operations(key, subject)
+
+
+def _key_kind(key: KeyInfo, target: TargetSettings, subject: str) -> list[Finding]:
+    """The key's type and size against what Power Platform accepts and what the target says."""
     found: list[Finding] = []
     if key.kty not in ("RSA", "RSA-HSM"):
         found.append(
@@ -147,6 +146,12 @@ def check_key(key: KeyInfo | None, target: TargetSettings, now: datetime) -> lis
                 "prefer a 2048 or 3072 bit key",
             )
         )
+    return found
+
+
+def _key_state(key: KeyInfo, now: datetime, subject: str) -> list[Finding]:
+    """Enabled, active, and not expired or about to."""
+    found: list[Finding] = []
     if not key.enabled:
         found.append(
             error(
@@ -185,17 +190,21 @@ def check_key(key: KeyInfo | None, target: TargetSettings, now: datetime) -> lis
                 "rotate the key (new version) before it expires, and set a rotation policy",
             )
         )
-    missing = {"wrapKey", "unwrapKey"} - set(key.key_ops)
-    if missing:
-        found.append(
-            error(
-                "key.operations",
-                subject,
-                f"the key does not allow {', '.join(sorted(missing))}",
-                "create a key (or version) whose operations include wrapKey and unwrapKey",
-            )
-        )
     return found
+
+
+def _key_operations(key: KeyInfo, subject: str) -> list[Finding]:
+    missing = {"wrapKey", "unwrapKey"} - set(key.key_ops)
+    if not missing:
+        return []
+    return [
+        error(
+            "key.operations",
+            subject,
+            f"the key does not allow {', '.join(sorted(missing))}",
+            "create a key (or version) whose operations include wrapKey and unwrapKey",
+        )
+    ]
 
 
 def check_rotation(policy: RotationPolicyInfo, target: TargetSettings) -> list[Finding]:
@@ -236,151 +245,3 @@ def check_rotation(policy: RotationPolicyInfo, target: TargetSettings) -> list[F
             )
         )
     return found
-
-
-# ------------------------------------------------------------------------------------------- ARM, policy
-
-
-def check_provider(status: ProviderStatus, target: TargetSettings) -> list[Finding]:
-    subject = f"provider {status.namespace}"
-    if not status.registered:
-        return [
-            error(
-                "provider.registered",
-                subject,
-                f"the resource provider is {status.registration_state}",
-                "register it (az provider register -n Microsoft.PowerPlatform); onboarding does this",
-            )
-        ]
-    geos = {canonical_geo(loc.replace(" ", "")) or loc.lower() for loc in status.policy_locations}
-    if geos and target.geo not in geos:
-        return [
-            error(
-                "provider.location",
-                subject,
-                f"enterprise policies are not offered in {target.geo}",
-                f"use one of {', '.join(sorted(geos))}",
-            )
-        ]
-    return []
-
-
-def check_policy(policy: PolicyInfo | None, target: TargetSettings) -> list[Finding]:
-    if policy is None:
-        return [
-            info(
-                "policy.exists",
-                target.policy_name,
-                "the enterprise policy does not exist yet; onboarding creates it",
-            )
-        ]
-    subject = policy.policy_id
-    found: list[Finding] = []
-    if policy.kind.lower() != "encryption":
-        found.append(
-            error(
-                "policy.kind",
-                subject,
-                f"kind is {policy.kind}, not Encryption",
-                "use another policy name for the CMK policy",
-            )
-        )
-    if (policy.identity_type or "").lower() != "systemassigned":
-        found.append(
-            error(
-                "policy.identity",
-                subject,
-                f"identity type is {policy.identity_type}, not SystemAssigned",
-                "recreate the policy with a system-assigned identity",
-            )
-        )
-    for field, value in (("principalId", policy.principal_id), ("systemId", policy.system_id)):
-        if not value:
-            found.append(
-                warning(
-                    f"policy.{field.lower()}",
-                    subject,
-                    f"the policy has no {field} yet (it appears some minutes after creation)",
-                    "wait and run the doctor again",
-                )
-            )
-    if not same_geo(target.geo, policy.location):
-        found.append(
-            error(
-                "policy.geo",
-                subject,
-                f"policy is in {policy.location}, the target says {target.geo}",
-                "fix the target's geo, or create a policy in the right geo",
-            )
-        )
-    same_key = (
-        same_id(policy.key_vault_id, target.vault_id)
-        and (policy.key_name or "").lower() == target.key_name.lower()
-    )
-    if not same_key:
-        found.append(
-            error(
-                "policy.key",
-                subject,
-                f"policy references {policy.key_name} in {policy.key_vault_id}, not the target key",
-                "fix the target, or use change-policy",
-            )
-        )
-    if policy.key_version:
-        found.append(
-            warning(
-                "policy.pinned_version",
-                subject,
-                f"the policy pins key version {policy.key_version}; it will not follow rotation",
-                "move to a versionless policy with change-policy",
-            )
-        )
-    if (policy.health_status or "").lower() == "unhealthy":
-        found.append(
-            error(
-                "policy.health",
-                subject,
-                "the policy is Unhealthy: its identity cannot use the key; "
-                "linked environments are locked or about to be",
-                "restore the identity's key access, then re-enable locked environments (unlock)",
-            )
-        )
-    return found
-
-
-def check_key_access(vault: VaultStatus, policy: PolicyInfo, grants: Iterable[RoleGrant]) -> list[Finding]:
-    """Whether the policy identity holds the key permissions the vault's permission model asks for (a managed
-    HSM's local roles: `ppcmk.checks.hsm`)."""
-    if not policy.principal_id:
-        return []
-    subject = policy.policy_id
-    held = [g for g in grants if g.mechanism == vault.permission_model]
-    if held:
-        return [info("access.key", subject, f"the policy identity holds key access on {vault.name}")]
-    fix = (
-        "grant Key Vault Crypto Service Encryption User on the vault to the policy identity"
-        if vault.rbac_authorization
-        else "add an access policy with get, wrapKey and unwrapKey"
-    )
-    return [
-        error(
-            "access.key",
-            subject,
-            f"the policy identity {policy.principal_id} has no key access on {vault.name}",
-            f"{fix} (onboarding does this)",
-        )
-    ]
-
-
-def check_admin_reader(admin: str, policy: PolicyInfo, has_reader: bool) -> list[Finding]:
-    if has_reader:
-        return []
-    return [
-        error(
-            "access.admin_reader",
-            policy.policy_id,
-            f"{admin} has no Reader role on the policy; the "
-            "Power Platform admin cannot add environments to it",
-            "grant Reader on the policy to the admin (ppcmk grants it during onboarding)",
-        )
-    ]

@@ -1,4 +1,6 @@
-"""Real clients for the contract tests of the ARM, RBAC and Power Platform sandbox routes, per persona."""
+"""The unmodified Azure SDK clients and plain HTTPS clients the sandbox's contract tests talk to it with, per
+persona (tokens from the sandbox token endpoint, through ppcmk's SandboxCredential): no ppcmk factory in
+between, so a test sees exactly what the service answers."""
 
 from __future__ import annotations
 
@@ -6,23 +8,62 @@ import uuid
 from typing import Any
 
 import httpx
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient
 from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.powerplatform import PowerPlatformMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from ppcmk.credentials import SandboxCredential
+from sandbox import Sandbox
 
 BAP = "/providers/Microsoft.BusinessAppPlatform"
-
-
-def role_definition_id(cloud: Any, guid: str) -> str:
-    subscription = f"/subscriptions/{cloud.endpoints.subscription_id}"
-    return f"{subscription}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
 
 
 def credential(cloud: Any, persona: str) -> SandboxCredential:
     endpoints = cloud.endpoints
     return SandboxCredential(endpoints.token, persona, endpoints.ca)
+
+
+def key_client(cloud: Sandbox, vault: str, persona: str = "kv-admin", **kwargs: Any) -> KeyClient:
+    return KeyClient(
+        cloud.endpoints.vaults[vault],
+        credential(cloud, persona),
+        verify_challenge_resource=False,
+        connection_verify=cloud.endpoints.ca,
+        retry_backoff_factor=0,
+        **kwargs,
+    )
+
+
+def crypto_client(cloud: Sandbox, key_id: str, persona: str = "kv-admin") -> CryptographyClient:
+    return CryptographyClient(
+        key_id,
+        credential(cloud, persona),
+        verify_challenge_resource=False,
+        connection_verify=cloud.endpoints.ca,
+        retry_backoff_factor=0,
+    )
+
+
+def keyvault_mgmt(cloud: Sandbox, persona: str = "kv-admin") -> KeyVaultManagementClient:
+    return KeyVaultManagementClient(
+        credential(cloud, persona), cloud.endpoints.subscription_id, **_arm_kwargs(cloud)
+    )
+
+
+def http(
+    cloud: Sandbox, persona: str | None = None, audience: str = "https://management.azure.com"
+) -> httpx.Client:
+    """A plain HTTPS client for the main origin, with a bearer token of ``persona`` when given."""
+    headers = {"Authorization": f"Bearer {cloud.token_for(persona, audience)}"} if persona else {}
+    return httpx.Client(base_url=cloud.endpoints.url, verify=cloud.endpoints.ca, headers=headers)
+
+
+def role_definition_id(cloud: Any, guid: str) -> str:
+    subscription = f"/subscriptions/{cloud.endpoints.subscription_id}"
+    return f"{subscription}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
 
 
 def _arm_kwargs(cloud: Any) -> dict[str, Any]:

@@ -1,0 +1,165 @@
+"""`ppcmk setup blocks` and `ppcmk setup workers`: everything a Prefect server with process workers on several
+machines needs from ppcmk, created in one go or not at all.
+
+- `setup blocks` saves the connection and target blocks under the names deployments/prefect.yaml uses, from a
+  JSON/YAML file (`{"connections": {name: {...}}, "targets": {name: {...}}}`) or from the running sandbox.
+  Every block is validated before the first one is saved.
+- `setup workers` saves the shared result storage and audit store blocks (LocalFileSystem on a folder all
+  workers mount, or existing remote blocks), creates the zombie-run automation and the audit lock, and prints
+  the environment every worker starts with.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from ppcmk.cli.errors import reports_errors
+from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.prefect_api import prefect_api
+
+console = Console()
+PREFECT_FILE = Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"
+CONNECTION_PARAMETERS = ("connection", "kv_connection", "pp_connection")
+RESULTS_BLOCK = "ppcmk-results"
+AUDIT_BLOCK = "ppcmk-audit"
+
+
+def block_names(prefect_file: Path) -> tuple[list[str], list[str]]:
+    """The connection and target block names the deployments of `prefect_file` pass as parameters."""
+    document = yaml.safe_load(prefect_file.read_text())
+    connections: set[str] = set()
+    targets: set[str] = set()
+    for deployment in document.get("deployments", []):
+        for name, value in (deployment.get("parameters") or {}).items():
+            if name in CONNECTION_PARAMETERS:
+                connections.add(str(value))
+            elif name == "target":
+                targets.add(str(value))
+    return sorted(connections), sorted(targets)
+
+
+def _from_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    try:
+        text = path.read_text()
+    except OSError as unreadable:
+        raise CliError(f"--file {path}: {unreadable.strerror}", ExitCode.USAGE) from None
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise CliError(f"--file {path}: write a mapping with 'connections' and 'targets'", ExitCode.USAGE)
+    return {"connections": data.get("connections") or {}, "targets": data.get("targets") or {}}
+
+
+def _from_sandbox(connections: list[str], targets: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    from deployments.catalog import SandboxBlocks
+    from ppcmk.cli.profile import load_profile
+    from ppcmk.cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
+
+    profile = load_profile()
+    personas = set(SandboxBlocks().persona_blocks())
+    unknown = [name for name in connections if name not in personas]
+    if unknown:
+        raise CliError(f"--sandbox: no sandbox persona for connection block(s) {', '.join(unknown)}; the "
+                       f"personas are {', '.join(sorted(personas))}", ExitCode.USAGE)
+    return {"connections": {name: sandbox_connection_data(profile, name) for name in connections},
+            "targets": {name: sandbox_target_data(profile) for name in targets}}
+
+
+def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str],
+               targets: list[str]) -> list[tuple[str, Any]]:
+    """Every block the deployments need, validated; all problems at once, before anything is saved."""
+    from pydantic import ValidationError
+
+    from blocks import CmkConnection, CmkTarget
+    from ppcmk.cli.errors import describe_validation_error
+
+    problems: list[str] = []
+    ready: list[tuple[str, Any]] = []
+    for kind, names, model in (("connections", connections, CmkConnection), ("targets", targets, CmkTarget)):
+        for name in names:
+            if name not in data[kind]:
+                problems.append(f"{kind}.{name}: missing (deployments/prefect.yaml uses it)")
+                continue
+            try:
+                block = model.model_validate(data[kind][name])
+                block.settings()
+            except (ValidationError, ValueError) as bad:
+                detail = describe_validation_error(bad) if isinstance(bad, ValidationError) else str(bad)
+                problems.append(f"{kind}.{name}: {detail}")
+                continue
+            ready.append((name, block))
+    if problems:
+        raise CliError("nothing was saved: " + "; ".join(problems), ExitCode.USAGE)
+    return ready
+
+
+@reports_errors
+def setup_blocks(
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="JSON or YAML: {connections: {NAME: {...}}, targets: {NAME: {...}}}, fields as in "
+                       "the block forms")] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="fill them from the running sandbox "
+                                          "(`ppcmk sandbox up`), one persona per connection")] = False,
+    prefect_file: Annotated[Path, typer.Option(
+        help="the deployments whose block names to create")] = PREFECT_FILE,
+) -> None:
+    """Create (or update) the connection and target blocks the deployments use, all or none."""
+    if (file is None) == (not sandbox):
+        raise CliError("give --file FILE or --sandbox (one of them)", ExitCode.USAGE)
+    connections, targets = block_names(prefect_file)
+    data = _from_file(file) if file is not None else _from_sandbox(connections, targets)
+    ready = _validated(data, connections, targets)
+    with prefect_api():
+        for name, block in ready:
+            block.save(name, overwrite=True)
+    console.print(f"blocks saved: connections {', '.join(connections)}; targets {', '.join(targets)}",
+                  highlight=False)
+
+
+def _storage_reference(block: str | None, shared_dir: Path | None, name: str, folder: str) -> str:
+    from prefect.filesystems import LocalFileSystem
+
+    from ppcmk.worker_setup import block_problem
+
+    if block is not None:
+        if (problem := block_problem("--results-block/--audit-block", block, "storage")) is not None:
+            raise CliError(str(problem), ExitCode.USAGE)
+        return block
+    assert shared_dir is not None
+    (shared_dir / folder).mkdir(parents=True, exist_ok=True)
+    LocalFileSystem(basepath=str((shared_dir / folder).resolve())).save(name, overwrite=True)
+    return f"local-file-system/{name}"
+
+
+@reports_errors
+def setup_workers(
+    shared_dir: Annotated[Path | None, typer.Option(help="a folder every worker mounts at this path: "
+                                                    "result storage and the audit store go below it")] = None,
+    results_block: Annotated[str | None, typer.Option(help="or an existing storage block TYPE/NAME "
+                                                      "for results (e.g. s3-bucket/ppcmk-results)")] = None,
+    audit_block: Annotated[str | None, typer.Option(help="and one for the audit store")] = None,
+    heartbeat_seconds: Annotated[int, typer.Option(min=30, help="PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the "
+                                                   "workers (prefect.yaml sets 30)")] = 30,
+    missed_heartbeats: Annotated[int, typer.Option(min=1, help="heartbeats a run may miss before it is "
+                                                   "marked Crashed")] = 2,
+) -> None:
+    """Shared storage blocks, the zombie-run automation and the audit lock; prints the workers' settings."""
+    from deployments.crash_detection import ensure_zombie_automation
+    from ppcmk.audit_store import AUDIT_STORAGE_SETTING, ensure_audit_limit
+    from ppcmk.worker_setup import RESULTS_SETTING
+
+    if shared_dir is None and (results_block is None or audit_block is None):
+        raise CliError("give --shared-dir DIR, or both --results-block and --audit-block", ExitCode.USAGE)
+    with prefect_api() as client:
+        results = _storage_reference(results_block, shared_dir, RESULTS_BLOCK, "results")
+        audit = _storage_reference(audit_block, shared_dir, AUDIT_BLOCK, "audit")
+        automation = ensure_zombie_automation(client, heartbeat_seconds, missed_heartbeats)
+        ensure_audit_limit()
+    console.print(f"automation ready: {automation}", highlight=False)
+    console.print("Start every worker with:", highlight=False)
+    typer.echo(f"{RESULTS_SETTING}={results}\n{AUDIT_STORAGE_SETTING}={audit}")

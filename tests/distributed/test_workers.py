@@ -1,0 +1,431 @@
+"""Several workers, one truth: a Prefect server on a real PostgreSQL (Debian's package, on 127.0.0.1), the
+deployments of deployments/prefect.yaml on a process work pool and two process workers, set up with the
+commands of docs/WORKERS.md. In one run, so one database, one server and one audit chain serve it all:
+
+1. an onboard suspends at its hand-off on one worker, is approved and parks on the other, and is woken and
+   completes on the first again (no second link);
+2. a worker killed with -9 mid-link leaves its run Running until the zombie-run automation marks it
+   Crashed within the heartbeat window; a re-run on the surviving worker converges with no second link;
+3. meanwhile a revert and a change_policy of the same environment, started together, end with one of them
+   refused at plan time naming the other, and only the other's operations at the service;
+4. every audit entry of all of it forms one chain that `ppcmk audit verify` accepts; an edited entry is found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import prefect
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from typer.testing import CliRunner
+
+from blocks import CmkTarget
+from ppcmk.audit import AuditLog
+from ppcmk.cli import app
+from ppcmk.cli.profile import SandboxProfile, save_profile
+from ppcmk.cli.sandbox_blocks import sandbox_target_data
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+POOL = "ppcmk-process"
+PP_ADMIN = "pp-admin@contoso.example"
+REQUESTER = "kv-admin@contoso.example"
+ONBOARDED = ["e1000000-0000-4000-8000-000000000001", "e1000000-0000-4000-8000-000000000002"]
+KILLED_MID_LINK = "e1000000-0000-4000-8000-000000000001"
+FINANCE_ON_CMK = "e1000000-0000-4000-8000-00000000000b"
+FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
+HEARTBEAT_SECONDS, MISSED_HEARTBEATS = 30, 2
+INLINE = {"canary_skus": [], "park_after_minutes": None}
+SCHEMA_CACHE = Path.home() / ".cache" / "ppcmk" / f"prefect-{prefect.__version__}-postgresql.sql"
+SLOW_POLL_SECONDS = 45  # below the client's 60 s request timeout: one slow answer, no retry
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")
+
+
+def descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+class Stack:
+    """PostgreSQL, the Prefect server and the workers, as an operator starts them (docs/WORKERS.md)."""
+
+    def __init__(self, home: Path, sandbox: Any) -> None:
+        self.home, self.sandbox = home, sandbox
+        self.shared = home / "shared"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.pg_data = ""
+        self.pg_port = 0
+        self.api_url = ""
+        self.env: dict[str, str] = {}
+        self.started_in = 0.0
+
+    def start_postgres(self) -> str:
+        self.pg_port = free_port()
+        started = subprocess.run(["bash", str(ROOT / ".ci" / "start-postgres.sh"), str(self.pg_port)],
+                                 capture_output=True, text=True, timeout=300)
+        if started.returncode == 3:
+            pytest.skip(f"PostgreSQL cannot be installed here: {started.stderr.strip()}")
+        assert started.returncode == 0, started.stderr
+        values = dict(line.split("=", 1) for line in started.stdout.split())
+        self.pg_data = values["PPCMK_PG_DATA"]
+        if SCHEMA_CACHE.exists():  # Prefect's migrations cost ~30 s of CPU: replay a dump of their result
+            self.psql("psql", "-q", "-f", str(SCHEMA_CACHE))
+        return values["PREFECT_API_DATABASE_CONNECTION_URL"]
+
+    def psql(self, tool: str, *arguments: str) -> str:
+        done = subprocess.run([tool, "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "-d",
+                               "prefect", *arguments], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def cache_schema(self) -> None:
+        """The freshly migrated database, for the next run (nothing but Prefect's own rows is in it yet)."""
+        if not SCHEMA_CACHE.exists():
+            SCHEMA_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            partial = SCHEMA_CACHE.with_suffix(".partial")
+            partial.write_text(self.psql("pg_dump", "--no-owner"))
+            partial.replace(SCHEMA_CACHE)
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.home / f"{name}.log").open("ab")
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def start_server(self, database_url: str) -> None:
+        began = time.monotonic()
+        port = free_port()
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        base = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+        self.env = {**base, "PREFECT_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    "PREFECT_LOGGING_TO_API_ENABLED": "false", "PYTHONPATH": str(ROOT)}
+        server_env = {**self.env, "PREFECT_HOME": str(self.home / "server-home"),
+                      "PREFECT_API_DATABASE_CONNECTION_URL": database_url, "PREFECT_UI_ENABLED": "false"}
+        self.spawn("server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                   server_env)
+
+        def healthy() -> bool:
+            assert self.processes["server"].poll() is None, self.log("server")
+            try:
+                return httpx.get(f"{self.api_url}/health", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("the Prefect server", healthy, 240)
+        self.started_in = round(time.monotonic() - began)
+        self.cache_schema()
+
+    def run(self, *command: str) -> str:
+        env = {**self.env, "PREFECT_HOME": str(self.home / "cli")}
+        done = subprocess.run(list(command), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{command}: {done.stdout[-2000:]}{done.stderr[-3000:]}"
+        return done.stdout
+
+    def worker_env(self, name: str, settings: dict[str, str]) -> dict[str, str]:
+        return {**self.env, **settings, "PPCMK_CODE_DIR": str(ROOT), "PREFECT_HOME": str(self.home / name),
+                "PPCMK_HOME": str(self.home / f"{name}-ppcmk"), "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "PPCMK_RETRY_DELAY_SCALE": "0"}
+
+    def start_worker(self, name: str, settings: dict[str, str]) -> None:
+        self.spawn(name, [PREFECT, "worker", "start", "--pool", POOL, "--name", name],
+                   self.worker_env(name, settings))
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.pop(name)
+        if sig == signal.SIGKILL:
+            for pid in [process.pid, *descendants(process.pid)]:
+                os.kill(pid, signal.SIGKILL)
+        else:
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log(self, name: str) -> str:
+        return (self.home / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.stop(name, signal.SIGKILL if name != "server" else signal.SIGTERM)
+        if self.pg_data:
+            script = str(ROOT / ".ci" / "start-postgres.sh")
+            subprocess.run(["bash", script, "stop", self.pg_data], timeout=60)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, cloud: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    built = Stack(tmp_path, cloud)
+    with ExitStack() as cleanup:
+        cleanup.callback(built.close)
+        database_url = built.start_postgres()
+        built.start_server(database_url)
+        cleanup.enter_context(temporary_settings(updates={PREFECT_API_URL: built.api_url}))
+        monkeypatch.setenv("PREFECT_API_URL", built.api_url)
+        monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "operator"))
+        yield built
+
+
+def cli(*arguments: str) -> str:
+    result = CliRunner().invoke(app, list(arguments))
+    assert result.exit_code == 0, f"ppcmk {' '.join(arguments)}: {result.output}"
+    return str(result.output)
+
+
+def set_up(stack: Stack) -> dict[str, str]:
+    """docs/WORKERS.md steps 2-4: pool, deployments, blocks, shared storage; returns the workers' settings."""
+    stack.run(PREFECT, "work-pool", "create", POOL, "--type", "process")
+    stack.run(PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+    save_profile(SandboxProfile.from_endpoints(stack.sandbox.endpoints, pid=-1))
+    cli("setup", "blocks", "--sandbox")
+    printed = cli("setup", "workers", "--shared-dir", str(stack.shared), "--heartbeat-seconds",
+                  str(HEARTBEAT_SECONDS), "--missed-heartbeats", str(MISSED_HEARTBEATS))
+    lines = [line for line in printed.splitlines() if line.startswith(("PREFECT_", "PPCMK_"))]
+    settings = dict(line.split("=", 1) for line in lines)
+    with get_client(sync_client=True) as client:  # the waker is started by hand here, when each step wants it
+        wake = client.read_deployment_by_name("ppcmk-wake/ppcmk-wake-production")
+        for schedule in client.read_deployment_schedules(wake.id):
+            client.update_deployment_schedule(wake.id, schedule.id, active=False)
+    return settings
+
+
+def state_of(client: SyncPrefectClient, run_id: UUID) -> tuple[str, str, str]:
+    """(state name, pause key, message)"""
+    state = client.read_flow_run(run_id).state
+    if state is None:
+        return "", "", ""
+    return state.name or "", state.state_details.pause_key or "", state.message or ""
+
+
+def workers_of(stack: Stack, run_id: UUID, event: str) -> set[str]:
+    entries = AuditLog(stack.shared / "audit").of_run(str(run_id))
+    return {e["by"].get("worker", "") for e in entries if e["event"].get("event") == event}
+
+
+def start(deployment: str, **parameters: Any) -> UUID:
+    run = run_deployment(deployment, timeout=0, parameters=parameters)
+    assert isinstance(run, FlowRun)
+    return run.id
+
+
+def onboard(environments: list[str], waves: dict[str, Any]) -> UUID:
+    return start("onboard/onboard-production", pp_admin=PP_ADMIN, requester=REQUESTER, approval_poll_s=1,
+                 selector={"environment_ids": environments}, waves=waves)
+
+
+def link_posts(cloud: Any, environment: str | None = None) -> int:
+    return int(cloud.log.count(method="POST", path=rf"/{environment or '[^/]+'}/enterprisePolicies/"
+                                                    r"Encryption/link$"))
+
+
+def approve(run_id: UUID, connection: str | None = None) -> None:
+    cli("approve", str(run_id), "--as", PP_ADMIN, *(["--connection", connection] if connection else []))
+
+
+def suspended_at(client: SyncPrefectClient, run_id: UUID, prefix: str) -> bool:
+    name, key, _ = state_of(client, run_id)
+    assert name not in FINAL, f"run {run_id} ended {name} while expected to suspend"
+    return name == "Suspended" and key.startswith(prefix)
+
+
+def final_state(client: SyncPrefectClient, run_id: UUID, timeout: float = 180) -> tuple[str, str, str]:
+    return wait_for(f"run {run_id} to end", lambda: (s := state_of(client, run_id))[0] in FINAL and s,
+                    timeout)
+
+
+def idle(stack: Stack, worker: str) -> bool:
+    return not descendants(stack.processes[worker].pid)
+
+
+def worker_sequence(stack: Stack, run_id: UUID) -> list[tuple[str, str]]:
+    """(event, worker) of the run's audit entries, in chain order."""
+    return [(e["event"].get("event", ""), e["by"].get("worker", ""))
+            for e in AuditLog(stack.shared / "audit").of_run(str(run_id))]
+
+
+def onboard_crosses_workers(stack: Stack, client: SyncPrefectClient, settings: dict[str, str]) -> None:
+    """Approved on one worker, parked there; woken, it completes on the other. One link per environment."""
+    cloud = stack.sandbox
+    link_duration = timedelta(seconds=cloud.world.settings.link_duration_seconds)
+    patience_minutes = link_duration.total_seconds() / 60 / 6  # far below the link's (virtual) duration
+    run_id = onboard(ONBOARDED, {"canary_skus": [], "park_after_minutes": patience_minutes})
+    wait_for("the hand-off", lambda: suspended_at(client, run_id, "onboard-"), 240)
+    planned_on = worker_sequence(stack, run_id)[0][1]
+    approved_on = "worker-b" if planned_on == "worker-a" else "worker-a"
+    wait_for("the suspended run's process to exit", lambda: idle(stack, planned_on), 60)
+    stack.stop(planned_on)  # the approval can only be picked up by the other worker now
+    approve(run_id, "pp-admin")
+    wait_for("the park", lambda: state_of(client, run_id)[1] == "ppcmk-park-1", 240)
+    assert ("onboard-parked", approved_on) in worker_sequence(stack, run_id)
+    assert link_posts(cloud) == len(ONBOARDED)
+
+    wait_for("the parked run's process to exit", lambda: idle(stack, approved_on), 60)
+    stack.start_worker(planned_on, settings)
+    stack.stop(approved_on)  # the wake can only be picked up by the first worker again
+    cloud.clock.advance(link_duration)  # the service finishes while no process of the run exists
+    assert f"resumed {run_id}" in cli("runs", "wake")
+    name, _, message = final_state(client, run_id)
+    assert name == "Completed", f"{message}\n{stack.log(planned_on)}"
+    assert worker_sequence(stack, run_id)[-1] == ("onboard-finished", planned_on)
+    assert link_posts(cloud) == len(ONBOARDED)  # the woken run polled its operations; it linked nothing again
+    for environment in ONBOARDED:
+        assert cloud.world.powerplatform.environment(environment).key_managed_by == "Customer", environment
+    stack.start_worker(approved_on, settings)
+
+
+def kill_a_worker_mid_link(stack: Stack, client: SyncPrefectClient) -> tuple[UUID, float]:
+    """Once the link is started, the service answers its first status poll slowly, so the flow-run process is
+    alive mid-link when its worker and all the worker's processes are killed with -9. Returns the run and
+    when."""
+    run_id = onboard([KILLED_MID_LINK], INLINE)
+    wait_for("the hand-off", lambda: suspended_at(client, run_id, "onboard-"), 240)
+    # the link's first status poll is answered slowly: the kill lands in that wait
+    stack.sandbox.faults.add(method="GET", path=r"/lifecycleOperations/", status=None, times=1,
+                             latency=SLOW_POLL_SECONDS)
+    approve(run_id, "pp-admin")
+    wait_for("the link to start", lambda: link_posts(stack.sandbox, KILLED_MID_LINK) == 1, 240)
+    [victim] = [name for name in ("worker-a", "worker-b") if not idle(stack, name)]
+    stack.stop(victim, signal.SIGKILL)
+    stack.sandbox.faults.clear()
+    assert state_of(client, run_id)[0] == "Running"  # nobody told the server
+    return run_id, time.monotonic()
+
+
+def revert_races_change_policy(stack: Stack, client: SyncPrefectClient) -> None:
+    """Started together on the same environment: one claims it, the other's plan fails naming that run."""
+    cloud = stack.sandbox
+    CmkTarget.model_validate(sandbox_target_data(SandboxProfile.from_endpoints(cloud.endpoints, pid=-1))
+                             | {"key_name": "cmk-prod", "policy_name": "ep-existing"}).save(
+        "target-existing", overwrite=True)
+    selector = {"environment_ids": [FINANCE_ON_CMK]}
+    runs = {
+        "revert": start("revert/revert-production", target="target-existing", requester=REQUESTER,
+                        selector=selector, approval_poll_s=1, waves=INLINE),
+        "change_policy": start("change_policy/change_policy-production", target="target-existing",
+                               new_policy_name="ep-new", new_key_name="cmk-new", pp_admin=PP_ADMIN,
+                               requester=REQUESTER, selector=selector, approval_poll_s=1, waves=INLINE),
+    }
+
+    def settled() -> dict[str, tuple[str, str, str]] | None:
+        states = {name: state_of(client, run_id) for name, run_id in runs.items()}
+        return states if all(s[0] in (*FINAL, "Suspended") for s in states.values()) else None
+
+    states = wait_for("both plans", settled, 240)
+    [winner] = [name for name, state in states.items() if state[0] == "Suspended"]
+    [loser] = [name for name, state in states.items() if state[0] == "Failed"]
+    winner_name = client.read_flow_run(runs[winner]).name
+    assert "claim.held" in states[loser][2] and winner_name in states[loser][2], states[loser][2]
+    approve(runs[winner], "pp-admin" if winner == "change_policy" else None)
+    name, _, message = final_state(client, runs[winner])
+    assert name == "Completed", message
+    environment = cloud.world.powerplatform.environment(FINANCE_ON_CMK)
+    posts = {op: int(cloud.log.count(method="POST", path=rf"/{FINANCE_ON_CMK}/enterprisePolicies/"
+                                                         rf"Encryption/{op}$")) for op in ("link", "unlink")}
+    if winner == "revert":
+        assert environment.cmk is None and posts == {"link": 0, "unlink": 1}, posts
+    else:
+        assert environment.cmk.policy_id.endswith("/ep-new") and posts == {"link": 1, "unlink": 1}, posts
+
+
+def rerun_converges(stack: Stack, client: SyncPrefectClient, crashed: UUID, killed_at: float) -> float:
+    """The crashed run is Crashed within the heartbeat window; its re-run links nothing a second time."""
+    window = HEARTBEAT_SECONDS * MISSED_HEARTBEATS
+    name, _, message = final_state(client, crashed, timeout=window + 90)
+    crashed_after = time.monotonic() - killed_at
+    assert name == "Crashed" and "heartbeat" in message, message
+    cloud = stack.sandbox
+    cloud.clock.advance(timedelta(seconds=cloud.world.settings.link_duration_seconds))  # the service went on
+    rerun = onboard([KILLED_MID_LINK], INLINE)
+    name, _, message = final_state(client, rerun)
+    assert name == "Completed", message
+    assert link_posts(cloud, KILLED_MID_LINK) == 1
+    assert cloud.world.powerplatform.environment(KILLED_MID_LINK).key_managed_by == "Customer"
+    return crashed_after
+
+
+def audit_is_one_chain(stack: Stack, monkeypatch: pytest.MonkeyPatch, settings: dict[str, str]) -> None:
+    monkeypatch.setenv("PPCMK_AUDIT_STORAGE", settings["PPCMK_AUDIT_STORAGE"])
+    entries = AuditLog(stack.shared / "audit").entries()
+    assert {e["by"].get("worker") for e in entries} >= {"worker-a", "worker-b"}
+    assert f"audit chain intact: {len(entries)} entries" in cli("audit", "verify")
+    edited = stack.shared / "audit" / AuditLog.entry_path(3)
+    entry = json.loads(edited.read_text())
+    entry["event"]["edited"] = True
+    edited.write_text(json.dumps(entry))
+    refused = CliRunner().invoke(app, ["audit", "verify"])
+    assert refused.exit_code == 1 and "entry 3: content changed" in refused.output, refused.output
+
+
+@contextmanager
+def phase(name: str, timings: dict[str, float]) -> Iterator[None]:
+    began = time.monotonic()
+    yield
+    timings[name] = round(time.monotonic() - began)
+
+
+def test_several_workers_share_one_truth(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    timings: dict[str, float] = {"server": stack.started_in}
+    with phase("set-up", timings):
+        settings = set_up(stack)
+        stack.start_worker("worker-a", settings)
+        stack.start_worker("worker-b", settings)
+    with get_client(sync_client=True) as client:
+        with phase("onboard across workers", timings):
+            onboard_crosses_workers(stack, client, settings)
+        stack.sandbox.reset()
+        with phase("kill mid-link", timings):
+            crashed, killed_at = kill_a_worker_mid_link(stack, client)
+        with phase("revert vs change_policy", timings):
+            revert_races_change_policy(stack, client)  # on the surviving worker, while the zombie is found
+        with phase("crashed, re-run", timings):
+            timings["crashed after the kill"] = round(rerun_converges(stack, client, crashed, killed_at))
+    with phase("audit", timings):
+        audit_is_one_chain(stack, monkeypatch, settings)
+    print(f"distributed test timings (s): {timings}")

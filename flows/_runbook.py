@@ -28,6 +28,7 @@ from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_tab
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.validation import check_parameters, check_selected
 from tasks.environments import get_environments
+from tasks.holds import hold_key_version, hold_policy
 from tasks.keyvault import get_key_info
 from tasks.policy import ensure_provider_registered, get_policy
 
@@ -106,8 +107,10 @@ def state_of(environment: Environment | None) -> str:
     """How an environment looks now, in words an operator acts on."""
     if environment is None:
         return "not visible (deleted?)"
-    policy = (environment.cmk.policy_id or "").rstrip("/").split("/")[-1] if environment.cmk else None
-    key = f"linked to policy {policy}" if policy else MICROSOFT_KEY
+    link = environment.cmk
+    # the policy by name (the last segment of its ARM id): a person reads names, not resource ids
+    policy = (link.policy_id or "").rsplit("/", 1)[-1] or link.system_id if link else None
+    key = f"linked to policy {policy}" if link else MICROSOFT_KEY
     runtime = environment.runtime_state or "unknown"
     reason = (
         f" ({environment.runtime_reason})" if environment.runtime_reason not in (None, "NotSpecified") else ""
@@ -267,7 +270,7 @@ def hold_policy_and_key(
     ensure_provider_registered(conn)  # else the SDK's own registration policy would sleep for real
     version = policy.key_version or get_key_info(conn, target).version
     return [
-        holds.hold_key_version(
+        hold_key_version(
             conn,
             policy.key_vault_id or target.vault_id,
             policy.key_name or target.key_name,
@@ -275,7 +278,7 @@ def hold_policy_and_key(
             duration,
             reason,
         ),
-        holds.hold_policy(conn, target.resource_group, policy.name, duration, reason),
+        hold_policy(conn, target.resource_group, policy.name, duration, reason),
     ]
 
 

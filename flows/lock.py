@@ -168,13 +168,16 @@ class LockPlanning:
     requester: str
     environments: list[Environment] = field(default_factory=list)
 
+    @property
+    def factory(self) -> ClientFactory:
+        return ClientFactory.for_settings(self.kv)
+
     def __call__(self) -> Plan:
-        factory = ClientFactory.for_settings(self.kv)
         policy = get_policy(self.kv, self.target)
         principal = policy.principal_id if policy is not None else None
-        grants = identity_key_grants(factory, self.target.vault_id, principal) if principal else []
+        grants = identity_key_grants(self.factory, self.target.vault_id, principal) if principal else []
         self.environments = get_environments(self.pp)
-        return plan_lock(self.requester, self.target, policy, grants, self.environments, factory.now())
+        return plan_lock(self.requester, self.target, policy, grants, self.environments, self.factory.now())
 
 
 # ------------------------------------------------------------------------------------------- applying
@@ -332,7 +335,7 @@ def lock(
         return plan_only_outcome(plan, dry_run)
     if not any(item.kind == "role-assignment" for item in plan.items):
         if (unfinished := unfinished_lock(kv, tgt)) is not None:
-            return complete_lock(plan, pp, unfinished, ClientFactory.for_settings(kv).now())
+            return complete_lock(plan, pp, unfinished, planning.factory.now())
         raise ConfigError(
             "target",
             f"policy {tgt.policy_name} has no key access left to revoke (already locked?)",
@@ -348,7 +351,7 @@ def lock(
         "LOCKING: revoking the key access of %s; linked environments go offline now", policy.name
     )
     record = revoke_and_record(kv, tgt, policy, planning.environments, approval.plan, approval.approvers)
-    report, rows = verify_locked(pp, record, ClientFactory.for_settings(kv).now())
+    report, rows = verify_locked(pp, record, planning.factory.now())
     return finish(
         approval.plan,
         approval.approvers,

@@ -42,7 +42,9 @@ from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile, save_profile
 from ppcmk.cli.sandbox_blocks import sandbox_target_data
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+# A PostgreSQL cluster, a Prefect server, two workers and about ten flow-run processes: 5.5-6.5 min on 2 cores
+# shared with other work (load average 11-17), 13 min at load average 25.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -426,7 +428,8 @@ def test_several_workers_share_one_truth(stack: Stack, monkeypatch: pytest.Monke
         with phase("revert vs change_policy", timings):
             revert_races_change_policy(stack, client)  # on the surviving worker, while the zombie is found
         with phase("crashed, re-run", timings):
-            timings["crashed after the kill"] = round(rerun_converges(stack, client, crashed, killed_at))
+            crashed_within = rerun_converges(stack, client, crashed, killed_at)
+            timings["Crashed seen, s after the kill (at most)"] = round(crashed_within)
     with phase("audit", timings):
         audit_is_one_chain(stack, monkeypatch, settings)
     print(f"distributed test timings (s): {timings}")

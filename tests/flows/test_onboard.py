@@ -100,6 +100,12 @@ def test_dry_run_changes_nothing(cloud: Any, blocks: dict[str, str]) -> None:
               and not e.path.startswith(("/_sandbox", "/oauth2", "/metadata"))]
     assert writes == []
     assert world_counts(cloud)["policies"] == 0
+    # the plan is made from what the doctor read: each fact is read once, the environments listed once
+    once = {"vault": r"/vaults/kv-cmk-prod$", "key": r"/vaults/kv-cmk-prod/keys/cmk-onboard$",
+            "policy": r"/enterprisePolicies/ep-onboard$", "provider": r"/providers/Microsoft\.PowerPlatform$",
+            "environments": r"BusinessAppPlatform(/scopes/admin)?/environments$"}
+    reads = {what: cloud.log.count(method="GET", path=path) for what, path in once.items()}
+    assert reads == dict.fromkeys(once, 1)
 
 
 def test_a_plan_changed_before_the_answer_is_asked_again(cloud: Any, blocks: dict[str, str]) -> None:

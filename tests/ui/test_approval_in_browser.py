@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),
     pytest.mark.skipif(bool(MISSING), reason=f"no browser to drive: {' and '.join(MISSING)} missing "
-                                             "(.ci/install-browser.sh installs both)"),
+                                             "(make test installs both: .ci/system-deps.sh, the dev extra)"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

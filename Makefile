@@ -32,6 +32,7 @@ test: lint system
 
 bench: $(STAMP)
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/reads.py
 
 serve: $(STAMP)
 	$(BIN)/ppcmk serve

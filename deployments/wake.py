@@ -22,6 +22,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 
 from ppcmk import claims
+from ppcmk.approval_pause import expire_overdue
 from ppcmk.fleet.parking import is_parked
 
 WAKE_FLOW_NAME = "ppcmk-wake"
@@ -54,10 +55,13 @@ def wake_parked_runs(client: SyncPrefectClient) -> list[UUID]:
 
 @flow(name=WAKE_FLOW_NAME, persist_result=False)
 def wake() -> list[str]:
-    """Resume the flow runs parked while the service links or unlinks their environments."""
+    """Resume the flow runs parked while the service links or unlinks their environments; end the runs whose
+    approval deadline passed Expired."""
     with get_client(sync_client=True) as client:
         woken = wake_parked_runs(client)
-    get_run_logger().info("resumed %d parked run(s)", len(woken))
+        expired = expire_overdue(client)
+    get_run_logger().info("resumed %d parked run(s); %d unanswered approval(s) expired", len(woken),
+                          len(expired))
     if released := claims.release_stale():  # runs that ended without releasing theirs (a crash)
         get_run_logger().info("released %d stale claim(s): %s", len(released), "; ".join(released))
     return [str(run_id) for run_id in woken]

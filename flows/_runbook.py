@@ -13,12 +13,13 @@ from datetime import timedelta
 from typing import Literal, cast
 
 from prefect import get_run_logger
+from prefect.states import Cancelled, State
 
 from blocks import CmkConnection, CmkTarget
 from ppcmk import audit, claims, holds
 from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
 from ppcmk.azure_resources import PolicyInfo
-from ppcmk.errors import ApprovalRejected, ConfigError, SeparationOfDutyError
+from ppcmk.errors import ApprovalExpired, ApprovalRejected, ConfigError
 from ppcmk.findings import Severity
 from ppcmk.fleet.selection import FleetMember, FleetSelector
 from ppcmk.fleet.waves import FleetReport
@@ -27,6 +28,7 @@ from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_tab
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.validation import check_parameters, check_selected
 from tasks.environments import get_environments
+from tasks.holds import hold_key_version, hold_policy
 from tasks.keyvault import get_key_info
 from tasks.policy import ensure_provider_registered, get_policy
 
@@ -105,7 +107,10 @@ def state_of(environment: Environment | None) -> str:
     """How an environment looks now, in words an operator acts on."""
     if environment is None:
         return "not visible (deleted?)"
-    key = f"linked to {environment.cmk.policy_id}" if environment.cmk else MICROSOFT_KEY
+    link = environment.cmk
+    # the policy by name (the last segment of its ARM id): a person reads names, not resource ids
+    policy = (link.policy_id or "").rsplit("/", 1)[-1] or link.system_id if link else None
+    key = f"linked to policy {policy}" if link else MICROSOFT_KEY
     runtime = environment.runtime_state or "unknown"
     reason = (
         f" ({environment.runtime_reason})" if environment.runtime_reason not in (None, "NotSpecified") else ""
@@ -126,9 +131,10 @@ def approved(
     confirm_text: str | None = None,
     handoff: PowerPlatformHandoff | None = None,
 ) -> Approval | RunOutcome:
-    """The approval of `plan` (re-planned with `replan` after the answer), or, when it is refused, the
-    rejected outcome the flow returns as it is: nothing was changed. What the plan changes is claimed for
-    this run first: one claimed by another active run fails the plan, naming that run (no approval asked)."""
+    """The approval of `plan` (re-planned with `replan` after the answer), or, when it was rejected or no
+    acceptable answer came in time, the outcome the flow ends with (see `final_state`): nothing after the
+    plan was changed. What the plan changes is claimed for this run first: one claimed by another active run
+    fails the plan, naming that run (no approval asked)."""
     claims.claim_plan(plan)
     try:
         return request_approval(
@@ -142,12 +148,24 @@ def approved(
             approvers_needed=approvers_needed,
             confirm_text=confirm_text,
             poll_interval_s=poll_interval_s,
+            load_connection=load_connection,
         )
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        get_run_logger().warning("%s: not approved, nothing was changed: %s", plan.procedure, refused)
-        return RunOutcome(
-            procedure=plan.procedure, status="rejected", plan_hash=plan.hash, message=str(refused)
-        )
+    except (ApprovalRejected, ApprovalExpired) as ended:
+        status: OutcomeStatus = "rejected" if isinstance(ended, ApprovalRejected) else "expired"
+        get_run_logger().warning("%s %s: %s", plan.procedure, status, ended)
+        return RunOutcome(procedure=plan.procedure, status=status, plan_hash=plan.hash, message=str(ended))
+
+
+def final_state(outcome: RunOutcome) -> RunOutcome | State[RunOutcome]:
+    """What a flow returns: its outcome (a Completed run), except a rejected plan, which ends the run
+    Cancelled "Rejected", and an approval nobody answered acceptably in time, Cancelled "Expired". Both are
+    grey in the runs list and named for why; neither changed anything after the plan. The outcome stays the
+    state's result (`state.result(raise_on_failure=False)`)."""
+    names = {"rejected": "Rejected", "expired": "Expired"}
+    if outcome.status not in names:
+        return outcome
+    message = f"{outcome.procedure}: {outcome.message}"
+    return Cancelled(name=names[outcome.status], message=message, data=outcome)
 
 
 def approval_unless_plan_only(
@@ -201,6 +219,7 @@ def finish(
 ) -> RunOutcome:
     """Publish the result table, audit the run, and say plainly what is left undone."""
     publish_table(rows, plan.procedure, "result", description=f"{plan.procedure}: state read back afterwards")
+    log_closing_lines(rows)
     failed = [r.environment_id for r in report.failed + report.not_started]
     status: OutcomeStatus = "partial" if failed else "completed"
     if failed:
@@ -226,6 +245,15 @@ def finish(
     )
 
 
+def log_closing_lines(rows: Sequence[dict[str, object]]) -> None:
+    """One line per environment as the run ends: its name, what the run did, how it stands now."""
+    for row in rows:
+        if "environment_id" in row:
+            name = row.get("name") or row["environment_id"]
+            state, now = row.get("state", "done"), row.get("now", "not read back")
+            get_run_logger().info("%s (%s): %s; now %s", name, row["environment_id"], state, now)
+
+
 def change_failed(change: EnvironmentChange, what: str) -> str:
     return (
         f"{what} {change.status}: {change.error_message or 'no error message'}; "
@@ -242,7 +270,7 @@ def hold_policy_and_key(
     ensure_provider_registered(conn)  # else the SDK's own registration policy would sleep for real
     version = policy.key_version or get_key_info(conn, target).version
     return [
-        holds.hold_key_version(
+        hold_key_version(
             conn,
             policy.key_vault_id or target.vault_id,
             policy.key_name or target.key_name,
@@ -250,7 +278,7 @@ def hold_policy_and_key(
             duration,
             reason,
         ),
-        holds.hold_policy(conn, target.resource_group, policy.name, duration, reason),
+        hold_policy(conn, target.resource_group, policy.name, duration, reason),
     ]
 
 

@@ -213,7 +213,8 @@ class TwoHalfRun:
             handoff=PowerPlatformHandoff(
                 policy_name=policy.name,
                 has_policy_reader=lambda admin: has_policy_reader(self.kv, self.target, admin),
-                load_connection=load_connection,
+                policy_id=policy.policy_id,
+                designated=self.pp_admin,
             ),
         )
         if isinstance(approval, RunOutcome):

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 from prefect.variables import Variable
 
 from flows._environment_steps import LinkLimits, link_step, unlink_step
@@ -32,6 +33,7 @@ from flows._runbook import (
     HOLD_DAYS,
     MICROSOFT_KEY,
     Approving,
+    final_state,
     hold_policy_and_key,
     hold_subjects,
     load_connection,
@@ -234,7 +236,7 @@ def change_policy(
     approval_poll_s: int = 10,
     operation_deadline_days: float = 4,
     max_link_attempts: int = 3,
-) -> RunOutcome:
+) -> RunOutcome | State[RunOutcome]:
     """Move the environments of the target's policy (all by default) to a new policy with a new key, across
     two outage windows each (unlink, then link). The new policy and key are created beside the current ones.
 
@@ -284,7 +286,7 @@ def change_policy(
         handed = run.hand_off(new_policy, f"environments: policy {old_tgt.policy_name} → {new_policy.name}",
                               moves, done_message=f"every environment already on {new_policy.name}")
         if isinstance(handed, RunOutcome):  # refused, or nothing to hand off
-            return handed
+            return final_state(handed)
         work = start_moves(kv, old_tgt, old_policy, run.wait_for_reader(handed))
 
     step = move_step(run.approver(work), work.old_policy, work.policy, limits, run.waiting())

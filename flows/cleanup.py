@@ -23,9 +23,10 @@ from itertools import pairwise
 from typing import cast
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 from pydantic import BaseModel, Field
 
-from flows._runbook import approval_unless_plan_only, load_connection, load_target
+from flows._runbook import approval_unless_plan_only, final_state, load_connection, load_target
 from ppcmk import audit, holds
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo, linked_to
@@ -176,7 +177,7 @@ def cleanup(
     dry_run: bool = False,
     approval_timeout_s: int = 3 * 24 * 3600,
     approval_poll_s: int = 10,
-) -> RunOutcome:
+) -> RunOutcome | State[RunOutcome]:
     """Disable the target key's old versions past their 28-day hold and, with old_policy, remove that policy's
     key access past its 30-day hold. Nothing to do (Completed, with the hold dates) while everything is on
     hold. One approver other than the requester; nothing is ever deleted.
@@ -226,7 +227,7 @@ def cleanup(
     approval = approval_unless_plan_only(plan, kv, make_plan, dry_run=dry_run, requester=who, key=PROCEDURE,
                                          timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
-        return approval
+        return final_state(approval)
     plan, found = approval.plan, latest["found"]  # the candidates of the plan that was approved
     disabled = [v for v in found.versions if disable_key_version(kv, tgt, v)]
     removed = 0

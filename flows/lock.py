@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
 from flows._lock_record import (
     LockedEnvironment,
@@ -32,6 +33,7 @@ from flows._lock_record import (
 )
 from flows._runbook import (
     approved,
+    final_state,
     finish,
     load_connection,
     load_target,
@@ -302,7 +304,7 @@ def lock(
     dry_run: bool = False,
     approval_timeout_s: int = 4 * 3600,
     approval_poll_s: int = 10,
-) -> RunOutcome:
+) -> RunOutcome | State[RunOutcome]:
     """Break-glass lock: revoke the target policy identity's key access, which locks every environment linked
     to the policy. Needs two approvers other than the requester who each type the policy name.
 
@@ -340,7 +342,7 @@ def lock(
                         poll_interval_s=approval_poll_s, approvers_needed=APPROVERS_NEEDED,
                         confirm_text=tgt.policy_name)
     if isinstance(approval, RunOutcome):
-        return approval
+        return final_state(approval)
     policy = policy_after_approval(kv, tgt)
     get_run_logger().critical(
         "LOCKING: revoking the key access of %s; linked environments go offline now", policy.name

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prefect import flow
+from prefect.states import State
 
 from flows._environment_steps import LinkLimits, link_step
-from flows._runbook import Approving, load_connection, load_target, plan_only_outcome, select
+from flows._runbook import Approving, final_state, load_connection, load_target, plan_only_outcome, select
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
 from ppcmk.azure_resources import PolicyInfo
@@ -117,7 +118,7 @@ def migrate_byok(
     approval_poll_s: int = 10,
     operation_deadline_days: float = 4,
     max_link_attempts: int = 3,
-) -> RunOutcome:
+) -> RunOutcome | State[RunOutcome]:
     """Link the legacy BYOK environments of the target's geo (or the selected ones) to the target's policy:
     the Key Vault admin's half, then the Power Platform admin approves and links them.
 
@@ -162,7 +163,7 @@ def migrate_byok(
         handed = run.hand_off(policy, f"BYOK environments → policy {tgt.policy_name}", moves,
                               done_message=f"no BYOK environment left to move to {policy.name}")
         if isinstance(handed, RunOutcome):  # refused, or nothing to hand off
-            return handed
+            return final_state(handed)
         work = run.wait_for_reader(handed)
 
     report = run.waves(work, link_step(run.approver(work), work.policy, limits, run.waiting()))

@@ -26,9 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prefect import flow
+from prefect.states import State
 
 from flows._environment_steps import LinkLimits, link_step
-from flows._runbook import Approving, load_connection, load_target, plan_only_outcome, select
+from flows._runbook import Approving, final_state, load_connection, load_target, plan_only_outcome, select
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
 from ppcmk.azure_resources import PolicyInfo
@@ -71,7 +72,7 @@ def onboard(
     approval_poll_s: int = 10,
     operation_deadline_days: float = 4,
     max_link_attempts: int = 3,
-) -> RunOutcome:
+) -> RunOutcome | State[RunOutcome]:
     """Encrypt the selected environments with the target's key through its enterprise policy: the Key Vault
     admin's half (key, policy, grants), then the Power Platform admin approves and links the environments.
 
@@ -120,7 +121,7 @@ def onboard(
         handed = run.hand_off(policy, f"Power Platform half: environments → policy {tgt.policy_name}", links,
                               done_message=f"every environment already encrypted with {policy.name}")
         if isinstance(handed, RunOutcome):  # refused, or nothing to hand off
-            return handed
+            return final_state(handed)
         work = run.wait_for_reader(handed)
 
     report = run.waves(work, link_step(run.approver(work), work.policy, limits, run.waiting()))

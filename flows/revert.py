@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from prefect import flow
+from prefect.states import State
 
 from flows._environment_steps import unlink_step
 from flows._parking import ApprovedWork, ParkableWaves
@@ -27,6 +28,7 @@ from flows._runbook import (
     Approving,
     approval_unless_plan_only,
     changing_members,
+    final_state,
     finish,
     hold_policy_and_key,
     hold_subjects,
@@ -144,7 +146,7 @@ def revert(
     approval_timeout_s: int = 3 * 24 * 3600,
     approval_poll_s: int = 10,
     operation_deadline_hours: float = 96,
-) -> RunOutcome:
+) -> RunOutcome | State[RunOutcome]:
     """Revert environments of the target's policy to the Microsoft-managed key (all linked ones by default).
 
     Each environment has an outage while it unlinks; the policy and key are held for 30 days afterwards
@@ -172,7 +174,7 @@ def revert(
     work = fleet.parked_work or approve_revert(conn, tgt, requester or connection_principal(conn), selector,
                                                dry_run, Approving(approval_timeout_s, approval_poll_s))
     if isinstance(work, RunOutcome):
-        return work
+        return final_state(work)
     step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours), fleet.waiting())
     report = fleet.run(conn, work, step, lambda: changing_members(work.plan, get_environments(conn)))
     report, rows = read_back(conn, report, lambda env: env is not None and env.cmk is None, MICROSOFT_KEY)

@@ -17,8 +17,9 @@ from typing import Literal
 
 from azure.core.exceptions import HttpResponseError
 from prefect import flow, get_run_logger
+from prefect.states import State
 
-from flows._runbook import approved, load_connection, load_target
+from flows._runbook import approved, final_state, load_connection, load_target
 from ppcmk import audit
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import KeyInfo, PolicyInfo
@@ -54,7 +55,7 @@ def rotate(
     approval: bool = False,
     approval_timeout_s: int = 3 * 24 * 3600,
     approval_poll_s: int = 10,
-) -> RunOutcome:
+) -> RunOutcome | State[RunOutcome]:
     """Rotate the target's key: a new version, a health check, the previous version held for 28 days.
 
     Args:
@@ -114,7 +115,7 @@ def rotate(
         answer = approved(plan, conn, lambda: plan, requester=requester, key="rotate",
                           timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s)
         if isinstance(answer, RunOutcome):
-            return answer
+            return final_state(answer)
 
     # 2. Apply: rotation policy, then the new version (idempotent through `since`), the hold, the read-back.
     if set_policy:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prefect import flow
+from prefect.states import State
 
 from flows._lock_record import (
     LockRecord,
@@ -31,6 +32,7 @@ from flows._runbook import (
     approval_unless_plan_only,
     change_failed,
     changing_members,
+    final_state,
     finish,
     load_connection,
     load_target,
@@ -187,7 +189,7 @@ def unlock(
     approval_timeout_s: int = 4 * 3600,
     approval_poll_s: int = 10,
     reenable_deadline_minutes: float = 30,
-) -> RunOutcome:
+) -> RunOutcome | State[RunOutcome]:
     """Undo the target policy's lock: restore the key access the lock record lists, then re-enable each
     environment. Nothing to do (Completed) when ppcmk has not locked the policy.
 
@@ -218,7 +220,7 @@ def unlock(
                                          key=PROCEDURE, timeout_s=approval_timeout_s,
                                          poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
-        return approval
+        return final_state(approval)
     record = planning.record
     if record is None:
         raise RuntimeError("the lock record vanished after approval; run again")

@@ -21,6 +21,7 @@ from ppcmk import USER_AGENT
 from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
 from ppcmk.certificates import CertificateAwareRetryPolicy
 from ppcmk.credentials import build_credential
+from ppcmk.redaction import ForgetTokensPolicy
 from ppcmk.settings import ConnectionSettings
 from ppcmk.timing import RealSleeper, SandboxSleeper, Sleeper
 from ppcmk.transport import (
@@ -111,7 +112,8 @@ class ClientFactory:
                                             retry_backoff_factor=s.retry_backoff_factor,
                                             retry_backoff_max=BACKOFF_MAX)
         return {"transport": transport, "retry_policy": retry, "user_agent": USER_AGENT,
-                "per_retry_policies": [RequestIdPolicy()]}
+                "per_retry_policies": [RequestIdPolicy()],
+                "per_call_policies": [ForgetTokensPolicy()]}
 
     def _arm_options(self) -> dict[str, Any]:
         options = self._sdk_options()

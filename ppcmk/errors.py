@@ -128,6 +128,10 @@ class ApprovalRejected(PpcmkError):
     """An approver rejected the plan (or approved a different plan than the one about to run)."""
 
 
+class ApprovalExpired(PpcmkError):
+    """No acceptable answer arrived before the approval timeout; nothing after the plan was changed."""
+
+
 class SeparationOfDutyError(PpcmkError):
     """The approver is the requester (or otherwise not allowed to approve this plan)."""
 

@@ -7,6 +7,7 @@ object ids, so both sides are resolved here.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -33,11 +34,17 @@ class GraphClient:
     def __init__(self, http: httpx.Client) -> None:
         self._http = http
 
-    def _get(self, path: str) -> httpx.Response:
+    def _read(self, path: str, field: str, wanted: str, hint: str) -> Any:
+        """The JSON of one directory object; a 404 is a ConfigError about `field` (no such `wanted`)."""
         try:
-            return self._http.get(path)
+            response = self._http.get(path)
         except httpx.TransportError as exc:
             raise TransientError(f"could not reach Microsoft Graph: {exc.__class__.__name__}") from exc
+        if response.status_code == 404:
+            raise ConfigError(field, f"no {field} {wanted!r} in this tenant", hint)
+        if response.status_code != 200:
+            raise error_from(response)
+        return response.json()
 
     def user(self, upn_or_id: str) -> Principal:
         """The user with this UPN or object id; ConfigError when no such user exists."""
@@ -45,13 +52,8 @@ class GraphClient:
         if not value or ("@" not in value and not _GUID.match(value)):
             raise ConfigError("user", f"{upn_or_id!r} is neither a UPN nor an object id",
                               "give the user's sign-in name (name@contoso.com) or Entra object id")
-        response = self._get(f"/v1.0/users/{quote(value, safe='@')}")
-        if response.status_code == 404:
-            raise ConfigError("user", f"no user {upn_or_id!r} in this tenant",
-                              "check the spelling, or use the object id from Entra ID")
-        if response.status_code != 200:
-            raise error_from(response)
-        body = response.json()
+        body = self._read(f"/v1.0/users/{quote(value, safe='@')}", "user", upn_or_id,
+                          "check the spelling, or use the object id from Entra ID")
         return Principal(object_id=str(pick(body, "id")), kind="User",
                          display_name=pick(body, "displayName"),
                          user_principal_name=pick(body, "userPrincipalName"))
@@ -64,12 +66,7 @@ class GraphClient:
         if not _GUID.match(object_id.strip()):
             raise ConfigError("service principal", f"{object_id!r} is not an object id",
                               "give the service principal's object id (a GUID)")
-        response = self._get(f"/v1.0/servicePrincipals/{object_id.strip()}")
-        if response.status_code == 404:
-            raise ConfigError("service principal", f"no service principal {object_id!r} in this tenant",
-                              "use the object id of the enterprise application (not its app id)")
-        if response.status_code != 200:
-            raise error_from(response)
-        body = response.json()
+        body = self._read(f"/v1.0/servicePrincipals/{object_id.strip()}", "service principal", object_id,
+                          "use the object id of the enterprise application (not its app id)")
         return Principal(object_id=str(pick(body, "id")), kind="ServicePrincipal",
                          display_name=pick(body, "displayName"), app_id=pick(body, "appId"))

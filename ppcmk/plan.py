@@ -21,13 +21,14 @@ if TYPE_CHECKING:
 from ppcmk.errors import PpcmkError
 from ppcmk.findings import Finding, Severity
 
-OutcomeStatus = Literal["completed", "partial", "rejected", "dry-run", "nothing-to-do"]
+OutcomeStatus = Literal["completed", "partial", "rejected", "expired", "dry-run", "nothing-to-do"]
 
 
 class PlanItem(BaseModel):
     """One intended change (or a deliberate no-op) on one object."""
 
     target: str = Field(description="environment id, or the object's name (vault/key, policy, role scope)")
+    name: str = Field(default="", description="what a person calls the target (its display name)")
     kind: str = Field(description="environment | key | vault | policy | role-assignment | provider | hold")
     action: str = Field(description="what happens, e.g. 'link to policy cmk-eu', 'create key', 'none'")
     detail: str = ""
@@ -77,7 +78,7 @@ class Plan(BaseModel):
         content = {
             "procedure": self.procedure,
             "target": self.target_summary,
-            "items": [item.model_dump() for item in self.items],
+            "items": [item.model_dump(exclude={"name"}) for item in self.items],
             "outages": [o.model_dump(exclude={"expected_duration"}) for o in self.outages],
             "findings": sorted(
                 (f.severity.value, f.check, f.subject) for f in self.findings if f.severity != Severity.INFO

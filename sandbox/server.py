@@ -101,6 +101,10 @@ class _Listener:
             proxy_headers=False,
             ssl_certfile=str(tls.cert_chain),
             ssl_keyfile=str(tls.key),
+            # Longer than any client's idle expiry (httpx: 5 s): otherwise the server closes a connection just
+            # as a client reuses it ("Server disconnected without sending a response"), and a client does
+            # not resend a POST.
+            timeout_keep_alive=120,
             # idle keep-alive connections of clients never closed must not hold up stop()
             timeout_graceful_shutdown=0.2,  # type: ignore[arg-type]  # a float works; typed as int
         )

@@ -1,30 +1,48 @@
-"""`ppcmk approvals` and `ppcmk approve`: the second admin's side of a hand-off, from the terminal."""
+"""`ppcmk approvals` and `ppcmk approve`: the second admin's side of a hand-off, from the terminal.
+
+`ppcmk approve` checks what the run will check before it resumes it (exit 3 and the reason, nothing
+submitted), then waits for the run's verdict on the answer and reports it: accepted (exit 0), rejected
+(exit 5), refused and waiting again (exit 3), no verdict in time (exit 1).
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 import typer
+from prefect.client.orchestration import SyncPrefectClient
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from ppcmk.approval_pause import verdict_key
+from ppcmk.cli.approval_checks import check_answer, request_of
 from ppcmk.cli.errors import reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
 from ppcmk.cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
 
 console = Console()
+VERDICT_POLL_SECONDS = 0.5
 
 
 def waiting_runs_table(runs: list[WaitingRun]) -> Table:
     table = Table(title="Runs waiting for approval")
-    for column in ("run id", "flow", "run name", "state", "waiting since", "plan"):
+    for column in ("run id", "runbook", "environments", "requested by", "may approve", "answer by", "plan"):
         table.add_column(column, overflow="fold")
     for waiting in runs:
-        since = waiting.waiting_since.isoformat(timespec="seconds") if waiting.waiting_since else "?"
-        state = waiting.run.state.name if waiting.run.state else "?"
-        table.add_row(str(waiting.run.id), waiting.flow_name, waiting.run.name, state, since, waiting.summary)
+        request = request_of(waiting)
+        environments = ", ".join(request.get("environments", [])) or "-"
+        table.add_row(
+            str(waiting.run.id),
+            waiting.flow_name,
+            environments,
+            request.get("requester", "?"),
+            request.get("may_approve", "?"),
+            str(request.get("answer_by", "?"))[:16].replace("T", " "),
+            str(request.get("plan_hash", "?"))[:12],
+        )
     return table
 
 
@@ -33,17 +51,27 @@ def approvals(
     json_output: Annotated[bool, typer.Option("--json", help="Print the waiting runs as JSON.")] = False,
     full: Annotated[bool, typer.Option(help="Print each run's complete plan summary.")] = False,
 ) -> None:
-    """List the runs waiting for approval, with their plan summary."""
+    """List the runs waiting for approval: environments by name, who asked, who may approve, until when."""
     with prefect_api() as client:
         runs = waiting_runs(client)
     if json_output:
-        typer.echo(json.dumps([
-            {"run_id": str(w.run.id), "flow": w.flow_name, "name": w.run.name,
-             "state": w.run.state.name if w.run.state else None,
-             "waiting_since": w.waiting_since.isoformat() if w.waiting_since else None,
-             "description": w.description}
-            for w in runs
-        ], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "run_id": str(w.run.id),
+                        "flow": w.flow_name,
+                        "name": w.run.name,
+                        "state": w.run.state.name if w.run.state else None,
+                        "waiting_since": w.waiting_since.isoformat() if w.waiting_since else None,
+                        "request": request_of(w),
+                        "description": w.description,
+                    }
+                    for w in runs
+                ],
+                indent=2,
+            )
+        )
         return
     if not runs:
         console.print("No run is waiting for approval.")
@@ -53,43 +81,112 @@ def approvals(
         for waiting in runs:
             console.rule(f"{waiting.flow_name} · {waiting.run.id}")
             console.print(Markdown(waiting.description or "(no description)"))
-    console.print("Answer one with: ppcmk approve RUN_ID --as PRINCIPAL [--reject] [--comment TEXT]")
+    console.print(
+        "Answer one with: ppcmk approve RUN_ID --connection YOUR_BLOCK [--reject] [--comment TEXT] "
+        "[--confirm POLICY]"
+    )
 
 
-def decision_for(waiting: WaitingRun, *, approver: str, reject: bool, comment: str,
-                 connection_block: str | None, confirmation: str | None) -> dict[str, Any]:
+def decision_for(
+    waiting: WaitingRun, *, reject: bool, comment: str, connection_block: str, confirmation: str | None
+) -> dict[str, Any]:
     """The run input answering `waiting`, bound to the plan hash the flow pre-filled in its form."""
-    from ppcmk.approvals import ApprovalDecision
-
     plan_hash = waiting.schema.get("properties", {}).get("plan_hash", {}).get("default")
-    if not plan_hash:
-        raise CliError(f"run {waiting.run.id} is paused but not at a ppcmk approval (its form has no plan "
-                       "hash); answer it in the Prefect UI", ExitCode.USAGE)
-    decision = ApprovalDecision(approve=not reject, approver=approver, comment=comment, plan_hash=plan_hash,
-                                connection_block=connection_block, confirmation=confirmation)
-    return decision.model_dump(mode="json")
+    if not plan_hash or not request_of(waiting):
+        raise CliError(
+            f"run {waiting.run.id} is paused but not at a ppcmk approval (its form has no plan "
+            "hash); answer it in the Prefect UI",
+            ExitCode.USAGE,
+        )
+    run_input: dict[str, Any] = {
+        "decision": "reject" if reject else "approve",
+        "connection_block": connection_block,
+        "comment": comment,
+        "plan_hash": plan_hash,
+    }
+    if "confirmation" in waiting.schema.get("properties", {}):
+        run_input["confirmation"] = confirmation or ""
+    return run_input
+
+
+def wait_for_verdict(client: SyncPrefectClient, waiting: WaitingRun, seconds: float) -> dict[str, Any] | None:
+    """What the run made of the answer (ppcmk.approval_pause.record_verdict), or None within `seconds`."""
+    key = verdict_key(waiting.run.state.state_details.pause_key or "" if waiting.run.state else "")
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return dict(json.loads(client.read_flow_run_input(waiting.run.id, key)))
+        except Exception:  # not judged yet (404)
+            if time.monotonic() >= deadline:
+                return None
+        time.sleep(VERDICT_POLL_SECONDS)
+
+
+def report(waiting: WaitingRun, verdict: dict[str, Any] | None, seconds: float) -> ExitCode:
+    run = f"{waiting.flow_name} run {waiting.run.id}"
+    if verdict is None:
+        console.print(
+            f"Resumed {run}; it has not judged the answer within {seconds:g} s. `ppcmk approvals` "
+            "shows whether it waits again."
+        )
+        return ExitCode.FAILED
+    if verdict["verdict"] == "rejected":
+        console.print(
+            f"Rejected: {run} ends Rejected ({verdict['reason']}); nothing after the plan was changed."
+        )
+        return ExitCode.REJECTED
+    if verdict["verdict"] == "refused":
+        console.print(
+            f"Refused by {run}: {verdict['reason']}. It waits again for an acceptable answer until "
+            f"{str(verdict.get('answer_by', '?'))[:16].replace('T', ' ')} UTC."
+        )
+        return ExitCode.BLOCKED
+    more = verdict.get("remaining", 0)
+    then = f"; it now waits for {more} more approver(s)" if more else "; the run continues"
+    console.print(f"Accepted: {verdict['approver']} approved {run}{then}.")
+    return ExitCode.OK
 
 
 @reports_errors
 def approve(
     run_id: Annotated[str, typer.Argument(help="The waiting flow run (see `ppcmk approvals`).")],
-    approver: Annotated[str, typer.Option("--as", help="Your Entra object id or UPN (not the requester's).")],
-    reject: Annotated[bool, typer.Option("--reject", help="Reject the plan instead of approving it.")]
-    = False,
-    comment: Annotated[str, typer.Option(help="Comment or change ticket, e.g. CHG-1234.")] = "",
     connection: Annotated[
+        str,
+        typer.Option(
+            help="YOUR CmkConnection block: the run signs in with it, and who it "
+            "signs in as is the approver (hand-offs run with it)."
+        ),
+    ],
+    approver: Annotated[
         str | None,
-        typer.Option(help="Power Platform hand-off: the name of YOUR CmkConnection block; the run continues "
-                          "with it."),
+        typer.Option(
+            "--as", help="Your UPN or object id; refused unless it is who --connection signs in as."
+        ),
     ] = None,
-    confirm: Annotated[str | None, typer.Option(help="When the plan asks for it: the policy name.")] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the plan: the run ends Rejected.")] = False,
+    comment: Annotated[str, typer.Option(help="Comment or change ticket, e.g. CHG-1234.")] = "",
+    confirm: Annotated[str | None, typer.Option(help="Lock only: the enterprise policy name.")] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            help="The plan hash (or its first characters) you reviewed; "
+            "refused if the run asks about another plan."
+        ),
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the run's verdict on the answer.")] = 120,
 ) -> None:
-    """Approve or reject a run waiting for approval (resumes it through the Prefect API)."""
+    """Approve or reject a run waiting for approval: checked first, then resumed, then its verdict reported.
+    Exit 0 accepted, 5 rejected, 3 refused (before resuming, or by the run, which waits again)."""
     with prefect_api() as client:
         waiting = read_waiting_run(client, run_id)
-        run_input = decision_for(waiting, approver=approver, reject=reject, comment=comment,
-                                 connection_block=connection, confirmation=confirm)
+        run_input = decision_for(
+            waiting, reject=reject, comment=comment, connection_block=connection, confirmation=confirm
+        )
+        who = check_answer(waiting, run_input, approver, plan)
         resume_with_input(client, waiting.run.id, run_input)
-    verb = "Rejected" if reject else "Approved"
-    console.print(f"{verb} plan {run_input['plan_hash'][:12]} of {waiting.flow_name} run {waiting.run.id} "
-                  f"as {approver}; the run continues.")
+        console.print(
+            f"Answered {run_input['decision']} as {who} for plan {run_input['plan_hash'][:12]}; "
+            "waiting for the run's verdict …"
+        )
+        verdict = wait_for_verdict(client, waiting, wait)
+    raise typer.Exit(int(report(waiting, verdict, wait)))

@@ -31,7 +31,7 @@ class ScriptedAnswer:
 
     approver: str  # UPN of the answering admin (never the requester)
     role: str  # shown in the output, e.g. "Power Platform admin"
-    connection_block: str | None = None  # hand-offs: the approver's own CmkConnection block
+    connection_block: str  # the approver's own CmkConnection block (the run signs in with it)
     confirmation: str | None = None  # when the plan asks to type the policy name
 
 
@@ -100,7 +100,7 @@ def answer_pending(client: SyncPrefectClient, flow_name: str, procedure: str, an
         ours = waiting.flow_name == flow_name and created is not None and created >= since
         if waiting.run.id in answered or not ours or not ready:  # the form is written just after the pause
             continue
-        run_input = decision_for(waiting, approver=answer.approver, reject=False, comment="demo",
+        run_input = decision_for(waiting, reject=False, comment="demo",
                                  connection_block=answer.connection_block, confirmation=answer.confirmation)
         rows = plan_table_rows(client, procedure)
         resume_with_input(client, waiting.run.id, run_input)

@@ -90,7 +90,7 @@ def story(blocks: SandboxBlocks, report_dir: Path) -> list[Chapter]:
             lambda b: {"connection": b.runbook, "target": b.target, "requester": KV_ADMIN,
                        "selector": FleetSelector(environment_ids=[SANDBOX_ENV]),
                        "approval_poll_s": APPROVAL_POLL_S},
-            ScriptedAnswer(PP_ADMIN, "Power Platform admin"),
+            hand_off,
             ["name", "state", "now"],
         ),
         Chapter(

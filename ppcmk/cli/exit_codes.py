@@ -16,12 +16,14 @@ class ExitCode(IntEnum):
     BLOCKED = 3
     # something the command needs is not running: no sandbox profile, Prefect API unreachable
     UNAVAILABLE = 4
+    # the plan was rejected (`ppcmk approve --reject`, or a run that ended Rejected); nothing was changed
+    REJECTED = 5
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 findings, failed run or service error; 2 usage or configuration error; "
     "3 rejected or blocked (approval, separation of duty, retention hold); "
-    "4 sandbox or Prefect API not reachable."
+    "4 sandbox or Prefect API not reachable; 5 the plan was rejected (nothing changed)."
 )
 
 

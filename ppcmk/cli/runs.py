@@ -52,6 +52,10 @@ def lookup_runbook(name: str) -> Runbook:
     return runbook
 
 
+# the named states a run ends in when its approval said no or nobody answered acceptably in time
+ENDED_BY_APPROVAL = {"Rejected": ExitCode.REJECTED, "Expired": ExitCode.BLOCKED}
+
+
 def outcome_code(result: Any) -> ExitCode:
     """Flows end Completed with status 'rejected' when an approval said no: scripts see exit code 3."""
     status = getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else None)
@@ -107,6 +111,9 @@ def run(
         checked_parameters(runbook, parameters)
         with expected_failures_untraced():
             state = cast(State[Any], runbook.load()(**parameters, return_state=True))
+    if state.name in ENDED_BY_APPROVAL:
+        console.print(f"{runbook.name} ended {state.name}: {state.message or ''}")
+        raise typer.Exit(int(ENDED_BY_APPROVAL[state.name]))
     if not state.is_completed():
         failure = failure_of(state)
         if failure is not None:
@@ -141,7 +148,7 @@ def start_deployment(runbook: Runbook, parameters: dict[str, Any]) -> None:
         raise CliError(f"{name}: the server refused the parameters: {refusal_reason(refused)}; fix them with "
                        "--param NAME=VALUE (JSON for objects and lists)", ExitCode.USAGE) from None
     console.print(f"Started {name}: flow run {flow_run.id} ({flow_run.name}). When it waits for approval: "
-                  f"`ppcmk approvals`, then `ppcmk approve {flow_run.id} --as PRINCIPAL`.")
+                  f"`ppcmk approvals`, then `ppcmk approve {flow_run.id} --connection YOUR_BLOCK`.")
 
 
 def refusal_reason(refused: PrefectHTTPStatusError) -> str:

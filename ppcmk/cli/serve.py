@@ -18,7 +18,6 @@ from rich.console import Console
 from deployments.catalog import (
     FIRST_ENVIRONMENTS,
     KV_ADMIN_UPN,
-    PP_ADMIN_UPN,
     SandboxBlocks,
     sandbox_deployment_name,
 )
@@ -116,11 +115,10 @@ def banner(ui_url: str, sandbox_url: str, blocks: SandboxBlocks, notifications: 
         f"[bold green]ppcmk is serving.[/] Prefect UI: [link={ui_url}]{ui_url}[/]  sandbox: {sandbox_url}\n"
         f"First run in the UI: [bold]Deployments[/] → [bold]{onboard}[/] → [bold]Run ▸ Quick run[/]. It "
         f"onboards {' and '.join(FIRST_ENVIRONMENTS)} as {KV_ADMIN_UPN} (block {blocks.kv_admin}), then "
-        "shows [bold]Suspended[/]: the Power Platform admin's turn. Open the run, read the plan on its "
-        f"[bold]Artifacts[/] tab, click [bold]Resume[/], tick approve, approver [bold]{PP_ADMIN_UPN}[/], "
-        f"connection_block [bold]{blocks.pp_admin}[/], submit; the run links the environments and completes "
-        f"(or: `ppcmk approvals`, then `ppcmk approve RUN_ID --as {PP_ADMIN_UPN} --connection "
-        f"{blocks.pp_admin}`).\n"
+        "shows [bold]Suspended[/]: the Power Platform admin's turn. Open the run, click [bold]Resume[/] "
+        f"(the plan is on the form), Decision [bold]approve[/], your connection block [bold]{blocks.pp_admin}"
+        "[/] (the run signs in with it as the approver), Submit; the run links the environments and "
+        f"completes (or: `ppcmk approvals`, then `ppcmk approve RUN_ID --connection {blocks.pp_admin}`).\n"
         "Every other deployment also runs from Quick run; change_policy, revert and lock only plan there "
         "(dry run).\n"
         f"{notified} Rotation runs on its monthly schedule. Ctrl-C stops everything."

@@ -1,114 +1,130 @@
-"""`ppcmk approvals` / `ppcmk approve` answer a run waiting at a real ppcmk approval pause."""
+"""`ppcmk approvals` / `ppcmk approve` against a run waiting at a real ppcmk approval: what is listed, what is
+checked before resuming (exit 3, nothing submitted), and the run's verdict reported with its exit code."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from typer.testing import CliRunner
 
 from ppcmk.cli import app
+from ppcmk.cli import approvals as approvals_cli
 from ppcmk.cli.exit_codes import ExitCode
+from tests.flows.approval_harness import GHOST, POLICY, run, with_ghost
+from tests.support.runs import PendingApproval, RunningFlow, wait_for_approval
 
-PLAN_HASH = "ab" * 32
+pytestmark = pytest.mark.usefixtures("prefect_backend")
 
 
-def _paused_run_id(run_name: str, timeout: float = 30) -> UUID:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            named = FlowRunFilter(name=FlowRunFilterName(any_=[run_name]))
-            runs = client.read_flow_runs(flow_run_filter=named)
-            for run in runs:
-                if run.state and run.state.is_paused():
-                    return run.id
-            time.sleep(0.1)
-    raise TimeoutError(f"no paused run named {run_name}")
+@pytest.fixture(scope="module")
+def blocks(sandbox_blocks: dict[str, str]) -> dict[str, str]:
+    return with_ghost(sandbox_blocks)
 
 
 @pytest.fixture
-def waiting_approval(prefect_backend: None, ppcmk_home: Path, request: pytest.FixtureRequest) -> Iterator[
-        tuple[UUID, dict[str, Any]]]:
-    """A real ppcmk approval pause (ppcmk.approvals.await_approval) waiting in a thread."""
-    from ppcmk.approvals import await_approval
-
-    key = f"cli-{request.node.name.replace('_', '-')[-40:]}"
-    outcome: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: outcome.setdefault("state", await_approval(
-        "### Onboard 3 environments\nLink env-a, env-b, env-c", PLAN_HASH, key, 60, 1, return_state=True)),
-        daemon=True)
-    thread.start()
-    yield _paused_run_id(f"approval-{key}"), outcome
-    thread.join(timeout=30)
+def waiting(blocks: dict[str, str], ppcmk_home: Path) -> Iterator[tuple[RunningFlow, PendingApproval]]:
+    running = run(blocks)
+    pending = wait_for_approval(running)
+    yield running, pending
+    if running.thread.is_alive():  # leave no run waiting for the next test
+        CliRunner().invoke(app, ["approve", str(pending.flow_run_id), "--connection", "sandbox-pp-admin",
+                                 "--reject", "--wait", "10"])
+        running.state()
 
 
-def test_approvals_lists_the_waiting_run_with_its_plan(runner: CliRunner,
-                                                       waiting_approval: tuple[UUID, dict[str, Any]]) -> None:
-    run_id, _ = waiting_approval
+def approve(runner: CliRunner, pending: PendingApproval, *options: str) -> Any:
+    return runner.invoke(app, ["approve", str(pending.flow_run_id), *options, "--wait", "30"])
+
+
+def said(result: Any) -> str:
+    """The output as one line (the console wraps at 80 columns)."""
+    return " ".join(result.output.split())
+
+
+def still_waiting(pending: PendingApproval) -> bool:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(pending.flow_run_id).state
+    return state is not None and state.is_paused()
+
+
+def test_approvals_lists_environments_requester_and_who_may_approve(
+    runner: CliRunner, waiting: tuple[RunningFlow, PendingApproval], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, pending = waiting
+    monkeypatch.setattr(approvals_cli.console, "width", 300)  # one line per run
     table = runner.invoke(app, ["approvals"])
     assert table.exit_code == 0, table.output
-    assert "Runs waiting for approval" in table.output
-    listed = runner.invoke(app, ["approvals", "--json"])
-    assert listed.exit_code == 0, listed.output
-    waiting = {item["run_id"]: item for item in json.loads(listed.output)}
-    assert waiting[str(run_id)]["description"].startswith("### Onboard 3 environments")
-    assert waiting[str(run_id)]["flow"] == "ppcmk-approval"
-    runner.invoke(app, ["approve", str(run_id), "--as", "pp-admin@contoso.com"])
+    assert "Contoso Sales" in table.output and "Key Vault Admin" in table.output
+    listed = {item["run_id"]: item for item in json.loads(runner.invoke(app, ["approvals", "--json"]).output)}
+    request = listed[str(pending.flow_run_id)]["request"]
+    assert request["environments"] == ["Contoso Sales"]
+    assert request["may_approve"].startswith("any administrator but the requester")
 
 
-def test_approve_resumes_the_run_with_a_decision_bound_to_the_plan(
-        runner: CliRunner, waiting_approval: tuple[UUID, dict[str, Any]]) -> None:
-    run_id, outcome = waiting_approval
-    result = runner.invoke(app, ["approve", str(run_id), "--as", "pp-admin@contoso.com", "--comment", "CHG-7",
-                                 "--connection", "sandbox-pp-admin"])
-    assert result.exit_code == 0, result.output
-    deadline = time.monotonic() + 30
-    while "state" not in outcome and time.monotonic() < deadline:
-        time.sleep(0.05)
-    decision = outcome["state"].result()
-    assert decision["approve"] is True
-    assert decision["approver"] == "pp-admin@contoso.com"
-    assert decision["plan_hash"] == PLAN_HASH
-    assert decision["comment"] == "CHG-7"
-    assert decision["connection_block"] == "sandbox-pp-admin"
+def test_an_approval_is_accepted_and_the_run_continues(
+        runner: CliRunner, waiting: tuple[RunningFlow, PendingApproval]) -> None:
+    running, pending = waiting
+    result = approve(runner, pending, "--connection", "sandbox-pp-admin", "--as", "pp-admin@contoso.example",
+                     "--comment", "CHG-7", "--plan", pending.plan_hash[:12])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "Accepted: Power Platform Admin (pp-admin@contoso.example) approved" in said(result)
+    assert running.result()["approvers"] == ["pp-admin@contoso.example"]
 
 
-def test_reject_sends_a_no(runner: CliRunner, waiting_approval: tuple[UUID, dict[str, Any]]) -> None:
-    run_id, outcome = waiting_approval
-    result = runner.invoke(app, ["approve", str(run_id), "--as", "pp-admin@contoso.com", "--reject"])
-    assert result.exit_code == 0, result.output
-    assert "Rejected" in result.output
-    deadline = time.monotonic() + 30
-    while "state" not in outcome and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert outcome["state"].result()["approve"] is False
+def test_a_rejection_exits_with_its_own_code(runner: CliRunner,
+                                             waiting: tuple[RunningFlow, PendingApproval]) -> None:
+    running, pending = waiting
+    result = approve(runner, pending, "--connection", "sandbox-pp-admin", "--reject", "--comment", "not now")
+    assert result.exit_code == ExitCode.REJECTED == 5, result.output
+    assert "ends Rejected" in said(result) and "not now" in said(result)
+    assert running.result()["status"] == "ApprovalRejected"
 
 
-def test_an_invalid_approver_is_refused_before_resuming(
-        runner: CliRunner, waiting_approval: tuple[UUID, dict[str, Any]]) -> None:
-    run_id, _ = waiting_approval
-    refused = runner.invoke(app, ["approve", str(run_id), "--as", "two words"])
-    assert refused.exit_code == ExitCode.USAGE
-    assert "approver" in refused.output
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(run_id).state
-        assert state is not None and state.is_paused()
-    runner.invoke(app, ["approve", str(run_id), "--as", "pp-admin@contoso.com", "--reject"])
+REFUSED_BEFORE_RESUMING = {
+    "self-approval": (["--connection", "sandbox-kv-admin"], "requested this run and cannot approve it"),
+    "unproven approver": (["--connection", GHOST], "could not sign in"),
+    "typed UPN not backed": (["--connection", "sandbox-pp-admin", "--as", "pp-admin-2@contoso.example"],
+                             "is not who connection block"),
+    "unknown block": (["--connection", "no-such-block"], "is not one of them"),
+    "stale plan": (["--connection", "sandbox-pp-admin", "--plan", "0" * 12], "the plan changed"),
+}
 
 
-def test_approving_a_run_that_does_not_exist_is_a_usage_error(runner: CliRunner, prefect_backend: None,
-                                                              ppcmk_home: Path) -> None:
-    result = runner.invoke(app, ["approve", "00000000-0000-0000-0000-000000000000", "--as", "bob"])
+@pytest.mark.parametrize("case", REFUSED_BEFORE_RESUMING)
+def test_refused_before_resuming_with_exit_3(case: str, runner: CliRunner,
+                                             waiting: tuple[RunningFlow, PendingApproval]) -> None:
+    options, reason = REFUSED_BEFORE_RESUMING[case]
+    _, pending = waiting
+    result = approve(runner, pending, *options)
+    assert result.exit_code == ExitCode.BLOCKED == 3, result.output
+    assert "not resumed" in said(result) and reason in said(result)
+    assert still_waiting(pending)
+
+
+def test_lock_forms_need_the_confirmation(runner: CliRunner, blocks: dict[str, str],
+                                          ppcmk_home: Path) -> None:
+    running = run(blocks, approvers_needed=2, confirm_text=POLICY)
+    pending = wait_for_approval(running)
+    missing = approve(runner, pending, "--connection", "sandbox-pp-admin")
+    assert missing.exit_code == ExitCode.BLOCKED and f"--confirm {POLICY}" in said(missing)
+    first = approve(runner, pending, "--connection", "sandbox-pp-admin", "--confirm", POLICY)
+    assert first.exit_code == ExitCode.OK and "1 more approver" in said(first)
+    second = wait_for_approval(running)
+    again = approve(runner, second, "--connection", "sandbox-pp-admin", "--confirm", POLICY)
+    assert again.exit_code == ExitCode.BLOCKED and "already approved" in said(again)
+    assert approve(runner, second, "--connection", "sandbox-pp-admin-2", "--confirm", POLICY).exit_code == 0
+    assert running.result()["status"] == "approved"
+
+
+def test_approving_a_run_that_does_not_exist_is_a_usage_error(runner: CliRunner, ppcmk_home: Path) -> None:
+    result = runner.invoke(app, ["approve", "00000000-0000-0000-0000-000000000000", "--connection", "x"])
     assert result.exit_code == ExitCode.USAGE
-    assert "no flow run" in result.output
-    not_an_id = runner.invoke(app, ["approve", "last-one", "--as", "bob"])
+    assert "no flow run" in said(result)
+    not_an_id = runner.invoke(app, ["approve", "last-one", "--connection", "x"])
     assert not_an_id.exit_code == ExitCode.USAGE
     assert "ppcmk approvals" in not_an_id.output

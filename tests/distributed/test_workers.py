@@ -42,7 +42,9 @@ from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile, save_profile
 from ppcmk.cli.sandbox_blocks import sandbox_target_data
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+# A PostgreSQL cluster, a Prefect server, two workers and about ten flow-run processes: 5.5-6.5 min on 2 cores
+# shared with other work (load average 11-17), 13 min at load average 25.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -265,8 +267,9 @@ def link_posts(cloud: Any, environment: str | None = None) -> int:
                                                     r"Encryption/link$"))
 
 
-def approve(run_id: UUID, connection: str | None = None) -> None:
-    cli("approve", str(run_id), "--as", PP_ADMIN, *(["--connection", connection] if connection else []))
+def approve(run_id: UUID, connection: str = "pp-admin") -> None:
+    """Answer as the Power Platform admin, who signs in with their own connection block."""
+    cli("approve", str(run_id), "--as", PP_ADMIN, "--connection", connection)
 
 
 def suspended_at(client: SyncPrefectClient, run_id: UUID, prefix: str) -> bool:
@@ -362,7 +365,7 @@ def revert_races_change_policy(stack: Stack, client: SyncPrefectClient) -> None:
     [loser] = [name for name, state in states.items() if state[0] == "Failed"]
     winner_name = client.read_flow_run(runs[winner]).name
     assert "claim.held" in states[loser][2] and winner_name in states[loser][2], states[loser][2]
-    approve(runs[winner], "pp-admin" if winner == "change_policy" else None)
+    approve(runs[winner])
     name, _, message = final_state(client, runs[winner])
     assert name == "Completed", message
     environment = cloud.world.powerplatform.environment(FINANCE_ON_CMK)
@@ -425,7 +428,8 @@ def test_several_workers_share_one_truth(stack: Stack, monkeypatch: pytest.Monke
         with phase("revert vs change_policy", timings):
             revert_races_change_policy(stack, client)  # on the surviving worker, while the zombie is found
         with phase("crashed, re-run", timings):
-            timings["crashed after the kill"] = round(rerun_converges(stack, client, crashed, killed_at))
+            crashed_within = rerun_converges(stack, client, crashed, killed_at)
+            timings["Crashed seen, s after the kill (at most)"] = round(crashed_within)
     with phase("audit", timings):
         audit_is_one_chain(stack, monkeypatch, settings)
     print(f"distributed test timings (s): {timings}")

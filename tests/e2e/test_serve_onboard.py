@@ -1,8 +1,10 @@
 """End to end: the served deployments in a subprocess. An onboard deployment run suspends at the Power
-Platform hand-off (nothing changed yet), is answered with `ppcmk approve` (a run input through Prefect's
-resume API), parks during its links (no process held), is woken by `ppcmk runs wake` and completes with the
+Platform hand-off (nothing changed yet); `ppcmk approve` refuses the requester's own answer before resuming
+(exit 3), then answers as the Power Platform admin (a run input through Prefect's resume API, exit 0); the
+run parks during its links (no process held), is woken by `ppcmk runs wake` and completes with the
 environments encrypted and no second link. change_policy parks in both of its outages (unlink, then link)
-and revert in its unlink, each woken the same way, with one POST per operation."""
+and revert in its unlink, each woken the same way, with one POST per operation; a revert rejected with
+`ppcmk approve --reject` (exit 5) ends Rejected and unlinks nothing."""
 
 from __future__ import annotations
 
@@ -133,9 +135,13 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
         wait_for("Suspended at the hand-off", lambda: pause_key(client, flow_run.id).startswith("onboard-"),
                  120, served)
         assert all(cloud.world.powerplatform.environment(env).cmk is None for env in ENVIRONMENTS)
+        # the requester's own block: refused before anything is submitted, the run still waits
+        own = CliRunner().invoke(app, ["approve", str(flow_run.id), "--connection", E2E_BLOCKS.kv_admin])
+        assert own.exit_code == 3 and "cannot approve" in own.output, own.output
+        assert pause_key(client, flow_run.id).startswith("onboard-")
         approved = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN,
                                             "--connection", E2E_BLOCKS.pp_admin, "--comment", "CHG-42"])
-        assert approved.exit_code == 0, approved.output
+        assert approved.exit_code == 0 and "Accepted" in approved.output, approved.output
 
         assert wait_for("parked", lambda: pause_key(client, flow_run.id), 120, served) == "ppcmk-park-1"
         wait_for("the flow-run process to exit", lambda: not flow_run_processes(served.pid), 30, served)
@@ -147,7 +153,7 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
         listed = CliRunner().invoke(app, ["approvals", "--json"])
         assert listed.exit_code == 0, listed.output
         assert str(flow_run.id) not in [waiting["run_id"] for waiting in json.loads(listed.output)]
-        refused = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN])
+        refused = CliRunner().invoke(app, ["approve", str(flow_run.id), "--connection", E2E_BLOCKS.pp_admin])
         assert refused.exit_code != 0 and "runs wake" in refused.output, refused.output
 
         cloud.clock.advance(link_duration)  # the service finishes while the run holds no process
@@ -233,13 +239,26 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
             # every wake polled the parked operation; none was started twice
             assert (operation_posts(cloud, env, "unlink"), operation_posts(cloud, env, "link")) == (1, 1), env
 
-        revert = run_deployment(deployment_full_name("revert"), timeout=0, parameters={
-            "connection": E2E_BLOCKS.runbook, "target": new_target, "requester": "kv-admin@contoso.example",
-            "selector": {"environment_ids": moved}, "approval_poll_s": 1, "waves": waves, "dry_run": False})
-        assert isinstance(revert, FlowRun)
-        wait_for("Suspended for approval", lambda: pause_key(client, revert.id).startswith("revert"),
-                 120, served)
-        approved = CliRunner().invoke(app, ["approve", str(revert.id), "--as", PP_ADMIN])
+        def waiting_revert() -> FlowRun:
+            run = run_deployment(deployment_full_name("revert"), timeout=0, parameters={
+                "connection": E2E_BLOCKS.runbook, "target": new_target,
+                "requester": "kv-admin@contoso.example", "selector": {"environment_ids": moved},
+                "approval_poll_s": 1, "waves": waves, "dry_run": False})
+            assert isinstance(run, FlowRun)
+            wait_for("Suspended for approval", lambda: pause_key(client, run.id).startswith("revert"),
+                     120, served)
+            return run
+
+        rejected_run = waiting_revert()
+        rejected = CliRunner().invoke(app, ["approve", str(rejected_run.id), "--connection",
+                                            E2E_BLOCKS.pp_admin, "--reject", "--comment", "not this week"])
+        assert rejected.exit_code == 5 and "ends Rejected" in rejected.output, rejected.output
+        assert wait_for("the rejected run to end", lambda: state_name(client, rejected_run.id) == "Rejected",
+                        60, served)
+        assert all(operation_posts(cloud, env, "unlink") == 1 for env in moved)  # nothing after the plan
+
+        revert = waiting_revert()
+        approved = CliRunner().invoke(app, ["approve", str(revert.id), "--connection", E2E_BLOCKS.pp_admin])
         assert approved.exit_code == 0, approved.output
 
         final, parks = park_until_done(client, revert.id, served, cloud, moved)

@@ -27,8 +27,9 @@ from flows.rotate import rotate
 from ppcmk.clients import ClientFactory
 from ppcmk.holds import HOLD_TAG, ROTATION_HOLD
 from tasks.environments import link
-from tests.flows.helpers import REQUESTER
-from tests.tasks.conftest import connection, vault_id
+from tests.support.arm import vault_id
+from tests.support.sandbox import connection
+from tests.support.scenario import REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 

@@ -17,8 +17,9 @@ from flows.onboard import onboard
 from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
 from tasks.environments import reenable_environment
-from tests.flows.helpers import PP_ADMIN, REQUESTER, approve_next, start, start_with_sandbox_blocks
-from tests.tasks.conftest import connection
+from tests.support.runs import approve_next, start, start_with_sandbox_blocks
+from tests.support.sandbox import connection
+from tests.support.scenario import PP_ADMIN, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 

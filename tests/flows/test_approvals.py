@@ -1,113 +1,172 @@
-"""Approvals answered through Prefect's resume API: bound to the plan hash, separation of duty, timeouts."""
+"""Approvals answered through Prefect's resume API: the approver proven by signing in with their own
+connection block, refused answers asked again, rejection and expiry as outcomes, the form's schema."""
 
 from __future__ import annotations
 
-import pytest
-from prefect import flow
+import json
+from datetime import UTC, datetime, timedelta
 
-from ppcmk.approvals import IdentityResolver, request_approval
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.flow_runs import resume_flow_run
+from prefect.input.run_input import keyset_from_paused_state
+from prefect.states import Suspended
+
+from blocks import CmkConnection
+from ppcmk.approval_forms import form_for
+from ppcmk.approval_pause import expire_overdue
 from ppcmk.audit import AuditLog
-from ppcmk.errors import ApprovalRejected, SeparationOfDutyError
-from ppcmk.plan import Plan, PlanItem
-from tests.support.runs import answer, approve_next, start, wait_for_approval
+from tests.flows.approval_harness import GHOST, POLICY, SECOND, harness, plan_for, run, with_ghost
+from tests.support.runs import answer, approve_next, wait_for_approval
+from tests.support.scenario import PP_ADMIN, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-REQUESTER = "kv-admin@contoso.com"
+
+@pytest.fixture(scope="module", autouse=True)
+def blocks(sandbox_blocks: dict[str, str]) -> dict[str, str]:
+    return with_ghost(sandbox_blocks)
 
 
-def _plan(target: str = "env-1") -> Plan:
-    return Plan(procedure="test-approval", requester=REQUESTER, target_summary=target,
-                items=[PlanItem(target=target, kind="environment", action="link")])
-
-
-@flow(name="approval-harness")
-def harness(targets: list[str], approvers_needed: int = 1, confirm_text: str | None = None,
-            timeout_s: int = 30) -> dict:
-    """Plans once per entry of `targets` (the world as seen at each re-plan); returns what was approved."""
-    plans = iter(targets)
-    first = _plan(next(plans))
-    try:
-        approval = request_approval(
-            first, requester=REQUESTER, key="harness", timeout_s=timeout_s, identities=IdentityResolver(None),
-            replan=lambda: _plan(next(plans, targets[-1])), approvers_needed=approvers_needed,
-            confirm_text=confirm_text, poll_interval_s=0.2,
-        )
-    except (ApprovalRejected, SeparationOfDutyError) as refused:
-        return {"status": "rejected", "reason": str(refused), "error": type(refused).__name__}
-    return {"status": "approved", "plan_hash": approval.plan.hash, "approvers": approval.approvers}
-
-
-def test_approval_returns_the_approved_plan_and_audits_it(audit_home: AuditLog) -> None:
-    running = start(harness, targets=["env-1"])
-    pending = approve_next(running, "pp-admin@contoso.com")
-    assert pending.plan_hash == _plan().hash and "test-approval" in pending.description
+def test_an_approval_names_the_proven_approver_and_is_audited(
+    blocks: dict[str, str], audit_home: AuditLog
+) -> None:
+    running = run(blocks)
+    pending = approve_next(running, PP_ADMIN)
+    assert pending.plan_hash == plan_for().hash
+    for shown in (
+        "Key Vault Admin (kv-admin@contoso.example)",
+        "**Contoso Sales** (`env-1`)",
+        "Outage #1 of 1: link to ep-x",
+        "any administrator but the requester",
+    ):
+        assert shown in pending.description
     result = running.result()
-    assert result == {"status": "approved", "plan_hash": _plan().hash, "approvers": ["pp-admin@contoso.com"]}
+    assert result["approvers"] == [PP_ADMIN] and result["approver_ids"] == [
+        "0a0a0002-0000-4000-8000-000000000002"
+    ]
     events = [e["event"]["event"] for e in audit_home.entries()]
     assert events == ["approval-answered", "approval-granted"] and not audit_home.verify_chain()
 
 
-def test_rejection_ends_the_run_completed_with_the_reason() -> None:
-    running = start(harness, targets=["env-1"])
-    approve_next(running, "pp-admin@contoso.com", approve=False, comment="not during quarter close")
-    state = running.state()
-    assert state.is_completed()
-    assert "rejected the plan" in state.result()["reason"] and "quarter close" in state.result()["reason"]
-
-
-def test_the_requester_cannot_approve_their_own_run() -> None:
-    running = start(harness, targets=["env-1"])
-    approve_next(running, REQUESTER.upper())
-    result = running.result()
-    assert result["error"] == "SeparationOfDutyError" and "cannot approve" in result["reason"]
-
-
-def test_a_changed_plan_is_asked_again_under_a_new_key() -> None:
-    # the world changes while the first answer is pending
-    running = start(harness, targets=["env-1", "env-2"])
-    first = approve_next(running, "pp-admin@contoso.com")
-    second = approve_next(running, "pp-admin@contoso.com")
-    assert second.key != first.key and second.plan_hash == _plan("env-2").hash
-    assert running.result()["plan_hash"] == _plan("env-2").hash
-
-
-def test_an_answer_for_another_plan_is_refused() -> None:
-    running = start(harness, targets=["env-1"])
+def test_the_form_has_a_required_decision_and_a_choice_of_existing_blocks(blocks: dict[str, str]) -> None:
+    running = run(blocks)
     pending = wait_for_approval(running)
-    answer(pending, approve=True, approver="pp-admin@contoso.com", plan_hash="0" * 64)
-    assert "but the plan to run is" in running.result()["reason"]
-
-
-def test_two_distinct_approvers_and_the_typed_confirmation_are_required() -> None:
-    running = start(harness, targets=["env-1"], approvers_needed=2, confirm_text="cmk-policy")
-    approve_next(running, "pp-admin@contoso.com", confirmation="cmk-policy")
-    approve_next(running, "PP-ADMIN@contoso.com", confirmation="cmk-policy")
-    assert "distinct approvers" in running.result()["reason"]
-
-    running = start(harness, targets=["env-1"], approvers_needed=2, confirm_text="cmk-policy")
-    approve_next(running, "pp-admin@contoso.com", confirmation="cmk-policy")
-    approve_next(running, "pp-admin-2@contoso.com", confirmation="cmk-polcy")
-    assert "as confirmation" in running.result()["reason"]
-
-    running = start(harness, targets=["env-1"], approvers_needed=2, confirm_text="cmk-policy")
-    approve_next(running, "pp-admin@contoso.com", confirmation="cmk-policy")
-    approve_next(running, "pp-admin-2@contoso.com", confirmation="cmk-policy")
-    assert running.result()["approvers"] == ["pp-admin@contoso.com", "pp-admin-2@contoso.com"]
-
-
-def test_an_unanswered_request_times_out_as_rejected() -> None:
-    state = harness(targets=["env-1"], timeout_s=1, return_state=True)
-    assert state.is_completed()
-    assert "no answer to approval" in state.result()["reason"]
-
-
-def test_malformed_input_is_refused_by_the_server_and_the_run_keeps_waiting() -> None:
-    running = start(harness, targets=["env-1"])
-    pending = wait_for_approval(running)
-    from prefect.flow_runs import resume_flow_run
-
-    with pytest.raises(RuntimeError, match="approver"):
-        resume_flow_run(pending.flow_run_id, run_input={"approve": True, "plan_hash": pending.plan_hash})
-    answer(pending, approve=True, approver="pp-admin@contoso.com")
+    with get_client(sync_client=True) as client:
+        schema = json.loads(client.read_flow_run_input(pending.flow_run_id, f"paused-{pending.key}-schema"))
+    assert {"decision", "connection_block"} <= set(schema["required"])
+    assert schema["properties"]["decision"]["enum"] == ["approve", "reject"]
+    assert "default" not in schema["properties"]["decision"]
+    assert {blocks["pp-admin"], GHOST} <= set(schema["properties"]["connection_block"]["enum"])
+    assert "confirmation" not in schema["properties"]
+    request = schema["x-ppcmk-request"]
+    assert request["environments"] == ["Contoso Sales"] and request["requester"].startswith("Key Vault Admin")
+    assert request["requester_id"] == "0a0a0001-0000-4000-8000-000000000001" and request["answer_by"]
+    answer(pending, approve=True, approver=PP_ADMIN)
     assert running.result()["status"] == "approved"
+
+
+def test_a_rejection_names_who_rejected(blocks: dict[str, str], audit_home: AuditLog) -> None:
+    running = run(blocks)
+    approve_next(running, PP_ADMIN, approve=False, comment="not during quarter close")
+    result = running.result()
+    assert result["status"] == "ApprovalRejected"
+    assert (
+        result["reason"]
+        == "rejected by Power Platform Admin (pp-admin@contoso.example): not during quarter close"
+    )
+    assert "approval-rejected" in [e["event"]["event"] for e in audit_home.entries()]
+
+
+REFUSALS = {
+    "self-approval": ({"approver": REQUESTER}, "requested this run and cannot approve it"),
+    "unproven approver": ({"connection_block": GHOST}, "could not sign in"),
+    "stale plan hash": ({"approver": PP_ADMIN, "plan_hash": "0" * 64}, "but the plan to run is"),
+}
+
+
+@pytest.mark.parametrize("kind", REFUSALS)
+def test_a_refused_answer_keeps_the_run_waiting(
+    kind: str, blocks: dict[str, str], audit_home: AuditLog
+) -> None:
+    wrong, reason = REFUSALS[kind]
+    running = run(blocks)
+    first = wait_for_approval(running)
+    answer(first, approve=True, **wrong)
+    again = approve_next(running, PP_ADMIN)
+    assert again.key == f"{first.key}-r2"
+    assert running.result()["status"] == "approved"
+    refused = [e["event"] for e in audit_home.entries() if e["event"]["event"] == "approval-refused"]
+    assert len(refused) == 1 and reason in refused[0]["reason"]
+
+
+def test_a_deleted_connection_block_is_refused(blocks: dict[str, str]) -> None:
+    CmkConnection.load(GHOST).save("approvals-gone", overwrite=True)
+    running = run(blocks)
+    first = wait_for_approval(running)  # the form lists approvals-gone ...
+    with get_client(sync_client=True) as client:
+        client.delete_block_document(
+            client.read_block_document_by_name("approvals-gone", "ppcmk-connection").id
+        )
+    answer(first, approve=True, connection_block="approvals-gone")  # ... which is deleted before the answer
+    approve_next(running, PP_ADMIN)
+    assert running.result()["status"] == "approved"
+
+
+def test_lock_needs_two_different_approvers_and_the_typed_policy_name(blocks: dict[str, str]) -> None:
+    running = run(blocks, approvers_needed=2, confirm_text=POLICY)
+    approve_next(running, PP_ADMIN, confirmation=POLICY)
+    approve_next(running, PP_ADMIN, confirmation=POLICY)  # the same person again: refused
+    approve_next(running, SECOND, confirmation="ep-exist1ng")  # a typo: refused
+    approve_next(running, SECOND, confirmation=POLICY)
+    assert running.result()["approvers"] == [PP_ADMIN, SECOND]
+
+
+def test_an_unanswered_request_expires(blocks: dict[str, str], audit_home: AuditLog) -> None:
+    state = harness(targets=["env-1"], kv_block=blocks["kv-admin"], timeout_s=1, return_state=True)
+    assert (
+        state.result()["status"] == "ApprovalExpired" and "no acceptable answer" in state.result()["reason"]
+    )
+    assert [e["event"]["event"] for e in audit_home.entries()] == ["approval-expired"]
+
+
+def test_a_changed_plan_is_asked_again_under_a_new_key(blocks: dict[str, str]) -> None:
+    running = run(blocks, targets=["env-1", "env-2"])
+    first = approve_next(running, PP_ADMIN)
+    second = approve_next(running, PP_ADMIN)
+    assert second.key != first.key and second.plan_hash == plan_for("env-2").hash
+    assert running.result()["plan_hash"] == plan_for("env-2").hash
+
+
+def test_malformed_input_is_refused_by_the_server_and_the_run_keeps_waiting(blocks: dict[str, str]) -> None:
+    running = run(blocks)
+    pending = wait_for_approval(running)
+    with pytest.raises(RuntimeError, match="decision"):
+        resume_flow_run(
+            pending.flow_run_id,
+            run_input={"connection_block": blocks["pp-admin"], "plan_hash": pending.plan_hash},
+        )
+    answer(pending, approve=True, approver=PP_ADMIN)
+    assert running.result()["status"] == "approved"
+
+
+def test_the_waker_ends_a_suspended_approval_past_its_deadline_expired(blocks: dict[str, str]) -> None:
+    """A suspended run has no process to notice its deadline: `expire_overdue` (the waker) ends it."""
+    answer_by = datetime(2026, 1, 2, tzinfo=UTC)
+    suspended = Suspended(timeout_seconds=3600, pause_key="harness-1")
+    keyset = keyset_from_paused_state(suspended)
+    suspended.state_details.run_input_keyset = keyset
+    form = form_for(
+        "plan", [blocks["pp-admin"]], {"procedure": "test-approval", "answer_by": answer_by.isoformat()}
+    )
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(
+            harness, parameters={"targets": ["env-1"], "kv_block": blocks["kv-admin"]}
+        )
+        client.set_flow_run_state(run.id, suspended, force=True)
+        client.create_flow_run_input(run.id, keyset["schema"], json.dumps(form.model_json_schema()))
+        assert run.id not in expire_overdue(client, now=answer_by - timedelta(minutes=1))
+        assert run.id in expire_overdue(client, now=answer_by + timedelta(minutes=1))
+        state = client.read_flow_run(run.id).state
+    assert state is not None and state.is_cancelled() and state.name == "Expired"
+    assert "no acceptable answer" in (state.message or "")

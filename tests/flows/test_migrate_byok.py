@@ -68,10 +68,12 @@ def test_the_links_wait_for_the_approvers_reader_and_are_audited_as_migrate_byok
 
 def test_the_requester_cannot_approve_the_migration(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
     running = start_migration(sandbox_blocks)
-    approve_next(running, REQUESTER, connection_block=sandbox_blocks["kv-admin"])
-    outcome = running.result()
-    assert outcome.status == "rejected" and "cannot approve" in outcome.message
+    approve_next(running, REQUESTER, connection_block=sandbox_blocks["kv-admin"])  # refused: asked again
+    pending = wait_for_approval(running)
+    assert "requested this run and cannot approve it" in pending.description
     assert not on_policy(cloud, BYOK) and cloud.log.count(method="POST", path=r"/link") == 0
+    answer(pending, approve=False, approver=PP_ADMIN)
+    assert running.state().name == "Rejected" and not on_policy(cloud, BYOK)
 
 
 def test_a_plan_that_changed_before_approval_is_asked_again(

@@ -56,23 +56,6 @@ def test_revert_unlinks_and_holds_the_key_for_30_days(
     assert "revert-finished" in events and "hold-recorded" in events
 
 
-def test_rejected_revert_changes_nothing(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
-    running = run_revert(sandbox_blocks)
-    approve_next(running, PP_ADMIN, approve=False, comment="not now")
-    outcome = running.result()
-    assert outcome.status == "rejected" and "not now" in outcome.message
-    assert env_state(cloud, FINANCE).cmk is not None
-    assert cloud.log.count(method="POST", path=r"/unlink") == 0
-
-
-def test_the_requester_cannot_approve_their_own_revert(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
-    running = run_revert(sandbox_blocks)
-    approve_next(running, REQUESTER)
-    outcome = running.result()
-    assert outcome.status == "rejected" and "cannot approve" in outcome.message
-    assert env_state(cloud, FINANCE).cmk is not None
-
-
 def test_a_failed_unlink_is_reported_and_a_rerun_converges(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:

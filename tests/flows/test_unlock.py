@@ -47,7 +47,7 @@ def test_unlock_restores_the_same_assignment_and_reenables(
 def test_unlock_rejected_changes_nothing(locked: Any, sandbox_blocks: dict[str, str]) -> None:
     running = start_unlock(sandbox_blocks)
     approve_next(running, PP_ADMIN_2, approve=False)
-    assert running.result().status == "rejected"
+    assert running.state().name == "Rejected"
     assert policy_grants(locked) == []
     assert locked.world.powerplatform.environment(FINANCE).locked_at is not None
 

@@ -10,6 +10,9 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.keyvault.models import NetworkRuleSet, VaultPatchParameters, VaultPatchProperties
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+from tests.support.scenario import FINANCE as ON_CMK
+from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
+from tests.support.scenario import SANDBOX as SANDBOX_ENV
 from tests.support.sdk_clients import (
     BAP,
     arm_http,
@@ -20,10 +23,6 @@ from tests.support.sdk_clients import (
     keyvault_mgmt,
 )
 
-ON_CMK = "e1000000-0000-4000-8000-00000000000b"
-SANDBOX_ENV = "e1000000-0000-4000-8000-000000000002"
-EUROPE_POLICIES = "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
-SYSTEM_ID = EUROPE_POLICIES + "e0e0e0e0-0000-4000-8000-00000000e001"
 POLICY_GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"
 
 

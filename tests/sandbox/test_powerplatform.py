@@ -7,17 +7,13 @@ from typing import Any
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
 from tests.support.arm import vault_id
+from tests.support.scenario import BUSY_SANDBOX as BUSY
+from tests.support.scenario import FINANCE as ON_CMK
+from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as EXISTING_SYSTEM_ID
+from tests.support.scenario import PRODUCTION, TRIAL, UNMANAGED, US_PRODUCTION
 from tests.support.sdk_clients import BAP, assign_role, bap, powerplatform, resources
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-TRIAL = "e1000000-0000-4000-8000-000000000003"
-US_PRODUCTION = "e1000000-0000-4000-8000-000000000007"
-UNMANAGED = "e1000000-0000-4000-8000-000000000009"
-ON_CMK = "e1000000-0000-4000-8000-00000000000b"
-BUSY = "e1000000-0000-4000-8000-00000000000c"
 PP_ADMIN = "0a0a0002-0000-4000-8000-000000000002"
-EUROPE_POLICIES = "/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"
-EXISTING_SYSTEM_ID = EUROPE_POLICIES + "e0e0e0e0-0000-4000-8000-00000000e001"
 
 
 def _env(cloud: Any, env_id: str) -> dict[str, Any]:

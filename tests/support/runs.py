@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +37,7 @@ class RunningFlow:
 
     thread: threading.Thread
     box: dict[str, Any] = field(default_factory=dict)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def state(self, timeout: float = 60) -> State:
         self.thread.join(timeout)
@@ -104,6 +106,8 @@ def wait_for_approval(running: RunningFlow | None = None, timeout: float = 30) -
             for run in runs:
                 if run.id in _answered or run.state is None or not run.state.is_paused():
                     continue
+                if running is not None and run.created is not None and run.created < running.started:
+                    continue  # asked by a run an earlier test left waiting
                 key = run.name.removeprefix("approval-")
                 try:
                     schema = json.loads(client.read_flow_run_input(run.id, f"paused-{key}-schema"))
@@ -118,20 +122,26 @@ def wait_for_approval(running: RunningFlow | None = None, timeout: float = 30) -
     raise TimeoutError(f"no approval request appeared within {timeout} s")
 
 
-def answer(pending: PendingApproval, *, approve: bool, approver: str, comment: str = "CHG-1",
+def sandbox_block(approver: str) -> str:
+    """The sandbox connection block a persona signs in with: pp-admin@contoso.example → sandbox-pp-admin."""
+    return f"sandbox-{approver.split('@')[0].lower()}"
+
+
+def answer(pending: PendingApproval, *, approve: bool, approver: str | None = None, comment: str = "CHG-1",
            plan_hash: str | None = None, connection_block: str | None = None,
            confirmation: str | None = None) -> None:
-    run_input: dict[str, Any] = {"approve": approve, "approver": approver, "comment": comment,
-                                 "plan_hash": plan_hash or pending.plan_hash}
-    if connection_block is not None:
-        run_input["connection_block"] = connection_block
+    """Answer as the form does: the decision and the answerer's own connection block (by default the
+    sandbox block of `approver`), the pre-filled plan hash unless another is given."""
+    block = connection_block or sandbox_block(approver or "")
+    run_input: dict[str, Any] = {"decision": "approve" if approve else "reject", "connection_block": block,
+                                 "comment": comment, "plan_hash": plan_hash or pending.plan_hash}
     if confirmation is not None:
         run_input["confirmation"] = confirmation
     resume_flow_run(pending.flow_run_id, run_input=run_input)
     _answered.add(pending.flow_run_id)
 
 
-def approve_next(running: RunningFlow, approver: str, **kwargs: Any) -> PendingApproval:
+def approve_next(running: RunningFlow, approver: str | None = None, **kwargs: Any) -> PendingApproval:
     pending = wait_for_approval(running)
     answer(pending, approve=kwargs.pop("approve", True), approver=approver, **kwargs)
     return pending

@@ -262,3 +262,18 @@ def test_the_approved_onboard_run_completes_without_republishing_its_plan(
     rows = json.loads(result.data) if isinstance(result.data, str) else result.data
     columns = list(rows[0])
     assert columns[0] == "name" and columns[-1] == "environment_id", columns
+
+
+def test_a_failed_run_reaches_the_webhook_with_its_reason(
+        quick_runs: dict[str, QuickRun], webhook: Webhook, served: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    """The link in this one is `flow_run|ui_url`, rendered by the server from its PREFECT_UI_URL (which
+    `ppcmk serve` sets; the session's test server has none)."""
+    child, _ = served
+    with get_client(sync_client=True) as client:
+        report = client.read_deployment_by_name(deployment_full_name("report"))
+        run = client.create_flow_run_from_deployment(report.id, parameters={"connection": "no-such-block"})
+        assert wait_for("the report run to fail", partial(settled, client, run.id), 240, child) == "Failed"
+    (message,) = wait_for("the failure notification", lambda: webhook.messages(f"run {run.name} ended"),
+                          120, child)
+    assert "report run" in message and "ended Failed" in message and "no-such-block" in message, message

@@ -125,3 +125,13 @@ def test_ppcmk_watch_exits_1_on_error_findings(profiled: Any, prefect_backend: N
     broken = runner.invoke(app, ["watch"], env={"COLUMNS": "250"})
     assert broken.exit_code == 1, broken.output
     assert "key.disabled" in broken.output and "critical" in broken.output
+
+
+def test_the_desired_state_from_a_block(run_watch: Any) -> None:
+    from blocks.desired_state import CmkDesiredState
+
+    CmkDesiredState(text=DESIRED).save("cmk-desired", overwrite=True)
+    kinds = {d.kind for d in run_watch(desired_state="cmk-desired").drifts}
+    assert kinds == {"env.unlinked", "env.not_microsoft_managed", "key.rotation_overdue"}
+    with pytest.raises(ConfigError, match="neither a file nor a ppcmk desired state block"):
+        run_watch(desired_state="no-such-block")

@@ -1,0 +1,85 @@
+"""A flow that asks one real approval (ppcmk.approvals.request_approval) for a one-environment plan, for
+tests that answer it through the resume API or the CLI, and the blocks its answerers sign in with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from blocks import CmkConnection
+from flows._runbook import load_connection
+from ppcmk.approvals import IdentityResolver, request_approval
+from ppcmk.errors import ApprovalExpired, ApprovalRejected
+from ppcmk.plan import OutageWindow, Plan, PlanItem
+from tests.support.runs import RunningFlow, start
+from tests.support.scenario import REQUESTER
+
+SECOND = "pp-admin-2@contoso.example"
+GHOST = "approvals-ghost"  # a block that exists but cannot sign in (no such persona)
+POLICY = "ep-existing"
+
+
+def with_ghost(sandbox_blocks: dict[str, str]) -> dict[str, str]:
+    """The sandbox personas' blocks, plus GHOST, whose credential signs in as nobody."""
+    settings = load_connection(sandbox_blocks["pp-admin"])
+    CmkConnection(
+        cloud="sandbox",
+        tenant_id=settings.tenant_id,
+        subscription_id=settings.subscription_id,
+        sandbox_url=settings.sandbox_url,
+        sandbox_principal="nobody",
+        ca_bundle=settings.ca_bundle,
+        time_mode="virtual",
+    ).save(GHOST, overwrite=True)
+    return sandbox_blocks
+
+
+def plan_for(target: str = "env-1") -> Plan:
+    return Plan(
+        procedure="test-approval",
+        requester=REQUESTER,
+        target_summary="one environment → ep-x",
+        items=[PlanItem(target=target, kind="environment", action="link to ep-x", name="Contoso Sales")],
+        outages=[OutageWindow(environment_id=target, sequence=1, cause="link to ep-x")],
+    )
+
+
+@flow(name="approval-harness")
+def harness(
+    targets: list[str],
+    kv_block: str,
+    approvers_needed: int = 1,
+    confirm_text: str | None = None,
+    timeout_s: int = 30,
+) -> dict:
+    """Plans once per entry of `targets` (the world as seen at each re-plan); returns what was approved."""
+    plans = iter(targets)
+    first = plan_for(next(plans))
+    try:
+        approval = request_approval(
+            first,
+            requester=REQUESTER,
+            key="harness",
+            timeout_s=timeout_s,
+            identities=IdentityResolver(load_connection(kv_block)),
+            replan=lambda: plan_for(next(plans, targets[-1])),
+            approvers_needed=approvers_needed,
+            confirm_text=confirm_text,
+            poll_interval_s=0.2,
+            load_connection=load_connection,
+        )
+    except (ApprovalRejected, ApprovalExpired) as ended:
+        return {"status": type(ended).__name__, "reason": str(ended)}
+    return {
+        "status": "approved",
+        "plan_hash": approval.plan.hash,
+        "approvers": approval.approvers,
+        "approver_ids": approval.approver_ids,
+    }
+
+
+def run(blocks: dict[str, str], **parameters: Any) -> RunningFlow:
+    return start(
+        harness, targets=parameters.pop("targets", ["env-1"]), kv_block=blocks["kv-admin"], **parameters
+    )

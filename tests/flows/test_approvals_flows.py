@@ -1,0 +1,221 @@
+"""The approval outcomes of the real runbooks against the sandbox: a rejection ends the run Cancelled
+"Rejected" and changes nothing after the plan; every kind of refused answer leaves the run waiting (a new
+question each time) until a valid answer completes it; no acceptable answer in time ends it "Expired"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from blocks import CmkConnection, CmkTarget
+from flows.change_policy import change_policy
+from flows.cleanup import cleanup
+from flows.lock import lock
+from flows.onboard import onboard
+from flows.revert import revert
+from flows.rotate import rotate
+from ppcmk.audit import AuditLog
+from ppcmk.clients import ClientFactory
+from ppcmk.fleet.selection import FleetSelector
+from tests.flows.approval_harness import GHOST, SECOND, with_ghost
+from tests.support.runs import (
+    RunningFlow,
+    answer,
+    approve_next,
+    start,
+    start_with_sandbox_blocks,
+    wait_for_approval,
+)
+from tests.support.scenario import PP_ADMIN, REQUESTER
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+PRODUCTION = "e1000000-0000-4000-8000-000000000001"
+GONE = "approvals-gone"  # offered by the first form, deleted before it is answered
+VAULT = "Microsoft.KeyVault/vaults/kv-cmk-prod"
+
+
+def vault_id(cloud: Any) -> str:
+    return f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/{VAULT}"
+
+
+def start_onboard(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
+    CmkTarget(
+        vault_id=vault_id(cloud),
+        key_name="cmk-approvals",
+        key_size=2048,
+        policy_name="ep-approvals",
+        resource_group="rg-cmk",
+        geo="europe",
+    ).save("approvals-onboard-target", overwrite=True)
+    return start(
+        onboard,
+        kv_connection=blocks["kv-admin"],
+        pp_connection=blocks["pp-admin"],
+        target="approvals-onboard-target",
+        pp_admin=PP_ADMIN,
+        requester=REQUESTER,
+        selector=FleetSelector(environment_ids=[PRODUCTION]),
+        approval_poll_s=1,
+        **overrides,
+    )
+
+
+def start_change(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
+    return start_with_sandbox_blocks(
+        change_policy,
+        blocks,
+        new_policy_name="ep-new",
+        new_key_name="cmk-new",
+        pp_admin=PP_ADMIN,
+        **overrides,
+    )
+
+
+def start_revert(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
+    return start(
+        revert,
+        connection=blocks["runbook"],
+        target=blocks["target"],
+        requester=REQUESTER,
+        approval_poll_s=1,
+        **overrides,
+    )
+
+
+def start_lock(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
+    return start_with_sandbox_blocks(lock, blocks, **overrides)
+
+
+def start_cleanup(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
+    """An old key version past its 28-day hold: cleanup plans to disable it."""
+    CmkTarget(
+        vault_id=vault_id(cloud),
+        key_name="cmk-tidy",
+        key_size=2048,
+        policy_name="ep-existing",
+        resource_group="rg-cmk",
+        geo="europe",
+    ).save("approvals-cleanup-target", overwrite=True)
+    factory = ClientFactory.for_settings(CmkConnection.load(blocks["kv-admin"]).settings())
+    factory.key_client(factory.vault_url(vault_id(cloud))).create_rsa_key("cmk-tidy", size=2048)
+    cloud.clock.advance(timedelta(days=2))
+    rotate(connection=blocks["kv-admin"], target="approvals-cleanup-target", requester=PP_ADMIN)
+    cloud.clock.advance(timedelta(days=29))
+    return start(
+        cleanup,
+        kv_connection=blocks["kv-admin"],
+        target="approvals-cleanup-target",
+        requester=REQUESTER,
+        approval_poll_s=1,
+        **overrides,
+    )
+
+
+def key_versions_enabled(cloud: Any) -> bool:
+    return all(v.enabled for v in cloud.world.keyvault.get("kv-cmk-prod").keys["cmk-tidy"].versions)
+
+
+@dataclass(frozen=True)
+class Case:
+    start: Callable[..., RunningFlow]
+    unchanged: Callable[[Any], bool]  # nothing after the plan changed
+    approvers: list[str] = field(default_factory=lambda: [PP_ADMIN])
+    refusals: tuple[str, ...] = ("self-approval", "unproven approver", "stale plan hash")
+    confirmation: str | None = None
+
+
+CASES = {
+    "onboard": Case(
+        start_onboard,
+        lambda c: c.log.count(method="POST", path=r"/link|/governance") == 0,
+        refusals=("self-approval", "unproven approver", "stale plan hash", "no Reader"),
+    ),
+    "change_policy": Case(
+        start_change,
+        lambda c: c.log.count(method="POST", path=r"/unlink") == 0,
+        refusals=("self-approval", "unproven approver", "stale plan hash", "no Reader"),
+    ),
+    "revert": Case(start_revert, lambda c: c.log.count(method="POST", path=r"/unlink") == 0),
+    "lock": Case(
+        start_lock,
+        lambda c: c.log.count(method="DELETE", path=r"roleAssignments") == 0,
+        approvers=[PP_ADMIN, SECOND],
+        confirmation="ep-existing",
+        refusals=("self-approval", "unproven approver", "stale plan hash", "wrong confirmation"),
+    ),
+    "cleanup": Case(start_cleanup, key_versions_enabled),
+}
+
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "self-approval": ({"approver": REQUESTER}, "requested this run and cannot approve it"),
+    "unproven approver": ({"connection_block": GHOST}, "could not sign in"),
+    "stale plan hash": ({"approver": PP_ADMIN, "plan_hash": "0" * 64}, "but the plan to run is"),
+    "no Reader": ({"approver": SECOND}, "has no Reader role"),
+    "wrong confirmation": ({"approver": PP_ADMIN, "confirmation": "ep-exist1ng"}, "as confirmation"),
+}
+
+
+@pytest.fixture(scope="module")
+def blocks(sandbox_blocks: dict[str, str]) -> dict[str, str]:
+    return with_ghost(sandbox_blocks)
+
+
+@pytest.mark.parametrize("procedure", CASES)
+def test_a_rejection_ends_the_run_rejected_and_changes_nothing(
+    procedure: str, cloud: Any, blocks: dict[str, str]
+) -> None:
+    case = CASES[procedure]
+    running = case.start(cloud, blocks)
+    approve_next(running, PP_ADMIN, approve=False, comment="CAB said no", confirmation=case.confirmation)
+    state = running.state()
+    assert state.is_cancelled() and state.name == "Rejected"
+    assert "rejected by Power Platform Admin (pp-admin@contoso.example): CAB said no" in (state.message or "")
+    assert state.result(raise_on_failure=False).status == "rejected"
+    assert case.unchanged(cloud)
+
+
+@pytest.mark.parametrize("procedure", CASES)
+def test_refused_answers_keep_the_run_waiting_until_a_valid_one(
+    procedure: str, cloud: Any, blocks: dict[str, str], audit_home: AuditLog
+) -> None:
+    case = CASES[procedure]
+    CmkConnection.load(GHOST).save(GONE, overwrite=True)
+    running = case.start(cloud, blocks)
+    pending = wait_for_approval(running, timeout=60)
+    with get_client(sync_client=True) as client:  # offered by this form, gone when it is answered
+        client.delete_block_document(client.read_block_document_by_name(GONE, "ppcmk-connection").id)
+    answer(pending, approve=True, connection_block=GONE, confirmation=case.confirmation)
+    for kind in case.refusals:
+        wrong, _ = REFUSED[kind]
+        pending = wait_for_approval(running)
+        assert case.unchanged(cloud), f"changed before a valid answer (after {kind})"
+        answer(pending, approve=True, **{"confirmation": case.confirmation, **wrong})
+    keys = [
+        approve_next(running, approver, confirmation=case.confirmation).key for approver in case.approvers
+    ]
+    assert keys[0].endswith(f"-r{len(case.refusals) + 2}")  # one question per refused answer
+    state = running.state()
+    assert state.is_completed(), state.message
+    reasons = [
+        e["event"]["reason"] for e in audit_home.entries() if e["event"]["event"] == "approval-refused"
+    ]
+    assert len(reasons) == len(case.refusals) + 1 and "no usable CmkConnection block" in reasons[0]
+    for kind, reason in zip(case.refusals, reasons[1:], strict=True):
+        assert REFUSED[kind][1] in reason, kind
+
+
+@pytest.mark.parametrize("procedure", CASES)
+def test_no_acceptable_answer_in_time_ends_the_run_expired(
+    procedure: str, cloud: Any, blocks: dict[str, str]
+) -> None:
+    case = CASES[procedure]
+    state = case.start(cloud, blocks, approval_timeout_s=1).state()
+    assert state.is_cancelled() and state.name == "Expired", state
+    assert "no acceptable answer" in (state.message or "")
+    assert case.unchanged(cloud)

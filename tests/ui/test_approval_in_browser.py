@@ -1,0 +1,200 @@
+"""The Power Platform admin's path in a real browser (Debian's chromium driven by Playwright) against
+`ppcmk serve`: Run ▸ Quick run on the onboard deployment, open the suspended run, read the Resume form (the
+environments by name, their outage windows), choose the decision and the connection block, Submit. A
+rejected run ends in the state "Rejected"; an approved one ends Completed. Screenshots of each step are kept
+in the module's temporary directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.serve import deployment_full_name
+from ppcmk.cli.demo_backend import ensure_template, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+MISSING = [what for what, there in (("Debian's chromium at /usr/bin/chromium", Path(CHROMIUM).exists()),
+                                    ("Playwright's Python package", importlib.util.find_spec("playwright")))
+           if not there]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(bool(MISSING), reason=f"no browser to drive: {' and '.join(MISSING)} missing "
+                                             "(.ci/install-browser.sh installs both)"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+APPROVER_BLOCK = "sandbox-pp-admin"  # what `ppcmk serve` saves for the Power Platform admin
+PAGE_TIMEOUT_MS = 120_000  # a busy machine renders the UI slowly
+FINAL = ("Completed", "Failed", "Crashed", "Cancelled", "Rejected", "Expired")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, serve: subprocess.Popen[bytes]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        assert serve.poll() is None, f"ppcmk serve exited with {serve.returncode} while waiting: {what}"
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """`ppcmk serve` (Prefect server and UI, sandbox, blocks, deployments) in a subprocess on free ports,
+    its homes private; the Prefect database starts from the migrated template."""
+    home = tmp_path_factory.mktemp("served-ui")
+    (home / "ppcmk" / "prefect").mkdir(parents=True)
+    shutil.copyfile(ensure_template(), home / "ppcmk" / "prefect" / "prefect.db")
+    port = free_port()
+    env = {**os.environ, "PPCMK_HOME": str(home / "ppcmk"), "PREFECT_HOME": str(home / "prefect-home"),
+           "PPCMK_RETRY_DELAY_SCALE": "0", "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "serve.log").open("wb")
+    serve = subprocess.Popen([sys.executable, "-m", "ppcmk.cli", "serve", "--prefect-port", str(port),
+                              "--sandbox-port", str(free_port()), "--clock-speed", "0", "--limit", "2"],
+                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ui = f"http://127.0.0.1:{port}"
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
+            onboard = deployment_full_name("onboard")
+            wait_for("the onboard deployment", lambda: deployment_ready(onboard), 300, serve)
+            yield ui, serve, home
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
+        log.close()
+
+
+def deployment_ready(name: str) -> bool:
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(name)
+    except Exception:  # the server or the deployment is not there yet
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def onboard_runs() -> dict[UUID, str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["onboard"])))
+    return {run.id: run.state.name if run.state else "" for run in runs}
+
+
+def state_of(run_id: UUID) -> str:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    return state.name if state else ""
+
+
+def quick_run(page: Any, ui: str, serve: subprocess.Popen[bytes]) -> UUID:
+    """The onboard deployment's page → Run ▸ Quick run (the UI shows the defaults; Run starts it)."""
+    before = set(onboard_runs())
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(deployment_full_name("onboard"))
+    page.goto(f"{ui}/deployments/deployment/{deployment.id}")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Quick run", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    wait_for("the run dialog or the run", lambda: dialog.count() or set(onboard_runs()) - before, 30, serve)
+    if dialog.count():
+        dialog.get_by_role("button", name="Run", exact=True).click()
+    (run_id,) = wait_for("the new run", lambda: set(onboard_runs()) - before, 60, serve)
+    return run_id
+
+
+def choose(page: Any, dialog: Any, label: str, option: str) -> None:
+    """Pick an option of one of the form's choices (the select opens from the keyboard)."""
+    field = dialog.locator(".schema-form-property", has_text=label).first
+    field.locator(".p-select-button__control").focus()
+    page.keyboard.press("ArrowDown")
+    page.locator(".p-select-option", has_text=option).first.click()
+    page.locator(".p-select-options").wait_for(state="hidden")
+    assert option in field.locator(".p-select-button__value").inner_text()
+
+
+def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, shots: Path) -> str:
+    """Open the suspended run, Resume, answer; returns the text the form showed."""
+    page.goto(f"{ui}/runs/flow-run/{run_id}")
+    page.get_by_role("button", name="Resume").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Your connection block").wait_for()
+    shown = dialog.inner_text()
+    choose(page, dialog, "Decision", decision)
+    choose(page, dialog, "Your connection block", APPROVER_BLOCK)
+    page.screenshot(path=str(shots / f"{decision}-form.png"))
+    dialog.get_by_role("button", name="Submit").click()
+    dialog.wait_for(state="hidden")  # the server accepted the answer
+    return str(shown)
+
+
+def suspended_run(page: Any, served: tuple[str, subprocess.Popen[bytes], Path]) -> UUID:
+    ui, serve, _ = served
+    run_id = quick_run(page, ui, serve)
+    wait_for("the run to wait for approval", lambda: state_of(run_id) == "Suspended", 300, serve)
+    return run_id
+
+
+def test_a_plan_rejected_in_the_browser_ends_the_run_rejected(
+    served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
+) -> None:
+    ui, serve, home = served
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
+        run_id = suspended_run(page, served)
+        answer_in_the_ui(page, ui, run_id, "reject", home)
+        final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, 180, serve)
+    assert final == "Rejected", (home / "serve.log").read_text()[-3000:]
+    page.reload()
+    page.get_by_text("Rejected").first.wait_for()
+    page.screenshot(path=str(home / "rejected-run.png"))
+
+
+def test_a_plan_approved_in_the_browser_completes(
+    served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
+) -> None:
+    ui, serve, home = served
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
+        run_id = suspended_run(page, served)
+        shown = answer_in_the_ui(page, ui, run_id, "approve", home)
+        final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, 300, serve)
+    for expected in ("Contoso Production", "Contoso Sandbox", "Outage #1 of", "Requested by",
+                     "May approve", "Plan"):
+        assert expected in shown, f"{expected!r} not on the Resume form:\n{shown}"
+    assert final == "Completed", (home / "serve.log").read_text()[-3000:]
+    page.reload()
+    page.get_by_text("Completed").first.wait_for()
+    page.screenshot(path=str(home / "completed-run.png"))

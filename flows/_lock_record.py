@@ -18,7 +18,8 @@ from ppcmk import audit
 from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import AccessRevocation, RoleGrant
 from ppcmk.clients import ClientFactory
-from ppcmk.plan import artifact_key
+from ppcmk.plan import Plan, artifact_key
+from ppcmk.settings import TargetSettings
 from tasks.access import read_key_grants
 from tasks.keyvault import read_vault
 
@@ -94,6 +95,12 @@ def describe_grant(grant: RoleGrant) -> str:
     if grant.mechanism == "access_policy":
         return f"access policy entry {grant.principal_id} keys={','.join(grant.key_permissions)}"
     return f"role assignment {grant.assignment_id or grant.role_definition_id}"
+
+
+def key_access_plan(procedure: str, requester: str, target: TargetSettings) -> Plan:
+    """An empty plan of a lock or an unlock: both are about the key access of the target's policy."""
+    return Plan(procedure=procedure, requester=requester,
+                target_summary=f"key access of policy {target.policy_name} in {target.resource_group}")
 
 
 def identity_key_grants(factory: ClientFactory, vault_id: str, principal_id: str) -> list[RoleGrant]:

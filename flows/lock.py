@@ -25,6 +25,7 @@ from flows._lock_record import (
     LockRecord,
     describe_grant,
     identity_key_grants,
+    key_access_plan,
     load_lock_record,
     lock_record_name,
     merge_grants,
@@ -77,11 +78,7 @@ def plan_lock(
     now: datetime,
 ) -> Plan:
     """Revoke every grant that gives the policy identity use of its key; every linked environment locks."""
-    plan = Plan(
-        procedure=PROCEDURE,
-        requester=requester,
-        target_summary=f"key access of policy {target.policy_name} in {target.resource_group}",
-    )
+    plan = key_access_plan(PROCEDURE, requester, target)
     if policy is None or not policy.principal_id:
         plan.add_findings(
             [

@@ -23,6 +23,7 @@ from flows._lock_record import (
     LockRecord,
     describe_grant,
     identity_key_grants,
+    key_access_plan,
     load_lock_record,
     same_grant,
     save_lock_record,
@@ -67,11 +68,7 @@ def plan_unlock(
     now: datetime,
 ) -> Plan:
     """Restore what the lock record lists and is missing now; re-enable the policy's disabled environments."""
-    plan = Plan(
-        procedure=PROCEDURE,
-        requester=requester,
-        target_summary=f"key access of policy {target.policy_name} in {target.resource_group}",
-    )
+    plan = key_access_plan(PROCEDURE, requester, target)
     if policy is not None and (record is None or record.state == "unlocked"):
         # not locked by ppcmk: nothing to restore, which the run reports as nothing to do
         plan.add_findings(

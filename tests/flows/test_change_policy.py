@@ -101,7 +101,7 @@ def test_a_failed_link_is_reported_and_a_rerun_converges_without_duplicates(
     cloud.faults.clear()
     running = start_change(sandbox_blocks)  # the unfinished move is remembered: no selector needed
     pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
-    assert "**Outage windows:** 1 across 1" in pending.description  # only the link is left
+    assert "1 outage window(s) across 1 environment(s)" in pending.description  # only the link is left
     second = running.result()
     assert second.status == "completed", second.message
     assert linked_policy(cloud) == "ep-new"

@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),
     pytest.mark.skipif(bool(MISSING), reason=f"no browser to drive: {' and '.join(MISSING)} missing "
-                                             "(.ci/install-browser.sh installs both)"),
+                                             "(make test installs both: .ci/system-deps.sh, the dev extra)"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,10 +126,11 @@ def quick_run(page: Any, ui: str, serve: subprocess.Popen[bytes]) -> UUID:
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Quick run", exact=True).click()
     dialog = page.get_by_role("dialog")
-    wait_for("the run dialog or the run", lambda: dialog.count() or set(onboard_runs()) - before, 30, serve)
+    wait_for("the run dialog or the run", lambda: dialog.count() or set(onboard_runs()) - before, 60, serve)
     if dialog.count():
         dialog.get_by_role("button", name="Run", exact=True).click()
-    (run_id,) = wait_for("the new run", lambda: set(onboard_runs()) - before, 60, serve)
+        dialog.wait_for(state="hidden")
+    (run_id,) = wait_for("the new run", lambda: set(onboard_runs()) - before, 180, serve)
     return run_id
 
 

@@ -2,7 +2,7 @@
 
 Routes and api-versions follow the API reference: environments are read through the admin route; link and
 unlink use the route WITHOUT scopes/admin (the scoped one answers 404) with `{"SystemId": ...}`; re-enable is
-modelled on the admin center action (ARCHITECTURE section 2).
+modelled on the admin center action (docs/INTERFACES.md, section 2).
 
 Recorded service behaviour it copes with (docs/SANDBOX.md names the sources): a poll may answer 409 while
 the operation runs (keep polling); a start may answer 409 with an empty body or the code

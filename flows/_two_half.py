@@ -215,6 +215,7 @@ class TwoHalfRun:
                 has_policy_reader=lambda admin: has_policy_reader(self.kv, self.target, admin),
                 policy_id=policy.policy_id,
                 designated=self.pp_admin,
+                designated_id=lookup_principal(self.kv_factory(), self.pp_admin).object_id.lower(),
             ),
         )
         if isinstance(approval, RunOutcome):

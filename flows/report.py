@@ -24,11 +24,11 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from blocks import CmkConnection
-from ppcmk import audit
 from ppcmk.arm_ids import parse_resource_id
 from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, PpcmkError
+from ppcmk.home import ppcmk_home
 from ppcmk.models import Environment
 from ppcmk.plan import RunOutcome, publish_table
 from ppcmk.retry import cmk_task
@@ -201,7 +201,7 @@ def may_overwrite(source: InventoryRow, destination: InventoryRow, operation: Ov
 
 def report_directory(output_dir: str | None) -> Path:
     """Absolute, and by default under $PPCMK_HOME: a served run's working directory is no place for files."""
-    return (Path(output_dir).expanduser() if output_dir else audit.ppcmk_home() / "reports").resolve()
+    return (Path(output_dir).expanduser() if output_dir else ppcmk_home() / "reports").resolve()
 
 
 def write_files(rows: Sequence[InventoryRow], output_dir: str | None) -> tuple[Path, Path]:

@@ -68,6 +68,7 @@ class PowerPlatformHandoff:
     has_policy_reader: Callable[[str], bool]  # principal object id → holds Reader on the policy (ARM)
     policy_id: str = ""  # its ARM id: `ppcmk approve` checks the approver's Reader there before resuming
     designated: str = ""  # the admin this run granted Reader (shown on the form)
+    designated_id: str = ""  # their object id: `ppcmk approve` cannot see a Reader granted minutes ago
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Ask:
             "approvers_needed": self.approvers_needed,
             "approved_by": [p.object_id for p in prior],
             "policy_id": self.handoff.policy_id if self.handoff is not None else None,
+            "designated_id": self.handoff.designated_id if self.handoff is not None else None,
             "confirm_text": self.confirm_text,
         }
 

@@ -66,10 +66,6 @@ def note_response(method: str, url: str, status: int, headers: Any) -> dict[str,
     return ids
 
 
-def ppcmk_home() -> Path:
-    return Path(os.environ.get("PPCMK_HOME") or Path.home() / ".ppcmk")
-
-
 GENESIS = "0" * 64
 # Field names whose values never belong in an audit entry, whatever a caller passes.
 SECRET_FIELDS = frozenset({"client_secret", "secret", "password", "access_token", "refresh_token", "token",

@@ -25,8 +25,8 @@ from typing import Any, cast
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from ppcmk import audit
 from ppcmk.errors import ConfigError
+from ppcmk.home import ppcmk_home
 
 AUDIT_STORAGE_SETTING = "PPCMK_AUDIT_STORAGE"
 AUDIT_LOCK = "ppcmk-audit"
@@ -46,7 +46,7 @@ def configured_storage() -> WritableFileSystem:
     """The block PPCMK_AUDIT_STORAGE names, else a LocalFileSystem at $PPCMK_HOME/audit."""
     reference = os.environ.get(AUDIT_STORAGE_SETTING, "").strip()
     if not reference:
-        return LocalFileSystem(basepath=str(audit.ppcmk_home() / "audit"))
+        return LocalFileSystem(basepath=str(ppcmk_home() / "audit"))
     from prefect.blocks.core import Block
 
     try:

@@ -15,15 +15,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.home import ppcmk_home
 
 PROFILE_FILE = "sandbox.json"
 INSTANCES_DIR = "instances"
 
-
-def ppcmk_home() -> Path:
-    home = Path(os.environ.get("PPCMK_HOME") or Path.home() / ".ppcmk").expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    return home
 
 
 class SandboxProfile(BaseModel):

@@ -23,10 +23,11 @@ from deployments.catalog import (
 )
 from ppcmk.cli.errors import reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.profile import SandboxProfile, ppcmk_home, remove_profile, save_profile
+from ppcmk.cli.profile import SandboxProfile, remove_profile, save_profile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 from ppcmk.cli.sandbox_cmds import start_sandbox
 from ppcmk.cli.setup import create_automations
+from ppcmk.home import ppcmk_home
 
 console = Console()
 SERVER_START_TIMEOUT = 90.0

@@ -170,3 +170,16 @@ def approver_read_policy_before_linking(cloud: Any, policy_name: str, approver: 
 def audited(audit_log: Any) -> dict[str, dict[str, Any]]:
     """The audit log's entries by event name (the last of each)."""
     return {e["event"]["event"]: e["event"] for e in audit_log.entries()}
+
+
+def forget_claims() -> None:
+    """Drop every claim on the test server: the sandbox world is reset per test, but runs earlier tests left
+    waiting on the same (session) Prefect server would still hold claims on the reset environments."""
+    from prefect.client.orchestration import get_client
+
+    from ppcmk.claims import CLAIM_PREFIX
+
+    with get_client(sync_client=True) as client:
+        for variable in client.read_variables():
+            if variable.name.startswith(CLAIM_PREFIX):
+                client.delete_variable_by_name(variable.name)

@@ -240,7 +240,12 @@ def test_the_approval_wait_reaches_the_webhook_with_the_ui_link(
     assert "onboard run" in message and "waits for approval" in message
     assert "Who may approve: the Power Platform admin" in message, message
     assert "Reader on policy ep-cmk-europe" in message, message
-    assert not webhook.messages("ended Failed") and not webhook.messages("ended Crashed")
+    # the webhook hears every ppcmk run on the session server (other tests' runs fail on purpose): only the
+    # Quick runs count here
+    with get_client(sync_client=True) as client:
+        names = {client.read_flow_run(run.run_id).name for run in quick_runs.values()}
+    failed = webhook.messages("ended Failed") + webhook.messages("ended Crashed")
+    assert not [text for text in failed if any(f"run {name} ended" in text for name in names)], failed
 
 
 def test_the_approved_onboard_run_completes_without_republishing_its_plan(

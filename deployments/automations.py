@@ -65,7 +65,8 @@ NOTIFICATIONS: tuple[Notification, ...] = (
         trigger=on_events("prefect.flow-run.Failed", "prefect.flow-run.Crashed", flows=PPCMK_FLOWS),
         subject="ppcmk: {{ flow.name }} run {{ flow_run.name }} ended {{ flow_run.state.name }}",
         body="{{ flow.name }} run {{ flow_run.name }} ended {{ flow_run.state.name }}: "
-             "{{ flow_run.state.message }}\nSee its logs: {{ flow_run|ui_url }}",
+             "{{ flow_run.state.message }}\nSee its logs: {{ flow_run|ui_url }}\n"
+             "Or from a terminal: prefect flow-run logs {{ flow_run.id }}",
     ),
     Notification(
         name="ppcmk: critical or error drift",

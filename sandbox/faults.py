@@ -1,6 +1,8 @@
 """Fault injection: rules by method + path regex: an error status (optionally with an empty body, as the
 Power Platform admin API answers some 409s), latency, a dropped connection, or a connection dropped after
-the request was applied (the write happened, the caller never learns it: a crash right after a write).
+the request was applied (the write happened, the caller never learns it), or a crash: applied, unanswered,
+and from then on every request of the caller dropped, as if its process died right after the write (until
+the rules are cleared and a re-run starts).
 
 A poll answered 409 while the operation runs (recorded, see docs/SANDBOX.md) is the rule
 `poll_conflicts(times)` adds: GET on a lifecycle operation, status 409, empty body."""
@@ -31,6 +33,7 @@ class FaultRule(BaseModel):
     latency: float = Field(default=0.0, ge=0.0)
     drop: bool = False
     drop_after: bool = False  # apply the request, then drop the connection instead of answering
+    crash: bool = False  # drop_after, then drop every later request until cleared (the caller died)
     empty_body: bool = False  # the error status without a body
     code: str | None = None  # error code in the body; defaults per status
 
@@ -70,6 +73,7 @@ class Faults:
         self._rules: list[FaultRule] = []
         self._guard = threading.Lock()
         self._random = random.Random(seed)
+        self._dead = False  # a crash rule fired: every request is dropped until the rules are cleared
 
     def add(
         self,
@@ -100,6 +104,10 @@ class Faults:
         )
         return self.add_rule(rule)
 
+    def crash_after(self, method: str, path: str) -> str:
+        """The next matching request is applied, then the caller is gone: nothing it sends is answered."""
+        return self.add_rule(FaultRule(method=method, path=path, status=None, drop_after=True, crash=True))
+
     def poll_conflicts(self, times: int | None = 1) -> str:
         """Lifecycle operation polls answer 409 with an empty body (`times` of them)."""
         return self.add("GET", r"/lifecycleOperations/", status=409, times=times, empty_body=True)
@@ -113,6 +121,7 @@ class Faults:
     def clear(self, seed: int | None = None) -> None:
         with self._guard:
             self._rules.clear()
+            self._dead = False
             if seed is not None:
                 self._random.seed(seed)
 
@@ -123,6 +132,8 @@ class Faults:
     def take(self, method: str, path: str) -> FaultRule | None:
         """The rule that applies to this request (consuming one of its ``times``), if any."""
         with self._guard:
+            if self._dead:
+                return FaultRule(status=None, drop=True)
             for rule in self._rules:
                 if not rule.matches(method, path):
                     continue
@@ -132,5 +143,6 @@ class Faults:
                     rule.times -= 1
                     if rule.times <= 0:
                         self._rules.remove(rule)
+                self._dead = rule.crash
                 return rule
         return None

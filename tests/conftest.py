@@ -89,6 +89,20 @@ def sandbox_blocks(sandbox_server: object, prefect_backend: None) -> dict[str, s
     return register_blocks(sandbox_server)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The fault tests' counts folder, named before any worker starts so they all share it."""
+    from tests.faults import tally
+
+    tally.folder()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.faults import tally
+
+    if (line := tally.summary()) is not None:
+        terminalreporter.write_line(f"fault tests: {line}")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The served end-to-end tests first: they mostly wait on their subprocesses, so started early they
     overlap the CPU-bound tests on the other workers instead of ending the run alone."""

@@ -38,6 +38,7 @@ from tasks.environments import link
 from tasks.holds import hold_key_version
 from tasks.keyvault import create_or_adopt_key, get_key_info, read_key
 from tasks.policy import create_or_get_policy, get_policy
+from tests.faults import tally
 from tests.support.sandbox import connection, target
 from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
 from tests.support.scenario import PRODUCTION
@@ -93,6 +94,7 @@ def _persisted_leaks(home: Path, flow_run_ids: list[Any]) -> dict[str, list[byte
         for variable in client.read_variables():
             if found := _leaks(variable.model_dump_json().encode()):
                 leaks[f"variable {variable.name}"] = found
+    tally.record_secrets(sum(map(len, leaks.values())))
     return leaks
 
 

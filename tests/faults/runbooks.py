@@ -108,7 +108,11 @@ def locked(cloud: Any, blocks: Blocks) -> None:
     grant = f"{vault_id(cloud)}/providers/Microsoft.Authorization/roleAssignments/{LINKED_POLICY_GRANT}"
     kv.authorization().role_assignments.delete_by_id(grant)
     cloud.advance(timedelta(minutes=1))
-    save_lock_record(_lock_record["record"].model_copy(update={"locked_at": kv.now()}), LOCK)
+    principal = cloud.world.arm.get_policy(policy_id(cloud)).principal_id  # each reset makes a new identity
+    record = _lock_record["record"]
+    revoked = [g.model_copy(update={"principal_id": principal}) for g in record.revoked]
+    save_lock_record(record.model_copy(update={"locked_at": kv.now(), "principal_id": principal,
+                                               "revoked": revoked}), LOCK)
 
 
 def held_versions_and_policy(cloud: Any, blocks: Blocks) -> None:

@@ -22,8 +22,8 @@ GOVERNANCE_OFF = "DisableGovernanceConfiguration"
 GOVERNANCE_TYPES = (GOVERNANCE, GOVERNANCE_OFF)
 REENABLE = "EnableEnvironment"
 
-# The fields the state indexes an environment by (its link, for locking; its lock, for deletion).
-INDEXED_FIELDS = frozenset({"cmk", "locked_at"})
+# The fields the state indexes an environment by: its link (locking), its lock and type (deletion).
+INDEXED_FIELDS = frozenset({"cmk", "locked_at", "sku"})
 
 
 @dataclass

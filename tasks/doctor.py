@@ -38,8 +38,8 @@ def _enabling_is_the_advice(findings: Sequence[Finding]) -> bool:
     """Whether a tenant-wide survey reads this environment's lifecycle operations: only where its one error
     is "not a Managed Environment". The environment list shows a running link or unlink (runtime reason) and
     a lock, but not a Managed Environment change, and only there does one change what to do (an enabling
-    already under way, not one to start). Elsewhere a running operation is only waited out by the runbook
-    that acts on the environment, which names it and so has its operations read."""
+    already under way, not one to start). Elsewhere a running operation is waited out by the runbook that
+    acts on the environment, which reads its operations before it links, unlinks or re-enables it."""
     return {f.check for f in findings if f.severity == Severity.ERROR} == {"env.managed"}
 
 
@@ -47,9 +47,9 @@ def survey_operations_read(read: int, listed: int) -> Finding:
     return info(
         "env.operations",
         "environments",
-        f"lifecycle operations read for {read} of {listed} environments: those not yet Managed Environments "
-        "(an enabling may be under way); the environment list shows a running link or unlink on all of "
-        "them; name environments with --environment to read their operations too",
+        f"lifecycle operations read for {read} of {listed} environments: those whose one error is not being "
+        "a Managed Environment (an enabling may be under way there); the environment list shows a running "
+        "link or unlink on every environment; name environments with --environment to read theirs too",
     )
 
 

@@ -92,6 +92,14 @@ def _key_grant_text(vault: VaultStatus | None, key_name: str) -> str:
     return "access policy get, wrapKey, unwrapKey"
 
 
+def running_operation_findings(env: Environment, step: str) -> list[Finding]:
+    """A customer-managed key operation running on `env`, whose next step in this plan is `step`: adopted
+    or a conflict, judged by who claims the environment (`running_operation`); nothing when none runs."""
+    if not cmk_operation_running(env):
+        return []
+    return [running_operation(env, step, claims.owner_of(claims.Subject("environment", env.id)))]
+
+
 def plan_links(
     plan: Plan,
     target: TargetSettings,
@@ -108,9 +116,7 @@ def plan_links(
             for f in check_environment(env.id, env, target, policy)
             if not (f.check == "env.managed" and enable_managed) and f.check != "env.busy"
         ]
-        if cmk_operation_running(env):
-            owner = claims.owner_of(claims.Subject("environment", env.id))
-            findings.append(running_operation(env, link_step, owner))
+        findings += running_operation_findings(env, link_step)
         if env.cmk is not None and env.cmk.linked and not linked_to(env, policy):
             findings.append(
                 error(

@@ -123,11 +123,12 @@ def cmk_operation_running(env: Environment) -> bool:
 
 
 def running_operation(env: Environment, step: str, owner: Owner | None) -> Finding:
-    """A run that would `step` ("link to P") finds a customer-managed key operation running: it adopts it
-    (a warning: it waits for that operation instead of starting another) only when no active run claims the
-    environment and the claim left behind says that operation does the same step; otherwise the operation
-    is a conflict (an error naming its holder). The service does not say which policy a running link goes
-    to, so an operation no claim accounts for is never adopted."""
+    """A run whose next step on the environment is `step` ("link to P", "unlink from P") finds a customer-
+    managed key operation running: it adopts it (a warning: it waits for that operation instead of starting
+    another) only when no active run claims the environment and the claim left behind has that step among
+    its run's steps (the environment's state says which step that run had reached: still on P, it was
+    unlinking); otherwise the operation is a conflict (an error naming its holder). The service does not say
+    which policy a running link goes to, so an operation no claim accounts for is never adopted."""
     if owner is None:
         return error("env.busy", env.id,
                      f"a customer-managed key operation is running ({env.runtime_reason}) that no ppcmk run "
@@ -143,7 +144,7 @@ def running_operation(env: Environment, step: str, owner: Owner | None) -> Findi
                      f"a customer-managed key operation is running for {owner.describe()}, which claims the "
                      f"environment to {owner.holder.intent or 'change it'}",
                      f"let run '{owner.holder.flow_run_name}' finish (or cancel it), then run again")
-    if owner.holder.intent.rsplit(THEN, 1)[-1] == step:
+    if step in owner.holder.intent.split(THEN):
         return warning("env.adopt", env.id,
                        f"a {step} is running at the service, left by {owner.describe()}, which ended before "
                        "it finished; this run adopts that operation: it waits for it instead of starting "

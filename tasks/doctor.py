@@ -206,9 +206,9 @@ class _Gatherer:
         concurrency: N environments take the time of N / concurrency reads. How many were read."""
         if not envs:
             return 0
-        read = [self.operations(envs[0])]
-        read += bounded_map(self.operations, envs[1:], DEFAULT_CONCURRENCY)
-        return sum(done is True for done in read)
+        first = self.operations(envs[0])
+        rest = bounded_map(self.operations, envs[1:], DEFAULT_CONCURRENCY)
+        return int(first) + sum(done is True for done in rest)
 
     def operations(self, env: Environment) -> bool:
         """Lifecycle operations still running on the environment (one Power Platform API read), and whether

@@ -180,12 +180,14 @@ class _Gatherer:
         admin = self.factory.pp_admin()
         if environment_ids is None:
             with self.about("env.list", "environments", "the environment list"):
-                found = admin.list_environments()
-                advice = {listed.id: check_environment(listed.id, listed, target, policy) for listed in found}
-                for findings in advice.values():
+                listed = admin.list_environments()
+                surveyed = []
+                for env in listed:
+                    findings = check_environment(env.id, env, target, policy)
                     self.add(findings)
-                surveyed = [env for env in found if _enabling_is_the_advice(advice[env.id])]
-                self.survey_note(self.all_operations(surveyed), len(found))
+                    if _enabling_is_the_advice(findings):
+                        surveyed.append(env)
+                self.survey_note(self.all_operations(surveyed), len(listed))
             return
         found = []
         for environment_id in environment_ids:

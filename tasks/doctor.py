@@ -182,11 +182,11 @@ class _Gatherer:
             with self.about("env.list", "environments", "the environment list"):
                 listed = admin.list_environments()
                 surveyed = []
-                for env in listed:
-                    findings = check_environment(env.id, env, target, policy)
+                for environment in listed:
+                    findings = check_environment(environment.id, environment, target, policy)
                     self.add(findings)
                     if _enabling_is_the_advice(findings):
-                        surveyed.append(env)
+                        surveyed.append(environment)
                 self.survey_note(self.all_operations(surveyed), len(listed))
             return
         found = []

@@ -38,15 +38,6 @@ def repaired_by_this_run(finding: Finding) -> Finding:
                                              "until it applies"})
 
 
-def waits_for_running_link(finding: Finding, env: Environment) -> Finding:
-    """A key operation already running on an environment to link (the link a crashed run started) does not
-    block the plan: the link step waits for it and starts no second one while it runs."""
-    if finding.check != "env.busy" or "customermanagedkey" not in (env.runtime_reason or "").lower():
-        return finding
-    return finding.model_copy(update={"severity": Severity.WARNING,
-                                      "fix": "the link waits for it, then links only if still needed"})
-
-
 def plan_key_vault_half(plan: Plan, target: TargetSettings, reading: DoctorReading, pp_admin: str) -> None:
     """Append the Key Vault admin's steps (and the doctor's findings they do not fix) to `plan`."""
     facts = reading.facts
@@ -121,7 +112,7 @@ def plan_links(
     link_step = f"link to {target.policy_name}"
     for env in environments:
         findings = [
-            waits_for_running_link(f, env)
+            f
             for f in check_environment(env.id, env, target, policy)
             if not (f.check == "env.managed" and enable_managed) and f.check != "env.busy"
         ]

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from prefect import Flow
 from prefect.client.orchestration import get_client
-from prefect.states import State
+from prefect.states import Crashed, State
 
 from flows._lock_record import LockRecord, load_lock_record, save_lock_record
 from flows.change_policy import change_policy
@@ -51,7 +52,8 @@ CLEANUP_TARGET = "fault-matrix-cleanup"
 class Runbook:
     """One runbook as the matrix runs it: `parameters(blocks)` for the flow, each approval answered by the
     next of `approvers` (persona, answer fields; cycling when a re-plan asks again), after `prepare`.
-    `every_session`: part of each test run; the others run with PPCMK_FAULT_MATRIX=all (minutes each)."""
+    `every_session`: part of every test run (rotate, onboard, lock, unlock); the other rows (change_policy,
+    migrate_byok, revert, cleanup) run with PPCMK_FAULT_MATRIX=all, which adds about eight minutes."""
 
     name: str
     flow: Callable[..., Any]
@@ -60,9 +62,11 @@ class Runbook:
     prepare: Callable[[Any, Blocks], None] = lambda cloud, blocks: None
     every_session: bool = False
 
-    def run(self, blocks: Blocks) -> State:
-        """Start the flow and answer its approvals until it ends (a failing run may end before asking)."""
-        running = start(self.flow, **self.parameters(blocks))
+    def run(self, blocks: Blocks, crashing: bool = False) -> State:
+        """Start the flow and answer its approvals until it ends (a failing run may end before asking).
+        `crashing`: the run's process dies (the matrix cuts it off from the cloud): no end-of-run hook runs,
+        so its claims stay, and its state is Crashed, as the server marks a run whose process is gone."""
+        running = start(without_hooks(self.flow) if crashing else self.flow, **self.parameters(blocks))
         asked = 0
         while self.approvers:
             try:
@@ -74,7 +78,20 @@ class Runbook:
             answer(pending, approve=True, approver=persona, connection_block=block,
                    confirmation=fields.get("confirmation"))
             asked += 1
-        return running.state(timeout=300)
+        state = running.state(timeout=300)
+        if not crashing:
+            return state
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(state.state_details.flow_run_id, Crashed(), force=True)
+        return Crashed()
+
+
+def without_hooks(flow: Flow[..., Any]) -> Flow[..., Any]:
+    """The flow as a killed process runs it: its end-of-run hooks never run."""
+    copy = flow.with_options()
+    for hooks in ("on_completion_hooks", "on_failure_hooks", "on_cancellation_hooks", "on_crashed_hooks"):
+        setattr(copy, hooks, [])
+    return copy
 
 
 # ------------------------------------------------------------------------------------------ preparing
@@ -146,6 +163,7 @@ LOCK_RUNBOOK = Runbook(
     lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],
                "requester": REQUESTER, "approval_poll_s": 1},
     approvers=((PP_ADMIN, {"confirmation": LINKED_POLICY}), (PP_ADMIN_2, {"confirmation": LINKED_POLICY})),
+    every_session=True,
 )
 
 ALL_RUNBOOKS: list[Runbook] = [
@@ -166,7 +184,7 @@ ALL_RUNBOOKS: list[Runbook] = [
     Runbook("unlock", unlock,
             lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],
                        "requester": REQUESTER, "approval_poll_s": 1},
-            ((PP_ADMIN_2, {}),), locked),
+            ((PP_ADMIN_2, {}),), locked, every_session=True),
     Runbook("cleanup", cleanup,
             lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["runbook"],
                        "target": CLEANUP_TARGET, "old_policy": LINKED_POLICY, "requester": REQUESTER,

@@ -29,18 +29,16 @@ from flows._lock_record import (
     save_lock_record,
 )
 from flows._runbook import (
+    Replanning,
     approval_unless_plan_only,
     change_failed,
     changing_members,
     final_state,
     finish,
-    load_connection,
-    load_target,
     read_back,
     state_of,
     step_state,
 )
-from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
 from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
@@ -145,14 +143,10 @@ def plan_reenabling(
 
 
 @dataclass
-class UnlockPlanning:
+class UnlockPlanning(Replanning):
     """Makes the unlock plan from what it reads now (again after each approval answer), and keeps the lock
     record and the environment listing it was made from."""
 
-    kv: ConnectionSettings
-    pp: ConnectionSettings
-    target: TargetSettings
-    requester: str
     record: LockRecord | None = None
     environments: list[Environment] = field(default_factory=list)
 
@@ -210,13 +204,10 @@ def unlock(
     """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
                      reenable_deadline_minutes=reenable_deadline_minutes)
-    kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
-    requester = requester or connection_principal(kv)
-    planning = UnlockPlanning(kv, pp, tgt, requester)
-    plan = planning()
-    plan.publish()
-    plan.raise_for_errors()
-    approval = approval_unless_plan_only(plan, kv, planning, dry_run=dry_run, requester=requester,
+    planning = UnlockPlanning.load(kv_connection, pp_connection, target, requester)
+    plan = planning.first()
+    kv, pp, tgt = planning.kv, planning.pp, planning.target
+    approval = approval_unless_plan_only(plan, kv, planning, dry_run=dry_run, requester=planning.requester,
                                          key=PROCEDURE, timeout_s=approval_timeout_s,
                                          poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):

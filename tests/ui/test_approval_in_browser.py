@@ -11,9 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,6 +23,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.serve import deployment_full_name
 from ppcmk.cli.demo_backend import ensure_template, free_port
+from tests.support.served import ROOT, deployment_ready, serving, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 MISSING = [what for what, there in (("Debian's chromium at /usr/bin/chromium", Path(CHROMIUM).exists()),
@@ -37,22 +36,11 @@ pytestmark = [
                                              "(make test installs both: .ci/system-deps.sh, the dev extra)"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 APPROVER_BLOCK = "sandbox-pp-admin"  # what `ppcmk serve` saves for the Power Platform admin
 PAGE_TIMEOUT_MS = 120_000  # a busy machine renders the UI slowly
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled", "Rejected", "Expired")
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, serve: subprocess.Popen[bytes]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        assert serve.poll() is None, f"ppcmk serve exited with {serve.returncode} while waiting: {what}"
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} did not happen within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -66,33 +54,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
     env = {**os.environ, "PPCMK_HOME": str(home / "ppcmk"), "PREFECT_HOME": str(home / "prefect-home"),
            "PPCMK_RETRY_DELAY_SCALE": "0", "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(ROOT)}
     env.pop("PREFECT_API_URL", None)
-    log = (home / "serve.log").open("wb")
-    serve = subprocess.Popen([sys.executable, "-m", "ppcmk.cli", "serve", "--prefect-port", str(port),
-                              "--sandbox-port", str(free_port()), "--clock-speed", "0", "--limit", "2"],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    args = ["-m", "ppcmk.cli", "serve", "--prefect-port", str(port), "--sandbox-port", str(free_port()),
+            "--clock-speed", "0", "--limit", "2"]
     ui = f"http://127.0.0.1:{port}"
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
-            onboard = deployment_full_name("onboard")
-            wait_for("the onboard deployment", lambda: deployment_ready(onboard), 300, serve)
-            yield ui, serve, home
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
-        log.close()
-
-
-def deployment_ready(name: str) -> bool:
-    try:
-        with get_client(sync_client=True) as client:
-            client.read_deployment_by_name(name)
-    except Exception:  # the server or the deployment is not there yet
-        return False
-    return True
+    onboard = deployment_full_name("onboard")
+    with (serving(args, env, home / "serve.log", stop=signal.SIGTERM, stop_timeout=30) as serve,
+          temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"})):
+        wait_for("the onboard deployment", lambda: deployment_ready(onboard), 300, serve)
+        yield ui, serve, home
 
 
 @pytest.fixture(scope="module")

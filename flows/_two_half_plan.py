@@ -1,18 +1,20 @@
 """The two halves' plans from facts already read: what the Key Vault admin half will do, and what linking
 each environment in the Power Platform half (bound to the handoff approval) will do.
 
-Pure functions (no I/O), so the same facts always give the same plan and hash. The doctor's findings feed
-the plan, except those the Key Vault half itself fixes (an unregistered resource provider, missing key
-access, missing Reader, an unmanaged environment when enabling Managed Environment is allowed): those
-become steps.
+Functions of facts already read, so the same facts always give the same plan and hash; the one read they
+make is who claims an environment found with a customer-managed key operation running (whether this run
+may adopt that operation). The doctor's findings feed the plan, except those the Key Vault half itself
+fixes (an unregistered resource provider, missing key access, missing Reader, an unmanaged environment
+when enabling Managed Environment is allowed): those become steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ppcmk import claims
 from ppcmk.azure_resources import KeyInfo, PolicyInfo, VaultStatus, linked_to
-from ppcmk.checks.environments import check_environment
+from ppcmk.checks.environments import THEN, check_environment, cmk_operation_running, running_operation
 from ppcmk.findings import Finding, Severity, error
 from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
 from ppcmk.models import Environment
@@ -90,6 +92,14 @@ def _key_grant_text(vault: VaultStatus | None, key_name: str) -> str:
     return "access policy get, wrapKey, unwrapKey"
 
 
+def running_operation_findings(env: Environment, step: str) -> list[Finding]:
+    """A customer-managed key operation running on `env`, whose next step in this plan is `step`: adopted
+    or a conflict, judged by who claims the environment (`running_operation`); nothing when none runs."""
+    if not cmk_operation_running(env):
+        return []
+    return [running_operation(env, step, claims.owner_of(claims.Subject("environment", env.id)))]
+
+
 def plan_links(
     plan: Plan,
     target: TargetSettings,
@@ -97,13 +107,16 @@ def plan_links(
     environments: Sequence[Environment],
     enable_managed: bool,
 ) -> None:
-    """Append each environment's steps: Managed Environment where needed, then the link (one outage)."""
+    """Append each environment's steps: Managed Environment where needed, then the link (one outage). A link
+    found running is adopted or a conflict (`running_operation`)."""
+    link_step = f"link to {target.policy_name}"
     for env in environments:
         findings = [
             f
             for f in check_environment(env.id, env, target, policy)
-            if not (f.check == "env.managed" and enable_managed)
+            if not (f.check == "env.managed" and enable_managed) and f.check != "env.busy"
         ]
+        findings += running_operation_findings(env, link_step)
         if env.cmk is not None and env.cmk.linked and not linked_to(env, policy):
             findings.append(
                 error(
@@ -126,9 +139,9 @@ def plan_links(
                 )
             )
             continue
-        steps = ([] if env.managed else ["enable Managed Environment"]) + [f"link to {target.policy_name}"]
+        steps = ([] if env.managed else ["enable Managed Environment"]) + [link_step]
         plan.items.append(
-            PlanItem(target=env.id, kind="environment", action=", then ".join(steps), detail=name)
+            PlanItem(target=env.id, kind="environment", action=THEN.join(steps), detail=name)
         )
         plan.outages.append(
             OutageWindow(

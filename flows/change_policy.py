@@ -42,6 +42,7 @@ from flows._runbook import (
     step_state,
 )
 from flows._two_half import HandoffWork, TwoHalfRun
+from flows._two_half_plan import running_operation_findings
 from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.errors import ConfigError
@@ -124,6 +125,7 @@ def plan_move(
     steps.append((f"link to {new.policy_name}", f"link to {new.policy_name} (the new key {new.key_name})"))
     plan.items.append(PlanItem(target=env.id, kind="environment", detail=name,
                                action=", then ".join(action for action, _ in steps)))
+    plan.add_findings(running_operation_findings(env, steps[0][0]))
     plan.outages += [OutageWindow(environment_id=env.id, sequence=n, cause=cause)
                      for n, (_, cause) in enumerate(steps, start=1)]
     return True

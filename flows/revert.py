@@ -38,6 +38,7 @@ from flows._runbook import (
     read_back,
     select,
 )
+from flows._two_half_plan import running_operation_findings
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.claims import RELEASE_HOOKS
@@ -95,8 +96,10 @@ def plan_revert(
 def plan_unlink(plan: Plan, env: Environment, policy: PolicyInfo) -> None:
     """The environment's unlink (one outage) when it is on this policy; an error when on another one."""
     if linked_to(env, policy):
+        action = f"unlink from {policy.name}: back to {MICROSOFT_KEY}"
         plan.items.append(PlanItem(target=env.id, kind="environment", detail=env.display_name or "",
-                                   action=f"unlink from {policy.name}: back to {MICROSOFT_KEY}"))
+                                   action=action))
+        plan.add_findings(running_operation_findings(env, action))
         plan.outages.append(OutageWindow(environment_id=env.id, sequence=1,
                                          cause=f"unlink from {policy.name} (revert to {MICROSOFT_KEY})"))
     elif env.cmk is None:

@@ -8,6 +8,11 @@ why it is not a global concurrency slot (a lease ends with its holder's process)
 ends: released at the end of the run, or found stale by the next claimant when the run it names is
 Completed, Failed, Cancelled, Crashed or gone, and taken over. A takeover deletes the stale variable by
 its id, so of two runs taking over the same stale claim only one deletes it and creates the new one.
+
+A claim also says what its run does to the subject (`Holder.intent`, the plan's action). A crashed run's
+claim is therefore the only record of what an operation it left running at the service is for (the service
+does not say which policy a running link goes to): it stays until a run takes it over, and a re-run whose
+plan does the same adopts that operation instead of starting a second one (`owner_of`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Holder(BaseModel):
     procedure: str
     subject: str
     claimed_at: str
+    intent: str = ""  # what the run does to the subject: its plan's action, e.g. "link to ep-cmk-europe"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Subject:
     kind: str
     id: str
     label: str = ""
+    intent: str = ""
 
     @property
     def variable(self) -> str:
@@ -101,7 +108,8 @@ def claim(subjects: Iterable[Subject], procedure: str, run: tuple[str, str] | No
         for subject in subjects:
             conflict = _claim_one(client, subject, Holder(
                 flow_run_id=run[0], flow_run_name=run[1], procedure=procedure,
-                subject=subject.describe(), claimed_at=datetime.now(UTC).isoformat(timespec="seconds")))
+                subject=subject.describe(), claimed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                intent=subject.intent))
             if conflict is not None:
                 conflicts.append(conflict)
     return conflicts
@@ -179,13 +187,16 @@ def release(flow_run_id: str) -> list[str]:
 
 
 def release_stale() -> list[str]:
-    """Release every claim whose run ended or is gone (the waker sweeps them); returns the subjects."""
+    """Release every claim whose run ended or is gone (the waker sweeps them); returns the subjects. A
+    Crashed run's claims stay: they record what an operation the crash left running is for, which its
+    re-run needs to adopt that operation (a stale claim never blocks anyone)."""
     released = []
     with get_client(sync_client=True) as client:
         for variable in _claim_variables(client, [CLAIM_TAG]):
             holder = Holder.model_validate(variable.value)
             state = _run_state(client, holder.flow_run_id)
-            if (state is None or state[0] in ENDED) and _delete(client, variable.id):
+            swept = state is None or (state[0] in ENDED and state[0] != StateType.CRASHED)
+            if swept and _delete(client, variable.id):
                 released.append(holder.subject)
     return released
 
@@ -201,11 +212,39 @@ def release_at_end(flow: object, flow_run: Any, state: object) -> None:
     release(str(flow_run.id))
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Who claims a subject now: the holder, its run's state, and whether that run is the current one."""
+
+    holder: Holder
+    state: str  # the run's state name; "gone" when the run no longer exists
+    ended: bool
+    mine: bool
+
+    def describe(self) -> str:
+        return (f"flow run '{self.holder.flow_run_name}' ({self.holder.procedure}, {self.state}, "
+                f"id {self.holder.flow_run_id})")
+
+
+def owner_of(subject: Subject) -> Owner | None:
+    """The claim on `subject` now, with its run's state; None when nothing claims it."""
+    run = current_run()
+    with get_client(sync_client=True) as client:
+        existing = client.read_variable_by_name(subject.variable)
+        if existing is None:
+            return None
+        holder = Holder.model_validate(existing.value)
+        state = _run_state(client, holder.flow_run_id)
+    ended = state is None or state[0] in ENDED
+    return Owner(holder, state[1] if state else "gone", ended,
+                 mine=run is not None and run[0] == holder.flow_run_id)
+
+
 def plan_subjects(plan: Plan) -> list[Subject]:
     """What a plan changes that no two runs may change at once: its environments and, for key access, the
-    policy or scope its role assignments serve."""
+    policy or scope its role assignments serve; each with what the plan does to it."""
     kinds = {"environment": "environment", "policy": "policy", "role-assignment": "key-access"}
-    subjects = {(kinds[item.kind], item.target): Subject(kinds[item.kind], item.target)
+    subjects = {(kinds[item.kind], item.target): Subject(kinds[item.kind], item.target, intent=item.action)
                 for item in plan.changes if item.kind in kinds}
     return list(subjects.values())
 

@@ -1,9 +1,10 @@
 """The doctor's environment checks: eligibility for the target policy, current encryption state, and lifecycle
-operations still running."""
+operations still running; and whether a run may adopt a customer-managed key operation it finds running."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.findings import Finding, error, info, warning
@@ -11,8 +12,13 @@ from ppcmk.geo import same_geo
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.settings import TargetSettings
 
+if TYPE_CHECKING:
+    from ppcmk.claims import Owner
+
 INELIGIBLE_SKUS = {"trial": "Trial", "teams": "Teams"}
 LINK_OPERATION = "NewCustomerManagedKey"
+ADOPTED_FIX = "nothing: the environment stays Disabled until that operation finishes"
+THEN = ", then "  # how a plan item's action joins its steps: "enable Managed Environment, then link to P"
 
 
 def check_environment(
@@ -90,7 +96,7 @@ def _eligibility(env: Environment, target: TargetSettings) -> list[Finding]:
 def _runtime_state(env: Environment) -> list[Finding]:
     """A lifecycle operation running, or the environment locked because its key is unusable."""
     subject = env.id
-    if "inprogress" in (env.runtime_reason or "").lower():
+    if cmk_operation_running(env):
         return [
             error(
                 "env.busy",
@@ -109,6 +115,44 @@ def _runtime_state(env: Environment) -> list[Finding]:
             )
         ]
     return []
+
+
+def cmk_operation_running(env: Environment) -> bool:
+    """The runtime reason shows a customer-managed key link or unlink running (it does not say which)."""
+    return "inprogress" in (env.runtime_reason or "").lower()
+
+
+def running_operation(env: Environment, step: str, owner: Owner | None) -> Finding:
+    """A run whose next step on the environment is `step` ("link to P", "unlink from P") finds a customer-
+    managed key operation running: it adopts it (a warning: it waits for that operation instead of starting
+    another) only when no active run claims the environment and the claim left behind has that step among
+    its run's steps (the environment's state says which step that run had reached: still on P, it was
+    unlinking); otherwise the operation is a conflict (an error naming its holder). The service does not say
+    which policy a running link goes to, so an operation no claim accounts for is never adopted."""
+    if owner is None:
+        return error("env.busy", env.id,
+                     f"a customer-managed key operation is running ({env.runtime_reason}) that no ppcmk run "
+                     "claims, so which policy it links or unlinks cannot be told",
+                     "wait for it to finish (the environment's History in the Power Platform admin center), "
+                     "then run again")
+    if owner.mine:
+        return warning("env.adopt", env.id,
+                       f"a {step} is running at the service; this run holds the environment's claim and "
+                       "waits for that operation instead of starting another", ADOPTED_FIX)
+    if not owner.ended:
+        return error("env.busy", env.id,
+                     f"a customer-managed key operation is running for {owner.describe()}, which claims the "
+                     f"environment to {owner.holder.intent or 'change it'}",
+                     f"let run '{owner.holder.flow_run_name}' finish (or cancel it), then run again")
+    if step in owner.holder.intent.split(THEN):
+        return warning("env.adopt", env.id,
+                       f"a {step} is running at the service, left by {owner.describe()}, which ended before "
+                       "it finished; this run adopts that operation: it waits for it instead of starting "
+                       "another", ADOPTED_FIX)
+    return error("env.busy", env.id,
+                 f"a customer-managed key operation is running, left by {owner.describe()}, which meant to "
+                 f"{owner.holder.intent or '(not recorded)'}; this run would {step}",
+                 "wait for that operation to finish, then run again: the plan then starts from what it did")
 
 
 def _encryption_state(env: Environment, policy: PolicyInfo | None) -> list[Finding]:
@@ -150,7 +194,7 @@ def check_operations(env: Environment, operations: Iterable[EnvironmentOperation
     """A lifecycle operation the Power Platform API lists as still active (a Managed Environment change, a
     copy, ...): the service refuses a link or unlink until it ends. A running link/unlink that the runtime
     reason already shows (the env.busy error of `check_environment`) is not reported twice."""
-    if "inprogress" in (env.runtime_reason or "").lower():
+    if cmk_operation_running(env):
         return []
     return [
         warning(

@@ -111,3 +111,20 @@ def test_a_plan_touching_a_claimed_environment_fails_before_its_approval(
 def test_long_ids_still_make_valid_variable_names() -> None:
     name = Subject("key-access", "/subscriptions/X/resourceGroups/RG/" + "p" * 300).variable
     assert len(name) <= 255 and name.startswith("ppcmk-claim-key-access-") and name == name.lower()
+
+
+def test_the_waker_keeps_a_crashed_runs_claim_and_what_it_meant(make_run: MakeRun) -> None:
+    """A crashed run's claim is the only record of what an operation it left running is for."""
+    crashed, completed = make_run("crashed"), make_run("completed")
+    kept = Subject("environment", f"e-{uuid.uuid4()}", intent="link to ep-cmk-europe")
+    swept = Subject("environment", f"e-{uuid.uuid4()}")
+    claims.claim([kept], "onboard", run=crashed)
+    claims.claim([swept], "revert", run=completed)
+    set_state(crashed, Crashed())
+    set_state(completed, Completed())
+    released = claims.release_stale()
+    assert swept.describe() in released and kept.describe() not in released
+    owner = claims.owner_of(kept)
+    assert owner is not None and owner.ended and not owner.mine
+    assert owner.holder.intent == "link to ep-cmk-europe" and owner.state == "Crashed"
+    assert claims.owner_of(swept) is None

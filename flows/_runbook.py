@@ -7,6 +7,7 @@ imports another procedure's module for its helpers.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -71,7 +72,7 @@ def published(plan: Plan) -> Plan:
 
 
 @dataclass
-class Replanning:
+class Replanning(ABC):
     """A runbook's plan made from what its two connections read now: made once to ask, and again after each
     approval answer (it is the approval's `replan`). A runbook's subclass keeps what its latest plan was made
     from."""
@@ -88,10 +89,11 @@ class Replanning:
         pp, tgt = load_connection(pp_connection), load_target(target)
         return cls(kv, pp, tgt, requester or connection_principal(kv))
 
-    def __call__(self) -> Plan:
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self) -> Plan: ...
 
     def first(self) -> Plan:
+        """The plan to ask approval for, published (its errors stop the run here)."""
         return published(self())
 
 

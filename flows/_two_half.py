@@ -33,6 +33,7 @@ from flows._runbook import (
     finish,
     load_connection,
     plan_only_outcome,
+    published,
 )
 from flows._two_half_plan import plan_key_vault_half
 from ppcmk import audit
@@ -142,9 +143,7 @@ class TwoHalfRun:
         plan_key_vault_half(plan, self.target, reading, self.pp_admin)
         plan.items.extend(key_vault_items)
         plan_environments(plan, reading.facts.policy, self.list_environments())
-        plan.publish()
-        plan.raise_for_errors()
-        return plan
+        return published(plan)
 
     def check_inputs(self) -> None:
         """What a read tells before anything is written: the vault in the connection's subscription, the
@@ -226,9 +225,7 @@ class TwoHalfRun:
         own connection block (they must hold Reader on `policy`). The run ends here with the outcome
         returned when the plan changes nothing ("nothing-to-do", `done_message`) or is refused. The plan is
         made again (policy and environments read again) after each answer."""
-        handoff = self._handoff_plan(summary, plan_environments, policy, self.environments)
-        handoff.publish()
-        handoff.raise_for_errors()
+        handoff = published(self._handoff_plan(summary, plan_environments, policy, self.environments))
         expected = [item.target for item in handoff.items if item.kind == "environment"]
         if not handoff.changes:
             report, rows = verify(self.pp_read(), policy, FleetReport(), expected)

@@ -44,7 +44,7 @@ from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
 from ppcmk.fleet.selection import FleetMember
-from ppcmk.fleet.waves import StepResult, WaveSpec, plan_waves, run_waves
+from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
@@ -172,6 +172,13 @@ def reenable_step(conn: ConnectionSettings, deadline: timedelta) -> Callable[[Fl
     return step
 
 
+def reenable_in_waves(
+    pp: ConnectionSettings, members: list[FleetMember], spec: WaveSpec, deadline: timedelta
+) -> FleetReport:
+    """The locked environments re-enabled in waves, once their key access is back."""
+    return run_waves(plan_waves(members, spec), reenable_step(pp, deadline), spec)
+
+
 @flow(name="unlock", **RELEASE_HOOKS)
 def unlock(
     kv_connection: str,
@@ -217,20 +224,12 @@ def unlock(
         raise RuntimeError("the lock record vanished after approval; run again")
     restore_key_access(kv, record.revocation())
     wait_for_propagation(kv, tgt, record.principal_id)
-    spec = waves or WaveSpec()
     members = changing_members(approval.plan, planning.environments)
-    report = run_waves(
-        plan_waves(members, spec), reenable_step(pp, timedelta(minutes=reenable_deadline_minutes)), spec
-    )
+    report = reenable_in_waves(pp, members, waves or WaveSpec(), timedelta(minutes=reenable_deadline_minutes))
     report, rows = read_back(pp, report, lambda env: env is not None and env.enabled, "Enabled")
     if not report.failed and not report.not_started:
         save_lock_record(record.model_copy(update={"state": "unlocked"}), PROCEDURE)
     rows += [{"environment_id": "-", "name": "restored", "now": describe_grant(g)} for g in record.revoked]
-    return finish(
-        approval.plan,
-        approval.approvers,
-        report,
-        rows,
-        f"restored {len(record.revoked)} grant(s) of {record.policy_name}; "
-        f"{len(report.results) - len(report.failed)} environment(s) enabled",
-    )
+    return finish(approval.plan, approval.approvers, report, rows,
+                  f"restored {len(record.revoked)} grant(s) of {record.policy_name}; "
+                  f"{len(report.results) - len(report.failed)} environment(s) enabled")

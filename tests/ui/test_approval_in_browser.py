@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -135,36 +136,49 @@ def suspended_run(page: Any, served: tuple[str, subprocess.Popen[bytes], Path]) 
     return run_id
 
 
-def test_a_plan_rejected_in_the_browser_ends_the_run_rejected(
-    served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
-) -> None:
+@dataclass
+class Answered:
+    """A Quick run of onboard answered in the browser: the page it ended on, the Resume form's text and the
+    run's final state."""
+
+    page: Any
+    shown: str
+    final: str
+
+
+def answered(served: tuple[str, subprocess.Popen[bytes], Path], browser: Any, decision: str,
+             timeout: float) -> Answered:
     ui, serve, home = served
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
         run_id = suspended_run(page, served)
-        answer_in_the_ui(page, ui, run_id, "reject", home)
-        final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, 180, serve)
-    assert final == "Rejected", (home / "serve.log").read_text()[-3000:]
-    page.reload()
-    page.get_by_text("Rejected").first.wait_for()
-    page.screenshot(path=str(home / "rejected-run.png"))
+        shown = answer_in_the_ui(page, ui, run_id, decision, home)
+        final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, timeout,
+                         serve)
+    return Answered(page, shown, final)
+
+
+def test_a_plan_rejected_in_the_browser_ends_the_run_rejected(
+    served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
+) -> None:
+    home = served[2]
+    run = answered(served, browser, "reject", 180)
+    assert run.final == "Rejected", (home / "serve.log").read_text()[-3000:]
+    run.page.reload()
+    run.page.get_by_text("Rejected").first.wait_for()
+    run.page.screenshot(path=str(home / "rejected-run.png"))
 
 
 def test_a_plan_approved_in_the_browser_completes(
     served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
 ) -> None:
-    ui, serve, home = served
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.set_default_timeout(PAGE_TIMEOUT_MS)
-    with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
-        run_id = suspended_run(page, served)
-        shown = answer_in_the_ui(page, ui, run_id, "approve", home)
-        final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, 300, serve)
+    home = served[2]
+    run = answered(served, browser, "approve", 300)
     for expected in ("Contoso Production", "Contoso Sandbox", "Outage #1 of", "Requested by",
                      "May approve", "Plan"):
-        assert expected in shown, f"{expected!r} not on the Resume form:\n{shown}"
-    assert final == "Completed", (home / "serve.log").read_text()[-3000:]
-    page.reload()
-    page.get_by_text("Completed").first.wait_for()
-    page.screenshot(path=str(home / "completed-run.png"))
+        assert expected in run.shown, f"{expected!r} not on the Resume form:\n{run.shown}"
+    assert run.final == "Completed", (home / "serve.log").read_text()[-3000:]
+    run.page.reload()
+    run.page.get_by_text("Completed").first.wait_for()
+    run.page.screenshot(path=str(home / "completed-run.png"))

@@ -2,9 +2,9 @@
 side by side with the same over the default scenario, each sandbox in its own process with a per-request
 latency. Prints each phase's wall time, the ratio tenant / default, and the calls made (per environment).
 
-doctor is what `ppcmk doctor` runs (every key of every vault scanned; one lifecycle-operations read per
-environment, with bounded concurrency); report and watch are the runbooks, run as local flow runs on a
-throwaway Prefect server.
+doctor is what `ppcmk doctor` runs (every key of every vault scanned; a tenant-wide survey, which reads the
+lifecycle operations only of environments whose one problem is not being a Managed Environment); report and
+watch are the runbooks, run as local flow runs on a throwaway Prefect server.
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def print_results(small: list[Phase], large: list[Phase], latency: float) -> Non
         if a.name == "doctor":
             print(f"\ndoctor over {b.environments} environments = {b.wall_s / a.wall_s:.2f} x the default "
                   f"scenario (target <= 3), {READ_CONCURRENCY} reads in flight")
-    print("calls/env: calls beyond the default scenario's, per additional environment (doctor: one "
-          "lifecycle-operations read each; report and watch: none, the listing covers them)")
+    print("calls/env: calls beyond the default scenario's, per additional environment (none: the listing "
+          "covers the tenant's managed environments)")
     print(f"CPU s: this process over the tenant; sandbox: the tenant sandbox's process; {os.cpu_count()} "
           "cores, load average "
           f"{' '.join(f'{load:.1f}' for load in os.getloadavg())}")

@@ -21,6 +21,7 @@ from typing import Literal, cast
 
 from azure.core.exceptions import AzureError
 from prefect import flow, get_run_logger
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
 from blocks import CmkConnection
@@ -248,7 +249,8 @@ def report(
         raise ConfigError("overwrite_source / overwrite_destination", "only one of the two is given",
                           "give both environments (ids or names), or neither")
     conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
-    rows = build_inventory(conn, get_environments(conn))
+    # quote: Prefect would otherwise walk every environment twice, looking for futures in the task's input
+    rows = build_inventory(conn, quote(get_environments(conn)))
     answer = None
     if overwrite_source is not None and overwrite_destination is not None:
         answer = may_overwrite(find_row(rows, overwrite_source, "overwrite_source"),

@@ -21,7 +21,7 @@ from ppcmk.checks import policy as policy_checks
 from ppcmk.checks.environments import check_environment, check_operations, operations_refused
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import PpcmkError, ServiceError
-from ppcmk.findings import DoctorReport, Finding, error
+from ppcmk.findings import DoctorReport, Finding, Severity, error, info
 from ppcmk.models import Environment
 from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings, TargetSettings
@@ -32,6 +32,25 @@ from tasks.keyvault import read_key_via_arm, read_vault
 from tasks.policy import read_policy, read_provider
 
 READ_ERRORS = (PpcmkError, AzureError)
+
+
+def _enabling_is_the_advice(findings: Sequence[Finding]) -> bool:
+    """Whether a tenant-wide survey reads this environment's lifecycle operations: only where its one error
+    is "not a Managed Environment". The environment list shows a running link or unlink (runtime reason) and
+    a lock, but not a Managed Environment change, and only there does one change what to do (an enabling
+    already under way, not one to start). Elsewhere a running operation is waited out by the runbook that
+    acts on the environment, which reads its operations before it links, unlinks or re-enables it."""
+    return {f.check for f in findings if f.severity == Severity.ERROR} == {"env.managed"}
+
+
+def survey_operations_read(read: int, listed: int) -> Finding:
+    return info(
+        "env.operations",
+        "environments",
+        f"lifecycle operations read for {read} of {listed} environments: those whose one error is not being "
+        "a Managed Environment (an enabling may be under way there); the environment list shows a running "
+        "link or unlink on every environment; name environments with --environment to read theirs too",
+    )
 
 
 class TargetFacts(BaseModel):
@@ -162,9 +181,11 @@ class _Gatherer:
         if environment_ids is None:
             with self.about("env.list", "environments", "the environment list"):
                 found = admin.list_environments()
-                for listed in found:
-                    self.add(check_environment(listed.id, listed, target, policy))
-                self.all_operations(found)
+                advice = {listed.id: check_environment(listed.id, listed, target, policy) for listed in found}
+                for findings in advice.values():
+                    self.add(findings)
+                surveyed = [env for env in found if _enabling_is_the_advice(advice[env.id])]
+                self.survey_note(self.all_operations(surveyed), len(found))
             return
         found = []
         for environment_id in environment_ids:
@@ -175,32 +196,42 @@ class _Gatherer:
                     found.append(env)
         self.all_operations(found)
 
-    def all_operations(self, envs: Sequence[Environment]) -> None:
-        """The first environment's operations alone (a refusal stops the others), then the rest with bounded
-        concurrency: a tenant's doctor takes the time of N / concurrency reads, not N."""
-        if envs:
-            self.operations(envs[0])
-            bounded_map(self.operations, envs[1:], DEFAULT_CONCURRENCY)
+    def survey_note(self, read: int, listed: int) -> None:
+        """Say how many environments' operations a tenant-wide survey read, and how to read the others'."""
+        if not self.operations_refused:
+            self.add([survey_operations_read(read, listed)])
 
-    def operations(self, env: Environment) -> None:
-        """Lifecycle operations still running on the environment (one Power Platform API read). When the API
-        refuses the caller, say so once and stop asking: the other checks do not depend on it."""
+    def all_operations(self, envs: Sequence[Environment]) -> int:
+        """The first environment's operations alone (a refusal stops the others), then the rest with bounded
+        concurrency: N environments take the time of N / concurrency reads. How many were read."""
+        if not envs:
+            return 0
+        read = [self.operations(envs[0])]
+        read += bounded_map(self.operations, envs[1:], DEFAULT_CONCURRENCY)
+        return sum(done is True for done in read)
+
+    def operations(self, env: Environment) -> bool:
+        """Lifecycle operations still running on the environment (one Power Platform API read), and whether
+        they were read. When the API refuses the caller, say so once and stop asking: the other checks do not
+        depend on it."""
         if self.operations_refused:
-            return
+            return False
         with self.about("env.operations.read", env.id, "the environment's lifecycle operations"):
             try:
                 operations = self.factory.pp_api().environment_operations(env.id)
             except ClientAuthenticationError:
                 self.operations_refused = True
                 self.add([operations_refused(401)])
-                return
+                return False
             except ServiceError as exc:
                 if exc.status not in (401, 403):
                     raise
                 self.operations_refused = True
                 self.add([operations_refused(exc.status)])
-                return
+                return False
             self.add(check_operations(env, operations))
+            return True
+        return False
 
 
 def doctor_report(

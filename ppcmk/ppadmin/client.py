@@ -52,6 +52,24 @@ RUNNING_NAMES: dict[OperationKind, tuple[str, ...]] = {
     "governance": ("UpdateGovernanceConfiguration", "EnableGovernanceConfiguration"),
 }
 
+# The Managed Environment settings sent when turning it on: every key of `settings.extendedSettings`, each a
+# string, as the Terraform provider's recorded request carries them (docs/SANDBOX.md); the values are the
+# neutral ones (no sharing limit, no solution checker, insights on, no maker welcome content). ppcmk only
+# turns it on where it is off, so these replace no settings an admin chose.
+MANAGED_ENVIRONMENT_SETTINGS: dict[str, str] = {
+    "excludeEnvironmentFromAnalysis": "false",
+    "isGroupSharingDisabled": "false",
+    "maxLimitUserSharing": "-1",
+    "disableAiGeneratedDescriptions": "false",
+    "includeOnHomepageInsights": "false",
+    "limitSharingMode": "noLimit",
+    "solutionCheckerMode": "none",
+    "suppressValidationEmails": "false",
+    "solutionCheckerRuleOverrides": "",
+    "makerOnboardingUrl": "",
+    "makerOnboardingMarkdown": "",
+}
+
 # Each poll (or start retry) waits this much longer than the previous one, up to the ceiling.
 BACKOFF_GROWTH = 1.5
 
@@ -132,7 +150,8 @@ class PowerPlatformAdminClient:
         """Turn on Managed Environment (protectionLevel Standard). None when the service finished at once."""
         return self._start("governance", environment_id,
                            f"{ENVIRONMENTS}/{environment_id}/governanceConfiguration", GOVERNANCE_API,
-                           {"protectionLevel": "Standard", "settings": {"extendedSettings": {}}})
+                           {"protectionLevel": "Standard",
+                            "settings": {"extendedSettings": dict(MANAGED_ENVIRONMENT_SETTINGS)}})
 
     def link_policy(self, environment_id: str, system_id: str) -> OperationHandle | None:
         """Link (or swap to) the Encryption enterprise policy with this systemId."""

@@ -121,16 +121,42 @@ def get_environment(req: SandboxRequest, match: re.Match[str]) -> SandboxRespons
     return SandboxResponse(200, body)
 
 
+# The keys of `settings.extendedSettings` in the recorded request that turns Managed Environment on, each a
+# string (docs/SANDBOX.md). That the service refuses a body lacking one, or a non-string value, is inferred.
+EXTENDED_SETTINGS = (
+    "excludeEnvironmentFromAnalysis", "isGroupSharingDisabled", "maxLimitUserSharing",
+    "disableAiGeneratedDescriptions", "includeOnHomepageInsights", "limitSharingMode",
+    "solutionCheckerMode", "suppressValidationEmails", "solutionCheckerRuleOverrides", "makerOnboardingUrl",
+    "makerOnboardingMarkdown",
+)
+
+
+def _invalid_body(message: str) -> SandboxHttpError:
+    return SandboxHttpError(bap_error(400, "InvalidRequestBody", message))
+
+
+def _check_extended_settings(body: dict[str, object]) -> None:
+    """Standard needs the whole `settings.extendedSettings` map with string values (Basic sends none)."""
+    settings = body.get("settings")
+    extended = settings.get("extendedSettings") if isinstance(settings, dict) else None
+    if not isinstance(extended, dict):
+        raise _invalid_body("settings.extendedSettings is required to enable a Managed Environment.")
+    missing = [key for key in EXTENDED_SETTINGS if key not in extended]
+    if missing:
+        raise _invalid_body(f"settings.extendedSettings lacks {', '.join(missing)}.")
+    not_strings = sorted(key for key, value in extended.items() if not isinstance(value, str))
+    if not_strings:
+        raise _invalid_body(f"settings.extendedSettings values must be strings: {', '.join(not_strings)}.")
+
+
 def set_governance(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
     environment = _environment(req, match["environment"])
     body = req.json_object(lambda m: bap_error(400, "InvalidRequestBody", m))
     level = body.get("protectionLevel")
     if level not in ("Basic", "Standard"):
-        raise SandboxHttpError(
-            bap_error(
-                400, "InvalidRequestBody", f"protectionLevel must be 'Basic' or 'Standard' (got {level!r})."
-            )
-        )
+        raise _invalid_body(f"protectionLevel must be 'Basic' or 'Standard' (got {level!r}).")
+    if level == "Standard":
+        _check_extended_settings(body)
     if _state(req).active_operation(environment.id) is not None or environment.protection_level == level:
         refused = _busy(environment)
         if req.world.settings.governance_conflict_body == "empty":

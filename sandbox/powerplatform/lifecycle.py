@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sandbox.access import policy_key_access
-from sandbox.powerplatform.state import (
+from sandbox.powerplatform.records import (
     GOVERNANCE_TYPES,
     LINK,
     REENABLE,
@@ -25,12 +25,12 @@ from sandbox.powerplatform.state import (
     CmkLink,
     Environment,
     LifecycleOperation,
-    PowerPlatformState,
 )
 
 if TYPE_CHECKING:
     from sandbox.http import SandboxRequest
     from sandbox.identity.principals import Principal
+    from sandbox.powerplatform.state import PowerPlatformState
     from sandbox.world import World
 
 STAGES = (("Validate", 0.0), ("Prepare", 0.1), ("Run", 0.2), ("Finalize", 0.9))  # name, start fraction
@@ -167,33 +167,16 @@ def _outcome(world: World, environment: Environment, operation: LifecycleOperati
 
 
 def _apply_locks(world: World, state: PowerPlatformState, now: datetime) -> None:
-    # Runs on every request over every environment: unlinked ones cost two attribute reads, and the access
-    # verdict is computed once per policy id as written (a differently cased id only costs a second verdict).
-    verdicts: dict[str, bool] = {}
-    expired: list[str] = []
-    for key, environment in state.environments.items():
-        if environment.locked_at is not None:
-            if now >= environment.locked_at + _lock_lifetime(world, environment):
-                expired.append(key)
-            continue
-        link = environment.cmk
-        if link is None:
-            continue
-        allowed = verdicts.get(link.policy_id)
-        if allowed is None:
-            policy = world.arm.get_policy(link.policy_id) if world.arm else None
-            allowed = verdicts[link.policy_id] = policy is not None and policy_key_access(world, policy).ok
-        if not allowed:
-            environment.locked_at = now
-    for key in expired:
-        del state.environments[key]
-
-
-def _lock_lifetime(world: World, environment: Environment) -> timedelta:
-    """How long a locked environment lives before the service deletes it (7 days Sandbox, 30 others)."""
-    sandbox_type = environment.sku == "Sandbox"
-    return timedelta(days=setting(world, "lock_deletion_days_sandbox" if sandbox_type else
-                                  "lock_deletion_days_other", 7 if sandbox_type else 30))
+    """Delete the environments locked long enough, then lock those whose policy can no longer use its key.
+    Runs before every request on a running clock: the state's indexes make it cost the locks that come due
+    and one access verdict per policy in use, whatever the number of environments."""
+    for key in state.due_deletions(now):
+        state.remove_environment(key)
+    for policy_id in state.policies_with_unlocked_links():
+        policy = world.arm.get_policy(policy_id) if world.arm else None
+        if policy is None or not policy_key_access(world, policy).ok:
+            for environment in state.unlocked_links(policy_id):
+                environment.locked_at = now
 
 
 def runtime(state: PowerPlatformState, environment: Environment, now: datetime) -> tuple[str, str]:

@@ -96,12 +96,7 @@ def list_environment_operations(req: SandboxRequest, match: re.Match[str]) -> Sa
     settle_once(req)
     limit = _positive_int(req, "limit", DEFAULT_PAGE_SIZE)
     offset = _positive_int(req, "continuationToken", 0) if req.query.get("continuationToken") else 0
-    wanted = environment_id.lower()
-    operations = sorted(
-        (o for o in state.operations.values() if o.environment_id.lower() == wanted),
-        key=lambda o: o.created_at,
-        reverse=True,
-    )
+    operations = sorted(state.operations_of(environment_id), key=lambda o: o.created_at, reverse=True)
     now = world.clock.now()
     page = operations[offset : offset + limit]
     body: dict[str, Any] = {"value": [operation_result_json(o, now, world.tenant_id) for o in page]}

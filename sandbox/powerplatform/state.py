@@ -6,109 +6,50 @@ name (`cmkPolicy`), saved state carries the full link.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import heapq
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sandbox.clock import parse_instant
+from sandbox.powerplatform.lifecycle import settle
+from sandbox.powerplatform.records import (
+    GOVERNANCE,
+    GOVERNANCE_OFF,
+    LINK,
+    REENABLE,
+    UNLINK,
+    CmkLink,
+    Environment,
+    LifecycleOperation,
+)
 
 if TYPE_CHECKING:
     from sandbox.arm.state import EnterprisePolicy
     from sandbox.world import World
 
-TERMINAL = frozenset({"Succeeded", "Failed"})
-# Operation types. Managed Environment's is recorded (EnableGovernanceConfiguration, the Terraform provider's
-# test data); the others reuse the ids `lifecycleOperationsEnforcement` uses (inferred), as does turning
-# Managed Environment off.
-LINK = "NewCustomerManagedKey"
-UNLINK = "RevertToMicrosoftKey"
-GOVERNANCE = "EnableGovernanceConfiguration"
-GOVERNANCE_OFF = "DisableGovernanceConfiguration"
-GOVERNANCE_TYPES = (GOVERNANCE, GOVERNANCE_OFF)
-REENABLE = "EnableEnvironment"
-
-
-@dataclass
-class CmkLink:
-    policy_id: str  # ARM id of the enterprise policy
-    system_id: str
-    location: str
-    link_status: str = "Linked"
-
-    @property
-    def policy_guid(self) -> str:
-        return self.system_id.rsplit("/", 1)[-1]
-
-
-@dataclass
-class Environment:
-    id: str
-    display_name: str
-    location: str
-    azure_region: str
-    sku: str
-    protection_level: str = "Basic"
-    key_managed_by: str = "Microsoft"
-    cmk: CmkLink | None = None
-    admin_disabled: bool = False  # runtime Disabled for a reason other than CMK (e.g. an admin)
-    locked_at: datetime | None = None  # CMK lock: the policy identity lost use of the key
-    created_at: datetime | None = None
-
-    @property
-    def managed(self) -> bool:
-        return self.protection_level == "Standard"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["locked_at"] = self.locked_at.isoformat() if self.locked_at else None
-        data["created_at"] = self.created_at.isoformat() if self.created_at else None
-        return data
-
-
-@dataclass
-class LifecycleOperation:
-    id: str
-    environment_id: str
-    type: str
-    created_at: datetime
-    duration_seconds: float
-    requested_by: dict[str, str] = field(default_factory=dict)  # id, displayName, type
-    target: dict[str, str] = field(default_factory=dict)  # link: policy ARM id + systemId; governance: level
-    state: str = "NotStarted"
-    error: str | None = None
-    finished_at: datetime | None = None
-
-    @cached_property
-    def ends_at(self) -> datetime:
-        """When the operation ends (start and duration never change; settle asks on every request)."""
-        return self.created_at + timedelta(seconds=self.duration_seconds)
-
-    @cached_property
-    def starts_at(self) -> datetime:
-        """When it turns Running: after its first tenth, at most 10 s (Validate and Prepare)."""
-        return self.created_at + timedelta(seconds=min(10.0, self.duration_seconds / 10))
-
-    @property
-    def active(self) -> bool:
-        return self.state not in TERMINAL
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
-        return data
+# What the admin API's modules import from here with the state (the records are defined in `records`).
+__all__ = ["GOVERNANCE", "GOVERNANCE_OFF", "LINK", "REENABLE", "UNLINK", "CmkLink", "Environment",
+           "LifecycleOperation", "PowerPlatformState"]
 
 
 class PowerPlatformState:
+    """Environments and operations, indexed so that settling (before every request on a running clock) and
+    the per-environment reads cost what changes, not the size of the tenant: unfinished operations and
+    every operation per environment, linked and unlocked environments per policy, and locked ones by when
+    they are deleted."""
+
     def __init__(self, world: World) -> None:
         self._world = world
         self.environments: dict[str, Environment] = {}  # lower-cased id -> environment
         self.operations: dict[str, LifecycleOperation] = {}  # lower-cased id -> operation
         # Unfinished operations per lower-cased environment id, oldest first (added when started, removed
-        # when settle finishes them): a fleet keeps hundreds running while every request settles them and
-        # reads environments, and scanning the whole history each time cost milliseconds per request.
+        # when settle finishes them).
         self._unfinished: dict[str, list[LifecycleOperation]] = {}
+        self._history: dict[str, list[LifecycleOperation]] = {}  # every operation per environment id
+        self._policy_of: dict[str, str] = {}  # environment id -> lower-cased ARM id of its linked policy
+        self._linked: dict[str, set[str]] = {}  # lower-cased policy id -> ids of environments linked to it
+        self._unlocked: dict[str, set[str]] = {}  # the same, only those not locked (settle may lock them)
+        self._deletions: list[tuple[datetime, str]] = []  # (deletion time, environment id) of locks, a heap
 
     @classmethod
     def load(cls, section: dict[str, Any], world: World) -> PowerPlatformState:
@@ -116,21 +57,7 @@ class PowerPlatformState:
         for entry in section.get("environments", []):
             state.add_environment(_environment_from(entry, world))
         for entry in section.get("operations", []):
-            operation = LifecycleOperation(
-                id=entry["id"],
-                environment_id=entry["environment_id"],
-                type=entry["type"],
-                created_at=parse_instant(entry["created_at"])
-                if entry.get("created_at")
-                else world.settings.start_time,
-                duration_seconds=float(entry["duration_seconds"]),
-                requested_by=dict(entry.get("requested_by", {})),
-                target=dict(entry.get("target", {})),
-                state=entry.get("state", "NotStarted"),
-                error=entry.get("error"),
-                finished_at=parse_instant(entry["finished_at"]) if entry.get("finished_at") else None,
-            )
-            state.add_operation(operation)
+            state.add_operation(_operation_from(entry, world))
         return state
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,21 +67,98 @@ class PowerPlatformState:
         }
 
     def reconcile(self, world: World) -> None:
-        from sandbox.powerplatform.lifecycle import settle
-
         settle(world)
+
+    # ------------------------------------------------------------------------------------- environments
 
     def add_environment(self, environment: Environment) -> None:
         self.environments[environment.id.lower()] = environment
+        environment.watch(self._reindex)
+        self._reindex(environment)
+
+    def remove_environment(self, environment_id: str) -> None:
+        environment = self.environments.pop(environment_id.lower(), None)
+        if environment is not None:
+            environment.watch(None)
+            self._unindex(environment_id.lower())
 
     def environment(self, environment_id: str) -> Environment | None:
         return self.environments.get(environment_id.lower())
+
+    def _reindex(self, environment: Environment) -> None:
+        """Index the environment by its link and lock as they are now (it calls this on every change)."""
+        key = environment.id.lower()
+        self._unindex(key)
+        if environment.cmk is not None:
+            policy = self._policy_of[key] = environment.cmk.policy_id.rstrip("/").lower()
+            self._linked.setdefault(policy, set()).add(key)
+            if environment.locked_at is None:
+                self._unlocked.setdefault(policy, set()).add(key)
+        deleted_at = self.deletion_time(environment)
+        if deleted_at is not None:
+            heapq.heappush(self._deletions, (deleted_at, key))
+
+    def _unindex(self, key: str) -> None:
+        """Forget the environment's link; its deletion entry, if any, is checked when it comes due."""
+        policy = self._policy_of.pop(key, None)
+        for index in (self._linked, self._unlocked):
+            if policy is not None and policy in index:
+                index[policy].discard(key)
+                if not index[policy]:
+                    del index[policy]
+
+    def deletion_time(self, environment: Environment) -> datetime | None:
+        """When the service deletes the environment if it is locked: 7 days after the lock for Sandbox
+        environments, 30 for other types."""
+        if environment.locked_at is None:
+            return None
+        settings = self._world.settings
+        sandbox_type = environment.sku == "Sandbox"
+        days = settings.lock_deletion_days_sandbox if sandbox_type else settings.lock_deletion_days_other
+        return environment.locked_at + timedelta(days=days)
+
+    def policies_with_unlocked_links(self) -> list[str]:
+        """Lower-cased ids of the policies that linked, unlocked environments use (a lock may hit those)."""
+        return list(self._unlocked)
+
+    def unlocked_links(self, policy_id: str) -> list[Environment]:
+        """The environments linked to the policy and not locked."""
+        return [self.environments[key] for key in self._unlocked.get(policy_id.rstrip("/").lower(), ())]
+
+    def due_deletions(self, now: datetime) -> list[str]:
+        """Ids of environments locked long enough to be deleted at `now`. An entry is checked against the
+        environment as it is when it comes due: one unlocked or deleted since is dropped, one relocked (or
+        given another lifetime) waits for its own time."""
+        due: dict[str, None] = {}
+        while self._deletions and self._deletions[0][0] <= now:
+            _, key = heapq.heappop(self._deletions)
+            environment = self.environments.get(key)
+            deleted_at = self.deletion_time(environment) if environment is not None else None
+            if deleted_at is not None and deleted_at <= now:
+                due[key] = None
+            elif deleted_at is not None:
+                heapq.heappush(self._deletions, (deleted_at, key))
+        return list(due)
+
+    def environments_using(self, policy: EnterprisePolicy) -> list[str]:
+        """Ids of environments linked or being linked to the policy (ARM then refuses deletes/key changes)."""
+        wanted = policy.arm_id.rstrip("/").lower()
+        linked = {self.environments[key].id for key in self._linked.get(wanted, ())}
+        linking = {
+            o.environment_id
+            for o in self.active_operations()
+            if o.type == LINK and o.target.get("policy_id", "").rstrip("/").lower() == wanted
+        }
+        return sorted(linked | linking)
+
+    # --------------------------------------------------------------------------------------- operations
 
     def operation(self, operation_id: str) -> LifecycleOperation | None:
         return self.operations.get(operation_id.lower())
 
     def add_operation(self, operation: LifecycleOperation) -> None:
         self.operations[operation.id.lower()] = operation
+        self._history.setdefault(operation.environment_id.lower(), []).append(operation)
         if operation.active:
             self._unfinished.setdefault(operation.environment_id.lower(), []).append(operation)
 
@@ -175,17 +179,26 @@ class PowerPlatformState:
         operations = self._unfinished.get(environment_id.lower())
         return operations[0] if operations else None
 
-    def environments_using(self, policy: EnterprisePolicy) -> list[str]:
-        """Ids of environments linked or being linked to the policy (ARM then refuses deletes/key changes)."""
-        wanted = policy.arm_id.lower()
-        linked = {e.id for e in self.environments.values() if e.cmk and e.cmk.policy_id.lower() == wanted}
-        linking = {
-            o.environment_id
-            for o in self.operations.values()
-            if o.active and o.type == LINK and o.target.get("policy_id", "").lower() == wanted
-        }
-        return sorted(linked | linking)
+    def operations_of(self, environment_id: str) -> list[LifecycleOperation]:
+        """Every operation on the environment, in the order they were added."""
+        return list(self._history.get(environment_id.lower(), []))
 
+
+def _operation_from(entry: dict[str, Any], world: World) -> LifecycleOperation:
+    return LifecycleOperation(
+        id=entry["id"],
+        environment_id=entry["environment_id"],
+        type=entry["type"],
+        created_at=parse_instant(entry["created_at"])
+        if entry.get("created_at")
+        else world.settings.start_time,
+        duration_seconds=float(entry["duration_seconds"]),
+        requested_by=dict(entry.get("requested_by", {})),
+        target=dict(entry.get("target", {})),
+        state=entry.get("state", "NotStarted"),
+        error=entry.get("error"),
+        finished_at=parse_instant(entry["finished_at"]) if entry.get("finished_at") else None,
+    )
 
 
 def _environment_from(entry: dict[str, Any], world: World) -> Environment:

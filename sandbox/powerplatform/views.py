@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.powerplatform.lifecycle import runtime, stage_states
-from sandbox.powerplatform.state import (
+from sandbox.powerplatform.records import (
     GOVERNANCE,
     GOVERNANCE_OFF,
     LINK,
@@ -14,8 +14,10 @@ from sandbox.powerplatform.state import (
     UNLINK,
     Environment,
     LifecycleOperation,
-    PowerPlatformState,
 )
+
+if TYPE_CHECKING:
+    from sandbox.powerplatform.state import PowerPlatformState
 
 BAP = "/providers/Microsoft.BusinessAppPlatform"
 # Environment types on which the service refuses CMK operations, and which operations.

@@ -1,53 +1,22 @@
-"""Scenario data: a directory of JSON files, one per service (settings, identities, keyvault, arm, ...)."""
+"""Scenario data: a directory of JSON files (sandbox/scenarios/files.py), or `fleet:<n>`, generated
+(sandbox/scenarios/fleet.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-SCENARIOS_DIR = Path(__file__).parent
-SECTIONS = ("settings", "identities", "keyvault", "arm", "rbac", "powerplatform")
+from sandbox.scenarios.files import SCENARIOS_DIR, SECTIONS, read_scenario_dir, scenario_dir
+from sandbox.scenarios.fleet import fleet_scenario
 
-
-def scenario_dir(scenario: str | Path) -> Path:
-    """A scenario name (directory under sandbox/scenarios) or a path to a scenario directory."""
-    candidate = Path(scenario)
-    if candidate.is_dir():
-        return candidate
-    named = SCENARIOS_DIR / str(scenario)
-    if named.is_dir():
-        return named
-    known = ", ".join(
-        sorted(p.name for p in SCENARIOS_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
-    )
-    raise ValueError(
-        f"scenario {scenario!r}: no such directory; use one of: {known}, or a path to a directory"
-    )
+__all__ = ["SCENARIOS_DIR", "SECTIONS", "load_scenario", "scenario_dir"]
 
 
 def load_scenario(scenario: str | Path) -> dict[str, dict[str, Any]]:
     """All sections of a scenario; a missing file is an empty section. `fleet:<n>` is generated."""
     if isinstance(scenario, str) and scenario.startswith("fleet:"):
-        from sandbox.scenarios.fleet import fleet_scenario
-
         size = scenario.split(":", 1)[1]
         if not size.isdigit():
             raise ValueError(f"scenario {scenario!r}: write fleet:<number of environments>, e.g. fleet:500")
         return fleet_scenario(int(size))
-    directory = scenario_dir(scenario)
-    data: dict[str, dict[str, Any]] = {}
-    for section in SECTIONS:
-        path = directory / f"{section}.json"
-        if not path.exists():
-            data[section] = {}
-            continue
-        try:
-            data[section] = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ValueError(f"scenario file {path} is not valid JSON: {exc}") from exc
-    if not data["settings"]:
-        raise ValueError(
-            f"scenario {directory} has no settings.json (tenant_id, subscription_id, start_time)"
-        )
-    return data
+    return read_scenario_dir(scenario)

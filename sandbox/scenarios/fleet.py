@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from typing import Any
+
+from sandbox.scenarios.files import read_scenario_dir
 
 _FLEET_NAMESPACE = uuid.UUID("5d1f7a40-2b8e-4c1a-9f3e-6a7b8c9d0e1f")
 # Canary first: every `sandbox_every`-th environment is Sandbox type, the rest Production (waves need both).
@@ -15,11 +16,9 @@ def fleet_scenario(
     n: int, geo: str = "europe", azure_region: str = "westeurope", sandbox_every: int = _DEFAULT_SANDBOX_EVERY
 ) -> dict[str, dict[str, Any]]:
     """Scenario data (all sections) with `n` extra Managed Environments in `geo`, ids stable run to run."""
-    from sandbox.scenarios import load_scenario
-
     if n < 0:
         raise ValueError(f"fleet size must be >= 0 (got {n}); use Sandbox(scenario='fleet:<n>')")
-    data = copy.deepcopy(load_scenario("default"))
+    data = read_scenario_dir("default")
     environments = data["powerplatform"].setdefault("environments", [])
     for index in range(n):
         sku = "Sandbox" if sandbox_every and index % sandbox_every == 0 else "Production"

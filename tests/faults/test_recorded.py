@@ -13,10 +13,12 @@ from ppcmk.arm_ids import vault_id
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
 from ppcmk.models import Environment
+from ppcmk.ppadmin.client import MANAGED_ENVIRONMENT_SETTINGS
 from tests.support.scenario import BUSY_SANDBOX as BUSY
 from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PRODUCTION, RESOURCE_GROUP, UNMANAGED, VAULT
 from tests.support.scenario import LEGACY_BYOK as BYOK
 from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
+from tests.support.sdk_clients import BAP, bap
 
 LINK_PATH = r"/enterprisePolicies/Encryption/link"
 
@@ -122,12 +124,29 @@ def test_a_failed_operation_without_error_names_its_failed_stage(factory: Client
     assert all(stage.last_action for stage in result.operation.stages if stage.state != "NotStarted")
 
 
-def test_managed_environment_operation_type(factory: ClientFactory) -> None:
+@pytest.mark.parametrize(("settings", "named"), [
+    ({}, "settings.extendedSettings lacks"),
+    ({**MANAGED_ENVIRONMENT_SETTINGS, "maxLimitUserSharing": -1}, "must be strings: maxLimitUserSharing"),
+], ids=["empty", "number"])
+def test_a_governance_body_unlike_the_recorded_one_is_refused(
+    cloud: Any, settings: dict[str, object], named: str
+) -> None:
+    body = {"protectionLevel": "Standard", "settings": {"extendedSettings": settings}}
+    response = bap(cloud).post(f"{BAP}/environments/{UNMANAGED}/governanceConfiguration",
+                               params={"api-version": "2021-04-01"}, json=body)
+    assert response.status_code == 400 and named in response.json()["error"]["message"]
+    assert cloud.world.powerplatform.environment(UNMANAGED).protection_level == "Basic"
+
+
+def test_managed_environment_is_enabled_with_the_recorded_settings_and_operation_type(
+    factory: ClientFactory, cloud: Any
+) -> None:
     client = factory.pp_admin()
-    handle = client.enable_managed_environment(UNMANAGED)
+    handle = client.enable_managed_environment(UNMANAGED)  # the sandbox refuses a partial settings map
     assert handle is not None
     result = client.wait_operation(handle, timedelta(hours=1))
     assert result.operation is not None and result.operation.type == "EnableGovernanceConfiguration"
+    assert cloud.world.powerplatform.environment(UNMANAGED).protection_level == "Standard"
 
 
 def test_an_environment_without_cmk_disallows_rotate_and_revert(factory: ClientFactory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sandbox.powerplatform.handlers import EXTENDED_SETTINGS
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
 from tests.support.arm import vault_id
 from tests.support.scenario import BUSY_SANDBOX as BUSY
@@ -147,7 +148,8 @@ def test_enable_managed_environment(cloud: Any) -> None:
     response = bap(cloud).post(
         f"{BAP}/environments/{UNMANAGED}/governanceConfiguration",
         params={"api-version": "2021-04-01"},
-        json={"protectionLevel": "Standard", "settings": {"extendedSettings": {}}},
+        json={"protectionLevel": "Standard",
+              "settings": {"extendedSettings": dict.fromkeys(EXTENDED_SETTINGS, "")}},
     )
     assert response.status_code == 202
     assert _env(cloud, UNMANAGED)["governanceConfiguration"]["protectionLevel"] == "Basic"

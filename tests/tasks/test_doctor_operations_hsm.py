@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,14 +13,17 @@ from ppcmk.clients import ClientFactory
 from ppcmk.findings import Finding, Severity
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from sandbox.powerplatform.lifecycle import start_operation
+from sandbox.powerplatform.state import GOVERNANCE_OFF
 from tasks import access
 from tasks.doctor import doctor_report
 from tests.support.arm import managed_hsm_id
 from tests.support.sandbox import target
-from tests.support.scenario import BUSY_SANDBOX, SANDBOX
+from tests.support.scenario import BUSY_SANDBOX, PRODUCTION, SANDBOX, UNMANAGED
 
 OPERATIONS = r"/environmentmanagement/environments/.*/operations"
 HSM_KEY = "hsm-cmk/keys/cmk-hsm"
+DEVELOPER = "e1000000-0000-4000-8000-000000000006"  # Maker Developer: Basic protection, europe
 
 
 def _about(report: Any, check: str, subject: str) -> list[Finding]:
@@ -43,6 +47,31 @@ def test_the_busy_environment_is_reported_once_per_running_operation(
     assert "UpdateGovernanceConfiguration is InProgress since 2026-12-01 09:00" in governance.message
     assert governance.fix.startswith("wait for it to finish; ppcmk waits for it before linking")
     assert cloud.log.count(method="GET", path=OPERATIONS) == 2  # one read per environment
+
+
+def test_a_tenant_survey_reads_operations_only_where_managed_environment_is_the_advice(
+    cloud: Any, conn: ConnectionSettings
+) -> None:
+    # Turning Managed Environment off on a managed environment: the environment list does not show it.
+    with cloud.world.lock:
+        production = cloud.world.powerplatform.environment(PRODUCTION)
+        start_operation(cloud.world, production, GOVERNANCE_OFF, 3600, None, {"protection_level": "Basic"})
+    cloud.advance(timedelta(minutes=5))
+    cloud.log.clear()
+    survey = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"))
+    read = {e.path.rsplit("/", 2)[-2] for e in cloud.log.entries if re.search(OPERATIONS, e.path)}
+    assert read == {DEVELOPER, UNMANAGED, BUSY_SANDBOX}  # the Basic ones of an eligible type and geo
+    (note,) = _about(survey, "env.operations", "environments")
+    assert note.severity == Severity.INFO and "read for 3 of 12 environments" in note.message
+    assert "--environment" in note.message
+    assert _about(survey, "env.busy", BUSY_SANDBOX) and not _about(survey, "env.busy", PRODUCTION)
+
+    # A selection (--environment, a runbook's environments) has every named environment's operations read.
+    selected = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"), [PRODUCTION])
+    (running,) = _about(selected, "env.busy", PRODUCTION)
+    assert running.severity == Severity.WARNING
+    assert "UpdateGovernanceConfiguration is InProgress" in running.message
+    assert not _about(selected, "env.operations", "environments")
 
 
 def test_a_refused_operations_read_is_one_info_finding_and_the_rest_still_runs(

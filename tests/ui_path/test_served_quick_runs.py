@@ -240,10 +240,11 @@ def test_the_approval_wait_reaches_the_webhook_with_the_ui_link(
     assert "onboard run" in message and "waits for approval" in message
     assert "Who may approve: the Power Platform admin" in message, message
     assert "Reader on policy ep-cmk-europe" in message, message
-    # the webhook hears every ppcmk run on the session server (other tests' runs fail on purpose, and run names
-    # are not unique): only the Quick runs count here, by id
+    # the webhook hears every ppcmk run on the session server (other tests' runs fail on purpose, and run
+    # names are not unique): only the Quick runs count here, by id
     failed = webhook.messages("ended Failed") + webhook.messages("ended Crashed")
-    assert not [text for text in failed if any(f"logs {run.run_id}" in text for run in quick_runs.values())], failed
+    mine = [f"logs {run.run_id}" for run in quick_runs.values()]
+    assert not [text for text in failed if any(line in text for line in mine)], failed
 
 
 def test_the_approved_onboard_run_completes_without_republishing_its_plan(
@@ -277,6 +278,6 @@ def test_a_failed_run_reaches_the_webhook_with_its_reason(
         report = client.read_deployment_by_name(deployment_full_name("report"))
         run = client.create_flow_run_from_deployment(report.id, parameters={"connection": "no-such-block"})
         assert wait_for("the report run to fail", partial(settled, client, run.id), 240, child) == "Failed"
-    (message,) = wait_for("the failure notification", lambda: webhook.messages(f"prefect flow-run logs {run.id}"),
-                          120, child)
+    logs_command = f"prefect flow-run logs {run.id}"
+    (message,) = wait_for("the failure notification", lambda: webhook.messages(logs_command), 120, child)
     assert f"report run {run.name} ended Failed" in message and "no-such-block" in message, message

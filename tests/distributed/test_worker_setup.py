@@ -144,3 +144,14 @@ def test_setup_workers_refuses_a_block_it_cannot_use_naming_the_option_and_saves
     message = " ".join(refused.output.split())
     assert message.startswith(f"error: {named}") and why in message, message
     assert not (tmp_path / "shared").exists()  # all or none: no shared-dir block was saved either
+
+
+def test_setup_workers_saves_a_shared_folder_block_only_for_the_storage_not_given(
+        prefect_backend: None, tmp_path: Path) -> None:
+    results = remote_block("mixed-results", "results")
+    done = setup_workers("--shared-dir", str(tmp_path), "--results-block", results)
+    assert done.exit_code == 0, done.output
+    assert f"{worker_setup.RESULTS_SETTING}={results}\n" in done.output
+    assert f"{worker_setup.AUDIT_SETTING}=local-file-system/ppcmk-audit" in done.output
+    assert Block.load("local-file-system/ppcmk-audit").basepath == str((tmp_path / "audit").resolve())
+    assert not (tmp_path / "results").exists()

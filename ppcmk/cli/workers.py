@@ -143,8 +143,9 @@ def _storage_references(shared_dir: Path | None, results_block: str | None,
                   else "--results-block" if results_block is None else "--audit-block")
         raise CliError(f"{option}: missing. Fix: give --shared-dir DIR, or both --results-block and "
                        "--audit-block", ExitCode.USAGE)
-    chosen = {RESULTS_BLOCK: results_block and _checked_block("--results-block", results_block),
-              AUDIT_BLOCK: audit_block and _checked_block("--audit-block", audit_block)}
+    given = {RESULTS_BLOCK: ("--results-block", results_block), AUDIT_BLOCK: ("--audit-block", audit_block)}
+    chosen = {name: None if block is None else _checked_block(option, block)
+              for name, (option, block) in given.items()}
     for name, folder in ((RESULTS_BLOCK, "results"), (AUDIT_BLOCK, "audit")):
         if chosen[name] is None:
             assert shared_dir is not None

@@ -15,13 +15,14 @@ from prefect.client.orchestration import get_client
 from prefect.states import Crashed, Running, State
 
 from flows._runbook import MICROSOFT_KEY
+from flows.change_policy import change_policy
 from flows.onboard import onboard
 from flows.revert import revert
 from ppcmk import claims
 from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.plan import PlanHasErrors
-from tests.support.runs import approve_next, forget_claims, start
+from tests.support.runs import approve_next, forget_claims, start, start_with_sandbox_blocks
 from tests.support.sandbox import connection, save_target
 from tests.support.scenario import (
     FINANCE,
@@ -153,3 +154,22 @@ def test_a_crashed_reverts_unlink_is_a_conflict_for_onboard(
     crashed = predecessor(Crashed(), unlink, "revert", FINANCE)
     message = refused(cloud, sandbox_blocks, sandbox_blocks["target"], FINANCE)
     assert crashed in message and f"this run would link to {LINKED_POLICY}" in message
+
+
+def test_a_crashed_change_policys_unlink_is_adopted_and_the_move_goes_on(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    left_running(cloud, "unlink", FINANCE)
+    crashed = predecessor(Crashed(), f"unlink from {LINKED_POLICY}, then link to ep-new", "change_policy",
+                          FINANCE)
+    running = start_with_sandbox_blocks(change_policy, sandbox_blocks, new_policy_name="ep-new",
+                                        new_key_name="cmk-new", pp_admin=PP_ADMIN)
+    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert "env.adopt" in pending.description and crashed in pending.description
+    outcome = running.result(timeout=120)
+    assert outcome.status == "completed", outcome.message
+    posts = {op: cloud.log.count(method="POST", path=rf"/{FINANCE}/enterprisePolicies/Encryption/{op}$")
+             for op in ("unlink", "link")}
+    assert posts == {"unlink": 1, "link": 1}  # the crashed run's unlink, then this run's link
+    env = cloud.world.powerplatform.environment(FINANCE)
+    assert env.cmk is not None and env.cmk.policy_id.endswith("/ep-new")

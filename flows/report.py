@@ -249,8 +249,9 @@ def report(
         raise ConfigError("overwrite_source / overwrite_destination", "only one of the two is given",
                           "give both environments (ids or names), or neither")
     conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
-    # quote: Prefect would otherwise walk every environment twice, looking for futures in the task's input
-    rows = build_inventory(conn, quote(get_environments(conn)))
+    # quote: Prefect would otherwise walk every environment twice, looking for futures in the task's input;
+    # it unwraps the quote before the task runs, so the task still receives the list
+    rows = build_inventory(conn, cast(list[Environment], quote(get_environments(conn))))
     answer = None
     if overwrite_source is not None and overwrite_destination is not None:
         answer = may_overwrite(find_row(rows, overwrite_source, "overwrite_source"),

@@ -180,12 +180,14 @@ class _Gatherer:
         admin = self.factory.pp_admin()
         if environment_ids is None:
             with self.about("env.list", "environments", "the environment list"):
-                found = admin.list_environments()
-                advice = {listed.id: check_environment(listed.id, listed, target, policy) for listed in found}
-                for findings in advice.values():
+                listed = admin.list_environments()
+                surveyed = []
+                for environment in listed:
+                    findings = check_environment(environment.id, environment, target, policy)
                     self.add(findings)
-                surveyed = [env for env in found if _enabling_is_the_advice(advice[env.id])]
-                self.survey_note(self.all_operations(surveyed), len(found))
+                    if _enabling_is_the_advice(findings):
+                        surveyed.append(environment)
+                self.survey_note(self.all_operations(surveyed), len(listed))
             return
         found = []
         for environment_id in environment_ids:
@@ -206,9 +208,9 @@ class _Gatherer:
         concurrency: N environments take the time of N / concurrency reads. How many were read."""
         if not envs:
             return 0
-        read = [self.operations(envs[0])]
-        read += bounded_map(self.operations, envs[1:], DEFAULT_CONCURRENCY)
-        return sum(done is True for done in read)
+        first = self.operations(envs[0])
+        rest = bounded_map(self.operations, envs[1:], DEFAULT_CONCURRENCY)
+        return int(first) + sum(done is True for done in rest)
 
     def operations(self, env: Environment) -> bool:
         """Lifecycle operations still running on the environment (one Power Platform API read), and whether

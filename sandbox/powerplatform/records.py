@@ -62,7 +62,7 @@ class Environment:
         data["created_at"] = self.created_at.isoformat() if self.created_at else None
         return data
 
-    def watch(self, changed: Callable[[Environment], None] | None) -> None:
+    def report_changes_to(self, changed: Callable[[Environment], None] | None) -> None:
         """Call `changed` after every change of its link or lock, whoever makes it (settle, a handler, a
         test), so the state's indexes cannot go stale; None stops."""
         object.__setattr__(self, "_changed", changed)

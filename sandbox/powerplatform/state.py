@@ -73,13 +73,13 @@ class PowerPlatformState:
 
     def add_environment(self, environment: Environment) -> None:
         self.environments[environment.id.lower()] = environment
-        environment.watch(self._reindex)
+        environment.report_changes_to(self._reindex)
         self._reindex(environment)
 
     def remove_environment(self, environment_id: str) -> None:
         environment = self.environments.pop(environment_id.lower(), None)
         if environment is not None:
-            environment.watch(None)
+            environment.report_changes_to(None)
             self._unindex(environment_id.lower())
 
     def environment(self, environment_id: str) -> Environment | None:

@@ -22,7 +22,7 @@ from ppcmk import claims
 from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.plan import PlanHasErrors
-from tests.support.runs import approve_next, forget_claims, start, start_with_sandbox_blocks
+from tests.support.runs import approve_next, forget_run_state, start, start_with_sandbox_blocks
 from tests.support.sandbox import connection, save_target
 from tests.support.scenario import (
     FINANCE,
@@ -46,7 +46,7 @@ def predecessor_flow() -> None:
 
 @pytest.fixture(autouse=True)
 def no_claims() -> None:
-    forget_claims()
+    forget_run_state()
 
 
 def predecessor(state: State, intent: str, procedure: str = "onboard", environment: str = PRODUCTION) -> str:

@@ -38,6 +38,7 @@ from deployments.serve import deployment_full_name
 from deployments.wake import WAKE_FLOW_NAME
 from ppcmk.cli import app
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+from tests.support.runs import forget_run_state
 from tests.support.sandbox import profile
 from tests.support.served import ROOT, serving, wait_for
 
@@ -106,6 +107,7 @@ def served(sandbox_server: Any, prefect_backend: None, tmp_path_factory: pytest.
            ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """`python -m deployments.serve` as `ppcmk serve` starts it, the deployments defaulting to ui-* blocks."""
     sandbox_server.reset()
+    forget_run_state()  # other tests' locks on this session server name the reset policies
     register_sandbox_blocks(profile(sandbox_server), BLOCKS)
     home = tmp_path_factory.mktemp("ui-served")
     api_url = str(PREFECT_API_URL.value())

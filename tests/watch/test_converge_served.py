@@ -27,7 +27,7 @@ from tests.e2e.test_serve_onboard import (  # noqa: F401 - the module's served d
     state_name,
     wait_for,
 )
-from tests.support.runs import forget_claims
+from tests.support.runs import forget_run_state
 from tests.support.sandbox import profile
 from tests.support.scenario import DESIRED, FINANCE, KEY
 from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
@@ -51,7 +51,7 @@ def test_converge_starts_the_three_runs_and_each_waits_for_approval(
     desired = tmp_path / "desired.yaml"
     desired.write_text(SERVED_DESIRED, encoding="utf-8")
     versions = len(vault(cloud.world).keys[KEY].versions)
-    forget_claims()  # runs of other tests on this session server may still hold the reset environments
+    forget_run_state()  # runs of other tests on this session server may still hold the reset environments
     started = prefect_now("UTC")
     with get_client(sync_client=True) as client:
         for runbook in ("onboard", "revert", "rotate"):

@@ -7,17 +7,24 @@ imports another procedure's module for its helpers.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, cast
+from typing import Literal, Self, cast
 
 from prefect import get_run_logger
 from prefect.states import Cancelled, State
 
 from blocks import CmkConnection, CmkTarget
 from ppcmk import audit, claims, holds
-from ppcmk.approvals import Approval, IdentityResolver, PowerPlatformHandoff, request_approval
+from ppcmk.approvals import (
+    Approval,
+    IdentityResolver,
+    PowerPlatformHandoff,
+    connection_principal,
+    request_approval,
+)
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.errors import ApprovalExpired, ApprovalRejected, ConfigError
 from ppcmk.findings import Severity
@@ -55,6 +62,39 @@ def load_connection(block: str) -> ConnectionSettings:
 
 def load_target(block: str) -> TargetSettings:
     return cast(CmkTarget, CmkTarget.load(block)).settings()
+
+
+def published(plan: Plan) -> Plan:
+    """The plan published (table and artifact); its errors stop the run here, before any change."""
+    plan.publish()
+    plan.raise_for_errors()
+    return plan
+
+
+@dataclass
+class Replanning(ABC):
+    """A runbook's plan made from what its two connections read now: made once to ask, and again after each
+    approval answer (it is the approval's `replan`). A runbook's subclass keeps what its latest plan was made
+    from."""
+
+    kv: ConnectionSettings
+    pp: ConnectionSettings
+    target: TargetSettings
+    requester: str
+
+    @classmethod
+    def load(cls, kv_connection: str, pp_connection: str, target: str, requester: str | None) -> Self:
+        """The blocks loaded; the requester defaults to the principal the Key Vault connection signs in as."""
+        kv = load_connection(kv_connection)
+        pp, tgt = load_connection(pp_connection), load_target(target)
+        return cls(kv, pp, tgt, requester or connection_principal(kv))
+
+    @abstractmethod
+    def __call__(self) -> Plan: ...
+
+    def first(self) -> Plan:
+        """The plan to ask approval for, published (its errors stop the run here)."""
+        return published(self())
 
 
 def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:

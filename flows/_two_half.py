@@ -3,7 +3,8 @@
     plan → Key Vault half → hand-off approval → wait for the approver's Reader → waves (parking) → audit →
     verify → result
 
-A flow makes one `TwoHalfRun` and calls its steps in that order; it supplies only what differs: the target
+A flow makes one `TwoHalfRun` and calls its steps in that order (`until_approved` is a fresh run's steps up
+to the waves); it supplies only what differs: the target
 whose key and policy the Key Vault half sets up, what each environment's plan is (`PlanEnvironments`), the
 per-environment step of the waves and what "done" reads like. A parked run re-entering (flows/_parking.py)
 takes `parked_work` first and goes straight to its waves.
@@ -23,9 +24,17 @@ from typing import TypeVar, cast
 from azure.core.exceptions import HttpResponseError
 from prefect import get_run_logger
 
-from flows._environment_steps import verify
+from flows._environment_steps import LinkLimits, link_step, verify
 from flows._parking import ApprovedWork, ParkableWaves, Waiting
-from flows._runbook import Approving, approved, changing_members, finish, load_connection
+from flows._runbook import (
+    Approving,
+    approved,
+    changing_members,
+    finish,
+    load_connection,
+    plan_only_outcome,
+    published,
+)
 from flows._two_half_plan import plan_key_vault_half
 from ppcmk import audit
 from ppcmk.approvals import PowerPlatformHandoff, connection_principal
@@ -134,9 +143,7 @@ class TwoHalfRun:
         plan_key_vault_half(plan, self.target, reading, self.pp_admin)
         plan.items.extend(key_vault_items)
         plan_environments(plan, reading.facts.policy, self.list_environments())
-        plan.publish()
-        plan.raise_for_errors()
-        return plan
+        return published(plan)
 
     def check_inputs(self) -> None:
         """What a read tells before anything is written: the vault in the connection's subscription, the
@@ -144,6 +151,28 @@ class TwoHalfRun:
         check_subscription("target.vault_id", self.target.vault_id, self.kv)
         check_not_requester(self.pp_admin, self.who())
         check_principal("pp_admin", self.pp_admin, lambda name: lookup_principal(self.kv_factory(), name))
+
+    def until_approved(
+        self,
+        summary: str,
+        plan_environments: PlanEnvironments,
+        dry_run: bool,
+        *,
+        handoff_summary: Callable[[PolicyInfo], str],
+        done_message: Callable[[PolicyInfo], str],
+        key_vault_items: Sequence[PlanItem] = (),
+        also_grant: Sequence[TargetSettings] = (),
+    ) -> HandoffWork | RunOutcome:
+        """A fresh run up to its waves: the plan (a dry run ends after it), the Key Vault half, the hand-off
+        (`handoff_summary` and `done_message` read the policy the Key Vault half returns) and the wait for
+        the approver's Reader. The outcome instead when the run ends before its waves: a dry run, nothing
+        to hand off, or the hand-off refused or unanswered."""
+        plan = self.plan(summary, plan_environments, key_vault_items)
+        if dry_run:
+            return plan_only_outcome(plan, dry_run)
+        policy = self.key_vault_half(also_grant)
+        handed = self.hand_off(policy, handoff_summary(policy), plan_environments, done_message(policy))
+        return handed if isinstance(handed, RunOutcome) else self.wait_for_reader(handed)
 
     # ------------------------------------------------------------------------------- the Key Vault half
 
@@ -196,9 +225,7 @@ class TwoHalfRun:
         own connection block (they must hold Reader on `policy`). The run ends here with the outcome
         returned when the plan changes nothing ("nothing-to-do", `done_message`) or is refused. The plan is
         made again (policy and environments read again) after each answer."""
-        handoff = self._handoff_plan(summary, plan_environments, policy, self.environments)
-        handoff.publish()
-        handoff.raise_for_errors()
+        handoff = published(self._handoff_plan(summary, plan_environments, policy, self.environments))
         expected = [item.target for item in handoff.items if item.kind == "environment"]
         if not handoff.changes:
             report, rows = verify(self.pp_read(), policy, FleetReport(), expected)
@@ -275,6 +302,11 @@ class TwoHalfRun:
             }
         )
         return report
+
+    def link_waves(self, work: HandoffWork, limits: LinkLimits) -> FleetReport:
+        """The waves linking each changing environment to the approved policy (Managed Environment first
+        where the plan says)."""
+        return self.waves(work, link_step(self.approver(work), work.policy, limits, self.waiting()))
 
     def verify(self, work: HandoffWork, report: FleetReport) -> tuple[FleetReport, list[dict[str, object]]]:
         """Every environment of the hand-off read back: encrypted through the policy, or failed."""

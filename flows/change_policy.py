@@ -38,7 +38,6 @@ from flows._runbook import (
     hold_subjects,
     load_connection,
     load_target,
-    plan_only_outcome,
     select,
     step_state,
 )
@@ -280,16 +279,16 @@ def change_policy(
     if work is None:
         old_policy = get_policy(kv, old_tgt)
         moves = Moves(old_policy, new_tgt, selector, unfinished_moves(old_tgt))
-        plan = run.plan(f"{old_tgt.policy_name} → new key {new_tgt.key_name}, policy {new_tgt.policy_name}",
-                        moves, key_vault_items=[old_key_item(old_tgt, new_tgt)])
-        if dry_run:
-            return plan_only_outcome(plan, dry_run)
-        new_policy = run.key_vault_half(also_grant=[old_tgt])
-        handed = run.hand_off(new_policy, f"environments: policy {old_tgt.policy_name} → {new_policy.name}",
-                              moves, done_message=f"every environment already on {new_policy.name}")
-        if isinstance(handed, RunOutcome):  # refused, or nothing to hand off
+        handed = run.until_approved(
+            f"{old_tgt.policy_name} → new key {new_tgt.key_name}, policy {new_tgt.policy_name}", moves,
+            dry_run,
+            handoff_summary=lambda policy: f"environments: policy {old_tgt.policy_name} → {policy.name}",
+            done_message=lambda policy: f"every environment already on {policy.name}",
+            key_vault_items=[old_key_item(old_tgt, new_tgt)], also_grant=[old_tgt],
+        )
+        if isinstance(handed, RunOutcome):  # a dry run, nothing to hand off, or not approved
             return final_state(handed)
-        work = start_moves(kv, old_tgt, old_policy, run.wait_for_reader(handed))
+        work = start_moves(kv, old_tgt, old_policy, handed)
 
     step = move_step(run.approver(work), work.old_policy, work.policy, limits, run.waiting())
     report = run.waves(work, step, on_wave_done=log_wave)

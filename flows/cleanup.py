@@ -18,6 +18,7 @@ click), access is removed from the vault, the policy stays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from itertools import pairwise
 from typing import cast
@@ -26,7 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from pydantic import BaseModel, Field
 
-from flows._runbook import approval_unless_plan_only, final_state, load_connection, load_target
+from flows._runbook import approval_unless_plan_only, final_state, load_connection, load_target, published
 from ppcmk import audit, holds
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo, linked_to
@@ -212,18 +213,10 @@ def cleanup(
         plan, latest["found"] = plan_cleanup(kv, pp, tgt, who, disable_old_versions, old_policy)
         return plan
 
-    plan = make_plan()
+    plan = published(make_plan())
     found = latest["found"]
-    plan.publish()
-    plan.raise_for_errors()
     if found.held and not plan.changes:
-        # everything that could go is still on hold: nothing to do yet, which is not a failure
-        first = min(found.held, key=lambda h: h.until)
-        message = "nothing can be cleaned up yet: " + "; ".join(
-            f"{h.subject} is on hold until {h.until.isoformat()} ({h.reason})" for h in found.held
-        ) + f". Run cleanup again after {first.until.isoformat()}, when the first hold ends"
-        get_run_logger().info(message)
-        return RunOutcome(procedure=PROCEDURE, status="nothing-to-do", plan_hash=plan.hash, message=message)
+        return still_on_hold(plan, found.held)
     approval = approval_unless_plan_only(plan, kv, make_plan, dry_run=dry_run, requester=who, key=PROCEDURE,
                                          timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
@@ -233,16 +226,38 @@ def cleanup(
     removed = 0
     if found.policy is not None and not any(h.subject.endswith(found.policy.name) for h in found.held):
         removed = remove_policy_access(kv, cast(ConnectionSettings, pp), tgt, found.policy)
+    return cleaned(kv, tgt, plan, approval.approvers, disabled, old_policy, removed)
+
+
+def still_on_hold(plan: Plan, held: Sequence[holds.Hold]) -> RunOutcome:
+    """Everything that could go is still on hold: nothing to do yet, which is not a failure."""
+    first = min(held, key=lambda h: h.until)
+    message = "nothing can be cleaned up yet: " + "; ".join(
+        f"{h.subject} is on hold until {h.until.isoformat()} ({h.reason})" for h in held
+    ) + f". Run cleanup again after {first.until.isoformat()}, when the first hold ends"
+    get_run_logger().info(message)
+    return RunOutcome(procedure=PROCEDURE, status="nothing-to-do", plan_hash=plan.hash, message=message)
+
+
+def cleaned(
+    kv: ConnectionSettings,
+    tgt: TargetSettings,
+    plan: Plan,
+    approvers: list[str],
+    disabled: list[str],
+    old_policy: str | None,
+    removed: int,
+) -> RunOutcome:
+    """The key's versions read back as the result table, the audit entry and the outcome."""
     factory = ClientFactory.for_settings(kv)
     rows = [{"version": v.version, "current": v.current, "enabled": v.enabled}
             for v in read_key_versions(factory, tgt.vault_id, tgt.key_name).versions]
     publish_table(rows, PROCEDURE, "result", description="key versions after cleanup (none deleted)")
     audit.record({"event": "cleanup-finished", "procedure": PROCEDURE, "plan_hash": plan.hash,
-                  "requester": who, "approvers": approval.approvers, "disabled_versions": disabled,
+                  "requester": plan.requester, "approvers": approvers, "disabled_versions": disabled,
                   "old_policy": old_policy, "grants_removed": removed})
     message = (f"disabled {len(disabled)} old version(s) of {tgt.key_name}; removed {removed} key access "
                f"grant(s) of {old_policy or 'no policy'}; nothing deleted")
     get_run_logger().info(message)
     return RunOutcome(procedure=PROCEDURE, status="completed", plan_hash=plan.hash, message=message,
-                      approvers=approval.approvers, rows=rows)
-
+                      approvers=approvers, rows=rows)

@@ -32,16 +32,14 @@ from flows._lock_record import (
     save_lock_record,
 )
 from flows._runbook import (
+    Replanning,
     approved,
     final_state,
     finish,
-    load_connection,
-    load_target,
     plan_only_outcome,
     policy_after_approval,
     state_of,
 )
-from ppcmk.approvals import connection_principal
 from ppcmk.arm_ids import same_id
 from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
 from ppcmk.claims import RELEASE_HOOKS
@@ -155,14 +153,10 @@ def plan_locked_environment(plan: Plan, env: Environment, now: datetime) -> None
 
 
 @dataclass
-class LockPlanning:
+class LockPlanning(Replanning):
     """Makes the lock plan from what it reads now (again after each approval answer), and keeps the latest
     environment listing for the lock record."""
 
-    kv: ConnectionSettings
-    pp: ConnectionSettings
-    target: TargetSettings
-    requester: str
     environments: list[Environment] = field(default_factory=list)
 
     @property
@@ -322,12 +316,9 @@ def lock(
         approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
     """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
-    kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
-    requester = requester or connection_principal(kv)
-    planning = LockPlanning(kv, pp, tgt, requester)
-    plan = planning()
-    plan.publish()
-    plan.raise_for_errors()
+    planning = LockPlanning.load(kv_connection, pp_connection, target, requester)
+    plan = planning.first()
+    kv, pp, tgt = planning.kv, planning.pp, planning.target
     if dry_run:
         return plan_only_outcome(plan, dry_run)
     if not any(item.kind == "role-assignment" for item in plan.items):
@@ -338,9 +329,9 @@ def lock(
             f"policy {tgt.policy_name} has no key access left to revoke (already locked?)",
             "see the lock record and the environments' state; run unlock to restore access",
         )
-    approval = approved(plan, kv, planning, requester=requester, key=PROCEDURE, timeout_s=approval_timeout_s,
-                        poll_interval_s=approval_poll_s, approvers_needed=APPROVERS_NEEDED,
-                        confirm_text=tgt.policy_name)
+    approval = approved(plan, kv, planning, requester=planning.requester, key=PROCEDURE,
+                        timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s,
+                        approvers_needed=APPROVERS_NEEDED, confirm_text=tgt.policy_name)
     if isinstance(approval, RunOutcome):
         return final_state(approval)
     policy = policy_after_approval(kv, tgt)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.states import State
 
-from flows._environment_steps import LinkLimits, link_step
-from flows._runbook import Approving, final_state, load_connection, load_target, plan_only_outcome, select
+from flows._environment_steps import LinkLimits
+from flows._runbook import Approving, final_state, load_connection, load_target, select
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
 from ppcmk.azure_resources import PolicyInfo
@@ -153,20 +153,13 @@ def migrate_byok(
                      Approving(approval_timeout_s, approval_poll_s))
     moves = ByokMoves(tgt, selector, enable_managed)
 
-    work = run.parked_work(HandoffWork, waves)
-    if work is None:
-        plan = run.plan(f"BYOK environments → key {tgt.key_name}, policy {tgt.policy_name} ({tgt.geo})",
-                        moves)
-        if dry_run:
-            return plan_only_outcome(plan, dry_run)
-        policy = run.key_vault_half()
-        handed = run.hand_off(policy, f"BYOK environments → policy {tgt.policy_name}", moves,
-                              done_message=f"no BYOK environment left to move to {policy.name}")
-        if isinstance(handed, RunOutcome):  # refused, or nothing to hand off
-            return final_state(handed)
-        work = run.wait_for_reader(handed)
-
-    report = run.waves(work, link_step(run.approver(work), work.policy, limits, run.waiting()))
-    verified, rows = run.verify(work, report)
+    work = run.parked_work(HandoffWork, waves) or run.until_approved(
+        f"BYOK environments → key {tgt.key_name}, policy {tgt.policy_name} ({tgt.geo})", moves, dry_run,
+        handoff_summary=lambda _policy: f"BYOK environments → policy {tgt.policy_name}",
+        done_message=lambda policy: f"no BYOK environment left to move to {policy.name}",
+    )
+    if isinstance(work, RunOutcome):  # a dry run, nothing to hand off, or not approved
+        return final_state(work)
+    verified, rows = run.verify(work, run.link_waves(work, limits))
     return run.finish(work, verified, rows, f"BYOK environment(s) on {work.policy.name}; Microsoft keeps "
                       f"each old BYOK key ≥ {BYOK_RETENTION_DAYS} days")

@@ -35,6 +35,7 @@ from flows._runbook import (
     load_connection,
     load_target,
     policy_after_approval,
+    published,
     read_back,
     select,
 )
@@ -124,9 +125,7 @@ def approve_revert(
     def make_plan() -> Plan:
         return plan_revert(requester, target, get_policy(conn, target), get_environments(conn), selector)
 
-    plan = make_plan()
-    plan.publish()
-    plan.raise_for_errors()
+    plan = published(make_plan())
     approval = approval_unless_plan_only(plan, conn, make_plan, dry_run=dry_run, requester=requester,
                                          key=PROCEDURE, timeout_s=approving.timeout_s,
                                          poll_interval_s=approving.poll_s)

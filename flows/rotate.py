@@ -19,14 +19,14 @@ from azure.core.exceptions import HttpResponseError
 from prefect import flow, get_run_logger
 from prefect.states import State
 
-from flows._runbook import approved, final_state, load_connection, load_target
+from flows._runbook import approved, final_state, load_connection, load_target, published
 from ppcmk import audit
 from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import KeyInfo, PolicyInfo
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
 from ppcmk.findings import info, warning
-from ppcmk.plan import Plan, PlanItem, PlannedHold, RunOutcome, publish_table
+from ppcmk.plan import OutcomeStatus, Plan, PlanItem, PlannedHold, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from ppcmk.validation import check_key_shape, check_parameters, check_rotation
 from tasks.holds import ensure_rotation_hold
@@ -81,7 +81,6 @@ def rotate(
         approval_poll_s: With approval: how often (seconds) a local run looks for the answer; deployment
             runs suspend.
     """
-    logger = get_run_logger()
     conn, key_target = load_connection(connection), load_target(target)
     # a scheduled run has nobody to name: the principal the connection signs in as requested it
     requester = requester or connection_principal(conn)
@@ -95,20 +94,15 @@ def rotate(
     current = get_key_info(conn, key_target)
     if set_policy:
         check_key_shape(key_target, current.kty, current.size)
-    try:
-        policy = get_policy(conn, key_target)
-    except (ServiceError, HttpResponseError) as unreadable:  # no policy yet (RP unregistered): nothing pinned
-        logger.info("Enterprise policy not readable (%s); skipping the pinned-version check", unreadable)
-        policy = None
     recently_rotated = current.created_on is not None and now - current.created_on < timedelta(
         hours=min_interval_hours)
-    plan = plan_rotation(requester, key_target, current, policy, recently_rotated, mode, min_interval_hours)
+    plan = plan_rotation(requester, key_target, current, readable_policy(conn, key_target), recently_rotated,
+                         mode, min_interval_hours)
     if set_policy:
         plan.items.append(PlanItem(
             target=key_target.key_name, kind="key", action="set the rotation policy",
             detail=f"rotate after {rotate_after_days} d, expire after {expire_after_days} d"))
-    plan.publish()
-    plan.raise_for_errors()
+    published(plan)
     if dry_run:
         return RunOutcome(procedure="rotate", status="dry-run", plan_hash=plan.hash, message="plan only")
     if approval and not recently_rotated:
@@ -117,20 +111,38 @@ def rotate(
         if isinstance(answer, RunOutcome):
             return final_state(answer)
 
-    # 2. Apply: rotation policy, then the new version (idempotent through `since`), the hold, the read-back.
+    # 2. Apply: rotation policy, then the new version (idempotent through `since`), the hold, the read-back;
+    # 3. record the history.
     if set_policy:
         set_rotation_policy(conn, key_target, rotate_after_days, expire_after_days, notify_before_days)
     verified = rotate_and_hold(conn, key_target, mode, now - timedelta(hours=min_interval_hours))
+    return recorded(plan, key_target, current, verified, publish_history(conn, key_target))
 
-    # 3. Record the history.
-    rows = publish_history(conn, key_target)
-    audit.record({"event": "rotation", "plan_hash": plan.hash, "requester": requester,
-                  "key": key_target.key_name, "vault": key_target.vault_id, "previous": current.version,
+
+def readable_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo | None:
+    """The target's policy, or None when it cannot be read (no policy yet, the provider unregistered):
+    then no policy pins a version."""
+    try:
+        return get_policy(conn, target)
+    except (ServiceError, HttpResponseError) as unreadable:
+        get_run_logger().info("Enterprise policy not readable (%s); skipping the pinned-version check",
+                              unreadable)
+        return None
+
+
+def recorded(
+    plan: Plan, target: TargetSettings, previous: KeyInfo, verified: KeyInfo, rows: list[dict[str, object]]
+) -> RunOutcome:
+    """The rotation in the audit trail and the log, and the run's outcome (nothing to do when the current
+    version did not change)."""
+    audit.record({"event": "rotation", "plan_hash": plan.hash, "requester": plan.requester,
+                  "key": target.key_name, "vault": target.vault_id, "previous": previous.version,
                   "current": verified.version})
-    status = "nothing-to-do" if verified.version == current.version else "completed"
-    logger.info("Key %s: current version %s (was %s)", key_target.key_name, verified.version, current.version)
+    status: OutcomeStatus = "nothing-to-do" if verified.version == previous.version else "completed"
+    get_run_logger().info("Key %s: current version %s (was %s)", target.key_name, verified.version,
+                          previous.version)
     return RunOutcome(procedure="rotate", status=status, plan_hash=plan.hash, rows=rows,
-                      message=f"current version {verified.version}; previous {current.version}")
+                      message=f"current version {verified.version}; previous {previous.version}")
 
 
 def plan_rotation(

@@ -29,24 +29,22 @@ from flows._lock_record import (
     save_lock_record,
 )
 from flows._runbook import (
+    Replanning,
     approval_unless_plan_only,
     change_failed,
     changing_members,
     final_state,
     finish,
-    load_connection,
-    load_target,
     read_back,
     state_of,
     step_state,
 )
-from ppcmk.approvals import connection_principal
 from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
 from ppcmk.claims import RELEASE_HOOKS
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import error, info
 from ppcmk.fleet.selection import FleetMember
-from ppcmk.fleet.waves import StepResult, WaveSpec, plan_waves, run_waves
+from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.models import Environment
 from ppcmk.plan import Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
@@ -145,14 +143,10 @@ def plan_reenabling(
 
 
 @dataclass
-class UnlockPlanning:
+class UnlockPlanning(Replanning):
     """Makes the unlock plan from what it reads now (again after each approval answer), and keeps the lock
     record and the environment listing it was made from."""
 
-    kv: ConnectionSettings
-    pp: ConnectionSettings
-    target: TargetSettings
-    requester: str
     record: LockRecord | None = None
     environments: list[Environment] = field(default_factory=list)
 
@@ -176,6 +170,13 @@ def reenable_step(conn: ConnectionSettings, deadline: timedelta) -> Callable[[Fl
         )
 
     return step
+
+
+def reenable_in_waves(
+    pp: ConnectionSettings, members: list[FleetMember], spec: WaveSpec, deadline: timedelta
+) -> FleetReport:
+    """The locked environments re-enabled in waves, once their key access is back."""
+    return run_waves(plan_waves(members, spec), reenable_step(pp, deadline), spec)
 
 
 @flow(name="unlock", **RELEASE_HOOKS)
@@ -210,13 +211,10 @@ def unlock(
     """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
                      reenable_deadline_minutes=reenable_deadline_minutes)
-    kv, pp, tgt = load_connection(kv_connection), load_connection(pp_connection), load_target(target)
-    requester = requester or connection_principal(kv)
-    planning = UnlockPlanning(kv, pp, tgt, requester)
-    plan = planning()
-    plan.publish()
-    plan.raise_for_errors()
-    approval = approval_unless_plan_only(plan, kv, planning, dry_run=dry_run, requester=requester,
+    planning = UnlockPlanning.load(kv_connection, pp_connection, target, requester)
+    plan = planning.first()
+    kv, pp, tgt = planning.kv, planning.pp, planning.target
+    approval = approval_unless_plan_only(plan, kv, planning, dry_run=dry_run, requester=planning.requester,
                                          key=PROCEDURE, timeout_s=approval_timeout_s,
                                          poll_interval_s=approval_poll_s)
     if isinstance(approval, RunOutcome):
@@ -226,20 +224,12 @@ def unlock(
         raise RuntimeError("the lock record vanished after approval; run again")
     restore_key_access(kv, record.revocation())
     wait_for_propagation(kv, tgt, record.principal_id)
-    spec = waves or WaveSpec()
     members = changing_members(approval.plan, planning.environments)
-    report = run_waves(
-        plan_waves(members, spec), reenable_step(pp, timedelta(minutes=reenable_deadline_minutes)), spec
-    )
+    report = reenable_in_waves(pp, members, waves or WaveSpec(), timedelta(minutes=reenable_deadline_minutes))
     report, rows = read_back(pp, report, lambda env: env is not None and env.enabled, "Enabled")
     if not report.failed and not report.not_started:
         save_lock_record(record.model_copy(update={"state": "unlocked"}), PROCEDURE)
     rows += [{"environment_id": "-", "name": "restored", "now": describe_grant(g)} for g in record.revoked]
-    return finish(
-        approval.plan,
-        approval.approvers,
-        report,
-        rows,
-        f"restored {len(record.revoked)} grant(s) of {record.policy_name}; "
-        f"{len(report.results) - len(report.failed)} environment(s) enabled",
-    )
+    return finish(approval.plan, approval.approvers, report, rows,
+                  f"restored {len(record.revoked)} grant(s) of {record.policy_name}; "
+                  f"{len(report.results) - len(report.failed)} environment(s) enabled")

@@ -32,8 +32,7 @@ AUDIT_STORAGE_SETTING = "PPCMK_AUDIT_STORAGE"
 AUDIT_LOCK = "ppcmk-audit"
 LEASE_SECONDS = 60  # the server's minimum; an append takes milliseconds
 STORAGE_FIX = (f"create a filesystem block every worker can reach and name it in {AUDIT_STORAGE_SETTING}, "
-               f"e.g. "
-               f"`ppcmk setup blocks --audit-path /shared/ppcmk-audit` then "
+               f"e.g. `ppcmk setup workers --shared-dir /shared/ppcmk` then "
                f"{AUDIT_STORAGE_SETTING}=local-file-system/ppcmk-audit")
 
 

@@ -220,6 +220,11 @@ class RoleGrant(BaseModel):
     changed: bool = Field(default=False, description="True when this task run created it")
 
 
+def role_guid(definition_id: str | None) -> str:
+    """The role's GUID, lower-case: the last segment of a role definition id (ARM's or a managed HSM's)."""
+    return (definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
+
+
 class AccessRevocation(BaseModel):
     """Exactly what a revoke removed, so an unlock can put it back as it was."""
 

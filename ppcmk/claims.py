@@ -84,10 +84,14 @@ class Conflict:
     def finding(self) -> Finding:
         return error(
             "claim.held", self.subject.id,
-            f"{self.subject.describe()} is claimed by flow run '{self.holder.flow_run_name}' "
-            f"({self.holder.procedure}, {self.holder_state}, id {self.holder.flow_run_id}) since "
+            f"{self.subject.describe()} is claimed by {run_of(self.holder, self.holder_state)} since "
             f"{self.holder.claimed_at}",
             f"let run '{self.holder.flow_run_name}' finish (or cancel it), then run again")
+
+
+def run_of(holder: Holder, state: str) -> str:
+    """The holder's run as a person reads it: name first, then runbook, state and id."""
+    return f"flow run '{holder.flow_run_name}' ({holder.procedure}, {state}, id {holder.flow_run_id})"
 
 
 def current_run() -> tuple[str, str] | None:
@@ -222,8 +226,7 @@ class Owner:
     mine: bool
 
     def describe(self) -> str:
-        return (f"flow run '{self.holder.flow_run_name}' ({self.holder.procedure}, {self.state}, "
-                f"id {self.holder.flow_run_id})")
+        return run_of(self.holder, self.state)
 
 
 def owner_of(subject: Subject) -> Owner | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from ppcmk.arm_ids import role_assignment_name
-from ppcmk.azure_resources import RoleGrant, VaultStatus
+from ppcmk.azure_resources import RoleGrant, VaultStatus, role_guid
 from ppcmk.clients import ClientFactory
 from ppcmk.transport import error_code, raise_service_error, service_errors
 
@@ -39,10 +39,6 @@ def hsm_key_scope(key_name: str) -> str:
 
 def hsm_role_definition_id(role_guid: str) -> str:
     return HSM_ROLE_DEFINITION_PREFIX + role_guid
-
-
-def _role_guid(definition_id: str | None) -> str:
-    return (definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 def _covers(scope: str, key_name: str | None) -> bool:
@@ -74,7 +70,7 @@ def read_hsm_key_grants(
         if (
             props is None
             or (props.principal_id or "").lower() != principal_id.lower()
-            or _role_guid(props.role_definition_id) not in HSM_KEY_WRAP_ROLES
+            or role_guid(props.role_definition_id) not in HSM_KEY_WRAP_ROLES
             or not _covers(str(props.scope), key_name)
         ):
             continue

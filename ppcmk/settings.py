@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +32,14 @@ KeyType = Literal["RSA", "RSA-HSM"]
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 KEY_SIZES: dict[str, tuple[int, ...]] = {"RSA": (2048, 3072), "RSA-HSM": (2048, 3072, 4096)}
+# The names Azure accepts, by TargetSettings field: (the whole name matches, what it names, how to write one).
+_AZURE_NAMES = {
+    "key_name": (r"[0-9A-Za-z-]{1,127}", "Key Vault key name", "use 1-127 letters, digits and dashes"),
+    "policy_name": (r"[A-Za-z0-9][A-Za-z0-9_.-]{0,89}", "enterprise policy name",
+                    "use up to 90 letters, digits, '.', '_' or '-', starting with a letter/digit"),
+    "resource_group": (r"[-\w._()]{1,90}(?<!\.)", "resource group name",
+                       "use up to 90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'"),
+}
 
 
 def _guid(field: str, value: str) -> str:
@@ -62,15 +71,10 @@ class ConnectionSettings(BaseModel):
     operation_poll_floor: float = Field(15.0, ge=0)
     operation_poll_ceiling: float = Field(300.0, gt=0)
 
-    @field_validator("tenant_id")
+    @field_validator("tenant_id", "subscription_id")
     @classmethod
-    def _tenant(cls, value: str) -> str:
-        return _guid("tenant_id", value)
-
-    @field_validator("subscription_id")
-    @classmethod
-    def _subscription(cls, value: str) -> str:
-        return _guid("subscription_id", value)
+    def _ids(cls, value: str, info: ValidationInfo) -> str:
+        return _guid(info.field_name or "", value)
 
     @model_validator(mode="after")
     def _consistent(self) -> ConnectionSettings:
@@ -144,28 +148,13 @@ class TargetSettings(BaseModel):
                               "use a Microsoft.KeyVault/vaults or Microsoft.KeyVault/managedHSMs id")
         return str(rid)
 
-    @field_validator("key_name")
+    @field_validator("key_name", "policy_name", "resource_group")
     @classmethod
-    def _key_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[0-9A-Za-z-]{1,127}", value):
-            raise ConfigError("key_name", f"{value!r} is not a valid Key Vault key name",
-                              "use 1-127 letters, digits and dashes")
-        return value
-
-    @field_validator("policy_name")
-    @classmethod
-    def _policy_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,89}", value):
-            raise ConfigError("policy_name", f"{value!r} is not a valid enterprise policy name",
-                              "use up to 90 letters, digits, '.', '_' or '-', starting with a letter/digit")
-        return value
-
-    @field_validator("resource_group")
-    @classmethod
-    def _resource_group(cls, value: str) -> str:
-        if not re.fullmatch(r"[-\w._()]{1,90}", value) or value.endswith("."):
-            raise ConfigError("resource_group", f"{value!r} is not a valid resource group name",
-                              "use up to 90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'")
+    def _azure_name(cls, value: str, info: ValidationInfo) -> str:
+        field = info.field_name or ""
+        pattern, what, fix = _AZURE_NAMES[field]
+        if not re.fullmatch(pattern, value):
+            raise ConfigError(field, f"{value!r} is not a valid {what}", fix)
         return value
 
     @field_validator("geo")

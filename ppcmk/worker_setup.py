@@ -45,10 +45,11 @@ def _code_dir_problem() -> ConfigError | None:
     return None
 
 
-def block_problem(setting: str, value: str, what: str) -> ConfigError | None:
-    fix = f"set {setting}=<block type>/<block name> of {what} every worker reaches ({SETUP_HINT})"
-    if not value:
-        return ConfigError(setting, "not set on this worker", fix)
+def storage_block_fault(value: str) -> str | None:
+    """What keeps `value` (TYPE/NAME) from serving as shared storage: not written that way, not on this
+    server, or not a writable filesystem block; None when it can."""
+    if value.count("/") != 1 or not all(value.split("/")):
+        return f"{value!r} is not written as <block type>/<block name> (e.g. s3-bucket/ppcmk-results)"
     from prefect.blocks.core import Block
     from prefect.filesystems import WritableFileSystem
 
@@ -57,10 +58,18 @@ def block_problem(setting: str, value: str, what: str) -> ConfigError | None:
     try:
         block = settled(Block.load(value))
     except Exception as failure:
-        return ConfigError(setting, f"block {value!r} cannot be loaded ({failure})", fix)
+        return f"block {value!r} cannot be loaded ({failure})"
     if not isinstance(block, WritableFileSystem):
-        return ConfigError(setting, f"block {value!r} is not a writable filesystem block", fix)
+        return f"block {value!r} is a {type(block).__name__}, not a writable filesystem block"
     return None
+
+
+def block_problem(setting: str, value: str, what: str) -> ConfigError | None:
+    fix = f"set {setting}=<block type>/<block name> of {what} every worker reaches ({SETUP_HINT})"
+    if not value:
+        return ConfigError(setting, "not set on this worker", fix)
+    fault = storage_block_fault(value)
+    return None if fault is None else ConfigError(setting, fault, fix)
 
 
 def problems() -> list[ConfigError]:

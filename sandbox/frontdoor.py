@@ -11,10 +11,11 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from sandbox.faults import DEFAULT_CODES
+from sandbox.faults import DEFAULT_CODES, FaultRule
 from sandbox.http import (
     AUDIENCES,
     ERROR_BUILDERS,
@@ -138,6 +139,80 @@ def _audience(world: World, plane: Plane, vault_name: str | None) -> str:
     return MANAGED_HSM_AUDIENCE if vault is not None and vault.kind == "managedHSM" else AUDIENCES[plane]
 
 
+@dataclass
+class _Exchange:
+    """One request crossing the front door: what it asks, of which plane, who sent it, and how it is logged
+    and answered (with the request ids the services put on every answer)."""
+
+    sandbox: Sandbox
+    send: Send
+    started: float
+    arrived: str
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    base_url: str
+    vault_name: str | None
+    route: Route | None
+    found: Any
+    plane: Plane
+    ids: dict[str, str]
+    caller: Principal | None = None
+
+    @classmethod
+    def arriving(cls, sandbox: Sandbox, scope: Scope, send: Send) -> _Exchange:
+        started = time.perf_counter()
+        method, path = scope["method"].upper(), scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        server_host, server_port = scope["server"]
+        vault_name = sandbox.origins.vault_for_port(server_port)
+        route, found = _find_route(sandbox.routes_for(vault_origin=vault_name is not None), method, path)
+        plane: Plane = route.plane if route else ("keyvault" if vault_name else guess_plane(path))
+        return cls(
+            sandbox, send, started, sandbox.world.clock.now().isoformat(), method, path,
+            query=dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)),
+            headers=headers, base_url=f"https://{headers.get('host') or f'{server_host}:{server_port}'}",
+            vault_name=vault_name, route=route, found=found, plane=plane,
+            ids=request_id_headers(plane, headers),
+        )
+
+    def error(self, status: int, code: str, message: str) -> SandboxResponse:
+        """An error in this plane's envelope."""
+        return ERROR_BUILDERS[self.plane](status, code, message)
+
+    def record(self, status: int) -> None:
+        self.sandbox.log.record(
+            LogEntry(
+                method=self.method,
+                path=self.path,
+                status=status,
+                duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
+                caller=self.caller.name if self.caller else None,
+                origin=self.vault_name or "main",
+                at=self.arrived,
+                api_version=self.query.get("api-version"),
+                request_id=self.ids["x-ms-request-id"],
+                correlation_id=self.ids["x-ms-correlation-id"],
+            )
+        )
+
+    async def answer(self, response: SandboxResponse) -> None:
+        response.headers.update(self.ids)
+        self.record(response.status)  # before sending: a client that got its answer finds the call logged
+        await _send(self.send, response)
+
+    def drop(self) -> None:
+        self.record(DROPPED)
+        _drop_connection(self.send)
+
+    def request(self, body: bytes) -> SandboxRequest:
+        world = self.sandbox.world
+        vault = world.keyvault.get(self.vault_name) if self.vault_name else None
+        return SandboxRequest(self.method, self.path, self.query, self.headers, body, self.base_url, world,
+                              caller=self.caller, vault=vault)
+
+
 class FrontDoor:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
@@ -146,116 +221,47 @@ class FrontDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        started = time.perf_counter()
-        sandbox = self.sandbox
-        world = sandbox.world
-        method, path = scope["method"].upper(), scope["path"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        server_host, server_port = scope["server"]
-        base_url = f"https://{headers.get('host') or f'{server_host}:{server_port}'}"
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-        vault_name = sandbox.origins.vault_for_port(server_port)
-        arrived = world.clock.now().isoformat()
-        caller: Principal | None = None
-        routes = sandbox.routes_for(vault_origin=vault_name is not None)
-        route, found = _find_route(routes, method, path)
-        plane: Plane = route.plane if route else ("keyvault" if vault_name else guess_plane(path))
-        error = ERROR_BUILDERS[plane]
-        ids = request_id_headers(plane, headers)
-
-        def record(status: int) -> None:
-            sandbox.log.record(
-                LogEntry(
-                    method=method,
-                    path=path,
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                    caller=caller.name if caller else None,
-                    origin=vault_name or "main",
-                    at=arrived,
-                    api_version=query.get("api-version"),
-                    request_id=ids["x-ms-request-id"],
-                    correlation_id=ids["x-ms-correlation-id"],
-                )
-            )
-
-        async def answer(response: SandboxResponse) -> None:
-            response.headers.update(ids)
-            record(response.status)  # before sending: a client that got its answer finds the call logged
-            await _send(send, response)
-
+        sandbox, world = self.sandbox, self.sandbox.world
+        exchange = _Exchange.arriving(sandbox, scope, send)
+        plane = exchange.plane
         if plane not in UNAUTHENTICATED_PLANES:
-            caller, rejection = _authenticate(world, headers, plane, _audience(world, plane, vault_name))
+            audience = _audience(world, plane, exchange.vault_name)
+            exchange.caller, rejection = _authenticate(world, exchange.headers, plane, audience)
             if rejection is not None:
-                await answer(rejection)
+                await exchange.answer(rejection)
                 return
         body = await _read_body(receive)
-
-        rule = sandbox.faults.take(method, path) if plane != "admin" else None
-        if rule is not None:
-            if rule.latency:
-                await asyncio.sleep(rule.latency)
-            if rule.drop:
-                record(DROPPED)
-                _drop_connection(send)
-                return
-            if rule.status is not None and not rule.drop_after:
-                fault = error(rule.status, rule.code or _default_code(rule.status), "Injected fault.")
-                if rule.empty_body:
-                    fault.body = None
-                if rule.retry_after is not None:
-                    fault.headers["Retry-After"] = rule.retry_after
-                await answer(fault)
-                return
+        rule = sandbox.faults.take(exchange.method, exchange.path) if plane != "admin" else None
+        if rule is not None and await _injected(exchange, rule):
+            return
         if plane != "admin" and sandbox.latency:
             await asyncio.sleep(sandbox.latency)
-
-        if caller is not None and plane in THROTTLED_PLANES:
-            # The Power Platform API shares the admin API's rate unless settings.json names its own.
-            limit = getattr(
-                world.settings, f"throttle_{plane}_per_minute", world.settings.throttle_bap_per_minute
-            )
-            if not self.throttle.allow(plane, caller.object_id, limit, world.clock):
-                throttled = error(
-                    429, "TooManyRequests", f"Rate limit of {limit} requests per minute exceeded."
-                )
-                wait = self.throttle.seconds_until_free(plane, caller.object_id, world.clock)
-                throttled.headers["Retry-After"] = str(max(world.settings.throttle_retry_after_seconds, wait))
-                await answer(throttled)
-                return
-
-        if route is None or found is None:
-            await answer(error(404, "NotFound", f"No {plane} API at {method} {path}."))
+        refusal = self._throttled(exchange) or _unanswerable(exchange)
+        if refusal is not None:
+            await exchange.answer(refusal)
             return
-        if plane == "arm" and not query.get("api-version"):
-            await answer(
-                arm_error(
-                    400,
-                    "MissingApiVersionParameter",
-                    "The api-version query parameter (?api-version=) is required for all requests.",
-                )
-            )
-            return
-        if vault_name is not None and world.keyvault.get(vault_name) is None:
-            await answer(kv_error(404, "VaultNotFound", f"Vault {vault_name} does not exist (deleted)."))
-            return
-        request = SandboxRequest(
-            method=method,
-            path=path,
-            query=query,
-            headers=headers,
-            body=body,
-            base_url=base_url,
-            world=world,
-            caller=caller,
-            vault=world.keyvault.get(vault_name) if vault_name else None,
-        )
-        response = self._dispatch(route, found, request)
+        assert exchange.route is not None  # else _unanswerable answered 404
+        response = self._dispatch(exchange.route, exchange.found, exchange.request(body))
         if rule is not None and rule.drop_after:
-            record(DROPPED)  # applied, never answered
-            _drop_connection(send)
+            exchange.drop()  # applied, never answered
             return
-        await answer(response)
+        await exchange.answer(response)
+
+    def _throttled(self, exchange: _Exchange) -> SandboxResponse | None:
+        """The 429 of a caller over its plane's rate (with an honest Retry-After), or None."""
+        caller, plane, world = exchange.caller, exchange.plane, self.sandbox.world
+        if caller is None or plane not in THROTTLED_PLANES:
+            return None
+        # The Power Platform API shares the admin API's rate unless settings.json names its own.
+        settings = world.settings
+        limit = getattr(settings, f"throttle_{plane}_per_minute", settings.throttle_bap_per_minute)
+        if self.throttle.allow(plane, caller.object_id, limit, world.clock):
+            return None
+        throttled = exchange.error(429, "TooManyRequests",
+                                   f"Rate limit of {limit} requests per minute exceeded.")
+        wait = self.throttle.seconds_until_free(plane, caller.object_id, world.clock)
+        throttled.headers["Retry-After"] = str(max(settings.throttle_retry_after_seconds, wait))
+        return throttled
 
     def _dispatch(self, route: Route, found: Any, request: SandboxRequest) -> SandboxResponse:
         world = request.world
@@ -276,6 +282,41 @@ class FrontDoor:
                 world.after_change()
                 self.sandbox.persist()
         return response
+
+
+async def _injected(exchange: _Exchange, rule: FaultRule) -> bool:
+    """A fault rule's latency, then its dropped connection or its error answer; True when the request is
+    done with (dropped or answered). A `drop_after` rule lets the request through (it drops the answer)."""
+    if rule.latency:
+        await asyncio.sleep(rule.latency)
+    if rule.drop:
+        exchange.drop()
+        return True
+    if rule.status is None or rule.drop_after:
+        return False
+    fault = exchange.error(rule.status, rule.code or _default_code(rule.status), "Injected fault.")
+    if rule.empty_body:
+        fault.body = None
+    if rule.retry_after is not None:
+        fault.headers["Retry-After"] = rule.retry_after
+    await exchange.answer(fault)
+    return True
+
+
+def _unanswerable(exchange: _Exchange) -> SandboxResponse | None:
+    """The answer to a request no handler takes: no route, no ARM api-version, a deleted vault's origin."""
+    if exchange.route is None or exchange.found is None:
+        what = f"{exchange.plane} API at {exchange.method} {exchange.path}"
+        return exchange.error(404, "NotFound", f"No {what}.")
+    if exchange.plane == "arm" and not exchange.query.get("api-version"):
+        return arm_error(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+    if exchange.vault_name is not None and exchange.sandbox.world.keyvault.get(exchange.vault_name) is None:
+        return kv_error(404, "VaultNotFound", f"Vault {exchange.vault_name} does not exist (deleted).")
+    return None
 
 
 def _find_route(routes: list[Route], method: str, path: str) -> tuple[Route | None, Any]:

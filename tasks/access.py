@@ -11,7 +11,7 @@ from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreatePara
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 
 from ppcmk.arm_ids import parse_resource_id, role_assignment_name, same_id
-from ppcmk.azure_resources import AccessRevocation, PropagationResult, RoleGrant, VaultStatus
+from ppcmk.azure_resources import AccessRevocation, PropagationResult, RoleGrant, VaultStatus, role_guid
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, TransientError
 from ppcmk.graph import Principal
@@ -50,10 +50,6 @@ def role_definition_id(subscription_id: str, role_guid: str) -> str:
     return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
 
 
-def _role_guid(definition_id: str | None) -> str:
-    return (definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
-
-
 def _covers(scope: str | None, resource_id: str) -> bool:
     """Whether an assignment at `scope` applies to `resource_id` (same scope or an ancestor)."""
     if not scope:
@@ -81,7 +77,7 @@ def read_role_grants(
         )
         for a in assignments
         if (a.principal_id or "").lower() == principal_id.lower()
-        and _role_guid(a.role_definition_id) in roles
+        and role_guid(a.role_definition_id) in roles
         and _covers(a.scope, resource_id)
     ]
 
@@ -297,7 +293,7 @@ def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -
     for grant in revocation.removed:
         if any(
             p.mechanism == grant.mechanism
-            and _role_guid(p.role_definition_id) == _role_guid(grant.role_definition_id)
+            and role_guid(p.role_definition_id) == role_guid(grant.role_definition_id)
             for p in present
         ):
             restored.append(grant.model_copy(update={"changed": False}))
@@ -306,7 +302,7 @@ def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -
                 _add_access_policy(factory, vault, grant.principal_id, grant.key_permissions, grant.tenant_id)
             )
         elif grant.mechanism == "hsm_rbac":
-            role = _role_guid(grant.role_definition_id)
+            role = role_guid(grant.role_definition_id)
             name = assignment_name(grant) or None
             restored.append(assign_hsm_role(factory, vault, grant.scope, grant.principal_id, role, name))
         else:
@@ -316,7 +312,7 @@ def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -
                     factory,
                     grant.scope,
                     grant.principal_id,
-                    _role_guid(grant.role_definition_id),
+                    role_guid(grant.role_definition_id),
                     grant.principal_type or "ServicePrincipal",
                     name,
                 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -180,6 +181,57 @@ def _settle_saved(
     return _change(admin, saved.kind, saved.environment_id, result, attempts)
 
 
+def _change_once(
+    conn: ConnectionSettings,
+    environment_id: str,
+    kind: OperationKind,
+    done: Callable[[Environment], bool],
+    start: Callable[[PowerPlatformAdminClient, str], OperationHandle | None],
+    deadline: timedelta,
+) -> EnvironmentChange:
+    """Unchanged when the environment already reads `done`; else the operation started once and waited for
+    up to `deadline`."""
+    factory = ClientFactory.for_settings(conn)
+    admin = factory.pp_admin()
+    env = _require(admin, environment_id)
+    if done(env):
+        return _unchanged(kind, env)
+    handle = start(admin, env.id)
+    return _finish(admin, kind, env.id, handle, factory.now() + deadline, 1)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """How a link or an unlink task run starts: its clients, when its inline wait stops, the attempts made
+    so far, and for a parked run re-entering (`resume`), the change its saved operation settled to (None:
+    decide afresh from a read of the environment)."""
+
+    factory: ClientFactory
+    admin: PowerPlatformAdminClient
+    until: datetime
+    attempts_so_far: int
+    settled: EnvironmentChange | None = None
+
+    @classmethod
+    def of(
+        cls,
+        conn: ConnectionSettings,
+        deadline: timedelta | datetime,
+        patience: timedelta | None,
+        resume: OperationHandle | None,
+        attempts_so_far: int,
+        max_attempts: int,
+    ) -> _Entry:
+        factory = ClientFactory.for_settings(conn)
+        admin = factory.pp_admin()
+        until = _wait_until(factory, deadline, patience)
+        if resume is None:
+            return cls(factory, admin, until, attempts_so_far)
+        attempts = max(attempts_so_far, 1)  # the saved operation is one
+        settled = _settle_saved(admin, resume, until, attempts, max_attempts)
+        return cls(factory, admin, until, attempts, settled)
+
+
 # ------------------------------------------------------------------------------------------------- tasks
 
 
@@ -195,14 +247,8 @@ def enable_managed_environment(
     conn: ConnectionSettings, environment_id: str, deadline: timedelta = MANAGED_DEADLINE
 ) -> EnvironmentChange:
     """Turn on Managed Environment (protection level Standard), a prerequisite of CMK."""
-    factory = ClientFactory.for_settings(conn)
-    admin = factory.pp_admin()
-    env = _require(admin, environment_id)
-    if env.managed:
-        return _unchanged("governance", env)
-    return _finish(
-        admin, "governance", env.id, admin.enable_managed_environment(env.id), factory.now() + deadline, 1
-    )
+    return _change_once(conn, environment_id, "governance", lambda env: env.managed,
+                        PowerPlatformAdminClient.enable_managed_environment, deadline)
 
 
 @cmk_task(task_run_name="link-{environment_id}")
@@ -229,27 +275,26 @@ def link(
     """
     if max_attempts < 1:
         raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
-    factory = ClientFactory.for_settings(conn)
-    admin = factory.pp_admin()
-    until = _wait_until(factory, deadline, patience)
-    if resume is not None:
-        attempts_so_far = max(attempts_so_far, 1)
-        if (settled := _settle_saved(admin, resume, until, attempts_so_far, max_attempts)) is not None:
-            return settled
+    entry = _Entry.of(conn, deadline, patience, resume, attempts_so_far, max_attempts)
+    if entry.settled is not None:
+        return entry.settled
+    admin = entry.admin
     env = _require(admin, environment_id)
     if env.cmk is not None and env.cmk.linked and same_id(env.cmk.system_id, system_id):
         return _unchanged("link", env)
     if ensure_managed and not env.managed:
         managed = _finish(admin, "governance", env.id, admin.enable_managed_environment(env.id),
-                          factory.now() + MANAGED_DEADLINE, 1)
+                          entry.factory.now() + MANAGED_DEADLINE, 1)
         if not managed.done:
             return managed
     _run_logger().warning("%s (%s) is Disabled from now until its link to %s finishes",
-                             env.display_name or env.id, env.id, system_id)
+                          env.display_name or env.id, env.id, system_id)
+
     def start() -> OperationHandle | None:
         return admin.link_policy(env.id, system_id)
 
-    return _run_with_reruns(admin, "link", env.id, start, until, max_attempts, attempts_so_far, system_id)
+    return _run_with_reruns(admin, "link", env.id, start, entry.until, max_attempts, entry.attempts_so_far,
+                            system_id)
 
 
 @cmk_task(task_run_name="unlink-{environment_id}")
@@ -265,13 +310,10 @@ def unlink(
 ) -> EnvironmentChange:
     """Revert to the Microsoft-managed key. `system_id`, when given, must be the linked policy's.
     `deadline`, `patience`, `resume` and `attempts_so_far` as for `link`."""
-    factory = ClientFactory.for_settings(conn)
-    admin = factory.pp_admin()
-    until = _wait_until(factory, deadline, patience)
-    if resume is not None:
-        attempts_so_far = max(attempts_so_far, 1)
-        if (settled := _settle_saved(admin, resume, until, attempts_so_far, max_attempts)) is not None:
-            return settled
+    entry = _Entry.of(conn, deadline, patience, resume, attempts_so_far, max_attempts)
+    if entry.settled is not None:
+        return entry.settled
+    admin = entry.admin
     env = _require(admin, environment_id)
     if env.cmk is None or not env.cmk.system_id:
         return _unchanged("unlink", env)
@@ -293,7 +335,7 @@ def unlink(
                 return None  # already done: the final read reports it
             raise
 
-    return _run_with_reruns(admin, "unlink", env.id, start, until, max_attempts, attempts_so_far)
+    return _run_with_reruns(admin, "unlink", env.id, start, entry.until, max_attempts, entry.attempts_so_far)
 
 
 @cmk_task(task_run_name="wait-operation-{handle.environment_id}")
@@ -310,9 +352,5 @@ def reenable_environment(
     conn: ConnectionSettings, environment_id: str, deadline: timedelta = timedelta(minutes=30)
 ) -> EnvironmentChange:
     """Re-enable an environment that was disabled (locked) once access to its key is restored."""
-    factory = ClientFactory.for_settings(conn)
-    admin = factory.pp_admin()
-    env = _require(admin, environment_id)
-    if env.enabled:
-        return _unchanged("reenable", env)
-    return _finish(admin, "reenable", env.id, admin.reenable_environment(env.id), factory.now() + deadline, 1)
+    return _change_once(conn, environment_id, "reenable", lambda env: env.enabled,
+                        PowerPlatformAdminClient.reenable_environment, deadline)

@@ -10,15 +10,11 @@ import typer
 from rich.console import Console
 
 from ppcmk.cli.errors import expected_failures_untraced, reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.local_runs import reader_block, result_of
 from ppcmk.cli.prefect_api import using_prefect_api
-from ppcmk.cli.profile import load_profile
-from ppcmk.cli.sandbox_blocks import save_sandbox_connection
 from ppcmk.cli.tables import rows_table
 from ppcmk.plan import RunOutcome
 
-# The sandbox persona that reads everything: Power Platform admin management app and Owner in Azure.
-SANDBOX_READER = ("runbook", "sandbox-runbook")
 TABLE_COLUMNS = ["name", "sku", "state", "policy", "key", "key_version", "key_expires", "link_status",
                  "key_managed_by", "note"]
 
@@ -28,15 +24,10 @@ def run_report(connection: str | None, out: Path | None) -> RunOutcome:
     from flows.report import report
 
     with using_prefect_api():
-        if connection is None:
-            persona, block_name = SANDBOX_READER
-            connection = save_sandbox_connection(load_profile(), persona, block_name)
+        block = reader_block(connection)
         with expected_failures_untraced():
-            state = report(connection=connection, output_dir=str(out) if out else None, return_state=True)
-    if not state.is_completed():
-        raise CliError(f"the report run ended {state.name}: {state.message or ''}", ExitCode.FAILED)
-    outcome: RunOutcome = state.result()
-    return outcome
+            state = report(connection=block, output_dir=str(out) if out else None, return_state=True)
+    return result_of(state, "report", RunOutcome)
 
 
 @reports_errors

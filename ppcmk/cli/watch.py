@@ -14,8 +14,9 @@ from rich.console import Console
 
 from ppcmk.cli.errors import reports_errors
 from ppcmk.cli.exit_codes import CliError, ExitCode
+from ppcmk.cli.local_runs import SANDBOX_READER, reader_block, result_of
 from ppcmk.cli.profile import find_profile, load_profile
-from ppcmk.cli.sandbox_blocks import sandbox_connection_data, save_sandbox_connection
+from ppcmk.cli.sandbox_blocks import sandbox_connection_data
 from ppcmk.cli.tables import rows_table
 from ppcmk.settings import ConnectionSettings, load_settings
 
@@ -23,26 +24,18 @@ if TYPE_CHECKING:
     from flows.watch import WatchResult
     from ppcmk.converge import PlannedRun
 
-# The sandbox persona that reads everything: Power Platform admin management app and Owner in Azure.
-SANDBOX_READER = ("runbook", "sandbox-runbook")
 WATCH_COLUMNS = ["severity", "tier", "kind", "object", "since", "finding", "fix"]
 
 
 def run_watch(connection: str | None, **parameters: Any) -> WatchResult:
     """The watch flow as a local run, on the Prefect API `ppcmk serve` published (or the configured one)."""
-    from flows.watch import watch
+    from flows.watch import WatchResult, watch
 
     served = find_profile()
     api = {PREFECT_API_URL: served.prefect_api_url} if served and served.prefect_api_url else {}
     with temporary_settings(updates=api):
-        if connection is None:
-            persona, block_name = SANDBOX_READER
-            connection = save_sandbox_connection(load_profile(), persona, block_name)
-        state = watch(connection=connection, return_state=True, **parameters)
-    if not state.is_completed():
-        raise CliError(f"the watch run ended {state.name}: {state.message or ''}", ExitCode.FAILED)
-    result: WatchResult = state.result()
-    return result
+        state = watch(connection=reader_block(connection), return_state=True, **parameters)
+    return result_of(state, "watch", WatchResult)
 
 
 @reports_errors

@@ -121,19 +121,38 @@ def setup_blocks(
                   highlight=False)
 
 
-def _storage_reference(block: str | None, shared_dir: Path | None, name: str, folder: str) -> str:
+def _checked_block(option: str, block: str) -> str:
+    """An existing storage block the workers are to use, refused naming `option` unless it can serve."""
+    from ppcmk.worker_setup import storage_block_fault
+
+    if (fault := storage_block_fault(block)) is not None:
+        raise CliError(f"{option}: {fault}. Fix: create the block first (Prefect UI: Blocks, or the block "
+                       "class's save()) and name it as TYPE/NAME, or give --shared-dir DIR instead",
+                       ExitCode.USAGE)
+    return block
+
+
+def _storage_references(shared_dir: Path | None, results_block: str | None,
+                        audit_block: str | None) -> tuple[str, str]:
+    """The result storage and audit store blocks: the given ones, checked before anything is saved, and a
+    LocalFileSystem below `shared_dir` for each one not given."""
     from prefect.filesystems import LocalFileSystem
 
-    from ppcmk.worker_setup import block_problem
-
-    if block is not None:
-        if (problem := block_problem("--results-block/--audit-block", block, "storage")) is not None:
-            raise CliError(str(problem), ExitCode.USAGE)
-        return block
-    assert shared_dir is not None
-    (shared_dir / folder).mkdir(parents=True, exist_ok=True)
-    LocalFileSystem(basepath=str((shared_dir / folder).resolve())).save(name, overwrite=True)
-    return f"local-file-system/{name}"
+    if shared_dir is None and (results_block is None or audit_block is None):
+        option = ("--shared-dir" if results_block is None and audit_block is None
+                  else "--results-block" if results_block is None else "--audit-block")
+        raise CliError(f"{option}: missing. Fix: give --shared-dir DIR, or both --results-block and "
+                       "--audit-block", ExitCode.USAGE)
+    given = {RESULTS_BLOCK: ("--results-block", results_block), AUDIT_BLOCK: ("--audit-block", audit_block)}
+    chosen = {name: None if block is None else _checked_block(option, block)
+              for name, (option, block) in given.items()}
+    for name, folder in ((RESULTS_BLOCK, "results"), (AUDIT_BLOCK, "audit")):
+        if chosen[name] is None:
+            assert shared_dir is not None
+            (shared_dir / folder).mkdir(parents=True, exist_ok=True)
+            LocalFileSystem(basepath=str((shared_dir / folder).resolve())).save(name, overwrite=True)
+            chosen[name] = f"local-file-system/{name}"
+    return str(chosen[RESULTS_BLOCK]), str(chosen[AUDIT_BLOCK])
 
 
 @reports_errors
@@ -153,11 +172,8 @@ def setup_workers(
     from ppcmk.audit_store import AUDIT_STORAGE_SETTING, ensure_audit_limit
     from ppcmk.worker_setup import RESULTS_SETTING
 
-    if shared_dir is None and (results_block is None or audit_block is None):
-        raise CliError("give --shared-dir DIR, or both --results-block and --audit-block", ExitCode.USAGE)
     with prefect_api() as client:
-        results = _storage_reference(results_block, shared_dir, RESULTS_BLOCK, "results")
-        audit = _storage_reference(audit_block, shared_dir, AUDIT_BLOCK, "audit")
+        results, audit = _storage_references(shared_dir, results_block, audit_block)
         automation = ensure_zombie_automation(client, heartbeat_seconds, missed_heartbeats)
         ensure_audit_limit()
     console.print(f"automation ready: {automation}", highlight=False)

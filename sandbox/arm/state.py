@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.clock import parse_instant
 from sandbox.rbac.state import scenario_assignment
+from sandbox.resource_ids import resource_id
 
 if TYPE_CHECKING:
     from sandbox.world import World
@@ -71,10 +72,7 @@ class EnterprisePolicy:
 
     @property
     def arm_id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
-            f"/providers/{POLICY_TYPE}/{self.name}"
-        )
+        return resource_id(self.subscription, self.resource_group, POLICY_TYPE, self.name)
 
     @property
     def system_id(self) -> str:

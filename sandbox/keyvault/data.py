@@ -153,21 +153,26 @@ def create_key(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
         raise bad(f"kty {kty!r} is not supported; use RSA, RSA-HSM, EC or EC-HSM.")
     if vault.kind == "managedHSM" and not kty.endswith("-HSM"):
         kty += "-HSM"  # a managed HSM only holds HSM-protected keys
-    version = KeyVersion(
+    version = _fresh_version(kty, size, curve, body.get("key_ops"), now)
+    _apply_attributes(version, body)
+    key = _add(vault, name, existing, version)
+    return _bundle(req, vault, key, version)
+
+
+def _fresh_version(kty: str, size: int | None, curve: str | None, key_ops: Any, now: datetime) -> KeyVersion:
+    """A new enabled version without activation or expiry (the request's attributes are applied after)."""
+    return KeyVersion(
         version=uuid.uuid4().hex,
         kty=kty,
         size=size,
         curve=curve,
-        key_ops=[str(op) for op in body.get("key_ops") or DEFAULT_KEY_OPS],
+        key_ops=[str(op) for op in key_ops or DEFAULT_KEY_OPS],
         enabled=True,
         nbf=None,
         exp=None,
         created=now,
         updated=now,
     )
-    _apply_attributes(version, body)
-    key = _add(vault, name, existing, version)
-    return _bundle(req, vault, key, version)
 
 
 def import_key(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
@@ -186,18 +191,8 @@ def import_key(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
     kty = str(jwk["kty"])
     if body.get("hsm") or vault.kind == "managedHSM":
         kty = kty if kty.endswith("-HSM") else f"{kty}-HSM"
-    version = KeyVersion(
-        version=uuid.uuid4().hex,
-        kty=kty,
-        size=private.key_size if kty.startswith("RSA") else None,
-        curve=jwk.get("crv"),
-        key_ops=[str(op) for op in jwk.get("key_ops") or DEFAULT_KEY_OPS],
-        enabled=True,
-        nbf=None,
-        exp=None,
-        created=now,
-        updated=now,
-    )
+    size = private.key_size if kty.startswith("RSA") else None
+    version = _fresh_version(kty, size, jwk.get("crv"), jwk.get("key_ops"), now)
     material.remember(version.version, private)
     _apply_attributes(version, {"attributes": body.get("attributes"), "tags": body.get("tags")})
     key = _add(vault, name, existing, version)

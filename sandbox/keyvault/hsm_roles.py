@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.clock import parse_instant
 from sandbox.rbac.roles import role_guid
-from sandbox.rbac.state import scope_covers
+from sandbox.rbac.state import Assignment, scope_covers
 
 if TYPE_CHECKING:
     from sandbox.identity.principals import Identities
     from sandbox.settings import SandboxSettings
 
 DEFINITION_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
-ASSIGNMENT_SEGMENT = "/providers/Microsoft.Authorization/roleAssignments/"
 
 HSM_ADMINISTRATOR = "a290e904-7015-4bba-90c8-60543313cdb4"
 HSM_CRYPTO_OFFICER = "515eb02d-2335-4d2d-92f2-b1cbdf9c3778"
@@ -143,21 +142,13 @@ def key_scope(key_name: str | None) -> str:
 
 
 @dataclass
-class LocalRoleAssignment:
-    name: str
-    scope: str
-    role_guid: str
-    principal_id: str
-    created_at: datetime
-
-    @property
-    def assignment_id(self) -> str:
-        return f"{self.scope.rstrip('/')}{ASSIGNMENT_SEGMENT}{self.name}"
+class LocalRoleAssignment(Assignment):
+    """An assignment on the HSM's own data plane (scope `/`, `/keys` or `/keys/<name>`)."""
 
     def to_json(self) -> dict[str, Any]:
         """The data plane's shape of an assignment."""
         return {
-            "id": self.assignment_id,
+            "id": self.arm_id,
             "name": self.name,
             "type": "Microsoft.Authorization/roleAssignments",
             "properties": {
@@ -165,15 +156,6 @@ class LocalRoleAssignment:
                 "roleDefinitionId": DEFINITION_PREFIX + self.role_guid,
                 "principalId": self.principal_id,
             },
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "scope": self.scope,
-            "roleDefinitionId": self.role_guid,
-            "principalId": self.principal_id,
-            "createdAt": self.created_at.isoformat(),
         }
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from sandbox.clock import parse_instant
 from sandbox.keyvault import material
 from sandbox.keyvault.hsm_roles import LocalRoleAssignment, assignment_from_dict
+from sandbox.resource_ids import resource_id
 
 if TYPE_CHECKING:
     from sandbox.world import World
@@ -197,10 +198,7 @@ class Vault:
 
     @property
     def arm_id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/{ARM_TYPES[self.kind]}/{self.name}"
-        )
+        return resource_id(self.subscription_id, self.resource_group, ARM_TYPES[self.kind], self.name)
 
     @property
     def deleted(self) -> bool:

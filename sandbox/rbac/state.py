@@ -23,15 +23,14 @@ def scope_covers(assigned_scope: str, target_scope: str) -> bool:
 
 
 @dataclass
-class RoleAssignment:
+class Assignment:
+    """A role at a scope for a principal: what an ARM role assignment and a Managed HSM local one share."""
+
     name: str
     scope: str
     role_guid: str
     principal_id: str
-    principal_type: str
     created_at: datetime
-    created_by: str = ""
-    description: str | None = None
 
     @property
     def arm_id(self) -> str:
@@ -43,8 +42,19 @@ class RoleAssignment:
             "scope": self.scope,
             "roleDefinitionId": self.role_guid,
             "principalId": self.principal_id,
-            "principalType": self.principal_type,
             "createdAt": self.created_at.isoformat(),
+        }
+
+
+@dataclass
+class RoleAssignment(Assignment):
+    principal_type: str
+    created_by: str = ""
+    description: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {
+            "principalType": self.principal_type,
             "createdBy": self.created_by,
             "description": self.description,
         }

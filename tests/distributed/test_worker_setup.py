@@ -4,12 +4,13 @@ setup commands create every block the deployments name, or none."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.blocks.core import Block
-from prefect.filesystems import LocalFileSystem
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.settings import (
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
     PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK,
@@ -18,7 +19,7 @@ from prefect.settings import (
 from typer.testing import CliRunner
 
 from blocks import CmkConnection
-from ppcmk import worker_setup
+from ppcmk import audit, worker_setup
 from ppcmk.cli import app
 from ppcmk.cli.profile import SandboxProfile, save_profile
 from ppcmk.cli.workers import PREFECT_FILE, block_names
@@ -89,3 +90,68 @@ def test_setup_blocks_from_the_sandbox(prefect_backend: None, sandbox_server: An
     saved = CliRunner().invoke(app, ["setup", "blocks", "--sandbox"])
     assert saved.exit_code == 0, saved.output
     assert CmkConnection.load("pp-admin").settings().sandbox_principal == "pp-admin"
+
+
+def remote_block(name: str, folder: str) -> str:
+    """A storage block of a remote type (fsspec's in-memory filesystem stands in for a bucket)."""
+    bucket = f"memory://ppcmk-setup-{uuid.uuid4().hex[:8]}"
+    RemoteFileSystem(basepath=f"{bucket}/{folder}").save(name, overwrite=True)
+    return f"remote-file-system/{name}"
+
+
+def setup_workers(*options: str) -> Any:
+    return CliRunner().invoke(app, ["setup", "workers", *options])
+
+
+def test_setup_workers_names_existing_remote_blocks_and_the_audit_chain_lives_there(
+        prefect_backend: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PPCMK_HOME", str(tmp_path))  # where the chain would go without PPCMK_AUDIT_STORAGE
+    results, audit_store = remote_block("team-results", "results"), remote_block("team-audit", "audit")
+    done = setup_workers("--results-block", results, "--audit-block", audit_store)
+    assert done.exit_code == 0, done.output
+    printed = f"{worker_setup.RESULTS_SETTING}={results}\n{worker_setup.AUDIT_SETTING}={audit_store}"
+    assert printed in done.output
+    assert "automation ready" in done.output
+    monkeypatch.setenv(worker_setup.AUDIT_SETTING, audit_store)
+    assert worker_setup.block_problem(worker_setup.RESULTS_SETTING, results, "results") is None
+    audit.record({"event": "remote-store-check"})
+    audit.record({"event": "remote-store-check-2"})
+    verified = CliRunner().invoke(app, ["audit", "verify"])
+    assert verified.exit_code == 0 and "audit chain intact: 2 entries" in verified.output, verified.output
+    assert not (tmp_path / "audit").exists()  # nothing went to a local folder
+
+
+@pytest.mark.parametrize(("options", "named", "why"), [
+    ([], "--shared-dir", "both --results-block and --audit-block"),
+    (["--results-block", "REMOTE"], "--audit-block", "give --shared-dir DIR, or both"),
+    (["--results-block", "remote-file-system/not-there", "--audit-block", "REMOTE"], "--results-block",
+     "not-there"),
+    (["--results-block", "REMOTE", "--audit-block", "SECRET"], "--audit-block",
+     "not a writable filesystem block"),
+    (["--results-block", "REMOTE", "--audit-block", "team-audit"], "--audit-block", "TYPE/NAME"),
+    (["--shared-dir", "SHARED", "--audit-block", "remote-file-system/not-there"], "--audit-block",
+     "not-there"),
+])
+def test_setup_workers_refuses_a_block_it_cannot_use_naming_the_option_and_saves_nothing(
+        prefect_backend: None, tmp_path: Path, options: list[str], named: str, why: str) -> None:
+    from prefect.blocks.system import Secret
+
+    Secret(value="not storage").save("setup-not-storage", overwrite=True)
+    values = {"REMOTE": remote_block("refusal-results", "results"), "SECRET": "secret/setup-not-storage",
+              "SHARED": str(tmp_path / "shared")}
+    refused = setup_workers(*(values.get(option, option) for option in options))
+    assert refused.exit_code == 2, refused.output
+    message = " ".join(refused.output.split())
+    assert message.startswith(f"error: {named}") and why in message, message
+    assert not (tmp_path / "shared").exists()  # all or none: no shared-dir block was saved either
+
+
+def test_setup_workers_saves_a_shared_folder_block_only_for_the_storage_not_given(
+        prefect_backend: None, tmp_path: Path) -> None:
+    results = remote_block("mixed-results", "results")
+    done = setup_workers("--shared-dir", str(tmp_path), "--results-block", results)
+    assert done.exit_code == 0, done.output
+    assert f"{worker_setup.RESULTS_SETTING}={results}\n" in done.output
+    assert f"{worker_setup.AUDIT_SETTING}=local-file-system/ppcmk-audit" in done.output
+    assert Block.load("local-file-system/ppcmk-audit").basepath == str((tmp_path / "audit").resolve())
+    assert not (tmp_path / "results").exists()

@@ -15,13 +15,14 @@ from prefect.client.orchestration import get_client
 from prefect.states import Crashed, Running, State
 
 from flows._runbook import MICROSOFT_KEY
+from flows.change_policy import change_policy
 from flows.onboard import onboard
 from flows.revert import revert
 from ppcmk import claims
 from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.plan import PlanHasErrors
-from tests.support.runs import approve_next, forget_claims, start
+from tests.support.runs import approve_next, forget_run_state, start, start_with_sandbox_blocks
 from tests.support.sandbox import connection, save_target
 from tests.support.scenario import (
     FINANCE,
@@ -45,7 +46,7 @@ def predecessor_flow() -> None:
 
 @pytest.fixture(autouse=True)
 def no_claims() -> None:
-    forget_claims()
+    forget_run_state()
 
 
 def predecessor(state: State, intent: str, procedure: str = "onboard", environment: str = PRODUCTION) -> str:
@@ -68,23 +69,23 @@ def left_running(cloud: Any, operation: str = "link", environment: str = PRODUCT
     cloud.advance(timedelta(minutes=1))  # past NotStarted: the environment shows the operation running
 
 
-def parameters(blocks: dict[str, str], target: str) -> dict[str, Any]:
+def parameters(blocks: dict[str, str], target: str, environment: str = PRODUCTION) -> dict[str, Any]:
     return {"kv_connection": blocks["kv-admin"], "pp_connection": blocks["pp-admin"], "target": target,
             "pp_admin": PP_ADMIN, "requester": REQUESTER, "approval_poll_s": 1,
-            "selector": FleetSelector(environment_ids=[PRODUCTION])}
+            "selector": FleetSelector(environment_ids=[environment])}
 
 
-def refused(cloud: Any, blocks: dict[str, str], target: str) -> str:
+def refused(cloud: Any, blocks: dict[str, str], target: str, environment: str = PRODUCTION) -> str:
     """onboard's plan fails before anything is asked or written; returns the environment's finding."""
     cloud.log.clear()
-    state = onboard(**parameters(blocks, target), return_state=True)
+    state = onboard(**parameters(blocks, target, environment), return_state=True)
     assert state.is_failed()
     with pytest.raises(PlanHasErrors) as failed:
         state.result()
     writes = [e for e in cloud.log.entries if e.method in ("PUT", "PATCH", "DELETE", "POST")
               and not e.path.startswith(("/_sandbox", "/oauth2", "/metadata"))]
     assert writes == []
-    [finding] = [f for f in failed.value.errors if f.subject == PRODUCTION]
+    [finding] = [f for f in failed.value.errors if f.subject == environment]
     assert finding.check == "env.busy"
     return finding.message
 
@@ -143,3 +144,32 @@ def test_a_crashed_reverts_unlink_is_adopted_by_its_rerun(cloud: Any, sandbox_bl
     assert outcome.status == "completed", outcome.message
     assert cloud.log.count(method="POST", path=rf"/{FINANCE}/enterprisePolicies/Encryption/unlink$") == 1
     assert cloud.world.powerplatform.environment(FINANCE).cmk is None
+
+
+def test_a_crashed_reverts_unlink_is_a_conflict_for_onboard(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    left_running(cloud, "unlink", FINANCE)
+    unlink = f"unlink from {LINKED_POLICY}: back to {MICROSOFT_KEY}"
+    crashed = predecessor(Crashed(), unlink, "revert", FINANCE)
+    message = refused(cloud, sandbox_blocks, sandbox_blocks["target"], FINANCE)
+    assert crashed in message and f"this run would link to {LINKED_POLICY}" in message
+
+
+def test_a_crashed_change_policys_unlink_is_adopted_and_the_move_goes_on(
+    cloud: Any, sandbox_blocks: dict[str, str]
+) -> None:
+    left_running(cloud, "unlink", FINANCE)
+    crashed = predecessor(Crashed(), f"unlink from {LINKED_POLICY}, then link to ep-new", "change_policy",
+                          FINANCE)
+    running = start_with_sandbox_blocks(change_policy, sandbox_blocks, new_policy_name="ep-new",
+                                        new_key_name="cmk-new", pp_admin=PP_ADMIN)
+    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    assert "env.adopt" in pending.description and crashed in pending.description
+    outcome = running.result(timeout=120)
+    assert outcome.status == "completed", outcome.message
+    posts = {op: cloud.log.count(method="POST", path=rf"/{FINANCE}/enterprisePolicies/Encryption/{op}$")
+             for op in ("unlink", "link")}
+    assert posts == {"unlink": 1, "link": 1}  # the crashed run's unlink, then this run's link
+    env = cloud.world.powerplatform.environment(FINANCE)
+    assert env.cmk is not None and env.cmk.policy_id.endswith("/ep-new")

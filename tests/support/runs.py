@@ -172,14 +172,18 @@ def audited(audit_log: Any) -> dict[str, dict[str, Any]]:
     return {e["event"]["event"]: e["event"] for e in audit_log.entries()}
 
 
-def forget_claims() -> None:
-    """Drop every claim on the test server: the sandbox world is reset per test, but runs earlier tests left
-    waiting on the same (session) Prefect server would still hold claims on the reset environments."""
+def forget_run_state() -> None:
+    """Drop every claim and lock record on the test server: the sandbox world is reset per test, but runs
+    earlier tests left waiting on the same (session) Prefect server would still hold claims on the reset
+    environments, and their locks' records would still name the reset policies."""
     from prefect.client.orchestration import get_client
 
+    from flows._lock_record import lock_record_name
     from ppcmk.claims import CLAIM_PREFIX
 
     with get_client(sync_client=True) as client:
-        for variable in client.read_variables():
-            if variable.name.startswith(CLAIM_PREFIX):
-                client.delete_variable_by_name(variable.name)
+        for prefix in (CLAIM_PREFIX, lock_record_name("")):
+            named = {"variables": {"name": {"like_": f"{prefix}%"}}, "limit": 200}
+            while found := client.request("POST", "/variables/filter", json=named).json():
+                for variable in found:
+                    client.delete_variable_by_name(variable["name"])

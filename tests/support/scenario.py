@@ -36,3 +36,22 @@ UNKNOWN_ENVIRONMENT = "e1000000-0000-4000-8000-0000000000ff"  # in no scenario
 # The generated fleet the fleet tests start (`fleet:<size>`): environments 0, 5 and 10 are Sandbox type
 FLEET_SIZE = 12
 FLEET_PATTERN = "Fleet europe *"
+
+
+# Three differences from the default scenario: Contoso Production should be on ep-existing (onboard),
+# Finance on CMK back on the Microsoft-managed key (revert), cmk-prod (30 days old) rotated every 20 days.
+DESIRED = """
+policies:
+  - name: ep-existing
+    resource_group: rg-cmk
+    target: sandbox-target-ep-existing
+    vault: kv-cmk-prod
+    key: cmk-prod
+    environments: [Contoso Production]
+microsoft_managed: [Finance on CMK]
+rotation: {cadence_days: 20}
+pp_admins: [pp-admin@contoso.example]
+runbooks:
+  pp_admin: pp-admin@contoso.example
+  requester: kv-admin@contoso.example
+"""

@@ -11,9 +11,8 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,6 +24,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.serve import deployment_full_name
 from ppcmk.cli.demo_backend import ensure_template, free_port
+from tests.support.served import ROOT, deployment_ready, serving, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 MISSING = [what for what, there in (("Debian's chromium at /usr/bin/chromium", Path(CHROMIUM).exists()),
@@ -37,22 +37,11 @@ pytestmark = [
                                              "(make test installs both: .ci/system-deps.sh, the dev extra)"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 APPROVER_BLOCK = "sandbox-pp-admin"  # what `ppcmk serve` saves for the Power Platform admin
 PAGE_TIMEOUT_MS = 120_000  # a busy machine renders the UI slowly
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled", "Rejected", "Expired")
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, serve: subprocess.Popen[bytes]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        assert serve.poll() is None, f"ppcmk serve exited with {serve.returncode} while waiting: {what}"
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} did not happen within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -66,33 +55,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
     env = {**os.environ, "PPCMK_HOME": str(home / "ppcmk"), "PREFECT_HOME": str(home / "prefect-home"),
            "PPCMK_RETRY_DELAY_SCALE": "0", "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(ROOT)}
     env.pop("PREFECT_API_URL", None)
-    log = (home / "serve.log").open("wb")
-    serve = subprocess.Popen([sys.executable, "-m", "ppcmk.cli", "serve", "--prefect-port", str(port),
-                              "--sandbox-port", str(free_port()), "--clock-speed", "0", "--limit", "2"],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    args = ["-m", "ppcmk.cli", "serve", "--prefect-port", str(port), "--sandbox-port", str(free_port()),
+            "--clock-speed", "0", "--limit", "2"]
     ui = f"http://127.0.0.1:{port}"
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
-            onboard = deployment_full_name("onboard")
-            wait_for("the onboard deployment", lambda: deployment_ready(onboard), 300, serve)
-            yield ui, serve, home
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
-        log.close()
-
-
-def deployment_ready(name: str) -> bool:
-    try:
-        with get_client(sync_client=True) as client:
-            client.read_deployment_by_name(name)
-    except Exception:  # the server or the deployment is not there yet
-        return False
-    return True
+    onboard = deployment_full_name("onboard")
+    with (serving(args, env, home / "serve.log", stop=signal.SIGTERM, stop_timeout=30) as serve,
+          temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"})):
+        wait_for("the onboard deployment", lambda: deployment_ready(onboard), 300, serve)
+        yield ui, serve, home
 
 
 @pytest.fixture(scope="module")
@@ -166,36 +136,49 @@ def suspended_run(page: Any, served: tuple[str, subprocess.Popen[bytes], Path]) 
     return run_id
 
 
-def test_a_plan_rejected_in_the_browser_ends_the_run_rejected(
-    served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
-) -> None:
+@dataclass
+class Answered:
+    """A Quick run of onboard answered in the browser: the page it ended on, the Resume form's text and the
+    run's final state."""
+
+    page: Any
+    shown: str
+    final: str
+
+
+def answered(served: tuple[str, subprocess.Popen[bytes], Path], browser: Any, decision: str,
+             timeout: float) -> Answered:
     ui, serve, home = served
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
         run_id = suspended_run(page, served)
-        answer_in_the_ui(page, ui, run_id, "reject", home)
-        final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, 180, serve)
-    assert final == "Rejected", (home / "serve.log").read_text()[-3000:]
-    page.reload()
-    page.get_by_text("Rejected").first.wait_for()
-    page.screenshot(path=str(home / "rejected-run.png"))
+        shown = answer_in_the_ui(page, ui, run_id, decision, home)
+        final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, timeout,
+                         serve)
+    return Answered(page, shown, final)
+
+
+def test_a_plan_rejected_in_the_browser_ends_the_run_rejected(
+    served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
+) -> None:
+    home = served[2]
+    run = answered(served, browser, "reject", 180)
+    assert run.final == "Rejected", (home / "serve.log").read_text()[-3000:]
+    run.page.reload()
+    run.page.get_by_text("Rejected").first.wait_for()
+    run.page.screenshot(path=str(home / "rejected-run.png"))
 
 
 def test_a_plan_approved_in_the_browser_completes(
     served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
 ) -> None:
-    ui, serve, home = served
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.set_default_timeout(PAGE_TIMEOUT_MS)
-    with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
-        run_id = suspended_run(page, served)
-        shown = answer_in_the_ui(page, ui, run_id, "approve", home)
-        final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, 300, serve)
+    home = served[2]
+    run = answered(served, browser, "approve", 300)
     for expected in ("Contoso Production", "Contoso Sandbox", "Outage #1 of", "Requested by",
                      "May approve", "Plan"):
-        assert expected in shown, f"{expected!r} not on the Resume form:\n{shown}"
-    assert final == "Completed", (home / "serve.log").read_text()[-3000:]
-    page.reload()
-    page.get_by_text("Completed").first.wait_for()
-    page.screenshot(path=str(home / "completed-run.png"))
+        assert expected in run.shown, f"{expected!r} not on the Resume form:\n{run.shown}"
+    assert run.final == "Completed", (home / "serve.log").read_text()[-3000:]
+    run.page.reload()
+    run.page.get_by_text("Completed").first.wait_for()
+    run.page.screenshot(path=str(home / "completed-run.png"))

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -40,13 +37,14 @@ from deployments.catalog import RUNBOOKS, SandboxBlocks
 from deployments.serve import deployment_full_name
 from deployments.wake import WAKE_FLOW_NAME
 from ppcmk.cli import app
-from ppcmk.cli.profile import SandboxProfile
 from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+from tests.support.runs import forget_run_state
+from tests.support.sandbox import profile
+from tests.support.served import ROOT, serving, wait_for
 
 # The served process, its flow-run children and the session's Prefect server: generous waits, busy machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = SandboxBlocks.with_prefix("ui")  # beside the session's sandbox-* blocks, which other tests change
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
 # cleanup right after rotate finds the previous version on hold; migrate_byok after onboard, whose Key Vault
@@ -109,36 +107,16 @@ def served(sandbox_server: Any, prefect_backend: None, tmp_path_factory: pytest.
            ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """`python -m deployments.serve` as `ppcmk serve` starts it, the deployments defaulting to ui-* blocks."""
     sandbox_server.reset()
-    register_sandbox_blocks(SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1), BLOCKS)
+    forget_run_state()  # other tests' locks on this session server name the reset policies
+    register_sandbox_blocks(profile(sandbox_server), BLOCKS)
     home = tmp_path_factory.mktemp("ui-served")
     api_url = str(PREFECT_API_URL.value())
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_UI_URL": api_url.removesuffix("/api"),
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_TO_API_ENABLED": "true",
            "PPCMK_HOME": str(home / "ppcmk-home"), "PPCMK_RETRY_DELAY_SCALE": "0", "PYTHONPATH": str(ROOT)}
-    log = (home / "serve.log").open("wb")
-    command = [sys.executable, "-m", "deployments.serve", "--limit", "4", "--blocks-prefix", "ui"]
-    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-    try:
+    args = ["-m", "deployments.serve", "--limit", "4", "--blocks-prefix", "ui"]
+    with serving(args, env, home / "serve.log") as child:
         yield child, home
-    finally:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        log.close()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, child: subprocess.Popen[bytes]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        assert child.poll() is None, f"deployments.serve exited with {child.returncode} while waiting: {what}"
-        time.sleep(0.25)
-    raise TimeoutError(f"{what} did not happen within {timeout} s")
 
 
 def registered_by(client: SyncPrefectClient, flow_name: str, since: datetime) -> bool:

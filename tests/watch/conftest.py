@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from ppcmk.audit import AuditLog
-
-PP_ADMIN = "pp-admin@contoso.example"
+from tests.support.scenario import PP_ADMIN
 
 
 @pytest.fixture(autouse=True)

@@ -11,31 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from ppcmk.cli import app
-from ppcmk.cli.profile import SandboxProfile, save_profile
+from ppcmk.cli.profile import save_profile
 from ppcmk.converge import plan_runs
 from ppcmk.desired import parse_desired_state
 from ppcmk.errors import ConfigError
 from ppcmk.estate import EnvironmentFact, EstateFacts, PolicyFact
-from tests.watch.test_watch_drift import FINANCE, change, current_version
-
-CONTOSO_PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-# Three differences from the default scenario: Contoso Production should be on ep-existing (onboard),
-# Finance on CMK back on the Microsoft-managed key (revert), cmk-prod (30 days old) rotated every 20 days.
-DESIRED = """
-policies:
-  - name: ep-existing
-    resource_group: rg-cmk
-    target: sandbox-target-ep-existing
-    vault: kv-cmk-prod
-    key: cmk-prod
-    environments: [Contoso Production]
-microsoft_managed: [Finance on CMK]
-rotation: {cadence_days: 20}
-pp_admins: [pp-admin@contoso.example]
-runbooks:
-  pp_admin: pp-admin@contoso.example
-  requester: kv-admin@contoso.example
-"""
+from tests.support.sandbox import connection, profile
+from tests.support.scenario import DESIRED, FINANCE, PP_ADMIN, REQUESTER
+from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
+from tests.support.world import change, current_version
 
 
 @pytest.fixture
@@ -48,7 +32,7 @@ def desired_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def profiled(cloud: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "ppcmk-home"))
-    save_profile(SandboxProfile.from_endpoints(cloud.endpoints, pid=-1))
+    save_profile(profile(cloud))
     return cloud
 
 
@@ -73,15 +57,14 @@ def test_converge_dry_run_plans_exactly_the_three_runs(profiled: Any, prefect_ba
 
 def test_converge_plans_the_parameters(cloud: Any, desired_file: Path) -> None:
     from tasks.estate import read_estate
-    from tests.watch.test_estate_reads import runbook_settings
 
-    runs = {run.runbook: run for run in plan_runs(read_estate(runbook_settings(cloud)),
+    runs = {run.runbook: run for run in plan_runs(read_estate(connection(cloud)),
                                                   parse_desired_state(DESIRED, "test"))}
     assert set(runs) == {"onboard", "revert", "rotate"}
     assert runs["onboard"].parameters == {
-        "target": "sandbox-target-ep-existing", "pp_admin": "pp-admin@contoso.example",
-        "requester": "kv-admin@contoso.example", "selector": {"environment_ids": [CONTOSO_PRODUCTION]}}
-    target, requester = "sandbox-target-ep-existing", "kv-admin@contoso.example"
+        "target": "sandbox-target-ep-existing", "pp_admin": PP_ADMIN,
+        "requester": REQUESTER, "selector": {"environment_ids": [CONTOSO_PRODUCTION]}}
+    target, requester = "sandbox-target-ep-existing", REQUESTER
     assert runs["revert"].parameters == {"target": target, "requester": requester,
                                          "selector": {"environment_ids": [FINANCE]}}
     assert runs["rotate"].parameters == {"target": target, "requester": requester, "approval": True}

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from deployments.serve import deployment_full_name
 from ppcmk.cli import app
-from ppcmk.cli.profile import SandboxProfile, save_profile
+from ppcmk.cli.profile import save_profile
 from tests.e2e.test_serve_onboard import (  # noqa: F401 - the module's served deployments (fixtures)
     E2E_BLOCKS,
     FINAL_STATES,
@@ -27,9 +27,11 @@ from tests.e2e.test_serve_onboard import (  # noqa: F401 - the module's served d
     state_name,
     wait_for,
 )
-from tests.support.runs import forget_claims
-from tests.watch.test_converge import DESIRED
-from tests.watch.test_watch_drift import CONTOSO_PRODUCTION, FINANCE
+from tests.support.runs import forget_run_state
+from tests.support.sandbox import profile
+from tests.support.scenario import DESIRED, FINANCE, KEY
+from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
+from tests.support.world import vault
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -45,11 +47,11 @@ def test_converge_starts_the_three_runs_and_each_waits_for_approval(
         served: subprocess.Popen[bytes], cloud: Any, sandbox_blocks: dict[str, str], tmp_path: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "home"))
-    save_profile(SandboxProfile.from_endpoints(cloud.endpoints, pid=-1))
+    save_profile(profile(cloud))
     desired = tmp_path / "desired.yaml"
     desired.write_text(SERVED_DESIRED, encoding="utf-8")
-    versions = len(cloud.world.keyvault.get("kv-cmk-prod").keys["cmk-prod"].versions)
-    forget_claims()  # runs of other tests on this session server may still hold the reset environments
+    versions = len(vault(cloud.world).keys[KEY].versions)
+    forget_run_state()  # runs of other tests on this session server may still hold the reset environments
     started = prefect_now("UTC")
     with get_client(sync_client=True) as client:
         for runbook in ("onboard", "revert", "rotate"):
@@ -70,7 +72,7 @@ def test_converge_starts_the_three_runs_and_each_waits_for_approval(
             assert cloud.log.count(method="POST", path=r"/(link|unlink)$") == 0
             assert cloud.world.powerplatform.environment(FINANCE).cmk is not None
             assert cloud.world.powerplatform.environment(CONTOSO_PRODUCTION).cmk is None
-            assert len(cloud.world.keyvault.get("kv-cmk-prod").keys["cmk-prod"].versions) == versions
+            assert len(vault(cloud.world).keys[KEY].versions) == versions
         finally:
             for run in runs:  # other tests list the runs waiting for approval on this server
                 client.set_flow_run_state(run.id, Cancelled(), force=True)

@@ -8,20 +8,15 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from ppcmk.settings import ConnectionSettings
 from sandbox.powerplatform.lifecycle import start_operation
 from sandbox.powerplatform.state import LINK
 from tasks.estate import bounded_map, read_estate
-from tests.watch.test_watch_drift import CONTOSO_PRODUCTION, change
+from tests.support.sandbox import connection
+from tests.support.scenario import KEY, LINKED_POLICY, PP_ADMIN
+from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
+from tests.support.world import change, linked_policy
 
 OPERATIONS = r"/environmentmanagement/environments/.*/operations"
-
-
-def runbook_settings(cloud: Any) -> ConnectionSettings:
-    endpoints = cloud.endpoints
-    return ConnectionSettings(cloud="sandbox", tenant_id=endpoints.tenant_id,
-                              subscription_id=endpoints.subscription_id, sandbox_url=endpoints.url,
-                              sandbox_principal="runbook", ca_bundle=str(endpoints.ca), time_mode="virtual")
 
 
 def test_bounded_map_keeps_order_bounds_threads_and_returns_errors() -> None:
@@ -45,23 +40,23 @@ def test_bounded_map_keeps_order_bounds_threads_and_returns_errors() -> None:
 
 
 def test_the_estate_costs_no_call_per_environment(cloud: Any) -> None:
-    estate = read_estate(runbook_settings(cloud), ["pp-admin@contoso.example"])
-    assert len(estate.environments) == 12 and [p.name for p in estate.policies] == ["ep-existing"]
+    estate = read_estate(connection(cloud), [PP_ADMIN])
+    assert len(estate.environments) == 12 and [p.name for p in estate.policies] == [LINKED_POLICY]
     assert estate.failures == []
     assert cloud.log.count(path=OPERATIONS) == 0
     assert cloud.log.count(path=r"/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments") == 1
-    assert cloud.log.count(path=r"/keys/cmk-prod/versions") == 1
+    assert cloud.log.count(path=rf"/keys/{KEY}/versions") == 1
 
 
 def test_a_running_link_costs_one_operations_read(cloud: Any) -> None:
     def start_link(world: Any) -> None:
-        policy = world.arm.find_policy_by_name("ep-existing")
+        policy = linked_policy(world)
         start_operation(world, world.powerplatform.environment(CONTOSO_PRODUCTION), LINK, 3600, None,
                         target={"policy_id": policy.arm_id})
 
     change(cloud, start_link)
     cloud.clock.advance(timedelta(minutes=10))
-    estate = read_estate(runbook_settings(cloud))
+    estate = read_estate(connection(cloud))
     assert cloud.log.count(path=OPERATIONS) == 1
     env = next(e for e in estate.environments if e.id == CONTOSO_PRODUCTION)
     assert env.operations and env.operations[0].active
@@ -70,7 +65,7 @@ def test_a_running_link_costs_one_operations_read(cloud: Any) -> None:
 def test_throttling_waits_for_retry_after(cloud: Any) -> None:
     cloud.faults.add(method="GET", path=r"enterprisePolicies", status=429, times=1, retry_after="7")
     before = cloud.clock.now()
-    estate = read_estate(runbook_settings(cloud))
+    estate = read_estate(connection(cloud))
     assert estate.failures == [] and estate.policies
     assert cloud.clock.now() - before >= timedelta(seconds=7)  # the virtual clock: no real wait
     assert cloud.log.count(path=r"enterprisePolicies$", status=429) == 1

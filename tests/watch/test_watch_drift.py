@@ -16,9 +16,10 @@ from flows.watch import WatchResult
 from ppcmk.drift import Drift
 from sandbox.powerplatform.lifecycle import start_operation
 from sandbox.powerplatform.state import LINK
+from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, VAULT
+from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
+from tests.support.world import change, current_version, linked_policy, vault
 
-FINANCE = "e1000000-0000-4000-8000-00000000000b"
-CONTOSO_PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 Watch = Callable[..., WatchResult]
 
 
@@ -28,23 +29,8 @@ def only(result: WatchResult, kind: str, obj: str | None = None) -> Drift:
     return found[0]
 
 
-def change(cloud: Any, mutate: Callable[[Any], None]) -> None:
-    """Change the sandbox world as its services would, then let it reconcile (locks, health)."""
-    with cloud.world.lock:
-        mutate(cloud.world)
-        cloud.world.after_change()
-
-
-def vault(world: Any) -> Any:
-    return world.keyvault.get("kv-cmk-prod")
-
-
-def current_version(world: Any) -> Any:
-    return vault(world).keys["cmk-prod"].current
-
-
 def remove_policy_grant(world: Any) -> None:
-    principal = world.arm.find_policy_by_name("ep-existing").principal_id
+    principal = linked_policy(world).principal_id
     for assignment in [a for a in world.rbac.assignments.values() if a.principal_id == principal]:
         world.rbac.remove(assignment)
 
@@ -59,7 +45,7 @@ def test_removed_role_assignment_is_critical_locks_and_unhealthy(cloud: Any, run
     change(cloud, remove_policy_grant)
     result = run_watch()
     removed = only(result, "access.key_removed")
-    assert removed.severity == "critical" and removed.object == "ep-existing"
+    assert removed.severity == "critical" and removed.object == LINKED_POLICY
     assert "az role assignment create --role \"Key Vault Crypto Service Encryption User\"" in removed.fix
     assert "unlock" in removed.fix
     assert only(result, "policy.unhealthy").severity == "error"
@@ -72,12 +58,12 @@ def test_removed_role_assignment_is_critical_locks_and_unhealthy(cloud: Any, run
 def test_disabled_current_version_is_critical(cloud: Any, run_watch: Watch) -> None:
     change(cloud, lambda world: setattr(current_version(world), "enabled", False))
     disabled = only(run_watch(), "key.disabled")
-    assert disabled.severity == "critical" and disabled.object == "kv-cmk-prod/cmk-prod"
+    assert disabled.severity == "critical" and disabled.object == f"{VAULT}/{KEY}"
     assert "--enabled true" in disabled.fix
 
 
 def test_deleted_key_is_critical(cloud: Any, run_watch: Watch) -> None:
-    change(cloud, lambda world: setattr(vault(world).keys["cmk-prod"], "deleted_at", world.clock.now()))
+    change(cloud, lambda world: setattr(vault(world).keys[KEY], "deleted_at", world.clock.now()))
     deleted = only(run_watch(), "key.deleted")
     assert deleted.severity == "critical" and "az keyvault key recover" in deleted.fix
 
@@ -108,7 +94,7 @@ def test_reader_removed_is_an_error(cloud: Any, run_watch: Watch) -> None:
     change(cloud, lambda world: world.rbac.remove(next(a for a in world.rbac.assignments.values()
                                                        if a.name == "a0a0a0a0-0000-4000-8000-00000000a005")))
     reader = only(run_watch(), "access.reader_removed")
-    assert reader.severity == "error" and reader.object == "pp-admin@contoso.example on ep-existing"
+    assert reader.severity == "error" and reader.object == f"{PP_ADMIN} on {LINKED_POLICY}"
     assert "--role Reader" in reader.fix
 
 
@@ -146,7 +132,7 @@ def test_lock_countdown_reads_the_days_left(cloud: Any, run_watch: Watch) -> Non
 def test_link_running_too_long_is_a_warning(cloud: Any, run_watch: Watch) -> None:
     def start_long_link(world: Any) -> None:
         env = world.powerplatform.environment(CONTOSO_PRODUCTION)
-        policy = world.arm.find_policy_by_name("ep-existing")
+        policy = linked_policy(world)
         start_operation(world, env, LINK, 86400, None, target={"policy_id": policy.arm_id})
 
     change(cloud, start_long_link)
@@ -157,7 +143,7 @@ def test_link_running_too_long_is_a_warning(cloud: Any, run_watch: Watch) -> Non
 
 def test_previous_version_disabled_inside_its_hold(cloud: Any, run_watch: Watch) -> None:
     def rotate_and_disable_previous(world: Any) -> None:
-        key = vault(world).keys["cmk-prod"]
+        key = vault(world).keys[KEY]
         previous = key.current
         key.add_version(previous, world.clock.now(), None)
         previous.enabled = False
@@ -170,7 +156,7 @@ def test_previous_version_disabled_inside_its_hold(cloud: Any, run_watch: Watch)
 
 def test_hold_about_to_end(cloud: Any, run_watch: Watch) -> None:
     until = cloud.clock.now() + timedelta(days=3)
-    change(cloud, lambda world: world.arm.find_policy_by_name("ep-existing").tags.update(
+    change(cloud, lambda world: linked_policy(world).tags.update(
         {"ppcmk-hold-until": until.isoformat(), "ppcmk-hold-reason": "revert"}))
     ending = only(run_watch(), "hold.ending")
     assert ending.severity == "info" and "in 3 days" in ending.message and "cleanup" in ending.fix
@@ -179,7 +165,7 @@ def test_hold_about_to_end(cloud: Any, run_watch: Watch) -> None:
 def test_a_fresh_grant_may_not_have_propagated(cloud: Any, run_watch: Watch) -> None:
     def regrant(world: Any) -> None:
         for assignment in [a for a in world.rbac.assignments.values()
-                           if a.principal_id == world.arm.find_policy_by_name("ep-existing").principal_id]:
+                           if a.principal_id == linked_policy(world).principal_id]:
             world.rbac.remove(assignment)
             world.rbac.add(replace(assignment, name=str(uuid.uuid4()), created_at=world.clock.now()))
 
@@ -192,7 +178,7 @@ def test_a_fresh_grant_may_not_have_propagated(cloud: Any, run_watch: Watch) -> 
 
 def test_a_failed_link_of_a_desired_environment(cloud: Any, run_watch: Watch, tmp_path: Path) -> None:
     def start_doomed_link(world: Any) -> None:
-        policy = world.arm.find_policy_by_name("ep-existing")
+        policy = linked_policy(world)
         remove_policy_grant(world)
         start_operation(world, world.powerplatform.environment(CONTOSO_PRODUCTION), LINK, 60, None,
                         target={"policy_id": policy.arm_id})

@@ -13,7 +13,8 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 from prefect.types._datetime import now as prefect_now
 
 from flows.watch import WatchResult
-from tests.watch.test_watch_drift import change, current_version
+from tests.support.scenario import KEY, VAULT
+from tests.support.world import change, current_version
 
 Watch = Callable[..., WatchResult]
 EXPIRY_EVENT = "ppcmk.drift.key.expiry"
@@ -54,8 +55,8 @@ def test_expiry_event_appears_changes_and_resolves_once_each(cloud: Any, run_wat
         (EXPIRY_EVENT, "appeared", "warning"), (EXPIRY_EVENT, "changed", "error"),
         (EXPIRY_EVENT, "resolved", "resolved")]
     resource = events[0].resource
-    assert resource.name == "kv-cmk-prod/cmk-prod"
-    assert resource.id.endswith("/vaults/kv-cmk-prod/keys/cmk-prod")
+    assert resource.name == f"{VAULT}/{KEY}"
+    assert resource.id.endswith(f"/vaults/{VAULT}/keys/{KEY}")
     assert "run rotate" in events[1].payload["fix"]
     assert [e.resource["ppcmk.severity"] for e in events] == ["warning", "error", "resolved"]
 

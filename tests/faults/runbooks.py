@@ -99,10 +99,11 @@ def without_hooks(flow: Flow[..., Any]) -> Flow[..., Any]:
 
 def forget_runbook_variables() -> None:
     """The Prefect Variables runs leave (lock records, claims, unfinished moves): each cell starts clean."""
+    named = {"variables": {"name": {"like_": "ppcmk-%"}}, "limit": 200}
     with get_client(sync_client=True) as client:
-        for variable in client.read_variables():
-            if variable.name.startswith("ppcmk-"):
-                client.delete_variable_by_name(variable.name)
+        while found := client.request("POST", "/variables/filter", json=named).json():
+            for variable in found:
+                client.delete_variable_by_name(variable["name"])
 
 
 def save_matrix_target(cloud: Any, blocks: Blocks) -> None:

@@ -4,7 +4,6 @@ their end for cleanup). `world_summary` is the end state the matrix compares, re
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,16 +50,13 @@ CLEANUP_TARGET = "fault-matrix-cleanup"
 @dataclass(frozen=True)
 class Runbook:
     """One runbook as the matrix runs it: `parameters(blocks)` for the flow, each approval answered by the
-    next of `approvers` (persona, answer fields; cycling when a re-plan asks again), after `prepare`.
-    `every_session`: part of every test run (rotate, onboard, lock, unlock); the other rows (change_policy,
-    migrate_byok, revert, cleanup) run with PPCMK_FAULT_MATRIX=all, which adds about eight minutes."""
+    next of `approvers` (persona, answer fields; cycling when a re-plan asks again), after `prepare`."""
 
     name: str
     flow: Callable[..., Any]
     parameters: Callable[[Blocks], dict[str, Any]]
     approvers: tuple[tuple[str, dict[str, str]], ...] = ()
     prepare: Callable[[Any, Blocks], None] = lambda cloud, blocks: None
-    every_session: bool = False
 
     def run(self, blocks: Blocks, crashing: bool = False) -> State:
         """Start the flow and answer its approvals until it ends (a failing run may end before asking).
@@ -164,16 +160,14 @@ LOCK_RUNBOOK = Runbook(
     lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],
                "requester": REQUESTER, "approval_poll_s": 1},
     approvers=((PP_ADMIN, {"confirmation": LINKED_POLICY}), (PP_ADMIN_2, {"confirmation": LINKED_POLICY})),
-    every_session=True,
 )
 
-ALL_RUNBOOKS: list[Runbook] = [
+RUNBOOKS: list[Runbook] = [
     Runbook("rotate", rotate, lambda b: {"connection": b["kv-admin"], "target": b["target"],
-                                         "requester": REQUESTER, "set_policy": True},
-            every_session=True),
+                                         "requester": REQUESTER, "set_policy": True}),
     Runbook("onboard", onboard,
             lambda b: _two_half(b, target=MATRIX_TARGET, selector=FleetSelector(environment_ids=[UNMANAGED])),
-            HANDOFF, save_matrix_target, every_session=True),
+            HANDOFF, save_matrix_target),
     Runbook("change_policy", change_policy,
             lambda b: _two_half(b, target=b["target"], new_policy_name="ep-new", new_key_name="cmk-new"),
             HANDOFF),
@@ -185,16 +179,13 @@ ALL_RUNBOOKS: list[Runbook] = [
     Runbook("unlock", unlock,
             lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],
                        "requester": REQUESTER, "approval_poll_s": 1},
-            ((PP_ADMIN_2, {}),), locked, every_session=True),
+            ((PP_ADMIN_2, {}),), locked),
     Runbook("cleanup", cleanup,
             lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["runbook"],
                        "target": CLEANUP_TARGET, "old_policy": LINKED_POLICY, "requester": REQUESTER,
                        "approval_poll_s": 1},
             ((PP_ADMIN, {}),), held_versions_and_policy),
 ]
-
-
-RUNBOOKS = [r for r in ALL_RUNBOOKS if r.every_session or os.environ.get("PPCMK_FAULT_MATRIX") == "all"]
 
 
 # ------------------------------------------------------------------------------------------ end state

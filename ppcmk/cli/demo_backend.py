@@ -107,4 +107,15 @@ def throwaway_prefect(home: Path) -> Iterator[Callable[[], str]]:
     try:
         yield ready
     finally:
+        deliver_queued_events_and_logs()
         stop_process(server)
+
+
+def deliver_queued_events_and_logs(timeout_s: float = 30) -> None:
+    """Send what Prefect still queues for the server before it stops: otherwise the process's exit tries to
+    send it to a server that is gone and prints a traceback per event."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (EventsWorker, APILogWorker):
+        service.drain_all(timeout=timeout_s, at_exit=False)

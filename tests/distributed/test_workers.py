@@ -37,6 +37,7 @@ from ppcmk.cli.demo_backend import deliver_queued_events_and_logs
 from ppcmk.cli.profile import SandboxProfile, save_profile
 from ppcmk.cli.sandbox_blocks import sandbox_target_data
 from tests.distributed.stack import POOL, PREFECT, Stack, descendants, wait_for
+from tests.support.scenario import FINANCE, PRODUCTION, SANDBOX
 
 # A PostgreSQL cluster, a Prefect server, two workers and about ten flow-run processes: 2.2 min on 2 idle
 # cores, 5.5-6.5 min shared with other work (load average 11-17), 13 min at load average 25.
@@ -44,9 +45,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 PP_ADMIN = "pp-admin@contoso.example"
 REQUESTER = "kv-admin@contoso.example"
-ONBOARDED = ["e1000000-0000-4000-8000-000000000001", "e1000000-0000-4000-8000-000000000002"]
-KILLED_MID_LINK = "e1000000-0000-4000-8000-000000000001"
-FINANCE_ON_CMK = "e1000000-0000-4000-8000-00000000000b"
+ONBOARDED = [PRODUCTION, SANDBOX]
+KILLED_MID_LINK = PRODUCTION
+FINANCE_ON_CMK = FINANCE
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
 HEARTBEAT_SECONDS, MISSED_HEARTBEATS = 30, 2
 INLINE = {"canary_skus": [], "park_after_minutes": None}

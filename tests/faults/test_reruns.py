@@ -19,12 +19,10 @@ from ppcmk.fleet.selection import FleetSelector
 from tasks.environments import reenable_environment
 from tests.support.runs import approve_next, start, start_with_sandbox_blocks
 from tests.support.sandbox import connection
-from tests.support.scenario import PP_ADMIN, REQUESTER
+from tests.support.scenario import FINANCE, PP_ADMIN, PRODUCTION, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
-FINANCE = "e1000000-0000-4000-8000-00000000000b"
 GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # ep-existing's key access on kv-cmk-prod
 KEY_GRANT_PUT = r"/vaults/kv-cmk-prod/providers/Microsoft\.Authorization/roleAssignments/"
 

@@ -31,11 +31,10 @@ from tests.support.runs import (
     start_with_sandbox_blocks,
     wait_for_approval,
 )
-from tests.support.scenario import PP_ADMIN, REQUESTER
+from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-PRODUCTION = "e1000000-0000-4000-8000-000000000001"
 GONE = "approvals-gone"  # offered by the first form, deleted before it is answered
 VAULT = "Microsoft.KeyVault/vaults/kv-cmk-prod"
 

@@ -19,11 +19,10 @@ from tasks import access
 from tasks.doctor import doctor_report
 from tests.support.arm import managed_hsm_id
 from tests.support.sandbox import target
-from tests.support.scenario import BUSY_SANDBOX, PRODUCTION, SANDBOX, UNMANAGED
+from tests.support.scenario import BUSY_SANDBOX, DEVELOPER, PRODUCTION, SANDBOX, UNMANAGED
 
 OPERATIONS = r"/environmentmanagement/environments/.*/operations"
 HSM_KEY = "hsm-cmk/keys/cmk-hsm"
-DEVELOPER = "e1000000-0000-4000-8000-000000000006"  # Maker Developer: Basic protection, europe
 
 
 def _about(report: Any, check: str, subject: str) -> list[Finding]:

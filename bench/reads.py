@@ -80,9 +80,9 @@ class Tenant:
         return Phase(name, environments, wall, cpu, sandbox_cpu, calls)
 
     def phases(self, environments: int, out: Path, only: set[str]) -> list[Phase]:
+        from cli.doctor import DoctorInputs, run_checks
         from flows.report import report
         from flows.watch import watch
-        from ppcmk.cli.doctor import DoctorInputs, run_checks
 
         inputs = DoctorInputs(self.conn, [self.target], self.label, scan_by_default=True)
         runs: dict[str, Callable[[], Any]] = {
@@ -128,7 +128,7 @@ def main() -> None:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from ppcmk.cli.demo_backend import throwaway_prefect
+    from cli.demo_backend import throwaway_prefect
 
     print(f"starting a Prefect server and two sandboxes (default, {args.size} environments) ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="ppcmk-bench-reads-") as scratch:

@@ -68,7 +68,7 @@ def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     from prefect.context import _temporary_global_settings_context, get_settings_context
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from ppcmk.cli.demo_backend import throwaway_prefect
+    from cli.demo_backend import throwaway_prefect
 
     with throwaway_prefect(tmp_path_factory.mktemp("prefect")) as ready:
         api_url = ready()

@@ -8,11 +8,11 @@ from typing import Any
 
 from rich.console import Console
 
+from cli.demo_story import NEW_POLICY, ONBOARDED, PRODUCTION, SANDBOX_ENV, UNMANAGED, StoryTeller
+from cli.doctor import sandbox_inputs
+from cli.profile import SandboxProfile, save_profile
+from cli.sandbox_blocks import register_sandbox_blocks
 from deployments.catalog import SandboxBlocks
-from ppcmk.cli.demo_story import NEW_POLICY, ONBOARDED, PRODUCTION, SANDBOX_ENV, UNMANAGED, StoryTeller
-from ppcmk.cli.doctor import sandbox_inputs
-from ppcmk.cli.profile import SandboxProfile, save_profile
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 from tests.support.scenario import LEGACY_BYOK
 
 # Own block names: the session's `sandbox-*` blocks point at another target and other tests rely on them.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from ppcmk.cli import app
-from ppcmk.cli.exit_codes import ExitCode
+from cli import app
+from cli.exit_codes import ExitCode
 from tests.support.scenario import (
     BUSY_SANDBOX,
     DEFAULT_ENVIRONMENT,

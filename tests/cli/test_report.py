@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from ppcmk.cli import app
+from cli import app
 from tests.support.scenario import FINANCE, LEGACY_BYOK
 
 

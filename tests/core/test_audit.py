@@ -148,7 +148,7 @@ def test_request_ids_are_collected_per_context() -> None:
 def test_audit_commands_verify_and_show_the_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from ppcmk.cli import app
+    from cli import app
 
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
     monkeypatch.delenv(AUDIT_STORAGE_SETTING, raising=False)

@@ -19,10 +19,10 @@ from prefect.settings import (
 from typer.testing import CliRunner
 
 from blocks import CmkConnection
+from cli import app
+from cli.profile import SandboxProfile, save_profile
+from cli.workers import PREFECT_FILE, block_names
 from ppcmk import audit, worker_setup
-from ppcmk.cli import app
-from ppcmk.cli.profile import SandboxProfile, save_profile
-from ppcmk.cli.workers import PREFECT_FILE, block_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def test_the_deployments_name_their_blocks() -> None:
 def test_setup_blocks_from_a_file_saves_all_or_none(
         prefect_backend: None, sandbox_server: Any, tmp_path: Path) -> None:
     profile = SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1)
-    from ppcmk.cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
+    from cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
 
     connections = {name: sandbox_connection_data(profile, name) for name in ("kv-admin", "pp-admin")}
     spec = tmp_path / "blocks.json"

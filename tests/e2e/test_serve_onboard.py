@@ -28,10 +28,10 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
+from cli import app
+from cli.sandbox_blocks import register_sandbox_blocks
 from deployments.catalog import SandboxBlocks
 from deployments.serve import deployment_full_name
-from ppcmk.cli import app
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 from ppcmk.fleet.parking import PARK_KEY_PREFIX
 from sandbox.powerplatform.state import LINK, UNLINK
 from tests.support.sandbox import profile, save_target

@@ -16,8 +16,8 @@ import pytest
 from azure.identity import ManagedIdentityCredential
 from typer.testing import CliRunner
 
-from ppcmk.cli import app
-from ppcmk.cli.exit_codes import ExitCode
+from cli import app
+from cli.exit_codes import ExitCode
 from sandbox import Sandbox
 from tests.support.arm import vault_id
 from tests.support.sdk_clients import http, key_client
@@ -110,7 +110,7 @@ def test_state_file_restores_the_world_and_ports_after_restart(tmp_path: Path) -
         assert restored.id == created.id and restored.key.n == created.key.n
 
 
-UP_COMMANDS = {"python-m-sandbox": ["-m", "sandbox", "up"], "ppcmk": ["-m", "ppcmk.cli", "sandbox", "up"]}
+UP_COMMANDS = {"python-m-sandbox": ["-m", "sandbox", "up"], "ppcmk": ["-m", "cli", "sandbox", "up"]}
 
 
 @pytest.mark.parametrize("command", UP_COMMANDS.values(), ids=UP_COMMANDS.keys())
@@ -134,7 +134,7 @@ def test_up_prints_one_json_line_and_stops_on_sigterm(tmp_path: Path, command: l
         assert {"arm", "bap", "graph", "vaults", "ca", "token", "identity", "url", "now"} <= set(endpoints)
         with httpx.Client(verify=endpoints["ca"]) as client:
             assert client.get(f"{endpoints['url']}/_sandbox/clock").status_code == 200
-        if "ppcmk.cli" in command:
+        if "cli" in command:
             assert json.loads(profile.read_text())["url"] == endpoints["url"]
         print(f"{' '.join(command)}: endpoints line after {elapsed:.2f}s")
     finally:

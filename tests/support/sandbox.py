@@ -1,12 +1,12 @@
 """Sandbox connections, targets and blocks for tests, built by the product's own code
-(ppcmk.cli.sandbox_blocks, what `ppcmk serve` and `ppcmk demo` save), so a test connects as a user would."""
+(cli.sandbox_blocks, what `ppcmk serve` and `ppcmk demo` save), so a test connects as a user would."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ppcmk.cli.profile import SandboxProfile
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data, sandbox_target_data
+from cli.profile import SandboxProfile
+from cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data, sandbox_target_data
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from tests.support.arm import vault_id
 from tests.support.scenario import VAULT

@@ -32,12 +32,12 @@ from prefect.client.schemas.filters import (
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
+from cli import app
+from cli.sandbox_blocks import register_sandbox_blocks
 from deployments.automations import NOTIFICATIONS, ensure_automations
 from deployments.catalog import RUNBOOKS, SandboxBlocks
 from deployments.serve import deployment_full_name
 from deployments.wake import WAKE_FLOW_NAME
-from ppcmk.cli import app
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 from tests.support.runs import forget_run_state
 from tests.support.sandbox import profile
 from tests.support.served import ROOT, serving, wait_for

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ppcmk.cli import app
-from ppcmk.cli.profile import save_profile
+from cli import app
+from cli.profile import save_profile
 from ppcmk.converge import plan_runs
 from ppcmk.desired import parse_desired_state
 from ppcmk.errors import ConfigError

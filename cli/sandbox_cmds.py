@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ppcmk.cli.durations import parse_duration
-from ppcmk.cli.errors import reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.profile import SandboxAdmin, SandboxProfile, load_profile, remove_profile, save_profile
+from cli.durations import parse_duration
+from cli.errors import reports_errors
+from cli.exit_codes import CliError, ExitCode
+from cli.profile import SandboxAdmin, SandboxProfile, load_profile, remove_profile, save_profile
 
 console = Console()
 notes = Console(stderr=True)  # `sandbox up` keeps stdout for its one JSON line

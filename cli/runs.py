@@ -14,13 +14,13 @@ from prefect.exceptions import ObjectNotFound, ParameterTypeError, PrefectHTTPSt
 from prefect.states import State
 from rich.console import Console
 
+from cli.errors import exit_code_for, expected_failures_untraced, reports_errors
+from cli.exit_codes import CliError, ExitCode
+from cli.prefect_api import prefect_api, using_prefect_api
+from cli.profile import load_profile
+from cli.sandbox_blocks import register_sandbox_blocks
 from deployments.catalog import RUNBOOKS, Runbook, sandbox_parameters
 from deployments.serve import deployment_full_name
-from ppcmk.cli.errors import exit_code_for, expected_failures_untraced, reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.prefect_api import prefect_api, using_prefect_api
-from ppcmk.cli.profile import load_profile
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
 
 console = Console()
 runs_app = typer.Typer(help="Deployment runs: wake the ones parked during long link/unlink waits.",

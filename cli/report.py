@@ -9,10 +9,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ppcmk.cli.errors import expected_failures_untraced, reports_errors
-from ppcmk.cli.local_runs import reader_block, result_of
-from ppcmk.cli.prefect_api import using_prefect_api
-from ppcmk.cli.tables import rows_table
+from cli.errors import expected_failures_untraced, reports_errors
+from cli.local_runs import reader_block, result_of
+from cli.prefect_api import using_prefect_api
+from cli.tables import rows_table
 from ppcmk.plan import RunOutcome
 
 TABLE_COLUMNS = ["name", "sku", "state", "policy", "key", "key_version", "key_expires", "link_status",

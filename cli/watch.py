@@ -12,12 +12,12 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
-from ppcmk.cli.errors import reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.local_runs import SANDBOX_READER, reader_block, result_of
-from ppcmk.cli.profile import find_profile, load_profile
-from ppcmk.cli.sandbox_blocks import sandbox_connection_data
-from ppcmk.cli.tables import rows_table
+from cli.errors import reports_errors
+from cli.exit_codes import CliError, ExitCode
+from cli.local_runs import SANDBOX_READER, reader_block, result_of
+from cli.profile import find_profile, load_profile
+from cli.sandbox_blocks import sandbox_connection_data
+from cli.tables import rows_table
 from ppcmk.settings import ConnectionSettings, load_settings
 
 if TYPE_CHECKING:
@@ -73,8 +73,8 @@ def converge_connection(connection: str | None) -> tuple[ConnectionSettings, str
         persona, _ = SANDBOX_READER
         return load_settings(ConnectionSettings, sandbox_connection_data(load_profile(), persona)), "sandbox"
     from blocks import CmkConnection
-    from ppcmk.cli.doctor import load_block
-    from ppcmk.cli.prefect_api import prefect_api
+    from cli.doctor import load_block
+    from cli.prefect_api import prefect_api
 
     with prefect_api():
         return load_block(CmkConnection, connection, "--connection").settings(), "production"
@@ -85,7 +85,7 @@ def start_runs(runs: list[PlannedRun], deployment: str) -> list[tuple[PlannedRun
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    from ppcmk.cli.prefect_api import prefect_api
+    from cli.prefect_api import prefect_api
 
     started = []
     with prefect_api():

@@ -10,9 +10,9 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from ppcmk.cli.errors import reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.prefect_api import prefect_api
+from cli.errors import reports_errors
+from cli.exit_codes import CliError, ExitCode
+from cli.prefect_api import prefect_api
 
 console = Console()
 setup_app = typer.Typer(help="Set up the Prefect server for ppcmk (notification automations).",

@@ -18,8 +18,8 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect.states import State
 
-from ppcmk.cli.approvals import decision_for
-from ppcmk.cli.prefect_api import WaitingRun, resume_with_input, waiting_runs
+from cli.approvals import decision_for
+from cli.prefect_api import WaitingRun, resume_with_input, waiting_runs
 from ppcmk.plan import artifact_key
 
 POLL_SECONDS = 0.2

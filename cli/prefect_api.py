@@ -18,8 +18,8 @@ from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.profile import served_prefect_api
+from cli.exit_codes import CliError, ExitCode
+from cli.profile import served_prefect_api
 from ppcmk.fleet.parking import is_parked
 
 NO_PREFECT_API = ("no Prefect API to use: `ppcmk serve` is not running and PREFECT_API_URL is not set; start "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from cli.profile import SandboxProfile
 from deployments.catalog import EXISTING_POLICY, SandboxBlocks
-from ppcmk.cli.profile import SandboxProfile
 from ppcmk.settings import TimeMode
 
 # The default scenario's production vault and key, and the policy onboarding creates for its europe geo.

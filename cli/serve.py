@@ -15,18 +15,18 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
+from cli.errors import reports_errors
+from cli.exit_codes import CliError, ExitCode
+from cli.profile import SandboxProfile, remove_profile, save_profile
+from cli.sandbox_blocks import register_sandbox_blocks
+from cli.sandbox_cmds import start_sandbox
+from cli.setup import create_automations
 from deployments.catalog import (
     FIRST_ENVIRONMENTS,
     KV_ADMIN_UPN,
     SandboxBlocks,
     sandbox_deployment_name,
 )
-from ppcmk.cli.errors import reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.profile import SandboxProfile, remove_profile, save_profile
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
-from ppcmk.cli.sandbox_cmds import start_sandbox
-from ppcmk.cli.setup import create_automations
 from ppcmk.home import ppcmk_home
 
 console = Console()

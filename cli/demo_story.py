@@ -15,10 +15,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cli.demo_admin import AnsweredApproval, ScriptedAnswer, drive
+from cli.doctor import DoctorInputs, run_checks
+from cli.tables import rows_table
 from deployments.catalog import RUNBOOKS, SandboxBlocks
-from ppcmk.cli.demo_admin import AnsweredApproval, ScriptedAnswer, drive
-from ppcmk.cli.doctor import DoctorInputs, run_checks
-from ppcmk.cli.tables import rows_table
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import DoctorReport, Severity
 from ppcmk.fleet.selection import FleetSelector

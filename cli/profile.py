@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ppcmk.cli.exit_codes import CliError, ExitCode
+from cli.exit_codes import CliError, ExitCode
 from ppcmk.home import ppcmk_home
 
 PROFILE_FILE = "sandbox.json"

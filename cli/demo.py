@@ -21,11 +21,11 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
-from ppcmk.cli.demo_backend import ensure_template, template_path, throwaway_prefect
-from ppcmk.cli.errors import reports_errors
-from ppcmk.cli.exit_codes import ExitCode
-from ppcmk.cli.profile import SandboxProfile, save_profile
-from ppcmk.cli.sandbox_blocks import register_sandbox_blocks
+from cli.demo_backend import ensure_template, template_path, throwaway_prefect
+from cli.errors import reports_errors
+from cli.exit_codes import ExitCode
+from cli.profile import SandboxProfile, save_profile
+from cli.sandbox_blocks import register_sandbox_blocks
 
 console = Console()
 
@@ -93,8 +93,8 @@ def demo(
     workdir = Path(tempfile.mkdtemp(prefix="ppcmk-demo-"))
     with quiet_logs(), demo_world(workdir) as (cloud, profile, prefect_ready):
         # imported while the Prefect server starts: the runbooks and the Azure SDKs take seconds to import
-        from ppcmk.cli.demo_story import StoryTeller
-        from ppcmk.cli.doctor import sandbox_inputs
+        from cli.demo_story import StoryTeller
+        from cli.doctor import sandbox_inputs
 
         teller = StoryTeller(console, sandbox_inputs(), cloud.clock.now, workdir / "report")
         checked = teller.doctor()  # needs no Prefect: runs while the server starts

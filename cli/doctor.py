@@ -15,11 +15,11 @@ from azure.core.exceptions import AzureError
 from prefect.blocks.core import Block
 from rich.console import Console
 
+from cli.errors import reports_errors
+from cli.exit_codes import CliError, ExitCode
+from cli.profile import load_profile
+from cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
 from ppcmk.arm_ids import parse_resource_id
-from ppcmk.cli.errors import reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.profile import load_profile
-from ppcmk.cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
 from ppcmk.clients import ClientFactory
 from ppcmk.findings import DoctorReport, render_table
 from ppcmk.settings import KEY_SIZES, ConnectionSettings, TargetSettings, load_settings
@@ -50,7 +50,7 @@ def sandbox_inputs() -> DoctorInputs:
 def block_inputs(connection_block: str, target_blocks: list[str]) -> DoctorInputs:
     """Load the named blocks from the Prefect API (the one `ppcmk serve` published, or $PREFECT_API_URL)."""
     from blocks import CmkConnection, CmkTarget
-    from ppcmk.cli.prefect_api import prefect_api
+    from cli.prefect_api import prefect_api
 
     with prefect_api():
         connection = load_block(CmkConnection, connection_block, "--connection").settings()

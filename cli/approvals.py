@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from cli.approval_checks import check_answer, request_of
+from cli.errors import reports_errors
+from cli.exit_codes import CliError, ExitCode
+from cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
 from ppcmk.approval_pause import verdict_key
-from ppcmk.cli.approval_checks import check_answer, request_of
-from ppcmk.cli.errors import reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
 
 console = Console()
 VERDICT_POLL_SECONDS = 0.5

@@ -19,9 +19,9 @@ import typer
 import yaml
 from rich.console import Console
 
-from ppcmk.cli.errors import reports_errors
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.prefect_api import prefect_api
+from cli.errors import reports_errors
+from cli.exit_codes import CliError, ExitCode
+from cli.prefect_api import prefect_api
 
 console = Console()
 PREFECT_FILE = Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"
@@ -56,9 +56,9 @@ def _from_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _from_sandbox(connections: list[str], targets: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    from cli.profile import load_profile
+    from cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
     from deployments.catalog import SandboxBlocks
-    from ppcmk.cli.profile import load_profile
-    from ppcmk.cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
 
     profile = load_profile()
     personas = set(SandboxBlocks().persona_blocks())
@@ -76,7 +76,7 @@ def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str
     from pydantic import ValidationError
 
     from blocks import CmkConnection, CmkTarget
-    from ppcmk.cli.errors import describe_validation_error
+    from cli.errors import describe_validation_error
 
     problems: list[str] = []
     ready: list[tuple[str, Any]] = []

@@ -9,10 +9,10 @@ from typing import Any, cast
 
 from azure.core.exceptions import HttpResponseError
 
+from cli.exit_codes import CliError, ExitCode
+from cli.prefect_api import WaitingRun
 from ppcmk.approval_forms import REQUEST
 from ppcmk.approval_identity import Refused, prove
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.prefect_api import WaitingRun
 from ppcmk.clients import ClientFactory
 from ppcmk.settings import ConnectionSettings
 

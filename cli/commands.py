@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from ppcmk.cli.approvals import approvals, approve
-from ppcmk.cli.audit_cmds import audit_app
-from ppcmk.cli.demo import demo
-from ppcmk.cli.doctor import doctor
-from ppcmk.cli.exit_codes import EXIT_CODES_HELP
-from ppcmk.cli.report import report
-from ppcmk.cli.runs import run, runs_app
-from ppcmk.cli.sandbox_cmds import sandbox_app
-from ppcmk.cli.serve import serve
-from ppcmk.cli.setup import setup_app
-from ppcmk.cli.watch import converge, watch
-from ppcmk.cli.workers import setup_blocks, setup_workers
+from cli.approvals import approvals, approve
+from cli.audit_cmds import audit_app
+from cli.demo import demo
+from cli.doctor import doctor
+from cli.exit_codes import EXIT_CODES_HELP
+from cli.report import report
+from cli.runs import run, runs_app
+from cli.sandbox_cmds import sandbox_app
+from cli.serve import serve
+from cli.setup import setup_app
+from cli.watch import converge, watch
+from cli.workers import setup_blocks, setup_workers
 
 app = typer.Typer(
     name="ppcmk",

@@ -1,4 +1,4 @@
-"""The `ppcmk` command line (entry point `ppcmk.cli:main`)."""
+"""The `ppcmk` command line (entry point `cli:main`)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ def main() -> None:
     if sys.argv[1:2] == ["sandbox"]:
         # The sandbox commands need neither Prefect nor the runbooks: importing those first would take
         # `ppcmk sandbox up` past the two seconds it promises to start in.
-        from ppcmk.cli.sandbox_cmds import sandbox_app
+        from cli.sandbox_cmds import sandbox_app
 
         sandbox_app(args=sys.argv[2:], prog_name="ppcmk sandbox")
         return
-    from ppcmk.cli.commands import main as run_full_cli
+    from cli.commands import main as run_full_cli
 
     run_full_cli()
 
 
 def __getattr__(name: str) -> Any:
-    if name == "app":  # the whole typer app, imported on first use (tests, `python -m ppcmk.cli`)
-        from ppcmk.cli.commands import app
+    if name == "app":  # the whole typer app, imported on first use (tests, `python -m cli`)
+        from cli.commands import app
 
         return app
     raise AttributeError(name)

@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from ppcmk.cli.exit_codes import CliError, ExitCode
+from cli.exit_codes import CliError, ExitCode
 from ppcmk.errors import ApprovalRejected, ConfigError, HoldActive, PpcmkError, SeparationOfDutyError
 
 P = ParamSpec("P")

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from prefect.states import State
 
-from ppcmk.cli.exit_codes import CliError, ExitCode
-from ppcmk.cli.profile import load_profile
-from ppcmk.cli.sandbox_blocks import save_sandbox_connection
+from cli.exit_codes import CliError, ExitCode
+from cli.profile import load_profile
+from cli.sandbox_blocks import save_sandbox_connection
 
 # The sandbox persona that reads everything: Power Platform admin management app and Owner in Azure.
 SANDBOX_READER = ("runbook", "sandbox-runbook")

@@ -19,12 +19,13 @@ import typer
 import yaml
 from rich.console import Console
 
+import deployments
 from cli.errors import reports_errors
 from cli.exit_codes import CliError, ExitCode
 from cli.prefect_api import prefect_api
 
 console = Console()
-PREFECT_FILE = Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"
+PREFECT_FILE = Path(deployments.__file__).resolve().parent / "prefect.yaml"
 CONNECTION_PARAMETERS = ("connection", "kv_connection", "pp_connection")
 RESULTS_BLOCK = "ppcmk-results"
 AUDIT_BLOCK = "ppcmk-audit"

@@ -17,7 +17,6 @@ from flows.change_policy import change_policy
 from flows.cleanup import cleanup
 from flows.lock import lock
 from flows.onboard import onboard
-from flows.revert import revert
 from flows.rotate import rotate
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
@@ -28,6 +27,7 @@ from tests.support.runs import (
     answer,
     approve_next,
     start,
+    start_revert,
     start_with_sandbox_blocks,
     wait_for_approval,
 )
@@ -76,15 +76,8 @@ def start_change(cloud: Any, blocks: dict[str, str], **overrides: Any) -> Runnin
     )
 
 
-def start_revert(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
-    return start(
-        revert,
-        connection=blocks["runbook"],
-        target=blocks["target"],
-        requester=REQUESTER,
-        approval_poll_s=1,
-        **overrides,
-    )
+def start_revert_run(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
+    return start_revert(blocks, **overrides)
 
 
 def start_lock(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
@@ -140,7 +133,7 @@ CASES = {
         lambda c: c.log.count(method="POST", path=r"/unlink") == 0,
         refusals=("self-approval", "unproven approver", "stale plan hash", "no Reader"),
     ),
-    "revert": Case(start_revert, lambda c: c.log.count(method="POST", path=r"/unlink") == 0),
+    "revert": Case(start_revert_run, lambda c: c.log.count(method="POST", path=r"/unlink") == 0),
     "lock": Case(
         start_lock,
         lambda c: c.log.count(method="DELETE", path=r"roleAssignments") == 0,

@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 
 from blocks import CmkConnection
-from flows.revert import revert
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from ppcmk.holds import policy_hold
-from tests.support.runs import answer, approve_next, start, wait_for_approval
+from tests.support.runs import answer, approve_next, start_revert, wait_for_approval
 from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PP_ADMIN, PRODUCTION, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -24,21 +23,10 @@ def env_state(cloud: Any, environment_id: str) -> Any:
     return cloud.world.powerplatform.environment(environment_id)
 
 
-def run_revert(blocks: dict[str, str], **overrides: Any) -> Any:
-    return start(
-        revert,
-        connection=blocks["runbook"],
-        target=blocks["target"],
-        requester=REQUESTER,
-        approval_poll_s=1,
-        **overrides,
-    )
-
-
 def test_revert_unlinks_and_holds_the_key_for_30_days(
     cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
 ) -> None:
-    running = run_revert(sandbox_blocks)
+    running = start_revert(sandbox_blocks)
     pending = approve_next(running, PP_ADMIN)
     assert "unlink from ep-existing" in pending.description and FINANCE in pending.description
     outcome = running.result()
@@ -60,13 +48,13 @@ def test_a_failed_unlink_is_reported_and_a_rerun_converges(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:
     cloud.faults.add(method="POST", path=r"/enterprisePolicies/Encryption/unlink", status=400, times=1)
-    running = run_revert(sandbox_blocks)
+    running = start_revert(sandbox_blocks)
     approve_next(running, PP_ADMIN)
     first = running.result()
     assert first.status == "partial" and FINANCE in first.message
     assert "linked to" in first.rows[0]["now"]  # the result says where the environment stands
     cloud.faults.clear()
-    running = run_revert(sandbox_blocks)
+    running = start_revert(sandbox_blocks)
     approve_next(running, PP_ADMIN)
     assert running.result().status == "completed" and env_state(cloud, FINANCE).cmk is None
     assert cloud.log.count(method="POST", path=r"/unlink", status=202) == 1
@@ -75,7 +63,7 @@ def test_a_failed_unlink_is_reported_and_a_rerun_converges(
 def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
     from flows.cleanup import cleanup
 
-    running = run_revert(sandbox_blocks)
+    running = start_revert(sandbox_blocks)
     approve_next(running, PP_ADMIN)
     assert running.result().status == "completed"
     cloud.clock.advance(timedelta(days=29))
@@ -96,7 +84,7 @@ def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: di
 def test_an_environment_linked_while_waiting_is_planned_again(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:
-    running = run_revert(sandbox_blocks)
+    running = start_revert(sandbox_blocks)
     first = wait_for_approval(running)
     assert PRODUCTION not in first.description
     # meanwhile another admin links a second environment to the policy (through the admin API)

@@ -26,6 +26,9 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 
+from flows._lock_record import lock_record_name
+from flows.revert import revert
+from ppcmk.claims import CLAIM_PREFIX
 from tests.support.scenario import REQUESTER
 
 APPROVAL_FLOW = "ppcmk-approval"
@@ -79,6 +82,13 @@ def start_with_sandbox_blocks(
         approval_poll_s=1,
         **parameters,
     )
+
+
+def start_revert(blocks: dict[str, str], **parameters: Any) -> RunningFlow:
+    """Start revert as the sandbox's runbook identity does (one connection), REQUESTER asking, approvals
+    polled every second."""
+    return start(revert, connection=blocks["runbook"], target=blocks["target"], requester=REQUESTER,
+                 approval_poll_s=1, **parameters)
 
 
 @dataclass(frozen=True)
@@ -176,11 +186,6 @@ def forget_run_state() -> None:
     """Drop every claim and lock record on the test server: the sandbox world is reset per test, but runs
     earlier tests left waiting on the same (session) Prefect server would still hold claims on the reset
     environments, and their locks' records would still name the reset policies."""
-    from prefect.client.orchestration import get_client
-
-    from flows._lock_record import lock_record_name
-    from ppcmk.claims import CLAIM_PREFIX
-
     with get_client(sync_client=True) as client:
         for prefix in (CLAIM_PREFIX, lock_record_name("")):
             named = {"variables": {"name": {"like_": f"{prefix}%"}}, "limit": 200}

@@ -29,6 +29,7 @@ from prefect.variables import Variable
 
 from flows._environment_steps import LinkLimits, link_step, unlink_step
 from flows._parking import Waiting
+from flows._run_form import run_form
 from flows._runbook import (
     HOLD_DAYS,
     MICROSOFT_KEY,
@@ -221,6 +222,16 @@ def log_wave(wave: int, results: list[EnvironmentResult]) -> None:
 
 
 @flow(name="change_policy", **RELEASE_HOOKS)
+@run_form(
+    target="CmkTarget block naming the CURRENT policy and key, e.g. cmk-target; in the sandbox "
+           "sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).",
+    new_policy_name="Name of the enterprise policy to move to (created in the same geo and resource group), "
+                    "e.g. ep-cmk-europe-2.",
+    new_key_name="Name of the key the new policy uses (created if missing), e.g. cmk-prod-2.",
+    new_vault_id="ARM id of the vault for the new key; empty: the target's vault.",
+    selector="Which of the policy's environments move: ids or names, or a geo / skus / name pattern; empty: "
+             "every environment on the current policy.",
+)
 def change_policy(
     kv_connection: str,
     pp_connection: str,
@@ -240,34 +251,6 @@ def change_policy(
 ) -> RunOutcome | State[RunOutcome]:
     """Move the environments of the target's policy (all by default) to a new policy with a new key, across
     two outage windows each (unlink, then link). The new policy and key are created beside the current ones.
-
-    Args:
-        kv_connection: CmkConnection block of the Key Vault admin, who creates the key, the enterprise policy
-            and the role assignments, e.g. kv-admin; in the sandbox sandbox-kv-admin.
-        pp_connection: CmkConnection block that reads the environments for the plan (read only), e.g.
-            pp-admin; in the sandbox sandbox-pp-admin.
-        target: CmkTarget block naming the CURRENT policy and key, e.g. cmk-target; in the sandbox
-            sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
-        new_policy_name: Name of the enterprise policy to move to (created in the same geo and resource
-            group), e.g. ep-cmk-europe-2.
-        new_key_name: Name of the key the new policy uses (created if missing), e.g. cmk-prod-2.
-        pp_admin: UPN or object id of the Power Platform admin who gets Reader on the policy, approves the
-            hand-off and runs the Power Platform half with the connection block they name, e.g.
-            pp-admin@contoso.example (the sandbox's).
-        new_vault_id: ARM id of the vault for the new key; empty: the target's vault.
-        selector: Which of the policy's environments move: ids or names, or a geo / skus / name pattern;
-            empty: every environment on the current policy.
-        requester: Who asks for the change (UPN or object id); cannot approve it. Empty: the principal
-            kv_connection signs in as.
-        waves: How the environments are split and paced: canary_skus go first, then wave_sizes; max_in_flight
-            at a time; park_after_minutes before a deployment run parks during a long link.
-        dry_run: Plan and publish the plan only; change nothing.
-        approval_timeout_s: Seconds to wait for the Power Platform admin's answer before the run ends as not
-            approved (default 3 days).
-        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
-        operation_deadline_days: How long one environment's link may take before it counts as failed (the
-            service may take up to 4 days for large environments).
-        max_link_attempts: Link attempts per environment before it counts as failed.
     """
     limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
     kv, old_tgt = load_connection(kv_connection), load_target(target)

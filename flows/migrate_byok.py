@@ -22,6 +22,7 @@ from prefect import flow
 from prefect.states import State
 
 from flows._environment_steps import LinkLimits
+from flows._run_form import run_form
 from flows._runbook import Approving, final_state, load_connection, load_target, select
 from flows._two_half import HandoffWork, TwoHalfRun
 from flows._two_half_plan import plan_links
@@ -104,6 +105,12 @@ class ByokMoves:
 
 
 @flow(name="migrate_byok", **RELEASE_HOOKS)
+@run_form(
+    target="CmkTarget block naming the vault, key and enterprise policy to move to, e.g. cmk-target; in the "
+           "sandbox sandbox-target (policy ep-cmk-europe).",
+    selector="Which environments: ids or names, or a geo / skus / name pattern; empty: every BYOK "
+             "environment in the target's geo (in the sandbox: Legacy BYOK).",
+)
 def migrate_byok(
     kv_connection: str,
     pp_connection: str,
@@ -121,31 +128,6 @@ def migrate_byok(
 ) -> RunOutcome | State[RunOutcome]:
     """Link the legacy BYOK environments of the target's geo (or the selected ones) to the target's policy:
     the Key Vault admin's half, then the Power Platform admin approves and links them.
-
-    Args:
-        kv_connection: CmkConnection block of the Key Vault admin, who creates the key, the enterprise policy
-            and the role assignments, e.g. kv-admin; in the sandbox sandbox-kv-admin.
-        pp_connection: CmkConnection block that reads the environments for the plan (read only), e.g.
-            pp-admin; in the sandbox sandbox-pp-admin.
-        target: CmkTarget block naming the vault, key and enterprise policy to move to, e.g. cmk-target; in
-            the sandbox sandbox-target (policy ep-cmk-europe).
-        pp_admin: UPN or object id of the Power Platform admin who gets Reader on the policy, approves the
-            hand-off and runs the Power Platform half with the connection block they name, e.g.
-            pp-admin@contoso.example (the sandbox's).
-        selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every BYOK
-            environment in the target's geo (in the sandbox: Legacy BYOK).
-        requester: Who asks for the change (UPN or object id); cannot approve it. Empty: the principal
-            kv_connection signs in as.
-        enable_managed: Turn on Managed Environments where it is off (CMK needs it).
-        waves: How the environments are split and paced: canary_skus go first, then wave_sizes; max_in_flight
-            at a time; park_after_minutes before a deployment run parks during a long link.
-        dry_run: Plan and publish the plan only; change nothing.
-        approval_timeout_s: Seconds to wait for the Power Platform admin's answer before the run ends as not
-            approved (default 3 days).
-        approval_poll_s: How often (seconds) a local run looks for the answer; deployment runs suspend.
-        operation_deadline_days: How long one environment's link may take before it counts as failed (the
-            service may take up to 4 days for large environments).
-        max_link_attempts: Link attempts per environment before it counts as failed.
     """
     limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
     tgt = load_target(target)

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from deployments.catalog import RUNBOOKS, sandbox_deployment_name
 from deployments.serve import build_deployments
+from flows._run_form import SHARED_HELP, run_form
 
 
 def schemas() -> dict[str, dict[str, Any]]:
@@ -61,3 +64,27 @@ def test_destructive_quick_runs_are_dry_runs_and_say_so() -> None:
             continue
         assert (deployment.parameters.get("dry_run") is True) == runbook.sandbox_dry_run
         assert ("DRY RUN" in (deployment.description or "")) == runbook.sandbox_dry_run
+
+
+def test_a_runbook_parameter_without_help_is_refused_at_import() -> None:
+    def runbook(kv_connection: str, surprise: int = 0) -> None:
+        """A runbook."""
+
+    with pytest.raises(TypeError, match=r"none for \['surprise'\]"):
+        run_form()(runbook)
+
+
+def test_help_for_a_parameter_the_runbook_does_not_have_is_refused() -> None:
+    def runbook(kv_connection: str) -> None:
+        """A runbook."""
+
+    with pytest.raises(TypeError, match=r"no such parameter \['kv_conection'\]"):
+        run_form(kv_conection="typo")(runbook)
+
+
+def test_the_shared_help_and_the_runbooks_own_help_reach_the_run_form() -> None:
+    onboard = schemas()["onboard"]["properties"]
+    assert " ".join(onboard["kv_connection"]["description"].split()) == SHARED_HELP["kv_connection"]
+    assert "onboarding never guesses" in onboard["selector"]["description"]
+    revert = schemas()["revert"]["properties"]
+    assert revert["connection"]["description"].startswith("CmkConnection block with the Power Platform")

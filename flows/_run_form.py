@@ -1,0 +1,60 @@
+"""The run form's help texts, written once: what each runbook parameter means.
+
+Prefect reads a flow's parameter descriptions from the Args section of its docstring; `run_form` writes that
+section from the parameters the flow declares, with the texts below for the parameters that mean the same in
+every runbook and the flow's own texts for the rest (a parameter with neither is a mistake caught at import).
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable[..., object])
+
+SHARED_HELP = {
+    "kv_connection": "CmkConnection block of the Key Vault admin, who creates the key, the enterprise policy"
+                     " and the role assignments, e.g. kv-admin; in the sandbox sandbox-kv-admin.",
+    "pp_connection": "CmkConnection block that reads the environments for the plan (read only), e.g. "
+                     "pp-admin; in the sandbox sandbox-pp-admin.",
+    "pp_admin": "UPN or object id of the Power Platform admin who gets Reader on the policy, approves the "
+                "hand-off and runs the Power Platform half with the connection block they name, e.g. "
+                "pp-admin@contoso.example (the sandbox's).",
+    "requester": "Who asks for the change (UPN or object id); cannot approve it. Empty: the principal "
+                 "kv_connection signs in as.",
+    "enable_managed": "Turn on Managed Environments where it is off (CMK needs it).",
+    "waves": "How the environments are split and paced: canary_skus go first, then wave_sizes; max_in_flight"
+             " at a time; park_after_minutes before a deployment run parks during a long link.",
+    "dry_run": "Plan and publish the plan only; change nothing.",
+    "approval_timeout_s": "Seconds to wait for the approval before the run ends as not approved.",
+    "approval_poll_s": "How often (seconds) a local run looks for the answer; deployment runs suspend.",
+    "operation_deadline_days": "How long one environment's link may take before it counts as failed (the "
+                               "service may take up to 4 days for large environments).",
+    "max_link_attempts": "Link attempts per environment before it counts as failed.",
+}
+
+_WIDTH = 110
+
+
+def run_form(**own_help: str) -> Callable[[F], F]:
+    """Complete the flow's docstring with an Args section: each parameter's text from `own_help`, else from
+    SHARED_HELP, in the order the flow declares them."""
+
+    def document(fn: F) -> F:
+        names = list(inspect.signature(fn).parameters)
+        unknown = sorted(set(own_help) - set(names))
+        undescribed = [name for name in names if name not in own_help and name not in SHARED_HELP]
+        if unknown or undescribed:
+            raise TypeError(f"{fn.__name__}: help for no such parameter {unknown}, none for {undescribed}")
+        entries = [_entry(name, own_help.get(name) or SHARED_HELP[name]) for name in names]
+        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n\nArgs:\n" + "\n".join(entries)
+        return fn
+
+    return document
+
+
+def _entry(name: str, text: str) -> str:
+    return textwrap.fill(f"{name}: {text}", _WIDTH, initial_indent="    ", subsequent_indent="        ",
+                         break_long_words=False, break_on_hyphens=False)

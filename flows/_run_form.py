@@ -1,13 +1,14 @@
 """The run form's help texts, written once: what each runbook parameter means.
 
-Prefect reads a flow's parameter descriptions from the Args section of its docstring; `run_form` writes that
-section from the parameters the flow declares, with the texts below for the parameters that mean the same in
-every runbook and the flow's own texts for the rest (a parameter with neither is a mistake caught at import).
+Prefect reads a flow's parameter descriptions from the Args section of its docstring. A runbook's docstring
+describes only its own parameters; `run_form` adds the texts below for the ones that mean the same in every
+runbook, in the order the flow declares them (a parameter described nowhere is a mistake caught at import).
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 import textwrap
 from collections.abc import Callable
 from typing import TypeVar
@@ -36,23 +37,27 @@ SHARED_HELP = {
 }
 
 _WIDTH = 110
+_ENTRY_START = re.compile(r"^    (?=\w+: )", re.MULTILINE)
 
 
-def run_form(**own_help: str) -> Callable[[F], F]:
-    """Complete the flow's docstring with an Args section: each parameter's text from `own_help`, else from
-    SHARED_HELP, in the order the flow declares them."""
+def run_form(fn: F) -> F:
+    """Complete the flow's Args section with SHARED_HELP for every parameter its docstring leaves out."""
+    summary, _, own_args = inspect.cleandoc(fn.__doc__ or "").partition("\nArgs:\n")
+    own = _entries(own_args)
+    names = list(inspect.signature(fn).parameters)
+    unknown = sorted(set(own) - set(names))
+    undescribed = [name for name in names if name not in own and name not in SHARED_HELP]
+    if unknown or undescribed:
+        raise TypeError(f"{fn.__name__}: help for no such parameter {unknown}, none for {undescribed}")
+    entries = [own.get(name) or _entry(name, SHARED_HELP[name]) for name in names]
+    fn.__doc__ = summary.rstrip() + "\n\nArgs:\n" + "\n".join(entries)
+    return fn
 
-    def document(fn: F) -> F:
-        names = list(inspect.signature(fn).parameters)
-        unknown = sorted(set(own_help) - set(names))
-        undescribed = [name for name in names if name not in own_help and name not in SHARED_HELP]
-        if unknown or undescribed:
-            raise TypeError(f"{fn.__name__}: help for no such parameter {unknown}, none for {undescribed}")
-        entries = [_entry(name, own_help.get(name) or SHARED_HELP[name]) for name in names]
-        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n\nArgs:\n" + "\n".join(entries)
-        return fn
 
-    return document
+def _entries(args: str) -> dict[str, str]:
+    """The Args section's entries by parameter name, each with its continuation lines."""
+    chunks = (chunk.rstrip() for chunk in _ENTRY_START.split(args) if chunk.strip())
+    return {chunk.split(":", 1)[0]: "    " + chunk for chunk in chunks}
 
 
 def _entry(name: str, text: str) -> str:

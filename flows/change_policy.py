@@ -222,16 +222,7 @@ def log_wave(wave: int, results: list[EnvironmentResult]) -> None:
 
 
 @flow(name="change_policy", **RELEASE_HOOKS)
-@run_form(
-    target="CmkTarget block naming the CURRENT policy and key, e.g. cmk-target; in the sandbox "
-           "sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).",
-    new_policy_name="Name of the enterprise policy to move to (created in the same geo and resource group), "
-                    "e.g. ep-cmk-europe-2.",
-    new_key_name="Name of the key the new policy uses (created if missing), e.g. cmk-prod-2.",
-    new_vault_id="ARM id of the vault for the new key; empty: the target's vault.",
-    selector="Which of the policy's environments move: ids or names, or a geo / skus / name pattern; empty: "
-             "every environment on the current policy.",
-)
+@run_form
 def change_policy(
     kv_connection: str,
     pp_connection: str,
@@ -251,6 +242,16 @@ def change_policy(
 ) -> RunOutcome | State[RunOutcome]:
     """Move the environments of the target's policy (all by default) to a new policy with a new key, across
     two outage windows each (unlink, then link). The new policy and key are created beside the current ones.
+
+    Args:
+        target: CmkTarget block naming the CURRENT policy and key, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        new_policy_name: Name of the enterprise policy to move to (created in the same geo and resource
+            group), e.g. ep-cmk-europe-2.
+        new_key_name: Name of the key the new policy uses (created if missing), e.g. cmk-prod-2.
+        new_vault_id: ARM id of the vault for the new key; empty: the target's vault.
+        selector: Which of the policy's environments move: ids or names, or a geo / skus / name pattern;
+            empty: every environment on the current policy.
     """
     limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
     kv, old_tgt = load_connection(kv_connection), load_target(target)

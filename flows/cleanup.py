@@ -169,19 +169,7 @@ def remove_policy_access(kv: ConnectionSettings, pp: ConnectionSettings, target:
 
 
 @flow(name="cleanup", **RELEASE_HOOKS)
-@run_form(
-    kv_connection="CmkConnection block that disables versions and removes role assignments, e.g. kv-admin; "
-                  "in the sandbox sandbox-kv-admin.",
-    target="CmkTarget block naming the vault and key whose old versions are cleaned up, e.g. cmk-target; in "
-           "the sandbox sandbox-target (key cmk-prod).",
-    pp_connection="CmkConnection block that reads the environments, to prove none is still linked to "
-                  "old_policy, e.g. pp-admin; in the sandbox sandbox-pp-admin. Needed with old_policy.",
-    requester="Who asks for the cleanup (UPN or object id); cannot approve it. Empty: the principal "
-              "kv_connection signs in as.",
-    disable_old_versions="Disable the key's versions past their hold (never the current version).",
-    old_policy="Name of a policy in the target's resource group whose key access goes once its hold ended, "
-               "e.g. ep-cmk-europe-old; empty: leave policies alone.",
-)
+@run_form
 def cleanup(
     kv_connection: str,
     target: str,
@@ -196,6 +184,19 @@ def cleanup(
     """Disable the target key's old versions past their 28-day hold and, with old_policy, remove that policy's
     key access past its 30-day hold. Nothing to do (Completed, with the hold dates) while everything is on
     hold. One approver other than the requester; nothing is ever deleted.
+
+    Args:
+        kv_connection: CmkConnection block that disables versions and removes role assignments, e.g.
+            kv-admin; in the sandbox sandbox-kv-admin.
+        target: CmkTarget block naming the vault and key whose old versions are cleaned up, e.g.
+            cmk-target; in the sandbox sandbox-target (key cmk-prod).
+        pp_connection: CmkConnection block that reads the environments, to prove none is still linked to
+            old_policy, e.g. pp-admin; in the sandbox sandbox-pp-admin. Needed with old_policy.
+        requester: Who asks for the cleanup (UPN or object id); cannot approve it. Empty: the principal
+            kv_connection signs in as.
+        disable_old_versions: Disable the key's versions past their hold (never the current version).
+        old_policy: Name of a policy in the target's resource group whose key access goes once its hold
+            ended, e.g. ep-cmk-europe-old; empty: leave policies alone.
     """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
     if old_policy is not None and pp_connection is None:

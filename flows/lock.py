@@ -291,18 +291,7 @@ def verify_locked(
 
 
 @flow(name="lock", **RELEASE_HOOKS)
-@run_form(
-    kv_connection="CmkConnection block that revokes the key access (rights to change role assignments or "
-                  "access policies on the vault), e.g. kv-admin; in the sandbox sandbox-kv-admin.",
-    pp_connection="CmkConnection block that reads the environments to show what locks, e.g. pp-admin; in the"
-                  " sandbox sandbox-pp-admin.",
-    target="CmkTarget block naming the enterprise policy to lock, e.g. cmk-target; in the sandbox "
-           "sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).",
-    requester="Who asks for the lock (UPN or object id); cannot approve it, e.g. kv-admin@contoso.example. "
-              "Empty: the principal kv_connection signs in as.",
-    dry_run="Plan and publish the plan only; change nothing (the sandbox Quick run does this).",
-    approval_timeout_s="Seconds to wait for both approvals before the run ends as not approved.",
-)
+@run_form
 def lock(
     kv_connection: str,
     pp_connection: str,
@@ -314,6 +303,18 @@ def lock(
 ) -> RunOutcome | State[RunOutcome]:
     """Break-glass lock: revoke the target policy identity's key access, which locks every environment linked
     to the policy. Needs two approvers other than the requester who each type the policy name.
+
+    Args:
+        kv_connection: CmkConnection block that revokes the key access (rights to change role assignments
+            or access policies on the vault), e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        pp_connection: CmkConnection block that reads the environments to show what locks, e.g. pp-admin;
+            in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the enterprise policy to lock, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        requester: Who asks for the lock (UPN or object id); cannot approve it, e.g.
+            kv-admin@contoso.example. Empty: the principal kv_connection signs in as.
+        dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
+        approval_timeout_s: Seconds to wait for both approvals before the run ends as not approved.
     """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
     planning = LockPlanning.load(kv_connection, pp_connection, target, requester)

@@ -105,12 +105,7 @@ class ByokMoves:
 
 
 @flow(name="migrate_byok", **RELEASE_HOOKS)
-@run_form(
-    target="CmkTarget block naming the vault, key and enterprise policy to move to, e.g. cmk-target; in the "
-           "sandbox sandbox-target (policy ep-cmk-europe).",
-    selector="Which environments: ids or names, or a geo / skus / name pattern; empty: every BYOK "
-             "environment in the target's geo (in the sandbox: Legacy BYOK).",
-)
+@run_form
 def migrate_byok(
     kv_connection: str,
     pp_connection: str,
@@ -128,6 +123,12 @@ def migrate_byok(
 ) -> RunOutcome | State[RunOutcome]:
     """Link the legacy BYOK environments of the target's geo (or the selected ones) to the target's policy:
     the Key Vault admin's half, then the Power Platform admin approves and links them.
+
+    Args:
+        target: CmkTarget block naming the vault, key and enterprise policy to move to, e.g. cmk-target; in
+            the sandbox sandbox-target (policy ep-cmk-europe).
+        selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every BYOK
+            environment in the target's geo (in the sandbox: Legacy BYOK).
     """
     limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
     tgt = load_target(target)

@@ -59,13 +59,7 @@ class SelectedLinks:
 
 
 @flow(name="onboard", **RELEASE_HOOKS)
-@run_form(
-    target="CmkTarget block naming the vault, key and enterprise policy (created if missing), e.g. "
-           "cmk-target; in the sandbox sandbox-target (key cmk-prod, policy ep-cmk-europe).",
-    selector="Which environments to encrypt: ids or names, or a geo / skus / name pattern, e.g. "
-             '{"environment_ids": ["Contoso Production", "Contoso Sandbox"]} (the sandbox Quick run). Empty '
-             "is refused: onboarding never guesses.",
-)
+@run_form
 def onboard(
     kv_connection: str,
     pp_connection: str,
@@ -83,6 +77,13 @@ def onboard(
 ) -> RunOutcome | State[RunOutcome]:
     """Encrypt the selected environments with the target's key through its enterprise policy: the Key Vault
     admin's half (key, policy, grants), then the Power Platform admin approves and links the environments.
+
+    Args:
+        target: CmkTarget block naming the vault, key and enterprise policy (created if missing), e.g.
+            cmk-target; in the sandbox sandbox-target (key cmk-prod, policy ep-cmk-europe).
+        selector: Which environments to encrypt: ids or names, or a geo / skus / name pattern, e.g.
+            {"environment_ids": ["Contoso Production", "Contoso Sandbox"]} (the sandbox Quick run). Empty is
+            refused: onboarding never guesses.
     """
     if selector is None or selector.is_empty():
         raise ConfigError(

@@ -139,19 +139,7 @@ def approve_revert(
 
 
 @flow(name="revert", **RELEASE_HOOKS)
-@run_form(
-    connection="CmkConnection block with the Power Platform Administrator role (or a registered management "
-               "app) that unlinks, e.g. runbook; in the sandbox sandbox-runbook.",
-    target="CmkTarget block naming the enterprise policy the environments are on now, e.g. cmk-target; in "
-           "the sandbox sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).",
-    requester="Who asks for the revert (UPN or object id); cannot approve it, e.g. pp-admin@contoso.example."
-              " Empty: the principal the connection signs in as.",
-    selector="Which environments: ids or names, or a geo / skus / name pattern; empty: every environment "
-             "linked to the target's policy.",
-    waves="How the environments are split and paced (canary first, wave sizes, parallelism, parking).",
-    dry_run="Plan and publish the plan only; change nothing (the sandbox Quick run does this).",
-    operation_deadline_hours="How long one environment's unlink may take before it counts as failed.",
-)
+@run_form
 def revert(
     connection: str,
     target: str,
@@ -167,6 +155,19 @@ def revert(
 
     Each environment has an outage while it unlinks; the policy and key are held for 30 days afterwards
     (database restores need them). One approver other than the requester approves.
+
+    Args:
+        connection: CmkConnection block with the Power Platform Administrator role (or a registered
+            management app) that unlinks, e.g. runbook; in the sandbox sandbox-runbook.
+        target: CmkTarget block naming the enterprise policy the environments are on now, e.g. cmk-target;
+            in the sandbox sandbox-target-ep-existing (policy ep-existing, where Finance on CMK is).
+        requester: Who asks for the revert (UPN or object id); cannot approve it, e.g.
+            pp-admin@contoso.example. Empty: the principal the connection signs in as.
+        selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every
+            environment linked to the target's policy.
+        waves: How the environments are split and paced (canary first, wave sizes, parallelism, parking).
+        dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
+        operation_deadline_hours: How long one environment's unlink may take before it counts as failed.
     """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
                      operation_deadline_hours=operation_deadline_hours)

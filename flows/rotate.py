@@ -42,28 +42,7 @@ from tasks.policy import get_policy
 
 
 @flow(name="rotate", log_prints=False)
-@run_form(
-    connection="CmkConnection block of the identity that rotates (Key Vault Crypto Officer on the key), e.g."
-               " kv-admin; in the sandbox sandbox-kv-admin.",
-    target="CmkTarget block naming the vault, key and enterprise policy, e.g. cmk-target; in the sandbox "
-           "sandbox-target (key cmk-prod in kv-cmk-prod).",
-    requester="Who asks for the rotation (UPN or object id), for the audit trail. Empty: the principal the "
-              "connection signs in as (a scheduled run).",
-    mode="new-version creates the version with ppcmk's key parameters; rotate-now asks Key Vault to rotate "
-         "by the key's own rotation policy.",
-    min_interval_hours="A key whose current version is younger than this is left alone (nothing to do), so a"
-                       " retried or doubled run never rotates twice.",
-    set_policy="Also write the key's rotation policy (the three values below).",
-    rotate_after_days="Rotation policy: rotate this many days after a version was created.",
-    expire_after_days="Rotation policy: each version expires this many days after creation; empty for no "
-                      "expiry.",
-    notify_before_days="Rotation policy: Event Grid notifies this many days before expiry.",
-    approval="Ask one approver other than the requester before rotating (off: the scheduled run is "
-             "unattended; a new version breaks nothing).",
-    approval_timeout_s="With approval: seconds to wait for the answer before the run ends as not approved.",
-    approval_poll_s="With approval: how often (seconds) a local run looks for the answer; deployment runs "
-                    "suspend.",
-)
+@run_form
 def rotate(
     connection: str,
     target: str,
@@ -80,6 +59,28 @@ def rotate(
     approval_poll_s: int = 10,
 ) -> RunOutcome | State[RunOutcome]:
     """Rotate the target's key: a new version, a health check, the previous version held for 28 days.
+
+    Args:
+        connection: CmkConnection block of the identity that rotates (Key Vault Crypto Officer on the key),
+            e.g. kv-admin; in the sandbox sandbox-kv-admin.
+        target: CmkTarget block naming the vault, key and enterprise policy, e.g. cmk-target; in the sandbox
+            sandbox-target (key cmk-prod in kv-cmk-prod).
+        requester: Who asks for the rotation (UPN or object id), for the audit trail. Empty: the principal
+            the connection signs in as (a scheduled run).
+        mode: new-version creates the version with ppcmk's key parameters; rotate-now asks Key Vault to
+            rotate by the key's own rotation policy.
+        min_interval_hours: A key whose current version is younger than this is left alone (nothing to do),
+            so a retried or doubled run never rotates twice.
+        set_policy: Also write the key's rotation policy (the three values below).
+        rotate_after_days: Rotation policy: rotate this many days after a version was created.
+        expire_after_days: Rotation policy: each version expires this many days after creation; empty for
+            no expiry.
+        notify_before_days: Rotation policy: Event Grid notifies this many days before expiry.
+        approval: Ask one approver other than the requester before rotating (off: the scheduled run is
+            unattended; a new version breaks nothing).
+        approval_timeout_s: With approval: seconds to wait for the answer before the run ends as not approved.
+        approval_poll_s: With approval: how often (seconds) a local run looks for the answer; deployment
+            runs suspend.
     """
     conn, key_target = load_connection(connection), load_target(target)
     # a scheduled run has nobody to name: the principal the connection signs in as requested it

@@ -181,18 +181,7 @@ def reenable_in_waves(
 
 
 @flow(name="unlock", **RELEASE_HOOKS)
-@run_form(
-    kv_connection="CmkConnection block that restores the key access, e.g. kv-admin; in the sandbox "
-                  "sandbox-kv-admin.",
-    pp_connection="CmkConnection block that re-enables the environments (Power Platform admin), e.g. "
-                  "pp-admin; in the sandbox sandbox-pp-admin.",
-    target="CmkTarget block naming the locked enterprise policy, e.g. cmk-target; in the sandbox "
-           "sandbox-target-ep-existing (policy ep-existing).",
-    requester="Who asks for the unlock (UPN or object id); cannot approve it, e.g. kv-admin@contoso.example."
-              " Empty: the principal kv_connection signs in as.",
-    waves="How the environments are split and paced (canary first, wave sizes, parallelism).",
-    reenable_deadline_minutes="How long one environment may take to come back before it counts as failed.",
-)
+@run_form
 def unlock(
     kv_connection: str,
     pp_connection: str,
@@ -206,6 +195,18 @@ def unlock(
 ) -> RunOutcome | State[RunOutcome]:
     """Undo the target policy's lock: restore the key access the lock record lists, then re-enable each
     environment. Nothing to do (Completed) when ppcmk has not locked the policy.
+
+    Args:
+        kv_connection: CmkConnection block that restores the key access, e.g. kv-admin; in the sandbox
+            sandbox-kv-admin.
+        pp_connection: CmkConnection block that re-enables the environments (Power Platform admin), e.g.
+            pp-admin; in the sandbox sandbox-pp-admin.
+        target: CmkTarget block naming the locked enterprise policy, e.g. cmk-target; in the sandbox
+            sandbox-target-ep-existing (policy ep-existing).
+        requester: Who asks for the unlock (UPN or object id); cannot approve it, e.g.
+            kv-admin@contoso.example. Empty: the principal kv_connection signs in as.
+        waves: How the environments are split and paced (canary first, wave sizes, parallelism).
+        reenable_deadline_minutes: How long one environment may take to come back before it counts as failed.
     """
     check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
                      reenable_deadline_minutes=reenable_deadline_minutes)

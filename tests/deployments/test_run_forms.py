@@ -71,15 +71,19 @@ def test_a_runbook_parameter_without_help_is_refused_at_import() -> None:
         """A runbook."""
 
     with pytest.raises(TypeError, match=r"none for \['surprise'\]"):
-        run_form()(runbook)
+        run_form(runbook)
 
 
 def test_help_for_a_parameter_the_runbook_does_not_have_is_refused() -> None:
     def runbook(kv_connection: str) -> None:
-        """A runbook."""
+        """A runbook.
+
+        Args:
+            kv_conection: a typo.
+        """
 
     with pytest.raises(TypeError, match=r"no such parameter \['kv_conection'\]"):
-        run_form(kv_conection="typo")(runbook)
+        run_form(runbook)
 
 
 def test_the_shared_help_and_the_runbooks_own_help_reach_the_run_form() -> None:

@@ -265,12 +265,5 @@ def doctor_report(
                          facts=g.facts(targets[0], policies[0]))
 
 
-@cmk_task(task_run_name="doctor")
-def run_doctor(
-    conn: ConnectionSettings,
-    target: TargetSettings | list[TargetSettings],
-    environment_ids: list[str] | None = None,
-    pp_admin: str | None = None,
-) -> DoctorReading:
-    """The doctor as a Prefect task (one task run; the reads inside are plain calls)."""
-    return doctor_report(conn, target, environment_ids, pp_admin)
+# one task run for the whole doctor; the reads inside are plain calls
+run_doctor = cmk_task(task_run_name="doctor")(doctor_report)

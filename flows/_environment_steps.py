@@ -17,9 +17,10 @@ from flows._parking import Waiting, parked_operation, parked_step
 from flows._runbook import change_failed, state_of, step_state
 from ppcmk.azure_resources import PolicyInfo, linked_to
 from ppcmk.errors import ConfigError
+from ppcmk.fleet.parking import ParkedOperation
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult
-from ppcmk.models import Environment
+from ppcmk.models import Environment, EnvironmentChange
 from ppcmk.settings import ConnectionSettings
 from tasks.environments import get_environments, link, unlink
 
@@ -52,16 +53,9 @@ def link_step(
         saved = waits.saved(member.id, "link")
         change = link(pp, member.id, policy.system_id or "", max_attempts=limits.max_attempts,
                       ensure_managed=True, **waits.options(saved, limits.deadline))
-        if (parked := parked_operation(pp, change, saved, limits.deadline, waits)) is not None:
-            return parked_step(parked)
-        if not change.done:
-            what = ("enabling Managed Environment" if change.kind == "governance"
-                    else f"link (after {change.attempts} attempt(s))")
-            raise RuntimeError(change_failed(change, what))
-        return StepResult(  # a parked link that finished meanwhile reads back Unchanged, but this run did it
-            state=step_state(change.status == "Unchanged" and saved is None),
-            detail=f"{change.attempts} attempt(s)",
-        )
+        failure = ("enabling Managed Environment" if change.kind == "governance"
+                   else f"link (after {change.attempts} attempt(s))")
+        return _outcome(pp, change, saved, limits.deadline, waits, failure, f"{change.attempts} attempt(s)")
 
     return step
 
@@ -82,16 +76,20 @@ def unlink_step(
                 policy.name,
             )
         change = unlink(conn, member.id, policy.system_id, **waits.options(saved, deadline))
-        if (parked := parked_operation(conn, change, saved, deadline, waits)) is not None:
-            return parked_step(parked)
-        if not change.done:
-            raise RuntimeError(change_failed(change, "unlink"))
-        return StepResult(
-            state=step_state(change.status == "Unchanged" and saved is None),
-            detail=f"now {state_of(change.environment)}",
-        )
+        return _outcome(conn, change, saved, deadline, waits, "unlink", f"now {state_of(change.environment)}")
 
     return step
+
+
+def _outcome(conn: ConnectionSettings, change: EnvironmentChange, saved: ParkedOperation | None,
+             deadline: timedelta, waits: Waiting, failure: str, detail: str) -> StepResult:
+    """Parked while the operation runs on, failed when it did not finish, else done (a parked operation
+    that finished meanwhile reads back Unchanged, but this run did it)."""
+    if (parked := parked_operation(conn, change, saved, deadline, waits)) is not None:
+        return parked_step(parked)
+    if not change.done:
+        raise RuntimeError(change_failed(change, failure))
+    return StepResult(state=step_state(change.status == "Unchanged" and saved is None), detail=detail)
 
 
 def encrypted_with(env: Environment | None, policy: PolicyInfo) -> bool:

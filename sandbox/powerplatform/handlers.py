@@ -20,12 +20,8 @@ from sandbox.arm.geos import same_geo
 from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, bap_error
 from sandbox.powerplatform.lifecycle import setting, settle_once, start_operation
 from sandbox.powerplatform.state import (
-    GOVERNANCE,
-    GOVERNANCE_OFF,
-    LINK,
-    REENABLE,
-    UNLINK,
     Environment,
+    OperationType,
     PowerPlatformState,
 )
 from sandbox.powerplatform.views import (
@@ -163,7 +159,7 @@ def set_governance(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse
             refused.body = None
         raise SandboxHttpError(refused)
     duration = setting(req.world, "governance_duration_seconds", 60)
-    kind = GOVERNANCE if level == "Standard" else GOVERNANCE_OFF
+    kind = OperationType.GOVERNANCE if level == "Standard" else OperationType.GOVERNANCE_OFF
     return _accepted(req, environment, kind, duration, protection_level=level)
 
 
@@ -218,16 +214,17 @@ def link_policy(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
                 "Environment (governanceConfiguration protectionLevel Standard) first.",
             )
         )
-    if LINK in disallowed_operations(environment):
+    if OperationType.LINK in disallowed_operations(environment):
         raise SandboxHttpError(
             bap_error(
                 400,
                 "OperationNotAllowed",
-                f"{LINK} cannot be performed on environment of type {environment.sku}.",
+                f"{OperationType.LINK} cannot be performed on environment of type {environment.sku}.",
             )
         )
     duration = world.settings.link_duration_seconds
-    return _accepted(req, environment, LINK, duration, policy_id=policy.arm_id, system_id=policy.system_id)
+    return _accepted(req, environment, OperationType.LINK, duration, policy_id=policy.arm_id,
+                     system_id=policy.system_id)
 
 
 def unlink_policy(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
@@ -251,16 +248,16 @@ def unlink_policy(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
                 f"'{environment.cmk.system_id}'.",
             )
         )
-    if UNLINK in disallowed_operations(environment):
+    if OperationType.UNLINK in disallowed_operations(environment):
         raise SandboxHttpError(
             bap_error(
                 400,
                 "OperationNotAllowed",
-                f"{UNLINK} cannot be performed on environment of type {environment.sku}.",
+                f"{OperationType.UNLINK} cannot be performed on environment of type {environment.sku}.",
             )
         )
     duration = req.world.settings.unlink_duration_seconds
-    return _accepted(req, environment, UNLINK, duration, policy_id=environment.cmk.policy_id)
+    return _accepted(req, environment, OperationType.UNLINK, duration, policy_id=environment.cmk.policy_id)
 
 
 def reenable_environment(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
@@ -268,7 +265,7 @@ def reenable_environment(req: SandboxRequest, match: re.Match[str]) -> SandboxRe
     environment = _environment(req, match["environment"])
     _require_idle(req, environment)
     duration = setting(req.world, "reenable_duration_seconds", 300)
-    return _accepted(req, environment, REENABLE, duration)
+    return _accepted(req, environment, OperationType.REENABLE, duration)
 
 
 def get_operation(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 from sandbox.access import policy_key_access
 from sandbox.powerplatform.records import (
     GOVERNANCE_TYPES,
-    LINK,
-    REENABLE,
-    UNLINK,
+    OUTAGE_TYPES,
     CmkLink,
     Environment,
     LifecycleOperation,
+    OperationType,
 )
 
 if TYPE_CHECKING:
@@ -149,18 +148,18 @@ def _outcome(world: World, environment: Environment, operation: LifecycleOperati
     verdict = policy_key_access(world, policy)
     if not verdict.ok:
         return [f"The enterprise policy {policy.name} cannot use its key: {r}" for r in verdict.reasons]
-    if operation.type == LINK:
+    if operation.type == OperationType.LINK:
         environment.cmk = CmkLink(policy.arm_id, policy.system_id, policy.location)
         # A migrated BYOK environment keeps CustomerViaMicrosoft (cmk-migrate-from-byok), also after a swap.
         migrated = world.settings.byok_migrated_key_managed_by
         byok = environment.key_managed_by in ("CustomerViaMicrosoft", migrated)
         environment.key_managed_by = migrated if byok else "Customer"
         environment.locked_at = None
-    elif operation.type == UNLINK:
+    elif operation.type == OperationType.UNLINK:
         environment.cmk = None
         environment.key_managed_by = "Microsoft"
         environment.locked_at = None
-    elif operation.type == REENABLE:
+    elif operation.type == OperationType.REENABLE:
         environment.locked_at = None
         environment.admin_disabled = False
     return []
@@ -184,7 +183,7 @@ def runtime(state: PowerPlatformState, environment: Environment, now: datetime) 
     if environment.locked_at is not None:
         return "Disabled", "CustomerManagedKeyLocked"
     operation = state.active_operation(environment.id)
-    if operation and operation.type in (LINK, UNLINK) and now >= operation.starts_at:
+    if operation and operation.type in OUTAGE_TYPES and now >= operation.starts_at:
         return "Disabled", "CustomerManagedKeyOperationInProgress"
     if environment.admin_disabled:
         return "Disabled", "AdminDisabled"

@@ -15,16 +15,17 @@ from typing import Any
 
 from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, ppapi_error
 from sandbox.powerplatform.lifecycle import settle_once, stage_states
-from sandbox.powerplatform.state import GOVERNANCE, GOVERNANCE_OFF, LINK, REENABLE, UNLINK, LifecycleOperation
+from sandbox.powerplatform.records import OperationType
+from sandbox.powerplatform.state import LifecycleOperation
 from sandbox.powerplatform.views import iso
 
 DEFAULT_PAGE_SIZE = 20
-NAMES = {
-    LINK: "NewCustomerManagedKey",
-    UNLINK: "RevertToMicrosoftKey",
-    GOVERNANCE: "UpdateGovernanceConfiguration",
-    GOVERNANCE_OFF: "UpdateGovernanceConfiguration",
-    REENABLE: "EnableEnvironment",
+NAMES: dict[str, str] = {
+    OperationType.LINK: "NewCustomerManagedKey",
+    OperationType.UNLINK: "RevertToMicrosoftKey",
+    OperationType.GOVERNANCE: "UpdateGovernanceConfiguration",
+    OperationType.GOVERNANCE_OFF: "UpdateGovernanceConfiguration",
+    OperationType.REENABLE: "EnableEnvironment",
 }
 STATUSES = {"NotStarted": "Queued", "Running": "InProgress", "Succeeded": "Succeeded", "Failed": "Failed"}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
@@ -15,12 +16,17 @@ TERMINAL = frozenset({"Succeeded", "Failed"})
 # Operation types. Managed Environment's is recorded (EnableGovernanceConfiguration, the Terraform provider's
 # test data); the others reuse the ids `lifecycleOperationsEnforcement` uses (inferred), as does turning
 # Managed Environment off.
-LINK = "NewCustomerManagedKey"
-UNLINK = "RevertToMicrosoftKey"
-GOVERNANCE = "EnableGovernanceConfiguration"
-GOVERNANCE_OFF = "DisableGovernanceConfiguration"
-GOVERNANCE_TYPES = (GOVERNANCE, GOVERNANCE_OFF)
-REENABLE = "EnableEnvironment"
+class OperationType(StrEnum):
+    LINK = "NewCustomerManagedKey"
+    UNLINK = "RevertToMicrosoftKey"
+    GOVERNANCE = "EnableGovernanceConfiguration"
+    GOVERNANCE_OFF = "DisableGovernanceConfiguration"
+    REENABLE = "EnableEnvironment"
+
+
+GOVERNANCE_TYPES = frozenset({OperationType.GOVERNANCE, OperationType.GOVERNANCE_OFF})
+# the operations an environment is Disabled for once they start
+OUTAGE_TYPES = frozenset({OperationType.LINK, OperationType.UNLINK})
 
 # The fields the state indexes an environment by: its link (locking), its lock and type (deletion).
 INDEXED_FIELDS = frozenset({"cmk", "locked_at", "sku"})

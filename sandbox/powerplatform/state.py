@@ -13,14 +13,10 @@ from typing import TYPE_CHECKING, Any
 from sandbox.clock import parse_instant
 from sandbox.powerplatform.lifecycle import settle
 from sandbox.powerplatform.records import (
-    GOVERNANCE,
-    GOVERNANCE_OFF,
-    LINK,
-    REENABLE,
-    UNLINK,
     CmkLink,
     Environment,
     LifecycleOperation,
+    OperationType,
 )
 
 if TYPE_CHECKING:
@@ -28,8 +24,7 @@ if TYPE_CHECKING:
     from sandbox.world import World
 
 # What the admin API's modules import from here with the state (the records are defined in `records`).
-__all__ = ["GOVERNANCE", "GOVERNANCE_OFF", "LINK", "REENABLE", "UNLINK", "CmkLink", "Environment",
-           "LifecycleOperation", "PowerPlatformState"]
+__all__ = ["CmkLink", "Environment", "LifecycleOperation", "OperationType", "PowerPlatformState"]
 
 
 class PowerPlatformState:
@@ -147,7 +142,7 @@ class PowerPlatformState:
         linking = {
             o.environment_id
             for o in self.active_operations()
-            if o.type == LINK and o.target.get("policy_id", "").rstrip("/").lower() == wanted
+            if o.type == OperationType.LINK and o.target.get("policy_id", "").rstrip("/").lower() == wanted
         }
         return sorted(linked | linking)
 

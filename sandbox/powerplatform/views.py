@@ -7,13 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.powerplatform.lifecycle import runtime, stage_states
 from sandbox.powerplatform.records import (
-    GOVERNANCE,
-    GOVERNANCE_OFF,
-    LINK,
-    REENABLE,
-    UNLINK,
     Environment,
     LifecycleOperation,
+    OperationType,
 )
 
 if TYPE_CHECKING:
@@ -95,12 +91,12 @@ def environment_json(state: PowerPlatformState, environment: Environment, now: d
     }
 
 
-_DISPLAY = {
-    GOVERNANCE: "Enable Managed Environment",
-    GOVERNANCE_OFF: "Disable Managed Environment",
-    LINK: "Update Customer Managed Key",
-    UNLINK: "Revert To Microsoft Managed Key",
-    REENABLE: "Enable Environment",
+_DISPLAY: dict[str, str] = {
+    OperationType.GOVERNANCE: "Enable Managed Environment",
+    OperationType.GOVERNANCE_OFF: "Disable Managed Environment",
+    OperationType.LINK: "Update Customer Managed Key",
+    OperationType.UNLINK: "Revert To Microsoft Managed Key",
+    OperationType.REENABLE: "Enable Environment",
 }
 
 

@@ -16,7 +16,7 @@ from ppcmk.models import EnvironmentOperation
 from ppcmk.ppadmin import PowerPlatformApiClient
 from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
 from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.state import LINK, UNLINK
+from sandbox.powerplatform.records import OperationType
 from tests.support.arm import managed_hsm_id
 from tests.support.sandbox import connection
 from tests.support.scenario import BUSY_SANDBOX, UNKNOWN_ENVIRONMENT, UNMANAGED
@@ -45,7 +45,7 @@ def test_the_busy_environment_lists_its_running_governance_operation(
 def test_every_page_is_followed(cloud: Any) -> None:
     with cloud.world.lock:
         environment = cloud.world.powerplatform.environment(UNMANAGED)
-        for kind in (LINK, UNLINK, LINK):
+        for kind in (OperationType.LINK, OperationType.UNLINK, OperationType.LINK):
             start_operation(cloud.world, environment, kind, 60, None)
             cloud.world.clock.advance(timedelta(minutes=2))
     factory = ClientFactory(connection(cloud))

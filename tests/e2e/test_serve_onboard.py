@@ -33,7 +33,7 @@ from cli.sandbox_blocks import register_sandbox_blocks
 from deployments.catalog import SandboxBlocks
 from deployments.serve import deployment_full_name
 from ppcmk.fleet.parking import PARK_KEY_PREFIX
-from sandbox.powerplatform.state import LINK, UNLINK
+from sandbox.powerplatform.records import OperationType
 from tests.support.sandbox import profile, save_target
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, PRODUCTION, SANDBOX
 
@@ -231,7 +231,8 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
         final, parks = park_until_done(client, change.id, served, cloud, moved)
         assert final == "Completed", (serve_dir / "serve.log").read_text()[-3000:]
         # outage 1 parks in its unlink; the woken run finds it done, links, and parks again in outage 2
-        assert parks == [(f"{PARK_KEY_PREFIX}1", [UNLINK]), (f"{PARK_KEY_PREFIX}2", [LINK])], parks
+        assert parks == [(f"{PARK_KEY_PREFIX}1", [OperationType.UNLINK]),
+                         (f"{PARK_KEY_PREFIX}2", [OperationType.LINK])], parks
         for env in moved:
             on_new = cloud.world.powerplatform.environment(env)
             assert on_new.cmk is not None and on_new.cmk.policy_id.endswith("/ep-new"), env
@@ -263,7 +264,7 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
 
         final, parks = park_until_done(client, revert.id, served, cloud, moved)
         assert final == "Completed", (serve_dir / "serve.log").read_text()[-3000:]
-        assert parks == [(f"{PARK_KEY_PREFIX}1", [UNLINK])], parks
+        assert parks == [(f"{PARK_KEY_PREFIX}1", [OperationType.UNLINK])], parks
     for env in moved:
         reverted = cloud.world.powerplatform.environment(env)
         assert reverted.cmk is None and reverted.key_managed_by == "Microsoft", env

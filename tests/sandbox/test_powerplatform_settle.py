@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.state import LINK, REENABLE
+from sandbox.powerplatform.records import OperationType
 from sandbox.world import World
 from tests.support.scenario import FINANCE, LINKED_POLICY
 
@@ -53,7 +53,7 @@ def _link(world: World, environments: list[Any]) -> None:
     assert world.arm is not None
     policy = world.arm.find_policy_by_name(LINKED_POLICY)
     for environment in environments:
-        _change(world, lambda w, e=environment: start_operation(w, e, LINK, 60, None,
+        _change(world, lambda w, e=environment: start_operation(w, e, OperationType.LINK, 60, None,
                                                                 {"policy_id": policy.arm_id}))
     world.clock.advance(timedelta(minutes=2))
 
@@ -87,7 +87,7 @@ def test_an_unlock_keeps_the_environment_and_a_relock_starts_the_countdown_again
     removed = _revoke(world)
     world.clock.advance(timedelta(days=20))
     _change(world, lambda w: [w.rbac.add(a) for a in removed])  # type: ignore[union-attr]
-    _change(world, lambda w: start_operation(w, finance, REENABLE, 60, None))
+    _change(world, lambda w: start_operation(w, finance, OperationType.REENABLE, 60, None))
     world.clock.advance(timedelta(minutes=2))
     assert finance.locked_at is None
     _revoke(world)

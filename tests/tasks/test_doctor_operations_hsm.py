@@ -14,7 +14,7 @@ from ppcmk.findings import Finding, Severity
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.settings import ConnectionSettings, TargetSettings
 from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.state import GOVERNANCE_OFF
+from sandbox.powerplatform.records import OperationType
 from tasks import access
 from tasks.doctor import doctor_report
 from tests.support.arm import managed_hsm_id
@@ -54,7 +54,8 @@ def test_a_tenant_survey_reads_operations_only_where_managed_environment_is_the_
     # Turning Managed Environment off on a managed environment: the environment list does not show it.
     with cloud.world.lock:
         production = cloud.world.powerplatform.environment(PRODUCTION)
-        start_operation(cloud.world, production, GOVERNANCE_OFF, 3600, None, {"protection_level": "Basic"})
+        start_operation(cloud.world, production, OperationType.GOVERNANCE_OFF, 3600, None,
+                        {"protection_level": "Basic"})
     cloud.advance(timedelta(minutes=5))
     cloud.log.clear()
     survey = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"))

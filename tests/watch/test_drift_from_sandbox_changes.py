@@ -13,7 +13,7 @@ from typing import Any
 from flows.watch import WatchResult
 from ppcmk.drift import Drift
 from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.state import LINK
+from sandbox.powerplatform.records import OperationType
 from tests.support.scenario import FINANCE, LINKED_POLICY, VAULT
 
 MOVED_TO = "ep-moved"
@@ -48,7 +48,7 @@ def _move_finance_to_another_policy(world: Any) -> None:
     existing = world.arm.find_policy_by_name(LINKED_POLICY)
     moved = replace(existing, name=MOVED_TO, system_guid=str(uuid.uuid4()), tags={})
     world.arm.add_policy(moved)
-    start_operation(world, world.powerplatform.environment(FINANCE), LINK, 60, None,
+    start_operation(world, world.powerplatform.environment(FINANCE), OperationType.LINK, 60, None,
                     target={"policy_id": moved.arm_id, "system_id": moved.system_id})
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.state import LINK
+from sandbox.powerplatform.records import OperationType
 from tasks.estate import bounded_map, read_estate
 from tests.support.sandbox import connection
 from tests.support.scenario import KEY, LINKED_POLICY, PP_ADMIN
@@ -51,7 +51,8 @@ def test_the_estate_costs_no_call_per_environment(cloud: Any) -> None:
 def test_a_running_link_costs_one_operations_read(cloud: Any) -> None:
     def start_link(world: Any) -> None:
         policy = linked_policy(world)
-        start_operation(world, world.powerplatform.environment(CONTOSO_PRODUCTION), LINK, 3600, None,
+        production = world.powerplatform.environment(CONTOSO_PRODUCTION)
+        start_operation(world, production, OperationType.LINK, 3600, None,
                         target={"policy_id": policy.arm_id})
 
     change(cloud, start_link)

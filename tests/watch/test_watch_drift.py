@@ -15,7 +15,7 @@ import pytest
 from flows.watch import WatchResult
 from ppcmk.drift import Drift
 from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.state import LINK
+from sandbox.powerplatform.records import OperationType
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, VAULT
 from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
 from tests.support.world import change, current_version, linked_policy, vault
@@ -133,7 +133,7 @@ def test_link_running_too_long_is_a_warning(cloud: Any, run_watch: Watch) -> Non
     def start_long_link(world: Any) -> None:
         env = world.powerplatform.environment(CONTOSO_PRODUCTION)
         policy = linked_policy(world)
-        start_operation(world, env, LINK, 86400, None, target={"policy_id": policy.arm_id})
+        start_operation(world, env, OperationType.LINK, 86400, None, target={"policy_id": policy.arm_id})
 
     change(cloud, start_long_link)
     cloud.clock.advance(timedelta(hours=7))
@@ -180,8 +180,8 @@ def test_a_failed_link_of_a_desired_environment(cloud: Any, run_watch: Watch, tm
     def start_doomed_link(world: Any) -> None:
         policy = linked_policy(world)
         remove_policy_grant(world)
-        start_operation(world, world.powerplatform.environment(CONTOSO_PRODUCTION), LINK, 60, None,
-                        target={"policy_id": policy.arm_id})
+        production = world.powerplatform.environment(CONTOSO_PRODUCTION)
+        start_operation(world, production, OperationType.LINK, 60, None, target={"policy_id": policy.arm_id})
 
     change(cloud, start_doomed_link)
     cloud.clock.advance(timedelta(minutes=2))

@@ -64,7 +64,7 @@ def check_answer(waiting: WaitingRun, run_input: dict[str, Any], typed: str | No
             "approvers are required"
         )
     if request.get("kind") == "handoff" and request.get("policy_id"):
-        _check_reader(answerer, request["policy_id"], request.get("designated_id"))
+        _check_reader(answerer, request["policy_id"], request.get("reader_ids") or [])
     return answerer.label
 
 
@@ -105,20 +105,23 @@ def _check_typed(answerer: Answerer, typed: str | None, block: str) -> None:
         )
 
 
-def _check_reader(answerer: Answerer, policy_id: str, designated_id: str | None) -> None:
+def _check_reader(answerer: Answerer, policy_id: str, reader_ids: list[str]) -> None:
+    """Refuse only an answerer who neither held Reader (or higher) on the policy when the run asked, as the
+    Key Vault admin saw it (`reader_ids`), nor shows it in their own read: a fresh Reader shows in its
+    holder's own reads only minutes later. The run checks again with the Key Vault admin's view."""
+    if answerer.object_id.lower() in {object_id.lower() for object_id in reader_ids}:
+        return
     from tasks.access import POLICY_READ_ROLES, read_role_grants
 
     try:
         grants = read_role_grants(answerer.factory, policy_id, answerer.object_id, POLICY_READ_ROLES)
     except HttpResponseError as denied:
-        # a fresh Reader takes minutes to apply to its holder's own reads: the run checks it with the Key
-        # Vault admin's view, so only a read that succeeds and shows no role refuses here
+        # a Reader granted after the run asked is refused (403) to its holder until it applies: the run
+        # checks it with the Key Vault admin's view after resuming
         if denied.status_code in (401, 403):
             return
         raise
-    # the admin this run granted Reader may not see it in their own reads for minutes yet; the run checks it
-    # with the Key Vault admin's view and waits for it to apply
-    if not grants and answerer.object_id != designated_id:
+    if not grants:
         policy = policy_id.rstrip("/").split("/")[-1]
         raise refuse(
             f"{answerer.label} has no Reader role on the enterprise policy {policy}; the Key Vault "

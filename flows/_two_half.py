@@ -55,6 +55,7 @@ from tasks.access import (
     grant_policy_reader,
     has_policy_reader,
     lookup_principal,
+    policy_reader_ids,
     wait_for_propagation,
 )
 from tasks.doctor import DoctorReading, run_doctor
@@ -237,13 +238,7 @@ class TwoHalfRun:
             requester=self.who(),
             key=f"{self.procedure.replace('_', '-')}-handoff", timeout_s=self.approving.timeout_s,
             poll_interval_s=self.approving.poll_s,
-            handoff=PowerPlatformHandoff(
-                policy_name=policy.name,
-                has_policy_reader=lambda admin: has_policy_reader(self.kv, self.target, admin),
-                policy_id=policy.policy_id,
-                designated=self.pp_admin,
-                designated_id=lookup_principal(self.kv_factory(), self.pp_admin).object_id.lower(),
-            ),
+            handoff=policy_handoff(self.kv, self.target, designated=self.pp_admin),
         )
         if isinstance(approval, RunOutcome):
             return approval
@@ -318,6 +313,21 @@ class TwoHalfRun:
         """The result table and the audit entry; the message counts the environments done: N of M `what`."""
         done = len(verified.results) - len(verified.failed) - len(verified.not_started)
         return finish(work.plan, work.approvers, verified, rows, f"{done} of {len(work.expected)} {what}")
+
+
+def policy_handoff(
+    kv: ConnectionSettings, target: TargetSettings, designated: str = ""
+) -> PowerPlatformHandoff:
+    """The hand-off's Reader requirement on the target's policy, judged with the Key Vault admin's view
+    (`kv` reads role assignments): who holds it is read once per ask, for `ppcmk approve`; the answer is
+    checked after it. `designated`: the admin this run granted Reader, named on the form."""
+    return PowerPlatformHandoff(
+        policy_name=target.policy_name,
+        has_policy_reader=lambda admin: has_policy_reader(kv, target, admin),
+        policy_id=target.policy_id(kv.subscription_id),
+        designated=designated,
+        policy_readers=lambda: policy_reader_ids(kv, target),
+    )
 
 
 @cmk_task(task_run_name="wait-for-reader-{target.policy_name}")

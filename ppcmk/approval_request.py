@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from prefect import get_run_logger
@@ -23,6 +24,10 @@ from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
 
 
+def _nobody() -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class PowerPlatformHandoff:
     """The approver will run the Power Platform half: they name their connection, which must hold Reader."""
@@ -31,7 +36,9 @@ class PowerPlatformHandoff:
     has_policy_reader: Callable[[str], bool]  # principal object id → holds Reader on the policy (ARM)
     policy_id: str = ""  # its ARM id: `ppcmk approve` checks the approver's Reader there before resuming
     designated: str = ""  # the admin this run granted Reader (shown on the form)
-    designated_id: str = ""  # their object id: `ppcmk approve` cannot see a Reader granted minutes ago
+    # the object ids holding Reader or higher on the policy as the Key Vault admin sees them, read once per
+    # ask: `ppcmk approve` accepts them, since a fresh Reader shows in its holder's own reads minutes later
+    policy_readers: Callable[[], list[str]] = _nobody
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,14 @@ class Ask:
     approvers_needed: int
     confirm_text: str | None
     load_connection: Callable[[str], ConnectionSettings]  # a CmkConnection block's settings, by name
+
+    @cached_property
+    def reader_ids(self) -> list[str]:
+        """Who held Reader or higher on the policy when this request was made, as the Key Vault admin saw
+        it (lower-case object ids): read once, and again by the next request after a re-plan."""
+        if self.handoff is None:
+            return []
+        return sorted({object_id.lower() for object_id in self.handoff.policy_readers()})
 
     def prefix(self, number: int) -> str:
         return f"{self.base_key}-{self.plan.hash[:12]}-{number}"
@@ -86,7 +101,7 @@ class Ask:
             "approvers_needed": self.approvers_needed,
             "approved_by": [p.object_id for p in prior],
             "policy_id": self.handoff.policy_id if self.handoff is not None else None,
-            "designated_id": self.handoff.designated_id if self.handoff is not None else None,
+            "reader_ids": self.reader_ids,
             "confirm_text": self.confirm_text,
         }
 

@@ -82,6 +82,19 @@ def read_role_grants(
     ]
 
 
+def principals_with_roles(factory: ClientFactory, resource_id: str, roles: frozenset[str]) -> list[str]:
+    """The object ids (lower-case, sorted) holding any of `roles` on `resource_id`, assigned there or above
+    (`atScope()`: ARM leaves out the assignments below it, which do not apply to it)."""
+    assignments = factory.authorization().role_assignments.list_for_scope(resource_id, filter="atScope()")
+    return sorted(
+        {
+            a.principal_id.lower()
+            for a in assignments
+            if a.principal_id and role_guid(a.role_definition_id) in roles and _covers(a.scope, resource_id)
+        }
+    )
+
+
 def read_key_grants(
     factory: ClientFactory, vault: VaultStatus, principal_id: str, key_name: str | None = None
 ) -> list[RoleGrant]:
@@ -346,6 +359,14 @@ def grant_policy_reader(conn: ConnectionSettings, target: TargetSettings, admin:
     if existing:
         return existing[0]
     return _assign(factory, policy_id, principal.object_id, READER, principal.kind)
+
+
+@cmk_task(task_run_name="policy-readers-{target.policy_name}")
+def policy_reader_ids(conn: ConnectionSettings, target: TargetSettings) -> list[str]:
+    """Who holds Reader or higher on the policy, as this connection (one that reads role assignments) sees
+    it: a fresh Reader shows here at once, but in its holder's own reads only minutes later."""
+    factory = ClientFactory.for_settings(conn)
+    return principals_with_roles(factory, target.policy_id(conn.subscription_id), POLICY_READ_ROLES)
 
 
 @cmk_task(task_run_name="has-policy-reader-{admin}")

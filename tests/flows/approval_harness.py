@@ -1,5 +1,6 @@
 """A flow that asks one real approval (ppcmk.approvals.request_approval) for a one-environment plan, for
-tests that answer it through the resume API or the CLI, and the blocks its answerers sign in with."""
+tests that answer it through the resume API or the CLI, and the blocks its answerers sign in with. Given a
+target block, it is a hand-off on that target's policy, built as the two-half runbooks build theirs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from prefect import flow
 
 from blocks import CmkConnection
-from flows._runbook import load_connection
+from flows._runbook import load_connection, load_target
+from flows._two_half import policy_handoff
 from ppcmk.approvals import IdentityResolver, request_approval
 from ppcmk.errors import ApprovalExpired, ApprovalRejected
 from ppcmk.plan import OutageWindow, Plan, PlanItem
@@ -52,18 +54,23 @@ def harness(
     approvers_needed: int = 1,
     confirm_text: str | None = None,
     timeout_s: int = 30,
+    handoff_target: str | None = None,
 ) -> dict:
-    """Plans once per entry of `targets` (the world as seen at each re-plan); returns what was approved."""
+    """Plans once per entry of `targets` (the world as seen at each re-plan); returns what was approved.
+    `handoff_target`: a CmkTarget block whose policy the approver must read (a hand-off)."""
     plans = iter(targets)
     first = plan_for(next(plans))
+    kv = load_connection(kv_block)
+    handoff = policy_handoff(kv, load_target(handoff_target)) if handoff_target else None
     try:
         approval = request_approval(
             first,
             requester=REQUESTER,
             key="harness",
             timeout_s=timeout_s,
-            identities=IdentityResolver(load_connection(kv_block)),
+            identities=IdentityResolver(kv),
             replan=lambda: plan_for(next(plans, targets[-1])),
+            handoff=handoff,
             approvers_needed=approvers_needed,
             confirm_text=confirm_text,
             poll_interval_s=0.2,

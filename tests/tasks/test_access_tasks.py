@@ -13,7 +13,7 @@ from ppcmk.settings import ConnectionSettings
 from tasks import access, policy
 from tasks.keyvault import read_vault
 from tests.support.runs import run_in_flow
-from tests.support.sandbox import target
+from tests.support.sandbox import connection, target
 
 ASSIGNMENT_PUT = r"/providers/Microsoft\.Authorization/roleAssignments/[0-9a-f-]+$"
 ACCESS_POLICY_PUT = r"/accessPolicies/(add|remove)$"
@@ -109,3 +109,23 @@ def test_admin_reader_granted_by_upn_and_checked_through_arm(cloud: Any, conn: C
     inherited = access.grant_policy_reader.fn(conn, tgt, "0a0a0004-0000-4000-8000-000000000004")
     assert not inherited.changed and inherited.principal_type == "ServicePrincipal"
     assert inherited.scope == f"/subscriptions/{conn.subscription_id}"
+
+
+def test_policy_readers_are_who_holds_reader_or_higher_at_the_policy_or_above(
+    cloud: Any, conn: ConnectionSettings
+) -> None:
+    tgt = target(cloud, key="cmk-prod", policy="ep-existing")
+    kv_admin = connection(cloud, "kv-admin")
+    # Owner on the subscription (kv-admin, the runbook) and Reader on the policy (pp-admin)
+    owners_and_reader = ["0a0a0001-0000-4000-8000-000000000001", "0a0a0002-0000-4000-8000-000000000002",
+                         "0a0a0004-0000-4000-8000-000000000004"]
+    assert access.policy_reader_ids.fn(kv_admin, tgt) == owners_and_reader
+    # a Reader granted this moment is listed at once (its holder's own reads see it only once it applies)
+    access.grant_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
+    second = "0a0a0003-0000-4000-8000-000000000003"
+    assert access.policy_reader_ids.fn(kv_admin, tgt) == sorted([*owners_and_reader, second])
+    # only the roles asked for, and only assignments at the scope or above it (pp-admin's is on the policy)
+    factory, vault = ClientFactory.for_settings(kv_admin), tgt.vault_id
+    administrators = access.principals_with_roles(factory, vault, frozenset({access.KEY_VAULT_ADMINISTRATOR}))
+    assert administrators == ["0a0a0001-0000-4000-8000-000000000001"]
+    assert access.principals_with_roles(factory, vault, frozenset({access.READER})) == []

@@ -1,0 +1,134 @@
+"""`ppcmk approve` at a hand-off: the answerer must hold Reader on the policy. The run records who holds it as
+the Key Vault admin sees it when it asks, so any admin whose fresh Reader their own reads do not show yet is
+accepted; one who holds it in neither view is refused before resuming, the policy named."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from typer.testing import CliRunner
+
+from cli import app
+from cli.exit_codes import ExitCode
+from tests.flows.approval_harness import run, with_ghost
+from tests.support.arm import policy_id, subscription
+from tests.support.runs import PendingApproval, RunningFlow, wait_for_approval
+from tests.support.scenario import PP_ADMIN_2, RESOURCE_GROUP
+from tests.support.world import change
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # ARM reads, but no policy role
+SECOND_ID = "0a0a0003-0000-4000-8000-000000000003"  # PP_ADMIN_2
+
+
+@pytest.fixture(scope="module")
+def blocks(sandbox_blocks: dict[str, str]) -> dict[str, str]:
+    return with_ghost(sandbox_blocks)
+
+
+@pytest.fixture
+def handoffs(blocks: dict[str, str], ppcmk_home: Path) -> Iterator[list[RunningFlow]]:
+    """The hand-off runs a test starts; any left waiting is rejected, so none waits into the next test."""
+    started: list[RunningFlow] = []
+    yield started
+    for running in started:
+        if running.thread.is_alive():
+            pending = wait_for_approval(running)
+            CliRunner().invoke(app, ["approve", str(pending.flow_run_id), "--connection", "sandbox-pp-admin",
+                                     "--reject", "--wait", "10"])
+            running.state()
+
+
+def ask(blocks: dict[str, str], handoffs: list[RunningFlow], **parameters: Any) -> RunningFlow:
+    running = run(blocks, handoff_target=blocks["target"], **parameters)
+    handoffs.append(running)
+    return running
+
+
+def give_second_admin(cloud: Any, role: str, scope: str, fresh: bool) -> None:
+    """A role for PP_ADMIN_2 (a copy of the scenario's pp-admin Reader): `fresh` is granted now, so it has not
+    applied to its holder's own reads yet; otherwise it was granted long ago."""
+
+    def grant(world: Any) -> None:
+        template = next(iter(world.rbac.assignments.values()))
+        world.rbac.add(replace(
+            template, name=str(uuid.uuid4()), scope=scope, role_guid=role, principal_id=SECOND_ID,
+            principal_type="User",
+            created_at=world.clock.now() if fresh else world.clock.now() - timedelta(days=1),
+        ))
+
+    change(cloud, grant)
+
+
+def request_of(runner: CliRunner, pending: PendingApproval) -> dict[str, Any]:
+    """The request as `ppcmk approvals --json` reads it from the waiting run."""
+    listed = {item["run_id"]: item for item in json.loads(runner.invoke(app, ["approvals", "--json"]).output)}
+    return dict(listed[str(pending.flow_run_id)]["request"])
+
+
+def approve(runner: CliRunner, pending: PendingApproval, *options: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["approve", str(pending.flow_run_id), *options, "--wait", "30"])
+    return result.exit_code, " ".join(result.output.split())  # one line: the console wraps at 80 columns
+
+
+def still_waiting(pending: PendingApproval) -> bool:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(pending.flow_run_id).state
+    return state is not None and state.is_paused()
+
+
+def test_a_second_admin_with_a_fresh_reader_is_accepted_on_the_key_vault_admins_view(
+    runner: CliRunner, cloud: Any, blocks: dict[str, str], handoffs: list[RunningFlow]
+) -> None:
+    give_second_admin(cloud, READER, policy_id(cloud), fresh=True)
+    running = ask(blocks, handoffs)
+    pending = wait_for_approval(running)
+    assert SECOND_ID in request_of(runner, pending)["reader_ids"]
+    code, said = approve(runner, pending, "--connection", "sandbox-pp-admin-2")
+    assert code == ExitCode.OK, said
+    assert f"Accepted: Power Platform Admin 2 ({PP_ADMIN_2}) approved" in said
+    # the recorded view decided: the answerer's own read of the role assignments was not needed
+    assert cloud.log.count("GET", "roleAssignments", caller="pp-admin-2") == 0
+    assert running.result()["approvers"] == [PP_ADMIN_2]
+
+
+def test_an_admin_without_reader_is_refused_before_resuming_naming_the_policy(
+    runner: CliRunner, cloud: Any, blocks: dict[str, str], handoffs: list[RunningFlow]
+) -> None:
+    # an old role on the resource group: their own read succeeds, and shows no role that reads the policy
+    resource_group = f"/subscriptions/{subscription(cloud)}/resourceGroups/{RESOURCE_GROUP}"
+    give_second_admin(cloud, KEY_VAULT_READER, resource_group, fresh=False)
+    running = ask(blocks, handoffs)
+    pending = wait_for_approval(running)
+    assert SECOND_ID not in request_of(runner, pending)["reader_ids"]
+    code, said = approve(runner, pending, "--connection", "sandbox-pp-admin-2")
+    assert code == ExitCode.BLOCKED, said
+    assert ("not resumed: Power Platform Admin 2 (pp-admin-2@contoso.example) has no Reader role on the "
+            "enterprise policy ep-existing") in said
+    assert still_waiting(pending)  # nothing was submitted
+
+
+def test_each_ask_reads_the_readers_again(
+    runner: CliRunner, cloud: Any, blocks: dict[str, str], handoffs: list[RunningFlow]
+) -> None:
+    """A re-plan asks again, the readers read again: a grant made after the first ask is in the second."""
+    running = ask(blocks, handoffs, targets=["env-1", "env-2"])
+    first = wait_for_approval(running)
+    give_second_admin(cloud, READER, policy_id(cloud), fresh=True)
+    assert SECOND_ID not in request_of(runner, first)["reader_ids"]
+    assert approve(runner, first, "--connection", "sandbox-pp-admin")[0] == ExitCode.OK
+    second = wait_for_approval(running)
+    assert second.plan_hash != first.plan_hash and SECOND_ID in request_of(runner, second)["reader_ids"]
+    code, said = approve(runner, second, "--connection", "sandbox-pp-admin-2")
+    assert code == ExitCode.OK, said
+    assert running.result()["approvers"] == [PP_ADMIN_2]

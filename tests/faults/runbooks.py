@@ -28,13 +28,12 @@ from ppcmk import holds
 from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
 from tasks.policy import ensure_provider_registered
-from tests.support.arm import policy_id, vault_id
+from tests.support.arm import linked_policy_grant_id, policy_id, vault_id
 from tests.support.runs import answer, sandbox_block, start, wait_for_approval
 from tests.support.sandbox import connection, save_target
 from tests.support.scenario import (
     FINANCE,
     LINKED_POLICY,
-    LINKED_POLICY_GRANT,
     PP_ADMIN,
     PP_ADMIN_2,
     REQUESTER,
@@ -119,8 +118,7 @@ def locked(cloud: Any, blocks: Blocks) -> None:
         _lock_record["record"] = record
         cloud.reset()
     kv = ClientFactory.for_settings(connection(cloud, "kv-admin"))
-    grant = f"{vault_id(cloud)}/providers/Microsoft.Authorization/roleAssignments/{LINKED_POLICY_GRANT}"
-    kv.authorization().role_assignments.delete_by_id(grant)
+    kv.authorization().role_assignments.delete_by_id(linked_policy_grant_id(cloud))
     cloud.advance(timedelta(minutes=1))
     principal = cloud.world.arm.get_policy(policy_id(cloud)).principal_id  # each reset makes a new identity
     record = _lock_record["record"]

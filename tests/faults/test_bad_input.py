@@ -23,16 +23,19 @@ from flows.onboard import onboard
 from flows.revert import revert
 from flows.rotate import rotate
 from flows.unlock import unlock
+from ppcmk import arm_ids
 from ppcmk.fleet.selection import FleetSelector
+from tests.support import scenario
 from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER, UNKNOWN_ENVIRONMENT
 
 READS = ("GET", "HEAD")
 NOT_CLOUD = ("/_sandbox", "/oauth2/token", "/metadata/identity")
 TENANT = "11111111-2222-4333-8444-555555555555"
 SUB = "00000000-0000-0000-0000-000000000000"
-VAULT = f"/subscriptions/{SUB}/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
-GOOD_TARGET = dict(vault_id=VAULT, key_name="cmk-prod", key_type="RSA", key_size=3072,
-                   policy_name="ep-existing", resource_group="rg-cmk", geo="europe")
+VAULT = arm_ids.vault_id(SUB, scenario.RESOURCE_GROUP, scenario.VAULT)
+GOOD_TARGET = dict(vault_id=VAULT, key_name=scenario.KEY, key_type="RSA", key_size=scenario.KEY_SIZE,
+                   policy_name=scenario.LINKED_POLICY, resource_group=scenario.RESOURCE_GROUP,
+                   geo=scenario.GEO)
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ CASES = [
     Case("target key_size 1234 saved", "key_size", _save_target(key_size=1234)),
     Case("target RSA key_size 4096 saved", "key_size", _save_target(key_size=4096)),
     Case("target geo mars saved", "geo", _save_target(geo="mars")),
-    Case("target vault_id not an ARM id saved", "vault_id", _save_target(vault_id="kv-cmk-prod")),
+    Case("target vault_id not an ARM id saved", "vault_id", _save_target(vault_id=scenario.VAULT)),
     Case("target vault_id of a storage account saved", "vault_id", _save_target(
         vault_id=f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sa")),
     Case("target key_name with a space saved", "key_name", _save_target(key_name="cmk prod")),

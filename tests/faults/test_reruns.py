@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from blocks import CmkTarget
 from flows._lock_record import load_lock_record, save_lock_record
 from flows.lock import PROCEDURE as LOCK
 from flows.lock import lock
@@ -17,23 +16,20 @@ from flows.onboard import onboard
 from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
 from tasks.environments import reenable_environment
+from tests.support.arm import linked_policy_grant_id
 from tests.support.runs import approve_next, start, start_with_sandbox_blocks
-from tests.support.sandbox import connection
-from tests.support.scenario import FINANCE, PP_ADMIN, PRODUCTION, REQUESTER
+from tests.support.sandbox import connection, save_target
+from tests.support.scenario import FINANCE, LINKED_POLICY, PP_ADMIN, PP_ADMIN_2, PRODUCTION, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"  # ep-existing's key access on kv-cmk-prod
 KEY_GRANT_PUT = r"/vaults/kv-cmk-prod/providers/Microsoft\.Authorization/roleAssignments/"
 
 
 def test_onboard_rerun_after_a_failed_key_grant_is_not_blocked_by_the_policy_it_repairs(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:
-    vault = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-             "Microsoft.KeyVault/vaults/kv-cmk-prod")
-    CmkTarget(vault_id=vault, key_name="cmk-rerun", key_size=2048, policy_name="ep-rerun",
-              resource_group="rg-cmk", geo="europe").save("rerun-target", overwrite=True)
+    save_target(cloud, "rerun-target", key_name="cmk-rerun", key_size=2048, policy_name="ep-rerun")
     parameters = dict(kv_connection=sandbox_blocks["kv-admin"], pp_connection=sandbox_blocks["pp-admin"],
                       target="rerun-target", pp_admin=PP_ADMIN, requester=REQUESTER, approval_poll_s=1,
                       selector=FleetSelector(environment_ids=[PRODUCTION]))
@@ -55,10 +51,10 @@ def test_a_lock_that_stopped_before_its_record_completes_on_rerun(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:
     running = start_with_sandbox_blocks(lock, sandbox_blocks)
-    for approver in (PP_ADMIN, "pp-admin-2@contoso.example"):
-        approve_next(running, approver, confirmation="ep-existing")
+    for approver in (PP_ADMIN, PP_ADMIN_2):
+        approve_next(running, approver, confirmation=LINKED_POLICY)
     assert running.result().status == "completed"
-    policy_id = cloud.world.arm.find_policy_by_name("ep-existing").arm_id
+    policy_id = cloud.world.arm.find_policy_by_name(LINKED_POLICY).arm_id
     record = load_lock_record(policy_id)
     assert record is not None and record.state == "locked"
     save_lock_record(record.model_copy(update={"state": "revoking"}), LOCK)  # what a crash there leaves
@@ -73,8 +69,7 @@ def test_a_lock_that_stopped_before_its_record_completes_on_rerun(
 def test_a_reenable_whose_answer_was_lost_is_not_sent_twice(cloud: Any) -> None:
     kv, pp = connection(cloud, "kv-admin"), connection(cloud, "pp-admin")
     grants = ClientFactory.for_settings(kv).authorization().role_assignments
-    grant_id = (f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/"
-                f"Microsoft.KeyVault/vaults/kv-cmk-prod/providers/Microsoft.Authorization/roleAssignments/{GRANT}")
+    grant_id = linked_policy_grant_id(cloud)
     revoked = grants.delete_by_id(grant_id)
     cloud.advance(timedelta(minutes=1))  # locked
     grants.create_by_id(grant_id, {"properties": {"roleDefinitionId": revoked.role_definition_id,

@@ -15,11 +15,11 @@ from ppcmk.approvals import IdentityResolver, request_approval
 from ppcmk.errors import ApprovalExpired, ApprovalRejected
 from ppcmk.plan import OutageWindow, Plan, PlanItem
 from tests.support.runs import RunningFlow, start
-from tests.support.scenario import REQUESTER
+from tests.support.scenario import LINKED_POLICY, PP_ADMIN_2, REQUESTER
 
-SECOND = "pp-admin-2@contoso.example"
+SECOND = PP_ADMIN_2
 GHOST = "approvals-ghost"  # a block that exists but cannot sign in (no such persona)
-POLICY = "ep-existing"
+POLICY = LINKED_POLICY
 
 
 def with_ghost(sandbox_blocks: dict[str, str]) -> dict[str, str]:

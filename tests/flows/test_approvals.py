@@ -35,7 +35,7 @@ def test_an_approval_names_the_proven_approver_and_is_audited(
     pending = approve_next(running, PP_ADMIN)
     assert pending.plan_hash == plan_for().hash
     for shown in (
-        "Key Vault Admin (kv-admin@contoso.example)",
+        f"Key Vault Admin ({REQUESTER})",
         "**Contoso Sales** (`env-1`)",
         "Outage #1 of 1: link to ep-x",
         "any administrator but the requester",
@@ -73,7 +73,7 @@ def test_a_rejection_names_who_rejected(blocks: dict[str, str], audit_home: Audi
     assert result["status"] == "ApprovalRejected"
     assert (
         result["reason"]
-        == "rejected by Power Platform Admin (pp-admin@contoso.example): not during quarter close"
+        == f"rejected by Power Platform Admin ({PP_ADMIN}): not during quarter close"
     )
     assert "approval-rejected" in [e["event"]["event"] for e in audit_home.entries()]
 

@@ -12,105 +12,61 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 
-from blocks import CmkConnection, CmkTarget
-from flows.change_policy import change_policy
+from blocks import CmkConnection
 from flows.cleanup import cleanup
-from flows.lock import lock
 from flows.onboard import onboard
 from flows.rotate import rotate
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
 from tests.flows.approval_harness import GHOST, SECOND, with_ghost
+from tests.support.arm import vault_id
+from tests.support.lock import start_lock
 from tests.support.runs import (
     RunningFlow,
     answer,
     approve_next,
     start,
+    start_change,
     start_revert,
     start_with_sandbox_blocks,
     wait_for_approval,
 )
-from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER
+from tests.support.sandbox import save_target
+from tests.support.scenario import LINKED_POLICY, PP_ADMIN, PRODUCTION, REQUESTER, VAULT
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
 GONE = "approvals-gone"  # offered by the first form, deleted before it is answered
-VAULT = "Microsoft.KeyVault/vaults/kv-cmk-prod"
-
-
-def vault_id(cloud: Any) -> str:
-    return f"/subscriptions/{cloud.endpoints.subscription_id}/resourceGroups/rg-cmk/providers/{VAULT}"
 
 
 def start_onboard(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
-    CmkTarget(
-        vault_id=vault_id(cloud),
-        key_name="cmk-approvals",
-        key_size=2048,
-        policy_name="ep-approvals",
-        resource_group="rg-cmk",
-        geo="europe",
-    ).save("approvals-onboard-target", overwrite=True)
-    return start(
-        onboard,
-        kv_connection=blocks["kv-admin"],
-        pp_connection=blocks["pp-admin"],
-        target="approvals-onboard-target",
-        pp_admin=PP_ADMIN,
-        requester=REQUESTER,
-        selector=FleetSelector(environment_ids=[PRODUCTION]),
-        approval_poll_s=1,
-        **overrides,
-    )
-
-
-def start_change(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
-    return start_with_sandbox_blocks(
-        change_policy,
-        blocks,
-        new_policy_name="ep-new",
-        new_key_name="cmk-new",
-        pp_admin=PP_ADMIN,
-        **overrides,
-    )
-
-
-def start_revert_run(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
-    return start_revert(blocks, **overrides)
-
-
-def start_lock(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
-    return start_with_sandbox_blocks(lock, blocks, **overrides)
+    target = save_target(cloud, "approvals-onboard-target", key_name="cmk-approvals", key_size=2048,
+                         policy_name="ep-approvals")
+    return start_with_sandbox_blocks(onboard, {**blocks, "target": target}, pp_admin=PP_ADMIN,
+                                     selector=FleetSelector(environment_ids=[PRODUCTION]), **overrides)
 
 
 def start_cleanup(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
     """An old key version past its 28-day hold: cleanup plans to disable it."""
-    CmkTarget(
-        vault_id=vault_id(cloud),
-        key_name="cmk-tidy",
-        key_size=2048,
-        policy_name="ep-existing",
-        resource_group="rg-cmk",
-        geo="europe",
-    ).save("approvals-cleanup-target", overwrite=True)
+    target = save_target(cloud, "approvals-cleanup-target", key_name="cmk-tidy", key_size=2048,
+                         policy_name=LINKED_POLICY)
     factory = ClientFactory.for_settings(CmkConnection.load(blocks["kv-admin"]).settings())
     factory.key_client(factory.vault_url(vault_id(cloud))).create_rsa_key("cmk-tidy", size=2048)
     cloud.clock.advance(timedelta(days=2))
-    rotate(connection=blocks["kv-admin"], target="approvals-cleanup-target", requester=PP_ADMIN)
+    rotate(connection=blocks["kv-admin"], target=target, requester=PP_ADMIN)
     cloud.clock.advance(timedelta(days=29))
-    return start(
-        cleanup,
-        kv_connection=blocks["kv-admin"],
-        target="approvals-cleanup-target",
-        requester=REQUESTER,
-        approval_poll_s=1,
-        **overrides,
-    )
+    return start(cleanup, kv_connection=blocks["kv-admin"], target=target, requester=REQUESTER,
+                 approval_poll_s=1, **overrides)
+
+
+def without_cloud(start_run: Callable[..., RunningFlow]) -> Callable[..., RunningFlow]:
+    """A starter that needs only the blocks, called as every case's is: (cloud, blocks, **overrides)."""
+    return lambda _cloud, blocks, **overrides: start_run(blocks, **overrides)
 
 
 def key_versions_enabled(cloud: Any) -> bool:
-    return all(v.enabled for v in cloud.world.keyvault.get("kv-cmk-prod").keys["cmk-tidy"].versions)
+    return all(v.enabled for v in cloud.world.keyvault.get(VAULT).keys["cmk-tidy"].versions)
 
 
 @dataclass(frozen=True)
@@ -129,16 +85,16 @@ CASES = {
         refusals=("self-approval", "unproven approver", "stale plan hash", "no Reader"),
     ),
     "change_policy": Case(
-        start_change,
+        without_cloud(start_change),
         lambda c: c.log.count(method="POST", path=r"/unlink") == 0,
         refusals=("self-approval", "unproven approver", "stale plan hash", "no Reader"),
     ),
-    "revert": Case(start_revert_run, lambda c: c.log.count(method="POST", path=r"/unlink") == 0),
+    "revert": Case(without_cloud(start_revert), lambda c: c.log.count(method="POST", path=r"/unlink") == 0),
     "lock": Case(
-        start_lock,
+        without_cloud(start_lock),
         lambda c: c.log.count(method="DELETE", path=r"roleAssignments") == 0,
         approvers=[PP_ADMIN, SECOND],
-        confirmation="ep-existing",
+        confirmation=LINKED_POLICY,
         refusals=("self-approval", "unproven approver", "stale plan hash", "wrong confirmation"),
     ),
     "cleanup": Case(start_cleanup, key_versions_enabled),
@@ -167,7 +123,7 @@ def test_a_rejection_ends_the_run_rejected_and_changes_nothing(
     approve_next(running, PP_ADMIN, approve=False, comment="CAB said no", confirmation=case.confirmation)
     state = running.state()
     assert state.is_cancelled() and state.name == "Rejected"
-    assert "rejected by Power Platform Admin (pp-admin@contoso.example): CAB said no" in (state.message or "")
+    assert f"rejected by Power Platform Admin ({PP_ADMIN}): CAB said no" in (state.message or "")
     assert state.result(raise_on_failure=False).status == "rejected"
     assert case.unchanged(cloud)
 

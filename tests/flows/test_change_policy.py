@@ -8,29 +8,21 @@ from typing import Any
 import pytest
 
 from blocks import CmkConnection
-from flows.change_policy import change_policy
 from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.holds import policy_hold
 from tests.support.arm import policy_id
 from tests.support.runs import (
-    RunningFlow,
+    NEW_POLICY,
     approve_next,
     approver_read_policy_before_linking,
-    audited,
-    start_with_sandbox_blocks,
+    completed,
+    halves_audited_as,
+    start_change,
 )
-from tests.support.scenario import FINANCE, PP_ADMIN
+from tests.support.scenario import FINANCE, LINKED_POLICY, PP_ADMIN, RESOURCE_GROUP, VAULT
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
-
-
-
-def start_change(blocks: dict[str, str], **overrides: Any) -> RunningFlow:
-    return start_with_sandbox_blocks(
-        change_policy, blocks, new_policy_name="ep-new", new_key_name="cmk-new", pp_admin=PP_ADMIN,
-        **overrides,
-    )
 
 
 def linked_policy(cloud: Any) -> str | None:
@@ -44,22 +36,21 @@ def test_change_policy_moves_through_two_outages_and_holds_the_old_key(
     running = start_change(sandbox_blocks)
     pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
     assert "2 outage window(s) across 1 environment(s)" in pending.description
-    assert "unlink from ep-existing, then link to ep-new" in pending.description
-    outcome = running.result()
-    assert outcome.status == "completed", outcome.message
-    assert linked_policy(cloud) == "ep-new"
+    assert f"unlink from {LINKED_POLICY}, then link to {NEW_POLICY}" in pending.description
+    completed(running)
+    assert linked_policy(cloud) == NEW_POLICY
     assert (
         cloud.log.count(method="POST", path=r"/unlink") == 1
         and cloud.log.count(method="POST", path=r"/link") == 1
     )
     conn = CmkConnection.load(sandbox_blocks["kv-admin"]).settings()
-    hold = policy_hold(conn, "rg-cmk", "ep-existing")
+    hold = policy_hold(conn, RESOURCE_GROUP, LINKED_POLICY)
     assert hold is not None and hold.until - ClientFactory.for_settings(conn).now() > timedelta(days=29)
-    new_principal = cloud.world.arm.get_policy(policy_id(cloud, "ep-new")).principal_id
+    new_principal = cloud.world.arm.get_policy(policy_id(cloud, NEW_POLICY)).principal_id
     vault_grants = [
         a
         for a in cloud.world.rbac.assignments.values()
-        if a.principal_id == new_principal and a.scope.lower().endswith("/vaults/kv-cmk-prod")
+        if a.principal_id == new_principal and a.scope.lower().endswith(f"/vaults/{VAULT}")
     ]
     assert len(vault_grants) == 1  # the new identity holds the (old and new) key's vault exactly once
 
@@ -69,14 +60,10 @@ def test_the_moves_wait_for_the_approvers_reader_and_are_audited_as_change_polic
 ) -> None:
     running = start_change(sandbox_blocks)
     approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
-    assert running.result().status == "completed"
-    assert approver_read_policy_before_linking(cloud, "ep-new")
-    events = audited(audit_home)
-    assert not any(name.startswith("onboard") for name in events)
-    key_vault_half = events["change_policy-key-vault-half"]
-    assert key_vault_half["procedure"] == "change_policy" and key_vault_half["policy"].endswith("/ep-new")
-    half = events["change_policy-power-platform-half"]
-    assert half["procedure"] == "change_policy" and half["approvers"] == [PP_ADMIN]
+    completed(running)
+    assert approver_read_policy_before_linking(cloud, NEW_POLICY)
+    key_vault_half, half = halves_audited_as(audit_home, "change_policy")
+    assert key_vault_half["policy"].endswith(f"/{NEW_POLICY}") and half["approvers"] == [PP_ADMIN]
     writes = [w["url"] for w in half["writes"]]
     assert sum(u.endswith("/unlink") for u in writes) == 1 and sum(u.endswith("/link") for u in writes) == 1
 
@@ -86,7 +73,7 @@ def test_the_plan_shows_two_outage_windows_per_environment(
 ) -> None:
     outcome = start_change(sandbox_blocks, dry_run=True).result()
     assert outcome.status == "dry-run"
-    assert cloud.log.count(method="PUT") == 0 and linked_policy(cloud) == "ep-existing"
+    assert cloud.log.count(method="PUT") == 0 and linked_policy(cloud) == LINKED_POLICY
 
 
 def test_a_failed_link_is_reported_and_a_rerun_converges_without_duplicates(
@@ -102,10 +89,9 @@ def test_a_failed_link_is_reported_and_a_rerun_converges_without_duplicates(
     running = start_change(sandbox_blocks)  # the unfinished move is remembered: no selector needed
     pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
     assert "1 outage window(s) across 1 environment(s)" in pending.description  # only the link is left
-    second = running.result()
-    assert second.status == "completed", second.message
-    assert linked_policy(cloud) == "ep-new"
-    assert cloud.log.count(method="PUT", path=r"enterprisePolicies/ep-new($|\?)", status=201) == 1
+    completed(running)
+    assert linked_policy(cloud) == NEW_POLICY
+    assert cloud.log.count(method="PUT", path=rf"enterprisePolicies/{NEW_POLICY}($|\?)", status=201) == 1
     assert (
         cloud.log.count(method="PUT", path=r"roleAssignments", status=201) == 2
     )  # key access + Reader, once

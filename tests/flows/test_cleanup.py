@@ -16,9 +16,16 @@ from ppcmk.clients import ClientFactory
 from ppcmk.plan import PlanHasErrors
 from tasks.policy import ensure_provider_registered
 from tests.support.arm import vault_id
-from tests.support.runs import approve_next, start
+from tests.support.runs import approve_next, completed, start
 from tests.support.sandbox import save_target
-from tests.support.scenario import FINANCE, LINKED_POLICY, LINKED_POLICY_GRANT, PP_ADMIN
+from tests.support.scenario import (
+    FINANCE,
+    LINKED_POLICY,
+    LINKED_POLICY_GRANT,
+    PP_ADMIN,
+    RESOURCE_GROUP,
+    VAULT,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -38,13 +45,13 @@ def rotated(cloud: Any, sandbox_blocks: dict[str, str]) -> dict[str, Any]:
 
 
 def versions(cloud: Any, key: str) -> dict[str, bool]:
-    return {v.version: v.enabled for v in cloud.world.keyvault.get("kv-cmk-prod").keys[key].versions}
+    return {v.version: v.enabled for v in cloud.world.keyvault.get(VAULT).keys[key].versions}
 
 
 def test_old_versions_are_refused_inside_28_days_then_disabled_never_deleted(
     cloud: Any, sandbox_blocks: dict[str, str], rotated: dict[str, Any]
 ) -> None:
-    hold = holds.key_version_hold(rotated["conn"], cloud_vault(cloud), "cmk-cleanup",
+    hold = holds.key_version_hold(rotated["conn"], vault_id(cloud), "cmk-cleanup",
                                   rotated["old"])
     assert hold is not None
     held = cleanup(kv_connection=sandbox_blocks["kv-admin"], target=TARGET)
@@ -57,22 +64,17 @@ def test_old_versions_are_refused_inside_28_days_then_disabled_never_deleted(
     running = start(cleanup, kv_connection=sandbox_blocks["kv-admin"], target=TARGET, approval_poll_s=1)
     pending = approve_next(running, PP_ADMIN)
     assert f"cmk-cleanup/{rotated['old']}" in pending.description
-    outcome = running.result()
-    assert outcome.status == "completed", outcome.message
+    completed(running)
     after = versions(cloud, "cmk-cleanup")
     assert len(after) == 2 and after[rotated["old"]] is False and sum(after.values()) == 1
     assert cloud.log.count(method="DELETE", path="/keys/") == 0
-
-
-def cloud_vault(cloud: Any) -> str:
-    return vault_id(cloud)
 
 
 def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:
     params = {"kv_connection": sandbox_blocks["kv-admin"], "target": sandbox_blocks["target"],
-              "pp_connection": sandbox_blocks["runbook"], "old_policy": "ep-existing",
+              "pp_connection": sandbox_blocks["runbook"], "old_policy": LINKED_POLICY,
               "disable_old_versions": False}
     with pytest.raises(PlanHasErrors, match=f"still linked to {FINANCE}"):
         cleanup(**params, dry_run=True)
@@ -81,15 +83,14 @@ def test_old_policy_access_waits_for_the_30_day_hold_and_no_linked_environment(
     with cloud.world.lock:  # Finance left the policy (what revert does), which starts the 30-day hold
         cloud.world.powerplatform.environment(FINANCE).cmk = None
     ensure_provider_registered(conn)  # a policy write on an unregistered RP makes the SDK sleep for real
-    hold = holds.hold_policy(conn, "rg-cmk", "ep-existing", holds.CHANGE_HOLD, "environments left")
+    hold = holds.hold_policy(conn, RESOURCE_GROUP, LINKED_POLICY, holds.CHANGE_HOLD, "environments left")
     held = cleanup(**params)
     assert held.status == "nothing-to-do" and hold.until.isoformat() in held.message
-    assert cloud.world.rbac.get(cloud_vault(cloud), LINKED_POLICY_GRANT) is not None
+    assert cloud.world.rbac.get(vault_id(cloud), LINKED_POLICY_GRANT) is not None
 
     cloud.clock.advance(timedelta(days=30, minutes=1))
     running = start(cleanup, **params, approval_poll_s=1)
     approve_next(running, PP_ADMIN)
-    outcome = running.result()
-    assert outcome.status == "completed" and "removed 1 key access grant(s)" in outcome.message
-    assert cloud.world.rbac.get(cloud_vault(cloud), LINKED_POLICY_GRANT) is None
-    assert cloud.world.arm.find_policy_by_name("ep-existing") is not None  # the policy itself stays
+    assert "removed 1 key access grant(s)" in completed(running).message
+    assert cloud.world.rbac.get(vault_id(cloud), LINKED_POLICY_GRANT) is None
+    assert cloud.world.arm.find_policy_by_name(LINKED_POLICY) is not None  # the policy itself stays

@@ -17,7 +17,7 @@ from ppcmk.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
 from tests.support.arm import managed_hsm_id
 from tests.support.runs import approve_next, start
 from tests.support.sandbox import save_target
-from tests.support.scenario import PP_ADMIN, PP_ADMIN_2, PRODUCTION, REQUESTER, SANDBOX
+from tests.support.scenario import HSM, PP_ADMIN, PP_ADMIN_2, PRODUCTION, REQUESTER, SANDBOX
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -40,7 +40,7 @@ def policy_principal(cloud: Any) -> str:
 
 
 def local_grants(cloud: Any, principal: str) -> list[tuple[str, str]]:
-    hsm = cloud.world.keyvault.get("hsm-cmk")
+    hsm = cloud.world.keyvault.get(HSM)
     return [(a.scope, a.role_guid) for a in hsm.role_assignments.values() if a.principal_id == principal]
 
 
@@ -64,7 +64,7 @@ def test_onboard_on_a_managed_hsm_then_lock_and_unlock_it(cloud: Any, blocks: di
     assert cloud.log.count(method="PUT", path=r"^/+keys/cmk-hsm-onboard/providers/.*/roleAssignments/",
                            caller="kv-admin") == 1
     assert cloud.log.count(method="PUT", path=r"managedHSMs/hsm-cmk.*/roleAssignments/") == 0
-    assert cloud.world.keyvault.get("hsm-cmk").key("cmk-hsm-onboard").current.kty == "RSA-HSM"
+    assert cloud.world.keyvault.get(HSM).key("cmk-hsm-onboard").current.kty == "RSA-HSM"
 
     locking = start(lock, kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"], target=TARGET,
                     requester=REQUESTER, approval_poll_s=1)
@@ -88,6 +88,6 @@ def test_onboard_on_a_managed_hsm_then_lock_and_unlock_it(cloud: Any, blocks: di
     assert unlocked.status == "completed", unlocked.message
     assert local_grants(cloud, principal) == [("/keys/cmk-hsm-onboard", HSM_CRYPTO_SERVICE_ENCRYPTION_USER)]
     # the very assignment lock removed, under its own name
-    assert revoked_name in cloud.world.keyvault.get("hsm-cmk").role_assignments
+    assert revoked_name in cloud.world.keyvault.get(HSM).role_assignments
     assert all(cloud.world.powerplatform.environment(env).locked_at is None for env in CHOSEN)
     assert load_lock_record(policy_id).state == "unlocked"  # type: ignore[union-attr]

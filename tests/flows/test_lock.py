@@ -12,8 +12,8 @@ from flows._lock_record import load_lock_record
 from ppcmk.clients import ClientFactory
 from tests.support.arm import policy_id, vault_id
 from tests.support.lock import locked_by_two, policy_grants, start_lock
-from tests.support.runs import answer, approve_next, wait_for_approval
-from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PP_ADMIN, PP_ADMIN_2
+from tests.support.runs import answer, approve_next, completed, wait_for_approval
+from tests.support.scenario import FINANCE, LINKED_POLICY, LINKED_POLICY_GRANT, PP_ADMIN, PP_ADMIN_2
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -42,8 +42,8 @@ def test_a_crash_while_revoking_keeps_the_record_and_a_rerun_completes_it(
 ) -> None:
     cloud.faults.add(method="DELETE", path=r"roleAssignments", status=400, times=1)
     running = start_lock(sandbox_blocks)
-    approve_next(running, FIRST, confirmation="ep-existing")
-    approve_next(running, SECOND, confirmation="ep-existing")
+    approve_next(running, FIRST, confirmation=LINKED_POLICY)
+    approve_next(running, SECOND, confirmation=LINKED_POLICY)
     assert running.state().is_failed()
     record = load_lock_record(policy_id(cloud))
     assert record is not None and record.state == "revoking"  # written before anything was revoked
@@ -75,12 +75,11 @@ def test_a_grant_added_while_waiting_is_planned_again_and_revoked_too(
             role_definition_id=officer, principal_id=principal, principal_type="ServicePrincipal"
         ),
     )
-    answer(first, approve=True, approver=FIRST, confirmation="ep-existing")
-    approve_next(running, SECOND, confirmation="ep-existing")
-    again = approve_next(running, FIRST, confirmation="ep-existing")  # the plan changed: both approvers again
+    answer(first, approve=True, approver=FIRST, confirmation=LINKED_POLICY)
+    approve_next(running, SECOND, confirmation=LINKED_POLICY)
+    again = approve_next(running, FIRST, confirmation=LINKED_POLICY)  # the plan changed: both approvers again
     assert again.plan_hash != first.plan_hash and "d0d0d0d0" in again.description
-    approve_next(running, SECOND, confirmation="ep-existing")
-    outcome = running.result()
-    assert outcome.status == "completed", outcome.message
+    approve_next(running, SECOND, confirmation=LINKED_POLICY)
+    completed(running)
     assert policy_grants(cloud) == []
     assert len(load_lock_record(policy_id(cloud)).revoked) == 2  # type: ignore[union-attr]

@@ -13,15 +13,15 @@ from tests.support.runs import (
     answer,
     approve_next,
     approver_read_policy_before_linking,
-    audited,
+    completed,
+    halves_audited_as,
     start_with_sandbox_blocks,
     wait_for_approval,
 )
 from tests.support.scenario import LEGACY_BYOK as BYOK
-from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER
+from tests.support.scenario import LINKED_POLICY, PP_ADMIN, PRODUCTION, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
-
 
 
 def start_migration(blocks: dict[str, str], **overrides: Any) -> RunningFlow:
@@ -32,7 +32,7 @@ def on_policy(cloud: Any, environment_id: str) -> bool:
     env = cloud.world.powerplatform.environment(environment_id)
     return (
         env.cmk is not None
-        and env.cmk.policy_id.endswith("/ep-existing")
+        and env.cmk.policy_id.endswith(f"/{LINKED_POLICY}")
         and env.key_managed_by == "CustomerViaMicrosoft"  # migrated BYOK keeps it (cmk-migrate-from-byok)
     )
 
@@ -44,8 +44,7 @@ def test_byok_environment_is_linked_with_the_retention_note(
     pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
     assert BYOK in pending.description and "28 days" in pending.description
     assert PRODUCTION not in pending.description  # not on BYOK: not chosen by default
-    outcome = running.result()
-    assert outcome.status == "completed", outcome.message
+    completed(running)
     assert on_policy(cloud, BYOK)
     assert cloud.log.count(method="POST", path=r"/link", status=202) == 1
 
@@ -55,13 +54,10 @@ def test_the_links_wait_for_the_approvers_reader_and_are_audited_as_migrate_byok
 ) -> None:
     running = start_migration(sandbox_blocks)
     approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
-    assert running.result().status == "completed"
-    assert approver_read_policy_before_linking(cloud, "ep-existing")
-    events = audited(audit_home)
-    assert not any(name.startswith("onboard") for name in events)
-    assert events["migrate_byok-key-vault-half"]["procedure"] == "migrate_byok"
-    half = events["migrate_byok-power-platform-half"]
-    assert half["procedure"] == "migrate_byok" and half["approvers"] == [PP_ADMIN]
+    completed(running)
+    assert approver_read_policy_before_linking(cloud, LINKED_POLICY)
+    _, half = halves_audited_as(audit_home, "migrate_byok")
+    assert half["approvers"] == [PP_ADMIN]
     links = [w for w in half["writes"] if w["url"].endswith("/link")]
     assert len(links) == 1 and all(w["ids"] for w in links)  # the change with its request ids
 
@@ -87,8 +83,7 @@ def test_a_plan_that_changed_before_approval_is_asked_again(
     answer(first, approve=True, approver=PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
     second = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
     assert second.plan_hash != first.plan_hash and PRODUCTION in second.description
-    outcome = running.result()
-    assert outcome.status == "completed", outcome.message
+    completed(running)
     assert on_policy(cloud, BYOK) and on_policy(cloud, PRODUCTION)
 
 
@@ -103,6 +98,7 @@ def test_a_failed_link_then_a_rerun_converges_without_duplicates(
     cloud.faults.clear()
     running = start_migration(sandbox_blocks)
     approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
-    assert running.result().status == "completed" and on_policy(cloud, BYOK)
+    completed(running)
+    assert on_policy(cloud, BYOK)
     assert cloud.log.count(method="PUT", path=r"enterprisePolicies/[^/]+($|\?)") == 0  # the policy is adopted
     assert cloud.log.count(method="POST", path=r"/link", status=202) == 1

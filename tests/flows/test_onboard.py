@@ -12,7 +12,7 @@ from ppcmk.audit import AuditLog
 from ppcmk.fleet.selection import FleetSelector
 from tests.support.runs import RunningFlow, answer, approve_next, start, wait_for_approval
 from tests.support.sandbox import save_target
-from tests.support.scenario import PP_ADMIN, PRODUCTION, SANDBOX, UNMANAGED
+from tests.support.scenario import PP_ADMIN, PRODUCTION, SANDBOX, UNMANAGED, VAULT
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -42,7 +42,7 @@ def world_counts(cloud: Any) -> dict[str, int]:
     """What a re-run must never duplicate: key versions, policies, identity grants, the admin's Reader."""
     policies = [p for p in cloud.world.arm.policies.values() if p.name == "ep-onboard"]
     principal = policies[0].principal_id if policies else None
-    key = cloud.world.keyvault.get("kv-cmk-prod").keys.get("cmk-onboard")
+    key = cloud.world.keyvault.get(VAULT).keys.get("cmk-onboard")
     assignments = cloud.world.rbac.assignments.values()
     pp_admin = cloud.world.identities.require("pp-admin").object_id
     return {

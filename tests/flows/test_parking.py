@@ -20,7 +20,7 @@ from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
 from tasks import access, environments, policy
 from tests.support.sandbox import connection, target
-from tests.support.scenario import FINANCE, PRODUCTION
+from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, PRODUCTION, REQUESTER
 
 LINK = r"/enterprisePolicies/Encryption/link$"
 UNLINK = r"/enterprisePolicies/Encryption/unlink$"
@@ -33,7 +33,7 @@ def conn(cloud: Any) -> ConnectionSettings:
 
 
 def _system_id(cloud: Any, conn: ConnectionSettings) -> str:
-    existing = policy.get_policy.fn(conn, target(cloud, key="cmk-prod", policy="ep-existing"))
+    existing = policy.get_policy.fn(conn, target(cloud, key=KEY, policy=LINKED_POLICY))
     return str(existing.system_id)
 
 
@@ -64,7 +64,7 @@ def test_a_patient_link_returns_still_running_and_a_resume_polls_without_linking
 
 def test_a_resumed_link_that_failed_is_started_again_within_max_attempts(
         cloud: Any, conn: ConnectionSettings) -> None:
-    tgt = target(cloud, key="cmk-prod", policy="ep-existing")
+    tgt = target(cloud, key=KEY, policy=LINKED_POLICY)
     existing = policy.get_policy.fn(conn, tgt)
     access.revoke_key_access.fn(conn, tgt, existing.principal_id)  # every link fails when it completes
     started = environments.link.fn(conn, PRODUCTION, str(existing.system_id), patience=timedelta(minutes=1))
@@ -165,9 +165,9 @@ def test_the_checkpoint_round_trips_through_result_storage_without_secrets(
         cloud: Any, prefect_backend: None) -> None:
     conn = connection(cloud)
     work = HandoffWork(
-        plan=Plan(procedure="onboard", requester="kv-admin@contoso.example", target_summary="t"),
-        approvers=["pp-admin@contoso.example"], expected=["e1", "e2"], connection_block="sandbox-pp-admin",
-        policy=policy.get_policy.fn(conn, target(cloud, key="cmk-prod", policy="ep-existing")))
+        plan=Plan(procedure="onboard", requester=REQUESTER, target_summary="t"),
+        approvers=[PP_ADMIN], expected=["e1", "e2"], connection_block="sandbox-pp-admin",
+        policy=policy.get_policy.fn(conn, target(cloud, key=KEY, policy=LINKED_POLICY)))
     report = run_waves([FLEET[:2]], lambda m: StepResult(state="parked", parked=_parked(m.id)), WaveSpec())
 
     @flow(name="parking-test-checkpoint")

@@ -12,10 +12,18 @@ import pytest
 
 from flows.report import InventoryRow, may_overwrite, report
 from ppcmk.errors import ConfigError
-from tests.support.scenario import FINANCE, LEGACY_BYOK, PRODUCTION, SANDBOX, UNMANAGED
+from tests.support.scenario import (
+    FINANCE,
+    KEY,
+    LEGACY_BYOK,
+    LINKED_POLICY,
+    PRODUCTION,
+    SANDBOX,
+    UNMANAGED,
+    VAULT,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
-
 
 
 def test_inventory_rows_files_and_a_copy_question(
@@ -27,7 +35,7 @@ def test_inventory_rows_files_and_a_copy_question(
     rows = {row["environment_id"]: row for row in outcome.rows}
     assert len(rows) == len(cloud.world.powerplatform.environments) == 12
     finance = rows[FINANCE]
-    assert (finance["policy"], finance["vault"], finance["key"]) == ("ep-existing", "kv-cmk-prod", "cmk-prod")
+    assert (finance["policy"], finance["vault"], finance["key"]) == (LINKED_POLICY, VAULT, KEY)
     assert finance["key_version"] == "3c1f0e2a9b8d4c7e8f6a5b4c3d2e1f00"
     assert (finance["link_status"], finance["key_managed_by"]) == ("Linked", "Customer")
     assert finance["rotation_policy"] == "none" and finance["managed"]
@@ -39,7 +47,7 @@ def test_inventory_rows_files_and_a_copy_question(
     with (tmp_path / "cmk-inventory.csv").open(encoding="utf-8") as handle:
         written = list(csv.DictReader(handle))
     assert [r["environment_id"] for r in written] == list(rows)
-    assert next(r for r in written if r["environment_id"] == FINANCE)["vault"] == "kv-cmk-prod"
+    assert next(r for r in written if r["environment_id"] == FINANCE)["vault"] == VAULT
     assert json.loads((tmp_path / "cmk-inventory.json").read_text())[0].keys() == rows[PRODUCTION].keys()
 
     allowed = report(connection=sandbox_blocks["runbook"], output_dir=str(tmp_path),

@@ -12,11 +12,19 @@ from ppcmk.audit import AuditLog
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from ppcmk.holds import policy_hold
-from tests.support.runs import answer, approve_next, start_revert, wait_for_approval
-from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PP_ADMIN, PRODUCTION, REQUESTER
+from tests.support.runs import answer, approve_next, completed, start_revert, wait_for_approval
+from tests.support.scenario import (
+    FINANCE,
+    LINKED_POLICY,
+    LINKED_POLICY_GRANT,
+    PP_ADMIN,
+    PRODUCTION,
+    REQUESTER,
+    RESOURCE_GROUP,
+    VAULT,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
-
 
 
 def env_state(cloud: Any, environment_id: str) -> Any:
@@ -28,14 +36,13 @@ def test_revert_unlinks_and_holds_the_key_for_30_days(
 ) -> None:
     running = start_revert(sandbox_blocks)
     pending = approve_next(running, PP_ADMIN)
-    assert "unlink from ep-existing" in pending.description and FINANCE in pending.description
-    outcome = running.result()
-    assert outcome.status == "completed", outcome.message
+    assert f"unlink from {LINKED_POLICY}" in pending.description and FINANCE in pending.description
+    outcome = completed(running)
     env = env_state(cloud, FINANCE)
     assert env.cmk is None and env.key_managed_by == "Microsoft"
     assert [r["state"] for r in outcome.rows] == ["succeeded"] and "Enabled" in outcome.rows[0]["now"]
     conn = CmkConnection.load(sandbox_blocks["runbook"]).settings()
-    hold = policy_hold(conn, "rg-cmk", "ep-existing")
+    hold = policy_hold(conn, RESOURCE_GROUP, LINKED_POLICY)
     now = ClientFactory.for_settings(conn).now()
     assert hold is not None and timedelta(days=29) < hold.until - now <= timedelta(days=30)
     with pytest.raises(HoldActive, match="until"):
@@ -56,7 +63,8 @@ def test_a_failed_unlink_is_reported_and_a_rerun_converges(
     cloud.faults.clear()
     running = start_revert(sandbox_blocks)
     approve_next(running, PP_ADMIN)
-    assert running.result().status == "completed" and env_state(cloud, FINANCE).cmk is None
+    completed(running)
+    assert env_state(cloud, FINANCE).cmk is None
     assert cloud.log.count(method="POST", path=r"/unlink", status=202) == 1
 
 
@@ -65,7 +73,7 @@ def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: di
 
     running = start_revert(sandbox_blocks)
     approve_next(running, PP_ADMIN)
-    assert running.result().status == "completed"
+    completed(running)
     cloud.clock.advance(timedelta(days=29))
     held = cleanup(
         kv_connection=sandbox_blocks["kv-admin"],
@@ -73,11 +81,11 @@ def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: di
         pp_connection=sandbox_blocks["pp-admin"],
         requester=REQUESTER,
         disable_old_versions=False,
-        old_policy="ep-existing",
+        old_policy=LINKED_POLICY,
         dry_run=True,
     )
     assert held.status == "nothing-to-do" and "on hold until" in held.message
-    grants = [a for a in cloud.world.rbac.assignments.values() if a.scope.lower().endswith("/kv-cmk-prod")]
+    grants = [a for a in cloud.world.rbac.assignments.values() if a.scope.lower().endswith(f"/{VAULT}")]
     assert any(a.name == LINKED_POLICY_GRANT for a in grants)
 
 
@@ -95,5 +103,5 @@ def test_an_environment_linked_while_waiting_is_planned_again(
     answer(first, approve=True, approver=PP_ADMIN)
     second = approve_next(running, PP_ADMIN)
     assert second.plan_hash != first.plan_hash and PRODUCTION in second.description
-    assert running.result().status == "completed"
+    completed(running)
     assert env_state(cloud, FINANCE).cmk is None and env_state(cloud, PRODUCTION).cmk is None

@@ -18,7 +18,7 @@ from ppcmk.clients import ClientFactory
 from ppcmk.errors import HoldActive
 from tests.support.arm import vault_id
 from tests.support.sandbox import save_connection, save_target
-from tests.support.scenario import LINKED_POLICY, REQUESTER
+from tests.support.scenario import KEY, LINKED_POLICY, REQUESTER
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -48,7 +48,7 @@ def test_rotation_creates_one_version_holds_the_previous_and_converges(cloud: An
     assert {row["version"] for row in outcome.rows} == {PREVIOUS, current["version"]}
     assert all(row["enabled"] for row in outcome.rows)  # never disables earlier versions
 
-    hold = holds.key_version_hold(blocks["conn"], blocks["vault_id"], "cmk-prod", PREVIOUS)
+    hold = holds.key_version_hold(blocks["conn"], blocks["vault_id"], KEY, PREVIOUS)
     now = ClientFactory.for_settings(blocks["conn"]).now()
     assert hold is not None and timedelta(days=27) < hold.until - now <= timedelta(days=28)
     assert [e["event"]["event"] for e in blocks["audit"].entries()] == ["hold-recorded", "rotation"]
@@ -76,7 +76,7 @@ def test_dry_run_changes_nothing(cloud: Any, blocks: dict) -> None:
 def test_the_hold_is_enforced_on_the_cloud_clock_until_it_expires(cloud: Any, blocks: dict) -> None:
     _run()
     factory = ClientFactory.for_settings(blocks["conn"])
-    hold = holds.key_version_hold(blocks["conn"], blocks["vault_id"], "cmk-prod", PREVIOUS)
+    hold = holds.key_version_hold(blocks["conn"], blocks["vault_id"], KEY, PREVIOUS)
     assert hold is not None
     with pytest.raises(HoldActive, match=re.escape(f"until {hold.until.isoformat()}")):
         hold.enforce(factory.now())

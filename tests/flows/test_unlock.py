@@ -10,7 +10,7 @@ from flows._lock_record import load_lock_record
 from flows.unlock import unlock
 from tests.support.arm import policy_id
 from tests.support.lock import locked_by_two, policy_grants
-from tests.support.runs import RunningFlow, approve_next, start_with_sandbox_blocks
+from tests.support.runs import RunningFlow, approve_next, completed, start_with_sandbox_blocks
 from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PP_ADMIN_2
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -33,8 +33,7 @@ def test_unlock_restores_the_same_assignment_and_reenables(
     running = start_unlock(sandbox_blocks)
     pending = approve_next(running, PP_ADMIN_2)
     assert "re-enable" in pending.description and LINKED_POLICY_GRANT in pending.description
-    outcome = running.result()
-    assert outcome.status == "completed", outcome.message
+    outcome = completed(running)
     assert policy_grants(locked) == [LINKED_POLICY_GRANT]  # the very assignment lock removed, same name
     env = locked.world.powerplatform.environment(FINANCE)
     assert env.locked_at is None
@@ -68,8 +67,7 @@ def test_a_failed_reenable_is_reported_and_a_rerun_converges(
     running = start_unlock(sandbox_blocks)
     pending = approve_next(running, PP_ADMIN_2)
     assert "none: already restored" in pending.description
-    second = running.result()
-    assert second.status == "completed", second.message
+    completed(running)
     assert locked.log.count(method="PUT", path=r"roleAssignments") == puts_before  # no duplicate grant
     assert policy_grants(locked) == [LINKED_POLICY_GRANT]
     assert locked.world.powerplatform.environment(FINANCE).locked_at is None

@@ -11,6 +11,7 @@ from azure.mgmt.keyvault.models import NetworkRuleSet, VaultPatchParameters, Vau
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
 from tests.support.scenario import FINANCE as ON_CMK
+from tests.support.scenario import LINKED_POLICY_GRANT as POLICY_GRANT
 from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
 from tests.support.scenario import SANDBOX as SANDBOX_ENV
 from tests.support.sdk_clients import (
@@ -22,8 +23,6 @@ from tests.support.sdk_clients import (
     key_client,
     keyvault_mgmt,
 )
-
-POLICY_GRANT = "c0c0c0c0-0000-4000-8000-00000000c001"
 
 
 def _vault_id(cloud: Any) -> str:

@@ -17,8 +17,8 @@ def policy_grants(cloud: Any) -> list[str]:
     return sorted(a.name for a in cloud.world.rbac.assignments.values() if a.principal_id == principal)
 
 
-def start_lock(blocks: dict[str, str]) -> RunningFlow:
-    return start_with_sandbox_blocks(lock, blocks)
+def start_lock(blocks: dict[str, str], **parameters: Any) -> RunningFlow:
+    return start_with_sandbox_blocks(lock, blocks, **parameters)
 
 
 def locked_by_two(blocks: dict[str, str]) -> Any:

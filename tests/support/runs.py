@@ -27,11 +27,14 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 
 from flows._lock_record import lock_record_name
+from flows.change_policy import change_policy
 from flows.revert import revert
 from ppcmk.claims import CLAIM_PREFIX
-from tests.support.scenario import REQUESTER
+from tests.support.scenario import PP_ADMIN, REQUESTER
 
 APPROVAL_FLOW = "ppcmk-approval"
+NEW_POLICY = "ep-new"  # what start_change moves to (neither exists in the default scenario)
+NEW_KEY = "cmk-new"
 
 
 @dataclass
@@ -89,6 +92,20 @@ def start_revert(blocks: dict[str, str], **parameters: Any) -> RunningFlow:
     polled every second."""
     return start(revert, connection=blocks["runbook"], target=blocks["target"], requester=REQUESTER,
                  approval_poll_s=1, **parameters)
+
+
+def start_change(blocks: dict[str, str], **parameters: Any) -> RunningFlow:
+    """Start change_policy as the sandbox's admins do, moving the target's environments to a new key
+    (NEW_KEY) and policy (NEW_POLICY), PP_ADMIN named to approve the Power Platform half."""
+    return start_with_sandbox_blocks(change_policy, blocks, new_policy_name=NEW_POLICY, new_key_name=NEW_KEY,
+                                     pp_admin=PP_ADMIN, **parameters)
+
+
+def completed(running: RunningFlow, timeout: float = 60) -> Any:
+    """The run's outcome, once it has ended with status "completed" (else the assertion shows its message)."""
+    outcome = running.result(timeout)
+    assert outcome.status == "completed", outcome.message
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,17 @@ def approver_read_policy_before_linking(cloud: Any, policy_name: str, approver: 
 def audited(audit_log: Any) -> dict[str, dict[str, Any]]:
     """The audit log's entries by event name (the last of each)."""
     return {e["event"]["event"]: e["event"] for e in audit_log.entries()}
+
+
+def halves_audited_as(audit_log: Any, procedure: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Key Vault half's and the Power Platform half's audit events of a procedure built on onboard's
+    steps, once both are audited under its own name and nothing as onboard."""
+    events = audited(audit_log)
+    assert not any(name.startswith("onboard") for name in events), sorted(events)
+    key_vault_half = events[f"{procedure}-key-vault-half"]
+    power_platform_half = events[f"{procedure}-power-platform-half"]
+    assert key_vault_half["procedure"] == procedure and power_platform_half["procedure"] == procedure
+    return key_vault_half, power_platform_half
 
 
 def forget_run_state() -> None:

@@ -21,14 +21,13 @@ from cli.exit_codes import ExitCode
 from tests.flows.approval_harness import run, with_ghost
 from tests.support.arm import policy_id, subscription
 from tests.support.runs import PendingApproval, RunningFlow, wait_for_approval
-from tests.support.scenario import PP_ADMIN_2, RESOURCE_GROUP
+from tests.support.scenario import PP_ADMIN_2, PP_ADMIN_2_ID, RESOURCE_GROUP
 from tests.support.world import change
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 KEY_VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # ARM reads, but no policy role
-SECOND_ID = "0a0a0003-0000-4000-8000-000000000003"  # PP_ADMIN_2
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def give_second_admin(cloud: Any, role: str, scope: str, fresh: bool) -> None:
     def grant(world: Any) -> None:
         template = next(iter(world.rbac.assignments.values()))
         world.rbac.add(replace(
-            template, name=str(uuid.uuid4()), scope=scope, role_guid=role, principal_id=SECOND_ID,
+            template, name=str(uuid.uuid4()), scope=scope, role_guid=role, principal_id=PP_ADMIN_2_ID,
             principal_type="User",
             created_at=world.clock.now() if fresh else world.clock.now() - timedelta(days=1),
         ))
@@ -93,7 +92,7 @@ def test_a_second_admin_with_a_fresh_reader_is_accepted_on_the_key_vault_admins_
     give_second_admin(cloud, READER, policy_id(cloud), fresh=True)
     running = ask(blocks, handoffs)
     pending = wait_for_approval(running)
-    assert SECOND_ID in request_of(runner, pending)["reader_ids"]
+    assert PP_ADMIN_2_ID in request_of(runner, pending)["reader_ids"]
     code, said = approve(runner, pending, "--connection", "sandbox-pp-admin-2")
     assert code == ExitCode.OK, said
     assert f"Accepted: Power Platform Admin 2 ({PP_ADMIN_2}) approved" in said
@@ -110,7 +109,7 @@ def test_an_admin_without_reader_is_refused_before_resuming_naming_the_policy(
     give_second_admin(cloud, KEY_VAULT_READER, resource_group, fresh=False)
     running = ask(blocks, handoffs)
     pending = wait_for_approval(running)
-    assert SECOND_ID not in request_of(runner, pending)["reader_ids"]
+    assert PP_ADMIN_2_ID not in request_of(runner, pending)["reader_ids"]
     code, said = approve(runner, pending, "--connection", "sandbox-pp-admin-2")
     assert code == ExitCode.BLOCKED, said
     assert ("not resumed: Power Platform Admin 2 (pp-admin-2@contoso.example) has no Reader role on the "
@@ -125,10 +124,10 @@ def test_each_ask_reads_the_readers_again(
     running = ask(blocks, handoffs, targets=["env-1", "env-2"])
     first = wait_for_approval(running)
     give_second_admin(cloud, READER, policy_id(cloud), fresh=True)
-    assert SECOND_ID not in request_of(runner, first)["reader_ids"]
+    assert PP_ADMIN_2_ID not in request_of(runner, first)["reader_ids"]
     assert approve(runner, first, "--connection", "sandbox-pp-admin")[0] == ExitCode.OK
     second = wait_for_approval(running)
-    assert second.plan_hash != first.plan_hash and SECOND_ID in request_of(runner, second)["reader_ids"]
+    assert second.plan_hash != first.plan_hash and PP_ADMIN_2_ID in request_of(runner, second)["reader_ids"]
     code, said = approve(runner, second, "--connection", "sandbox-pp-admin-2")
     assert code == ExitCode.OK, said
     assert running.result()["approvers"] == [PP_ADMIN_2]

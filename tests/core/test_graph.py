@@ -6,20 +6,18 @@ import pytest
 
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
-
-PP_ADMIN_OID = "0a0a0002-0000-4000-8000-000000000002"
-RUNBOOK_OID = "0a0a0004-0000-4000-8000-000000000004"
+from tests.support.scenario import PP_ADMIN_ID, RUNBOOK_ID
 
 
 def test_user_by_upn_or_object_id(factory: ClientFactory) -> None:
     graph = factory.graph()
     by_upn = graph.user("pp-admin@contoso.example")
-    assert by_upn.object_id == PP_ADMIN_OID and by_upn.kind == "User"
-    assert graph.user_object_id(PP_ADMIN_OID) == PP_ADMIN_OID
+    assert by_upn.object_id == PP_ADMIN_ID and by_upn.kind == "User"
+    assert graph.user_object_id(PP_ADMIN_ID) == PP_ADMIN_ID
 
 
 def test_service_principal_by_object_id(factory: ClientFactory) -> None:
-    runbook = factory.graph().service_principal(RUNBOOK_OID)
+    runbook = factory.graph().service_principal(RUNBOOK_ID)
     assert runbook.kind == "ServicePrincipal" and runbook.app_id == "0b0b0004-0000-4000-8000-000000000004"
 
 

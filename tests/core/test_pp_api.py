@@ -19,9 +19,8 @@ from sandbox.powerplatform.lifecycle import start_operation
 from sandbox.powerplatform.records import OperationType
 from tests.support.arm import managed_hsm_id
 from tests.support.sandbox import connection
-from tests.support.scenario import BUSY_SANDBOX, UNKNOWN_ENVIRONMENT, UNMANAGED
+from tests.support.scenario import BUSY_SANDBOX, PP_ADMIN_ID, UNKNOWN_ENVIRONMENT, UNMANAGED
 
-PP_ADMIN_OID = "0a0a0002-0000-4000-8000-000000000002"
 OPERATIONS = r"/environmentmanagement/environments/.*/operations"
 
 
@@ -29,7 +28,7 @@ def test_the_busy_environment_lists_its_running_governance_operation(
         factory: ClientFactory, cloud: Any) -> None:
     (queued,) = factory.pp_api().environment_operations(BUSY_SANDBOX)
     assert (queued.name, queued.status, queued.active) == ("UpdateGovernanceConfiguration", "Queued", True)
-    assert queued.requested_by is not None and queued.requested_by.user_id == PP_ADMIN_OID
+    assert queued.requested_by is not None and queued.requested_by.user_id == PP_ADMIN_ID
     cloud.advance(timedelta(minutes=5))
     (running,) = factory.pp_api().active_operations(BUSY_SANDBOX)
     assert running.status == "InProgress" and running.start_time is not None

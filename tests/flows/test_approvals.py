@@ -18,7 +18,7 @@ from ppcmk.approval_pause import expire_overdue
 from ppcmk.audit import AuditLog
 from tests.flows.approval_harness import GHOST, POLICY, SECOND, harness, plan_for, run, with_ghost
 from tests.support.runs import answer, approve_next, wait_for_approval
-from tests.support.scenario import PP_ADMIN, REQUESTER
+from tests.support.scenario import PP_ADMIN, PP_ADMIN_ID, REQUESTER, REQUESTER_ID
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -42,9 +42,7 @@ def test_an_approval_names_the_proven_approver_and_is_audited(
     ):
         assert shown in pending.description
     result = running.result()
-    assert result["approvers"] == [PP_ADMIN] and result["approver_ids"] == [
-        "0a0a0002-0000-4000-8000-000000000002"
-    ]
+    assert result["approvers"] == [PP_ADMIN] and result["approver_ids"] == [PP_ADMIN_ID]
     events = [e["event"]["event"] for e in audit_home.entries()]
     assert events == ["approval-answered", "approval-granted"] and not audit_home.verify_chain()
 
@@ -61,7 +59,7 @@ def test_the_form_has_a_required_decision_and_a_choice_of_existing_blocks(blocks
     assert "confirmation" not in schema["properties"]
     request = schema["x-ppcmk-request"]
     assert request["environments"] == ["Contoso Sales"] and request["requester"].startswith("Key Vault Admin")
-    assert request["requester_id"] == "0a0a0001-0000-4000-8000-000000000001" and request["answer_by"]
+    assert request["requester_id"] == REQUESTER_ID and request["answer_by"]
     answer(pending, approve=True, approver=PP_ADMIN)
     assert running.result()["status"] == "approved"
 

@@ -11,10 +11,10 @@ from tests.support.arm import vault_id
 from tests.support.scenario import BUSY_SANDBOX as BUSY
 from tests.support.scenario import FINANCE as ON_CMK
 from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as EXISTING_SYSTEM_ID
-from tests.support.scenario import PRODUCTION, TRIAL, UNMANAGED, US_PRODUCTION
+from tests.support.scenario import PP_ADMIN_ID, PRODUCTION, TRIAL, UNMANAGED, US_PRODUCTION
 from tests.support.sdk_clients import BAP, assign_role, bap, powerplatform, resources
 
-PP_ADMIN = "0a0a0002-0000-4000-8000-000000000002"
+PP_ADMIN = PP_ADMIN_ID
 
 
 def _env(cloud: Any, env_id: str) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from azure.core.exceptions import HttpResponseError
 
 from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
 from tests.support.arm import vault_id
+from tests.support.scenario import OUTSIDER_ID
 from tests.support.sdk_clients import assign_role, authorization
 
-OUTSIDER = "0a0a0005-0000-4000-8000-000000000005"
+OUTSIDER = OUTSIDER_ID
 
 
 def test_role_definition_filter_by_name(cloud: Any) -> None:

@@ -6,6 +6,12 @@ from __future__ import annotations
 REQUESTER = "kv-admin@contoso.example"  # the Key Vault admin, who asks
 PP_ADMIN = "pp-admin@contoso.example"  # the Power Platform admin, who approves (Reader on ep-existing)
 PP_ADMIN_2 = "pp-admin-2@contoso.example"
+# their object ids, and the runbook identity's (a management app) and an outsider's (no roles)
+REQUESTER_ID = "0a0a0001-0000-4000-8000-000000000001"
+PP_ADMIN_ID = "0a0a0002-0000-4000-8000-000000000002"
+PP_ADMIN_2_ID = "0a0a0003-0000-4000-8000-000000000003"
+RUNBOOK_ID = "0a0a0004-0000-4000-8000-000000000004"
+OUTSIDER_ID = "0a0a0005-0000-4000-8000-000000000005"
 
 # Azure resources (arm.json, keyvault.json)
 RESOURCE_GROUP = "rg-cmk"

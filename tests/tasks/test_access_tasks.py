@@ -1,5 +1,4 @@
 """Key access grants (RBAC and access policies), propagation, revoke/restore, and the admin's Reader role."""
-
 from __future__ import annotations
 
 from typing import Any
@@ -14,6 +13,7 @@ from tasks import access, policy
 from tasks.keyvault import read_vault
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import connection, target
+from tests.support.scenario import PP_ADMIN_2_ID, PP_ADMIN_ID, REQUESTER_ID, RUNBOOK_ID
 
 ASSIGNMENT_PUT = r"/providers/Microsoft\.Authorization/roleAssignments/[0-9a-f-]+$"
 ACCESS_POLICY_PUT = r"/accessPolicies/(add|remove)$"
@@ -100,13 +100,13 @@ def test_admin_reader_granted_by_upn_and_checked_through_arm(cloud: Any, conn: C
     assert access.has_policy_reader.fn(conn, tgt, "pp-admin@contoso.example")
     assert not access.has_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
     grant = access.grant_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
-    assert grant.changed and grant.principal_id == "0a0a0003-0000-4000-8000-000000000003"
-    assert not access.grant_policy_reader.fn(conn, tgt, "0a0a0003-0000-4000-8000-000000000003").changed
+    assert grant.changed and grant.principal_id == PP_ADMIN_2_ID
+    assert not access.grant_policy_reader.fn(conn, tgt, PP_ADMIN_2_ID).changed
     assert access.has_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
     with pytest.raises(ConfigError, match="user"):
         access.grant_policy_reader.fn(conn, tgt, "nobody@contoso.example")
     # A service principal (the runbook) already reads the policy through Owner on the subscription.
-    inherited = access.grant_policy_reader.fn(conn, tgt, "0a0a0004-0000-4000-8000-000000000004")
+    inherited = access.grant_policy_reader.fn(conn, tgt, RUNBOOK_ID)
     assert not inherited.changed and inherited.principal_type == "ServicePrincipal"
     assert inherited.scope == f"/subscriptions/{conn.subscription_id}"
 
@@ -117,15 +117,14 @@ def test_policy_readers_are_who_holds_reader_or_higher_at_the_policy_or_above(
     tgt = target(cloud, key="cmk-prod", policy="ep-existing")
     kv_admin = connection(cloud, "kv-admin")
     # Owner on the subscription (kv-admin, the runbook) and Reader on the policy (pp-admin)
-    owners_and_reader = ["0a0a0001-0000-4000-8000-000000000001", "0a0a0002-0000-4000-8000-000000000002",
-                         "0a0a0004-0000-4000-8000-000000000004"]
+    owners_and_reader = [REQUESTER_ID, PP_ADMIN_ID, RUNBOOK_ID]
     assert access.policy_reader_ids.fn(kv_admin, tgt) == owners_and_reader
     # a Reader granted this moment is listed at once (its holder's own reads see it only once it applies)
     access.grant_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
-    second = "0a0a0003-0000-4000-8000-000000000003"
+    second = PP_ADMIN_2_ID
     assert access.policy_reader_ids.fn(kv_admin, tgt) == sorted([*owners_and_reader, second])
     # only the roles asked for, and only assignments at the scope or above it (pp-admin's is on the policy)
     factory, vault = ClientFactory.for_settings(kv_admin), tgt.vault_id
     administrators = access.principals_with_roles(factory, vault, frozenset({access.KEY_VAULT_ADMINISTRATOR}))
-    assert administrators == ["0a0a0001-0000-4000-8000-000000000001"]
+    assert administrators == [REQUESTER_ID]
     assert access.principals_with_roles(factory, vault, frozenset({access.READER})) == []

@@ -24,21 +24,17 @@ from ppcmk.plan import Plan
 from ppcmk.settings import ConnectionSettings
 
 
-def _nobody() -> list[str]:
-    return []
-
-
 @dataclass(frozen=True)
 class PowerPlatformHandoff:
     """The approver will run the Power Platform half: they name their connection, which must hold Reader."""
 
     policy_name: str
     has_policy_reader: Callable[[str], bool]  # principal object id → holds Reader on the policy (ARM)
-    policy_id: str = ""  # its ARM id: `ppcmk approve` checks the approver's Reader there before resuming
-    designated: str = ""  # the admin this run granted Reader (shown on the form)
     # the object ids holding Reader or higher on the policy as the Key Vault admin sees them, read once per
     # ask: `ppcmk approve` accepts them, since a fresh Reader shows in its holder's own reads minutes later
-    policy_readers: Callable[[], list[str]] = _nobody
+    policy_readers: Callable[[], list[str]]
+    policy_id: str = ""  # its ARM id: `ppcmk approve` checks the approver's Reader there before resuming
+    designated: str = ""  # the admin this run granted Reader (shown on the form)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ Platform admin's Reader on the policy."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignment, RoleAssignmentCreateParameters
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 
 from ppcmk.arm_ids import parse_resource_id, role_assignment_name, same_id
@@ -58,13 +59,20 @@ def _covers(scope: str | None, resource_id: str) -> bool:
     return parent == "" or same_id(parent, resource_id) or resource_id.lower().startswith(parent + "/")
 
 
+def _applying(
+    factory: ClientFactory, resource_id: str, roles: frozenset[str], listing: str
+) -> Iterator[RoleAssignment]:
+    """The role assignments ARM lists for `resource_id` (its `$filter` is `listing`) that give one of `roles`
+    there: assigned at it or at an ancestor."""
+    for a in factory.authorization().role_assignments.list_for_scope(resource_id, filter=listing):
+        if role_guid(a.role_definition_id) in roles and _covers(a.scope, resource_id):
+            yield a
+
+
 def read_role_grants(
     factory: ClientFactory, resource_id: str, principal_id: str, roles: frozenset[str]
 ) -> list[RoleGrant]:
     """The principal's assignments of any of `roles` that apply to `resource_id` (inherited ones included)."""
-    assignments = factory.authorization().role_assignments.list_for_scope(
-        resource_id, filter=f"principalId eq '{principal_id}'"
-    )
     return [
         RoleGrant(
             mechanism="rbac",
@@ -75,24 +83,16 @@ def read_role_grants(
             principal_type=a.principal_type,
             created_on=a.created_on,
         )
-        for a in assignments
+        for a in _applying(factory, resource_id, roles, f"principalId eq '{principal_id}'")
         if (a.principal_id or "").lower() == principal_id.lower()
-        and role_guid(a.role_definition_id) in roles
-        and _covers(a.scope, resource_id)
     ]
 
 
 def principals_with_roles(factory: ClientFactory, resource_id: str, roles: frozenset[str]) -> list[str]:
     """The object ids (lower-case, sorted) holding any of `roles` on `resource_id`, assigned there or above
     (`atScope()`: ARM leaves out the assignments below it, which do not apply to it)."""
-    assignments = factory.authorization().role_assignments.list_for_scope(resource_id, filter="atScope()")
-    return sorted(
-        {
-            a.principal_id.lower()
-            for a in assignments
-            if a.principal_id and role_guid(a.role_definition_id) in roles and _covers(a.scope, resource_id)
-        }
-    )
+    return sorted({a.principal_id.lower() for a in _applying(factory, resource_id, roles, "atScope()")
+                   if a.principal_id})
 
 
 def read_key_grants(

@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,23 +101,30 @@ def quick_run(page: Any, ui: str, serve: subprocess.Popen[bytes]) -> UUID:
     if dialog.count():
         page.wait_for_load_state("networkidle")  # the form has its schema and defaults
         run_button = dialog.get_by_role("button", name="Run", exact=True)
-        clicked = [time.monotonic()]
-        run_button.click()
-
-        def started() -> set[UUID]:
-            new = set(onboard_runs()) - before
-            # a click the busy UI dropped leaves the dialog open and starts nothing: click again, not sooner
-            # than 20 s after the last one, so a slow but accepted click is not doubled
-            if not new and dialog.count() and time.monotonic() - clicked[-1] > 20:
-                clicked.append(time.monotonic())
-                run_button.click()
-            return new
-
-        (run_id,) = wait_for("the new run", started, 180, serve)
+        (run_id,) = click_until("the new run", run_button, dialog, lambda: set(onboard_runs()) - before,
+                                serve)
         dialog.wait_for(state="hidden")
         return run_id
     (run_id,) = wait_for("the new run", lambda: set(onboard_runs()) - before, 180, serve)
     return run_id
+
+
+def click_until(what: str, button: Any, dialog: Any, done: Callable[[], Any],
+                serve: subprocess.Popen[bytes]) -> Any:
+    """Click a dialog's button and wait for `done()`. A click the busy UI dropped leaves the dialog open and
+    does nothing: click again, not sooner than 20 s after the last one, so a slow but accepted click is not
+    doubled."""
+    clicked = [time.monotonic()]
+    button.click()
+
+    def happened() -> Any:
+        value = done()
+        if not value and dialog.count() and time.monotonic() - clicked[-1] > 20:
+            clicked.append(time.monotonic())
+            button.click()
+        return value
+
+    return wait_for(what, happened, 180, serve)
 
 
 def choose(page: Any, dialog: Any, label: str, option: str) -> None:
@@ -130,7 +137,8 @@ def choose(page: Any, dialog: Any, label: str, option: str) -> None:
     assert option in field.locator(".p-select-button__value").inner_text()
 
 
-def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, shots: Path) -> str:
+def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, shots: Path,
+                     serve: subprocess.Popen[bytes]) -> str:
     """Open the suspended run, Resume, answer; returns the text the form showed."""
     page.goto(f"{ui}/runs/flow-run/{run_id}")
     page.get_by_role("button", name="Resume").click()
@@ -140,7 +148,8 @@ def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, shots: Pat
     choose(page, dialog, "Decision", decision)
     choose(page, dialog, "Your connection block", APPROVER_BLOCK)
     page.screenshot(path=str(shots / f"{decision}-form.png"))
-    dialog.get_by_role("button", name="Submit").click()
+    submit = dialog.get_by_role("button", name="Submit")
+    click_until("the answer to be taken", submit, dialog, lambda: state_of(run_id) != "Suspended", serve)
     dialog.wait_for(state="hidden")  # the server accepted the answer
     return str(shown)
 
@@ -169,7 +178,7 @@ def answered(served: tuple[str, subprocess.Popen[bytes], Path], browser: Any, de
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
         run_id = suspended_run(page, served)
-        shown = answer_in_the_ui(page, ui, run_id, decision, home)
+        shown = answer_in_the_ui(page, ui, run_id, decision, home, serve)
         final = wait_for("the run to end", lambda: (name := state_of(run_id)) in FINAL and name, timeout,
                          serve)
     return Answered(page, shown, final)

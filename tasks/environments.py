@@ -28,7 +28,7 @@ from ppcmk.fleet.selection import FleetMember, FleetSelector
 from ppcmk.models import Environment, EnvironmentChange, OperationHandle, OperationKind, WaitResult
 from ppcmk.ppadmin import PowerPlatformAdminClient
 from ppcmk.ppadmin.client import reached
-from ppcmk.retry import cmk_task
+from ppcmk.retry import LeftForRetry, cmk_task
 from ppcmk.settings import ConnectionSettings
 
 DEFAULT_DEADLINE = timedelta(days=4)  # the documented upper bound of an encryption
@@ -119,6 +119,17 @@ def _unchanged(kind: OperationKind, env: Environment) -> EnvironmentChange:
     return EnvironmentChange(environment_id=env.id, kind=kind, status="Unchanged", environment=env)
 
 
+# The operation a link or unlink try started last, with the attempts so far. A retry of the same task run
+# picks it up as a parked run's is, so it neither reads its own earlier try's link as "already done" nor
+# starts a second one.
+_STARTED: LeftForRetry[tuple[OperationHandle, int]] = LeftForRetry()
+
+
+def _carried_over(resume: OperationHandle | None, attempts_so_far: int) -> tuple[OperationHandle | None, int]:
+    earlier = _STARTED.kept()
+    return earlier if resume is None and earlier is not None else (resume, attempts_so_far)
+
+
 def _run_with_reruns(
     admin: PowerPlatformAdminClient,
     kind: OperationKind,
@@ -133,11 +144,17 @@ def _run_with_reruns(
     the `attempts_so_far` an earlier entry of a parked run started). So is one that succeeded without the
     environment showing its result: the start found another run's operation of the same kind running (a
     link to another policy, say) and waited on that one."""
+    def started(attempt: int) -> OperationHandle | None:
+        handle = start()
+        if handle is not None:
+            _STARTED.keep((handle, attempt))
+        return handle
+
     attempt = attempts_so_far + 1
-    change = _finish(admin, kind, environment_id, start(), deadline, attempt)
+    change = _finish(admin, kind, environment_id, started(attempt), deadline, attempt)
     while _again(change, target) and attempt < max_attempts:
         attempt += 1
-        change = _finish(admin, kind, environment_id, start(), deadline, attempt)
+        change = _finish(admin, kind, environment_id, started(attempt), deadline, attempt)
     return change
 
 
@@ -275,6 +292,7 @@ def link(
     """
     if max_attempts < 1:
         raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
+    resume, attempts_so_far = _carried_over(resume, attempts_so_far)
     entry = _Entry.of(conn, deadline, patience, resume, attempts_so_far, max_attempts)
     if entry.settled is not None:
         return entry.settled
@@ -310,6 +328,7 @@ def unlink(
 ) -> EnvironmentChange:
     """Revert to the Microsoft-managed key. `system_id`, when given, must be the linked policy's.
     `deadline`, `patience`, `resume` and `attempts_so_far` as for `link`."""
+    resume, attempts_so_far = _carried_over(resume, attempts_so_far)
     entry = _Entry.of(conn, deadline, patience, resume, attempts_so_far, max_attempts)
     if entry.settled is not None:
         return entry.settled

@@ -60,6 +60,18 @@ def test_link_waits_inside_one_task_and_is_idempotent(
     assert again.status == "Unchanged" and cloud.log.count(method="POST", path=LINK, status=202) == 1
 
 
+def test_a_retried_link_task_reports_the_link_its_first_try_made(
+    cloud: Any, conn: ConnectionSettings, prefect_backend: None
+) -> None:
+    existing = _existing_policy(cloud, conn)
+    cloud.world.settings.link_duration_seconds = 1  # done before the first poll
+    # that poll fails past the client's own retries, so Prefect retries the task run after the link is done
+    cloud.faults.add(method="GET", path="/lifecycleOperations/", status=503, times=conn.retry_total + 1)
+    linked = run_in_flow(environments.link, conn, PRODUCTION, existing.system_id)
+    assert linked.status == "Succeeded" and linked.attempts == 1  # its own link, not found "Unchanged"
+    assert cloud.log.count(method="POST", path=LINK) == 1
+
+
 def test_a_failed_link_is_rerun_a_bounded_number_of_times(cloud: Any, conn: ConnectionSettings) -> None:
     tgt = target(cloud, key="cmk-prod", policy="ep-existing")
     existing = _existing_policy(cloud, conn)

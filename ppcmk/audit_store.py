@@ -7,6 +7,9 @@ LocalFileSystem at `$PPCMK_HOME/audit` (one machine: `ppcmk serve`, the demo, te
 
 The turn-taking lock is the Prefect global concurrency limit `ppcmk-audit` (limit 1, created on first use),
 held only for the few reads and writes of one append, so the holder's process is alive for the whole lease.
+A turn is two calls (take a slot with a lease, release it): the lease outlives any append, so nothing renews
+it, and a holder that dies frees the slot when its lease ends. Writers of one process (a run's waves are
+threads) queue on a thread lock before asking the server.
 Without a Prefect API (a CLI on a laptop) a LocalFileSystem store is locked with flock on its folder.
 """
 
@@ -16,21 +19,33 @@ import fcntl
 import inspect
 import json
 import os
+import random
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
+import httpx
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from ppcmk.errors import ConfigError
 from ppcmk.home import ppcmk_home
 
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
 AUDIT_STORAGE_SETTING = "PPCMK_AUDIT_STORAGE"
 AUDIT_LOCK = "ppcmk-audit"
 LEASE_SECONDS = 60  # the server's minimum; an append takes milliseconds
+# A taken slot is asked for again this soon (jittered), not after the server's Retry-After: the server guesses
+# seconds from a default occupancy, and an append holds the slot for milliseconds.
+TURN_RETRY_SECONDS = 0.05
+_IN_PROCESS = threading.Lock()
 STORAGE_FIX = (f"create a filesystem block every worker can reach and name it in {AUDIT_STORAGE_SETTING}, "
                f"e.g. `ppcmk setup workers --shared-dir /shared/ppcmk` then "
                f"{AUDIT_STORAGE_SETTING}=local-file-system/ppcmk-audit")
@@ -90,11 +105,14 @@ class ChainStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
+        with _IN_PROCESS, self._across_workers():
+            yield
+
+    @contextmanager
+    def _across_workers(self) -> Iterator[None]:
         if _prefect_api():
             ensure_audit_limit()
-            from prefect.concurrency.sync import concurrency
-
-            with concurrency(AUDIT_LOCK, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
+            with _server_turn():
                 yield
             return
         if not isinstance(self.storage, LocalFileSystem):
@@ -109,6 +127,35 @@ class ChainStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _server_turn() -> Iterator[None]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        lease = _take_turn(client)
+        try:
+            yield
+        finally:
+            client.release_concurrency_slots_with_lease(lease)
+
+
+def _take_turn(client: SyncPrefectClient) -> UUID:
+    while True:
+        try:
+            taken = client.increment_concurrency_slots_with_lease([AUDIT_LOCK], 1, "concurrency",
+                                                                  LEASE_SECONDS)
+        except httpx.HTTPStatusError as busy:
+            if busy.response.status_code != httpx.codes.LOCKED:
+                raise
+            time.sleep(TURN_RETRY_SECONDS * random.uniform(0.5, 1.5))
+            continue
+        granted = taken.json()
+        if AUDIT_LOCK not in {limit["name"] for limit in granted["limits"]}:  # deleted since it was checked
+            raise ConfigError(f"global concurrency limit {AUDIT_LOCK}", "it no longer exists, so nothing "
+                              "serialises audit appends", f"prefect gcl create {AUDIT_LOCK} --limit 1")
+        return UUID(granted["lease_id"])
 
 
 def _prefect_api() -> bool:

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from ppcmk import audit
 from ppcmk.audit import AuditLog, note_response, request_ids
-from ppcmk.audit_store import AUDIT_STORAGE_SETTING, configured_storage
+from ppcmk.audit_store import AUDIT_LOCK, AUDIT_STORAGE_SETTING, configured_storage
 from ppcmk.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +132,23 @@ def test_three_processes_appending_at_once_form_one_chain(
     assert log.verify_chain() == []
     written = sorted((e["event"]["writer"], e["event"]["number"]) for e in log.entries())
     assert written == sorted((name, n) for name in "abc" for n in range(per_writer))
+
+
+def test_an_append_refuses_when_the_limit_that_serialises_it_is_gone(
+        prefect_backend: None, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    log = AuditLog(tmp_path)
+    log.record({"event": "before"})  # the limit is checked (once) and used
+    with get_client(sync_client=True) as client:
+        client.delete_global_concurrency_limit_by_name(AUDIT_LOCK)
+        try:
+            with pytest.raises(ConfigError, match=f"global concurrency limit {AUDIT_LOCK}"):
+                log.record({"event": "unserialised"})
+        finally:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=AUDIT_LOCK, limit=1))
+    assert [e["event"]["event"] for e in log.entries()] == ["before"]
 
 
 def test_request_ids_are_collected_per_context() -> None:

@@ -33,6 +33,7 @@ test: lint system
 bench: $(STAMP)
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/reads.py
+	$(BIN)/python bench/audit.py
 
 serve: $(STAMP)
 	$(BIN)/ppcmk serve

@@ -119,9 +119,9 @@ def _unchanged(kind: OperationKind, env: Environment) -> EnvironmentChange:
     return EnvironmentChange(environment_id=env.id, kind=kind, status="Unchanged", environment=env)
 
 
-# The operation a link or unlink try started last, with the attempts so far. A retry of the same task run
-# picks it up as a parked run's is, so it neither reads its own earlier try's link as "already done" nor
-# starts a second one.
+# The operation an environment task's try started last, with the attempts so far. A retry of the same task
+# run picks it up (as a parked run's), so it neither reads its own earlier try's change as "already done"
+# nor starts a second one.
 _STARTED: LeftForRetry[tuple[OperationHandle, int]] = LeftForRetry()
 
 
@@ -207,13 +207,18 @@ def _change_once(
     deadline: timedelta,
 ) -> EnvironmentChange:
     """Unchanged when the environment already reads `done`; else the operation started once and waited for
-    up to `deadline`."""
+    up to `deadline`. A retry of the task run waits on the operation its earlier try started."""
     factory = ClientFactory.for_settings(conn)
     admin = factory.pp_admin()
+    earlier = _STARTED.kept()
+    if earlier is not None:
+        return _finish(admin, kind, environment_id, earlier[0], factory.now() + deadline, earlier[1])
     env = _require(admin, environment_id)
     if done(env):
         return _unchanged(kind, env)
     handle = start(admin, env.id)
+    if handle is not None:
+        _STARTED.keep((handle, 1))
     return _finish(admin, kind, env.id, handle, factory.now() + deadline, 1)
 
 

@@ -45,6 +45,16 @@ def test_managed_environment_is_enabled_once(cloud: Any, conn: ConnectionSetting
     assert cloud.log.count(method="POST", path="/governanceConfiguration$") == 1
 
 
+def test_a_retried_managed_environment_task_reports_the_change_its_first_try_made(
+    cloud: Any, conn: ConnectionSettings, prefect_backend: None
+) -> None:
+    cloud.world.settings.governance_duration_seconds = 1  # done before the first poll
+    cloud.faults.add(method="GET", path="/lifecycleOperations/", status=503, times=conn.retry_total + 1)
+    managed = run_in_flow(environments.enable_managed_environment, conn, UNMANAGED)
+    assert managed.status == "Succeeded" and managed.environment.managed
+    assert cloud.log.count(method="POST", path="/governanceConfiguration$") == 1
+
+
 def test_link_waits_inside_one_task_and_is_idempotent(
     cloud: Any, conn: ConnectionSettings, prefect_backend: None
 ) -> None:

@@ -225,8 +225,8 @@ def _change_once(
 @dataclass(frozen=True)
 class _Entry:
     """How a link or an unlink task run starts: its clients, when its inline wait stops, the attempts made
-    so far, and for a parked run re-entering (`resume`), the change its saved operation settled to (None:
-    decide afresh from a read of the environment)."""
+    so far, and for a parked run re-entering (`resume`) or a retry of this task run, the change the saved
+    operation settled to (None: decide afresh from a read of the environment)."""
 
     factory: ClientFactory
     admin: PowerPlatformAdminClient
@@ -247,6 +247,7 @@ class _Entry:
         factory = ClientFactory.for_settings(conn)
         admin = factory.pp_admin()
         until = _wait_until(factory, deadline, patience)
+        resume, attempts_so_far = _carried_over(resume, attempts_so_far)
         if resume is None:
             return cls(factory, admin, until, attempts_so_far)
         attempts = max(attempts_so_far, 1)  # the saved operation is one
@@ -297,7 +298,6 @@ def link(
     """
     if max_attempts < 1:
         raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
-    resume, attempts_so_far = _carried_over(resume, attempts_so_far)
     entry = _Entry.of(conn, deadline, patience, resume, attempts_so_far, max_attempts)
     if entry.settled is not None:
         return entry.settled
@@ -333,7 +333,6 @@ def unlink(
 ) -> EnvironmentChange:
     """Revert to the Microsoft-managed key. `system_id`, when given, must be the linked policy's.
     `deadline`, `patience`, `resume` and `attempts_so_far` as for `link`."""
-    resume, attempts_so_far = _carried_over(resume, attempts_so_far)
     entry = _Entry.of(conn, deadline, patience, resume, attempts_so_far, max_attempts)
     if entry.settled is not None:
         return entry.settled

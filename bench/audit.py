@@ -24,7 +24,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python bench/audit.py` from a clone
 
-from prefect.filesystems import LocalFileSystem  # noqa: E402
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 
 from cli.demo_backend import throwaway_prefect  # noqa: E402
@@ -68,14 +67,12 @@ def processes(env: dict[str, str], writers: int, appends: int) -> float:
 
 def measure(home: Path, appends: int, writers: int, api_url: str | None) -> dict[str, float]:
     """Appends per second for one writer, threads and processes, against a fresh chain each."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PPCMK_HOME": str(home)}
+    # the processes keep their chain in $PPCMK_HOME/audit; with a Prefect API they lock it through the server
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PPCMK_HOME": str(home / "procs")}
     env.pop("PREFECT_API_URL", None)
+    env.pop(AUDIT_STORAGE_SETTING, None)
     if api_url:
         env["PREFECT_API_URL"] = api_url
-        LocalFileSystem(basepath=str(home / "audit-procs")).save("bench-audit", overwrite=True)
-        env[AUDIT_STORAGE_SETTING] = "local-file-system/bench-audit"
-    else:
-        env["PPCMK_HOME"] = str(home / "procs")
     one = threads(AuditLog(home / "one"), 1, appends)
     many = threads(AuditLog(home / "threads"), writers, appends)
     spawned = processes(env, writers, appends)

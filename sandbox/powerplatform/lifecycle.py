@@ -133,6 +133,8 @@ def _complete(world: World, state: PowerPlatformState, operation: LifecycleOpera
         return
     reasons = _outcome(world, environment, operation)
     operation.state = "Failed" if reasons else "Succeeded"
+    if not reasons:
+        environment.modified_at = operation.ends_at
     operation.error = "; ".join(reasons) if reasons else None
 
 
@@ -175,7 +177,7 @@ def _apply_locks(world: World, state: PowerPlatformState, now: datetime) -> None
         policy = world.arm.get_policy(policy_id) if world.arm else None
         if policy is None or not policy_key_access(world, policy).ok:
             for environment in state.unlocked_links(policy_id):
-                environment.locked_at = now
+                environment.locked_at = environment.modified_at = now
 
 
 def runtime(state: PowerPlatformState, environment: Environment, now: datetime) -> tuple[str, str]:

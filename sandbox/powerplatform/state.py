@@ -214,8 +214,13 @@ def _environment_from(entry: dict[str, Any], world: World) -> Environment:
         key_managed_by=entry.get("key_managed_by", "Customer" if link else "Microsoft"),
         cmk=link,
         admin_disabled=bool(entry.get("admin_disabled", False)),
-        locked_at=parse_instant(entry["locked_at"]) if entry.get("locked_at") else None,
+        locked_at=_instant_or_none(entry.get("locked_at")),
         created_at=parse_instant(entry["created_at"])
         if entry.get("created_at")
         else world.settings.start_time - timedelta(days=90),
+        modified_at=_instant_or_none(entry.get("modified_at") or entry.get("locked_at")),
     )
+
+
+def _instant_or_none(value: str | None) -> datetime | None:
+    return parse_instant(value) if value else None

@@ -24,6 +24,10 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
 }
 
 
+# Who the runtime state names as having asked for it (the Terraform provider's recorded environments).
+SYSTEM = {"displayName": "SYSTEM", "type": "NotSpecified"}
+
+
 def iso(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -53,6 +57,7 @@ def _disallowed_json(environment: Environment) -> list[dict[str, Any]]:
 
 def environment_json(state: PowerPlatformState, environment: Environment, now: datetime, admin: bool) -> dict:
     runtime_id, reason = runtime(state, environment, now)
+    modified = environment.modified_at or environment.created_at
     policies: dict[str, Any] = {}
     if environment.cmk is not None:
         link = environment.cmk
@@ -77,9 +82,10 @@ def environment_json(state: PowerPlatformState, environment: Environment, now: d
             "isDefault": environment.sku == "Default",
             "provisioningState": "Succeeded",
             "createdTime": iso(environment.created_at) if environment.created_at else None,
+            "lastModifiedTime": iso(modified) if modified else None,
             "states": {
                 "management": {"id": "Ready"},
-                "runtime": {"id": runtime_id, "runtimeReasonCode": reason},
+                "runtime": {"id": runtime_id, "runtimeReasonCode": reason, "requestedBy": SYSTEM},
             },
             "protectionStatus": {"keyManagedBy": environment.key_managed_by},
             "governanceConfiguration": {"protectionLevel": environment.protection_level},

@@ -136,6 +136,16 @@ def test_delete_vault_soft_deletes_and_purge_is_refused_with_purge_protection(cl
     assert cloud.world.keyvault.find_vault(deleted.properties.vault_id) is None
 
 
+def test_a_deleted_vault_is_recovered_as_it_was(cloud: Sandbox) -> None:
+    vaults = keyvault_mgmt(cloud).vaults
+    vaults.delete(RG, "kv-cmk-prod")
+    recovering = VaultCreateOrUpdateParameters(location="eastus", properties=VaultProperties(
+        tenant_id=cloud.world.tenant_id, sku=Sku(family="A", name="standard"), create_mode="recover"))
+    vaults.begin_create_or_update(RG, "kv-cmk-prod", recovering).result()
+    assert vaults.get(RG, "kv-cmk-prod").properties.enable_rbac_authorization is True  # not the request's
+    assert key_client(cloud, "kv-cmk-prod").get_key("cmk-prod").key_type == "RSA"
+
+
 def test_managed_hsm_through_arm(cloud: Sandbox) -> None:
     hsm = keyvault_mgmt(cloud).managed_hsms.get(RG, "hsm-cmk")
     assert hsm.properties.enable_purge_protection is True

@@ -48,6 +48,7 @@ from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
 from ppcmk.findings import error, info
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport
+from ppcmk.lock_countdown import lock_lifetime
 from ppcmk.models import Environment
 from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
 from ppcmk.settings import ConnectionSettings, TargetSettings
@@ -58,11 +59,6 @@ from tasks.policy import get_policy
 
 PROCEDURE = "lock"
 APPROVERS_NEEDED = 2
-
-
-def deletion_days(environment: Environment) -> int:
-    """Days a locked environment survives: 7 for Sandbox environments, 30 for the others (Microsoft docs)."""
-    return 7 if (environment.sku or "").lower() == "sandbox" else 30
 
 
 # ------------------------------------------------------------------------------------------- planning
@@ -124,7 +120,7 @@ def plan_revocation(plan: Plan, target: TargetSettings, policy: PolicyInfo, gran
 
 def plan_locked_environment(plan: Plan, env: Environment, now: datetime) -> None:
     """The environment locks until unlock, and its deletion countdown starts (cloud clock)."""
-    days = deletion_days(env)
+    days = lock_lifetime(env.sku).days
     plan.items.append(
         PlanItem(
             target=env.id,
@@ -208,7 +204,7 @@ def revoke_and_record(
                 id=e.id,
                 name=e.display_name or e.id,
                 sku=e.sku or "",
-                deleted_after=locked_at + timedelta(days=deletion_days(e)),
+                deleted_after=locked_at + lock_lifetime(e.sku),
             )
             for e in environments
             if linked_to(e, policy)

@@ -100,6 +100,7 @@ class KeyInfo(BaseModel):
     not_before: datetime | None = None
     expires_on: datetime | None = None
     created_on: datetime | None = None
+    updated_on: datetime | None = Field(default=None, description="when its attributes last changed")
     created: bool = Field(
         default=False, description="True when this task run created the key (or the version)"
     )

@@ -20,6 +20,7 @@ TERMINAL_STATES = ("succeeded", "failed", "canceled", "cancelled")
 # (cmk-migrate-from-byok: "shows that it is managed by CustomerViaMicrosoft").
 CUSTOMER_KEY_MANAGERS = ("customer", "customerviamicrosoft")
 BYOK_KEY_MANAGER = "customerviamicrosoft"
+LOCKED_REASON = "customermanagedkeylocked"  # runtimeReasonCode of an environment whose key is unusable
 
 
 def pick(data: Any, *path: str, default: Any = None) -> Any:
@@ -79,6 +80,7 @@ class Environment(BaseModel):
     cmk: CmkLink | None
     key_managed_by: str | None
     disallowed_operations: tuple[DisallowedOperation, ...] = ()
+    last_modified: datetime | None = None  # lastModifiedTime: the service's last change of the environment
 
     @property
     def managed(self) -> bool:
@@ -87,6 +89,11 @@ class Environment(BaseModel):
     @property
     def enabled(self) -> bool:
         return (self.runtime_state or "").lower() == "enabled"
+
+    @property
+    def locked(self) -> bool:
+        """Runtime disabled because its key became unusable (the service's CustomerManagedKeyLocked)."""
+        return (self.runtime_reason or "").lower() == LOCKED_REASON
 
     @property
     def customer_key(self) -> bool:
@@ -142,6 +149,7 @@ class Environment(BaseModel):
             cmk=cmk,
             key_managed_by=pick(props, "protectionStatus", "keyManagedBy"),
             disallowed_operations=disallowed,
+            last_modified=pick(props, "lastModifiedTime"),
         )
 
 

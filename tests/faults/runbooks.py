@@ -40,6 +40,7 @@ from tests.support.scenario import (
     UNMANAGED,
     VAULT,
 )
+from tests.support.world import change, current_version, linked_policy
 
 Blocks = dict[str, str]
 MATRIX_TARGET = "fault-matrix-target"  # a key and a policy of the matrix's own, created by onboard
@@ -127,6 +128,20 @@ def locked(cloud: Any, blocks: Blocks) -> None:
                                                "revoked": revoked}), LOCK)
 
 
+def locked_by_hand(cloud: Any, blocks: Blocks) -> None:
+    """LINKED_POLICY locked outside ppcmk, two ways at once and with no lock record: its identity's role
+    assignment removed and its key's current version disabled (one repair through ARM, one on the vault)."""
+    def break_both(world: Any) -> None:
+        principal = linked_policy(world).principal_id
+        for assignment in [a for a in world.rbac.assignments.values() if a.principal_id == principal]:
+            world.rbac.remove(assignment)
+        version = current_version(world)
+        version.enabled, version.updated = False, world.clock.now()
+
+    change(cloud, break_both)
+    cloud.advance(timedelta(hours=1))
+
+
 def held_versions_and_policy(cloud: Any, blocks: Blocks) -> None:
     """Two versions of a key of its own (the older one's 28 days over) and LINKED_POLICY left by Finance
     more than 30 days ago (its hold tag ended)."""
@@ -178,6 +193,10 @@ RUNBOOKS: list[Runbook] = [
             lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],
                        "requester": REQUESTER, "approval_poll_s": 1},
             ((PP_ADMIN_2, {}),), locked),
+    Runbook("unlock-without-record", unlock,
+            lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],
+                       "requester": REQUESTER, "approval_poll_s": 1},
+            ((PP_ADMIN_2, {}),), locked_by_hand),
     Runbook("cleanup", cleanup,
             lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["runbook"],
                        "target": CLEANUP_TARGET, "old_policy": LINKED_POLICY, "requester": REQUESTER,

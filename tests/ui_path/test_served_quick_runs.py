@@ -191,7 +191,7 @@ def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
     states = {name: run.state for name, run in quick_runs.items()}
     assert states["onboard"] == "Suspended" and states["rotate"] == "Completed", states
     logged(quick_runs["cleanup"].run_id, "nothing can be cleaned up yet", child)  # not a Failed HoldActive
-    logged(quick_runs["unlock"].run_id, "nothing to do, the plan changes nothing (no open lock record", child)
+    logged(quick_runs["unlock"].run_id, "nothing to do, the plan changes nothing (nothing is locked", child)
     for destructive in ("change_policy", "revert", "lock"):
         logged(quick_runs[destructive].run_id, "dry run, the plan only", child)
     for destructive in ("change_policy", "revert", "lock"):

@@ -58,7 +58,7 @@ def watch(
     if json_output:
         typer.echo(result.model_dump_json(indent=2))
     else:
-        from flows.watch import health_rows
+        from flows._watch_state import health_rows
 
         console = Console()
         console.print(rows_table(f"ppcmk watch at {result.checked_at:%Y-%m-%d %H:%M} (cloud clock)",

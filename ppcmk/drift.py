@@ -38,8 +38,11 @@ class Drift(BaseModel):
     object_id: str = Field(description="its id (ARM id, environment id)")
     object_type: str = Field(description="vault | key | key-version | policy | environment | desired-state")
     since: datetime | None = Field(default=None, description="when the condition began, if known")
+    until: datetime | None = Field(default=None, description="when it ends, e.g. a lock's deletion")
     message: str
     fix: str
+    replaces: str = Field(default="", description="the kind of an earlier finding on the same object that "
+                                                  "this one carries on (never reported resolved)")
 
     @property
     def key(self) -> str:
@@ -64,6 +67,7 @@ class Remembered(BaseModel):
     severity: DriftSeverity
     tier: str = ""
     since: datetime | None = None
+    until: datetime | None = None
 
     @property
     def level(self) -> str:
@@ -72,7 +76,8 @@ class Remembered(BaseModel):
     @classmethod
     def of(cls, drift: Drift) -> Remembered:
         return cls(kind=drift.kind, object=drift.object, object_id=drift.object_id,
-                   object_type=drift.object_type, severity=drift.severity, tier=drift.tier, since=drift.since)
+                   object_type=drift.object_type, severity=drift.severity, tier=drift.tier, since=drift.since,
+                   until=drift.until)
 
 
 class WatchState(BaseModel):
@@ -119,20 +124,23 @@ def with_since(drifts: Sequence[Drift], previous: WatchState, now: datetime) -> 
 
 
 def changes(previous: WatchState, current: Sequence[Drift]) -> list[DriftChange]:
-    """What appeared, changed level, or resolved since the previous run (nothing for a repeat)."""
+    """What appeared, changed level, or resolved since the previous run (nothing for a repeat). A finding
+    that carries on an earlier one (`replaces`: a locked environment now deleted) is a change of that one,
+    which is therefore never reported resolved."""
     found: list[DriftChange] = []
     now_open = {d.key: d for d in current}
     for key, drift in now_open.items():
-        before = previous.open.get(key)
-        if before is not None and before.level == drift.level:
+        before = previous.open.get(key) or previous.open.get(f"{drift.replaces}|{drift.object_id.lower()}")
+        if before is not None and before.kind == drift.kind and before.level == drift.level:
             continue
         found.append(DriftChange(
             change="appeared" if before is None else "changed", kind=drift.kind, object=drift.object,
             object_id=drift.object_id, object_type=drift.object_type, severity=drift.severity,
             tier=drift.tier, previous_level=before.level if before else None, since=drift.since,
             message=drift.message, fix=drift.fix))
+    carried_on = {f"{d.replaces}|{d.object_id.lower()}" for d in current if d.replaces}
     for key, before in previous.open.items():
-        if key not in now_open:
+        if key not in now_open and key not in carried_on:
             found.append(DriftChange(
                 change="resolved", kind=before.kind, object=before.object, object_id=before.object_id,
                 object_type=before.object_type, severity=None, previous_level=before.level,

@@ -8,7 +8,6 @@ opens up (a hold ends). Every finding carries its fix: the runbook with its para
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -16,7 +15,10 @@ from pydantic import BaseModel
 
 from ppcmk.desired import DesiredPolicy, DesiredState
 from ppcmk.drift import Drift, DriftSeverity, WatchState, ordered
+from ppcmk.drift_locks import deleted_drifts, locked_drift
 from ppcmk.estate import EnvironmentFact, EstateFacts, KeyFact, PolicyFact, VaultFact
+from ppcmk.lock_causes import EXPIRY_EXTENSION
+from ppcmk.lock_countdown import days_left
 
 CRITICAL, ERROR, WARNING, INFO = (DriftSeverity.CRITICAL, DriftSeverity.ERROR, DriftSeverity.WARNING,
                                   DriftSeverity.INFO)
@@ -36,39 +38,41 @@ class WatchRules(BaseModel):
     propagation_minutes: int = 10
 
 
-def lock_lifetime(sku: str) -> timedelta:
-    """How long a locked environment survives: 7 days for Sandbox environments, 30 for the others."""
-    return timedelta(days=7 if sku.lower() == "sandbox" else 30)
-
-
-def days_left(until: datetime, now: datetime) -> int:
-    """Whole days left on the cloud's clock (rounded down: 2 days 23 hours is 2)."""
-    return max(math.floor((until - now).total_seconds() / DAY), 0)
-
-
 def _drift(kind: str, severity: DriftSeverity, obj: str, obj_id: str, obj_type: str, message: str, fix: str,
            since: datetime | None = None, tier: str = "") -> Drift:
     return Drift(kind=kind, severity=severity, tier=tier, object=obj, object_id=obj_id, object_type=obj_type,
                  since=since, message=message, fix=fix)
 
 
-def _target_of(desired: DesiredState | None, policy_name: str) -> str:
-    wanted = desired.policy(policy_name) if desired else None
-    return wanted.target if wanted and wanted.target else f"<CmkTarget block of {policy_name}>"
+def _target_of(desired: DesiredState | None, estate: EstateFacts, policy_name: str) -> str:
+    """The CmkTarget block naming the policy: the desired state's, else one saved on the server."""
+    wanted = desired.policy(policy_name) if desired and policy_name else None
+    if wanted and wanted.target:
+        return wanted.target
+    saved = estate.targets.get(policy_name.lower())
+    return saved or f"<a CmkTarget block for {policy_name or 'its policy'}: ppcmk setup blocks>"
 
 
 # ------------------------------------------------------------------------------------------------- vaults
 
 
-def vault_drifts(vault: VaultFact) -> Iterator[Drift]:
+def vault_drifts(vault: VaultFact, target: str | None = None) -> Iterator[Drift]:
+    """`target`: the CmkTarget block of a policy on this vault with linked environments, if any."""
     def found(kind: str, message: str, fix: str) -> Drift:
         return _drift(kind, ERROR, vault.name, vault.vault_id, "vault", message, fix)
 
+    if not vault.exists:
+        yield _drift("vault.deleted", CRITICAL, vault.name, vault.vault_id, "vault",
+                     "the vault no longer exists: every environment whose policy uses its keys locks",
+                     _unlock_fix(target, "recovers the soft-deleted vault",
+                                 f"az keyvault recover --name {vault.name}"))
+        return
     if vault.network_restricted and not vault.trusted_services_bypass:
         yield found("vault.firewall", f"public access is {vault.public_network_access} (default action "
                     f"{vault.default_action}) without the trusted Microsoft services bypass: Power Platform "
                     "cannot reach the key and linked environments lock",
-                    f"az keyvault update --name {vault.name} --bypass AzureServices")
+                    _unlock_fix(target, "lets trusted Microsoft services through the firewall",
+                                f"az keyvault update --name {vault.name} --bypass AzureServices"))
     if not vault.purge_protection:
         yield found("vault.purge_protection", "purge protection is off: the key can be purged for good",
                     f"az keyvault update --name {vault.name} --enable-purge-protection true (irreversible)")
@@ -80,41 +84,54 @@ def vault_drifts(vault: VaultFact) -> Iterator[Drift]:
 # --------------------------------------------------------------------------------------------------- keys
 
 
+def _unlock_fix(target: str | None, what: str, by_hand: str) -> str:
+    """A lock of a policy's environments: unlock repairs `what` and re-enables them (the repair by hand
+    alone leaves them locked: re-enabling is unlock's too); what no policy uses is repaired by hand."""
+    if target is None:
+        return by_hand
+    alternative = f" (or by hand: {by_hand}; then run unlock)" if by_hand else ""
+    return f"run unlock (target={target}): it {what} and re-enables the locked environments{alternative}"
+
+
 def key_drifts(key: KeyFact, now: datetime, rules: WatchRules, horizon_days: int,
-               target: str) -> Iterator[Drift]:
+               target: str | None) -> Iterator[Drift]:
+    """`target`: the CmkTarget block of the policy using the key (None when no policy uses it)."""
     vault = key.vault_name
-    rotate_fix = (f"run rotate (target={target}); or az keyvault key rotate --vault-name {vault} "
-                  f"--name {key.name}")
+    by_hand = f"az keyvault key rotate --vault-name {vault} --name {key.name}"
+    rotate_fix = f"run rotate (target={target}); or {by_hand}" if target else by_hand
     if not key.exists:
         yield _drift("key.deleted", CRITICAL, key.label, f"{key.vault_id}/keys/{key.name}", "key",
                      "the key is deleted: every environment using it locks",
-                     f"az keyvault key recover --vault-name {vault} --name {key.name}, then run unlock")
+                     _unlock_fix(target, "recovers the key",
+                                 f"az keyvault key recover --vault-name {vault} --name {key.name}"))
         return
     key_id = f"{key.vault_id}/keys/{key.name}"
     if not key.enabled:
         yield _drift("key.disabled", CRITICAL, key.label, key_id, "key",
                      f"the current version {key.current_version} is disabled: environments using it lock",
-                     f"az keyvault key set-attributes --vault-name {vault} --name {key.name} --version "
-                     f"{key.current_version} --enabled true, then run unlock")
+                     _unlock_fix(target, "enables the version",
+                                 f"az keyvault key set-attributes --vault-name {vault} --name {key.name} "
+                                 f"--version {key.current_version} --enabled true"))
     if key.not_before and key.not_before > now:
         yield _drift("key.not_yet_valid", ERROR, key.label, key_id, "key",
                      f"the current version is not valid before {key.not_before:%Y-%m-%d %H:%M}",
                      f"az keyvault key set-attributes --vault-name {vault} --name {key.name} --not-before "
                      f"{now:%Y-%m-%dT%H:%M:%SZ}, or wait until then")
-    yield from _expiry(key, key_id, now, rules, horizon_days, rotate_fix)
+    expired_fix = _unlock_fix(target, f"extends the expiry by {EXPIRY_EXTENSION.days} days", rotate_fix)
+    yield from _expiry(key, key_id, now, rules, horizon_days, rotate_fix, expired_fix)
     yield from _rotation(key, key_id, now, rules, rotate_fix)
     yield from _versions(key, now, rules)
 
 
 def _expiry(key: KeyFact, key_id: str, now: datetime, rules: WatchRules, horizon_days: int,
-            fix: str) -> Iterator[Drift]:
+            fix: str, expired_fix: str) -> Iterator[Drift]:
     if key.expires_on is None:
         return
     remaining = (key.expires_on - now).total_seconds() / DAY
     when = f"{key.expires_on:%Y-%m-%d %H:%M}"
     if remaining <= 0:
         yield _drift("key.expiry", CRITICAL, key.label, key_id, "key",
-                     f"the current version expired on {when}: environments using it are locked", fix,
+                     f"the current version expired on {when}: environments using it are locked", expired_fix,
                      since=key.expires_on, tier="expired")
         return
     tiers = sorted({horizon_days, *rules.expiry_warning_days})
@@ -176,14 +193,15 @@ def policy_drifts(policy: PolicyFact, estate: EstateFacts, rules: WatchRules, ta
         vault = estate.vault(policy.key_vault_id)
         scope = policy.key_vault_id or "<vault id>"
         if not policy.key_grants:
+            by_hand = ("az role assignment create --role \"Key Vault Crypto Service Encryption User\" "
+                       f"--assignee-object-id {policy.principal_id} --assignee-principal-type "
+                       f"ServicePrincipal --scope {scope}")
             yield _drift("access.key_removed", CRITICAL if linked else ERROR, policy.name, policy.policy_id,
                          "policy", f"the policy identity {policy.principal_id} has no key access on "
                          f"{vault.name if vault else scope}" + (f": {len(linked)} linked environment(s) lock"
                                                                if linked else ""),
-                         "az role assignment create --role \"Key Vault Crypto Service Encryption User\" "
-                         f"--assignee-object-id {policy.principal_id} --assignee-principal-type "
-                         f"ServicePrincipal --scope {scope}" + (f"; then run unlock (target={target})"
-                                                                if linked else ""))
+                         _unlock_fix(target if linked else None, "gives the identity its key access back",
+                                     by_hand))
         elif all(g.created_on and now_minus(estate.now, g.created_on) < rules.propagation_minutes * 60
                  for g in policy.key_grants):
             newest = max(g.created_on for g in policy.key_grants if g.created_on)
@@ -202,8 +220,7 @@ def policy_drifts(policy: PolicyFact, estate: EstateFacts, rules: WatchRules, ta
     if (policy.health_status or "").lower() == "unhealthy":
         yield _drift("policy.unhealthy", ERROR, policy.name, policy.policy_id, "policy",
                      "the policy is Unhealthy: its identity cannot use the key",
-                     f"restore the identity's key access and the vault's network, then run unlock "
-                     f"(target={target})")
+                     _unlock_fix(target, "repairs what keeps the identity from its key", ""))
     if policy.hold_until:
         yield from _hold_ending(policy.name, policy.policy_id, "policy", policy.hold_until, estate.now, rules)
 
@@ -234,25 +251,10 @@ def environment_drifts(env: EnvironmentFact, estate: EstateFacts, rules: WatchRu
                        desired: DesiredState | None) -> Iterator[Drift]:
     policy = estate.policy(env.policy_id)
     if env.locked:
-        yield _locked(env, estate, previous, _target_of(desired, policy.name if policy else "its policy"))
+        yield locked_drift(env, estate, previous, _target_of(desired, estate, policy.name if policy else ""))
     yield from _operations(env, estate.now, rules)
     if desired is not None:
         yield from _desired_placement(env, estate, desired)
-
-
-def _locked(env: EnvironmentFact, estate: EstateFacts, previous: WatchState, target: str) -> Drift:
-    recorded = estate.lock_deletion(env.id)
-    key = f"env.locked|{env.id.lower()}"
-    seen = previous.open.get(key)
-    since = (recorded - lock_lifetime(env.sku) if recorded
-             else seen.since if seen and seen.since else estate.now)
-    deletion = recorded or since + lock_lifetime(env.sku)
-    left = days_left(deletion, estate.now)
-    return _drift("env.locked", CRITICAL, env.label, env.id, "environment",
-                  f"locked (runtime disabled for the key) since {since:%Y-%m-%d %H:%M}: the service deletes "
-                  f"this {env.sku or 'environment'} environment in {left} days ({deletion:%Y-%m-%d %H:%M}) "
-                  "unless it is unlocked", f"restore the policy identity's key access, then run unlock "
-                  f"(target={target}) before {deletion:%Y-%m-%d}", since=since, tier=f"{left}d left")
 
 
 def _operations(env: EnvironmentFact, now: datetime, rules: WatchRules) -> Iterator[Drift]:
@@ -291,7 +293,7 @@ def _desired_placement(env: EnvironmentFact, estate: EstateFacts, desired: Desir
         on = current.name if current else env.policy_id
         yield _drift("env.not_microsoft_managed", ERROR, env.label, env.id, "environment",
                      f"linked to {on}; the desired state puts it on the Microsoft-managed key",
-                     f"ppcmk converge (revert target={_target_of(desired, on)}, "
+                     f"ppcmk converge (revert target={_target_of(desired, estate, on)}, "
                      f"selector.environment_ids=[{env.id}])")
 
 
@@ -318,16 +320,19 @@ def detect(estate: EstateFacts, previous: WatchState | None = None, desired: Des
     horizon = desired.expiry_horizon_days if desired else max(rules.expiry_warning_days)
     found: list[Drift] = []
     for vault in estate.vaults:
-        found.extend(vault_drifts(vault))
+        in_use = next((p for p in estate.policies if estate.linked_to(p)
+                       and (p.key_vault_id or "").lower() == vault.vault_id.lower()), None)
+        found.extend(vault_drifts(vault, _target_of(desired, estate, in_use.name) if in_use else None))
     for key in estate.vault_keys:
         policy = next((p for p in estate.policies if (p.key_name or "").lower() == key.name.lower()
                        and (p.key_vault_id or "").lower() == key.vault_id.lower()), None)
         found.extend(key_drifts(key, estate.now, rules, horizon,
-                                _target_of(desired, policy.name if policy else key.name)))
+                                _target_of(desired, estate, policy.name) if policy else None))
     for policy in estate.policies:
-        found.extend(policy_drifts(policy, estate, rules, _target_of(desired, policy.name)))
+        found.extend(policy_drifts(policy, estate, rules, _target_of(desired, estate, policy.name)))
     for env in estate.environments:
         found.extend(environment_drifts(env, estate, rules, previous, desired))
+    found.extend(deleted_drifts(estate, previous))
     if desired is not None:
         for wanted in desired.policies:
             found.extend(desired_policy_drifts(wanted, estate))

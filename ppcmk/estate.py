@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 class VaultFact(BaseModel):
     vault_id: str
     name: str
+    exists: bool = True
     kind: str = "vault"  # vault | managedHSM
     soft_delete: bool = True
     purge_protection: bool = True
@@ -48,6 +49,7 @@ class KeyFact(BaseModel):
     not_before: datetime | None = None
     expires_on: datetime | None = None
     created_on: datetime | None = None
+    updated_on: datetime | None = Field(default=None, description="when the current version last changed")
     rotate_after_days: int | None = Field(default=None, description="from the key's rotation policy")
     versions: list[KeyVersionFact] = Field(default_factory=list, description="newest first")
 
@@ -109,6 +111,7 @@ class EnvironmentFact(BaseModel):
     policy_id: str | None = None
     link_status: str | None = None
     key_managed_by: str = "Microsoft"
+    last_modified: datetime | None = Field(default=None, description="the service's lastModifiedTime")
     operations: list[OperationFact] | None = Field(default=None, description="None: not read (not needed)")
 
     @property
@@ -136,12 +139,16 @@ class LockFact(BaseModel):
     state: str
     locked_at: datetime
     deleted_after: dict[str, datetime] = Field(default_factory=dict, description="environment id → when")
+    names: dict[str, str] = Field(default_factory=dict, description="environment id → display name")
 
 
 class ReadFailure(BaseModel):
     object: str
     what: str
     message: str
+
+
+ENVIRONMENT_LIST = "the environment list"
 
 
 class EstateFacts(BaseModel):
@@ -152,6 +159,13 @@ class EstateFacts(BaseModel):
     environments: list[EnvironmentFact] = Field(default_factory=list)
     locks: list[LockFact] = Field(default_factory=list)
     failures: list[ReadFailure] = Field(default_factory=list)
+    targets: dict[str, str] = Field(default_factory=dict,
+                                    description="policy name (lower-case) → the CmkTarget block naming it")
+
+    @property
+    def environments_listed(self) -> bool:
+        """False when the environment list could not be read (then no environment is known to be gone)."""
+        return not any(f.what == ENVIRONMENT_LIST for f in self.failures)
 
     def vault(self, vault_id: str | None) -> VaultFact | None:
         wanted = (vault_id or "").lower()
@@ -172,9 +186,12 @@ class EstateFacts(BaseModel):
         return [e for e in self.environments if (e.policy_id or "").lower() == policy.policy_id.lower()]
 
     def lock_deletion(self, environment_id: str) -> datetime | None:
-        for lock in self.locks:
-            if lock.state != "unlocked":
-                for env_id, when in lock.deleted_after.items():
-                    if env_id.lower() == environment_id.lower():
-                        return when
+        """When ppcmk's open lock record says the service deletes the environment."""
+        for lock in self.open_locks():
+            for env_id, when in lock.deleted_after.items():
+                if env_id.lower() == environment_id.lower():
+                    return when
         return None
+
+    def open_locks(self) -> list[LockFact]:
+        return [lock for lock in self.locks if lock.state != "unlocked"]

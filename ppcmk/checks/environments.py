@@ -105,13 +105,15 @@ def _runtime_state(env: Environment) -> list[Finding]:
                 "wait for it to finish, then run again",
             )
         ]
-    if env.runtime_reason and "locked" in env.runtime_reason.lower():
+    if env.locked:
+        policy = (env.cmk.policy_id or "").rstrip("/").rsplit("/", 1)[-1] if env.cmk else "its policy"
         return [
             error(
                 "env.locked",
                 subject,
                 "the environment is locked: its key is not usable",
-                "restore key access, then re-enable the environment (unlock runbook)",
+                f"run unlock with the CmkTarget block of {policy}: it repairs what keeps the policy's "
+                "identity from its key, whoever caused it, and re-enables the environment",
             )
         ]
     return []

@@ -121,7 +121,8 @@ def _policy_key_and_health(policy: PolicyInfo, target: TargetSettings) -> list[F
                 subject,
                 "the policy is Unhealthy: its identity cannot use the key; "
                 "linked environments are locked or about to be",
-                "restore the identity's key access, then re-enable locked environments (unlock)",
+                "run unlock with this target: it repairs what keeps the identity from its key, whoever "
+                "caused it, and re-enables the locked environments",
             )
         )
     return found

@@ -18,12 +18,13 @@ from prefect.exceptions import ObjectNotFound
 from blocks import CmkTarget
 from flows._lock_record import LockRecord
 from ppcmk.drift import Drift, DriftSeverity, Remembered, WatchState
-from ppcmk.estate import LockFact
+from ppcmk.estate import LockFact, TargetFact
 from ppcmk.plan import artifact_key
 from ppcmk.settings import ConnectionSettings
 
 LOCK_PREFIX = "ppcmk-lock-"
 STATE_KEY_PREFIX = "watch-health"
+TARGET_FIELDS = ("policy_name", "resource_group", "vault_id", "key_name")
 
 
 def state_key(conn: ConnectionSettings) -> str:
@@ -76,17 +77,13 @@ def lock_facts() -> list[LockFact]:
     return facts
 
 
-def target_blocks() -> dict[str, str]:
-    """The saved CmkTarget blocks by the (lower-cased) policy they name, so that a fix names one to use."""
+def target_blocks() -> list[TargetFact]:
+    """The saved CmkTarget blocks, so that a fix names one to run with."""
     with get_client(sync_client=True) as client:
         try:
             documents = client.read_block_documents_by_type(CmkTarget.get_block_type_slug(),
                                                             include_secrets=False)
         except ObjectNotFound:  # no CmkTarget block was ever saved on this server
-            return {}
-    named = {}
-    for document in sorted(documents, key=lambda d: d.name or "", reverse=True):
-        policy = str((document.data or {}).get("policy_name", "")).lower()
-        if policy and document.name:
-            named[policy] = document.name
-    return named
+            return []
+    return [TargetFact(block=d.name, **{field: str(d.data.get(field, "")) for field in TARGET_FIELDS})
+            for d in documents if d.name and d.data]

@@ -49,7 +49,8 @@ def _target_of(desired: DesiredState | None, estate: EstateFacts, policy_name: s
     wanted = desired.policy(policy_name) if desired and policy_name else None
     if wanted and wanted.target:
         return wanted.target
-    saved = estate.targets.get(policy_name.lower())
+    policy = estate.policy_named(policy_name) if policy_name else None
+    saved = estate.target_for(policy) if policy else None
     return saved or f"<a CmkTarget block for {policy_name or 'its policy'}: ppcmk setup blocks>"
 
 

@@ -142,6 +142,16 @@ class LockFact(BaseModel):
     names: dict[str, str] = Field(default_factory=dict, description="environment id → display name")
 
 
+class TargetFact(BaseModel):
+    """A CmkTarget block saved on the server: what a fix can name for a runbook's `target`."""
+
+    block: str
+    policy_name: str
+    resource_group: str
+    vault_id: str
+    key_name: str
+
+
 class ReadFailure(BaseModel):
     object: str
     what: str
@@ -159,8 +169,7 @@ class EstateFacts(BaseModel):
     environments: list[EnvironmentFact] = Field(default_factory=list)
     locks: list[LockFact] = Field(default_factory=list)
     failures: list[ReadFailure] = Field(default_factory=list)
-    targets: dict[str, str] = Field(default_factory=dict,
-                                    description="policy name (lower-case) → the CmkTarget block naming it")
+    targets: list[TargetFact] = Field(default_factory=list, description="the CmkTarget blocks saved")
 
     @property
     def environments_listed(self) -> bool:
@@ -192,6 +201,15 @@ class EstateFacts(BaseModel):
                 if env_id.lower() == environment_id.lower():
                     return when
         return None
+
+    def target_for(self, policy: PolicyFact) -> str | None:
+        """The CmkTarget block naming the policy, preferring one on the policy's own vault and key (then by
+        name, so the choice is stable)."""
+        naming = [t for t in self.targets if t.policy_name.lower() == policy.name.lower()
+                  and t.resource_group.lower() == policy.resource_group.lower()]
+        same_key = [t for t in naming if t.vault_id.lower() == (policy.key_vault_id or "").lower()
+                    and t.key_name.lower() == (policy.key_name or "").lower()]
+        return min((t.block for t in same_key or naming), default=None)
 
     def open_locks(self) -> list[LockFact]:
         return [lock for lock in self.locks if lock.state != "unlocked"]

@@ -14,12 +14,11 @@ import pytest
 
 from flows.unlock import unlock
 from tests.support.runs import approve_next, completed, start_with_sandbox_blocks
-from tests.support.scenario import FINANCE, KEY, PP_ADMIN_2, REQUESTER_ID, VAULT
-from tests.support.watching import clear_watch_state, run_watch
+from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN_2, REQUESTER_ID, VAULT
+from tests.support.watching import clear_watch_state, fix_runs_unlock_on, run_watch
 from tests.support.world import change, current_version, linked_policy, vault
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
-TARGET = "sandbox-target-ep-existing"
 Undo = Callable[[Any], None]
 CMK_KEY_PERMISSIONS = ["get", "wrapKey", "unwrapKey"]
 
@@ -148,8 +147,8 @@ def test_unlock_recovers_a_lock_made_outside_ppcmk(cloud: Any, sandbox_blocks: d
     locked = found["env.locked"]
     deadline = locked_at + timedelta(days=30)  # a Production environment, from the service's lastModifiedTime
     assert (locked.object_id, locked.severity, locked.until) == (FINANCE, "critical", deadline)
-    assert locked.fix.startswith(f"run unlock (target={TARGET}) before ")
-    assert found[cause.finding].fix.startswith(f"run unlock (target={TARGET})")
+    assert fix_runs_unlock_on(locked.fix, LINKED_POLICY) and " before " in locked.fix
+    assert fix_runs_unlock_on(found[cause.finding].fix, LINKED_POLICY)
     if advice == "followed as written":
         change(cloud, repair_by_hand)
 

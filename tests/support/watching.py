@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.support.scenario import PP_ADMIN
@@ -26,3 +27,15 @@ def run_watch(blocks: dict[str, str], **parameters: Any) -> Any:
 
     parameters.setdefault("pp_admins", [PP_ADMIN])
     return watch(connection=blocks["runbook"], **parameters)
+
+
+def fix_runs_unlock_on(fix: str, policy_name: str) -> bool:
+    """Whether the fix says to run unlock with a CmkTarget block that names `policy_name` (several saved
+    blocks may name it: any of them is the right advice)."""
+    from typing import cast
+
+    from blocks import CmkTarget
+
+    found = re.match(r"run unlock \(target=([\w-]+)\)", fix)
+    return found is not None and \
+        cast(CmkTarget, CmkTarget.load(found.group(1))).policy_name.lower() == policy_name.lower()

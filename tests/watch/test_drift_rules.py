@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from ppcmk.desired import parse_desired_state
 from ppcmk.drift import WatchState, changes
 from ppcmk.drift_rules import detect
-from ppcmk.estate import EnvironmentFact, EstateFacts, PolicyFact, VaultFact
+from ppcmk.estate import EnvironmentFact, EstateFacts, PolicyFact, TargetFact, VaultFact
 from ppcmk.lock_countdown import lock_lifetime
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
@@ -59,3 +59,18 @@ def test_a_locked_environment_that_disappears_is_deleted_never_resolved() -> Non
     next_state = WatchState.of(gone_at, gone)
     again = detect(EstateFacts(now=gone_at + timedelta(hours=1)), next_state)
     assert [d.kind for d in again] == ["env.deleted"] and changes(next_state, again) == []
+
+
+def test_a_fix_names_the_target_block_on_the_policys_own_key() -> None:
+    policy = PolicyFact(policy_id=POLICY + "a", name="a", resource_group="rg", key_vault_id="/v/kv",
+                        key_name="k")
+
+    def target(block: str, **changes: str) -> TargetFact:
+        fields = {"policy_name": "a", "resource_group": "rg", "vault_id": "/v/kv", "key_name": "k", **changes}
+        return TargetFact(block=block, **fields)
+
+    other_key, own_key = target("a-old", key_name="old"), target("z-current", policy_name="A", vault_id="/v/KV")
+    elsewhere = target("b", resource_group="other")
+    assert EstateFacts(now=NOW, targets=[other_key, elsewhere, own_key]).target_for(policy) == "z-current"
+    assert EstateFacts(now=NOW, targets=[other_key]).target_for(policy) == "a-old"
+    assert EstateFacts(now=NOW, targets=[elsewhere]).target_for(policy) is None

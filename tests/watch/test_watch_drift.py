@@ -18,9 +18,8 @@ from sandbox.powerplatform.lifecycle import start_operation
 from sandbox.powerplatform.records import OperationType
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, VAULT
 from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
+from tests.support.watching import fix_runs_unlock_on
 from tests.support.world import change, current_version, linked_policy, vault
-
-TARGET = "sandbox-target-ep-existing"  # the CmkTarget block `ppcmk serve` saves for the linked policy
 
 Watch = Callable[..., WatchResult]
 
@@ -48,11 +47,12 @@ def test_removed_role_assignment_is_critical_locks_and_unhealthy(cloud: Any, run
     result = run_watch()
     removed = only(result, "access.key_removed")
     assert removed.severity == "critical" and removed.object == LINKED_POLICY
-    assert removed.fix.startswith(f"run unlock (target={TARGET}): it gives the identity its key access back")
+    assert fix_runs_unlock_on(removed.fix, LINKED_POLICY)
+    assert "it gives the identity its key access back" in removed.fix
     assert only(result, "policy.unhealthy").severity == "error"
     locked = only(result, "env.locked", "Finance on CMK")
     assert locked.severity == "critical" and locked.tier == "locked"
-    assert locked.fix.startswith(f"run unlock (target={TARGET}) before ")
+    assert fix_runs_unlock_on(locked.fix, LINKED_POLICY) and " before " in locked.fix
     assert "30 days left" in locked.message and "by the service's lastModifiedTime" in locked.message
     assert result.has_errors
 
@@ -67,7 +67,7 @@ def test_disabled_current_version_is_critical(cloud: Any, run_watch: Watch) -> N
     change(cloud, lambda world: disable(current_version(world), disabled_at))
     disabled = only(run_watch(), "key.disabled")
     assert disabled.severity == "critical" and disabled.object == f"{VAULT}/{KEY}"
-    assert disabled.fix.startswith(f"run unlock (target={TARGET}): it enables the version")
+    assert fix_runs_unlock_on(disabled.fix, LINKED_POLICY) and "it enables the version" in disabled.fix
     assert only(run_watch(), "env.locked").since == disabled_at
 
 
@@ -75,7 +75,7 @@ def test_deleted_key_is_critical(cloud: Any, run_watch: Watch) -> None:
     change(cloud, lambda world: setattr(vault(world).keys[KEY], "deleted_at", world.clock.now()))
     deleted = only(run_watch(), "key.deleted")
     assert deleted.severity == "critical"
-    assert deleted.fix.startswith(f"run unlock (target={TARGET}): it recovers the key")
+    assert fix_runs_unlock_on(deleted.fix, LINKED_POLICY) and "it recovers the key" in deleted.fix
 
 
 def test_not_yet_valid_version_is_an_error(cloud: Any, run_watch: Watch) -> None:
@@ -119,7 +119,7 @@ def test_closed_firewall_without_bypass(cloud: Any, run_watch: Watch) -> None:
     change(cloud, close)
     result = run_watch()
     firewall = only(result, "vault.firewall")
-    assert firewall.severity == "error" and f"run unlock (target={TARGET})" in firewall.fix
+    assert firewall.severity == "error" and fix_runs_unlock_on(firewall.fix, LINKED_POLICY)
     assert only(result, "env.locked", "Finance on CMK").severity == "critical"
 
 

@@ -69,7 +69,8 @@ def test_a_fix_names_the_target_block_on_the_policys_own_key() -> None:
         fields = {"policy_name": "a", "resource_group": "rg", "vault_id": "/v/kv", "key_name": "k", **changes}
         return TargetFact(block=block, **fields)
 
-    other_key, own_key = target("a-old", key_name="old"), target("z-current", policy_name="A", vault_id="/v/KV")
+    other_key = target("a-old", key_name="old")
+    own_key = target("z-current", policy_name="A", vault_id="/v/KV")
     elsewhere = target("b", resource_group="other")
     assert EstateFacts(now=NOW, targets=[other_key, elsewhere, own_key]).target_for(policy) == "z-current"
     assert EstateFacts(now=NOW, targets=[other_key]).target_for(policy) == "a-old"

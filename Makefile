@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy ppcmk cli
+	$(BIN)/mypy
 
 # three workers on two cores: flow tests spend much of their time waiting on approvals and Prefect's API
 test: lint system

@@ -64,12 +64,12 @@ class ConnectionSettings(BaseModel):
     sandbox_principal: str = "runbook"
     ca_bundle: str | None = None
     time_mode: TimeMode = "real"
-    request_timeout: float = Field(60.0, gt=0, le=600)
-    retry_total: int = Field(5, ge=0, le=20)
-    retry_backoff_factor: float = Field(0.8, ge=0, le=60)
+    request_timeout: float = Field(default=60.0, gt=0, le=600)
+    retry_total: int = Field(default=5, ge=0, le=20)
+    retry_backoff_factor: float = Field(default=0.8, ge=0, le=60)
     # Bounds on the wait between polls of a Power Platform lifecycle operation, whatever Retry-After says.
-    operation_poll_floor: float = Field(15.0, ge=0)
-    operation_poll_ceiling: float = Field(300.0, gt=0)
+    operation_poll_floor: float = Field(default=15.0, ge=0)
+    operation_poll_ceiling: float = Field(default=300.0, gt=0)
 
     @field_validator("tenant_id", "subscription_id")
     @classmethod

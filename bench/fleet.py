@@ -35,10 +35,10 @@ from bench.measure import (
     process_cpu_seconds,
 )
 from bench.sandbox_process import FleetCloud, SandboxProcess
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
-from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.models.azure import PolicyInfo
 
 CALLER = "pp-admin"
 

@@ -17,7 +17,7 @@ from prefect.blocks.core import Block
 from prefect.client.schemas.objects import BlockDocument
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from ppcmk.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
 
 
 class _Validated(Block, ABC):

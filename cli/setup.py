@@ -10,9 +10,9 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.prefect_api import prefect_api
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.prefect_api import prefect_api
 
 console = Console()
 setup_app = typer.Typer(help="Set up the Prefect server for ppcmk (notification automations).",
@@ -54,7 +54,7 @@ def notification_block_id(block: str | None, webhook_url: str | None, option: st
 
 
 def create_automations(block: str | None, webhook_url: str | None, option: str = "--notify") -> list[str]:
-    from deployments.automations import ensure_automations
+    from ppcmk_deployments.automations import ensure_automations
 
     with prefect_api() as client:
         block_id = notification_block_id(block, webhook_url, option)

@@ -1,6 +1,6 @@
 """Entra ID for the sandbox: personas and service principals, and the tokens that identify callers."""
 
-from sandbox.identity.principals import Identities, Principal
-from sandbox.identity.tokens import decode_token, issue_token
+from ppcmk_sandbox.identity.principals import Identities, Principal
+from ppcmk_sandbox.identity.tokens import decode_token, issue_token
 
 __all__ = ["Identities", "Principal", "decode_token", "issue_token"]

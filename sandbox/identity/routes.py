@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl
 
-from sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
-from sandbox.identity.principals import Principal
-from sandbox.identity.tokens import audience_from_scope, issue_token
+from ppcmk_sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.identity.principals import Principal
+from ppcmk_sandbox.identity.tokens import audience_from_scope, issue_token
 
 TOKEN_PATH = "/oauth2/token"
 IDENTITY_PATH = "/metadata/identity/oauth2/token"

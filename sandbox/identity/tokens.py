@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from sandbox.identity.principals import Principal
+from ppcmk_sandbox.identity.principals import Principal
 
 TOKEN_LIFETIME_SECONDS = 3600
 

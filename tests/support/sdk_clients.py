@@ -15,8 +15,8 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.powerplatform import PowerPlatformMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-from ppcmk.credentials import SandboxCredential
-from sandbox import Sandbox
+from ppcmk.cloud.credentials import SandboxCredential
+from ppcmk_sandbox import Sandbox
 
 BAP = "/providers/Microsoft.BusinessAppPlatform"
 

@@ -29,6 +29,7 @@ def notification_block_id(block: str | None, webhook_url: str | None, option: st
     block saved for `webhook_url`. Needs the Prefect API set (`using_prefect_api`)."""
     from prefect.blocks.core import Block
     from prefect.blocks.notifications import CustomWebhookNotificationBlock, NotificationBlock
+    from prefect.client.orchestration import get_client
 
     if (block is None) == (webhook_url is None):
         raise CliError(f"{option}: name one notification block (TYPE/NAME) or give --webhook-url, not both "
@@ -47,10 +48,12 @@ def notification_block_id(block: str | None, webhook_url: str | None, option: st
     except ValueError as missing:
         raise CliError(f"{option} {block}: no such block on this Prefect server; create it in the UI (Blocks "
                        "→ +) or check the name with `prefect block ls`", ExitCode.USAGE) from missing
-    if not isinstance(loaded, NotificationBlock) or loaded._block_document_id is None:
+    if not isinstance(loaded, NotificationBlock):
         raise CliError(f"{option} {block}: not a notification block; use a webhook, Slack, Teams or e-mail "
                        "block", ExitCode.USAGE)
-    return loaded._block_document_id
+    block_type, name = block.split("/", 1)
+    with get_client(sync_client=True) as client:
+        return client.read_block_document_by_name(name, block_type_slug=block_type).id
 
 
 def create_automations(block: str | None, webhook_url: str | None, option: str = "--notify") -> list[str]:

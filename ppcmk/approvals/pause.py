@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, Fl
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
-from prefect.input.run_input import keyset_from_paused_state
+from prefect.input import keyset_from_paused_state
 from prefect.states import Cancelled, Suspended
 from prefect.utilities.urls import url_for
 

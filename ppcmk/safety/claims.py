@@ -158,7 +158,7 @@ def _run_tag(flow_run_id: str) -> str:
 def _delete(client: SyncPrefectClient, variable_id: UUID) -> bool:
     """Delete that exact variable (not a newer one of the same name); False when it was gone already."""
     try:
-        client._client.delete(f"/variables/{variable_id}")
+        client.request("DELETE", "/variables/{id}", path_params={"id": variable_id}).raise_for_status()
     except httpx.HTTPStatusError as gone:
         if gone.response.status_code == 404:
             return False
@@ -171,7 +171,7 @@ def _claim_variables(client: SyncPrefectClient, tags: list[str]) -> list[Any]:
 
     found: list[Variable] = []
     while True:
-        response = client._client.post("/variables/filter", json={
+        response = client.request("POST", "/variables/filter", json={
             "variables": {"tags": {"all_": tags}}, "offset": len(found), "limit": 200})
         page = [Variable.model_validate(item) for item in response.json()]
         found += page

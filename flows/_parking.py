@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from ppcmk.approvals.gate import can_suspend
 from ppcmk.audit import trail as audit
+from ppcmk.cloud import request_log
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.parking import PARK_KEY_PREFIX, ParkedOperation
@@ -282,7 +283,7 @@ def continue_waves(
     members park: save the checkpoint, audit, and suspend, which ends this process (this function does not
     return then). Otherwise clear the checkpoint and return the report, as for a run that never parked."""
     waves = resumed_from.waves if resumed_from else plan_fleet()
-    with audit.request_ids() as calls:
+    with request_log.request_ids() as calls:
         report = run_waves(waves, step, spec, on_wave_done=on_wave_done,
                            earlier=resumed_from.report if resumed_from else None)
     flow_run_id = _flow_run_id()

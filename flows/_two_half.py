@@ -26,6 +26,7 @@ from prefect import get_run_logger
 
 from ppcmk.approvals.gate import PowerPlatformHandoff, connection_principal
 from ppcmk.audit import trail as audit
+from ppcmk.cloud import request_log
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ConfigError, SeparationOfDutyError
 from ppcmk.fleet.selection import FleetMember
@@ -181,7 +182,7 @@ class TwoHalfRun:
         """Every step idempotent; returns the policy with its identity, which `also_grant`'s keys are granted
         too. Audited with the writes' request ids."""
         kv, target = self.kv, self.target
-        with audit.request_ids() as calls:
+        with request_log.request_ids() as calls:
             vault = verify_vault(kv, target)
             if not (vault.soft_delete and vault.purge_protection):
                 raise ConfigError(
@@ -284,7 +285,7 @@ class TwoHalfRun:
     ) -> FleetReport:
         """The approved plan's changing environments in waves, with the approver's connection; audited
         with the writes' request ids (the wave threads run in copies of this context: same collector)."""
-        with audit.request_ids() as calls:
+        with request_log.request_ids() as calls:
             report = self.fleet.run(self.approver(work), work, step,
                                     lambda: changing_members(work.plan, self.environments), on_wave_done)
         audit.record(

@@ -1,8 +1,5 @@
-"""The audit trail: request ids per change, and one append-only hash chain every worker shares.
-
-`request_ids()` collects the service request/correlation ids of every HTTP exchange made inside it
-(the client factory's pipeline policy and httpx hook feed it), so an audit record can name the exact
-calls behind a change.
+"""The audit trail: one append-only hash chain every worker shares. An entry names the exact service calls
+behind a change by their request ids (`ppcmk.cloud.request_log`).
 
 The chain lives in a Prefect filesystem block (`PPCMK_AUDIT_STORAGE`, configured like result storage: a
 LocalFileSystem for one machine, any fsspec/remote block for many; without it `$PPCMK_HOME/audit`). Every
@@ -14,57 +11,15 @@ reordered entry. Each entry is also emitted as the Prefect event `ppcmk.audit.<e
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
-
-REQUEST_ID_HEADERS = ("x-ms-request-id", "x-ms-correlation-request-id", "x-ms-correlation-id",
-                      "x-ms-client-request-id")
-
-
-class RequestRecord(BaseModel):
-    method: str
-    url: str
-    status: int
-    ids: dict[str, str]
-
-
-_recorder: contextvars.ContextVar[list[RequestRecord] | None] = contextvars.ContextVar(
-    "ppcmk_request_ids", default=None)
-
-
-@contextmanager
-def request_ids() -> Iterator[list[RequestRecord]]:
-    """Collect the request ids of every service call made in this context (nested blocks each see theirs)."""
-    records: list[RequestRecord] = []
-    token = _recorder.set(records)
-    outer = token.old_value if token.old_value is not contextvars.Token.MISSING else None
-    try:
-        yield records
-    finally:
-        _recorder.reset(token)
-        if isinstance(outer, list):
-            outer.extend(records)
-
-
-def note_response(method: str, url: str, status: int, headers: Any) -> dict[str, str]:
-    """Record the ids of one response in the active collector (if any); returns them for logging."""
-    ids = {name: str(headers[name]) for name in REQUEST_ID_HEADERS if headers.get(name)}
-    records = _recorder.get()
-    if records is not None:
-        # Query strings can carry SAS-style secrets in general, so only the path is kept.
-        records.append(RequestRecord(method=method, url=url.split("?", 1)[0], status=status, ids=ids))
-    return ids
-
 
 GENESIS = "0" * 64
 # Field names whose values never belong in an audit entry, whatever a caller passes.

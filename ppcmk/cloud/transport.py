@@ -18,9 +18,9 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
 
-from ppcmk.audit.trail import note_response
 from ppcmk.cloud.certificates import certificate_error
 from ppcmk.cloud.clock import Sleeper
+from ppcmk.cloud.request_log import note_response
 from ppcmk.errors import ServiceError, service_error
 from ppcmk.models.environments import pick
 

@@ -16,7 +16,8 @@ from pydantic import SecretStr
 
 from ppcmk.audit import trail as audit
 from ppcmk.audit.store import AUDIT_LOCK, AUDIT_STORAGE_SETTING, configured_storage
-from ppcmk.audit.trail import AuditLog, note_response, request_ids
+from ppcmk.audit.trail import AuditLog
+from ppcmk.cloud.request_log import note_response, request_ids
 from ppcmk.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
 from ppcmk import USER_AGENT
-from ppcmk.audit.trail import request_ids
+from ppcmk.cloud.request_log import request_ids
 from ppcmk.models.arm_ids import policy_id, vault_id
 from ppcmk.services.factory import ClientFactory
 from tests.support.arm import managed_hsm_id

@@ -6,7 +6,7 @@ import uuid
 
 from azure.core.pipeline import PipelineResponse
 
-from ppcmk.audit.trail import request_ids
+from ppcmk.cloud.request_log import request_ids
 from ppcmk.services.factory import ClientFactory
 from ppcmk_sandbox import Sandbox
 from tests.support.arm import vault_id

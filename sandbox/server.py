@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
 import uvicorn
 
 from sandbox.admin import admin_routes
@@ -22,8 +23,8 @@ from sandbox.clock import Clock
 from sandbox.faults import Faults
 from sandbox.frontdoor import FrontDoor
 from sandbox.http import AUDIENCES, Route
-from sandbox.identity.routes import IDENTITY_PATH, TOKEN_PATH
-from sandbox.identity.tokens import issue_token
+from sandbox.identity.authority import Authority
+from sandbox.identity.routes import IDENTITY_PATH
 from sandbox.keyvault.state import origin_url
 from sandbox.requestlog import RequestLog
 from sandbox.scenarios import load_scenario
@@ -61,10 +62,12 @@ class SandboxEndpoints:
     arm: str
     bap: str
     graph: str
+    authority: str  # the Entra-shaped authority host (azure-identity's `authority`)
     token: str
     identity: str
     vaults: dict[str, str]
     ca: str
+    credentials: str  # the file with every principal's secret, certificate and password (mode 0600)
     tenant_id: str
     subscription_id: str
 
@@ -172,6 +175,8 @@ class _VaultOrigins:
 
 
 class Sandbox:
+    authority: Authority  # made at start, once the port (its issuer's origin) is known
+
     def __init__(
         self,
         scenario: str | Path = "default",
@@ -211,8 +216,12 @@ class Sandbox:
         self.tls = make_tls_files(tls_dir)
         self.origins = _VaultOrigins(self, vault_ports)
         self._main = _Listener(self.app, self.tls, self.port)
-        self._main.start()
         self.port = self._main.port
+        self.authority = Authority(tls_dir, f"https://{HOST}:{self.port}")
+        self.authority.credentials.provide(self.world.identities.all(), {
+            "authority": self.authority.origin, "tenant_id": self.world.tenant_id})
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._main.start()
         self._attach_world()
         self.persist()
         return self
@@ -293,14 +302,25 @@ class Sandbox:
             arm=base_url,
             bap=base_url,
             graph=f"{base_url}/v1.0",
-            token=f"{base_url}{TOKEN_PATH}",
+            authority=self.authority.origin,
+            token=self.authority.token_endpoint(self.world.tenant_id),
             identity=f"{base_url}{IDENTITY_PATH}",
             vaults=vaults,
             ca=str(self.tls.ca),
+            credentials=str(self.authority.credentials.path),
             tenant_id=self.world.tenant_id,
             subscription_id=self.world.subscription_id,
         )
 
     def token_for(self, persona: str, audience: str = AUDIENCES["arm"]) -> str:
-        principal = self.world.identities.require(persona)
-        return issue_token(principal, audience.removesuffix("/.default"), self.world.tenant_id)[0]
+        """An access token for `persona` (a service principal, or a person's stand-in app) from the authority's
+        client-credentials grant over HTTPS, proven with the persona's client secret; kept while it lives."""
+        key = (persona, audience.removesuffix("/.default"))
+        if key not in self._tokens:
+            held = self.authority.credentials.of(self.world.identities.require(persona).name)
+            answer = httpx.post(self.authority.token_endpoint(self.world.tenant_id), verify=str(self.tls.ca), data={
+                "grant_type": "client_credentials", "client_id": held.client_id,
+                "client_secret": held.client_secret, "scope": f"{key[1]}/.default"})
+            answer.raise_for_status()
+            self._tokens[key] = answer.json()["access_token"]
+        return self._tokens[key]

@@ -35,6 +35,7 @@ from bench.measure import (
     process_cpu_seconds,
 )
 from bench.sandbox_process import FleetCloud, SandboxProcess
+from cli.sandbox_blocks import service_credential
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -164,8 +165,8 @@ def main() -> None:
             conn = ConnectionSettings(
                 cloud="sandbox", tenant_id=endpoints["tenant_id"],
                 subscription_id=endpoints["subscription_id"], sandbox_url=endpoints["url"],
-                sandbox_principal=CALLER, ca_bundle=endpoints["ca"],
-                time_mode="real", operation_poll_floor=float(args.retry_after))
+                ca_bundle=endpoints["ca"], time_mode="real", operation_poll_floor=float(args.retry_after),
+                **service_credential(endpoints["credentials"], CALLER))
             vault = (f"/subscriptions/{endpoints['subscription_id']}/resourceGroups/rg-cmk/providers/"
                      "Microsoft.KeyVault/vaults/kv-cmk-prod")
             target = TargetSettings(vault_id=vault, key_name="cmk-prod", policy_name="ep-existing",

@@ -219,7 +219,8 @@ class FrontDoor:
         plane = exchange.plane
         if plane not in UNAUTHENTICATED_PLANES:
             audience = _audience(world, plane, exchange.vault_name)
-            exchange.caller, rejection = authenticate(sandbox.authority, world, exchange.headers, plane, audience)
+            exchange.caller, rejection = authenticate(sandbox.authority, world, exchange.headers, plane,
+                                                      audience)
             if rejection is not None:
                 await exchange.answer(rejection)
                 return

@@ -84,7 +84,8 @@ class SandboxResponse:
     def encoded(self) -> bytes:
         if self.body is None:
             return b""
-        return self.body.encode() if self.content_type.startswith("text/") else jsonlib.dumps(self.body).encode()
+        text = self.body if self.content_type.startswith("text/") else jsonlib.dumps(self.body)
+        return str(text).encode()
 
 
 class SandboxHttpError(Exception):

@@ -313,14 +313,29 @@ class Sandbox:
         )
 
     def token_for(self, persona: str, audience: str = AUDIENCES["arm"]) -> str:
-        """An access token for `persona` (a service principal, or a person's stand-in app) from the authority's
+        """An access token for `persona` (a service principal, or a person's stand-in app) from the
+        authority's
         client-credentials grant over HTTPS, proven with the persona's client secret; kept while it lives."""
         key = (persona, audience.removesuffix("/.default"))
         if key not in self._tokens:
-            held = self.authority.credentials.of(self.world.identities.require(persona).name)
-            answer = httpx.post(self.authority.token_endpoint(self.world.tenant_id), verify=str(self.tls.ca), data={
-                "grant_type": "client_credentials", "client_id": held.client_id,
-                "client_secret": held.client_secret, "scope": f"{key[1]}/.default"})
+            principal = self.world.identities.require(persona)
+            with httpx.Client(verify=str(self.tls.ca)) as http:
+                sign_in = (self._managed_identity_token if principal.trusted_service
+                           else self._client_credentials_token)
+                answer = sign_in(http, principal.name, key[1])
             answer.raise_for_status()
             self._tokens[key] = answer.json()["access_token"]
         return self._tokens[key]
+
+    def _client_credentials_token(self, http: httpx.Client, name: str, resource: str) -> httpx.Response:
+        held = self.authority.credentials.of(name)
+        grant = {"grant_type": "client_credentials", "client_id": held.client_id,
+                 "client_secret": held.client_secret, "scope": f"{resource}/.default"}
+        return http.post(self.authority.token_endpoint(self.world.tenant_id), data=grant)
+
+    def _managed_identity_token(self, http: httpx.Client, name: str, resource: str) -> httpx.Response:
+        """A Microsoft service's identity (an enterprise policy's) signs in at the managed-identity endpoint,
+        as the service hosting it would."""
+        header = self.authority.credentials.managed_identity_header(name)
+        return http.get(f"{self.authority.origin}{IDENTITY_PATH}", headers={"X-IDENTITY-HEADER": header},
+                        params={"api-version": "2019-08-01", "resource": resource})

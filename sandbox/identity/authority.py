@@ -56,8 +56,12 @@ class Authority:
         domains = {(p.upn or "").partition("@")[2].lower() for p in world.identities.all()}
         if alias.lower() in (world.tenant_id, *TENANT_ALIASES) or alias.lower() in domains - {""}:
             return world.tenant_id
-        raise aad_error("invalid_request", 90002, f"Tenant '{alias}' not found. Check to make sure you have the "
-                        "correct tenant ID and are signing into the correct cloud.")
+        raise aad_error(
+            "invalid_request",
+            90002,
+            f"Tenant '{alias}' not found. Check to make sure you have the "
+            "correct tenant ID and are signing into the correct cloud.",
+        )
 
     def jwks(self, tenant_id: str, version: int) -> dict[str, Any]:
         return {"keys": [self.signing.jwk(self.issuer(tenant_id, version))]}
@@ -77,8 +81,10 @@ class Authority:
         if jwt.get_unverified_header(token).get("kid") != self.signing.thumbprint_sha1:
             raise jwt.InvalidSignatureError("the token names no signing key of this authority")
         # the signature only: the front door judges issuer, audience and lifetime, each with its own answer
-        claims = self.signing.verify(token, options={"verify_aud": False, "verify_exp": False,
-                                                     "verify_nbf": False, "verify_iat": False})
+        claims = self.signing.verify(
+            token,
+            options={"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+        )
         with self._guard:
             self._verified[token] = claims
             if len(self._verified) > VERIFIED_CACHE_SIZE:
@@ -92,15 +98,31 @@ class Authority:
 
     def app_tokens(self, world: World, grant: Grant, resource: Resource) -> dict[str, Any]:
         """The token endpoint's answer to a client-credentials grant (no refresh token, no ID token)."""
-        return {"token_type": "Bearer", "expires_in": ACCESS_TOKEN_SECONDS,
-                "ext_expires_in": ACCESS_TOKEN_SECONDS, "access_token": self.access_token(world, grant, resource)}
+        return {
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "ext_expires_in": ACCESS_TOKEN_SECONDS,
+            "access_token": self.access_token(world, grant, resource),
+        }
 
-    def user_tokens(self, world: World, grant: Grant, resource: Resource, scopes: list[str],
-                    nonce: str | None = None) -> dict[str, Any]:
+    def user_tokens(
+        self, world: World, grant: Grant, resource: Resource, scopes: list[str], nonce: str | None = None
+    ) -> dict[str, Any]:
         """The answer to a person's sign-in or refresh: access, refresh and ID tokens and the client info."""
         principal = grant.principal
-        id_claims = id_token_claims(principal, grant.client_id, self.issuer(world.tenant_id, 2), world.tenant_id,
-                                    int(time.time()), nonce)
+        id_claims = id_token_claims(
+            principal,
+            grant.client_id,
+            self.issuer(world.tenant_id, 2),
+            world.tenant_id,
+            int(time.time()),
+            nonce,
+        )
         refresh = self.sign_ins.new_refresh_token(principal.object_id, grant.client_id)
-        return {**self.app_tokens(world, grant, resource), "scope": " ".join(scopes), "refresh_token": refresh,
-                "id_token": self.sign(id_claims), "client_info": client_info(principal, world.tenant_id)}
+        return {
+            **self.app_tokens(world, grant, resource),
+            "scope": " ".join(scopes),
+            "refresh_token": refresh,
+            "id_token": self.sign(id_claims),
+            "client_info": client_info(principal, world.tenant_id),
+        }

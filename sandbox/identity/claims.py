@@ -84,22 +84,39 @@ def _opaque() -> str:
     return b64url(secrets.token_bytes(16))
 
 
-def access_token_claims(grant: Grant, resource: Resource, api: Application | None, issuer: str, tenant_id: str,
-                        now: int) -> dict[str, Any]:
+def access_token_claims(
+    grant: Grant, resource: Resource, api: Application | None, issuer: str, tenant_id: str, now: int
+) -> dict[str, Any]:
     principal = grant.principal
     claims: dict[str, Any] = {
-        "aud": resource.audience, "iss": issuer, "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_SECONDS,
-        "aio": _opaque(), "idtyp": "user" if grant.delegated else "app", "oid": principal.object_id,
-        "rh": _opaque(), "tid": tenant_id, "uti": _opaque(), "ver": f"{resource.version}.0",
+        "aud": resource.audience,
+        "iss": issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ACCESS_TOKEN_SECONDS,
+        "aio": _opaque(),
+        "idtyp": "user" if grant.delegated else "app",
+        "oid": principal.object_id,
+        "rh": _opaque(),
+        "tid": tenant_id,
+        "uti": _opaque(),
+        "ver": f"{resource.version}.0",
     }
-    client = {"azp": grant.client_id, "azpacr": grant.client_auth} if resource.version == 2 else {
-        "appid": grant.client_id, "appidacr": grant.client_auth}
+    client = (
+        {"azp": grant.client_id, "azpacr": grant.client_auth}
+        if resource.version == 2
+        else {"appid": grant.client_id, "appidacr": grant.client_auth}
+    )
     claims.update(client)
     wids = list(principal.wids)
     if grant.delegated:
         wids.append(DEFAULT_USER_ROLE_WID)
-        claims.update(_person(principal, resource.version), scp=resource.granted(api), amr=["pwd"],
-                      sub=_pairwise_subject(principal.object_id, grant.client_id))
+        claims.update(
+            _person(principal, resource.version),
+            scp=resource.granted(api),
+            amr=["pwd"],
+            sub=_pairwise_subject(principal.object_id, grant.client_id),
+        )
     else:
         claims.update(sub=principal.object_id, idp=issuer)
     if wids:
@@ -110,17 +127,31 @@ def access_token_claims(grant: Grant, resource: Resource, api: Application | Non
 def _person(principal: Principal, version: int) -> dict[str, Any]:
     if version == 2:
         return {"name": principal.display_name, "preferred_username": principal.upn}
-    return {"name": principal.display_name, "upn": principal.upn, "unique_name": principal.upn, "acr": "1",
-            "ipaddr": "127.0.0.1"}
+    return {
+        "name": principal.display_name,
+        "upn": principal.upn,
+        "unique_name": principal.upn,
+        "acr": "1",
+        "ipaddr": "127.0.0.1",
+    }
 
 
-def id_token_claims(principal: Principal, client_id: str, issuer: str, tenant_id: str, now: int,
-                    nonce: str | None) -> dict[str, Any]:
+def id_token_claims(
+    principal: Principal, client_id: str, issuer: str, tenant_id: str, now: int, nonce: str | None
+) -> dict[str, Any]:
     """A v2.0 ID token: who signed in, for the client that asked (`aud` = its application id)."""
     claims: dict[str, Any] = {
-        "aud": client_id, "iss": issuer, "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_SECONDS,
-        "name": principal.display_name, "oid": principal.object_id, "preferred_username": principal.upn,
-        "sub": _pairwise_subject(principal.object_id, client_id), "tid": tenant_id, "uti": _opaque(),
+        "aud": client_id,
+        "iss": issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ACCESS_TOKEN_SECONDS,
+        "name": principal.display_name,
+        "oid": principal.object_id,
+        "preferred_username": principal.upn,
+        "sub": _pairwise_subject(principal.object_id, client_id),
+        "tid": tenant_id,
+        "uti": _opaque(),
         "ver": "2.0",
     }
     if nonce:

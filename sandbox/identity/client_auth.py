@@ -24,30 +24,42 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 LEEWAY_SECONDS = 300  # clock skew Entra tolerates on an assertion's lifetime
 
 
-def authenticate_client(req: SandboxRequest, authority: Authority, form: dict[str, str],
-                        tenant_id: str) -> tuple[Principal, str, ClientAuth]:
+def authenticate_client(
+    req: SandboxRequest, authority: Authority, form: dict[str, str], tenant_id: str
+) -> tuple[Principal, str, ClientAuth]:
     """The principal a confidential client signs in as, its client id and how it proved itself."""
     basic_id, basic_secret = _basic(req.headers.get("authorization", ""))
     client_id = form.get("client_id") or basic_id
     principal = req.world.identities.by_client_id(client_id) if client_id else None
     if principal is None:
-        raise aad_error("unauthorized_client", 700016, f"Application with identifier '{client_id}' was not "
-                        f"found in the directory '{tenant_id}'. This can happen if the application has not been "
-                        "installed by the administrator of the tenant or consented to by any user in the tenant. "
-                        "You may have sent your authentication request to the wrong tenant.")
+        raise aad_error(
+            "unauthorized_client",
+            700016,
+            f"Application with identifier '{client_id}' was not "
+            f"found in the directory '{tenant_id}'. This can happen if the application has not been "
+            "installed by the administrator of the tenant or consented to by any user in the tenant. "
+            "You may have sent your authentication request to the wrong tenant.",
+        )
     secret = form.get("client_secret") or basic_secret
     if secret:
         if not authority.credentials.secret_matches(principal.name, secret):
-            raise aad_error("invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being "
-                            "sent in the request is the client secret value, not the client secret ID, for a "
-                            f"secret added to app '{client_id}'.")
+            raise aad_error(
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being "
+                "sent in the request is the client secret value, not the client secret ID, for a "
+                f"secret added to app '{client_id}'.",
+            )
         return principal, client_id, "1"
     assertion = form.get("client_assertion", "")
     if assertion and form.get("client_assertion_type") == ASSERTION_TYPE:
         _check_assertion(authority, principal, client_id, assertion, tenant_id)
         return principal, client_id, "2"
-    raise aad_error("invalid_client", 7000218, "The request body must contain the following parameter: "
-                    "'client_assertion' or 'client_secret'.")
+    raise aad_error(
+        "invalid_client",
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+    )
 
 
 def _basic(authorization: str) -> tuple[str, str]:
@@ -62,8 +74,9 @@ def _basic(authorization: str) -> tuple[str, str]:
     return unquote(client_id), unquote(secret)
 
 
-def _check_assertion(authority: Authority, principal: Principal, client_id: str, assertion: str,
-                     tenant_id: str) -> None:
+def _check_assertion(
+    authority: Authority, principal: Principal, client_id: str, assertion: str, tenant_id: str
+) -> None:
     try:
         claims = jwt.decode(assertion, options={"verify_signature": False})
         header = jwt.get_unverified_header(assertion)
@@ -75,38 +88,67 @@ def _check_assertion(authority: Authority, principal: Principal, client_id: str,
         _federated_assertion(authority, principal, assertion, claims)
 
 
-def _certificate_assertion(authority: Authority, principal: Principal, assertion: str, header: dict[str, Any],
-                           claims: dict[str, Any], tenant_id: str) -> None:
-    """Signed with the app's registered certificate (named by `x5t` or `x5t#S256`), for this token endpoint."""
+def _certificate_assertion(
+    authority: Authority,
+    principal: Principal,
+    assertion: str,
+    header: dict[str, Any],
+    claims: dict[str, Any],
+    tenant_id: str,
+) -> None:
+    """Signed with the app's registered certificate (named by `x5t` or `x5t#S256`), for this endpoint."""
     pair = authority.credentials.certificate(principal.name)
     # MSAL writes x5t in padded standard base64, the JOSE spec in base64url: compare the digests
-    thumbprint = (header.get("x5t") or header.get("x5t#S256") or "").rstrip("=").replace("+", "-").replace("/", "_")
+    thumbprint = (
+        (header.get("x5t") or header.get("x5t#S256") or "").rstrip("=").replace("+", "-").replace("/", "_")
+    )
     if pair is None or thumbprint not in (pair.thumbprint_sha1, pair.thumbprint_sha256):
-        raise aad_error("invalid_client", 700027, "The certificate with identifier used to sign the client "
-                        f"assertion is not registered on application. Thumbprint of key used by client: "
-                        f"'{thumbprint}'.")
+        raise aad_error(
+            "invalid_client",
+            700027,
+            "The certificate with identifier used to sign the client "
+            f"assertion is not registered on application. Thumbprint of key used by client: "
+            f"'{thumbprint}'.",
+        )
     audiences = [authority.token_endpoint(tenant_id, 2), authority.token_endpoint(tenant_id, 1)]
-    _verified(lambda: pair.verify(assertion, ("RS256", "PS256"), audience=audiences, leeway=LEEWAY_SECONDS,
-                                  options={"require": ["exp", "aud", "sub"]}))
+    _verified(
+        lambda: pair.verify(
+            assertion,
+            ("RS256", "PS256"),
+            audience=audiences,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "aud", "sub"]},
+        )
+    )
     if claims.get("sub") != claims.get("iss"):
-        raise aad_error("invalid_client", 50027, "JWT token is invalid or malformed: its subject is not the "
-                        "client id.")
+        raise aad_error(
+            "invalid_client", 50027, "JWT token is invalid or malformed: its subject is not the client id."
+        )
 
 
-def _federated_assertion(authority: Authority, principal: Principal, assertion: str,
-                         claims: dict[str, Any]) -> None:
+def _federated_assertion(
+    authority: Authority, principal: Principal, assertion: str, claims: dict[str, Any]
+) -> None:
     """A federated identity credential of the app matches the assertion's issuer, subject and audience."""
     credentials = authority.credentials
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
-    matches = (claims.get("iss") == credentials.workload_issuer
-               and claims.get("sub") == federated_subject(principal.name) and FEDERATED_AUDIENCE in audiences)
+    matches = (
+        claims.get("iss") == credentials.workload_issuer
+        and claims.get("sub") == federated_subject(principal.name)
+        and FEDERATED_AUDIENCE in audiences
+    )
     if principal.kind != "ServicePrincipal" or not matches:
-        raise aad_error("invalid_request", 70021, "No matching federated identity record found for presented "
-                        f"assertion. Assertion Issuer: '{claims.get('iss')}'. Assertion Subject: "
-                        f"'{claims.get('sub')}'. Assertion Audience: '{audience}'.")
-    _verified(lambda: credentials.workload_key.verify(assertion, audience=FEDERATED_AUDIENCE,
-                                                      leeway=LEEWAY_SECONDS))
+        raise aad_error(
+            "invalid_request",
+            70021,
+            "No matching federated identity record found for presented "
+            f"assertion. Assertion Issuer: '{claims.get('iss')}'. Assertion Subject: "
+            f"'{claims.get('sub')}'. Assertion Audience: '{audience}'.",
+        )
+    _verified(
+        lambda: credentials.workload_key.verify(assertion, audience=FEDERATED_AUDIENCE, leeway=LEEWAY_SECONDS)
+    )
 
 
 def _verified(check: Callable[[], object]) -> None:
@@ -114,10 +156,14 @@ def _verified(check: Callable[[], object]) -> None:
     try:
         check()
     except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError):
-        raise aad_error("invalid_client", 700024, "Client assertion is not within its valid time "
-                        "range.") from None
+        raise aad_error(
+            "invalid_client", 700024, "Client assertion is not within its valid time range."
+        ) from None
     except jwt.InvalidAudienceError:
-        raise aad_error("invalid_client", 50027, "JWT token is invalid or malformed: the audience is not "
-                        "this token endpoint.") from None
+        raise aad_error(
+            "invalid_client",
+            50027,
+            "JWT token is invalid or malformed: the audience is not this token endpoint.",
+        ) from None
     except jwt.InvalidTokenError:
         raise aad_error("invalid_client", 700027, "Client assertion failed signature validation.") from None

@@ -67,8 +67,12 @@ class TenantCredentials:
                 self._person(principal, held)
             else:
                 self._service(principal, held)
-        write_private(self.path, json.dumps(
-            {**header, "principals": {name: asdict(c) for name, c in self._by_name.items()}}, indent=1))
+        write_private(
+            self.path,
+            json.dumps(
+                {**header, "principals": {name: asdict(c) for name, c in self._by_name.items()}}, indent=1
+            ),
+        )
 
     def _person(self, principal: Principal, held: PrincipalCredentials) -> None:
         held.upn = principal.upn
@@ -91,11 +95,26 @@ class TenantCredentials:
     def federated_token(self, name: str, lifetime: int = FEDERATED_TOKEN_SECONDS) -> str:
         """A token of the workload issuer for `name`'s service account, as a cluster projects it."""
         now = int(time.time())
-        return self.workload_key.sign({"iss": self.workload_issuer, "sub": federated_subject(name),
-                                       "aud": [FEDERATED_AUDIENCE], "iat": now, "nbf": now, "exp": now + lifetime})
+        return self.workload_key.sign(
+            {
+                "iss": self.workload_issuer,
+                "sub": federated_subject(name),
+                "aud": [FEDERATED_AUDIENCE],
+                "iat": now,
+                "nbf": now,
+                "exp": now + lifetime,
+            }
+        )
 
     def of(self, name: str) -> PrincipalCredentials:
         return self._by_name[name]
+
+    def managed_identity_header(self, name: str) -> str:
+        """The identity header of a Microsoft service's own identity (an enterprise policy's): its host is the
+        service itself, so the header is made when first asked for and kept in memory only."""
+        held = self._by_name.setdefault(name, PrincipalCredentials())
+        held.identity_header = held.identity_header or secrets.token_urlsafe(24)
+        return held.identity_header
 
     def certificate(self, name: str) -> KeyPair | None:
         return self._certificates.get(name)
@@ -110,5 +129,11 @@ class TenantCredentials:
 
     def by_identity_header(self, offered: str) -> str | None:
         """The persona whose managed-identity header this is."""
-        return next((name for name, held in self._by_name.items()
-                     if held.identity_header and digest_equal(held.identity_header, offered)), None)
+        return next(
+            (
+                name
+                for name, held in self._by_name.items()
+                if held.identity_header and digest_equal(held.identity_header, offered)
+            ),
+            None,
+        )

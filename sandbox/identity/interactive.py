@@ -20,21 +20,30 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 
 
 def device_authorization(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
-    """`POST /{tenant}/oauth2/v2.0/devicecode`: a device code for a public client and the code a person types."""
+    """`POST /{tenant}/oauth2/v2.0/devicecode`: a device code for a public client, and the code a person
+    types at the verification page."""
     authority = authority_of(req)
     tenant_id = authority.tenant(req.world, match["tenant"])
     form = form_of(req)
     public_client(req, form.get("client_id", ""), tenant_id)
     lifetime = req.world.settings.device_code_seconds
-    device_code, flow = authority.sign_ins.start_device_flow(form["client_id"], form.get("scope", "").split(),
-                                                             lifetime)
+    device_code, flow = authority.sign_ins.start_device_flow(
+        form["client_id"], form.get("scope", "").split(), lifetime
+    )
     uri = f"{authority.origin}{VERIFICATION_PATH}"
-    return SandboxResponse(200, {
-        "user_code": flow.user_code, "device_code": device_code, "verification_uri": uri,
-        "expires_in": int(lifetime), "interval": POLL_INTERVAL_SECONDS,
-        "message": f"To sign in, use a web browser to open the page {uri} and enter the code {flow.user_code} "
-                   "to authenticate.",
-    })
+    return SandboxResponse(
+        200,
+        {
+            "user_code": flow.user_code,
+            "device_code": device_code,
+            "verification_uri": uri,
+            "expires_in": int(lifetime),
+            "interval": POLL_INTERVAL_SECONDS,
+            "message": f"To sign in, use a web browser to open the page {uri} and enter the code "
+            f"{flow.user_code} "
+            "to authenticate.",
+        },
+    )
 
 
 def verification_page(req: SandboxRequest, _: re.Match[str]) -> SandboxResponse:
@@ -46,7 +55,9 @@ def enter_code(req: SandboxRequest, _: re.Match[str]) -> SandboxResponse:
     flow = authority_of(req).sign_ins.device_flow_by_user_code(code)
     if flow is None:
         return pages.enter_code(VERIFICATION_PATH, "That code didn't work. Check the code and try again.")
-    return pages.sign_in(f"{VERIFICATION_PATH}/signin", _app_name(req, flow.client_id), {"otc": flow.user_code})
+    return pages.sign_in(
+        f"{VERIFICATION_PATH}/signin", _app_name(req, flow.client_id), {"otc": flow.user_code}
+    )
 
 
 def device_sign_in(req: SandboxRequest, _: re.Match[str]) -> SandboxResponse:
@@ -56,31 +67,49 @@ def device_sign_in(req: SandboxRequest, _: re.Match[str]) -> SandboxResponse:
         return pages.enter_code(VERIFICATION_PATH, "That code has expired. Start again on your device.")
     person = signed_in_person(req, form.get("login", ""), form.get("passwd", ""))
     if not isinstance(person, Principal):
-        return pages.sign_in(f"{VERIFICATION_PATH}/signin", _app_name(req, flow.client_id),
-                             {"otc": flow.user_code}, error=person)
+        return pages.sign_in(
+            f"{VERIFICATION_PATH}/signin",
+            _app_name(req, flow.client_id),
+            {"otc": flow.user_code},
+            error=person,
+        )
     flow.signed_in = person.object_id
     return pages.signed_in(_app_name(req, flow.client_id))
 
 
 def authorize(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
-    """`GET /{tenant}/oauth2/v2.0/authorize`: the sign-in page for a valid request, else Entra's error page."""
+    """`GET /{tenant}/oauth2/v2.0/authorize`: the sign-in page for a valid request, else the error page."""
     authority = authority_of(req)
     tenant_id = authority.tenant(req.world, match["tenant"])
     query = req.query
     application = req.world.identities.application(query.get("client_id", ""))
     redirect_uri = query.get("redirect_uri", "")
     if application is None:
-        return pages.refused(f"AADSTS700016: Application with identifier '{query.get('client_id')}' was not "
-                             f"found in the directory '{tenant_id}'.")
+        return pages.refused(
+            f"AADSTS700016: Application with identifier '{query.get('client_id')}' was not "
+            f"found in the directory '{tenant_id}'."
+        )
     if not _registered(application.redirect_uris, redirect_uri):
-        return pages.refused(f"AADSTS50011: The redirect URI '{redirect_uri}' specified in the request does not "
-                             f"match the redirect URIs configured for the application '{application.app_id}'.")
+        return pages.refused(
+            f"AADSTS50011: The redirect URI '{redirect_uri}' specified in the request does not "
+            f"match the redirect URIs configured for the application '{application.app_id}'."
+        )
     if query.get("response_type") != "code":
-        return pages.refused("AADSTS900144: The request body must contain the following parameter: "
-                             "'response_type' with the value 'code'.")
-    request_id = authority.sign_ins.start_authorization(Authorization(
-        application.app_id, redirect_uri, query.get("scope", "").split(), query.get("state"), query.get("nonce"),
-        query.get("code_challenge"), query.get("response_mode", "query")))
+        return pages.refused(
+            "AADSTS900144: The request body must contain the following parameter: "
+            "'response_type' with the value 'code'."
+        )
+    request_id = authority.sign_ins.start_authorization(
+        Authorization(
+            application.app_id,
+            redirect_uri,
+            query.get("scope", "").split(),
+            query.get("state"),
+            query.get("nonce"),
+            query.get("code_challenge"),
+            query.get("response_mode", "query"),
+        )
+    )
     return pages.sign_in(f"/{match['tenant']}/login", application.display_name, {"request": request_id})
 
 
@@ -93,8 +122,12 @@ def sign_in(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
         raise aad_error("invalid_request", 900561, "The sign-in request is unknown or was already used.")
     person = signed_in_person(req, form.get("login", ""), form.get("passwd", ""))
     if not isinstance(person, Principal):
-        return pages.sign_in(f"/{match['tenant']}/login", _app_name(req, authorization.client_id),
-                             {"request": form["request"]}, error=person)
+        return pages.sign_in(
+            f"/{match['tenant']}/login",
+            _app_name(req, authorization.client_id),
+            {"request": form["request"]},
+            error=person,
+        )
     code = authority.sign_ins.issue_code(form["request"], person.object_id)
     answer = {"code": code, **({"state": authorization.state} if authorization.state else {})}
     if authorization.response_mode == "form_post":
@@ -108,8 +141,11 @@ def _registered(redirect_uris: list[str], asked: str) -> bool:
     for uri in redirect_uris:
         registered = urlsplit(uri)
         loopback = registered.scheme == wanted.scheme == "http" and registered.hostname in LOOPBACK_HOSTS
-        if asked == uri or (loopback and wanted.hostname == registered.hostname
-                            and wanted.path.rstrip("/") == registered.path.rstrip("/")):
+        if asked == uri or (
+            loopback
+            and wanted.hostname == registered.hostname
+            and wanted.path.rstrip("/") == registered.path.rstrip("/")
+        ):
             return True
     return False
 

@@ -59,14 +59,15 @@ class KeyPair:
         return pair
 
     def pem(self) -> str:
-        key = self.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption())
+        key = self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         return (key + self.certificate.public_bytes(serialization.Encoding.PEM)).decode()
 
     @property
     def thumbprint_sha1(self) -> str:
         """`x5t`: base64url of the certificate's SHA-1 digest (what MSAL sends with a thumbprint)."""
-        return b64url(self.certificate.fingerprint(hashes.SHA1()))  # noqa: S303  # Entra's x5t is SHA-1
+        return b64url(self.certificate.fingerprint(hashes.SHA1()))  # Entra's x5t is SHA-1
 
     @property
     def thumbprint_sha256(self) -> str:
@@ -78,32 +79,46 @@ class KeyPair:
         numbers = self.private_key.public_key().public_numbers()
         der = self.certificate.public_bytes(serialization.Encoding.DER)
         return {
-            "kty": "RSA", "use": "sig", "kid": self.thumbprint_sha1, "x5t": self.thumbprint_sha1,
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.thumbprint_sha1,
+            "x5t": self.thumbprint_sha1,
             "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
             "e": b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
-            "x5c": [base64.b64encode(der).decode()], "issuer": issuer,
+            "x5c": [base64.b64encode(der).decode()],
+            "issuer": issuer,
         }
 
     def sign(self, claims: dict[str, Any], **header: str) -> str:
-        return jwt.encode(claims, self.private_key, algorithm="RS256",
-                          headers={"typ": "JWT", "kid": self.thumbprint_sha1, **header})
+        return jwt.encode(
+            claims,
+            self.private_key,
+            algorithm="RS256",
+            headers={"typ": "JWT", "kid": self.thumbprint_sha1, **header},
+        )
 
     def verify(self, token: str, algorithms: tuple[str, ...] = ("RS256",), **options: Any) -> dict[str, Any]:
         """The claims of `token` if this key signed it with one of `algorithms` (never `none`); raises
         jwt.InvalidTokenError. `options` go to jwt.decode (audience, issuer, which claims to check)."""
-        claims: dict[str, Any] = jwt.decode(token, self.private_key.public_key(), algorithms=list(algorithms),
-                                            **options)
+        claims: dict[str, Any] = jwt.decode(
+            token, self.private_key.public_key(), algorithms=list(algorithms), **options
+        )
         return claims
 
 
 def _self_signed(key: rsa.RSAPrivateKey, subject: str) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = datetime.datetime.now(datetime.UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365 * CERTIFICATE_YEARS))
-            .sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365 * CERTIFICATE_YEARS))
+        .sign(key, hashes.SHA256())
+    )
 
 
 def digest_equal(secret: str, offered: str) -> bool:

@@ -1,6 +1,6 @@
-"""The pages a person sees at the sandbox authority: enter a device code, sign in, the result. Form fields keep
-Entra's element ids (`otc` for the code, `i0116` username, `i0118` password, `idSIButton9` the button), so a
-browser test reads like one written against the real pages."""
+"""The pages a person sees at the sandbox authority: enter a device code, sign in, the result. Form fields
+keep Entra's element ids (`otc` for the code, `i0116` username, `i0118` password, `idSIButton9` the
+button), so a browser test reads like one written against the real pages."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ from html import escape
 
 from sandbox.http import SandboxResponse
 
-_STYLE = ("body{font-family:Segoe UI,Helvetica,Arial,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}"
-          "input{display:block;width:100%;margin:.5rem 0 1rem;padding:.4rem}"
-          "button{padding:.4rem 1.5rem}.error{color:#a80000}")
+_STYLE = (
+    "body{font-family:Segoe UI,Helvetica,Arial,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}"
+    "input{display:block;width:100%;margin:.5rem 0 1rem;padding:.4rem}"
+    "button{padding:.4rem 1.5rem}.error{color:#a80000}"
+)
 
 
 def _html(title: str, body: str, status: int = 200) -> SandboxResponse:
-    document = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
-                f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>")
+    document = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
     return SandboxResponse.page(status, document)
 
 
@@ -28,25 +32,36 @@ def _hidden(fields: dict[str, str]) -> str:
 
 
 def enter_code(action: str, error: str | None = None) -> SandboxResponse:
-    return _html("Enter code", f"{_error(error)}<form method='post' action='{escape(action)}'>"
-                 "<label for='otc'>Enter the code displayed on your app or device.</label>"
-                 "<input id='otc' name='otc' autocomplete='off' required>"
-                 "<button id='idSIButton9' type='submit'>Next</button></form>")
+    return _html(
+        "Enter code",
+        f"{_error(error)}<form method='post' action='{escape(action)}'>"
+        "<label for='otc'>Enter the code displayed on your app or device.</label>"
+        "<input id='otc' name='otc' autocomplete='off' required>"
+        "<button id='idSIButton9' type='submit'>Next</button></form>",
+    )
 
 
-def sign_in(action: str, application: str, hidden: dict[str, str], error: str | None = None) -> SandboxResponse:
-    return _html("Sign in", f"<p>to continue to {escape(application)}</p>{_error(error)}"
-                 f"<form method='post' action='{escape(action)}'>{_hidden(hidden)}"
-                 "<label for='i0116'>Email, phone, or Skype</label>"
-                 "<input id='i0116' name='login' type='email' autocomplete='username' required>"
-                 "<label for='i0118'>Password</label>"
-                 "<input id='i0118' name='passwd' type='password' autocomplete='current-password' required>"
-                 "<button id='idSIButton9' type='submit'>Sign in</button></form>")
+def sign_in(
+    action: str, application: str, hidden: dict[str, str], error: str | None = None
+) -> SandboxResponse:
+    return _html(
+        "Sign in",
+        f"<p>to continue to {escape(application)}</p>{_error(error)}"
+        f"<form method='post' action='{escape(action)}'>{_hidden(hidden)}"
+        "<label for='i0116'>Email, phone, or Skype</label>"
+        "<input id='i0116' name='login' type='email' autocomplete='username' required>"
+        "<label for='i0118'>Password</label>"
+        "<input id='i0118' name='passwd' type='password' autocomplete='current-password' required>"
+        "<button id='idSIButton9' type='submit'>Sign in</button></form>",
+    )
 
 
 def signed_in(application: str) -> SandboxResponse:
-    return _html("You're signed in", f"<p id='message'>You have signed in to the {escape(application)} "
-                 "application on your device. You may now close this window.</p>")
+    return _html(
+        "You're signed in",
+        f"<p id='message'>You have signed in to the {escape(application)} "
+        "application on your device. You may now close this window.</p>",
+    )
 
 
 def refused(message: str) -> SandboxResponse:
@@ -56,6 +71,9 @@ def refused(message: str) -> SandboxResponse:
 
 def form_post(redirect_uri: str, fields: dict[str, str]) -> SandboxResponse:
     """`response_mode=form_post`: the browser posts the code to the client's redirect URI."""
-    return _html("Working...", f"<form method='post' name='hiddenform' action='{escape(redirect_uri)}'>"
-                 f"{_hidden(fields)}<noscript><button type='submit'>Continue</button></noscript></form>"
-                 "<script>document.forms.hiddenform.submit()</script>")
+    return _html(
+        "Working...",
+        f"<form method='post' name='hiddenform' action='{escape(redirect_uri)}'>"
+        f"{_hidden(fields)}<noscript><button type='submit'>Continue</button></noscript></form>"
+        "<script>document.forms.hiddenform.submit()</script>",
+    )

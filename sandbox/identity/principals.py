@@ -81,7 +81,8 @@ class Identities:
     def application(self, app_id: str) -> Application | None:
         """An app registration of the tenant or a first-party client, by application id."""
         wanted = app_id.lower()
-        return next((a for a in (*self.applications, *FIRST_PARTY_CLIENTS) if a.app_id.lower() == wanted), None)
+        known = (*self.applications, *FIRST_PARTY_CLIENTS)
+        return next((a for a in known if a.app_id.lower() == wanted), None)
 
     def api(self, identifier_uri: str) -> Application | None:
         """The tenant's own API whose identifier URI (or app id) a scope names."""

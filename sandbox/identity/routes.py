@@ -18,7 +18,8 @@ TENANT = interactive.TENANT
 
 
 def discovery_v2(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
-    """What MSAL reads to find a tenant's endpoints (its `token_endpoint` names the tenant it caches under)."""
+    """What MSAL reads to find a tenant's endpoints (its `token_endpoint` names the tenant it caches
+    under)."""
     authority = authority_of(req)
     tenant_id = authority.tenant(req.world, match["tenant"])
     return SandboxResponse(200, _discovery(authority, tenant_id, 2))
@@ -39,14 +40,32 @@ def _discovery(authority: Authority, tenant_id: str, version: int) -> dict[str, 
         "device_authorization_endpoint": f"{base}/oauth2{flavour}/devicecode",
         "end_session_endpoint": f"{base}/oauth2{flavour}/logout",
         "jwks_uri": f"{base}/discovery{flavour}/keys",
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
         "response_modes_supported": ["query", "fragment", "form_post"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "name", "tid", "ver", "oid",
-                             "preferred_username", "upn", "email"],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "name",
+            "tid",
+            "ver",
+            "oid",
+            "preferred_username",
+            "upn",
+            "email",
+        ],
         "tenant_region_scope": "EU",
         "cloud_instance_name": "sandbox",
         "msgraph_host": f"{authority.origin.removeprefix('https://')}/v1.0",
@@ -64,31 +83,48 @@ def keys_v1(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
 
 
 def managed_identity(req: SandboxRequest, _: re.Match[str]) -> SandboxResponse:
-    """`GET {IDENTITY_ENDPOINT}?resource=...` with the host's secret `X-IDENTITY-HEADER` (App Service): a token
-    for the identity of the host that header belongs to."""
+    """`GET {IDENTITY_ENDPOINT}?resource=...` with the host's secret `X-IDENTITY-HEADER` (App Service): a
+    token for the identity of the host that header belongs to."""
     authority = authority_of(req)
     name = authority.credentials.by_identity_header(req.headers.get("x-identity-header", ""))
     principal = req.world.identities.find(name) if name else None
     if principal is None:
-        raise SandboxHttpError(SandboxResponse(401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER is "
-                                                     "missing or not this host's."}))
+        raise SandboxHttpError(
+            SandboxResponse(
+                401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER is missing or not this host's."}
+            )
+        )
     asked = req.query.get("client_id") or req.query.get("principal_id") or req.query.get("object_id")
     if asked and asked.lower() not in ((principal.app_id or "").lower(), principal.object_id.lower()):
-        raise SandboxHttpError(SandboxResponse(400, {"statusCode": 400, "message": "No User Assigned or "
-                                                     "Delegated Managed Identity found for specified ClientId/"
-                                                     "ResourceId/PrincipalId."}))
+        raise SandboxHttpError(
+            SandboxResponse(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": "No User Assigned or "
+                    "Delegated Managed Identity found for specified ClientId/"
+                    "ResourceId/PrincipalId.",
+                },
+            )
+        )
     resource_uri = req.query.get("resource", "")
     try:
         resource = resource_for([f"{resource_uri}/.default"] if resource_uri else [], req.world.identities)
     except UnknownResource:
-        raise SandboxHttpError(arm_error(400, "invalid_resource", f"resource: no API answers to "
-                                         f"{resource_uri!r}")) from None
+        raise SandboxHttpError(
+            arm_error(400, "invalid_resource", f"resource: no API answers to {resource_uri!r}")
+        ) from None
     grant = Grant(principal, principal.app_id or principal.object_id, "2", delegated=False)
-    return SandboxResponse(200, {
-        "access_token": authority.access_token(req.world, grant, resource),
-        "expires_on": str(int(time.time()) + ACCESS_TOKEN_SECONDS), "resource": resource_uri, "token_type": "Bearer",
-        "client_id": grant.client_id,
-    })
+    return SandboxResponse(
+        200,
+        {
+            "access_token": authority.access_token(req.world, grant, resource),
+            "expires_on": str(int(time.time()) + ACCESS_TOKEN_SECONDS),
+            "resource": resource_uri,
+            "token_type": "Bearer",
+            "client_id": grant.client_id,
+        },
+    )
 
 
 ROUTES = [

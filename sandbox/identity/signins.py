@@ -71,8 +71,14 @@ class SignIns:
     def device_flow_by_user_code(self, user_code: str) -> DeviceFlow | None:
         wanted = user_code.strip().upper()
         with self._guard:
-            return next((f for f in self._devices.values()
-                         if f.user_code == wanted and not f.redeemed and f.expires_at > time.time()), None)
+            return next(
+                (
+                    f
+                    for f in self._devices.values()
+                    if f.user_code == wanted and not f.redeemed and f.expires_at > time.time()
+                ),
+                None,
+            )
 
     def start_authorization(self, authorization: Authorization) -> str:
         request_id = secrets.token_urlsafe(24)

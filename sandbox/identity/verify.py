@@ -27,15 +27,21 @@ _MESSAGES: dict[str, dict[Reason, tuple[str, str]]] = {
     "arm": {
         "missing": ("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."),
         "invalid": ("InvalidAuthenticationToken", "The access token is invalid."),
-        "expired": ("ExpiredAuthenticationToken",
-                    "The access token expiry UTC time '{exp}' is earlier than current UTC time '{now}'."),
-        "audience": ("InvalidAuthenticationTokenAudience",
-                     "The access token has been obtained for wrong audience or resource '{found}'. It should "
-                     "exactly match with one of the allowed audiences '{expected}/','{expected}'."),
-        "issuer": ("InvalidAuthenticationTokenTenant",
-                   "The access token is from the wrong issuer '{found}'. It must match the tenant '{issuer}' "
-                   "associated with this subscription. Please use the authority (URL) '{authority}' to get the "
-                   "token."),
+        "expired": (
+            "ExpiredAuthenticationToken",
+            "The access token expiry UTC time '{exp}' is earlier than current UTC time '{now}'.",
+        ),
+        "audience": (
+            "InvalidAuthenticationTokenAudience",
+            "The access token has been obtained for wrong audience or resource '{found}'. It should "
+            "exactly match with one of the allowed audiences '{expected}/','{expected}'.",
+        ),
+        "issuer": (
+            "InvalidAuthenticationTokenTenant",
+            "The access token is from the wrong issuer '{found}'. It must match the tenant '{issuer}' "
+            "associated with this subscription. Please use the authority (URL) '{authority}' to get the "
+            "token.",
+        ),
     },
     "keyvault": {
         "missing": ("Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."),
@@ -56,13 +62,17 @@ _OTHER: dict[Reason, tuple[str, str]] = {
     "missing": ("MissingAuthenticationToken", "The request has no bearer token."),
     "invalid": ("InvalidAuthenticationToken", "The access token is invalid."),
     "expired": ("ExpiredAuthenticationToken", "The access token expired at '{exp}' (now '{now}')."),
-    "audience": ("InvalidAuthenticationTokenAudience", "The access token is for '{found}', not '{expected}'."),
+    "audience": (
+        "InvalidAuthenticationTokenAudience",
+        "The access token is for '{found}', not '{expected}'.",
+    ),
     "issuer": ("InvalidAuthenticationTokenTenant", "The access token is from the wrong issuer '{found}'."),
 }
 
 
-def authenticate(authority: Authority, world: World, headers: dict[str, str], plane: Plane,
-                 audience: str) -> tuple[Principal | None, SandboxResponse | None]:
+def authenticate(
+    authority: Authority, world: World, headers: dict[str, str], plane: Plane, audience: str
+) -> tuple[Principal | None, SandboxResponse | None]:
     """The caller a valid token names, or the service's 401 (Key Vault: its challenge, the body unread)."""
     authorization = headers.get("authorization", "")
     token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
@@ -75,30 +85,42 @@ def authenticate(authority: Authority, world: World, headers: dict[str, str], pl
     return None, _refusal(authority, world.tenant_id, plane, audience, reason, found)
 
 
-def _judge(authority: Authority, world: World, token: str, audience: str) -> tuple[Reason | None, dict[str, Any]]:
+def _judge(
+    authority: Authority, world: World, token: str, audience: str
+) -> tuple[Reason | None, dict[str, Any]]:
     try:
         claims = authority.signed_claims(token)
     except jwt.InvalidTokenError:
         return "invalid", {}
     tenant_id = world.tenant_id
-    if claims.get("tid") != tenant_id or claims.get("iss") not in (authority.issuer(tenant_id, 1),
-                                                                   authority.issuer(tenant_id, 2)):
+    if claims.get("tid") != tenant_id or claims.get("iss") not in (
+        authority.issuer(tenant_id, 1),
+        authority.issuer(tenant_id, 2),
+    ):
         return "issuer", {"found": claims.get("iss")}
     now = time.time()
-    if not isinstance(claims.get("exp"), int) or claims["exp"] + CLOCK_SKEW_SECONDS < now or (
-            int(claims.get("nbf", 0)) - CLOCK_SKEW_SECONDS > now):
+    if (
+        not isinstance(claims.get("exp"), int)
+        or claims["exp"] + CLOCK_SKEW_SECONDS < now
+        or (int(claims.get("nbf", 0)) - CLOCK_SKEW_SECONDS > now)
+    ):
         return "expired", {"exp": _utc(claims.get("exp")), "now": _utc(now)}
     if str(claims.get("aud", "")).rstrip("/") != audience:
         return "audience", {"found": claims.get("aud")}
     return None, claims
 
 
-def _refusal(authority: Authority, tenant_id: str, plane: Plane, audience: str, reason: Reason,
-             found: dict[str, Any]) -> SandboxResponse:
+def _refusal(
+    authority: Authority, tenant_id: str, plane: Plane, audience: str, reason: Reason, found: dict[str, Any]
+) -> SandboxResponse:
     authority_url = f"{authority.origin}/{tenant_id}"
     code, template = _MESSAGES.get(plane, _OTHER)[reason]
-    message = template.format(expected=audience, authority=authority_url, issuer=authority.issuer(tenant_id, 1),
-                              **{"found": "", "exp": "", "now": "", **found})
+    message = template.format(
+        expected=audience,
+        authority=authority_url,
+        issuer=authority.issuer(tenant_id, 1),
+        **{"found": "", "exp": "", "now": "", **found},
+    )
     response = ERROR_BUILDERS[plane](401, code, message)
     response.headers["WWW-Authenticate"] = challenge(authority_url, plane, audience, message)
     return response
@@ -110,9 +132,12 @@ def challenge(authority_url: str, plane: Plane, audience: str, message: str) -> 
     if plane == "keyvault":
         return f'Bearer authorization="{authority_url}", resource="{audience}"'
     if plane == "graph":
-        return f'Bearer realm="", authorization_uri="{authority_url}/oauth2/authorize", client_id="{GRAPH_APP_ID}"'
+        authorize = f"{authority_url}/oauth2/authorize"
+        return f'Bearer realm="", authorization_uri="{authorize}", client_id="{GRAPH_APP_ID}"'
     described = message.replace('"', "'")
-    return f'Bearer authorization_uri="{authority_url}", error="invalid_token", error_description="{described}"'
+    return (
+        f'Bearer authorization_uri="{authority_url}", error="invalid_token", error_description="{described}"'
+    )
 
 
 def _utc(epoch: object) -> str:

@@ -96,18 +96,19 @@ def test_no_token_in_logs(factory: ClientFactory, cloud: Any, caplog: pytest.Log
     assert "ppcmk.http" in {r.name for r in caplog.records}
 
 
-def test_sandbox_credential_caches_tokens(factory: ClientFactory, cloud: Any) -> None:
+def test_the_credential_is_azure_identitys_and_caches_tokens(factory: ClientFactory, cloud: Any) -> None:
+    assert type(factory.credential).__name__ == "ClientSecretCredential"
     scope = factory.settings.endpoints.bap_scope
     first = factory.credential.get_token(scope)
     assert factory.credential.get_token(scope).token == first.token
-    assert cloud.log.count(path=r"/oauth2/token") <= 1
+    assert cloud.log.count("POST", path=r"/oauth2/v2\.0/token$") == 1
 
 
 def test_managed_identity_mode_uses_azure_identity(cloud: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # azure-identity's ManagedIdentityCredential, unmodified, against the sandbox's App Service endpoint.
     monkeypatch.setenv("IDENTITY_ENDPOINT", cloud.endpoints.identity)
-    monkeypatch.setenv("IDENTITY_HEADER", "pp-admin")
+    monkeypatch.setenv("IDENTITY_HEADER", cloud.authority.credentials.of("runbook").identity_header)
     factory = ClientFactory(connection(cloud, credential_mode="managed_identity"))
     assert type(factory.credential).__name__ == "ManagedIdentityCredential"
     assert factory.pp_admin().list_environments()
-    assert cloud.log.count(path=r"/scopes/admin/environments", caller="pp-admin", status=200) == 1
+    assert cloud.log.count(path=r"/scopes/admin/environments", caller="runbook", status=200) == 1

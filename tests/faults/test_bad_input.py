@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import BlockDocumentUpdate
 
 from blocks import CmkConnection, CmkTarget
+from cli.sandbox_blocks import service_credential
 from flows.change_policy import change_policy
 from flows.cleanup import cleanup
 from flows.lock import lock
@@ -25,6 +27,7 @@ from flows.rotate import rotate
 from flows.unlock import unlock
 from ppcmk import arm_ids
 from ppcmk.fleet.selection import FleetSelector
+from sandbox.identity.credentials import CREDENTIALS_FILE
 from tests.support import scenario
 from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER, UNKNOWN_ENVIRONMENT
 
@@ -92,9 +95,11 @@ def _migrate(**overrides: Any) -> Callable[[dict[str, str]], Any]:
 
 def _onboard_reading_with_an_outsider(blocks: dict[str, str]) -> Any:
     admin = CmkConnection.load(blocks["pp-admin"])
+    assert admin.ca_bundle is not None
+    outsider = service_credential(Path(admin.ca_bundle).with_name(CREDENTIALS_FILE), "outsider")
     CmkConnection(cloud="sandbox", tenant_id=admin.tenant_id, subscription_id=admin.subscription_id,
-                  sandbox_url=admin.sandbox_url, sandbox_principal="outsider", ca_bundle=admin.ca_bundle,
-                  time_mode="virtual").save("catalogue-outsider", overwrite=True)
+                  sandbox_url=admin.sandbox_url, ca_bundle=admin.ca_bundle, time_mode="virtual",
+                  **outsider).save("catalogue-outsider", overwrite=True)
     return _onboard(pp_connection="catalogue-outsider")(blocks)
 
 

@@ -1,5 +1,6 @@
 """The sandbox's Entra-shaped authority, driven by the unmodified azure-identity credentials and MSAL: every
-way a principal proves itself, the tokens' claims, and Entra's refusals (AADSTS codes) when the proof is wrong."""
+way a principal proves itself, the tokens' claims, and Entra's refusals (AADSTS codes) when the proof is
+wrong."""
 
 from __future__ import annotations
 
@@ -108,8 +109,8 @@ def test_workload_identity_federation_with_the_projected_token_file(cloud: Sandb
 
 
 def test_a_federated_token_of_another_service_account_matches_no_federated_credential(cloud: Sandbox) -> None:
-    grant = {"grant_type": "client_credentials", "client_id": held(cloud, "runbook")["client_id"], "scope": ARM,
-             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+    grant = {"grant_type": "client_credentials", "client_id": held(cloud, "runbook")["client_id"],
+             "scope": ARM, "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
     someone_else = cloud.authority.credentials.federated_token("pp-admin")
     stale = cloud.authority.credentials.federated_token("runbook", lifetime=-3600)
     with httpx.Client(verify=cloud.endpoints.ca) as client:

@@ -29,10 +29,9 @@ from ppcmk import arm_ids
 from ppcmk.fleet.selection import FleetSelector
 from sandbox.identity.credentials import CREDENTIALS_FILE
 from tests.support import scenario
+from tests.support.sandbox import changes_the_cloud
 from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER, UNKNOWN_ENVIRONMENT
 
-READS = ("GET", "HEAD")
-NOT_CLOUD = ("/_sandbox", "/oauth2/token", "/metadata/identity")
 TENANT = "11111111-2222-4333-8444-555555555555"
 SUB = "00000000-0000-0000-0000-000000000000"
 VAULT = arm_ids.vault_id(SUB, scenario.RESOURCE_GROUP, scenario.VAULT)
@@ -49,8 +48,7 @@ class Case:
 
 
 def writes(cloud: Any) -> list[str]:
-    return [f"{e.method} {e.path}" for e in cloud.log.entries
-            if e.method not in READS and not e.path.lower().startswith(NOT_CLOUD)]
+    return [f"{e.method} {e.path}" for e in cloud.log.entries if changes_the_cloud(e.method, e.path)]
 
 
 def _rotate(**overrides: Any) -> Callable[[dict[str, str]], Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sandbox.http import SandboxRequest, SandboxResponse
+from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse
 from sandbox.identity.authority import Authority
 from sandbox.identity.claims import Grant, Resource, UnknownResource, resource_for
 from sandbox.identity.client_auth import authenticate_client
@@ -19,6 +19,24 @@ from sandbox.identity.keys import b64url
 from sandbox.identity.principals import Application, Principal
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def already_redeemed() -> SandboxHttpError:
+    return aad_error(
+        "invalid_grant",
+        54005,
+        "OAuth2 Authorization code was already redeemed, please retry with "
+        "a new valid code or use an existing refresh token.",
+    )
+
+
+def expired_grant() -> SandboxHttpError:
+    return aad_error(
+        "invalid_grant",
+        70008,
+        "The provided authorization code or refresh token has expired due "
+        "to inactivity. Send a new interactive authorization request for this user and resource.",
+    )
 
 
 def form_of(req: SandboxRequest) -> dict[str, str]:
@@ -135,12 +153,7 @@ def _device_code(
             "invalid_grant", 70000, "The provided value for the input parameter 'device_code' is not valid."
         )
     if flow.redeemed:
-        raise aad_error(
-            "invalid_grant",
-            54005,
-            "OAuth2 Authorization code was already redeemed, please retry "
-            "with a new valid code or use an existing refresh token.",
-        )
+        raise already_redeemed()
     if flow.expires_at <= time.time():
         raise aad_error("expired_token", 70019, "Verification code expired.")
     if flow.signed_in is None:
@@ -166,20 +179,9 @@ def _authorization_code(
             "invalid_grant", 70000, "The provided value for the input parameter 'code' is not valid."
         )
     if authorization.redeemed:
-        raise aad_error(
-            "invalid_grant",
-            54005,
-            "OAuth2 Authorization code was already redeemed, please retry "
-            "with a new valid code or use an existing refresh token.",
-        )
+        raise already_redeemed()
     if authorization.expires_at <= time.time():
-        raise aad_error(
-            "invalid_grant",
-            70008,
-            "The provided authorization code or refresh token has expired "
-            "due to inactivity. Send a new interactive authorization request for this user and "
-            "resource.",
-        )
+        raise expired_grant()
     if form.get("redirect_uri") != authorization.redirect_uri:
         raise aad_error(
             "invalid_grant",
@@ -212,13 +214,7 @@ def _refresh_token(
 ) -> dict[str, Any]:
     grant = authority_of(req).sign_ins.refresh_grant(form.get("refresh_token", ""))
     if grant is None or grant.client_id != form.get("client_id"):
-        raise aad_error(
-            "invalid_grant",
-            70008,
-            "The provided authorization code or refresh token has expired "
-            "due to inactivity. Send a new interactive authorization request for this user and "
-            "resource.",
-        )
+        raise expired_grant()
     return person_tokens(req, grant.object_id, grant.client_id, scopes, tenant_id)
 
 

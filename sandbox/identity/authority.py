@@ -92,7 +92,7 @@ class Authority:
         return claims
 
     def access_token(self, world: World, grant: Grant, resource: Resource) -> str:
-        api = world.identities.api(resource.uri) if resource.version == 2 or resource.app_id else None
+        api = world.identities.api(resource.uri) if resource.app_id else None
         issuer = self.issuer(world.tenant_id, resource.version)
         return self.sign(access_token_claims(grant, resource, api, issuer, world.tenant_id, int(time.time())))
 

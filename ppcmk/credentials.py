@@ -3,7 +3,8 @@
 The authority host comes from the cloud's endpoints (the sandbox serves its own Entra-shaped authority, which
 MSAL must not ask Microsoft about: instance discovery is off there). A connection's `ca_bundle` is trusted by
 the credential's own HTTP pipeline, which MSAL's requests go through, exactly like the service clients: the
-sandbox CA is trusted the way a corporate TLS-inspection CA is.
+sandbox CA is trusted the way a corporate TLS-inspection CA is. That pipeline never retries a certificate
+failure either (`CertificateAwareRetryPolicy`): a wrong CA costs one handshake, not one per retry layer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
+from ppcmk.certificates import CertificateAwareRetryPolicy
 from ppcmk.settings import ConnectionSettings
 
 
@@ -21,7 +23,9 @@ def build_credential(settings: ConnectionSettings) -> TokenCredential:
     from azure import identity
 
     endpoints = settings.endpoints
-    trust: dict[str, Any] = {"connection_verify": settings.ca_bundle} if settings.ca_bundle else {}
+    trust: dict[str, Any] = {"retry_policy_class": CertificateAwareRetryPolicy}
+    if settings.ca_bundle:
+        trust["connection_verify"] = settings.ca_bundle
     authority: dict[str, Any] = {"authority": endpoints.authority, **trust}
     msal: dict[str, Any] = {**authority, "disable_instance_discovery": not endpoints.instance_discovery}
     mode, tenant, client_id = settings.credential_mode, settings.tenant_id, settings.client_id

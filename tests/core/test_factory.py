@@ -13,6 +13,7 @@ from ppcmk.arm_ids import policy_id, vault_id
 from ppcmk.audit import request_ids
 from ppcmk.clients import ClientFactory
 from tests.support.arm import managed_hsm_id
+from tests.support.identity import held
 from tests.support.sandbox import connection
 from tests.support.scenario import KEY, VAULT
 from tests.support.scenario import RESOURCE_GROUP as RG
@@ -112,3 +113,24 @@ def test_managed_identity_mode_uses_azure_identity(cloud: Any, monkeypatch: pyte
     assert type(factory.credential).__name__ == "ManagedIdentityCredential"
     assert factory.pp_admin().list_environments()
     assert cloud.log.count(path=r"/scopes/admin/environments", caller="runbook", status=200) == 1
+
+
+def test_certificate_mode_signs_in_with_the_pem_on_the_worker(cloud: Any) -> None:
+    # what a real tenant's runbook identity holds: its client id and the path of its key and certificate
+    runbook = held(cloud, "runbook")
+    factory = ClientFactory(connection(cloud, credential_mode="certificate", client_id=runbook["client_id"],
+                                       client_secret=None, certificate_path=runbook["certificate"]))
+    assert type(factory.credential).__name__ == "CertificateCredential"
+    assert factory.pp_admin().list_environments()
+    assert cloud.log.count(path=r"/scopes/admin/environments", caller="runbook", status=200) == 1
+
+
+def test_workload_identity_mode_reads_the_federated_token_file(cloud: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    runbook = held(cloud, "runbook")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", runbook["federated_token_file"])
+    factory = ClientFactory(connection(cloud, credential_mode="workload_identity",
+                                       client_id=runbook["client_id"], client_secret=None))
+    assert type(factory.credential).__name__ == "WorkloadIdentityCredential"
+    assert factory.keyvault_mgmt().vaults.get(RG, VAULT).name == VAULT
+    assert cloud.log.count(path=r"/vaults/kv-cmk-prod$", caller="runbook", status=200) == 1

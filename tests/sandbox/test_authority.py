@@ -17,6 +17,7 @@ import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CertificateCredential, ManagedIdentityCredential, WorkloadIdentityCredential
+from azure.keyvault.keys import KeyClient
 
 from sandbox import Sandbox
 from tests.support.arm import policy_id, vault_id
@@ -30,7 +31,6 @@ from tests.support.identity import (
     verification_page_sign_in,
 )
 from tests.support.scenario import PP_ADMIN, PP_ADMIN_ID, RUNBOOK_ID, VAULT
-from tests.support.sdk_clients import key_client
 
 ARM = "https://management.azure.com/.default"
 POWER_PLATFORM_ADMIN = "11648597-926c-4cf3-9c36-bcebb0ba8dcc"
@@ -75,8 +75,11 @@ def test_client_secret_and_certificate_credentials_read_arm_and_key_vault(cloud:
     by_certificate = certificate_credential(cloud, "runbook")
     token = by_certificate.get_token("https://vault.azure.net/.default").token
     assert claims(token)["appidacr"] == "2" and claims(token)["oid"] == RUNBOOK_ID
-    keys = key_client(cloud, VAULT, persona="runbook")
+    # the Key Vault client asks the certificate credential for the resource and tenant its 401 challenge names
+    keys = KeyClient(cloud.endpoints.vaults[VAULT], by_certificate, verify_challenge_resource=False,
+                     connection_verify=cloud.endpoints.ca)
     assert keys.get_key("cmk-prod").name == "cmk-prod"
+    assert cloud.log.entries[-1].caller == "runbook" and cloud.log.entries[-1].status == 200
 
 
 def test_a_wrong_secret_an_unknown_client_and_a_foreign_certificate_are_refused(cloud: Sandbox) -> None:

@@ -11,34 +11,28 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any, Literal, Self
-from uuid import UUID
 
 from prefect.blocks.core import Block
-from prefect.client.schemas.objects import BlockDocument
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from ppcmk.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
 
 
 class _Validated(Block, ABC):
-    """Validates through `settings()` on save and on load; a value of the wrong type names its field.
-    Abstract (ABC), so it is no block type of its own."""
+    """Validates through `settings()` when made (Prefect's `block_initialization` hook, before a save can
+    happen) and when loaded (`Block.load` builds it with `model_validate`); a value of the wrong type names
+    its field. Abstract (ABC), so it is no block type of its own."""
 
     @abstractmethod
     def settings(self) -> BaseModel: ...
 
-    def _save_sync(self, *args: Any, **kwargs: Any) -> UUID:
+    def block_initialization(self) -> None:
         self.settings()
-        return super()._save_sync(*args, **kwargs)
-
-    async def _save(self, *args: Any, **kwargs: Any) -> UUID:
-        self.settings()
-        return await super()._save(*args, **kwargs)
 
     @classmethod
-    def _from_block_document(cls, block_document: BlockDocument) -> Self:
+    def model_validate(cls, obj: Any, **options: Any) -> Self:
         try:
-            block = super()._from_block_document(block_document)
+            block = super().model_validate(obj, **options)
         except ValidationError as exc:
             raise config_error_from(exc, cls) from None
         block.settings()

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cli.exit_codes import CliError, ExitCode
 from ppcmk.home import ppcmk_home
+from ppcmk_cli.exit_codes import CliError, ExitCode
 
 PROFILE_FILE = "sandbox.json"
 INSTANCES_DIR = "instances"

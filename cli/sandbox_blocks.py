@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli.exit_codes import CliError, ExitCode
-from cli.profile import SandboxProfile
-from deployments.catalog import EXISTING_POLICY, SandboxBlocks
-from ppcmk.settings import TimeMode
+from ppcmk.cloud.settings import TimeMode
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.profile import SandboxProfile
+from ppcmk_deployments.catalog import EXISTING_POLICY, SandboxBlocks
 
 # The default scenario's production vault and key, and the policy onboarding creates for its europe geo.
 SANDBOX_VAULT_GROUP = "rg-cmk"
@@ -57,7 +57,7 @@ def sandbox_target_data(profile: SandboxProfile, policy_name: str = SANDBOX_POLI
 def save_sandbox_connection(profile: SandboxProfile, persona: str, block_name: str,
                             time_mode: TimeMode = "virtual") -> str:
     """Save (or refresh) one persona's CmkConnection block; returns its name."""
-    from blocks import CmkConnection
+    from ppcmk_blocks import CmkConnection
 
     connection = CmkConnection.model_validate(sandbox_connection_data(profile, persona, time_mode))
     connection.settings()  # validate before saving: a bad profile fails here, naming the field
@@ -71,7 +71,7 @@ def register_sandbox_blocks(profile: SandboxProfile, blocks: SandboxBlocks | Non
 
     Virtual time: runbooks advance the sandbox clock instead of sleeping, so a four-day encryption is instant.
     """
-    from blocks import CmkTarget
+    from ppcmk_blocks import CmkTarget
 
     blocks = blocks or SandboxBlocks()
     for persona, block_name in blocks.persona_blocks().items():

@@ -15,19 +15,19 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.profile import SandboxProfile, remove_profile, save_profile
-from cli.sandbox_blocks import register_sandbox_blocks
-from cli.sandbox_cmds import start_sandbox
-from cli.setup import create_automations
-from deployments.catalog import (
+from ppcmk.home import ppcmk_home
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.profile import SandboxProfile, remove_profile, save_profile
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_cli.sandbox_cmds import start_sandbox
+from ppcmk_cli.setup import create_automations
+from ppcmk_deployments.catalog import (
     FIRST_ENVIRONMENTS,
     KV_ADMIN_UPN,
     SandboxBlocks,
     sandbox_deployment_name,
 )
-from ppcmk.home import ppcmk_home
 
 console = Console()
 SERVER_START_TIMEOUT = 90.0
@@ -75,7 +75,7 @@ def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes]
 def start_deployments(api_url: str, limit: int) -> subprocess.Popen[bytes]:
     # the runs' own links (logs, approval notifications) point at this server's UI
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_UI_URL": api_url.removesuffix("/api")}
-    return subprocess.Popen([sys.executable, "-m", "deployments.serve", "--limit", str(limit)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "ppcmk_deployments.serve", "--limit", str(limit)], env=env,
                             start_new_session=True)
 
 

@@ -42,13 +42,13 @@ class Runbook:
 
     @property
     def entrypoint(self) -> str:
-        return f"flows/{self.name}.py:{self.name}"
+        return f"ppcmk_flows.{self.name}:{self.name}"
 
     def load(self) -> Flow[..., Any]:
-        module = importlib.import_module(f"flows.{self.name}")
+        module = importlib.import_module(f"ppcmk_flows.{self.name}")
         flow = getattr(module, self.name)
         if not isinstance(flow, Flow):
-            raise TypeError(f"flows.{self.name}.{self.name} is not a Prefect flow")
+            raise TypeError(f"ppcmk_flows.{self.name}.{self.name} is not a Prefect flow")
         return flow
 
     def parameter_names(self) -> list[str]:

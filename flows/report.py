@@ -24,19 +24,24 @@ from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
-from blocks import CmkConnection
-from ppcmk.arm_ids import parse_resource_id
-from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, PpcmkError
 from ppcmk.home import ppcmk_home
-from ppcmk.models import Environment
-from ppcmk.plan import RunOutcome, publish_table
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings
-from tasks.environments import get_environments
-from tasks.keyvault import read_key_via_arm
-from tasks.policy import policy_from_arm
+from ppcmk.models.arm_ids import parse_resource_id
+from ppcmk.models.azure import KeyInfo, PolicyInfo, RotationPolicyInfo
+from ppcmk.models.environments import Environment
+from ppcmk.safety.plan import RunOutcome, publish_table
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk.watch.drift import Drift
+from ppcmk.watch.estate import EstateFacts
+from ppcmk.watch.lock_rules import deleted_drifts
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows._watch_state import lock_facts, previous_state, state_key
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.estate import environment_fact
+from ppcmk_tasks.keyvault import read_key_via_arm
+from ppcmk_tasks.policy import policy_from_arm
 
 PROCEDURE = "report"
 Overwrite = Literal["restore", "copy"]
@@ -161,9 +166,21 @@ def inventory_row(env: Environment, lookup: _Lookup) -> InventoryRow:
 
 @cmk_task(task_run_name="inventory")
 def build_inventory(conn: ConnectionSettings, environments: list[Environment]) -> list[InventoryRow]:
-    """Each environment with its key chain, reading each policy and each key once."""
-    lookup = _Lookup(ClientFactory.for_settings(conn))
-    return [inventory_row(env, lookup) for env in environments]
+    """Each environment with its key chain, reading each policy and each key once; then each environment a
+    lock cost (locked when watch last saw it, or in ppcmk's lock record, and gone now)."""
+    factory = ClientFactory.for_settings(conn)
+    lookup = _Lookup(factory)
+    rows = [inventory_row(env, lookup) for env in environments]
+    estate = EstateFacts(now=factory.now(), environments=[environment_fact(e) for e in environments],
+                         locks=lock_facts())
+    return rows + [lost_row(d) for d in deleted_drifts(estate, previous_state(state_key(conn)))]
+
+
+def lost_row(deleted: Drift) -> InventoryRow:
+    """An environment the service deleted at the end of its lock countdown (or that disappeared locked)."""
+    return InventoryRow(environment_id=deleted.object_id, name=deleted.object, sku="", geo="", managed=False,
+                        state=f"Deleted (was locked; gone since {deleted.since:%Y-%m-%d %H:%M})"
+                        if deleted.since else "Deleted (was locked)", note=deleted.message)
 
 
 def find_row(rows: Sequence[InventoryRow], wanted: str, field: str) -> InventoryRow:

@@ -2,7 +2,7 @@
 
 Runs hourly as a deployment (no approval: it changes nothing). Each run reads policies, their key access,
 keys and versions, vault network, environments and their link/lock state, holds and ppcmk's lock records,
-judges them (`ppcmk.drift_rules`, plus the desired state when one is given), and compares the findings with
+judges them (`ppcmk.watch.rules`, plus the desired state when one is given), and compares the findings with
 those of the previous run: only a finding that appeared, changed severity or tier, or resolved is emitted as a
 Prefect event `ppcmk.drift.<kind>` (the object as the resource, severity, fix in the payload), so an
 automation can notify without repeating itself every hour. The previous run's findings are the rows of the
@@ -12,33 +12,32 @@ health table artifact `watch-health-<tenant>-<subscription>` on the Prefect serv
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.client.schemas.sorting import ArtifactSort
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
-from blocks import CmkConnection
-from blocks.desired_state import CmkDesiredState
-from flows._lock_record import LockRecord
-from ppcmk.desired import DesiredState, load_desired_state_file
-from ppcmk.drift import Drift, DriftChange, DriftSeverity, Remembered, WatchState, changes, with_since, worst
-from ppcmk.drift_rules import WatchRules, detect
 from ppcmk.errors import ConfigError
-from ppcmk.estate import EstateFacts, LockFact
-from ppcmk.plan import artifact_key, publish_table
-from ppcmk.settings import ConnectionSettings
-from tasks.estate import DEFAULT_CONCURRENCY, read_estate_task
+from ppcmk.safety.plan import publish_table
+from ppcmk.watch.desired import DesiredState, load_desired_state_file
+from ppcmk.watch.drift import Drift, DriftChange, DriftSeverity, WatchState, changes, with_since, worst
+from ppcmk.watch.estate import EstateFacts
+from ppcmk.watch.rules import WatchRules, detect
+from ppcmk_blocks import CmkConnection
+from ppcmk_blocks.desired_state import CmkDesiredState
+from ppcmk_flows._watch_state import (
+    health_rows,
+    lock_facts,
+    previous_state,
+    state_key,
+    target_blocks,
+)
+from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, read_estate_task
 
 PROCEDURE = "watch"
-LOCK_PREFIX = "ppcmk-lock-"
-STATE_KEY_PREFIX = "watch-health"
 
 
 class WatchResult(BaseModel):
@@ -77,50 +76,6 @@ def load_desired(desired_state: str | None) -> DesiredState | None:
         raise ConfigError("desired_state", f"{desired_state!r} is neither a file nor a ppcmk desired state "
                           "block", "give the path of a YAML file or the name of a block") from None
     return block.desired(desired_state)
-
-
-def state_key(conn: ConnectionSettings) -> str:
-    return artifact_key(STATE_KEY_PREFIX, conn.tenant_id, conn.subscription_id)
-
-
-def health_rows(drifts: list[Drift]) -> list[dict[str, str]]:
-    """The health table: what a person reads, and what the next run reads back as this run's state."""
-    return [{"severity": d.severity.value, "tier": d.tier, "kind": d.kind, "object": d.object,
-             "since": d.since.isoformat() if d.since else "", "finding": d.message, "fix": d.fix,
-             "object_id": d.object_id, "object_type": d.object_type} for d in drifts]
-
-
-def previous_state(key: str) -> WatchState:
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(limit=1, sort=ArtifactSort.UPDATED_DESC,
-                                      artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    artifact = found[0] if found else None
-    if artifact is None:
-        return WatchState()
-    rows: Any = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-    remembered = [Remembered(kind=r["kind"], object=r["object"], object_id=r["object_id"],
-                             object_type=r["object_type"], severity=DriftSeverity(r["severity"]),
-                             tier=r["tier"], since=datetime.fromisoformat(r["since"]) if r["since"] else None)
-                  for r in rows if isinstance(r, dict) and "kind" in r]
-    return WatchState(checked_at=artifact.updated,
-                      open={f"{r.kind}|{r.object_id.lower()}": r for r in remembered})
-
-
-def lock_facts() -> list[LockFact]:
-    """ppcmk's lock records (Prefect Variables `ppcmk-lock-*`): when each locked environment is deleted."""
-    with get_client(sync_client=True) as client:
-        response = client.request("POST", "/variables/filter",
-                                  json={"variables": {"name": {"like_": LOCK_PREFIX}}})
-    facts = []
-    for variable in response.json():
-        if not str(variable.get("name", "")).startswith(LOCK_PREFIX) or not isinstance(variable.get("value"),
-                                                                                         dict):
-            continue
-        record = LockRecord.model_validate(variable["value"])
-        facts.append(LockFact(policy_id=record.policy_id, policy_name=record.policy_name, state=record.state,
-                              locked_at=record.locked_at,
-                              deleted_after={e.id: e.deleted_after for e in record.environments}))
-    return facts
 
 
 def emit(change: DriftChange) -> None:
@@ -178,7 +133,7 @@ def watch(
     admins = pp_admins if pp_admins is not None else (desired.pp_admins if desired else [])
     rules = WatchRules(rotation_cadence_days=rotation_cadence_days, link_expected_hours=link_expected_hours)
     facts = read_estate_task(conn, admins, desired_linked(desired), concurrency)
-    facts = facts.model_copy(update={"locks": lock_facts()})
+    facts = facts.model_copy(update={"locks": lock_facts(), "targets": target_blocks()})
     key = state_key(conn)
     drifts, found = judge(facts, previous_state(key), desired, rules)
     for change in found:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from sandbox.faults import DEFAULT_CODES, FaultRule
-from sandbox.http import (
+from ppcmk_sandbox.faults import DEFAULT_CODES, FaultRule
+from ppcmk_sandbox.http import (
     AUDIENCES,
     ERROR_BUILDERS,
     MANAGED_HSM_AUDIENCE,
@@ -28,14 +28,14 @@ from sandbox.http import (
     arm_error,
     kv_error,
 )
-from sandbox.identity.principals import Principal
-from sandbox.identity.verify import authenticate
-from sandbox.requestlog import LogEntry
+from ppcmk_sandbox.identity.principals import Principal
+from ppcmk_sandbox.identity.verify import authenticate
+from ppcmk_sandbox.requestlog import LogEntry
 
 if TYPE_CHECKING:
-    from sandbox.clock import Clock
-    from sandbox.server import Sandbox
-    from sandbox.world import World
+    from ppcmk_sandbox.clock import Clock
+    from ppcmk_sandbox.server import Sandbox
+    from ppcmk_sandbox.world import World
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from sandbox.identity.authority import Authority
-    from sandbox.identity.principals import Principal
-    from sandbox.keyvault.state import Vault
-    from sandbox.world import World
+    from ppcmk_sandbox.identity.authority import Authority
+    from ppcmk_sandbox.identity.principals import Principal
+    from ppcmk_sandbox.keyvault.state import Vault
+    from ppcmk_sandbox.world import World
 
 # Which API a route belongs to: decides the token audience checked and the error envelope used.
 Plane = Literal["arm", "bap", "ppapi", "graph", "keyvault", "admin", "token"]

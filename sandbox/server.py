@@ -18,27 +18,27 @@ from typing import Any
 import httpx
 import uvicorn
 
-from sandbox.admin import admin_routes
-from sandbox.clock import Clock
-from sandbox.faults import Faults
-from sandbox.frontdoor import FrontDoor
-from sandbox.http import AUDIENCES, Route
-from sandbox.identity.authority import Authority
-from sandbox.identity.routes import IDENTITY_PATH
-from sandbox.keyvault.state import origin_url
-from sandbox.requestlog import RequestLog
-from sandbox.scenarios import load_scenario
-from sandbox.tls import TlsFiles, make_tls_files
-from sandbox.world import World
+from ppcmk_sandbox.admin import admin_routes
+from ppcmk_sandbox.clock import Clock
+from ppcmk_sandbox.faults import Faults
+from ppcmk_sandbox.frontdoor import FrontDoor
+from ppcmk_sandbox.http import AUDIENCES, Route
+from ppcmk_sandbox.identity.authority import Authority
+from ppcmk_sandbox.identity.routes import IDENTITY_PATH
+from ppcmk_sandbox.keyvault.state import origin_url
+from ppcmk_sandbox.requestlog import RequestLog
+from ppcmk_sandbox.scenarios import load_scenario
+from ppcmk_sandbox.tls import TlsFiles, make_tls_files
+from ppcmk_sandbox.world import World
 
 # Each service exposes ROUTES in its routes.py; first match wins, in this order; a missing service is skipped.
 ROUTE_MODULES = (
-    "sandbox.identity.routes",
-    "sandbox.keyvault.routes",
-    "sandbox.graph.routes",
-    "sandbox.rbac.routes",
-    "sandbox.powerplatform.routes",
-    "sandbox.arm.routes",
+    "ppcmk_sandbox.identity.routes",
+    "ppcmk_sandbox.keyvault.routes",
+    "ppcmk_sandbox.graph.routes",
+    "ppcmk_sandbox.rbac.routes",
+    "ppcmk_sandbox.powerplatform.routes",
+    "ppcmk_sandbox.arm.routes",
 )
 HOST = "127.0.0.1"
 

@@ -19,13 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
-from ppcmk.azure_resources import VaultStatus
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import PpcmkError, ServiceError
-from ppcmk.estate import (
+from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
+from ppcmk.models.azure import VaultStatus
+from ppcmk.models.environments import Environment, pick
+from ppcmk.safety.holds import HOLD_TAG, REASON_TAG
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk.watch.estate import (
+    ENVIRONMENT_LIST,
     EnvironmentFact,
     EstateFacts,
     GrantFact,
@@ -37,13 +42,9 @@ from ppcmk.estate import (
     ReadFailure,
     VaultFact,
 )
-from ppcmk.holds import HOLD_TAG, REASON_TAG
-from ppcmk.models import Environment, pick
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings
-from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
-from tasks.keyvault import read_key_via_arm, read_vault
-from tasks.policy import policy_from_arm
+from ppcmk_tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
+from ppcmk_tasks.keyvault import read_key_via_arm, read_vault
+from ppcmk_tasks.policy import policy_from_arm
 
 # Reads in flight at once; the services throttle per caller (429 + Retry-After, which the transports honour).
 DEFAULT_CONCURRENCY = int(os.environ.get("PPCMK_READ_CONCURRENCY", "16"))
@@ -94,7 +95,7 @@ def environment_fact(env: Environment) -> EnvironmentFact:
         id=env.id, name=env.display_name or env.id, sku=env.sku or "", runtime_state=env.runtime_state or "",
         runtime_reason=env.runtime_reason or "", policy_id=env.cmk.policy_id if env.cmk else None,
         link_status=env.cmk.link_status if env.cmk else None,
-        key_managed_by=env.key_managed_by or "Microsoft")
+        key_managed_by=env.key_managed_by or "Microsoft", last_modified=env.last_modified)
 
 
 def list_policies(factory: ClientFactory) -> list[PolicyFact]:
@@ -120,6 +121,14 @@ def vault_fact(status: VaultStatus) -> VaultFact:
                      rbac_authorization=status.rbac_authorization,
                      public_network_access=status.public_network_access, default_action=status.default_action,
                      trusted_services_bypass=status.trusted_services_bypass)
+
+
+def _vault_if_present(factory: ClientFactory, vault_id: str) -> VaultStatus | None:
+    """The vault, or None when ARM says it does not exist (deleted: every policy on it locks)."""
+    try:
+        return read_vault(factory, vault_id)
+    except ResourceNotFoundError:
+        return None
 
 
 def _epoch(value: Any) -> datetime | None:
@@ -149,8 +158,8 @@ def read_key_fact(factory: ClientFactory, vault_id: str, name: str) -> KeyFact:
     after = rotation.rotate_after_create
     return KeyFact(vault_id=vault_id, vault_name=rid.name, name=name, current_version=key.version,
                    enabled=key.enabled, not_before=key.not_before, expires_on=key.expires_on,
-                   created_on=key.created_on, rotate_after_days=after.days if after else None,
-                   versions=versions)
+                   created_on=key.created_on, updated_on=key.updated_on,
+                   rotate_after_days=after.days if after else None, versions=versions)
 
 
 def key_grants(factory: ClientFactory, vault: VaultStatus, policy: PolicyFact) -> list[GrantFact] | None:
@@ -211,11 +220,15 @@ def read_estate(conn: ConnectionSettings, pp_admins: Sequence[str] = (),
     estate = _Estate(factory, concurrency)
     now = factory.now()
     envs = [environment_fact(e) for e in estate.one(factory.pp_admin().list_environments, "environments",
-                                                   "the environment list") or []]
+                                                   ENVIRONMENT_LIST) or []]
     policies = estate.one(lambda: list_policies(factory), "enterprise policies", "the policy list") or []
     vault_ids = sorted({p.key_vault_id for p in policies if p.key_vault_id}, key=str.lower)
-    statuses = dict(estate.each(lambda v: read_vault(factory, v), vault_ids, str, "the vault"))
-    key_refs = sorted({(p.key_vault_id, p.key_name) for p in policies if p.key_vault_id and p.key_name})
+    read = dict(estate.each(lambda v: _vault_if_present(factory, v), vault_ids, str, "the vault"))
+    statuses = {vault_id: status for vault_id, status in read.items() if status is not None}
+    missing = [VaultFact(vault_id=v, name=parse_resource_id(v).name, exists=False) for v, s in read.items()
+               if s is None]
+    key_refs = sorted({(p.key_vault_id, p.key_name) for p in policies
+                       if p.key_vault_id in statuses and p.key_name})
     keys = [k for _, k in estate.each(lambda ref: read_key_fact(factory, *ref), key_refs,
                                       lambda ref: f"{ref[0]}/keys/{ref[1]}", "the key")]
     with_access = [p for p in policies if p.principal_id and p.key_vault_id in statuses]
@@ -230,7 +243,7 @@ def read_estate(conn: ConnectionSettings, pp_admins: Sequence[str] = (),
     for env, listed in estate.each(lambda e: operations(factory, e.id), wanted, lambda e: e.id,
                                    "the environment's lifecycle operations"):
         env.operations = listed
-    return EstateFacts(now=now, vaults=[vault_fact(s) for s in statuses.values()], vault_keys=keys,
+    return EstateFacts(now=now, vaults=[vault_fact(s) for s in statuses.values()] + missing, vault_keys=keys,
                        policies=policies, environments=envs, failures=estate.failures)
 
 

@@ -21,8 +21,11 @@ from azure.keyvault.keys import (
     KeyVaultKey,
 )
 
-from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
-from ppcmk.azure_resources import (
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.cloud.transport import service_errors, text
+from ppcmk.errors import ConfigError
+from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, ResourceId, parse_resource_id
+from ppcmk.models.azure import (
     AccessPolicyEntry,
     KeyInfo,
     KeyVersionInfo,
@@ -32,13 +35,10 @@ from ppcmk.azure_resources import (
     iso_days,
     parse_iso_duration,
 )
-from ppcmk.clients import ClientFactory
-from ppcmk.errors import ConfigError
-from ppcmk.models import pick
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.transport import service_errors, text
-from ppcmk.validation import check_rotation
+from ppcmk.models.environments import pick
+from ppcmk.safety.retry import cmk_task
+from ppcmk.safety.validation import check_rotation
+from ppcmk.services.factory import ClientFactory
 
 CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
 MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation
@@ -110,6 +110,7 @@ def key_info(vault_id: str, key: KeyVaultKey, created: bool = False) -> KeyInfo:
         not_before=props.not_before,
         expires_on=props.expires_on,
         created_on=props.created_on,
+        updated_on=props.updated_on,
         created=created,
     )
 
@@ -152,24 +153,16 @@ def _epoch(value: Any) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(int(value), UTC)
 
 
-def read_key_via_arm(
-    factory: ClientFactory, vault_id: str, name: str
-) -> tuple[KeyInfo | None, RotationPolicyInfo]:
-    """The key's metadata and rotation policy through ARM: needs no data-plane access and is not subject to
-    the vault's firewall (what the doctor uses). A managed HSM's keys have their own ARM collection."""
+def _arm_keys(factory: ClientFactory, vault_id: str) -> tuple[ResourceId, Any]:
+    """The vault's ARM key collection: a managed HSM's keys have their own."""
     rid, mgmt = parse_resource_id(vault_id), factory.keyvault_mgmt()
-    keys = mgmt.managed_hsm_keys if rid.is_type(*MANAGED_HSM_TYPE) else mgmt.keys
-    try:
-        found = keys.get(rid.resource_group, rid.name, name)
-    except ResourceNotFoundError:
-        found = None
-    if found is None:  # the SDK types a managed HSM key GET as optional
-        return None, RotationPolicyInfo()
-    raw = found.as_dict()
-    props = pick(raw, "properties", default={})
+    return rid, mgmt.managed_hsm_keys if rid.is_type(*MANAGED_HSM_TYPE) else mgmt.keys
+
+
+def _arm_key_info(vault_id: str, name: str, props: Any) -> KeyInfo:
     attributes = pick(props, "attributes", default={})
     kid = str(pick(props, "keyUriWithVersion", default=""))
-    key = KeyInfo(
+    return KeyInfo(
         vault_id=vault_id,
         name=name,
         kid=kid,
@@ -181,7 +174,23 @@ def read_key_via_arm(
         not_before=_epoch(pick(attributes, "nbf")),
         expires_on=_epoch(pick(attributes, "exp")),
         created_on=_epoch(pick(attributes, "created")),
+        updated_on=_epoch(pick(attributes, "updated")),
     )
+
+
+def read_key_via_arm(
+    factory: ClientFactory, vault_id: str, name: str
+) -> tuple[KeyInfo | None, RotationPolicyInfo]:
+    """The key's metadata and rotation policy through ARM: needs no data-plane access and is not subject to
+    the vault's firewall (what the doctor uses)."""
+    rid, keys = _arm_keys(factory, vault_id)
+    try:
+        found = keys.get(rid.resource_group, rid.name, name)
+    except ResourceNotFoundError:
+        found = None
+    if found is None:  # the SDK types a managed HSM key GET as optional
+        return None, RotationPolicyInfo()
+    props = pick(found.as_dict(), "properties", default={})
     rotation = pick(props, "rotationPolicy", default={})
     actions = (
         (
@@ -191,7 +200,21 @@ def read_key_via_arm(
         )
         for a in pick(rotation, "lifetimeActions", default=[])
     )
-    return key, rotation_info(pick(rotation, "attributes", "expiryTime"), actions)
+    expiry = pick(rotation, "attributes", "expiryTime")
+    return _arm_key_info(vault_id, name, props), rotation_info(expiry, actions)
+
+
+def read_key_version_via_arm(
+    factory: ClientFactory, vault_id: str, name: str, version: str
+) -> KeyInfo | None:
+    """One version through ARM (not subject to the vault's firewall); None when it does not exist."""
+    rid, keys = _arm_keys(factory, vault_id)
+    try:
+        found = keys.get_version(rid.resource_group, rid.name, name, version)
+    except ResourceNotFoundError:
+        return None
+    props = pick(found.as_dict(), "properties", default={}) if found is not None else None
+    return None if props is None else _arm_key_info(vault_id, name, props)
 
 
 def read_rotation_policy(factory: ClientFactory, vault_id: str, name: str) -> RotationPolicyInfo:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ppcmk.azure_resources import PolicyInfo, linked_to
-from ppcmk.findings import Finding, error, info, warning
-from ppcmk.geo import same_geo
-from ppcmk.models import Environment, EnvironmentOperation
-from ppcmk.settings import TargetSettings
+from ppcmk.cloud.settings import TargetSettings
+from ppcmk.models.azure import PolicyInfo, linked_to
+from ppcmk.models.environments import Environment, EnvironmentOperation
+from ppcmk.models.findings import Finding, error, info, warning
+from ppcmk.models.geo import same_geo
 
 if TYPE_CHECKING:
-    from ppcmk.claims import Owner
+    from ppcmk.safety.claims import Owner
 
 INELIGIBLE_SKUS = {"trial": "Trial", "teams": "Teams"}
 LINK_OPERATION = "NewCustomerManagedKey"
@@ -105,13 +105,15 @@ def _runtime_state(env: Environment) -> list[Finding]:
                 "wait for it to finish, then run again",
             )
         ]
-    if env.runtime_reason and "locked" in env.runtime_reason.lower():
+    if env.locked:
+        policy = (env.cmk.policy_id or "").rstrip("/").rsplit("/", 1)[-1] if env.cmk else "its policy"
         return [
             error(
                 "env.locked",
                 subject,
                 "the environment is locked: its key is not usable",
-                "restore key access, then re-enable the environment (unlock runbook)",
+                f"run unlock with the CmkTarget block of {policy}: it repairs what keeps the policy's "
+                "identity from its key, whoever caused it, and re-enables the environment",
             )
         ]
     return []

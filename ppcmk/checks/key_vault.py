@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ppcmk.arm_ids import parse_resource_id
-from ppcmk.azure_resources import KeyInfo, RotationPolicyInfo, VaultStatus
-from ppcmk.findings import Finding, error, info, warning
-from ppcmk.settings import TargetSettings
+from ppcmk.cloud.settings import TargetSettings
+from ppcmk.models.arm_ids import parse_resource_id
+from ppcmk.models.azure import KeyInfo, RotationPolicyInfo, VaultStatus
+from ppcmk.models.findings import Finding, error, info, warning
 
 EXPIRY_HORIZON = timedelta(days=30)
 ROTATION_GRACE = timedelta(days=28)
@@ -158,7 +158,8 @@ def _key_state(key: KeyInfo, now: datetime, subject: str) -> list[Finding]:
                 "key.enabled",
                 subject,
                 f"the current version {key.version} is disabled",
-                "enable the key version (or rotate to a new enabled version)",
+                "run unlock with this target: it enables the version and re-enables any environment it "
+                "locked",
             )
         )
     if key.not_before and key.not_before > now:
@@ -176,7 +177,8 @@ def _key_state(key: KeyInfo, now: datetime, subject: str) -> list[Finding]:
                 "key.expiry",
                 subject,
                 f"the key expired on {key.expires_on:%Y-%m-%d}; environments encrypted with it are locked",
-                "rotate now (new version) and extend the expiry",
+                "run unlock with this target: it extends the expiry and re-enables the locked environments; "
+                "then rotate",
             )
         )
     elif key.expires_on and key.expires_on - now <= EXPIRY_HORIZON:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from sandbox.identity.claims import (
+from ppcmk_sandbox.identity.claims import (
     ACCESS_TOKEN_SECONDS,
     Grant,
     Resource,
@@ -21,13 +21,13 @@ from sandbox.identity.claims import (
     client_info,
     id_token_claims,
 )
-from sandbox.identity.credentials import TenantCredentials
-from sandbox.identity.errors import aad_error
-from sandbox.identity.keys import KeyPair
-from sandbox.identity.signins import SignIns
+from ppcmk_sandbox.identity.credentials import TenantCredentials
+from ppcmk_sandbox.identity.errors import aad_error
+from ppcmk_sandbox.identity.keys import KeyPair
+from ppcmk_sandbox.identity.signins import SignIns
 
 if TYPE_CHECKING:
-    from sandbox.world import World
+    from ppcmk_sandbox.world import World
 
 VERIFIED_CACHE_SIZE = 4096
 TENANT_ALIASES = ("organizations", "common")

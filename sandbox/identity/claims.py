@@ -14,9 +14,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sandbox.http import AUDIENCES, MANAGED_HSM_AUDIENCE
-from sandbox.identity.keys import b64url
-from sandbox.identity.principals import Application, Identities, Principal
+from ppcmk_sandbox.http import AUDIENCES, MANAGED_HSM_AUDIENCE
+from ppcmk_sandbox.identity.keys import b64url
+from ppcmk_sandbox.identity.principals import Application, Identities, Principal
 
 MICROSOFT_APIS = frozenset([*AUDIENCES.values(), MANAGED_HSM_AUDIENCE])
 OIDC_SCOPES = frozenset(["openid", "profile", "offline_access", "email"])

@@ -11,14 +11,14 @@ from urllib.parse import unquote
 
 import jwt
 
-from sandbox.identity.claims import ClientAuth
-from sandbox.identity.credentials import FEDERATED_AUDIENCE, federated_subject
-from sandbox.identity.errors import aad_error
-from sandbox.identity.principals import Principal
+from ppcmk_sandbox.identity.claims import ClientAuth
+from ppcmk_sandbox.identity.credentials import FEDERATED_AUDIENCE, federated_subject
+from ppcmk_sandbox.identity.errors import aad_error
+from ppcmk_sandbox.identity.principals import Principal
 
 if TYPE_CHECKING:
-    from sandbox.http import SandboxRequest
-    from sandbox.identity.authority import Authority
+    from ppcmk_sandbox.http import SandboxRequest
+    from ppcmk_sandbox.identity.authority import Authority
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 LEEWAY_SECONDS = 300  # clock skew Entra tolerates on an assertion's lifetime

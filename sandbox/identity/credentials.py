@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.identity.keys import KeyPair, digest_equal, write_private
-from sandbox.identity.principals import Principal
+from ppcmk_sandbox.identity.keys import KeyPair, digest_equal, write_private
+from ppcmk_sandbox.identity.principals import Principal
 
 CREDENTIALS_FILE = "credentials.json"
 FEDERATED_AUDIENCE = "api://AzureADTokenExchange"

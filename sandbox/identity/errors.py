@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from sandbox.http import SandboxHttpError, SandboxResponse
+from ppcmk_sandbox.http import SandboxHttpError, SandboxResponse
 
 
 def aad_error(error: str, code: int, message: str, correlation_id: str | None = None) -> SandboxHttpError:

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse
-from sandbox.identity.authority import Authority
-from sandbox.identity.claims import Grant, Resource, UnknownResource, resource_for
-from sandbox.identity.client_auth import authenticate_client
-from sandbox.identity.errors import aad_error
-from sandbox.identity.keys import b64url
-from sandbox.identity.principals import Application, Principal
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse
+from ppcmk_sandbox.identity.authority import Authority
+from ppcmk_sandbox.identity.claims import Grant, Resource, UnknownResource, resource_for
+from ppcmk_sandbox.identity.client_auth import authenticate_client
+from ppcmk_sandbox.identity.errors import aad_error
+from ppcmk_sandbox.identity.keys import b64url
+from ppcmk_sandbox.identity.principals import Application, Principal
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 

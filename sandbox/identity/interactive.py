@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode, urlsplit
 
-from sandbox.http import Route, SandboxRequest, SandboxResponse
-from sandbox.identity import pages
-from sandbox.identity.errors import aad_error
-from sandbox.identity.grants import authority_of, form_of, public_client, signed_in_person
-from sandbox.identity.principals import Principal
-from sandbox.identity.signins import Authorization
+from ppcmk_sandbox.http import Route, SandboxRequest, SandboxResponse
+from ppcmk_sandbox.identity import pages
+from ppcmk_sandbox.identity.errors import aad_error
+from ppcmk_sandbox.identity.grants import authority_of, form_of, public_client, signed_in_person
+from ppcmk_sandbox.identity.principals import Principal
+from ppcmk_sandbox.identity.signins import Authorization
 
 VERIFICATION_PATH = "/devicelogin"
 POLL_INTERVAL_SECONDS = 5  # what Entra asks; MSAL polls at once first, so an approved code costs no wait

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from sandbox.http import SandboxResponse
+from ppcmk_sandbox.http import SandboxResponse
 
 _STYLE = (
     "body{font-family:Segoe UI,Helvetica,Arial,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}"

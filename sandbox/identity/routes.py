@@ -7,11 +7,11 @@ import re
 import time
 from typing import Any
 
-from sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
-from sandbox.identity import interactive
-from sandbox.identity.authority import Authority
-from sandbox.identity.claims import ACCESS_TOKEN_SECONDS, Grant, UnknownResource, resource_for
-from sandbox.identity.grants import authority_of, token_v1, token_v2
+from ppcmk_sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.identity import interactive
+from ppcmk_sandbox.identity.authority import Authority
+from ppcmk_sandbox.identity.claims import ACCESS_TOKEN_SECONDS, Grant, UnknownResource, resource_for
+from ppcmk_sandbox.identity.grants import authority_of, token_v1, token_v2
 
 IDENTITY_PATH = "/metadata/identity/oauth2/token"
 TENANT = interactive.TENANT

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 
-from sandbox.http import ERROR_BUILDERS, Plane, SandboxResponse
+from ppcmk_sandbox.http import ERROR_BUILDERS, Plane, SandboxResponse
 
 if TYPE_CHECKING:
-    from sandbox.identity.authority import Authority
-    from sandbox.identity.principals import Principal
-    from sandbox.world import World
+    from ppcmk_sandbox.identity.authority import Authority
+    from ppcmk_sandbox.identity.principals import Principal
+    from ppcmk_sandbox.world import World
 
 Reason = Literal["missing", "invalid", "expired", "audience", "issuer"]
 CLOCK_SKEW_SECONDS = 300  # what Microsoft's token validation tolerates either side of nbf and exp

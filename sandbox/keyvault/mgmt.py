@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sandbox.arm.common import not_found
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
-from sandbox.keyvault.hsm_roles import initial_admin_assignments
-from sandbox.keyvault.state import ARM_TYPES, Vault, VaultKind
-from sandbox.rbac.authorize import authorize
+from ppcmk_sandbox.arm.common import not_found
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.keyvault.hsm_roles import initial_admin_assignments
+from ppcmk_sandbox.keyvault.state import ARM_TYPES, Vault, VaultKind
+from ppcmk_sandbox.rbac.authorize import authorize
 
 KINDS: dict[str, VaultKind] = {"vaults": "vault", "managedhsms": "managedHSM"}
 URI_PROPERTY: dict[VaultKind, str] = {"vault": "vaultUri", "managedHSM": "hsmUri"}
@@ -119,6 +119,8 @@ def put_vault(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
     if not body.get("location"):
         raise bad_request("location is required.")
     existing = req.world.keyvault.get(name, include_deleted=True)
+    if existing is not None and existing.deleted and _recovering(body):
+        return _recover(req, existing, kind, group)
     if existing is not None and existing.deleted:
         raise SandboxHttpError(
             arm_error(
@@ -166,6 +168,21 @@ def put_vault(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:
         )
     )
     return SandboxResponse(201 if kind == "vault" else 200, vault_resource(req, vault))
+
+
+def _recovering(body: dict[str, Any]) -> bool:
+    return str((body.get("properties") or {}).get("createMode", "")).lower() == "recover"
+
+
+def _recover(req: SandboxRequest, vault: Vault, kind: VaultKind, group: str) -> SandboxResponse:
+    """`createMode: recover` brings a soft-deleted vault back as it was, keys and access policies included;
+    the request's other properties are not applied."""
+    if vault.kind != kind or vault.resource_group.lower() != group.lower():
+        raise SandboxHttpError(arm_error(409, "VaultAlreadyExists",
+                                         f"The vault name '{vault.name}' is already in use."))
+    authorize(req, vault.arm_id, "write", "Microsoft.KeyVault/locations/deletedVaults/recover/action")
+    vault.deleted_at = None
+    return SandboxResponse(200, vault_resource(req, vault))
 
 
 def subscription_scope(req: SandboxRequest) -> str:

@@ -16,8 +16,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox.access import policy_key_access
-from sandbox.powerplatform.records import (
+from ppcmk_sandbox.access import policy_key_access
+from ppcmk_sandbox.powerplatform.records import (
     GOVERNANCE_TYPES,
     OUTAGE_TYPES,
     CmkLink,
@@ -27,10 +27,10 @@ from sandbox.powerplatform.records import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.http import SandboxRequest
-    from sandbox.identity.principals import Principal
-    from sandbox.powerplatform.state import PowerPlatformState
-    from sandbox.world import World
+    from ppcmk_sandbox.http import SandboxRequest
+    from ppcmk_sandbox.identity.principals import Principal
+    from ppcmk_sandbox.powerplatform.state import PowerPlatformState
+    from ppcmk_sandbox.world import World
 
 STAGES = (("Validate", 0.0), ("Prepare", 0.1), ("Run", 0.2), ("Finalize", 0.9))  # name, start fraction
 
@@ -133,6 +133,8 @@ def _complete(world: World, state: PowerPlatformState, operation: LifecycleOpera
         return
     reasons = _outcome(world, environment, operation)
     operation.state = "Failed" if reasons else "Succeeded"
+    if not reasons:
+        environment.modified_at = operation.ends_at
     operation.error = "; ".join(reasons) if reasons else None
 
 
@@ -175,7 +177,7 @@ def _apply_locks(world: World, state: PowerPlatformState, now: datetime) -> None
         policy = world.arm.get_policy(policy_id) if world.arm else None
         if policy is None or not policy_key_access(world, policy).ok:
             for environment in state.unlocked_links(policy_id):
-                environment.locked_at = now
+                environment.locked_at = environment.modified_at = now
 
 
 def runtime(state: PowerPlatformState, environment: Environment, now: datetime) -> tuple[str, str]:

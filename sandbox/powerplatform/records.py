@@ -57,6 +57,7 @@ class Environment:
     admin_disabled: bool = False  # runtime Disabled for a reason other than CMK (e.g. an admin)
     locked_at: datetime | None = None  # CMK lock: the policy identity lost use of the key
     created_at: datetime | None = None
+    modified_at: datetime | None = None  # lastModifiedTime: the last change the service made or was asked
 
     @property
     def managed(self) -> bool:
@@ -66,6 +67,7 @@ class Environment:
         data = asdict(self)
         data["locked_at"] = self.locked_at.isoformat() if self.locked_at else None
         data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        data["modified_at"] = self.modified_at.isoformat() if self.modified_at else None
         return data
 
     def report_changes_to(self, changed: Callable[[Environment], None] | None) -> None:

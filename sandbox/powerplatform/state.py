@@ -10,9 +10,9 @@ import heapq
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox.clock import parse_instant
-from sandbox.powerplatform.lifecycle import settle
-from sandbox.powerplatform.records import (
+from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.powerplatform.lifecycle import settle
+from ppcmk_sandbox.powerplatform.records import (
     CmkLink,
     Environment,
     LifecycleOperation,
@@ -20,8 +20,8 @@ from sandbox.powerplatform.records import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.arm.state import EnterprisePolicy
-    from sandbox.world import World
+    from ppcmk_sandbox.arm.state import EnterprisePolicy
+    from ppcmk_sandbox.world import World
 
 # What the admin API's modules import from here with the state (the records are defined in `records`).
 __all__ = ["CmkLink", "Environment", "LifecycleOperation", "OperationType", "PowerPlatformState"]
@@ -214,8 +214,13 @@ def _environment_from(entry: dict[str, Any], world: World) -> Environment:
         key_managed_by=entry.get("key_managed_by", "Customer" if link else "Microsoft"),
         cmk=link,
         admin_disabled=bool(entry.get("admin_disabled", False)),
-        locked_at=parse_instant(entry["locked_at"]) if entry.get("locked_at") else None,
+        locked_at=_instant_or_none(entry.get("locked_at")),
         created_at=parse_instant(entry["created_at"])
         if entry.get("created_at")
         else world.settings.start_time - timedelta(days=90),
+        modified_at=_instant_or_none(entry.get("modified_at") or entry.get("locked_at")),
     )
+
+
+def _instant_or_none(value: str | None) -> datetime | None:
+    return parse_instant(value) if value else None

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sandbox.powerplatform.lifecycle import runtime, stage_states
-from sandbox.powerplatform.records import (
+from ppcmk_sandbox.powerplatform.lifecycle import runtime, stage_states
+from ppcmk_sandbox.powerplatform.records import (
     Environment,
     LifecycleOperation,
     OperationType,
 )
 
 if TYPE_CHECKING:
-    from sandbox.powerplatform.state import PowerPlatformState
+    from ppcmk_sandbox.powerplatform.state import PowerPlatformState
 
 BAP = "/providers/Microsoft.BusinessAppPlatform"
 # Environment types on which the service refuses CMK operations, and which operations.
@@ -22,6 +22,10 @@ _DISALLOWED: dict[str, tuple[str, ...]] = {
     "Trial": ("NewCustomerManagedKey",),
     "Teams": ("NewCustomerManagedKey",),
 }
+
+
+# Who the runtime state names as having asked for it (the Terraform provider's recorded environments).
+SYSTEM = {"displayName": "SYSTEM", "type": "NotSpecified"}
 
 
 def iso(instant: datetime) -> str:
@@ -53,6 +57,7 @@ def _disallowed_json(environment: Environment) -> list[dict[str, Any]]:
 
 def environment_json(state: PowerPlatformState, environment: Environment, now: datetime, admin: bool) -> dict:
     runtime_id, reason = runtime(state, environment, now)
+    modified = environment.modified_at or environment.created_at
     policies: dict[str, Any] = {}
     if environment.cmk is not None:
         link = environment.cmk
@@ -77,9 +82,10 @@ def environment_json(state: PowerPlatformState, environment: Environment, now: d
             "isDefault": environment.sku == "Default",
             "provisioningState": "Succeeded",
             "createdTime": iso(environment.created_at) if environment.created_at else None,
+            "lastModifiedTime": iso(modified) if modified else None,
             "states": {
                 "management": {"id": "Ready"},
-                "runtime": {"id": runtime_id, "runtimeReasonCode": reason},
+                "runtime": {"id": runtime_id, "runtimeReasonCode": reason, "requestedBy": SYSTEM},
             },
             "protectionStatus": {"keyManagedBy": environment.key_managed_by},
             "governanceConfiguration": {"protectionLevel": environment.protection_level},

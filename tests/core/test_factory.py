@@ -9,9 +9,9 @@ import pytest
 from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
 from ppcmk import USER_AGENT
-from ppcmk.arm_ids import policy_id, vault_id
-from ppcmk.audit import request_ids
-from ppcmk.clients import ClientFactory
+from ppcmk.audit.trail import request_ids
+from ppcmk.models.arm_ids import policy_id, vault_id
+from ppcmk.services.factory import ClientFactory
 from tests.support.arm import managed_hsm_id
 from tests.support.identity import held
 from tests.support.sandbox import connection

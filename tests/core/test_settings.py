@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from ppcmk.endpoints import endpoints_for
+from ppcmk.cloud.endpoints import endpoints_for
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings, load_settings
 from ppcmk.errors import ConfigError
-from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
 
 TENANT = "11111111-2222-4333-8444-555555555555"
 SUB = "00000000-0000-0000-0000-000000000000"

@@ -14,20 +14,20 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.states import Crashed, State
 
-from flows._lock_record import LockRecord, load_lock_record, save_lock_record
-from flows.change_policy import change_policy
-from flows.cleanup import cleanup
-from flows.lock import PROCEDURE as LOCK
-from flows.lock import lock
-from flows.migrate_byok import migrate_byok
-from flows.onboard import onboard
-from flows.revert import revert
-from flows.rotate import rotate
-from flows.unlock import unlock
-from ppcmk import holds
-from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
-from tasks.policy import ensure_provider_registered
+from ppcmk.safety import holds
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._lock_record import LockRecord, load_lock_record, save_lock_record
+from ppcmk_flows.change_policy import change_policy
+from ppcmk_flows.cleanup import cleanup
+from ppcmk_flows.lock import PROCEDURE as LOCK
+from ppcmk_flows.lock import lock
+from ppcmk_flows.migrate_byok import migrate_byok
+from ppcmk_flows.onboard import onboard
+from ppcmk_flows.revert import revert
+from ppcmk_flows.rotate import rotate
+from ppcmk_flows.unlock import unlock
+from ppcmk_tasks.policy import ensure_provider_registered
 from tests.support.arm import linked_policy_grant_id, policy_id, vault_id
 from tests.support.runs import answer, sandbox_block, start, wait_for_approval
 from tests.support.sandbox import connection, save_target
@@ -40,6 +40,7 @@ from tests.support.scenario import (
     UNMANAGED,
     VAULT,
 )
+from tests.support.world import change, current_version, linked_policy
 
 Blocks = dict[str, str]
 MATRIX_TARGET = "fault-matrix-target"  # a key and a policy of the matrix's own, created by onboard
@@ -127,6 +128,20 @@ def locked(cloud: Any, blocks: Blocks) -> None:
                                                "revoked": revoked}), LOCK)
 
 
+def locked_by_hand(cloud: Any, blocks: Blocks) -> None:
+    """LINKED_POLICY locked outside ppcmk, two ways at once and with no lock record: its identity's role
+    assignment removed and its key's current version disabled (one repair through ARM, one on the vault)."""
+    def break_both(world: Any) -> None:
+        principal = linked_policy(world).principal_id
+        for assignment in [a for a in world.rbac.assignments.values() if a.principal_id == principal]:
+            world.rbac.remove(assignment)
+        version = current_version(world)
+        version.enabled, version.updated = False, world.clock.now()
+
+    change(cloud, break_both)
+    cloud.advance(timedelta(hours=1))
+
+
 def held_versions_and_policy(cloud: Any, blocks: Blocks) -> None:
     """Two versions of a key of its own (the older one's 28 days over) and LINKED_POLICY left by Finance
     more than 30 days ago (its hold tag ended)."""
@@ -178,6 +193,10 @@ RUNBOOKS: list[Runbook] = [
             lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],
                        "requester": REQUESTER, "approval_poll_s": 1},
             ((PP_ADMIN_2, {}),), locked),
+    Runbook("unlock-without-record", unlock,
+            lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],
+                       "requester": REQUESTER, "approval_poll_s": 1},
+            ((PP_ADMIN_2, {}),), locked_by_hand),
     Runbook("cleanup", cleanup,
             lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["runbook"],
                        "target": CLEANUP_TARGET, "old_policy": LINKED_POLICY, "requester": REQUESTER,

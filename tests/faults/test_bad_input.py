@@ -15,19 +15,19 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import BlockDocumentUpdate
 
-from blocks import CmkConnection, CmkTarget
-from cli.sandbox_blocks import service_credential
-from flows.change_policy import change_policy
-from flows.cleanup import cleanup
-from flows.lock import lock
-from flows.migrate_byok import migrate_byok
-from flows.onboard import onboard
-from flows.revert import revert
-from flows.rotate import rotate
-from flows.unlock import unlock
-from ppcmk import arm_ids
 from ppcmk.fleet.selection import FleetSelector
-from sandbox.identity.credentials import CREDENTIALS_FILE
+from ppcmk.models import arm_ids
+from ppcmk_blocks import CmkConnection, CmkTarget
+from ppcmk_cli.sandbox_blocks import service_credential
+from ppcmk_flows.change_policy import change_policy
+from ppcmk_flows.cleanup import cleanup
+from ppcmk_flows.lock import lock
+from ppcmk_flows.migrate_byok import migrate_byok
+from ppcmk_flows.onboard import onboard
+from ppcmk_flows.revert import revert
+from ppcmk_flows.rotate import rotate
+from ppcmk_flows.unlock import unlock
+from ppcmk_sandbox.identity.credentials import CREDENTIALS_FILE
 from tests.support import scenario
 from tests.support.sandbox import changes_the_cloud
 from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER, UNKNOWN_ENVIRONMENT

@@ -36,12 +36,12 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from ppcmk.clients import ClientFactory
-from ppcmk.step_errors import StepFailed
-from tasks.environments import link
-from tasks.holds import hold_key_version
-from tasks.keyvault import create_or_adopt_key, get_key_info, read_key
-from tasks.policy import create_or_get_policy, get_policy
+from ppcmk.safety.step_errors import StepFailed
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks.environments import link
+from ppcmk_tasks.holds import hold_key_version
+from ppcmk_tasks.keyvault import create_or_adopt_key, get_key_info, read_key
+from ppcmk_tasks.policy import create_or_get_policy, get_policy
 from tests.faults import tally
 from tests.support.sandbox import connection, target
 from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID

@@ -18,11 +18,11 @@ import certifi
 import pytest
 from prefect import flow
 
-from ppcmk.clients import ClientFactory
-from ppcmk.settings import ConnectionSettings
-from ppcmk.step_errors import StepFailed
-from tasks.environments import get_environments
-from tasks.holds import hold_key_version
+from ppcmk.cloud.settings import ConnectionSettings
+from ppcmk.safety.step_errors import StepFailed
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.holds import hold_key_version
 from tests.support.arm import vault_id
 from tests.support.sandbox import connection
 

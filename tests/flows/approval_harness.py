@@ -1,4 +1,4 @@
-"""A flow that asks one real approval (ppcmk.approvals.request_approval) for a one-environment plan, for
+"""A flow that asks one real approval (ppcmk.approvals.gate.request_approval) for a one-environment plan, for
 tests that answer it through the resume API or the CLI, and the blocks its answerers sign in with. Given a
 target block, it is a hand-off on that target's policy, built as the two-half runbooks build theirs."""
 
@@ -8,12 +8,12 @@ from typing import Any
 
 from prefect import flow
 
-from blocks import CmkConnection
-from flows._runbook import load_connection, load_target
-from flows._two_half import policy_handoff
-from ppcmk.approvals import IdentityResolver, request_approval
+from ppcmk.approvals.gate import IdentityResolver, request_approval
 from ppcmk.errors import ApprovalExpired, ApprovalRejected
-from ppcmk.plan import OutageWindow, Plan, PlanItem
+from ppcmk.safety.plan import OutageWindow, Plan, PlanItem
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows._runbook import load_connection, load_target
+from ppcmk_flows._two_half import policy_handoff
 from tests.support.runs import RunningFlow, start
 from tests.support.scenario import LINKED_POLICY, PP_ADMIN_2, REQUESTER
 

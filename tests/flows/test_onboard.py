@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from flows.onboard import onboard
-from ppcmk.audit import AuditLog
+from ppcmk.audit.trail import AuditLog
 from ppcmk.fleet.selection import FleetSelector
+from ppcmk_flows.onboard import onboard
 from tests.support.runs import RunningFlow, answer, approve_next, start, wait_for_approval
 from tests.support.sandbox import changes_the_cloud, save_target
 from tests.support.scenario import PP_ADMIN, PRODUCTION, SANDBOX, UNMANAGED, VAULT

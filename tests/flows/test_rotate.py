@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from blocks import CmkConnection
-from flows.rotate import rotate
-from ppcmk import holds
-from ppcmk.audit import AuditLog
-from ppcmk.clients import ClientFactory
+from ppcmk.audit.trail import AuditLog
 from ppcmk.errors import HoldActive
+from ppcmk.safety import holds
+from ppcmk.services.factory import ClientFactory
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows.rotate import rotate
 from tests.support.arm import vault_id
 from tests.support.sandbox import changes_the_cloud, save_connection, save_target
 from tests.support.scenario import KEY, LINKED_POLICY, REQUESTER

@@ -19,7 +19,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CertificateCredential, ManagedIdentityCredential, WorkloadIdentityCredential
 from azure.keyvault.keys import KeyClient
 
-from sandbox import Sandbox
+from ppcmk_sandbox import Sandbox
 from tests.support.arm import policy_id, vault_id
 from tests.support.identity import (
     authority,

@@ -16,7 +16,7 @@ from azure.mgmt.keyvault.models import (
     VaultProperties,
 )
 
-from sandbox import Sandbox
+from ppcmk_sandbox import Sandbox
 from tests.support.sdk_clients import key_client, keyvault_mgmt
 
 RG = "rg-cmk"
@@ -134,6 +134,16 @@ def test_delete_vault_soft_deletes_and_purge_is_refused_with_purge_protection(cl
         data_plane.get_key("cmk-prod")
     assert "kv-cmk-prod" not in cloud.endpoints.vaults
     assert cloud.world.keyvault.find_vault(deleted.properties.vault_id) is None
+
+
+def test_a_deleted_vault_is_recovered_as_it_was(cloud: Sandbox) -> None:
+    vaults = keyvault_mgmt(cloud).vaults
+    vaults.delete(RG, "kv-cmk-prod")
+    recovering = VaultCreateOrUpdateParameters(location="eastus", properties=VaultProperties(
+        tenant_id=cloud.world.tenant_id, sku=Sku(family="A", name="standard"), create_mode="recover"))
+    vaults.begin_create_or_update(RG, "kv-cmk-prod", recovering).result()
+    assert vaults.get(RG, "kv-cmk-prod").properties.enable_rbac_authorization is True  # not the request's
+    assert key_client(cloud, "kv-cmk-prod").get_key("cmk-prod").key_type == "RSA"
 
 
 def test_managed_hsm_through_arm(cloud: Sandbox) -> None:

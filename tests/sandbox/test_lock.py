@@ -9,7 +9,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.keyvault.models import NetworkRuleSet, VaultPatchParameters, VaultPatchProperties
 
-from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+from ppcmk_sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
 from tests.support.scenario import FINANCE as ON_CMK
 from tests.support.scenario import LINKED_POLICY_GRANT as POLICY_GRANT
 from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
@@ -66,7 +66,7 @@ def test_losing_key_access_locks_linked_environments(cloud: Any, revoke: Any) ->
     assert _runtime(cloud, ON_CMK)["id"] == "Enabled" and _health(cloud) == "Healthy"
     revoke(cloud)
     runtime = _runtime(cloud, ON_CMK)
-    assert runtime == {"id": "Disabled", "runtimeReasonCode": "CustomerManagedKeyLocked"}
+    assert (runtime["id"], runtime["runtimeReasonCode"]) == ("Disabled", "CustomerManagedKeyLocked")
     assert _health(cloud) == "Unhealthy"
     assert _runtime(cloud, SANDBOX_ENV)["id"] == "Enabled"  # not linked: unaffected
 
@@ -123,3 +123,17 @@ def test_locked_environments_are_deleted_after_7_or_30_days(cloud: Any) -> None:
     assert _runtime(cloud, ON_CMK)["id"] == "Disabled"  # Production: still there
     cloud.advance(timedelta(days=23))
     assert _runtime(cloud, ON_CMK) is None
+
+
+def test_a_lock_moves_the_environments_last_modified_time(cloud: Any) -> None:
+    """The service's own clock dates the lock (inferred: the service changes the environment as it locks)."""
+    def modified() -> str:
+        return str(bap(cloud).get(f"{BAP}/scopes/admin/environments/{ON_CMK}").json()["properties"]
+                   ["lastModifiedTime"])
+
+    before = modified()
+    cloud.advance(timedelta(hours=3))
+    _revoke_role(cloud)
+    cloud.advance(timedelta(hours=1))
+    assert modified() != before
+    assert modified() == (cloud.clock.now() - timedelta(hours=1)).isoformat().replace("+00:00", "Z")

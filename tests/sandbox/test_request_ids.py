@@ -6,9 +6,9 @@ import uuid
 
 from azure.core.pipeline import PipelineResponse
 
-from ppcmk.audit import request_ids
-from ppcmk.clients import ClientFactory
-from sandbox import Sandbox
+from ppcmk.audit.trail import request_ids
+from ppcmk.services.factory import ClientFactory
+from ppcmk_sandbox import Sandbox
 from tests.support.arm import vault_id
 from tests.support.sandbox import connection
 from tests.support.sdk_clients import http, key_client

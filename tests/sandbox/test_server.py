@@ -16,9 +16,9 @@ import pytest
 from azure.identity import ManagedIdentityCredential
 from typer.testing import CliRunner
 
-from cli import app
-from cli.exit_codes import ExitCode
-from sandbox import Sandbox
+from ppcmk_cli import app
+from ppcmk_cli.exit_codes import ExitCode
+from ppcmk_sandbox import Sandbox
 from tests.support.arm import vault_id
 from tests.support.sdk_clients import http, key_client
 
@@ -101,7 +101,8 @@ def test_state_file_restores_the_world_and_ports_after_restart(tmp_path: Path) -
         assert restored.id == created.id and restored.key.n == created.key.n
 
 
-UP_COMMANDS = {"python-m-sandbox": ["-m", "sandbox", "up"], "ppcmk": ["-m", "cli", "sandbox", "up"]}
+UP_COMMANDS = {"python-m-sandbox": ["-m", "ppcmk_sandbox", "up"],
+               "ppcmk": ["-m", "ppcmk_cli", "sandbox", "up"]}
 
 
 @pytest.mark.parametrize("command", UP_COMMANDS.values(), ids=UP_COMMANDS.keys())

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import Sandbox
+from ppcmk_sandbox import Sandbox
 from tests.support.arm import vault_id
 from tests.support.identity import claims, secret_credential
 from tests.support.scenario import PP_ADMIN_ID, RUNBOOK_ID

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cli.profile import SandboxProfile
-from cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data, sandbox_target_data
-from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk_cli.profile import SandboxProfile
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data, sandbox_target_data
 from tests.support.arm import vault_id
 from tests.support.scenario import VAULT
 
@@ -47,14 +47,14 @@ def target(cloud: Any, vault: str = VAULT, key: str = "cmk-test", policy: str = 
 
 
 def save_connection(cloud: Any, persona: str, block_name: str, **overrides: Any) -> str:
-    from blocks import CmkConnection
+    from ppcmk_blocks import CmkConnection
 
     CmkConnection(**connection_data(cloud, persona, **overrides)).save(block_name, overwrite=True)
     return block_name
 
 
 def save_target(cloud: Any, block_name: str, **overrides: Any) -> str:
-    from blocks import CmkTarget
+    from ppcmk_blocks import CmkTarget
 
     CmkTarget(**{**sandbox_target_data(profile(cloud)), **overrides}).save(block_name, overwrite=True)
     return block_name

@@ -19,8 +19,8 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.powerplatform import PowerPlatformMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-from cli.sandbox_blocks import service_credential
-from sandbox import Sandbox
+from ppcmk_cli.sandbox_blocks import service_credential
+from ppcmk_sandbox import Sandbox
 
 BAP = "/providers/Microsoft.BusinessAppPlatform"
 

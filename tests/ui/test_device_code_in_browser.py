@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sandbox import Sandbox
+from ppcmk_sandbox import Sandbox
 from tests.support.identity import claims, device_code_credential, held
 from tests.support.scenario import PP_ADMIN, PP_ADMIN_ID
 

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from flows.watch import WatchResult
-from ppcmk.drift import Drift
-from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.records import OperationType
+from ppcmk.watch.drift import Drift
+from ppcmk_flows.watch import WatchResult
+from ppcmk_sandbox.powerplatform.lifecycle import start_operation
+from ppcmk_sandbox.powerplatform.records import OperationType
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, VAULT
 from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
+from tests.support.watching import fix_runs_unlock_on
 from tests.support.world import change, current_version, linked_policy, vault
 
 Watch = Callable[..., WatchResult]
@@ -46,26 +47,35 @@ def test_removed_role_assignment_is_critical_locks_and_unhealthy(cloud: Any, run
     result = run_watch()
     removed = only(result, "access.key_removed")
     assert removed.severity == "critical" and removed.object == LINKED_POLICY
-    assert "az role assignment create --role \"Key Vault Crypto Service Encryption User\"" in removed.fix
-    assert "unlock" in removed.fix
+    assert fix_runs_unlock_on(removed.fix, LINKED_POLICY)
+    assert "it gives the identity its key access back" in removed.fix
     assert only(result, "policy.unhealthy").severity == "error"
     locked = only(result, "env.locked", "Finance on CMK")
-    assert locked.severity == "critical" and locked.tier == "30d left"
-    assert "unlock" in locked.fix
+    assert locked.severity == "critical" and locked.tier == "locked"
+    assert fix_runs_unlock_on(locked.fix, LINKED_POLICY) and " before " in locked.fix
+    assert "30 days left" in locked.message and "by the service's lastModifiedTime" in locked.message
     assert result.has_errors
 
 
+def disable(version: Any, now: Any) -> None:
+    """Disable a key version as the service does: its update time moves too."""
+    version.enabled, version.updated = False, now
+
+
 def test_disabled_current_version_is_critical(cloud: Any, run_watch: Watch) -> None:
-    change(cloud, lambda world: setattr(current_version(world), "enabled", False))
+    disabled_at = cloud.clock.now()
+    change(cloud, lambda world: disable(current_version(world), disabled_at))
     disabled = only(run_watch(), "key.disabled")
     assert disabled.severity == "critical" and disabled.object == f"{VAULT}/{KEY}"
-    assert "--enabled true" in disabled.fix
+    assert fix_runs_unlock_on(disabled.fix, LINKED_POLICY) and "it enables the version" in disabled.fix
+    assert only(run_watch(), "env.locked").since == disabled_at
 
 
 def test_deleted_key_is_critical(cloud: Any, run_watch: Watch) -> None:
     change(cloud, lambda world: setattr(vault(world).keys[KEY], "deleted_at", world.clock.now()))
     deleted = only(run_watch(), "key.deleted")
-    assert deleted.severity == "critical" and "az keyvault key recover" in deleted.fix
+    assert deleted.severity == "critical"
+    assert fix_runs_unlock_on(deleted.fix, LINKED_POLICY) and "it recovers the key" in deleted.fix
 
 
 def test_not_yet_valid_version_is_an_error(cloud: Any, run_watch: Watch) -> None:
@@ -81,7 +91,8 @@ def test_expiry_tiers(cloud: Any, run_watch: Watch, days: int, severity: str, ti
                                         world.clock.now() + timedelta(days=days, hours=1)))
     expiry = only(run_watch(), "key.expiry")
     assert (expiry.severity, expiry.tier) == (severity, tier)
-    assert "run rotate" in expiry.fix
+    # expired, it locks: unlock repairs it; before that, rotating in time is the fix
+    assert ("run unlock" if tier == "expired" else "run rotate") in expiry.fix
 
 
 def test_rotation_overdue_against_a_cadence(run_watch: Watch) -> None:
@@ -108,7 +119,7 @@ def test_closed_firewall_without_bypass(cloud: Any, run_watch: Watch) -> None:
     change(cloud, close)
     result = run_watch()
     firewall = only(result, "vault.firewall")
-    assert firewall.severity == "error" and "--bypass AzureServices" in firewall.fix
+    assert firewall.severity == "error" and fix_runs_unlock_on(firewall.fix, LINKED_POLICY)
     assert only(result, "env.locked", "Finance on CMK").severity == "critical"
 
 
@@ -121,10 +132,10 @@ def test_purge_protection_off(cloud: Any, run_watch: Watch) -> None:
 def test_lock_countdown_reads_the_days_left(cloud: Any, run_watch: Watch) -> None:
     change(cloud, lambda world: setattr(world.powerplatform.environment(FINANCE), "sku", "Sandbox"))
     change(cloud, remove_policy_grant)
-    assert only(run_watch(), "env.locked").tier == "7d left"
+    assert only(run_watch(), "env.locked").tier == "7d"
     cloud.clock.advance(timedelta(days=5))
     locked = only(run_watch(), "env.locked")
-    assert locked.tier == "2d left" and "in 2 days" in locked.message
+    assert locked.tier == "3d" and "2 days left" in locked.message
     cloud.clock.advance(timedelta(days=2, minutes=1))  # the service deletes it, as the countdown said
     assert cloud.world.powerplatform.environment(FINANCE) is None
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 from bench.measure import SandboxAdmin, cpu_seconds, process_cpu_seconds
 from bench.sandbox_process import FleetCloud, SandboxProcess
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk_cli.sandbox_blocks import service_credential
 from ppcmk_tasks.estate import DEFAULT_CONCURRENCY as READ_CONCURRENCY
 
 READER = "runbook"
@@ -53,10 +54,12 @@ class Tenant:
                                                  latency_seconds=latency))
         endpoints = self.process.endpoints
         self.admin = SandboxAdmin(endpoints["url"], endpoints["ca"])
-        self.conn = ConnectionSettings(cloud="sandbox", tenant_id=endpoints["tenant_id"],
-                                       subscription_id=endpoints["subscription_id"],
-                                       sandbox_url=endpoints["url"], sandbox_principal=READER,
-                                       ca_bundle=endpoints["ca"], time_mode="real")
+        self.connection_data = {
+            "cloud": "sandbox", "tenant_id": endpoints["tenant_id"],
+            "subscription_id": endpoints["subscription_id"],
+            "sandbox_url": endpoints["url"], "ca_bundle": endpoints["ca"], "time_mode": "real",
+            **service_credential(endpoints["credentials"], READER)}
+        self.conn = ConnectionSettings.model_validate(self.connection_data)
         vault = (f"/subscriptions/{endpoints['subscription_id']}/resourceGroups/rg-cmk/providers/"
                  "Microsoft.KeyVault/vaults/kv-cmk-prod")
         self.target = TargetSettings(vault_id=vault, key_name="cmk-prod", key_size=3072, policy_name=TARGET,
@@ -66,8 +69,7 @@ class Tenant:
     def save_block(self) -> None:
         from ppcmk_blocks import CmkConnection
 
-        CmkConnection.model_validate(self.conn.model_dump(mode="json", exclude_none=True)).save(
-            self.block, overwrite=True)
+        CmkConnection.model_validate(self.connection_data).save(self.block, overwrite=True)
 
     def measure(self, name: str, environments: int, run: Callable[[], Any]) -> Phase:
         self.admin.clear_log()

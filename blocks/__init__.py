@@ -53,18 +53,20 @@ class CmkConnection(_Validated):
     tenant_id: str = Field(..., description="Entra ID tenant id (GUID).")
     subscription_id: str = Field(
         ..., description="Azure subscription (GUID) that holds the key vault and the enterprise policy.")
-    credential_mode: Literal["default", "client_secret", "workload_identity", "managed_identity",
-                             "sandbox"] | None = Field(
-        None, description="How to authenticate. Empty: 'sandbox' for the sandbox cloud, else "
-                          "DefaultAzureCredential.")
+    credential_mode: Literal["default", "client_secret", "certificate", "workload_identity",
+                             "managed_identity"] | None = Field(
+        None, description="How to authenticate: client_secret, certificate (a PEM file on the worker), "
+                          "workload_identity, managed_identity. Empty: DefaultAzureCredential (not in the "
+                          "sandbox).")
     client_id: str | None = Field(
-        None, description="Application (client) id: required for client_secret; optional for workload and "
-                          "user-assigned managed identity.")
+        None, description="Application (client) id: required for client_secret and certificate; optional for "
+                          "workload and user-assigned managed identity.")
     client_secret: SecretStr | None = Field(None, description="Client secret (client_secret mode only).")
+    certificate_path: str | None = Field(
+        None, description="Certificate mode: absolute path on the worker of a PEM file holding the private "
+                          "key and the certificate (the file stays on the worker; the block holds its path).")
     sandbox_url: str | None = Field(
         None, description="Sandbox only: its https URL, as printed by `ppcmk sandbox up`.")
-    sandbox_principal: str = Field(
-        "runbook", description="Sandbox only: the persona the runbook acts as (e.g. runbook, pp-admin).")
     ca_bundle: str | None = Field(
         None, description="Path to a CA PEM to trust: the sandbox CA, or a corporate TLS-inspection CA.")
     time_mode: Literal["real", "virtual"] = Field(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from ppcmk.cloud.settings import TimeMode
+from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.profile import SandboxProfile
 from ppcmk_deployments.catalog import EXISTING_POLICY, SandboxBlocks
 
@@ -15,13 +19,29 @@ SANDBOX_POLICY = "ep-cmk-europe"
 SANDBOX_GEO = "europe"
 
 
+def service_credential(credentials_file: str | Path, persona: str) -> dict[str, str]:
+    """The client id and secret a sandbox persona signs in with as a service connection: a service
+    principal's own, or the stand-in app of an admin (people's passwords never go into a block)."""
+    try:
+        held = json.loads(Path(credentials_file).read_text())["principals"][persona]
+    except (OSError, ValueError, KeyError) as missing:
+        raise CliError(f"no sandbox credentials for {persona!r} in {credentials_file} ({missing}); start the "
+                       "sandbox with `ppcmk sandbox up` or `ppcmk serve`", ExitCode.UNAVAILABLE) from None
+    return {"credential_mode": "client_secret", "client_id": held["client_id"],
+            "client_secret": held["client_secret"]}
+
+
 def sandbox_connection_data(profile: SandboxProfile, persona: str,
                             time_mode: TimeMode = "virtual") -> dict[str, object]:
-    """What a sandbox CmkConnection holds for one persona (also valid ConnectionSettings, without Prefect)."""
+    """What a sandbox CmkConnection holds for one persona (also valid ConnectionSettings, without Prefect): an
+    ordinary client_secret connection whose authority is the sandbox's."""
+    if not profile.credentials:
+        raise CliError("the sandbox profile names no credentials file; restart `ppcmk sandbox up` or "
+                       "`ppcmk serve`", ExitCode.UNAVAILABLE)
     return {
         "cloud": "sandbox", "tenant_id": profile.tenant_id, "subscription_id": profile.subscription_id,
-        "sandbox_url": profile.url, "sandbox_principal": persona, "ca_bundle": profile.ca,
-        "time_mode": time_mode,
+        "sandbox_url": profile.url, "ca_bundle": profile.ca, "time_mode": time_mode,
+        **service_credential(profile.credentials, persona),
     }
 
 

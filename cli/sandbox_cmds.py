@@ -103,6 +103,8 @@ def sandbox_up(
         endpoints = server.endpoints
         notes.print(f"[bold green]Sandbox cloud up[/] at {endpoints.url} (scenario {scenario})")
         notes.print(f"  CA certificate: {endpoints.ca}")
+        notes.print(f"  authority: {endpoints.authority}/{endpoints.tenant_id}")
+        notes.print(f"  principals' secrets, certificates and passwords: {endpoints.credentials}")
         for name, origin in sorted(dict(endpoints.vaults).items()):
             notes.print(f"  vault {name}: {origin}")
         notes.print(f"  profile: {path}  (Ctrl-C stops the sandbox)")

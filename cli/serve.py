@@ -107,13 +107,14 @@ def wait_while_running(children: list[subprocess.Popen[bytes]]) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def banner(ui_url: str, sandbox_url: str, blocks: SandboxBlocks, notifications: list[str]) -> str:
-    """What `ppcmk serve` prints once everything answers: the first run in the UI, step by step."""
+def banner(ui_url: str, profile: SandboxProfile, blocks: SandboxBlocks, notifications: list[str]) -> str:
+    """What `ppcmk serve` prints once everything answers: the first run in the UI, step by step, and where the
+    sandbox keeps its principals' secrets and passwords (the file, never its content)."""
     onboard = sandbox_deployment_name("onboard")
     notified = (f"Notifications: {', '.join(notifications)}." if notifications else
                 "Notifications: none (add --notify TYPE/NAME or --notify-webhook-url URL).")
     return (
-        f"[bold green]ppcmk is serving.[/] Prefect UI: [link={ui_url}]{ui_url}[/]  sandbox: {sandbox_url}\n"
+        f"[bold green]ppcmk is serving.[/] Prefect UI: [link={ui_url}]{ui_url}[/]  sandbox: {profile.url}\n"
         f"First run in the UI: [bold]Deployments[/] → [bold]{onboard}[/] → [bold]Run ▸ Quick run[/]. It "
         f"onboards {' and '.join(FIRST_ENVIRONMENTS)} as {KV_ADMIN_UPN} (block {blocks.kv_admin}), then "
         "shows [bold]Suspended[/]: the Power Platform admin's turn. Open the run, click [bold]Resume[/] "
@@ -122,7 +123,8 @@ def banner(ui_url: str, sandbox_url: str, blocks: SandboxBlocks, notifications: 
         f"completes (or: `ppcmk approvals`, then `ppcmk approve RUN_ID --connection {blocks.pp_admin}`).\n"
         "Every other deployment also runs from Quick run; change_policy, revert and lock only plan there "
         "(dry run).\n"
-        f"{notified} Rotation runs on its monthly schedule. Ctrl-C stops everything."
+        f"{notified} Rotation runs on its monthly schedule. Ctrl-C stops everything.\n"
+        f"The sandbox people's passwords and its service principals' secrets: {profile.credentials}"
     )
 
 
@@ -172,7 +174,7 @@ def serve(
             blocks = register_sandbox_blocks(profile)
             notifications = serve_notifications(notify, notify_webhook_url)
         children.append(start_deployments(api_url, limit))
-        console.print(banner(api_url.removesuffix("/api"), profile.url, blocks, notifications))
+        console.print(banner(api_url.removesuffix("/api"), profile, blocks, notifications))
         wait_while_running(children)
     finally:
         for child in reversed(children):

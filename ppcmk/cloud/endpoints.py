@@ -36,7 +36,9 @@ class CloudEndpoints(BaseModel):
     keyvault_suffix: str | None  # None in the sandbox: each vault has its own origin (read from ARM)
     keyvault_scope: str
     managedhsm_suffix: str | None  # None in the sandbox: each managed HSM has its own origin (read from ARM)
-    token_endpoint: str | None = None  # sandbox only: its token issuer
+    # MSAL checks an authority host it does not know with Microsoft (instance discovery); the sandbox's own
+    # authority is not Microsoft's to vouch for, so it is off there.
+    instance_discovery: bool = True
 
     def managed_hsm_url(self, name: str) -> str | None:
         """The data-plane URL of managed HSM `name` in this cloud; None in the sandbox (read it from ARM)."""
@@ -93,7 +95,8 @@ _FIXED: dict[str, CloudEndpoints] = {
 
 
 def endpoints_for(cloud: CloudName, sandbox_url: str | None = None) -> CloudEndpoints:
-    """The endpoints of `cloud`. The sandbox serves every plane from one origin and uses public scopes."""
+    """The endpoints of `cloud`. The sandbox serves every plane, and its Entra-shaped authority, from one
+    origin and uses public scopes."""
     if cloud != "sandbox":
         return _FIXED[cloud]
     if not sandbox_url:
@@ -108,5 +111,5 @@ def endpoints_for(cloud: CloudName, sandbox_url: str | None = None) -> CloudEndp
         "authority": origin,
         "keyvault_suffix": None,
         "managedhsm_suffix": None,
-        "token_endpoint": f"{origin}/oauth2/token",
+        "instance_discovery": False,
     })

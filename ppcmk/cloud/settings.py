@@ -26,7 +26,7 @@ from ppcmk.errors import ConfigError
 from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, VAULT_TYPE, ResourceId, parse_resource_id, policy_id
 from ppcmk.models.geo import GEOS, canonical_geo
 
-CredentialMode = Literal["default", "client_secret", "workload_identity", "managed_identity", "sandbox"]
+CredentialMode = Literal["default", "client_secret", "certificate", "workload_identity", "managed_identity"]
 TimeMode = Literal["real", "virtual"]
 KeyType = Literal["RSA", "RSA-HSM"]
 
@@ -57,11 +57,11 @@ class ConnectionSettings(BaseModel):
     cloud: CloudName = "sandbox"
     tenant_id: str
     subscription_id: str
-    credential_mode: CredentialMode | None = None  # None: "sandbox" for the sandbox cloud, else "default"
+    credential_mode: CredentialMode = "default"
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    certificate_path: str | None = None  # certificate mode: a PEM (key and certificate) on the worker
     sandbox_url: str | None = None
-    sandbox_principal: str = "runbook"
     ca_bundle: str | None = None
     time_mode: TimeMode = "real"
     request_timeout: float = Field(default=60.0, gt=0, le=600)
@@ -78,23 +78,12 @@ class ConnectionSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ConnectionSettings:
-        mode = self.credential_mode or ("sandbox" if self.cloud == "sandbox" else "default")
-        object.__setattr__(self, "credential_mode", mode)
         if self.cloud == "sandbox":
             self._check_sandbox()
-        elif mode == "sandbox":
-            raise ConfigError("credential_mode", f"the sandbox credential cannot reach {self.cloud}",
-                              "choose default, client_secret, workload_identity or managed_identity")
         if self.time_mode == "virtual" and self.cloud != "sandbox":
             raise ConfigError("time_mode", "virtual time only exists in the sandbox cloud",
                               "set time_mode to 'real' (or cloud to 'sandbox')")
-        if mode == "client_secret":
-            if not self.client_id:
-                raise ConfigError("client_id", "client_secret mode needs the application (client) id",
-                                  "set client_id to the app registration's application id")
-            if self.client_secret is None or not self.client_secret.get_secret_value():
-                raise ConfigError("client_secret", "client_secret mode needs a secret",
-                                  "set client_secret, or use workload_identity / managed_identity")
+        self._check_credential()
         if self.client_id is not None:
             object.__setattr__(self, "client_id", _guid("client_id", self.client_id))
         if self.operation_poll_floor > self.operation_poll_ceiling:
@@ -109,9 +98,26 @@ class ConnectionSettings(BaseModel):
         if not self.ca_bundle or not Path(self.ca_bundle).is_file():
             raise ConfigError("ca_bundle", f"{self.ca_bundle!r} is not a readable file",
                               "set it to the sandbox CA PEM path printed by `ppcmk sandbox up`")
-        if self.credential_mode not in ("sandbox", "managed_identity"):
-            raise ConfigError("credential_mode", f"{self.credential_mode} cannot get sandbox tokens",
-                              "use 'sandbox' (or 'managed_identity' through the sandbox identity endpoint)")
+        if self.credential_mode == "default":
+            raise ConfigError("credential_mode", "the default credential chain signs in to Azure, "
+                              "not the sandbox", "use client_secret or certificate with a principal's "
+                              "values from the credentials file `ppcmk sandbox up` prints (as the blocks "
+                              "of `ppcmk serve` do)")
+
+    def _check_credential(self) -> None:
+        mode = self.credential_mode
+        if mode in ("client_secret", "certificate") and not self.client_id:
+            raise ConfigError("client_id", f"{mode} mode needs the application (client) id",
+                              "set client_id to the app registration's application id")
+        secret = self.client_secret.get_secret_value() if self.client_secret else ""
+        if mode == "client_secret" and not secret:
+            raise ConfigError("client_secret", "client_secret mode needs a secret",
+                              "set client_secret, or use certificate, workload_identity or managed_identity")
+        path = self.certificate_path
+        if mode == "certificate" and not (path and Path(path).is_absolute()):
+            raise ConfigError("certificate_path", f"{self.certificate_path!r} is not an absolute path",
+                              "set it to the PEM file (private key and certificate) on the worker, e.g. "
+                              "/etc/ppcmk/runbook.pem")
 
     @property
     def endpoints(self) -> CloudEndpoints:

@@ -85,6 +85,9 @@ def test_sandbox_up_publishes_a_profile_and_cleans_up_on_ctrl_c(tmp_path: Path) 
     assert process.returncode == 0, output
     assert "Sandbox stopped." in output
     assert not profile_file.exists()
+    # where the principals' secrets and passwords are, never what they are
+    assert profile.credentials and profile.credentials in output and "passwords" in output
+    assert "client_secret" not in output and "password\"" not in output
 
 
 def test_run_names_the_runbooks_when_the_flow_is_unknown(runner: CliRunner, ppcmk_home: Path) -> None:

@@ -23,6 +23,7 @@ from ppcmk.audit import trail as audit
 from ppcmk_blocks import CmkConnection
 from ppcmk_cli import app
 from ppcmk_cli.profile import SandboxProfile, save_profile
+from ppcmk_cli.sandbox_blocks import service_credential
 from ppcmk_cli.workers import PREFECT_FILE, block_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def test_setup_blocks_from_a_file_saves_all_or_none(
         profile)}}))
     saved = CliRunner().invoke(app, ["setup", "blocks", "--file", str(spec)])
     assert saved.exit_code == 0, saved.output
-    assert CmkConnection.load("runbook").settings().sandbox_principal == "runbook"
+    assert CmkConnection.load("runbook").settings().client_id == connections["runbook"]["client_id"]
 
 
 def test_setup_blocks_from_the_sandbox(prefect_backend: None, sandbox_server: Any, tmp_path: Path,
@@ -89,7 +90,8 @@ def test_setup_blocks_from_the_sandbox(prefect_backend: None, sandbox_server: An
     save_profile(SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1))
     saved = CliRunner().invoke(app, ["setup", "blocks", "--sandbox"])
     assert saved.exit_code == 0, saved.output
-    assert CmkConnection.load("pp-admin").settings().sandbox_principal == "pp-admin"
+    pp_admin = service_credential(sandbox_server.endpoints.credentials, "pp-admin")
+    assert CmkConnection.load("pp-admin").settings().client_id == pp_admin["client_id"]
 
 
 def remote_block(name: str, folder: str) -> str:

@@ -102,7 +102,7 @@ def test_a_wrong_ca_under_managed_identity_is_not_a_retry_storm(
 ) -> None:
     identity = urlsplit(cloud.endpoints.identity)
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"https://127.0.0.1:{relay.port}{identity.path}")
-    monkeypatch.setenv("IDENTITY_HEADER", "pp-admin")
+    monkeypatch.setenv("IDENTITY_HEADER", cloud.authority.credentials.of("runbook").identity_header)
     failure = _run_failing(_wrong_ca(cloud, relay, credential_mode="managed_identity"))
     assert "certificate verification failed" in str(failure)
     assert relay.connections <= 2  # was 4 x 4 x 4 = 64 (identity, SDK and task retries multiplied)

@@ -18,19 +18,21 @@ from tests.support.runs import RunningFlow, start
 from tests.support.scenario import LINKED_POLICY, PP_ADMIN_2, REQUESTER
 
 SECOND = PP_ADMIN_2
-GHOST = "approvals-ghost"  # a block that exists but cannot sign in (no such persona)
+GHOST = "approvals-ghost"  # a block that exists but cannot sign in (an app the tenant does not know)
 POLICY = LINKED_POLICY
 
 
 def with_ghost(sandbox_blocks: dict[str, str]) -> dict[str, str]:
-    """The sandbox personas' blocks, plus GHOST, whose credential signs in as nobody."""
+    """The sandbox personas' blocks, plus GHOST, whose client id no application of the tenant has."""
     settings = load_connection(sandbox_blocks["pp-admin"])
     CmkConnection(
         cloud="sandbox",
         tenant_id=settings.tenant_id,
         subscription_id=settings.subscription_id,
         sandbox_url=settings.sandbox_url,
-        sandbox_principal="nobody",
+        credential_mode="client_secret",
+        client_id="0e0e0000-0000-4000-8000-000000000000",
+        client_secret="not-a-secret-of-this-tenant",
         ca_bundle=settings.ca_bundle,
         time_mode="virtual",
     ).save(GHOST, overwrite=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
@@ -10,6 +11,16 @@ from ppcmk_cli.profile import SandboxProfile
 from ppcmk_cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data, sandbox_target_data
 from tests.support.arm import vault_id
 from tests.support.scenario import VAULT
+
+# The sandbox's own admin API and its authority (sign-ins, managed identity): requests that change nothing in
+# the emulated cloud.
+_NOT_CLOUD = re.compile(r"^/(_sandbox|metadata/identity|devicelogin|[^/]+/oauth2/|[^/]+/login$)",
+                        re.IGNORECASE)
+
+
+def changes_the_cloud(method: str, path: str) -> bool:
+    """A write to the emulated cloud (not a read, not a sign-in, not the sandbox's admin API)."""
+    return method not in ("GET", "HEAD") and not _NOT_CLOUD.match(path)
 
 
 def profile(cloud: Any) -> SandboxProfile:

@@ -26,6 +26,7 @@ from ppcmk.approvals import (
     request_approval,
 )
 from ppcmk.azure_resources import PolicyInfo
+from ppcmk.clients import ClientFactory
 from ppcmk.errors import ApprovalExpired, ApprovalRejected, ConfigError
 from ppcmk.findings import Severity
 from ppcmk.fleet.selection import FleetMember, FleetSelector
@@ -33,6 +34,7 @@ from ppcmk.fleet.waves import FleetReport
 from ppcmk.models import Environment, EnvironmentChange
 from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
 from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.timing import use_cloud_clock
 from ppcmk.validation import check_parameters, check_selected
 from tasks.environments import get_environments
 from tasks.holds import hold_key_version, hold_policy
@@ -56,8 +58,11 @@ class Approving:
 
 
 def load_connection(block: str) -> ConnectionSettings:
-    """A connection block, validated (a bad value fails here, naming the field, before anything is read)."""
-    return cast(CmkConnection, CmkConnection.load(block)).settings()
+    """A connection block, validated (a bad value fails here, naming the field, before anything is read).
+    Its cloud's clock becomes the run's: audit entries carry that time too."""
+    settings = cast(CmkConnection, CmkConnection.load(block)).settings()
+    use_cloud_clock(ClientFactory.for_settings(settings).sleeper)
+    return settings
 
 
 def load_target(block: str) -> TargetSettings:

@@ -27,6 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from ppcmk.timing import cloud_now
+
 REQUEST_ID_HEADERS = ("x-ms-request-id", "x-ms-correlation-request-id", "x-ms-correlation-id",
                       "x-ms-client-request-id")
 
@@ -110,8 +112,15 @@ def _origin() -> dict[str, str]:
 def new_entry(sequence: int, previous: str, event: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {"seq": sequence, "at": datetime.now(UTC).isoformat(), "by": _origin(),
                              "event": scrubbed(event), "prev": previous}
+    if (cloud := cloud_now()) is not None:  # a virtual cloud clock: what a period on that clock selects by
+        entry["cloud_at"] = cloud.isoformat()
     entry["hash"] = digest(entry)
     return entry
+
+
+def entry_time(entry: dict[str, Any]) -> datetime:
+    """When the entry was written on the cloud's clock (the wall clock unless a virtual one was in use)."""
+    return datetime.fromisoformat(str(entry.get("cloud_at") or entry["at"]))
 
 
 def chain_problems(entries: list[dict[str, Any]], head: dict[str, Any] | None) -> list[str]:

@@ -41,6 +41,7 @@ from ppcmk.estate import (
 from ppcmk.holds import HOLD_TAG, REASON_TAG
 from ppcmk.models import Environment, pick
 from ppcmk.retry import cmk_task
+from ppcmk.rotation_pickup import awaiting
 from ppcmk.settings import ConnectionSettings
 from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
 from tasks.keyvault import read_key_via_arm, read_vault
@@ -239,7 +240,9 @@ def read_estate(conn: ConnectionSettings, pp_admins: Sequence[str] = (),
         for policy, found in estate.each(lambda p: readers(factory, p, pp_admins), policies,
                                          lambda p: p.policy_id, "the admins' Reader role"):
             policy.readers = found
-    wanted = [e for e in envs if e.cmk_in_progress or (operations_for is not None and operations_for(e))]
+    picking_up = awaiting(envs, policies, keys, now)
+    wanted = [e for e in envs if e.cmk_in_progress or e.id in picking_up
+              or (operations_for is not None and operations_for(e))]
     for env, listed in estate.each(lambda e: operations(factory, e.id), wanted, lambda e: e.id,
                                    "the environment's lifecycle operations"):
         env.operations = listed

@@ -8,6 +8,7 @@ from cli.approvals import approvals, approve
 from cli.audit_cmds import audit_app
 from cli.demo import demo
 from cli.doctor import doctor
+from cli.evidence import evidence
 from cli.exit_codes import EXIT_CODES_HELP
 from cli.report import report
 from cli.runs import run, runs_app
@@ -37,6 +38,7 @@ app.command("run")(run)
 app.command("doctor")(doctor)
 app.command("demo")(demo)
 app.command("report")(report)
+app.command("evidence")(evidence)
 app.command("watch")(watch)
 app.command("converge")(converge)
 

@@ -85,19 +85,6 @@ class OverwriteAnswer(BaseModel):
     reason: str
 
 
-def _rotation_text(rotation: RotationPolicyInfo) -> str:
-    if not rotation.configured:
-        return "none"
-    parts = []
-    if rotation.rotate_after_create:
-        parts.append(f"rotate after {rotation.rotate_after_create.days} d")
-    if rotation.rotate_before_expiry:
-        parts.append(f"rotate {rotation.rotate_before_expiry.days} d before expiry")
-    if rotation.expires_after:
-        parts.append(f"expire after {rotation.expires_after.days} d")
-    return ", ".join(parts)
-
-
 class _Lookup:
     """Reads each policy and each key once; a read that fails becomes a note on the rows, not a crash."""
 
@@ -158,7 +145,7 @@ def inventory_row(env: Environment, lookup: _Lookup) -> InventoryRow:
         update={
             "key_version": pinned or key.version,
             "key_expires": key.expires_on.isoformat() if key.expires_on and not pinned else "",
-            "rotation_policy": _rotation_text(rotation),
+            "rotation_policy": rotation.text,
             "note": f"pinned to version {pinned}: does not follow rotation" if pinned else "",
         }
     )

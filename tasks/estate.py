@@ -214,14 +214,17 @@ class _Estate:
 
 def read_estate(conn: ConnectionSettings, pp_admins: Sequence[str] = (),
                 operations_for: Callable[[EnvironmentFact], bool] | None = None,
-                concurrency: int = DEFAULT_CONCURRENCY) -> EstateFacts:
+                concurrency: int = DEFAULT_CONCURRENCY,
+                environments: Sequence[Environment] | None = None) -> EstateFacts:
     """Everything watch judges. `operations_for` says which environments' lifecycle operations to read
-    besides those with a CMK operation in progress (e.g. environments the desired state wants linked)."""
+    besides those with a CMK operation in progress (e.g. environments the desired state wants linked);
+    `environments`: the environment list, when the caller has read it already."""
     factory = ClientFactory.for_settings(conn)
     estate = _Estate(factory, concurrency)
     now = factory.now()
-    envs = [environment_fact(e) for e in estate.one(factory.pp_admin().list_environments, "environments",
-                                                   ENVIRONMENT_LIST) or []]
+    if environments is None:
+        environments = estate.one(factory.pp_admin().list_environments, "environments", ENVIRONMENT_LIST)
+    envs = [environment_fact(e) for e in environments or []]
     policies = estate.one(lambda: list_policies(factory), "enterprise policies", "the policy list") or []
     vault_ids = sorted({p.key_vault_id for p in policies if p.key_vault_id}, key=str.lower)
     read = dict(estate.each(lambda v: _vault_if_present(factory, v), vault_ids, str, "the vault"))

@@ -36,7 +36,7 @@ from flows._runbook import (
     published,
 )
 from flows._two_half_plan import plan_key_vault_half
-from ppcmk import audit
+from ppcmk import audit, power_automate
 from ppcmk.approvals import PowerPlatformHandoff, connection_principal
 from ppcmk.azure_resources import PolicyInfo
 from ppcmk.clients import ClientFactory
@@ -84,6 +84,14 @@ class HandoffWork(ApprovedWork):
 
 
 W = TypeVar("W", bound=HandoffWork)
+
+
+def environments_planned(plan: Plan, plan_environments: PlanEnvironments, policy: PolicyInfo | None,
+                         environments: Sequence[Environment]) -> None:
+    """The runbook's environment steps, and what linking them means for Power Automate (its limit of
+    CMK-enabled environments per tenant, and its flows' migration)."""
+    plan_environments(plan, policy, environments)
+    plan.add_findings(power_automate.plan_findings(environments, plan))
 
 
 @dataclass
@@ -143,7 +151,7 @@ class TwoHalfRun:
         plan = Plan(procedure=self.procedure, requester=self.who(), target_summary=summary)
         plan_key_vault_half(plan, self.target, reading, self.pp_admin)
         plan.items.extend(key_vault_items)
-        plan_environments(plan, reading.facts.policy, self.list_environments())
+        environments_planned(plan, plan_environments, reading.facts.policy, self.list_environments())
         return published(plan)
 
     def check_inputs(self) -> None:
@@ -254,7 +262,7 @@ class TwoHalfRun:
         environments: Sequence[Environment],
     ) -> Plan:
         plan = Plan(procedure=self.procedure, requester=self.who(), target_summary=summary)
-        plan_environments(plan, policy, environments)
+        environments_planned(plan, plan_environments, policy, environments)
         return plan
 
     def _read_policy(self) -> PolicyInfo | None:

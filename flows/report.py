@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, cast
 
@@ -28,6 +29,7 @@ from blocks import CmkConnection
 from flows._watch_state import lock_facts, previous_state, state_key
 from ppcmk.arm_ids import parse_resource_id
 from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo
+from ppcmk.byok import byok_note
 from ppcmk.clients import ClientFactory
 from ppcmk.drift import Drift
 from ppcmk.drift_locks import deleted_drifts
@@ -38,6 +40,7 @@ from ppcmk.models import Environment
 from ppcmk.plan import RunOutcome, publish_table
 from ppcmk.retry import cmk_task
 from ppcmk.settings import ConnectionSettings
+from tasks.byok import platform_reverts
 from tasks.environments import get_environments
 from tasks.estate import environment_fact
 from tasks.keyvault import read_key_via_arm
@@ -153,14 +156,20 @@ def inventory_row(env: Environment, lookup: _Lookup) -> InventoryRow:
 
 @cmk_task(task_run_name="inventory")
 def build_inventory(conn: ConnectionSettings, environments: list[Environment]) -> list[InventoryRow]:
-    """Each environment with its key chain, reading each policy and each key once; then each environment a
-    lock cost (locked when watch last saw it, or in ppcmk's lock record, and gone now)."""
+    """Each environment with its key chain, reading each policy and each key once, and what BYOK's end of
+    support means for it; then each environment a lock cost (locked when watch last saw it, or in ppcmk's
+    lock record, and gone now)."""
     factory = ClientFactory.for_settings(conn)
-    lookup = _Lookup(factory)
-    rows = [inventory_row(env, lookup) for env in environments]
+    lookup, reverted = _Lookup(factory), platform_reverts(factory, environments)
+    rows = [with_byok_note(inventory_row(env, lookup), env, reverted.get(env.id)) for env in environments]
     estate = EstateFacts(now=factory.now(), environments=[environment_fact(e) for e in environments],
                          locks=lock_facts())
     return rows + [lost_row(d) for d in deleted_drifts(estate, previous_state(state_key(conn)))]
+
+
+def with_byok_note(row: InventoryRow, env: Environment, reverted: datetime | None) -> InventoryRow:
+    note = byok_note(env, reverted)
+    return row.model_copy(update={"note": "; ".join(n for n in (row.note, note) if n)}) if note else row
 
 
 def lost_row(deleted: Drift) -> InventoryRow:

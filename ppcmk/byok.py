@@ -25,9 +25,15 @@ LEFTOVER = (f"{ENDED}; this one is still on its BYOK key: migrate it (migrate_by
 MIGRATED = "migrated from BYOK to a customer-managed key policy (keyManagedBy stays CustomerViaMicrosoft)"
 
 
+REVERTED_FIX = "link it to a customer-managed key policy (onboard) to have it on a customer-managed key again"
+
+
+def reverted_message(at: datetime) -> str:
+    return f"reverted to the Microsoft-managed key by the platform on {at:%Y-%m-%d} (BYOK's end of support)"
+
+
 def reverted_note(at: datetime) -> str:
-    return (f"reverted to the Microsoft-managed key by the platform on {at:%Y-%m-%d} (BYOK's end of "
-            "support): link it to a policy (onboard) to have it on a customer-managed key again")
+    return f"{reverted_message(at)}: {REVERTED_FIX}"
 
 
 def may_have_been_reverted(env: Environment) -> bool:

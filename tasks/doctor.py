@@ -14,11 +14,13 @@ from contextlib import contextmanager
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from pydantic import BaseModel, Field
 
+from ppcmk import power_automate
 from ppcmk.azure_resources import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
+from ppcmk.byok import may_have_been_reverted
 from ppcmk.checks import hsm as hsm_checks
 from ppcmk.checks import key_vault as checks
 from ppcmk.checks import policy as policy_checks
-from ppcmk.checks.environments import check_environment, check_operations, operations_refused
+from ppcmk.checks.environments import check_environment, check_operations, check_reverted, operations_refused
 from ppcmk.clients import ClientFactory
 from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.findings import DoctorReport, Finding, Severity, error, info
@@ -185,9 +187,10 @@ class _Gatherer:
                 for environment in listed:
                     findings = check_environment(environment.id, environment, target, policy)
                     self.add(findings)
-                    if _enabling_is_the_advice(findings):
+                    if _enabling_is_the_advice(findings) or may_have_been_reverted(environment):
                         surveyed.append(environment)
                 self.survey_note(self.all_operations(surveyed), len(listed))
+                self.add([power_automate.doctor_count(listed)])
             return
         found = []
         for environment_id in environment_ids:
@@ -231,7 +234,7 @@ class _Gatherer:
                 self.operations_refused = True
                 self.add([operations_refused(exc.status)])
                 return False
-            self.add(check_operations(env, operations))
+            self.add(check_operations(env, operations) + check_reverted(env, operations))
             return True
         return False
 

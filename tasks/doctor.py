@@ -50,7 +50,9 @@ def survey_operations_read(read: int, listed: int) -> Finding:
         "env.operations",
         "environments",
         f"lifecycle operations read for {read} of {listed} environments: those whose one error is not being "
-        "a Managed Environment (an enabling may be under way there); the environment list shows a running "
+        "a Managed Environment (an enabling may be under way there) and those on the Microsoft key that "
+        "existed at BYOK's end of support (the platform may have reverted them); the environment list shows "
+        "a running "
         "link or unlink on every environment; name environments with --environment to read theirs too",
     )
 

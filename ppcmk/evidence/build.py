@@ -92,7 +92,8 @@ def build_pack(reading: Reading, chain: ChainCheck, period: Period, scope: Scope
     for env in selection.environments:
         if env.cmk is not None or env.id in reading.operations:
             lane = environment_lane(env, reading, period)
-            if lane.spans or lane.marks:
+            if any(period.overlaps(s.start, s.end) for s in lane.spans) or any(
+                    period.covers(m.at) for m in lane.marks):
                 lanes[env.id] = lane
     in_scope = {(k.vault_id.lower(), k.name.lower()) for k in keys}
     facts = reading.facts

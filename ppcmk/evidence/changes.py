@@ -23,7 +23,7 @@ ANSWERED = "approval-answered"
 # Fields of an answer that are the request or the answer itself, not evidence of who answered.
 NOT_PROOF = frozenset({"event", "procedure", "plan_hash", "requester", "approver", "decision", "comment"})
 SIGNED_TOKEN = re.compile(r"^[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*$")
-SUBJECT_FIELDS = ("policy", "old_policy", "new_policy", "key", "subject")
+SUBJECT_FIELDS = ("policy", "old_policy", "new_policy", "key")
 
 
 def shown(value: Any) -> str:
@@ -46,6 +46,14 @@ def _group_key(entry: dict[str, Any]) -> str:
         f"entry:{entry.get('seq')}"
 
 
+def _runs(entries: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The entries grouped by the run that wrote them, in chain order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        groups.setdefault(_group_key(entry), []).append(entry)
+    return list(groups.values())
+
+
 def _name(value: str) -> str:
     """An ARM id or key URL by its last meaningful segment (a key URL ends with its version)."""
     parts = [p for p in value.rstrip("/").split("/") if p]
@@ -63,9 +71,11 @@ def subjects(events: Iterable[dict[str, Any]]) -> tuple[list[str], set[str]]:
             if isinstance(item, dict) and item.get("environment_id"):
                 names[str(item.get("name") or item["environment_id"])] = None
                 ids |= {str(item["environment_id"]).lower(), str(item.get("name") or "").lower()}
+        if str(event.get("event", "")).startswith("approval-"):
+            continue  # an approval's `key` is its pause key, not a key vault key
         for field in SUBJECT_FIELDS:
             if isinstance(value := event.get(field), str) and value:
-                names[_name(value) if field != "subject" else value] = None
+                names[_name(value)] = None
                 ids |= {value.lower(), _name(value).lower()}
     return list(names), ids - {""}
 
@@ -102,8 +112,8 @@ def _procedure(events: list[dict[str, Any]]) -> str:
     named = next((str(e["procedure"]) for e in events if e.get("procedure")), "")
     if named:
         return named
-    first = str(events[0].get("event", "")) if events else ""
-    return {"rotation": "rotate", "hold-recorded": "hold"}.get(first, first)
+    names = [str(e.get("event", "")) for e in events]
+    return "rotate" if "rotation" in names else names[0] if names else ""
 
 
 def _change(group: list[dict[str, Any]]) -> Change:
@@ -124,12 +134,8 @@ def _change(group: list[dict[str, Any]]) -> Change:
 def changes_in(entries: list[dict[str, Any]], period: Period, wanted: set[str] | None) -> list[Change]:
     """The changes whose entries fall in the period; with `wanted` (names and ids, lower case), only those
     that name one of them."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for entry in entries:
-        if _event(entry).get("event") != DRIFT_EVENT:
-            groups.setdefault(_group_key(entry), []).append(entry)
     found = []
-    for group in groups.values():
+    for group in _runs(e for e in entries if _event(e).get("event") != DRIFT_EVENT):
         if wanted is not None and not (subjects(_event(e) for e in group)[1] & wanted):
             continue
         change = _change(group)
@@ -178,12 +184,26 @@ def drift_record(checked_at: datetime, changes: Iterable[Any]) -> dict[str, Any]
 def named_with(entries: list[dict[str, Any]], names: set[str]) -> set[str]:
     """Every name and id (lower case) that a change naming one of `names` also names: the environments a
     policy's changes moved, for a pack scoped to that policy."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for entry in entries:
-        groups.setdefault(_group_key(entry), []).append(_event(entry))
     found: set[str] = set()
-    for events in groups.values():
-        ids = subjects(events)[1]
+    for group in _runs(entries):
+        ids = subjects(_event(e) for e in group)[1]
         if ids & names:
             found |= ids
     return found
+
+
+def departures(entries: list[dict[str, Any]]) -> list[tuple[datetime, set[str], str]]:
+    """(when, environment ids, policy name) of each run that took environments off a policy (revert,
+    change_policy): the policy is the one it held (its `hold-recorded` entry names it)."""
+    found = []
+    for group in _runs(entries):
+        events = [_event(e) for e in group]
+        held = next((str(e["policy"]) for e in events
+                     if e.get("event") == "hold-recorded" and e.get("policy")), "")
+        finished = next((e for e in events
+                         if e.get("event") in ("revert-finished", "change_policy-finished")), None)
+        if held and finished is not None:
+            ids = {str(i.get("environment_id", "")).lower() for i in finished.get("environments") or []
+                   if isinstance(i, dict)}
+            found.append((max(entry_time(e) for e in group), ids, held))
+    return sorted(found, key=lambda d: d[0])

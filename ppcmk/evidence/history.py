@@ -19,6 +19,7 @@ from typing import Any
 from ppcmk.audit import entry_time
 from ppcmk.byok import byok_note, reverted_at
 from ppcmk.estate import EstateFacts, KeyFact, OperationFact, PolicyFact
+from ppcmk.evidence.changes import departures
 from ppcmk.evidence.model import CoveragePoint, EstateRow, Lane, Mark, Period, PickupRow, Span
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.rotation_pickup import pickup
@@ -174,21 +175,31 @@ def coverage(lanes: list[Lane], others: int, period: Period) -> list[CoveragePoi
     return points
 
 
+def policy_at(env: Environment, moment: datetime, reading: Reading,
+              left: list[tuple[datetime, set[str], str]]) -> str:
+    """The policy (name) the environment was on at `moment`: the one a later revert or change of policy
+    took it off, else its policy now."""
+    later = next((policy for at, ids, policy in left if at > moment and env.id.lower() in ids), None)
+    if later is not None:
+        return later
+    return reading.policy_name(env.cmk.policy_id) if env.cmk else ""
+
+
 def pickups(reading: Reading, lanes: dict[str, Lane], keys: list[KeyFact], period: Period) -> list[PickupRow]:
     """Each environment on a key when a new version of it was created in the period, and when it took it
     up (the documented 24 hours)."""
-    rows = []
+    rows, left = [], departures(reading.entries)
+    by_name = {e.id: e for e in reading.listed}
     for key in keys:
-        users = {p.policy_id.lower() for p in reading.facts.policies if not p.key_version and
+        users = {p.name.lower() for p in reading.facts.policies if not p.key_version and
                  (p.key_name or "").lower() == key.name.lower()}
-        linked = [e for e in reading.listed if e.cmk and (e.cmk.policy_id or "").lower() in users]
         for version in key.versions[:-1]:  # every version but the oldest is a rotation
             created = version.created_on
             if created is None or not period.covers(created):
                 continue
-            for env in linked:
-                lane = lanes.get(env.id)
-                if lane is None or not on_cmk(lane, created):
+            for env_id, lane in lanes.items():
+                env = by_name[env_id]
+                if not on_cmk(lane, created) or policy_at(env, created, reading, left).lower() not in users:
                     continue
                 found = pickup(as_facts(reading.operations.get(env.id, [])), created, reading.facts.now)
                 rows.append(PickupRow(environment=env.display_name or env.id, environment_id=env.id,

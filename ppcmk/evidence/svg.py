@@ -15,6 +15,7 @@ SPAN_COLOURS = {"version": "#9ecae1", "hold": "#fdd49e", "cmk": "#74c476", "outa
 MARK_COLOURS = {"version": "#08519c", "rotation": "#3182bd", "expiry": "#cb181d", "pickup": "#006d2c",
                 "revert": "#d94801", "change": "#54278f"}
 ON, OFF = "#31a354", "#d9d9d9"
+NARROW = ("outage", "lock", "hold")
 
 
 def _x(moment: datetime, period: Period) -> float:
@@ -47,11 +48,11 @@ def _axis(period: Period, top: float, bottom: float) -> list[str]:
 def _lane(lane: Lane, y: float, period: Period) -> list[str]:
     parts = [f'<text x="4" y="{y + 18}" font-size="12" fill="#222">{escape(lane.name[:34])}'
              f"<title>{escape(lane.name)} {escape(lane.detail)}</title></text>"]
-    for span in lane.spans:
+    for span in sorted(lane.spans, key=lambda s: s.kind in NARROW):  # narrow ones drawn over the wide
         if not period.overlaps(span.start, span.end):
             continue
         x1, x2 = _x(span.start, period), _x(span.end or period.end, period)
-        inset = 9 if span.kind in ("outage", "lock", "hold") else 4
+        inset = 9 if span.kind in NARROW else 4
         parts.append(f'<rect class="span-{span.kind}" x="{x1:.1f}" y="{y + inset}" '
                      f'width="{max(x2 - x1, 2):.1f}" height="{LANE - 2 * inset}" '
                      f'fill="{SPAN_COLOURS.get(span.kind, "#bbb")}" rx="2"><title>{escape(span.label)}: '

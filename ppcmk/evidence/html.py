@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
 
-from ppcmk.evidence.model import Change, EvidencePack
+from ppcmk.evidence.model import Change, EstateRow, EvidencePack
 from ppcmk.evidence.svg import MARK_COLOURS, SPAN_COLOURS, coverage_chart, timeline
 
 # The sections, in order: (id, heading). The PDF has the same ones (the tests read them back).
@@ -98,6 +98,25 @@ def _changes(pack: EvidencePack) -> str:
                  raw=frozenset({4, 7}))
 
 
+def _estate(pack: EvidencePack) -> str:
+    """A row for each environment with something to say (a customer-managed key, a note, a state other than
+    Enabled); the quiet rest by name in one paragraph: a table of thousands of rows takes a browser minutes
+    to print, a paragraph milliseconds (their ids are in the JSON)."""
+    def telling(row: EstateRow) -> bool:
+        return row.on_cmk or bool(row.note) or row.state != "Enabled"
+
+    told = [r for r in pack.estate if telling(r)]
+    quiet = sorted((r.name for r in pack.estate if not telling(r)), key=str.lower)
+    rows = table(["name", "type", "state", "key managed by", "policy", "key", "encrypted since", "note",
+                  "id"],
+                 [[r.name, r.sku, r.state, r.key_managed_by, r.policy, r.key, r.encrypted_since, r.note,
+                   r.environment_id] for r in told])
+    if not quiet:
+        return rows
+    return rows + (f"<p>{len(quiet)} more environment(s), enabled, on the Microsoft-managed key, nothing to "
+                   f"note: {escape(', '.join(quiet))}.</p>")
+
+
 def _body(pack: EvidencePack) -> dict[str, str]:
     spans = {"version": "key version in use", "hold": "hold", "cmk": "on a customer-managed key",
              "outage": "outage (link or unlink)", "lock": "locked"}
@@ -126,10 +145,7 @@ def _body(pack: EvidencePack) -> dict[str, str]:
         "findings": table(["kind", "severity", "object", "open since", "resolved", "finding", "fix"],
                           [[f.kind, f.severity, f.object, _t(f.since), _t(f.resolved) or "still open",
                             f.message, f.fix] for f in pack.findings]),
-        "estate": table(["name", "type", "state", "key managed by", "policy", "key", "encrypted since",
-                         "note", "id"],
-                        [[r.name, r.sku, r.state, r.key_managed_by, r.policy, r.key, r.encrypted_since,
-                          r.note, r.environment_id] for r in pack.estate]),
+        "estate": _estate(pack),
         "files": "<p>evidence.html (this page), evidence.json (the same content), evidence.pdf (this page "
                  "printed) and manifest.json, which lists each file with its size and SHA-256: check them "
                  "with <code>sha256sum</code> or <code>ppcmk evidence verify</code> to show the pack is as "

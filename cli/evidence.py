@@ -29,6 +29,8 @@ def run_evidence(connection: str | None, days: int, policy: str | None, environm
         with expected_failures_untraced():
             state = evidence_flow(connection=block, days=days, policy=policy, environments=environments,
                                   output_dir=str(out) if out else None, return_state=True)
+            if state.is_failed():
+                state.result()  # its own error: a scope that names nothing is a configuration error
     return result_of(state, "evidence", EvidenceResult)
 
 

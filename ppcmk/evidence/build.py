@@ -88,6 +88,8 @@ def build_pack(reading: Reading, chain: ChainCheck, period: Period, scope: Scope
                generated_at: datetime) -> EvidencePack:
     selection = select(reading, scope)
     keys = selection.keys(reading)
+    findings = _findings(reading, period, selection.wanted)
+    reading.locked_findings = [f for f in findings if f.kind == "env.locked"]
     lanes: dict[str, Lane] = {}
     for env in selection.environments:
         if env.cmk is not None or env.id in reading.operations:
@@ -108,5 +110,5 @@ def build_pack(reading: Reading, chain: ChainCheck, period: Period, scope: Scope
         coverage=coverage(list(lanes.values()), len(selection.environments) - len(lanes), period),
         controls=controls(facts, selection.policies,
                           [k for k in key_readings if (k.vault_id.lower(), k.name.lower()) in in_scope]),
-        roles=roles, findings=_findings(reading, period, selection.wanted),
+        roles=roles, findings=findings,
         estate=estate_rows(reading, lanes, selection.environments, period))

@@ -20,7 +20,7 @@ from ppcmk.audit import entry_time
 from ppcmk.byok import byok_note, reverted_at
 from ppcmk.estate import EstateFacts, KeyFact, OperationFact, PolicyFact
 from ppcmk.evidence.changes import departures
-from ppcmk.evidence.model import CoveragePoint, EstateRow, Lane, Mark, Period, PickupRow, Span
+from ppcmk.evidence.model import CoveragePoint, EstateRow, FindingSpan, Lane, Mark, Period, PickupRow, Span
 from ppcmk.models import Environment, EnvironmentOperation
 from ppcmk.rotation_pickup import pickup
 
@@ -39,6 +39,7 @@ class Reading:
     entries: list[dict[str, Any]] = field(default_factory=list)
     tenant_id: str = ""
     subscription_id: str = ""
+    locked_findings: list[FindingSpan] = field(default_factory=list)  # env.locked, as watch recorded them
 
     def policy_name(self, policy_id: str | None) -> str:
         policy = self.facts.policy(policy_id)
@@ -145,6 +146,19 @@ def _lock_spans(lane: Lane, env_id: str, reading: Reading, operations: list[Envi
     if locked is not None:
         end = min((t for t in reenabled if t >= locked), default=None)
         lane.spans.append(Span(start=locked, end=end, kind="lock", label="locked"))
+    _watched_locks(lane, env_id, reading)
+
+
+def _watched_locks(lane: Lane, env_id: str, reading: Reading) -> None:
+    """Locks watch saw that no lock run explains (access revoked outside ppcmk): its env.locked findings."""
+    ours = [s for s in lane.spans if s.kind == "lock"]
+    for finding in reading.locked_findings:
+        if finding.object_id.lower() != env_id.lower() or finding.since is None:
+            continue
+        if not any(s.start <= (finding.resolved or s.start) and finding.since <= (s.end or finding.since)
+                   for s in ours):
+            lane.spans.append(Span(start=finding.since, end=finding.resolved, kind="lock",
+                                   label="locked (seen by watch)"))
 
 
 def encrypted_since(lane: Lane | None, period: Period) -> str:

@@ -122,7 +122,8 @@ def environment_lane(env: Environment, reading: Reading, period: Period) -> Lane
         if _done(operation, LINK) and on_since is None:
             on_since = end
         elif _done(operation, UNLINK) and on_since is not None:
-            lane.spans.append(Span(start=on_since, end=end, kind="cmk", label="customer-managed key"))
+            policy = policy_at(env, on_since, reading, departures(reading.entries)) or "customer-managed key"
+            lane.spans.append(Span(start=on_since, end=end, kind="cmk", label=policy))
             on_since = None
         elif _done(operation, ROTATE):
             lane.marks.append(Mark(at=end, kind="pickup", label="took up a new key version"))

@@ -24,7 +24,6 @@ from flows.evidence import evidence
 from flows.onboard import onboard
 from flows.rotate import rotate
 from flows.unlock import unlock
-from flows.watch import STATE_KEY_PREFIX, watch
 from ppcmk.audit import AuditLog
 from ppcmk.evidence.files import verify_pack
 from ppcmk.evidence.html import SECTIONS
@@ -42,6 +41,7 @@ from tests.support.runs import (
 )
 from tests.support.sandbox import connection
 from tests.support.scenario import FINANCE, PP_ADMIN, PP_ADMIN_2, PRODUCTION, REQUESTER
+from tests.support.watching import clear_watch_state, run_watch
 
 pytestmark = [pytest.mark.usefixtures("prefect_backend"), pytest.mark.timeout(600)]
 CHROMIUM = "/usr/bin/chromium"
@@ -59,16 +59,9 @@ class Year:
         return (Path((result or self.result).directory) / "evidence.html").read_text(encoding="utf-8")
 
 
-def forget_watch_state() -> None:
-    with get_client(sync_client=True) as client:
-        for artifact in client.read_artifacts(artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(like_=STATE_KEY_PREFIX))):
-            client.delete_artifact(artifact.id)
-
-
 def live_the_year(cloud: Any, blocks: dict[str, str]) -> None:
     def watched() -> None:
-        watch(connection=blocks["runbook"], pp_admins=[PP_ADMIN])
+        run_watch(blocks)
 
     def later(days: float) -> None:
         cloud.clock.advance(timedelta(days=days))
@@ -119,7 +112,7 @@ def year(sandbox_server: Any, sandbox_blocks: dict[str, str],
         patch.setenv("PPCMK_HOME", str(home))
         sandbox_server.reset()
         forget_run_state()
-        forget_watch_state()
+        clear_watch_state()
         live_the_year(sandbox_server, sandbox_blocks)
         result = evidence(connection=sandbox_blocks["runbook"], output_dir=str(home / "pack"))
         shutil.copytree(home / "audit", home / "tampered-audit")

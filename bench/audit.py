@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))  # `python bench/audit.py` from a clone
 
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 
-from cli.demo_backend import throwaway_prefect  # noqa: E402
-from ppcmk.audit import AuditLog  # noqa: E402
-from ppcmk.audit_store import AUDIT_STORAGE_SETTING  # noqa: E402
+from ppcmk.audit.store import AUDIT_STORAGE_SETTING  # noqa: E402
+from ppcmk.audit.trail import AuditLog  # noqa: E402
+from ppcmk_cli.demo_backend import throwaway_prefect  # noqa: E402
 
 WRITER = """
 import sys
-from ppcmk.audit import AuditLog
+from ppcmk.audit.trail import AuditLog
 log = AuditLog()
 for number in range(int(sys.argv[1])):
     log.record({"event": "bench", "number": number})

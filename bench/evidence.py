@@ -27,7 +27,7 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/evidence.py` from a clone
 
 from bench.measure import cpu_seconds
-from ppcmk.settings import ConnectionSettings
+from ppcmk.cloud.settings import ConnectionSettings
 
 DEFAULT_TARGET_S = 10.0
 RATIO_TARGET = 3.0
@@ -52,11 +52,11 @@ def live_the_year(cloud: object, label: str, scratch: Path) -> tuple[ConnectionS
     """The demo's chapters over a year on this sandbox; its connection and its audit chain's folder."""
     from rich.console import Console
 
-    from cli.demo_story import StoryTeller, story
-    from cli.doctor import sandbox_inputs
-    from cli.profile import SandboxProfile, save_profile
-    from cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data
-    from deployments.catalog import SandboxBlocks
+    from ppcmk_cli.demo_story import StoryTeller, story
+    from ppcmk_cli.doctor import sandbox_inputs
+    from ppcmk_cli.profile import SandboxProfile, save_profile
+    from ppcmk_cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data
+    from ppcmk_deployments.catalog import SandboxBlocks
 
     profile = SandboxProfile.from_endpoints(cloud.endpoints, pid=-1)  # type: ignore[attr-defined]
     save_profile(profile)
@@ -75,10 +75,10 @@ def live_the_year(cloud: object, label: str, scratch: Path) -> tuple[ConnectionS
 
 
 def measure(label: str, size: int, latency: float, repeat: int, scratch: Path) -> Figure:
-    from ppcmk.audit import AuditLog
+    from ppcmk.audit.trail import AuditLog
     from ppcmk.evidence.model import Scope
-    from sandbox import Sandbox
-    from tasks.evidence import evidence_pack
+    from ppcmk_sandbox import Sandbox
+    from ppcmk_tasks.evidence import evidence_pack
 
     home = scratch / label
     os.environ["PPCMK_HOME"] = str(home)
@@ -124,7 +124,7 @@ def main() -> None:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from cli.demo_backend import throwaway_prefect
+    from ppcmk_cli.demo_backend import throwaway_prefect
 
     print(f"starting a Prefect server; a year on the default scenario and on {args.size} more environments "
           "...", flush=True)

@@ -35,10 +35,11 @@ from bench.measure import (
     process_cpu_seconds,
 )
 from bench.sandbox_process import FleetCloud, SandboxProcess
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
-from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.models.azure import PolicyInfo
+from ppcmk_cli.sandbox_blocks import service_credential
 
 CALLER = "pp-admin"
 
@@ -161,11 +162,12 @@ def main() -> None:
     try:
         with prefect_test_harness(server_startup_timeout=120), CpuSampler().running() as sampler:
             endpoints = sandbox.endpoints
-            conn = ConnectionSettings(
-                cloud="sandbox", tenant_id=endpoints["tenant_id"],
-                subscription_id=endpoints["subscription_id"], sandbox_url=endpoints["url"],
-                sandbox_principal=CALLER, ca_bundle=endpoints["ca"],
-                time_mode="real", operation_poll_floor=float(args.retry_after))
+            conn = ConnectionSettings.model_validate({
+                "cloud": "sandbox", "tenant_id": endpoints["tenant_id"],
+                "subscription_id": endpoints["subscription_id"], "sandbox_url": endpoints["url"],
+                "ca_bundle": endpoints["ca"], "time_mode": "real",
+                "operation_poll_floor": float(args.retry_after),
+                **service_credential(endpoints["credentials"], CALLER)})
             vault = (f"/subscriptions/{endpoints['subscription_id']}/resourceGroups/rg-cmk/providers/"
                      "Microsoft.KeyVault/vaults/kv-cmk-prod")
             target = TargetSettings(vault_id=vault, key_name="cmk-prod", policy_name="ep-existing",

@@ -14,15 +14,15 @@ from datetime import timedelta
 
 from prefect import flow
 
-from flows._environment_steps import LinkLimits, link_step, verify
-from flows._runbook import fleet_member
-from ppcmk.azure_resources import PolicyInfo
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import FleetReport, WaveSpec, plan_waves, run_waves
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.environments import MAX_LINK_ATTEMPTS, get_environments
-from tasks.policy import read_policy
+from ppcmk.models.azure import PolicyInfo
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._environment_steps import LinkLimits, link_step, verify
+from ppcmk_flows._runbook import fleet_member
+from ppcmk_tasks.environments import MAX_LINK_ATTEMPTS, get_environments
+from ppcmk_tasks.policy import read_policy
 
 
 def read_linkable_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:

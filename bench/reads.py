@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 
 from bench.measure import SandboxAdmin, cpu_seconds, process_cpu_seconds
 from bench.sandbox_process import FleetCloud, SandboxProcess
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.estate import DEFAULT_CONCURRENCY as READ_CONCURRENCY
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk_cli.sandbox_blocks import service_credential
+from ppcmk_tasks.estate import DEFAULT_CONCURRENCY as READ_CONCURRENCY
 
 READER = "runbook"
 PP_ADMIN = "pp-admin@contoso.example"
@@ -53,10 +54,12 @@ class Tenant:
                                                  latency_seconds=latency))
         endpoints = self.process.endpoints
         self.admin = SandboxAdmin(endpoints["url"], endpoints["ca"])
-        self.conn = ConnectionSettings(cloud="sandbox", tenant_id=endpoints["tenant_id"],
-                                       subscription_id=endpoints["subscription_id"],
-                                       sandbox_url=endpoints["url"], sandbox_principal=READER,
-                                       ca_bundle=endpoints["ca"], time_mode="real")
+        self.connection_data = {
+            "cloud": "sandbox", "tenant_id": endpoints["tenant_id"],
+            "subscription_id": endpoints["subscription_id"],
+            "sandbox_url": endpoints["url"], "ca_bundle": endpoints["ca"], "time_mode": "real",
+            **service_credential(endpoints["credentials"], READER)}
+        self.conn = ConnectionSettings.model_validate(self.connection_data)
         vault = (f"/subscriptions/{endpoints['subscription_id']}/resourceGroups/rg-cmk/providers/"
                  "Microsoft.KeyVault/vaults/kv-cmk-prod")
         self.target = TargetSettings(vault_id=vault, key_name="cmk-prod", key_size=3072, policy_name=TARGET,
@@ -64,10 +67,9 @@ class Tenant:
         self.block = f"bench-reads-{label}"
 
     def save_block(self) -> None:
-        from blocks import CmkConnection
+        from ppcmk_blocks import CmkConnection
 
-        CmkConnection.model_validate(self.conn.model_dump(mode="json", exclude_none=True)).save(
-            self.block, overwrite=True)
+        CmkConnection.model_validate(self.connection_data).save(self.block, overwrite=True)
 
     def measure(self, name: str, environments: int, run: Callable[[], Any]) -> Phase:
         self.admin.clear_log()
@@ -80,9 +82,9 @@ class Tenant:
         return Phase(name, environments, wall, cpu, sandbox_cpu, calls)
 
     def phases(self, environments: int, out: Path, only: set[str]) -> list[Phase]:
-        from cli.doctor import DoctorInputs, run_checks
-        from flows.report import report
-        from flows.watch import watch
+        from ppcmk_cli.doctor import DoctorInputs, run_checks
+        from ppcmk_flows.report import report
+        from ppcmk_flows.watch import watch
 
         inputs = DoctorInputs(self.conn, [self.target], self.label, scan_by_default=True)
         runs: dict[str, Callable[[], Any]] = {
@@ -128,7 +130,7 @@ def main() -> None:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from cli.demo_backend import throwaway_prefect
+    from ppcmk_cli.demo_backend import throwaway_prefect
 
     print(f"starting a Prefect server and two sandboxes (default, {args.size} environments) ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="ppcmk-bench-reads-") as scratch:

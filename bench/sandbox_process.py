@@ -27,7 +27,7 @@ class FleetCloud(BaseModel):
 
 
 def write_scenario(cloud: FleetCloud, directory: Path) -> Path:
-    from sandbox.scenarios.fleet import fleet_scenario
+    from ppcmk_sandbox.scenarios.fleet import fleet_scenario
 
     data = fleet_scenario(cloud.size, sandbox_every=0)  # one wave: every environment Production
     data["settings"].update(link_duration_seconds=cloud.link_seconds,
@@ -38,7 +38,7 @@ def write_scenario(cloud: FleetCloud, directory: Path) -> Path:
 
 
 def serve(cloud: FleetCloud) -> None:
-    from sandbox import Sandbox
+    from ppcmk_sandbox import Sandbox
 
     with (
         tempfile.TemporaryDirectory(prefix="ppcmk-bench-") as scratch,

@@ -11,34 +11,28 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any, Literal, Self
-from uuid import UUID
 
 from prefect.blocks.core import Block
-from prefect.client.schemas.objects import BlockDocument
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from ppcmk.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
 
 
 class _Validated(Block, ABC):
-    """Validates through `settings()` on save and on load; a value of the wrong type names its field.
-    Abstract (ABC), so it is no block type of its own."""
+    """Validates through `settings()` when made (Prefect's `block_initialization` hook, before a save can
+    happen) and when loaded (`Block.load` builds it with `model_validate`); a value of the wrong type names
+    its field. Abstract (ABC), so it is no block type of its own."""
 
     @abstractmethod
     def settings(self) -> BaseModel: ...
 
-    def _save_sync(self, *args: Any, **kwargs: Any) -> UUID:
+    def block_initialization(self) -> None:
         self.settings()
-        return super()._save_sync(*args, **kwargs)
-
-    async def _save(self, *args: Any, **kwargs: Any) -> UUID:
-        self.settings()
-        return await super()._save(*args, **kwargs)
 
     @classmethod
-    def _from_block_document(cls, block_document: BlockDocument) -> Self:
+    def model_validate(cls, obj: Any, **options: Any) -> Self:
         try:
-            block = super()._from_block_document(block_document)
+            block = super().model_validate(obj, **options)
         except ValidationError as exc:
             raise config_error_from(exc, cls) from None
         block.settings()
@@ -59,18 +53,20 @@ class CmkConnection(_Validated):
     tenant_id: str = Field(..., description="Entra ID tenant id (GUID).")
     subscription_id: str = Field(
         ..., description="Azure subscription (GUID) that holds the key vault and the enterprise policy.")
-    credential_mode: Literal["default", "client_secret", "workload_identity", "managed_identity",
-                             "sandbox"] | None = Field(
-        None, description="How to authenticate. Empty: 'sandbox' for the sandbox cloud, else "
-                          "DefaultAzureCredential.")
+    credential_mode: Literal["default", "client_secret", "certificate", "workload_identity",
+                             "managed_identity"] | None = Field(
+        None, description="How to authenticate: client_secret, certificate (a PEM file on the worker), "
+                          "workload_identity, managed_identity. Empty: DefaultAzureCredential (not in the "
+                          "sandbox).")
     client_id: str | None = Field(
-        None, description="Application (client) id: required for client_secret; optional for workload and "
-                          "user-assigned managed identity.")
+        None, description="Application (client) id: required for client_secret and certificate; optional for "
+                          "workload and user-assigned managed identity.")
     client_secret: SecretStr | None = Field(None, description="Client secret (client_secret mode only).")
+    certificate_path: str | None = Field(
+        None, description="Certificate mode: absolute path on the worker of a PEM file holding the private "
+                          "key and the certificate (the file stays on the worker; the block holds its path).")
     sandbox_url: str | None = Field(
         None, description="Sandbox only: its https URL, as printed by `ppcmk sandbox up`.")
-    sandbox_principal: str = Field(
-        "runbook", description="Sandbox only: the persona the runbook acts as (e.g. runbook, pp-admin).")
     ca_bundle: str | None = Field(
         None, description="Path to a CA PEM to trust: the sandbox CA, or a corporate TLS-inspection CA.")
     time_mode: Literal["real", "virtual"] = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from ppcmk.desired import DesiredState, parse_desired_state
+from ppcmk.watch.desired import DesiredState, parse_desired_state
 
 
 class CmkDesiredState(Block):

@@ -12,18 +12,18 @@ def main() -> None:
     if sys.argv[1:2] == ["sandbox"]:
         # The sandbox commands need neither Prefect nor the runbooks: importing those first would take
         # `ppcmk sandbox up` past the two seconds it promises to start in.
-        from cli.sandbox_cmds import sandbox_app
+        from ppcmk_cli.sandbox_cmds import sandbox_app
 
         sandbox_app(args=sys.argv[2:], prog_name="ppcmk sandbox")
         return
-    from cli.commands import main as run_full_cli
+    from ppcmk_cli.commands import main as run_full_cli
 
     run_full_cli()
 
 
 def __getattr__(name: str) -> Any:
-    if name == "app":  # the whole typer app, imported on first use (tests, `python -m cli`)
-        from cli.commands import app
+    if name == "app":  # the whole typer app, imported on first use (tests, `python -m ppcmk_cli`)
+        from ppcmk_cli.commands import app
 
         return app
     raise AttributeError(name)

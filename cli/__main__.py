@@ -1,5 +1,5 @@
-"""`python -m cli` (used by tests and by `ppcmk serve` to start children with the same interpreter)."""
+"""`python -m ppcmk_cli` (used by tests and by `ppcmk serve` to start children with the same interpreter)."""
 
-from cli import main
+from ppcmk_cli import main
 
 main()

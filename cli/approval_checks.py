@@ -1,5 +1,5 @@
 """What `ppcmk approve` checks before it resumes a run, the same rules the flow applies to the answer
-(`ppcmk.approvals`): the proven approver, separation of duty, Reader, the confirmation, the plan hash. A
+(`ppcmk.approvals.gate`): the proven approver, separation of duty, Reader, the confirmation, the plan hash. A
 refusal here changes nothing: the run is not resumed."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import Any, cast
 
 from azure.core.exceptions import HttpResponseError
 
-from cli.exit_codes import CliError, ExitCode
-from cli.prefect_api import WaitingRun
-from ppcmk.approval_forms import REQUEST
-from ppcmk.approval_identity import Refused, prove
-from ppcmk.clients import ClientFactory
-from ppcmk.settings import ConnectionSettings
+from ppcmk.approvals.forms import REQUEST
+from ppcmk.approvals.proof import Refused, prove
+from ppcmk.cloud.settings import ConnectionSettings
+from ppcmk.services.factory import ClientFactory
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.prefect_api import WaitingRun
 
 
 def request_of(waiting: WaitingRun) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def _signed_in(waiting: WaitingRun, block: str) -> Answerer:
 
 
 def _load_connection(block: str) -> ConnectionSettings:
-    from blocks import CmkConnection
+    from ppcmk_blocks import CmkConnection
 
     return cast(CmkConnection, CmkConnection.load(block)).settings()
 
@@ -92,7 +92,7 @@ def _check_typed(answerer: Answerer, typed: str | None, block: str) -> None:
     """--as is a claim; it must be who the block signs in as."""
     if not typed:
         return
-    from tasks.access import lookup_principal
+    from ppcmk_tasks.access import lookup_principal
 
     try:
         claimed = lookup_principal(answerer.factory, typed).object_id.lower()
@@ -111,7 +111,7 @@ def _check_reader(answerer: Answerer, policy_id: str, reader_ids: list[str]) -> 
     holder's own reads only minutes later. The run checks again with the Key Vault admin's view."""
     if answerer.object_id.lower() in {object_id.lower() for object_id in reader_ids}:
         return
-    from tasks.access import POLICY_READ_ROLES, read_role_grants
+    from ppcmk_tasks.access import POLICY_READ_ROLES, read_role_grants
 
     try:
         grants = read_role_grants(answerer.factory, policy_id, answerer.object_id, POLICY_READ_ROLES)

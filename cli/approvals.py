@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from cli.approval_checks import check_answer, request_of
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
-from ppcmk.approval_pause import verdict_key
+from ppcmk.approvals.pause import verdict_key
+from ppcmk_cli.approval_checks import check_answer, request_of
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
 
 console = Console()
 VERDICT_POLL_SECONDS = 0.5
@@ -110,7 +110,7 @@ def decision_for(
 
 
 def wait_for_verdict(client: SyncPrefectClient, waiting: WaitingRun, seconds: float) -> dict[str, Any] | None:
-    """What the run made of the answer (ppcmk.approval_pause.record_verdict), or None within `seconds`."""
+    """What the run made of the answer (ppcmk.approvals.pause.record_verdict), or None within `seconds`."""
     key = verdict_key(waiting.run.state.state_details.pause_key or "" if waiting.run.state else "")
     deadline = time.monotonic() + seconds
     while True:

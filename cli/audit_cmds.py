@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from ppcmk.audit import AuditLog
-from ppcmk.audit_store import AUDIT_STORAGE_SETTING, describe
+from ppcmk.audit.store import AUDIT_STORAGE_SETTING, describe
+from ppcmk.audit.trail import AuditLog
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
 
 console = Console()
 audit_app = typer.Typer(help="The shared audit trail: verify its hash chain, show its entries.",
@@ -27,7 +27,7 @@ def _api() -> AbstractContextManager[Any]:
 
     if not os.environ.get(AUDIT_STORAGE_SETTING):
         return nullcontext()
-    from cli.prefect_api import prefect_api
+    from ppcmk_cli.prefect_api import prefect_api
 
     return prefect_api()
 

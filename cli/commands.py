@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from cli.approvals import approvals, approve
-from cli.audit_cmds import audit_app
-from cli.demo import demo
-from cli.doctor import doctor
-from cli.evidence import evidence
-from cli.exit_codes import EXIT_CODES_HELP
-from cli.report import report
-from cli.runs import run, runs_app
-from cli.sandbox_cmds import sandbox_app
-from cli.serve import serve
-from cli.setup import setup_app
-from cli.watch import converge, watch
-from cli.workers import setup_blocks, setup_workers
+from ppcmk_cli.approvals import approvals, approve
+from ppcmk_cli.audit_cmds import audit_app
+from ppcmk_cli.demo import demo
+from ppcmk_cli.doctor import doctor
+from ppcmk_cli.evidence import evidence
+from ppcmk_cli.exit_codes import EXIT_CODES_HELP
+from ppcmk_cli.report import report
+from ppcmk_cli.runs import run, runs_app
+from ppcmk_cli.sandbox_cmds import sandbox_app
+from ppcmk_cli.serve import serve
+from ppcmk_cli.setup import setup_app
+from ppcmk_cli.watch import converge, watch
+from ppcmk_cli.workers import setup_blocks, setup_workers
 
 app = typer.Typer(
     name="ppcmk",

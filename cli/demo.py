@@ -21,11 +21,11 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
-from cli.demo_backend import ensure_template, template_path, throwaway_prefect
-from cli.errors import reports_errors
-from cli.exit_codes import ExitCode
-from cli.profile import SandboxProfile, save_profile
-from cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_cli.demo_backend import ensure_template, template_path, throwaway_prefect
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import ExitCode
+from ppcmk_cli.profile import SandboxProfile, save_profile
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
 
 console = Console()
 
@@ -67,7 +67,7 @@ def demo_world(workdir: Path) -> Iterator[tuple[Any, SandboxProfile, Callable[[]
     with ExitStack() as stack:
         stack.enter_context(environment(PPCMK_HOME=str(workdir / "ppcmk")))
         prefect_ready = stack.enter_context(throwaway_prefect(workdir / "prefect"))
-        from sandbox import Sandbox  # imported while the Prefect server starts
+        from ppcmk_sandbox import Sandbox  # imported while the Prefect server starts
 
         cloud = stack.enter_context(Sandbox(scenario="default"))
         profile = SandboxProfile.from_endpoints(cloud.endpoints, pid=os.getpid())
@@ -93,8 +93,8 @@ def demo(
     workdir = Path(tempfile.mkdtemp(prefix="ppcmk-demo-"))
     with quiet_logs(), demo_world(workdir) as (cloud, profile, prefect_ready):
         # imported while the Prefect server starts: the runbooks and the Azure SDKs take seconds to import
-        from cli.demo_story import StoryTeller
-        from cli.doctor import sandbox_inputs
+        from ppcmk_cli.demo_story import StoryTeller
+        from ppcmk_cli.doctor import sandbox_inputs
 
         teller = StoryTeller(console, sandbox_inputs(), cloud.clock.now, workdir / "report")
         checked = teller.doctor()  # needs no Prefect: runs while the server starts

@@ -18,9 +18,9 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect.states import State
 
-from cli.approvals import decision_for
-from cli.prefect_api import WaitingRun, resume_with_input, waiting_runs
-from ppcmk.plan import artifact_key
+from ppcmk.safety.plan import artifact_key
+from ppcmk_cli.approvals import decision_for
+from ppcmk_cli.prefect_api import WaitingRun, resume_with_input, waiting_runs
 
 POLL_SECONDS = 0.2
 

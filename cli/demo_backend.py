@@ -21,8 +21,8 @@ from pathlib import Path
 
 import prefect
 
-from cli.exit_codes import CliError, ExitCode
-from cli.serve import healthy, stop_process
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.serve import healthy, stop_process
 
 SERVER_START_TIMEOUT_S = 180
 

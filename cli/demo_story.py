@@ -15,14 +15,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cli.demo_admin import AnsweredApproval, ScriptedAnswer, drive
-from cli.doctor import DoctorInputs, run_checks
-from cli.tables import rows_table
-from deployments.catalog import RUNBOOKS, SandboxBlocks
-from ppcmk.clients import ClientFactory
-from ppcmk.findings import DoctorReport, Severity
 from ppcmk.fleet.selection import FleetSelector
-from ppcmk.plan import RunOutcome
+from ppcmk.models.findings import DoctorReport, Severity
+from ppcmk.safety.plan import RunOutcome
+from ppcmk.services.factory import ClientFactory
+from ppcmk_cli.demo_admin import AnsweredApproval, ScriptedAnswer, drive
+from ppcmk_cli.doctor import DoctorInputs, run_checks
+from ppcmk_cli.tables import rows_table
+from ppcmk_deployments.catalog import RUNBOOKS, SandboxBlocks
 
 KV_ADMIN = "kv-admin@contoso.example"
 PP_ADMIN = "pp-admin@contoso.example"

@@ -15,14 +15,14 @@ from azure.core.exceptions import AzureError
 from prefect.blocks.core import Block
 from rich.console import Console
 
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.profile import load_profile
-from cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
-from ppcmk.arm_ids import parse_resource_id
-from ppcmk.clients import ClientFactory
-from ppcmk.findings import DoctorReport, render_table
-from ppcmk.settings import KEY_SIZES, ConnectionSettings, TargetSettings, load_settings
+from ppcmk.cloud.settings import KEY_SIZES, ConnectionSettings, TargetSettings, load_settings
+from ppcmk.models.arm_ids import parse_resource_id
+from ppcmk.models.findings import DoctorReport, render_table
+from ppcmk.services.factory import ClientFactory
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.profile import load_profile
+from ppcmk_cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
 
 console = Console()
 BlockT = TypeVar("BlockT", bound=Block)
@@ -49,8 +49,8 @@ def sandbox_inputs() -> DoctorInputs:
 
 def block_inputs(connection_block: str, target_blocks: list[str]) -> DoctorInputs:
     """Load the named blocks from the Prefect API (the one `ppcmk serve` published, or $PREFECT_API_URL)."""
-    from blocks import CmkConnection, CmkTarget
-    from cli.prefect_api import prefect_api
+    from ppcmk_blocks import CmkConnection, CmkTarget
+    from ppcmk_cli.prefect_api import prefect_api
 
     with prefect_api():
         connection = load_block(CmkConnection, connection_block, "--connection").settings()
@@ -88,7 +88,7 @@ def scanned_targets(connection: ConnectionSettings, primary: TargetSettings) -> 
 
 def run_checks(inputs: DoctorInputs, environments: list[str] | None, pp_admin: str | None,
                scan: bool) -> DoctorReport:
-    from tasks.doctor import doctor_report
+    from ppcmk_tasks.doctor import doctor_report
 
     targets = list(inputs.targets)
     if scan:

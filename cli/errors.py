@@ -12,8 +12,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from cli.exit_codes import CliError, ExitCode
 from ppcmk.errors import ApprovalRejected, ConfigError, HoldActive, PpcmkError, SeparationOfDutyError
+from ppcmk_cli.exit_codes import CliError, ExitCode
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -9,20 +9,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli.errors import expected_failures_untraced, reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.local_runs import reader_block, result_of
-from cli.prefect_api import using_prefect_api
-from cli.tables import rows_table
 from ppcmk.evidence.files import verify_pack
-from tasks.evidence import EvidenceResult
+from ppcmk_cli.errors import expected_failures_untraced, reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.local_runs import reader_block, result_of
+from ppcmk_cli.prefect_api import using_prefect_api
+from ppcmk_cli.tables import rows_table
+from ppcmk_tasks.evidence import EvidenceResult
 
 
 def run_evidence(connection: str | None, days: int, policy: str | None, environments: list[str],
                  out: Path | None) -> EvidenceResult:
     """The evidence flow as a local run, on the Prefect API `ppcmk serve` published (or the configured
     one)."""
-    from flows.evidence import evidence as evidence_flow
+    from ppcmk_flows.evidence import evidence as evidence_flow
 
     with using_prefect_api():
         block = reader_block(connection)

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from prefect.states import State
 
-from cli.exit_codes import CliError, ExitCode
-from cli.profile import load_profile
-from cli.sandbox_blocks import save_sandbox_connection
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.profile import load_profile
+from ppcmk_cli.sandbox_blocks import save_sandbox_connection
 
 # The sandbox persona that reads everything: Power Platform admin management app and Owner in Azure.
 SANDBOX_READER = ("runbook", "sandbox-runbook")

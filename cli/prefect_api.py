@@ -18,9 +18,9 @@ from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from cli.exit_codes import CliError, ExitCode
-from cli.profile import served_prefect_api
 from ppcmk.fleet.parking import is_parked
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.profile import served_prefect_api
 
 NO_PREFECT_API = ("no Prefect API to use: `ppcmk serve` is not running and PREFECT_API_URL is not set; start "
                   "`ppcmk serve` (or point PREFECT_API_URL at your server, e.g. http://127.0.0.1:4200/api)")

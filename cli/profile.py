@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cli.exit_codes import CliError, ExitCode
 from ppcmk.home import ppcmk_home
+from ppcmk_cli.exit_codes import CliError, ExitCode
 
 PROFILE_FILE = "sandbox.json"
 INSTANCES_DIR = "instances"
@@ -29,6 +29,7 @@ class SandboxProfile(BaseModel):
 
     url: str
     ca: str
+    credentials: str | None = None  # the sandbox principals' secrets, certificates and passwords (mode 0600)
     tenant_id: str
     subscription_id: str
     vaults: dict[str, str] = {}
@@ -46,7 +47,8 @@ class SandboxProfile(BaseModel):
         elif isinstance(endpoints, dict):
             data = dict(endpoints)
         else:
-            data = {name: getattr(endpoints, name) for name in ("url", "ca", "tenant_id", "subscription_id")}
+            data = {name: getattr(endpoints, name)
+                    for name in ("url", "ca", "credentials", "tenant_id", "subscription_id")}
             data["vaults"] = dict(getattr(endpoints, "vaults", {}) or {})
         data["ca"] = str(data["ca"])
         return cls.model_validate({**data, **extra})

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cli.errors import expected_failures_untraced, reports_errors
-from cli.local_runs import reader_block, result_of
-from cli.prefect_api import using_prefect_api
-from cli.tables import rows_table
-from ppcmk.plan import RunOutcome
+from ppcmk.safety.plan import RunOutcome
+from ppcmk_cli.errors import expected_failures_untraced, reports_errors
+from ppcmk_cli.local_runs import reader_block, result_of
+from ppcmk_cli.prefect_api import using_prefect_api
+from ppcmk_cli.tables import rows_table
 
 TABLE_COLUMNS = ["name", "sku", "state", "policy", "key", "key_version", "key_expires", "link_status",
                  "key_managed_by", "note"]
@@ -21,7 +21,7 @@ TABLE_COLUMNS = ["name", "sku", "state", "policy", "key", "key_version", "key_ex
 
 def run_report(connection: str | None, out: Path | None) -> RunOutcome:
     """The report flow as a local run, on the Prefect API `ppcmk serve` published (or the configured one)."""
-    from flows.report import report
+    from ppcmk_flows.report import report
 
     with using_prefect_api():
         block = reader_block(connection)

@@ -14,13 +14,13 @@ from prefect.exceptions import ObjectNotFound, ParameterTypeError, PrefectHTTPSt
 from prefect.states import State
 from rich.console import Console
 
-from cli.errors import exit_code_for, expected_failures_untraced, reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.prefect_api import prefect_api, using_prefect_api
-from cli.profile import load_profile
-from cli.sandbox_blocks import register_sandbox_blocks
-from deployments.catalog import RUNBOOKS, Runbook, sandbox_parameters
-from deployments.serve import deployment_full_name
+from ppcmk_cli.errors import exit_code_for, expected_failures_untraced, reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.prefect_api import prefect_api, using_prefect_api
+from ppcmk_cli.profile import load_profile
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_deployments.catalog import RUNBOOKS, Runbook, sandbox_parameters
+from ppcmk_deployments.serve import deployment_full_name
 
 console = Console()
 runs_app = typer.Typer(help="Deployment runs: wake the ones parked during long link/unlink waits.",
@@ -164,7 +164,7 @@ def refusal_reason(refused: PrefectHTTPStatusError) -> str:
 def wake() -> None:
     """Resume every run parked during a long link/unlink: each polls its operations once, then finishes or
     parks again."""
-    from deployments.wake import wake_parked_runs
+    from ppcmk_deployments.wake import wake_parked_runs
 
     with prefect_api() as client:
         woken = wake_parked_runs(client)

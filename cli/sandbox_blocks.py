@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from cli.profile import SandboxProfile
-from deployments.catalog import EXISTING_POLICY, SandboxBlocks
-from ppcmk.settings import TimeMode
+import json
+from pathlib import Path
+
+from ppcmk.cloud.settings import TimeMode
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.profile import SandboxProfile
+from ppcmk_deployments.catalog import EXISTING_POLICY, SandboxBlocks
 
 # The default scenario's production vault and key, and the policy onboarding creates for its europe geo.
 SANDBOX_VAULT_GROUP = "rg-cmk"
@@ -15,13 +19,29 @@ SANDBOX_POLICY = "ep-cmk-europe"
 SANDBOX_GEO = "europe"
 
 
+def service_credential(credentials_file: str | Path, persona: str) -> dict[str, str]:
+    """The client id and secret a sandbox persona signs in with as a service connection: a service
+    principal's own, or the stand-in app of an admin (people's passwords never go into a block)."""
+    try:
+        held = json.loads(Path(credentials_file).read_text())["principals"][persona]
+    except (OSError, ValueError, KeyError) as missing:
+        raise CliError(f"no sandbox credentials for {persona!r} in {credentials_file} ({missing}); start the "
+                       "sandbox with `ppcmk sandbox up` or `ppcmk serve`", ExitCode.UNAVAILABLE) from None
+    return {"credential_mode": "client_secret", "client_id": held["client_id"],
+            "client_secret": held["client_secret"]}
+
+
 def sandbox_connection_data(profile: SandboxProfile, persona: str,
                             time_mode: TimeMode = "virtual") -> dict[str, object]:
-    """What a sandbox CmkConnection holds for one persona (also valid ConnectionSettings, without Prefect)."""
+    """What a sandbox CmkConnection holds for one persona (also valid ConnectionSettings, without Prefect): an
+    ordinary client_secret connection whose authority is the sandbox's."""
+    if not profile.credentials:
+        raise CliError("the sandbox profile names no credentials file; restart `ppcmk sandbox up` or "
+                       "`ppcmk serve`", ExitCode.UNAVAILABLE)
     return {
         "cloud": "sandbox", "tenant_id": profile.tenant_id, "subscription_id": profile.subscription_id,
-        "sandbox_url": profile.url, "sandbox_principal": persona, "ca_bundle": profile.ca,
-        "time_mode": time_mode,
+        "sandbox_url": profile.url, "ca_bundle": profile.ca, "time_mode": time_mode,
+        **service_credential(profile.credentials, persona),
     }
 
 
@@ -37,7 +57,7 @@ def sandbox_target_data(profile: SandboxProfile, policy_name: str = SANDBOX_POLI
 def save_sandbox_connection(profile: SandboxProfile, persona: str, block_name: str,
                             time_mode: TimeMode = "virtual") -> str:
     """Save (or refresh) one persona's CmkConnection block; returns its name."""
-    from blocks import CmkConnection
+    from ppcmk_blocks import CmkConnection
 
     connection = CmkConnection.model_validate(sandbox_connection_data(profile, persona, time_mode))
     connection.settings()  # validate before saving: a bad profile fails here, naming the field
@@ -51,7 +71,7 @@ def register_sandbox_blocks(profile: SandboxProfile, blocks: SandboxBlocks | Non
 
     Virtual time: runbooks advance the sandbox clock instead of sleeping, so a four-day encryption is instant.
     """
-    from blocks import CmkTarget
+    from ppcmk_blocks import CmkTarget
 
     blocks = blocks or SandboxBlocks()
     for persona, block_name in blocks.persona_blocks().items():

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cli.durations import parse_duration
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.profile import SandboxAdmin, SandboxProfile, load_profile, remove_profile, save_profile
+from ppcmk_cli.durations import parse_duration
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.profile import SandboxAdmin, SandboxProfile, load_profile, remove_profile, save_profile
 
 console = Console()
 notes = Console(stderr=True)  # `sandbox up` keeps stdout for its one JSON line
@@ -63,7 +63,7 @@ def _publish_profile(server: Any, scenario: str, state_file: Path | None) -> Pat
 def start_sandbox(scenario: str, state_file: Path | None, port: int, clock_speed: float) -> tuple[Any, Path]:
     """Start the sandbox in this process (for `ppcmk serve`, which runs more beside it) and publish its
     profile; returns (sandbox, profile path)."""
-    from sandbox import Sandbox
+    from ppcmk_sandbox import Sandbox
 
     server = Sandbox(scenario=_checked_scenario(scenario, clock_speed),
                      state_file=str(state_file) if state_file else None, port=port, clock_speed=clock_speed)
@@ -89,9 +89,9 @@ def sandbox_up(
 ) -> None:
     """Run the sandbox cloud in the foreground until Ctrl-C; other commands find it through the profile.
 
-    Prints the endpoints as one JSON line on stdout (as `python -m sandbox up` does); the human summary goes
-    to stderr."""
-    from sandbox import serve_forever
+    Prints the endpoints as one JSON line on stdout (as `python -m ppcmk_sandbox up` does); the human summary
+    goes to stderr."""
+    from ppcmk_sandbox import serve_forever
 
     resolved = _checked_scenario(scenario, clock_speed)
     started = False
@@ -103,6 +103,8 @@ def sandbox_up(
         endpoints = server.endpoints
         notes.print(f"[bold green]Sandbox cloud up[/] at {endpoints.url} (scenario {scenario})")
         notes.print(f"  CA certificate: {endpoints.ca}")
+        notes.print(f"  authority: {endpoints.authority}/{endpoints.tenant_id}")
+        notes.print(f"  principals' secrets, certificates and passwords: {endpoints.credentials}")
         for name, origin in sorted(dict(endpoints.vaults).items()):
             notes.print(f"  vault {name}: {origin}")
         notes.print(f"  profile: {path}  (Ctrl-C stops the sandbox)")

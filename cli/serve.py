@@ -15,19 +15,19 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.profile import SandboxProfile, remove_profile, save_profile
-from cli.sandbox_blocks import register_sandbox_blocks
-from cli.sandbox_cmds import start_sandbox
-from cli.setup import create_automations
-from deployments.catalog import (
+from ppcmk.home import ppcmk_home
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.profile import SandboxProfile, remove_profile, save_profile
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_cli.sandbox_cmds import start_sandbox
+from ppcmk_cli.setup import create_automations
+from ppcmk_deployments.catalog import (
     FIRST_ENVIRONMENTS,
     KV_ADMIN_UPN,
     SandboxBlocks,
     sandbox_deployment_name,
 )
-from ppcmk.home import ppcmk_home
 
 console = Console()
 SERVER_START_TIMEOUT = 90.0
@@ -75,7 +75,7 @@ def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes]
 def start_deployments(api_url: str, limit: int) -> subprocess.Popen[bytes]:
     # the runs' own links (logs, approval notifications) point at this server's UI
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_UI_URL": api_url.removesuffix("/api")}
-    return subprocess.Popen([sys.executable, "-m", "deployments.serve", "--limit", str(limit)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "ppcmk_deployments.serve", "--limit", str(limit)], env=env,
                             start_new_session=True)
 
 
@@ -107,13 +107,14 @@ def wait_while_running(children: list[subprocess.Popen[bytes]]) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def banner(ui_url: str, sandbox_url: str, blocks: SandboxBlocks, notifications: list[str]) -> str:
-    """What `ppcmk serve` prints once everything answers: the first run in the UI, step by step."""
+def banner(ui_url: str, profile: SandboxProfile, blocks: SandboxBlocks, notifications: list[str]) -> str:
+    """What `ppcmk serve` prints once everything answers: the first run in the UI, step by step, and where the
+    sandbox keeps its principals' secrets and passwords (the file, never its content)."""
     onboard = sandbox_deployment_name("onboard")
     notified = (f"Notifications: {', '.join(notifications)}." if notifications else
                 "Notifications: none (add --notify TYPE/NAME or --notify-webhook-url URL).")
     return (
-        f"[bold green]ppcmk is serving.[/] Prefect UI: [link={ui_url}]{ui_url}[/]  sandbox: {sandbox_url}\n"
+        f"[bold green]ppcmk is serving.[/] Prefect UI: [link={ui_url}]{ui_url}[/]  sandbox: {profile.url}\n"
         f"First run in the UI: [bold]Deployments[/] → [bold]{onboard}[/] → [bold]Run ▸ Quick run[/]. It "
         f"onboards {' and '.join(FIRST_ENVIRONMENTS)} as {KV_ADMIN_UPN} (block {blocks.kv_admin}), then "
         "shows [bold]Suspended[/]: the Power Platform admin's turn. Open the run, click [bold]Resume[/] "
@@ -122,7 +123,8 @@ def banner(ui_url: str, sandbox_url: str, blocks: SandboxBlocks, notifications: 
         f"completes (or: `ppcmk approvals`, then `ppcmk approve RUN_ID --connection {blocks.pp_admin}`).\n"
         "Every other deployment also runs from Quick run; change_policy, revert and lock only plan there "
         "(dry run).\n"
-        f"{notified} Rotation runs on its monthly schedule. Ctrl-C stops everything."
+        f"{notified} Rotation runs on its monthly schedule. Ctrl-C stops everything.\n"
+        f"The sandbox people's passwords and its service principals' secrets: {profile.credentials}"
     )
 
 
@@ -172,7 +174,7 @@ def serve(
             blocks = register_sandbox_blocks(profile)
             notifications = serve_notifications(notify, notify_webhook_url)
         children.append(start_deployments(api_url, limit))
-        console.print(banner(api_url.removesuffix("/api"), profile.url, blocks, notifications))
+        console.print(banner(api_url.removesuffix("/api"), profile, blocks, notifications))
         wait_while_running(children)
     finally:
         for child in reversed(children):

@@ -10,9 +10,9 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.prefect_api import prefect_api
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.prefect_api import prefect_api
 
 console = Console()
 setup_app = typer.Typer(help="Set up the Prefect server for ppcmk (notification automations).",
@@ -29,6 +29,7 @@ def notification_block_id(block: str | None, webhook_url: str | None, option: st
     block saved for `webhook_url`. Needs the Prefect API set (`using_prefect_api`)."""
     from prefect.blocks.core import Block
     from prefect.blocks.notifications import CustomWebhookNotificationBlock, NotificationBlock
+    from prefect.client.orchestration import get_client
 
     if (block is None) == (webhook_url is None):
         raise CliError(f"{option}: name one notification block (TYPE/NAME) or give --webhook-url, not both "
@@ -47,14 +48,16 @@ def notification_block_id(block: str | None, webhook_url: str | None, option: st
     except ValueError as missing:
         raise CliError(f"{option} {block}: no such block on this Prefect server; create it in the UI (Blocks "
                        "→ +) or check the name with `prefect block ls`", ExitCode.USAGE) from missing
-    if not isinstance(loaded, NotificationBlock) or loaded._block_document_id is None:
+    if not isinstance(loaded, NotificationBlock):
         raise CliError(f"{option} {block}: not a notification block; use a webhook, Slack, Teams or e-mail "
                        "block", ExitCode.USAGE)
-    return loaded._block_document_id
+    block_type, name = block.split("/", 1)
+    with get_client(sync_client=True) as client:
+        return client.read_block_document_by_name(name, block_type_slug=block_type).id
 
 
 def create_automations(block: str | None, webhook_url: str | None, option: str = "--notify") -> list[str]:
-    from deployments.automations import ensure_automations
+    from ppcmk_deployments.automations import ensure_automations
 
     with prefect_api() as client:
         block_id = notification_block_id(block, webhook_url, option)

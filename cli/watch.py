@@ -12,24 +12,24 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.local_runs import SANDBOX_READER, reader_block, result_of
-from cli.profile import find_profile, load_profile
-from cli.sandbox_blocks import sandbox_connection_data
-from cli.tables import rows_table
-from ppcmk.settings import ConnectionSettings, load_settings
+from ppcmk.cloud.settings import ConnectionSettings, load_settings
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.local_runs import SANDBOX_READER, reader_block, result_of
+from ppcmk_cli.profile import find_profile, load_profile
+from ppcmk_cli.sandbox_blocks import sandbox_connection_data
+from ppcmk_cli.tables import rows_table
 
 if TYPE_CHECKING:
-    from flows.watch import WatchResult
-    from ppcmk.converge import PlannedRun
+    from ppcmk.watch.converge import PlannedRun
+    from ppcmk_flows.watch import WatchResult
 
 WATCH_COLUMNS = ["severity", "tier", "kind", "object", "since", "finding", "fix"]
 
 
 def run_watch(connection: str | None, **parameters: Any) -> WatchResult:
     """The watch flow as a local run, on the Prefect API `ppcmk serve` published (or the configured one)."""
-    from flows.watch import WatchResult, watch
+    from ppcmk_flows.watch import WatchResult, watch
 
     served = find_profile()
     api = {PREFECT_API_URL: served.prefect_api_url} if served and served.prefect_api_url else {}
@@ -58,7 +58,7 @@ def watch(
     if json_output:
         typer.echo(result.model_dump_json(indent=2))
     else:
-        from flows._watch_state import health_rows
+        from ppcmk_flows._watch_state import health_rows
 
         console = Console()
         console.print(rows_table(f"ppcmk watch at {result.checked_at:%Y-%m-%d %H:%M} (cloud clock)",
@@ -72,9 +72,9 @@ def converge_connection(connection: str | None) -> tuple[ConnectionSettings, str
     if connection is None:
         persona, _ = SANDBOX_READER
         return load_settings(ConnectionSettings, sandbox_connection_data(load_profile(), persona)), "sandbox"
-    from blocks import CmkConnection
-    from cli.doctor import load_block
-    from cli.prefect_api import prefect_api
+    from ppcmk_blocks import CmkConnection
+    from ppcmk_cli.doctor import load_block
+    from ppcmk_cli.prefect_api import prefect_api
 
     with prefect_api():
         return load_block(CmkConnection, connection, "--connection").settings(), "production"
@@ -85,7 +85,7 @@ def start_runs(runs: list[PlannedRun], deployment: str) -> list[tuple[PlannedRun
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    from cli.prefect_api import prefect_api
+    from ppcmk_cli.prefect_api import prefect_api
 
     started = []
     with prefect_api():
@@ -124,9 +124,9 @@ def converge(
 ) -> None:
     """The onboard / change_policy / revert / rotate runs that reach the desired state; started as deployment
     runs unless --dry-run. Each run plans and waits for its own approval: nothing changes unapproved."""
-    from ppcmk.converge import plan_runs
-    from ppcmk.desired import load_desired_state_file
-    from tasks.estate import read_estate
+    from ppcmk.watch.converge import plan_runs
+    from ppcmk.watch.desired import load_desired_state_file
+    from ppcmk_tasks.estate import read_estate
 
     desired = load_desired_state_file(file)
     settings, default_deployment = converge_connection(connection)

@@ -19,13 +19,13 @@ import typer
 import yaml
 from rich.console import Console
 
-import deployments
-from cli.errors import reports_errors
-from cli.exit_codes import CliError, ExitCode
-from cli.prefect_api import prefect_api
+import ppcmk_deployments
+from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.prefect_api import prefect_api
 
 console = Console()
-PREFECT_FILE = Path(deployments.__file__).resolve().parent / "prefect.yaml"
+PREFECT_FILE = Path(ppcmk_deployments.__file__).resolve().parent / "prefect.yaml"
 CONNECTION_PARAMETERS = ("connection", "kv_connection", "pp_connection")
 RESULTS_BLOCK = "ppcmk-results"
 AUDIT_BLOCK = "ppcmk-audit"
@@ -57,9 +57,9 @@ def _from_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _from_sandbox(connections: list[str], targets: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    from cli.profile import load_profile
-    from cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
-    from deployments.catalog import SandboxBlocks
+    from ppcmk_cli.profile import load_profile
+    from ppcmk_cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
+    from ppcmk_deployments.catalog import SandboxBlocks
 
     profile = load_profile()
     personas = set(SandboxBlocks().persona_blocks())
@@ -76,8 +76,8 @@ def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str
     """Every block the deployments need, validated; all problems at once, before anything is saved."""
     from pydantic import ValidationError
 
-    from blocks import CmkConnection, CmkTarget
-    from cli.errors import describe_validation_error
+    from ppcmk_blocks import CmkConnection, CmkTarget
+    from ppcmk_cli.errors import describe_validation_error
 
     problems: list[str] = []
     ready: list[tuple[str, Any]] = []
@@ -169,9 +169,9 @@ def setup_workers(
                                                    "marked Crashed")] = 2,
 ) -> None:
     """Shared storage blocks, the zombie-run automation and the audit lock; prints the workers' settings."""
-    from deployments.crash_detection import ensure_zombie_automation
-    from ppcmk.audit_store import AUDIT_STORAGE_SETTING, ensure_audit_limit
+    from ppcmk.audit.store import AUDIT_STORAGE_SETTING, ensure_audit_limit
     from ppcmk.worker_setup import RESULTS_SETTING
+    from ppcmk_deployments.crash_detection import ensure_zombie_automation
 
     with prefect_api() as client:
         results, audit = _storage_references(shared_dir, results_block, audit_block)

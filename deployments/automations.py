@@ -16,10 +16,10 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-from deployments.catalog import RUNBOOKS
-from deployments.wake import WAKE_FLOW_NAME
-from ppcmk.drift import EVENT_PREFIX as DRIFT_EVENT_PREFIX
-from ppcmk.notifications import APPROVAL_WAITING_EVENT
+from ppcmk.approvals.notify import APPROVAL_WAITING_EVENT
+from ppcmk.watch.drift import EVENT_PREFIX as DRIFT_EVENT_PREFIX
+from ppcmk_deployments.catalog import RUNBOOKS
+from ppcmk_deployments.wake import WAKE_FLOW_NAME
 
 PPCMK_FLOWS = [*RUNBOOKS, WAKE_FLOW_NAME]
 ANY_FLOW_RUN = {"prefect.resource.id": "prefect.flow-run.*"}

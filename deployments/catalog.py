@@ -47,13 +47,13 @@ class Runbook:
 
     @property
     def entrypoint(self) -> str:
-        return f"flows/{self.name}.py:{self.name}"
+        return f"ppcmk_flows.{self.name}:{self.name}"
 
     def load(self) -> Flow[..., Any]:
-        module = importlib.import_module(f"flows.{self.name}")
+        module = importlib.import_module(f"ppcmk_flows.{self.name}")
         flow = getattr(module, self.name)
         if not isinstance(flow, Flow):
-            raise TypeError(f"flows.{self.name}.{self.name} is not a Prefect flow")
+            raise TypeError(f"ppcmk_flows.{self.name}.{self.name} is not a Prefect flow")
         return flow
 
     def parameter_names(self) -> list[str]:
@@ -75,7 +75,8 @@ RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (
     Runbook("migrate_byok", "move legacy BYOK environments to CMK", sandbox_defaults=_HANDOFF),
     Runbook("lock", "break-glass: revoke the policy's key access (locks environments)",
             sandbox_defaults={"requester": KV_ADMIN_UPN}, sandbox_dry_run=True, on_existing_policy=True),
-    Runbook("unlock", "restore access to the original key and re-enable environments",
+    Runbook("unlock", "any lock, whoever caused it: repair the policy identity's key access, re-enable the "
+                      "locked environments",
             sandbox_defaults={"requester": KV_ADMIN_UPN}, on_existing_policy=True),
     Runbook("report", "CMK state of every environment (read-only)"),
     Runbook("watch", "every drift of the estate with severity and fix; events on change (read-only)",

@@ -1,7 +1,8 @@
 """Prefect's zombie-run automation: a flow run that stops sending heartbeats (its machine or worker is gone)
-is marked Crashed, which frees its deployment's concurrency slot and makes its claims stale (ppcmk.claims),
-so a re-run may take them over. Heartbeats come from PREFECT_FLOWS_HEARTBEAT_FREQUENCY in the work pool's
-environment (deployments/prefect.yaml); the window is that frequency times the heartbeats a run may miss.
+is marked Crashed, which frees its deployment's concurrency slot and makes its claims stale
+(ppcmk.safety.claims), so a re-run may take them over. Heartbeats come from
+PREFECT_FLOWS_HEARTBEAT_FREQUENCY in the work pool's environment (deployments/prefect.yaml); the window is
+that frequency times the heartbeats a run may miss.
 
 Created idempotently (by name) by `ppcmk setup workers`.
 """

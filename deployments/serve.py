@@ -1,4 +1,4 @@
-"""Serve every runbook as a deployment from one process: `python -m deployments.serve`.
+"""Serve every runbook as a deployment from one process: `python -m ppcmk_deployments.serve`.
 
 Started by `ppcmk serve` (and the end-to-end tests) with PREFECT_API_URL pointing at the server. Rotation runs
 on its cron schedule; everything else on demand from the UI, `ppcmk run --deployment` or the API. Each flow
@@ -20,7 +20,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
 
-from deployments.catalog import (
+from ppcmk_deployments.catalog import (
     ROTATION_CRON,
     ROTATION_TIMEZONE,
     RUNBOOKS,
@@ -30,7 +30,7 @@ from deployments.catalog import (
     sandbox_description,
     sandbox_parameters,
 )
-from deployments.wake import DEFAULT_WAKE_MINUTES, WAKE_FLOW_NAME, wake
+from ppcmk_deployments.wake import DEFAULT_WAKE_MINUTES, WAKE_FLOW_NAME, wake
 
 TAGS = ["ppcmk", "sandbox"]
 # The sandbox's clock moves when a runbook waits (virtual time), so waiting inline costs nothing there, while

@@ -21,9 +21,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
 
-from ppcmk import claims
-from ppcmk.approval_pause import expire_overdue
+from ppcmk.approvals.pause import expire_overdue
 from ppcmk.fleet.parking import is_parked
+from ppcmk.safety import claims
 
 WAKE_FLOW_NAME = "ppcmk-wake"
 DEFAULT_WAKE_MINUTES = 10

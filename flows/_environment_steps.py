@@ -13,16 +13,16 @@ from datetime import timedelta
 
 from prefect import get_run_logger
 
-from flows._parking import Waiting, parked_operation, parked_step
-from flows._runbook import change_failed, state_of, step_state
-from ppcmk.azure_resources import PolicyInfo, linked_to
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.parking import ParkedOperation
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult
-from ppcmk.models import Environment, EnvironmentChange
-from ppcmk.settings import ConnectionSettings
-from tasks.environments import get_environments, link, unlink
+from ppcmk.models.azure import PolicyInfo, linked_to
+from ppcmk.models.environments import Environment, EnvironmentChange
+from ppcmk_flows._parking import Waiting, parked_operation, parked_step
+from ppcmk_flows._runbook import change_failed, state_of, step_state
+from ppcmk_tasks.environments import get_environments, link, unlink
 
 
 @dataclass(frozen=True)

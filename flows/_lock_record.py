@@ -14,14 +14,14 @@ from typing import Literal
 from prefect.variables import Variable
 from pydantic import BaseModel, Field
 
-from ppcmk import audit
-from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import AccessRevocation, RoleGrant
-from ppcmk.clients import ClientFactory
-from ppcmk.plan import Plan, artifact_key
-from ppcmk.settings import TargetSettings
-from tasks.access import read_key_grants
-from tasks.keyvault import read_vault
+from ppcmk.audit import trail as audit
+from ppcmk.cloud.settings import TargetSettings
+from ppcmk.models.arm_ids import same_id
+from ppcmk.models.azure import AccessRevocation, RoleGrant
+from ppcmk.safety.plan import Plan, artifact_key
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks.access import read_key_grants
+from ppcmk_tasks.keyvault import read_vault
 
 
 class LockedEnvironment(BaseModel):

@@ -31,16 +31,17 @@ from prefect.results import get_default_result_storage, get_result_store
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import BaseModel, Field
 
-from ppcmk import audit
-from ppcmk.approvals import can_suspend
-from ppcmk.clients import ClientFactory
+from ppcmk.approvals.gate import can_suspend
+from ppcmk.audit import trail as audit
+from ppcmk.cloud import request_log
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.parking import PARK_KEY_PREFIX, ParkedOperation
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSpec, plan_waves, run_waves
-from ppcmk.models import EnvironmentChange, OperationHandle, OperationKind
-from ppcmk.plan import Plan
-from ppcmk.settings import ConnectionSettings
+from ppcmk.models.environments import EnvironmentChange, OperationHandle, OperationKind
+from ppcmk.safety.plan import Plan
+from ppcmk.services.factory import ClientFactory
 
 CHECKPOINT_FOLDER = "ppcmk-park"
 # A parked run the waker never resumes fails this long after its last operation's deadline (Prefect's
@@ -282,7 +283,7 @@ def continue_waves(
     members park: save the checkpoint, audit, and suspend, which ends this process (this function does not
     return then). Otherwise clear the checkpoint and return the report, as for a run that never parked."""
     waves = resumed_from.waves if resumed_from else plan_fleet()
-    with audit.request_ids() as calls:
+    with request_log.request_ids() as calls:
         report = run_waves(waves, step, spec, on_wave_done=on_wave_done,
                            earlier=resumed_from.report if resumed_from else None)
     flow_run_id = _flow_run_id()

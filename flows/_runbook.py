@@ -16,30 +16,31 @@ from typing import Literal, Self, cast
 from prefect import get_run_logger
 from prefect.states import Cancelled, State
 
-from blocks import CmkConnection, CmkTarget
-from ppcmk import audit, claims, holds
-from ppcmk.approvals import (
+from ppcmk.approvals.gate import (
     Approval,
     IdentityResolver,
     PowerPlatformHandoff,
     connection_principal,
     request_approval,
 )
-from ppcmk.azure_resources import PolicyInfo
-from ppcmk.clients import ClientFactory
+from ppcmk.audit import trail as audit
+from ppcmk.cloud.clock import use_cloud_clock
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ApprovalExpired, ApprovalRejected, ConfigError
-from ppcmk.findings import Severity
 from ppcmk.fleet.selection import FleetMember, FleetSelector
 from ppcmk.fleet.waves import FleetReport
-from ppcmk.models import Environment, EnvironmentChange
-from ppcmk.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.timing import use_cloud_clock
-from ppcmk.validation import check_parameters, check_selected
-from tasks.environments import get_environments
-from tasks.holds import hold_key_version, hold_policy
-from tasks.keyvault import get_key_info
-from tasks.policy import ensure_provider_registered, get_policy
+from ppcmk.models.azure import PolicyInfo
+from ppcmk.models.environments import Environment, EnvironmentChange
+from ppcmk.models.findings import Severity
+from ppcmk.safety import claims, holds
+from ppcmk.safety.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
+from ppcmk.safety.validation import check_parameters, check_selected
+from ppcmk.services.factory import ClientFactory
+from ppcmk_blocks import CmkConnection, CmkTarget
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.holds import hold_key_version, hold_policy
+from ppcmk_tasks.keyvault import get_key_info
+from ppcmk_tasks.policy import ensure_provider_registered, get_policy
 
 MICROSOFT_KEY = "the Microsoft-managed key"
 HOLD_DAYS = 30

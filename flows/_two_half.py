@@ -24,9 +24,23 @@ from typing import TypeVar, cast
 from azure.core.exceptions import HttpResponseError
 from prefect import get_run_logger
 
-from flows._environment_steps import LinkLimits, link_step, verify
-from flows._parking import ApprovedWork, ParkableWaves, Waiting
-from flows._runbook import (
+from ppcmk.approvals.gate import PowerPlatformHandoff, connection_principal
+from ppcmk.audit import trail as audit
+from ppcmk.checks import power_automate
+from ppcmk.cloud import request_log
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.errors import ConfigError, SeparationOfDutyError
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSpec
+from ppcmk.models.azure import PolicyInfo
+from ppcmk.models.environments import Environment
+from ppcmk.safety.plan import Plan, PlanItem, RunOutcome
+from ppcmk.safety.retry import cmk_task
+from ppcmk.safety.validation import check_not_requester, check_principal, check_subscription
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._environment_steps import LinkLimits, link_step, verify
+from ppcmk_flows._parking import ApprovedWork, ParkableWaves, Waiting
+from ppcmk_flows._runbook import (
     Approving,
     approved,
     changing_members,
@@ -35,20 +49,8 @@ from flows._runbook import (
     plan_only_outcome,
     published,
 )
-from flows._two_half_plan import plan_key_vault_half
-from ppcmk import audit, power_automate
-from ppcmk.approvals import PowerPlatformHandoff, connection_principal
-from ppcmk.azure_resources import PolicyInfo
-from ppcmk.clients import ClientFactory
-from ppcmk.errors import ConfigError, SeparationOfDutyError
-from ppcmk.fleet.selection import FleetMember
-from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSpec
-from ppcmk.models import Environment
-from ppcmk.plan import Plan, PlanItem, RunOutcome
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.validation import check_not_requester, check_principal, check_subscription
-from tasks.access import (
+from ppcmk_flows._two_half_plan import plan_key_vault_half
+from ppcmk_tasks.access import (
     PROPAGATION_POLL_SECONDS,
     PROPAGATION_TIMEOUT,
     grant_key_access,
@@ -58,10 +60,10 @@ from tasks.access import (
     policy_reader_ids,
     wait_for_propagation,
 )
-from tasks.doctor import DoctorReading, run_doctor
-from tasks.environments import get_environments
-from tasks.keyvault import create_or_adopt_key, verify_vault
-from tasks.policy import (
+from ppcmk_tasks.doctor import DoctorReading, run_doctor
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.keyvault import create_or_adopt_key, verify_vault
+from ppcmk_tasks.policy import (
     create_or_get_policy,
     ensure_provider_registered,
     read_policy,
@@ -189,7 +191,7 @@ class TwoHalfRun:
         """Every step idempotent; returns the policy with its identity, which `also_grant`'s keys are granted
         too. Audited with the writes' request ids."""
         kv, target = self.kv, self.target
-        with audit.request_ids() as calls:
+        with request_log.request_ids() as calls:
             vault = verify_vault(kv, target)
             if not (vault.soft_delete and vault.purge_protection):
                 raise ConfigError(
@@ -292,7 +294,7 @@ class TwoHalfRun:
     ) -> FleetReport:
         """The approved plan's changing environments in waves, with the approver's connection; audited
         with the writes' request ids (the wave threads run in copies of this context: same collector)."""
-        with audit.request_ids() as calls:
+        with request_log.request_ids() as calls:
             report = self.fleet.run(self.approver(work), work, step,
                                     lambda: changing_members(work.plan, self.environments), on_wave_done)
         audit.record(

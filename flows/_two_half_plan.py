@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ppcmk import claims
-from ppcmk.azure_resources import KeyInfo, PolicyInfo, VaultStatus, linked_to
 from ppcmk.checks.environments import THEN, check_environment, cmk_operation_running, running_operation
-from ppcmk.findings import Finding, Severity, error
-from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
-from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, Plan, PlanItem
-from ppcmk.settings import TargetSettings
-from tasks.doctor import DoctorReading
+from ppcmk.cloud.settings import TargetSettings
+from ppcmk.models.azure import KeyInfo, PolicyInfo, VaultStatus, linked_to
+from ppcmk.models.environments import Environment
+from ppcmk.models.findings import Finding, Severity, error
+from ppcmk.safety import claims
+from ppcmk.safety.plan import OutageWindow, Plan, PlanItem
+from ppcmk.services.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, hsm_key_scope
+from ppcmk_tasks.doctor import DoctorReading
 
 # Findings about problems the Key Vault admin half repairs itself (a Reader the doctor could not read is
 # not one of them: its finding says why, e.g. an unknown admin).

@@ -15,12 +15,12 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.exceptions import ObjectNotFound
 
-from blocks import CmkTarget
-from flows._lock_record import LockRecord
-from ppcmk.drift import Drift, DriftSeverity, Remembered, WatchState
-from ppcmk.estate import LockFact, TargetFact
-from ppcmk.plan import artifact_key
-from ppcmk.settings import ConnectionSettings
+from ppcmk.cloud.settings import ConnectionSettings
+from ppcmk.safety.plan import artifact_key
+from ppcmk.watch.drift import Drift, DriftSeverity, Remembered, WatchState
+from ppcmk.watch.estate import LockFact, TargetFact
+from ppcmk_blocks import CmkTarget
+from ppcmk_flows._lock_record import LockRecord
 
 LOCK_PREFIX = "ppcmk-lock-"
 STATE_KEY_PREFIX = "watch-health"

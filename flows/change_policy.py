@@ -27,10 +27,20 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from prefect.variables import Variable
 
-from flows._environment_steps import LinkLimits, link_step, unlink_step
-from flows._parking import Waiting
-from flows._run_form import run_form
-from flows._runbook import (
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.cloud.settings import load_settings as validated
+from ppcmk.errors import ConfigError
+from ppcmk.fleet.selection import FleetMember, FleetSelector
+from ppcmk.fleet.waves import EnvironmentResult, StepResult, WaveSpec
+from ppcmk.models.azure import PolicyInfo, linked_to
+from ppcmk.models.environments import Environment
+from ppcmk.models.findings import error
+from ppcmk.safety.claims import RELEASE_HOOKS
+from ppcmk.safety.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
+from ppcmk_flows._environment_steps import LinkLimits, link_step, unlink_step
+from ppcmk_flows._parking import Waiting
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import (
     HOLD_DAYS,
     MICROSOFT_KEY,
     Approving,
@@ -42,19 +52,9 @@ from flows._runbook import (
     select,
     step_state,
 )
-from flows._two_half import HandoffWork, TwoHalfRun
-from flows._two_half_plan import running_operation_findings
-from ppcmk.azure_resources import PolicyInfo, linked_to
-from ppcmk.claims import RELEASE_HOOKS
-from ppcmk.errors import ConfigError
-from ppcmk.findings import error
-from ppcmk.fleet.selection import FleetMember, FleetSelector
-from ppcmk.fleet.waves import EnvironmentResult, StepResult, WaveSpec
-from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome, artifact_key
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.settings import load_settings as validated
-from tasks.policy import get_policy
+from ppcmk_flows._two_half import HandoffWork, TwoHalfRun
+from ppcmk_flows._two_half_plan import running_operation_findings
+from ppcmk_tasks.policy import get_policy
 
 PROCEDURE = "change_policy"
 HOLD_REASON = "environments moved to a new policy; their backups restore only with the old key (30 days)"

@@ -27,23 +27,30 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from pydantic import BaseModel, Field
 
-from flows._run_form import run_form
-from flows._runbook import approval_unless_plan_only, final_state, load_connection, load_target, published
-from ppcmk import audit, holds
-from ppcmk.approvals import connection_principal
-from ppcmk.azure_resources import KeyVersionInfo, PolicyInfo, linked_to
-from ppcmk.claims import RELEASE_HOOKS
-from ppcmk.clients import ClientFactory
+from ppcmk.approvals.gate import connection_principal
+from ppcmk.audit import trail as audit
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ConfigError
-from ppcmk.findings import error
-from ppcmk.plan import Plan, PlanItem, RunOutcome, publish_table
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.validation import check_parameters
-from tasks.access import read_key_grants, revoke_key_access
-from tasks.environments import get_environments
-from tasks.keyvault import key_client, read_key_versions, read_vault
-from tasks.policy import read_policy
+from ppcmk.models.azure import KeyVersionInfo, PolicyInfo, linked_to
+from ppcmk.models.findings import error
+from ppcmk.safety import holds
+from ppcmk.safety.claims import RELEASE_HOOKS
+from ppcmk.safety.plan import Plan, PlanItem, RunOutcome, publish_table
+from ppcmk.safety.retry import cmk_task
+from ppcmk.safety.validation import check_parameters
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import (
+    approval_unless_plan_only,
+    final_state,
+    load_connection,
+    load_target,
+    published,
+)
+from ppcmk_tasks.access import read_key_grants, revoke_key_access
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.keyvault import key_client, read_key_versions, read_vault
+from ppcmk_tasks.policy import read_policy
 
 PROCEDURE = "cleanup"
 

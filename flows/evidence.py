@@ -16,11 +16,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact
 
-from flows._run_form import run_form
-from flows._runbook import load_connection
 from ppcmk.evidence.model import Scope
-from ppcmk.plan import artifact_key, publish_table
-from tasks.evidence import EvidenceResult, evidence_pack_task
+from ppcmk.safety.plan import artifact_key, publish_table
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import load_connection
+from ppcmk_tasks.evidence import EvidenceResult, evidence_pack_task
 
 PROCEDURE = "evidence"
 

@@ -20,7 +20,19 @@ from datetime import datetime, timedelta
 from prefect import flow, get_run_logger
 from prefect.states import State
 
-from flows._lock_record import (
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.errors import ConfigError
+from ppcmk.fleet.waves import EnvironmentResult, FleetReport
+from ppcmk.locks.countdown import lock_lifetime
+from ppcmk.models.arm_ids import same_id
+from ppcmk.models.azure import PolicyInfo, RoleGrant, linked_to
+from ppcmk.models.environments import Environment
+from ppcmk.models.findings import error, info
+from ppcmk.safety.claims import RELEASE_HOOKS
+from ppcmk.safety.plan import OutageWindow, Plan, PlanItem, RunOutcome
+from ppcmk.safety.validation import check_parameters
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._lock_record import (
     LockedEnvironment,
     LockRecord,
     describe_grant,
@@ -31,8 +43,8 @@ from flows._lock_record import (
     merge_grants,
     save_lock_record,
 )
-from flows._run_form import run_form
-from flows._runbook import (
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import (
     Replanning,
     approved,
     final_state,
@@ -41,21 +53,9 @@ from flows._runbook import (
     policy_after_approval,
     state_of,
 )
-from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import PolicyInfo, RoleGrant, linked_to
-from ppcmk.claims import RELEASE_HOOKS
-from ppcmk.clients import ClientFactory
-from ppcmk.errors import ConfigError
-from ppcmk.findings import error, info
-from ppcmk.fleet.waves import EnvironmentResult, FleetReport
-from ppcmk.lock_countdown import lock_lifetime
-from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.validation import check_parameters
-from tasks.access import revoke_key_access
-from tasks.environments import get_environments
-from tasks.policy import get_policy
+from ppcmk_tasks.access import revoke_key_access
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.policy import get_policy
 
 PROCEDURE = "lock"
 APPROVERS_NEEDED = 2

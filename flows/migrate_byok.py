@@ -22,23 +22,23 @@ from datetime import datetime
 from prefect import flow
 from prefect.states import State
 
-from flows._environment_steps import LinkLimits
-from flows._run_form import run_form
-from flows._runbook import Approving, final_state, load_connection, load_target, select
-from flows._two_half import HandoffWork, TwoHalfRun
-from flows._two_half_plan import plan_links
-from ppcmk.azure_resources import PolicyInfo
-from ppcmk.byok import ENDED, reverted_note
-from ppcmk.claims import RELEASE_HOOKS
-from ppcmk.clients import ClientFactory
-from ppcmk.findings import error, info
+from ppcmk.checks.byok import ENDED, reverted_note
+from ppcmk.cloud.settings import TargetSettings
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
-from ppcmk.geo import same_geo
-from ppcmk.models import Environment
-from ppcmk.plan import Plan, RunOutcome
-from ppcmk.settings import TargetSettings
-from tasks.byok import platform_reverts
+from ppcmk.models.azure import PolicyInfo
+from ppcmk.models.environments import Environment
+from ppcmk.models.findings import error, info
+from ppcmk.models.geo import same_geo
+from ppcmk.safety.claims import RELEASE_HOOKS
+from ppcmk.safety.plan import Plan, RunOutcome
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._environment_steps import LinkLimits
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import Approving, final_state, load_connection, load_target, select
+from ppcmk_flows._two_half import HandoffWork, TwoHalfRun
+from ppcmk_flows._two_half_plan import plan_links
+from ppcmk_tasks.byok import platform_reverts
 
 PROCEDURE = "migrate_byok"
 BYOK_RETENTION_DAYS = 28

@@ -28,19 +28,19 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.states import State
 
-from flows._environment_steps import LinkLimits
-from flows._run_form import run_form
-from flows._runbook import Approving, final_state, load_connection, load_target, select
-from flows._two_half import HandoffWork, TwoHalfRun
-from flows._two_half_plan import plan_links
-from ppcmk.azure_resources import PolicyInfo
-from ppcmk.claims import RELEASE_HOOKS
+from ppcmk.cloud.settings import TargetSettings
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
-from ppcmk.models import Environment
-from ppcmk.plan import Plan, RunOutcome
-from ppcmk.settings import TargetSettings
+from ppcmk.models.azure import PolicyInfo
+from ppcmk.models.environments import Environment
+from ppcmk.safety.claims import RELEASE_HOOKS
+from ppcmk.safety.plan import Plan, RunOutcome
+from ppcmk_flows._environment_steps import LinkLimits
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import Approving, final_state, load_connection, load_target, select
+from ppcmk_flows._two_half import HandoffWork, TwoHalfRun
+from ppcmk_flows._two_half_plan import plan_links
 
 PROCEDURE = "onboard"
 

@@ -25,26 +25,26 @@ from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
-from blocks import CmkConnection
-from flows._watch_state import lock_facts, previous_state, state_key
-from ppcmk.arm_ids import parse_resource_id
-from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo
-from ppcmk.byok import byok_note
-from ppcmk.clients import ClientFactory
-from ppcmk.drift import Drift
-from ppcmk.drift_locks import deleted_drifts
+from ppcmk.checks.byok import byok_note
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, PpcmkError
-from ppcmk.estate import EstateFacts
 from ppcmk.home import ppcmk_home
-from ppcmk.models import Environment
-from ppcmk.plan import RunOutcome, publish_table
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings
-from tasks.byok import platform_reverts
-from tasks.environments import get_environments
-from tasks.estate import environment_fact
-from tasks.keyvault import read_key_via_arm
-from tasks.policy import policy_from_arm
+from ppcmk.models.arm_ids import parse_resource_id
+from ppcmk.models.azure import KeyInfo, PolicyInfo, RotationPolicyInfo
+from ppcmk.models.environments import Environment
+from ppcmk.safety.plan import RunOutcome, publish_table
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk.watch.drift import Drift
+from ppcmk.watch.estate import EstateFacts
+from ppcmk.watch.lock_rules import deleted_drifts
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows._watch_state import lock_facts, previous_state, state_key
+from ppcmk_tasks.byok import platform_reverts
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.estate import environment_fact
+from ppcmk_tasks.keyvault import read_key_via_arm
+from ppcmk_tasks.policy import policy_from_arm
 
 PROCEDURE = "report"
 Overwrite = Literal["restore", "copy"]

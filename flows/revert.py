@@ -19,10 +19,20 @@ from datetime import timedelta
 from prefect import flow
 from prefect.states import State
 
-from flows._environment_steps import unlink_step
-from flows._parking import ApprovedWork, ParkableWaves
-from flows._run_form import run_form
-from flows._runbook import (
+from ppcmk.approvals.gate import connection_principal
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.fleet.selection import FleetSelector
+from ppcmk.fleet.waves import WaveSpec
+from ppcmk.models.azure import PolicyInfo, linked_to
+from ppcmk.models.environments import Environment
+from ppcmk.models.findings import error
+from ppcmk.safety.claims import RELEASE_HOOKS
+from ppcmk.safety.plan import OutageWindow, Plan, PlanItem, RunOutcome
+from ppcmk.safety.validation import check_parameters
+from ppcmk_flows._environment_steps import unlink_step
+from ppcmk_flows._parking import ApprovedWork, ParkableWaves
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import (
     HOLD_DAYS,
     HOLD_REASON,
     MICROSOFT_KEY,
@@ -40,19 +50,9 @@ from flows._runbook import (
     read_back,
     select,
 )
-from flows._two_half_plan import running_operation_findings
-from ppcmk.approvals import connection_principal
-from ppcmk.azure_resources import PolicyInfo, linked_to
-from ppcmk.claims import RELEASE_HOOKS
-from ppcmk.findings import error
-from ppcmk.fleet.selection import FleetSelector
-from ppcmk.fleet.waves import WaveSpec
-from ppcmk.models import Environment
-from ppcmk.plan import OutageWindow, Plan, PlanItem, RunOutcome
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.validation import check_parameters
-from tasks.environments import get_environments
-from tasks.policy import get_policy
+from ppcmk_flows._two_half_plan import running_operation_findings
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.policy import get_policy
 
 PROCEDURE = "revert"
 

@@ -19,26 +19,26 @@ from azure.core.exceptions import HttpResponseError
 from prefect import flow, get_run_logger
 from prefect.states import State
 
-from flows._run_form import run_form
-from flows._runbook import approved, final_state, load_connection, load_target, published
-from ppcmk import audit
-from ppcmk.approvals import connection_principal
-from ppcmk.azure_resources import KeyInfo, PolicyInfo
-from ppcmk.clients import ClientFactory
+from ppcmk.approvals.gate import connection_principal
+from ppcmk.audit import trail as audit
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ServiceError
-from ppcmk.findings import info, warning
-from ppcmk.plan import OutcomeStatus, Plan, PlanItem, PlannedHold, RunOutcome, publish_table
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.validation import check_key_shape, check_parameters, check_rotation
-from tasks.holds import ensure_rotation_hold
-from tasks.keyvault import (
+from ppcmk.models.azure import KeyInfo, PolicyInfo
+from ppcmk.models.findings import info, warning
+from ppcmk.safety.plan import OutcomeStatus, Plan, PlanItem, PlannedHold, RunOutcome, publish_table
+from ppcmk.safety.validation import check_key_shape, check_parameters, check_rotation
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import approved, final_state, load_connection, load_target, published
+from ppcmk_tasks.holds import ensure_rotation_hold
+from ppcmk_tasks.keyvault import (
     get_key_info,
     list_key_versions,
     new_key_version,
     rotate_key_now,
     set_rotation_policy,
 )
-from tasks.policy import get_policy
+from ppcmk_tasks.policy import get_policy
 
 
 @flow(name="rotate", log_prints=False)

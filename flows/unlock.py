@@ -3,7 +3,7 @@
 The runbook of "Unlock locked environments" (restore access to the original key, then re-enable each
 environment, which takes up to 5 minutes): read the estate — the policy, its vault, the key versions in use,
 the identity's grants and every environment linked to the policy — and judge why the identity cannot use its
-key (`ppcmk.lock_causes`), whoever caused it → plan each repair (recover the vault or the key, let trusted
+key (`ppcmk.locks.causes`), whoever caused it → plan each repair (recover the vault or the key, let trusted
 Microsoft services through the firewall, repair the key version in use, give the identity its access back:
 exactly what ppcmk's lock record lists when there is one, else the grant the vault's permission model asks
 for), each cause no repair reaches with its manual step and deadline, each locked environment with its
@@ -24,7 +24,19 @@ from datetime import datetime, timedelta
 from prefect import flow
 from prefect.states import State
 
-from flows._lock_record import (
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
+from ppcmk.locks.causes import KeyAccessReading, LockCause, diagnose, repair_action
+from ppcmk.locks.countdown import Countdown, Evidence, countdown, lock_lifetime
+from ppcmk.models.arm_ids import same_id
+from ppcmk.models.azure import PolicyInfo, linked_to
+from ppcmk.models.environments import Environment
+from ppcmk.models.findings import error, info, warning
+from ppcmk.safety.claims import RELEASE_HOOKS
+from ppcmk.safety.plan import Plan, PlanItem, RunOutcome
+from ppcmk.safety.validation import check_parameters
+from ppcmk_flows._lock_record import (
     LockRecord,
     describe_grant,
     key_access_plan,
@@ -32,8 +44,8 @@ from flows._lock_record import (
     same_grant,
     save_lock_record,
 )
-from flows._run_form import run_form
-from flows._runbook import (
+from ppcmk_flows._run_form import run_form
+from ppcmk_flows._runbook import (
     Replanning,
     approval_unless_plan_only,
     change_failed,
@@ -44,21 +56,9 @@ from flows._runbook import (
     state_of,
     step_state,
 )
-from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import PolicyInfo, linked_to
-from ppcmk.claims import RELEASE_HOOKS
-from ppcmk.findings import error, info, warning
-from ppcmk.fleet.selection import FleetMember
-from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
-from ppcmk.lock_causes import KeyAccessReading, LockCause, diagnose, repair_action
-from ppcmk.lock_countdown import Countdown, Evidence, countdown, lock_lifetime
-from ppcmk.models import Environment
-from ppcmk.plan import Plan, PlanItem, RunOutcome
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.validation import check_parameters
-from tasks.access import grant_key_access, restore_key_access, wait_for_propagation
-from tasks.environments import get_environments, reenable_environment
-from tasks.lock_recovery import (
+from ppcmk_tasks.access import grant_key_access, restore_key_access, wait_for_propagation
+from ppcmk_tasks.environments import get_environments, reenable_environment
+from ppcmk_tasks.lock_recovery import (
     allow_trusted_services,
     read_key_access,
     recover_key,

@@ -2,7 +2,7 @@
 
 Runs hourly as a deployment (no approval: it changes nothing). Each run reads policies, their key access,
 keys and versions, vault network, environments and their link/lock state, holds and ppcmk's lock records,
-judges them (`ppcmk.drift_rules`, plus the desired state when one is given), and compares the findings with
+judges them (`ppcmk.watch.rules`, plus the desired state when one is given), and compares the findings with
 those of the previous run: only a finding that appeared, changed severity or tier, or resolved is emitted as a
 Prefect event `ppcmk.drift.<kind>` (the object as the resource, severity, fix in the payload), so an
 automation can notify without repeating itself every hour. The previous run's findings are the rows of the
@@ -20,25 +20,25 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
-from blocks import CmkConnection
-from blocks.desired_state import CmkDesiredState
-from flows._watch_state import (
+from ppcmk.audit import trail as audit
+from ppcmk.errors import ConfigError
+from ppcmk.evidence.changes import drift_record
+from ppcmk.safety.plan import publish_table
+from ppcmk.watch.desired import DesiredState, load_desired_state_file
+from ppcmk.watch.drift import Drift, DriftChange, DriftSeverity, WatchState, changes, with_since, worst
+from ppcmk.watch.estate import EstateFacts
+from ppcmk.watch.rotation_pickup import NOT_PICKED_UP
+from ppcmk.watch.rules import WatchRules, detect
+from ppcmk_blocks import CmkConnection
+from ppcmk_blocks.desired_state import CmkDesiredState
+from ppcmk_flows._watch_state import (
     health_rows,
     lock_facts,
     previous_state,
     state_key,
     target_blocks,
 )
-from ppcmk import audit
-from ppcmk.desired import DesiredState, load_desired_state_file
-from ppcmk.drift import Drift, DriftChange, DriftSeverity, WatchState, changes, with_since, worst
-from ppcmk.drift_rules import WatchRules, detect
-from ppcmk.errors import ConfigError
-from ppcmk.estate import EstateFacts
-from ppcmk.evidence.changes import drift_record
-from ppcmk.plan import publish_table
-from ppcmk.rotation_pickup import NOT_PICKED_UP
-from tasks.estate import DEFAULT_CONCURRENCY, read_estate_task
+from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, read_estate_task
 
 PROCEDURE = "watch"
 

@@ -3,21 +3,18 @@ deployments/prefect.yaml (`ppcmk.worker_setup.worker_ready`) runs it in every fl
 flow is loaded, so a half-set-up worker fails the run at once, naming each missing setting and its fix,
 instead of crashing on a missing file or losing a parked run's checkpoint days later.
 
-- PPCMK_CODE_DIR: the folder holding flows/ (a checkout, or the installed package's source).
 - PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: result storage every worker shares (a parked run's checkpoint lives
   there; a run parked on one machine is resumed on any other).
-- PPCMK_AUDIT_STORAGE: the shared audit store (ppcmk.audit_store).
+- PPCMK_AUDIT_STORAGE: the shared audit store (ppcmk.audit.store).
 - PREFECT_FLOWS_HEARTBEAT_FREQUENCY: heartbeats, so a run whose machine is lost is marked Crashed.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ppcmk.errors import ConfigError
 
-CODE_DIR_SETTING = "PPCMK_CODE_DIR"
 RESULTS_SETTING = "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"
 AUDIT_SETTING = "PPCMK_AUDIT_STORAGE"
 HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
@@ -34,17 +31,6 @@ class WorkerNotReady(ConfigError):
                          "set them in the worker's environment and start the worker again")
 
 
-def _code_dir_problem() -> ConfigError | None:
-    value = os.environ.get(CODE_DIR_SETTING, "").strip()
-    fix = (f"start the worker with {CODE_DIR_SETTING}=<the ppcmk folder that holds flows/>, e.g. "
-           f"{CODE_DIR_SETTING}=/opt/ppcmk prefect worker start --pool ppcmk-process")
-    if not value:
-        return ConfigError(CODE_DIR_SETTING, "not set on this worker", fix)
-    if not (Path(value) / "flows" / "onboard.py").is_file():
-        return ConfigError(CODE_DIR_SETTING, f"{value} holds no flows/onboard.py", fix)
-    return None
-
-
 def storage_block_fault(value: str) -> str | None:
     """What keeps `value` (TYPE/NAME) from serving as shared storage: not written that way, not on this
     server, or not a writable filesystem block; None when it can."""
@@ -53,7 +39,7 @@ def storage_block_fault(value: str) -> str | None:
     from prefect.blocks.core import Block
     from prefect.filesystems import WritableFileSystem
 
-    from ppcmk.audit_store import settled
+    from ppcmk.audit.store import settled
 
     try:
         block = settled(Block.load(value))
@@ -78,7 +64,6 @@ def problems() -> list[ConfigError]:
 
     settings = get_current_settings()
     found = [
-        _code_dir_problem(),
         block_problem(RESULTS_SETTING, str(settings.results.default_storage_block or ""),
                        "the result storage (parked runs' checkpoints)"),
         block_problem(AUDIT_SETTING, os.environ.get(AUDIT_SETTING, "").strip(), "the audit store"),
@@ -90,10 +75,9 @@ def problems() -> list[ConfigError]:
 
 
 def worker_ready() -> dict[str, str]:
-    """The prefect.yaml pull step: refuse to start on a half-set-up worker, then work in the code folder."""
+    """The prefect.yaml pull step: refuse to start on a half-set-up worker (the runbooks are imported from
+    the installed package, by their module paths)."""
     missing = problems()
     if missing:
         raise WorkerNotReady(missing)
-    directory = os.environ[CODE_DIR_SETTING].strip()
-    os.chdir(directory)
-    return {"directory": directory}
+    return {}

@@ -1,6 +1,6 @@
 """The offline sandbox cloud: ARM, Key Vault, Power Platform admin API and Graph on one HTTPS server."""
 
-from sandbox.serve import serve_forever
-from sandbox.server import Sandbox, SandboxEndpoints
+from ppcmk_sandbox.serve import serve_forever
+from ppcmk_sandbox.server import Sandbox, SandboxEndpoints
 
 __all__ = ["Sandbox", "SandboxEndpoints", "serve_forever"]

@@ -1,14 +1,15 @@
-"""``python -m sandbox up [--port N] [--state FILE] [--scenario NAME|DIR] [--clock-speed X]``."""
+"""``python -m ppcmk_sandbox up [--port N] [--state FILE] [--scenario NAME|DIR] [--clock-speed X]``."""
 
 from __future__ import annotations
 
 import argparse
 
-from sandbox.serve import serve_forever
+from ppcmk_sandbox.serve import serve_forever
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="The ppcmk offline sandbox cloud.")
+    parser = argparse.ArgumentParser(prog="python -m ppcmk_sandbox",
+                                     description="The ppcmk offline sandbox cloud.")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the sandbox and print its endpoints as one JSON line")
     up.add_argument("--port", type=int, default=0, help="main port (0 = any free port; fixed with --state)")

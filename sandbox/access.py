@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sandbox.keyvault.authz import firewall_blocks
-from sandbox.keyvault.hsm_roles import has_local_role, key_scope, local_roles_allowing
-from sandbox.rbac.roles import KEY_WRAP_ROLES
+from ppcmk_sandbox.keyvault.authz import firewall_blocks
+from ppcmk_sandbox.keyvault.hsm_roles import has_local_role, key_scope, local_roles_allowing
+from ppcmk_sandbox.rbac.roles import KEY_WRAP_ROLES
 
 if TYPE_CHECKING:
-    from sandbox.arm.state import EnterprisePolicy
-    from sandbox.keyvault.state import KeyVersion
-    from sandbox.world import World
+    from ppcmk_sandbox.arm.state import EnterprisePolicy
+    from ppcmk_sandbox.keyvault.state import KeyVersion
+    from ppcmk_sandbox.world import World
 
 REQUIRED_ACCESS_POLICY_KEY_PERMISSIONS = frozenset({"get", "wrapkey", "unwrapkey"})
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from sandbox.faults import FaultRule
-from sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.faults import FaultRule
+from ppcmk_sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
 
 if TYPE_CHECKING:
-    from sandbox.server import Sandbox
+    from ppcmk_sandbox.server import Sandbox
 
 
 def _number(req: SandboxRequest, name: str) -> float:

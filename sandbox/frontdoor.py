@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from sandbox.faults import DEFAULT_CODES, FaultRule
-from sandbox.http import (
+from ppcmk_sandbox.faults import DEFAULT_CODES, FaultRule
+from ppcmk_sandbox.http import (
     AUDIENCES,
     ERROR_BUILDERS,
     MANAGED_HSM_AUDIENCE,
@@ -28,14 +28,14 @@ from sandbox.http import (
     arm_error,
     kv_error,
 )
-from sandbox.identity.principals import Principal
-from sandbox.identity.tokens import decode_token
-from sandbox.requestlog import LogEntry
+from ppcmk_sandbox.identity.principals import Principal
+from ppcmk_sandbox.identity.verify import authenticate
+from ppcmk_sandbox.requestlog import LogEntry
 
 if TYPE_CHECKING:
-    from sandbox.clock import Clock
-    from sandbox.server import Sandbox
-    from sandbox.world import World
+    from ppcmk_sandbox.clock import Clock
+    from ppcmk_sandbox.server import Sandbox
+    from ppcmk_sandbox.world import World
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -126,13 +126,6 @@ def request_id_headers(plane: Plane, headers: dict[str, str]) -> dict[str, str]:
     return ids
 
 
-def kv_challenge(world: World, audience: str) -> dict[str, str]:
-    return {
-        "WWW-Authenticate": f'Bearer authorization="https://login.microsoftonline.com/{world.tenant_id}", '
-        f'resource="{audience}"'
-    }
-
-
 def _audience(world: World, plane: Plane, vault_name: str | None) -> str:
     """The token audience this request must carry: a managed HSM origin has its own."""
     vault = world.keyvault.get(vault_name) if plane == "keyvault" and vault_name else None
@@ -210,7 +203,7 @@ class _Exchange:
         world = self.sandbox.world
         vault = world.keyvault.get(self.vault_name) if self.vault_name else None
         return SandboxRequest(self.method, self.path, self.query, self.headers, body, self.base_url, world,
-                              caller=self.caller, vault=vault)
+                              caller=self.caller, vault=vault, authority=self.sandbox.authority)
 
 
 class FrontDoor:
@@ -226,7 +219,8 @@ class FrontDoor:
         plane = exchange.plane
         if plane not in UNAUTHENTICATED_PLANES:
             audience = _audience(world, plane, exchange.vault_name)
-            exchange.caller, rejection = _authenticate(world, exchange.headers, plane, audience)
+            exchange.caller, rejection = authenticate(sandbox.authority, world, exchange.headers, plane,
+                                                      audience)
             if rejection is not None:
                 await exchange.answer(rejection)
                 return
@@ -327,33 +321,6 @@ def _find_route(routes: list[Route], method: str, path: str) -> tuple[Route | No
     return None, None
 
 
-def _authenticate(
-    world: World, headers: dict[str, str], plane: Plane, audience: str
-) -> tuple[Principal | None, SandboxResponse | None]:
-    """The caller from the bearer token, or the plane's 401 (Key Vault: the challenge, body unread)."""
-    authorization = headers.get("authorization", "")
-    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
-
-    def reject(message: str) -> tuple[None, SandboxResponse]:
-        if plane == "keyvault":
-            response = kv_error(401, "Unauthorized", message)
-            response.headers.update(kv_challenge(world, audience))
-            return None, response
-        return None, ERROR_BUILDERS[plane](401, "AuthenticationFailed", message)
-
-    if not token:
-        return reject("Authentication failed. The 'Authorization' header is missing.")
-    claims = decode_token(token)
-    if claims is None:
-        return reject("Authentication failed. The access token is malformed or expired.")
-    principal = world.identities.get(str(claims.get("oid", "")))
-    if principal is None or claims.get("tid") != world.tenant_id:
-        return reject("Authentication failed. The token's principal is not in this tenant.")
-    if str(claims.get("aud", "")).rstrip("/") != audience:
-        return reject(f"Invalid audience {claims.get('aud')!r}; this API expects {audience}.")
-    return principal, None
-
-
 def _default_code(status: int) -> str:
     return DEFAULT_CODES.get(status, "InjectedFault")
 
@@ -371,7 +338,7 @@ async def _send(send: Send, response: SandboxResponse) -> None:
     payload = response.encoded()
     headers = [(b"content-length", str(len(payload)).encode())]
     if payload:
-        headers.append((b"content-type", b"application/json; charset=utf-8"))
+        headers.append((b"content-type", response.content_type.encode()))
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

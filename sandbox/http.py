@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from sandbox.identity.principals import Principal
-    from sandbox.keyvault.state import Vault
-    from sandbox.world import World
+    from ppcmk_sandbox.identity.authority import Authority
+    from ppcmk_sandbox.identity.principals import Principal
+    from ppcmk_sandbox.keyvault.state import Vault
+    from ppcmk_sandbox.world import World
 
 # Which API a route belongs to: decides the token audience checked and the error envelope used.
 Plane = Literal["arm", "bap", "ppapi", "graph", "keyvault", "admin", "token"]
@@ -45,6 +46,7 @@ class SandboxRequest:
     caller: Principal | None = None
     vault: Vault | None = None  # the vault / managed HSM this origin serves (None on the main origin)
     settled: bool = False  # the world was brought up to the clock for this request (lifecycle.settle_once)
+    authority: Authority | None = None  # the sandbox's identity provider (token endpoints and sign-in pages)
 
     def json(self) -> Any:
         """The body as JSON; an empty body is None. Malformed JSON is the caller's error (400)."""
@@ -67,14 +69,23 @@ class SandboxRequest:
 
 @dataclass
 class SandboxResponse:
-    """What a handler returns: status, a JSON-serialisable body (None = empty) and extra headers."""
+    """What a handler returns: status, a JSON-serialisable body (None = empty) and extra headers; a page
+    (the authority's sign-in pages) carries its HTML in `body` with its own content type."""
 
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json; charset=utf-8"
+
+    @classmethod
+    def page(cls, status: int, html: str) -> SandboxResponse:
+        return cls(status, html, {"Cache-Control": "no-store"}, "text/html; charset=utf-8")
 
     def encoded(self) -> bytes:
-        return b"" if self.body is None else jsonlib.dumps(self.body).encode()
+        if self.body is None:
+            return b""
+        text = self.body if self.content_type.startswith("text/") else jsonlib.dumps(self.body)
+        return str(text).encode()
 
 
 class SandboxHttpError(Exception):

@@ -1,4 +1,4 @@
-"""``serve_forever``: the body of ``ppcmk sandbox up`` / ``python -m sandbox up``."""
+"""``serve_forever``: the body of ``ppcmk sandbox up`` / ``python -m ppcmk_sandbox up``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from sandbox.server import Sandbox
+from ppcmk_sandbox.server import Sandbox
 
 
 def serve_forever(

@@ -15,29 +15,30 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
 import uvicorn
 
-from sandbox.admin import admin_routes
-from sandbox.clock import Clock
-from sandbox.faults import Faults
-from sandbox.frontdoor import FrontDoor
-from sandbox.http import AUDIENCES, Route
-from sandbox.identity.routes import IDENTITY_PATH, TOKEN_PATH
-from sandbox.identity.tokens import issue_token
-from sandbox.keyvault.state import origin_url
-from sandbox.requestlog import RequestLog
-from sandbox.scenarios import load_scenario
-from sandbox.tls import TlsFiles, make_tls_files
-from sandbox.world import World
+from ppcmk_sandbox.admin import admin_routes
+from ppcmk_sandbox.clock import Clock
+from ppcmk_sandbox.faults import Faults
+from ppcmk_sandbox.frontdoor import FrontDoor
+from ppcmk_sandbox.http import AUDIENCES, Route
+from ppcmk_sandbox.identity.authority import Authority
+from ppcmk_sandbox.identity.routes import IDENTITY_PATH
+from ppcmk_sandbox.keyvault.state import origin_url
+from ppcmk_sandbox.requestlog import RequestLog
+from ppcmk_sandbox.scenarios import load_scenario
+from ppcmk_sandbox.tls import TlsFiles, make_tls_files
+from ppcmk_sandbox.world import World
 
 # Each service exposes ROUTES in its routes.py; first match wins, in this order; a missing service is skipped.
 ROUTE_MODULES = (
-    "sandbox.identity.routes",
-    "sandbox.keyvault.routes",
-    "sandbox.graph.routes",
-    "sandbox.rbac.routes",
-    "sandbox.powerplatform.routes",
-    "sandbox.arm.routes",
+    "ppcmk_sandbox.identity.routes",
+    "ppcmk_sandbox.keyvault.routes",
+    "ppcmk_sandbox.graph.routes",
+    "ppcmk_sandbox.rbac.routes",
+    "ppcmk_sandbox.powerplatform.routes",
+    "ppcmk_sandbox.arm.routes",
 )
 HOST = "127.0.0.1"
 
@@ -61,10 +62,12 @@ class SandboxEndpoints:
     arm: str
     bap: str
     graph: str
+    authority: str  # the Entra-shaped authority host (azure-identity's `authority`)
     token: str
     identity: str
     vaults: dict[str, str]
     ca: str
+    credentials: str  # the file with every principal's secret, certificate and password (mode 0600)
     tenant_id: str
     subscription_id: str
 
@@ -172,6 +175,8 @@ class _VaultOrigins:
 
 
 class Sandbox:
+    authority: Authority  # made at start, once the port (its issuer's origin) is known
+
     def __init__(
         self,
         scenario: str | Path = "default",
@@ -211,8 +216,12 @@ class Sandbox:
         self.tls = make_tls_files(tls_dir)
         self.origins = _VaultOrigins(self, vault_ports)
         self._main = _Listener(self.app, self.tls, self.port)
-        self._main.start()
         self.port = self._main.port
+        self.authority = Authority(tls_dir, f"https://{HOST}:{self.port}")
+        self.authority.credentials.provide(self.world.identities.all(), {
+            "authority": self.authority.origin, "tenant_id": self.world.tenant_id})
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._main.start()
         self._attach_world()
         self.persist()
         return self
@@ -293,14 +302,40 @@ class Sandbox:
             arm=base_url,
             bap=base_url,
             graph=f"{base_url}/v1.0",
-            token=f"{base_url}{TOKEN_PATH}",
+            authority=self.authority.origin,
+            token=self.authority.token_endpoint(self.world.tenant_id),
             identity=f"{base_url}{IDENTITY_PATH}",
             vaults=vaults,
             ca=str(self.tls.ca),
+            credentials=str(self.authority.credentials.path),
             tenant_id=self.world.tenant_id,
             subscription_id=self.world.subscription_id,
         )
 
     def token_for(self, persona: str, audience: str = AUDIENCES["arm"]) -> str:
-        principal = self.world.identities.require(persona)
-        return issue_token(principal, audience.removesuffix("/.default"), self.world.tenant_id)[0]
+        """An access token for `persona` (a service principal, or a person's stand-in app) from the
+        authority's
+        client-credentials grant over HTTPS, proven with the persona's client secret; kept while it lives."""
+        key = (persona, audience.removesuffix("/.default"))
+        if key not in self._tokens:
+            principal = self.world.identities.require(persona)
+            with httpx.Client(verify=str(self.tls.ca)) as http:
+                sign_in = (self._managed_identity_token if principal.trusted_service
+                           else self._client_credentials_token)
+                answer = sign_in(http, principal.name, key[1])
+            answer.raise_for_status()
+            self._tokens[key] = answer.json()["access_token"]
+        return self._tokens[key]
+
+    def _client_credentials_token(self, http: httpx.Client, name: str, resource: str) -> httpx.Response:
+        held = self.authority.credentials.of(name)
+        grant = {"grant_type": "client_credentials", "client_id": held.client_id,
+                 "client_secret": held.client_secret, "scope": f"{resource}/.default"}
+        return http.post(self.authority.token_endpoint(self.world.tenant_id), data=grant)
+
+    def _managed_identity_token(self, http: httpx.Client, name: str, resource: str) -> httpx.Response:
+        """A Microsoft service's identity (an enterprise policy's) signs in at the managed-identity endpoint,
+        as the service hosting it would."""
+        header = self.authority.credentials.managed_identity_header(name)
+        return http.get(f"{self.authority.origin}{IDENTITY_PATH}", headers={"X-IDENTITY-HEADER": header},
+                        params={"api-version": "2019-08-01", "resource": resource})

@@ -26,6 +26,8 @@ class SandboxSettings(BaseModel):
     throttle_arm_per_minute: int = 0
     throttle_bap_per_minute: int = 0
     throttle_retry_after_seconds: int = 1  # the least Retry-After of a 429; it says when the window frees
+    # How long (real seconds) a device code waits for its person to sign in at the verification page.
+    device_code_seconds: float = 900
     # Seed for fault rules given a probability, so "random" faults repeat run to run.
     fault_seed: int = 7
     # Readings of the Power Platform admin API where the sources disagree (docs/SANDBOX.md):

@@ -14,24 +14,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sandbox.clock import Clock, parse_instant
-from sandbox.identity.principals import Identities
-from sandbox.keyvault.state import KeyVaultState
-from sandbox.scenarios import load_scenario
-from sandbox.settings import SandboxSettings
+from ppcmk_sandbox.clock import Clock, parse_instant
+from ppcmk_sandbox.identity.principals import Identities
+from ppcmk_sandbox.keyvault.state import KeyVaultState
+from ppcmk_sandbox.scenarios import load_scenario
+from ppcmk_sandbox.settings import SandboxSettings
 
 if TYPE_CHECKING:
-    from sandbox.arm.state import ArmState
-    from sandbox.powerplatform.state import PowerPlatformState
-    from sandbox.rbac.state import RbacState
+    from ppcmk_sandbox.arm.state import ArmState
+    from ppcmk_sandbox.powerplatform.state import PowerPlatformState
+    from ppcmk_sandbox.rbac.state import RbacState
 
 Reconciler = Callable[["World"], None]
 
 # section name -> (module, class) of the optional sub-states, in reconciliation order.
 OPTIONAL_STATES: dict[str, tuple[str, str]] = {
-    "rbac": ("sandbox.rbac.state", "RbacState"),
-    "arm": ("sandbox.arm.state", "ArmState"),
-    "powerplatform": ("sandbox.powerplatform.state", "PowerPlatformState"),
+    "rbac": ("ppcmk_sandbox.rbac.state", "RbacState"),
+    "arm": ("ppcmk_sandbox.arm.state", "ArmState"),
+    "powerplatform": ("ppcmk_sandbox.powerplatform.state", "PowerPlatformState"),
 }
 
 

@@ -1,6 +1,6 @@
 """Access tasks: the policy identity's key access (RBAC role, access policy, or a managed HSM's local role:
-`ppcmk.hsm_rbac`), its propagation, its revocation (for lock) and restoration (for unlock), and the Power
-Platform admin's Reader on the policy."""
+`ppcmk.services.hsm_rbac`), its propagation, its revocation (for lock) and restoration (for unlock), and the
+Power Platform admin's Reader on the policy."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignment, RoleAssignmentCreateParameters
 from azure.mgmt.keyvault.models import VaultAccessPolicyParameters
 
-from ppcmk.arm_ids import parse_resource_id, role_assignment_name, same_id
-from ppcmk.azure_resources import AccessRevocation, PropagationResult, RoleGrant, VaultStatus, role_guid
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.cloud.transport import error_code, raise_service_error, service_errors
 from ppcmk.errors import ConfigError, TransientError
-from ppcmk.graph import Principal
-from ppcmk.hsm_rbac import (
+from ppcmk.models.arm_ids import parse_resource_id, role_assignment_name, same_id
+from ppcmk.models.azure import AccessRevocation, PropagationResult, RoleGrant, VaultStatus, role_guid
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk.services.graph import Principal
+from ppcmk.services.hsm_rbac import (
     GRANTED_ROLE,
     assign_hsm_role,
     assignment_name,
@@ -24,11 +27,8 @@ from ppcmk.hsm_rbac import (
     hsm_key_scope,
     read_hsm_key_grants,
 )
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.transport import error_code, raise_service_error, service_errors
-from tasks.keyvault import read_vault
-from tasks.policy import read_policy
+from ppcmk_tasks.keyvault import read_vault
+from ppcmk_tasks.policy import read_policy
 
 CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
 KEY_VAULT_CRYPTO_OFFICER = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"

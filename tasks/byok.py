@@ -1,16 +1,16 @@
 """Which environments the platform reverted to the Microsoft-managed key at BYOK's end of support: the
-lifecycle operations of the environments that existed then and are on the Microsoft key now (`ppcmk.byok`
-says why only those, and what the revert looks like)."""
+lifecycle operations of the environments that existed then and are on the Microsoft key now
+(`ppcmk.checks.byok` says why only those, and what the revert looks like)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from ppcmk.byok import may_have_been_reverted, reverted_at
-from ppcmk.clients import ClientFactory
-from ppcmk.models import Environment
-from tasks.estate import DEFAULT_CONCURRENCY, bounded_map
+from ppcmk.checks.byok import may_have_been_reverted, reverted_at
+from ppcmk.models.environments import Environment
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, bounded_map
 
 
 def platform_reverts(factory: ClientFactory, environments: Sequence[Environment]) -> dict[str, datetime]:

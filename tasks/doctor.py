@@ -14,24 +14,24 @@ from contextlib import contextmanager
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from pydantic import BaseModel, Field
 
-from ppcmk import power_automate
-from ppcmk.azure_resources import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
-from ppcmk.byok import may_have_been_reverted
 from ppcmk.checks import hsm as hsm_checks
 from ppcmk.checks import key_vault as checks
 from ppcmk.checks import policy as policy_checks
+from ppcmk.checks import power_automate
+from ppcmk.checks.byok import may_have_been_reverted
 from ppcmk.checks.environments import check_environment, check_operations, check_reverted, operations_refused
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import PpcmkError, ServiceError
-from ppcmk.findings import DoctorReport, Finding, Severity, error, info
-from ppcmk.models import Environment
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
-from tasks.environments import read_environment
-from tasks.estate import DEFAULT_CONCURRENCY, bounded_map
-from tasks.keyvault import read_key_via_arm, read_vault
-from tasks.policy import read_policy, read_provider
+from ppcmk.models.azure import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
+from ppcmk.models.environments import Environment
+from ppcmk.models.findings import DoctorReport, Finding, Severity, error, info
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
+from ppcmk_tasks.environments import read_environment
+from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, bounded_map
+from ppcmk_tasks.keyvault import read_key_via_arm, read_vault
+from ppcmk_tasks.policy import read_policy, read_provider
 
 READ_ERRORS = (PpcmkError, AzureError)
 

@@ -21,15 +21,21 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
-from ppcmk.arm_ids import same_id
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.fleet.selection import FleetMember, FleetSelector
-from ppcmk.models import Environment, EnvironmentChange, OperationHandle, OperationKind, WaitResult
-from ppcmk.ppadmin import PowerPlatformAdminClient
-from ppcmk.ppadmin.client import reached
-from ppcmk.retry import LeftForRetry, cmk_task
-from ppcmk.settings import ConnectionSettings
+from ppcmk.models.arm_ids import same_id
+from ppcmk.models.environments import (
+    Environment,
+    EnvironmentChange,
+    OperationHandle,
+    OperationKind,
+    WaitResult,
+)
+from ppcmk.safety.retry import LeftForRetry, cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk.services.ppadmin import PowerPlatformAdminClient
+from ppcmk.services.ppadmin.client import reached
 
 DEFAULT_DEADLINE = timedelta(days=4)  # the documented upper bound of an encryption
 MAX_LINK_ATTEMPTS = 3  # a Failed link is re-run ("the service resumes where it left off"), but not forever

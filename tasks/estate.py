@@ -21,11 +21,15 @@ from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
-from ppcmk.azure_resources import VaultStatus
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import PpcmkError, ServiceError
-from ppcmk.estate import (
+from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
+from ppcmk.models.azure import VaultStatus
+from ppcmk.models.environments import Environment, pick
+from ppcmk.safety.holds import HOLD_TAG, REASON_TAG
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk.watch.estate import (
     ENVIRONMENT_LIST,
     EnvironmentFact,
     EstateFacts,
@@ -38,14 +42,10 @@ from ppcmk.estate import (
     ReadFailure,
     VaultFact,
 )
-from ppcmk.holds import HOLD_TAG, REASON_TAG
-from ppcmk.models import Environment, pick
-from ppcmk.retry import cmk_task
-from ppcmk.rotation_pickup import awaiting
-from ppcmk.settings import ConnectionSettings
-from tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
-from tasks.keyvault import read_key_via_arm, read_vault
-from tasks.policy import policy_from_arm
+from ppcmk.watch.rotation_pickup import awaiting
+from ppcmk_tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
+from ppcmk_tasks.keyvault import read_key_via_arm, read_vault
+from ppcmk_tasks.policy import policy_from_arm
 
 # Reads in flight at once; the services throttle per caller (429 + Retry-After, which the transports honour).
 DEFAULT_CONCURRENCY = int(os.environ.get("PPCMK_READ_CONCURRENCY", "16"))

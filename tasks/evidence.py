@@ -14,24 +14,24 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from ppcmk.audit import AuditLog, chain_problems
-from ppcmk.audit_store import describe
-from ppcmk.clients import ClientFactory
+from ppcmk.audit.store import describe
+from ppcmk.audit.trail import AuditLog, chain_problems
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, PpcmkError
-from ppcmk.estate import PolicyFact
 from ppcmk.evidence.build import build_pack, needs_operations, select
 from ppcmk.evidence.controls import KeyReading
 from ppcmk.evidence.files import write_pack
 from ppcmk.evidence.history import Reading
 from ppcmk.evidence.model import DEFAULT_PERIOD, ChainCheck, ManifestEntry, Period, RoleHolder, Scope
 from ppcmk.home import ppcmk_home
-from ppcmk.models import EnvironmentOperation
-from ppcmk.plan import artifact_key
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings
-from tasks.access import lookup_principal
-from tasks.estate import DEFAULT_CONCURRENCY, bounded_map, read_estate, summary
-from tasks.keyvault import read_key_via_arm
+from ppcmk.models.environments import EnvironmentOperation
+from ppcmk.safety.plan import artifact_key
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk.watch.estate import PolicyFact
+from ppcmk_tasks.access import lookup_principal
+from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, bounded_map, read_estate, summary
+from ppcmk_tasks.keyvault import read_key_via_arm
 
 
 class EvidenceResult(BaseModel):

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ppcmk import holds
-from ppcmk.clients import ClientFactory
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks.keyvault import read_key_versions
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.safety import holds
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks.keyvault import read_key_versions
 
 
 @cmk_task(task_run_name="hold-key-{key_name}-version-{version}")

@@ -21,8 +21,11 @@ from azure.keyvault.keys import (
     KeyVaultKey,
 )
 
-from ppcmk.arm_ids import MANAGED_HSM_TYPE, ResourceId, parse_resource_id
-from ppcmk.azure_resources import (
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.cloud.transport import service_errors, text
+from ppcmk.errors import ConfigError
+from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, ResourceId, parse_resource_id
+from ppcmk.models.azure import (
     AccessPolicyEntry,
     KeyInfo,
     KeyVersionInfo,
@@ -32,13 +35,10 @@ from ppcmk.azure_resources import (
     iso_days,
     parse_iso_duration,
 )
-from ppcmk.clients import ClientFactory
-from ppcmk.errors import ConfigError
-from ppcmk.models import pick
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.transport import service_errors, text
-from ppcmk.validation import check_rotation
+from ppcmk.models.environments import pick
+from ppcmk.safety.retry import cmk_task
+from ppcmk.safety.validation import check_rotation
+from ppcmk.services.factory import ClientFactory
 
 CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
 MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation

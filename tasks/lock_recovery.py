@@ -1,4 +1,4 @@
-"""Lock recovery tasks: read why a policy's identity cannot use its key (`ppcmk.lock_causes` judges it), and
+"""Lock recovery tasks: read why a policy's identity cannot use its key (`ppcmk.locks.causes` judges it), and
 the Key Vault repairs the unlock runbook makes: recover a deleted vault or key, let trusted Microsoft services
 through the vault's firewall, repair the key version in use. (Giving the identity its access back is
 `tasks.access`.)
@@ -21,18 +21,18 @@ from azure.mgmt.keyvault.models import (
     VaultProperties,
 )
 
-from ppcmk.arm_ids import MANAGED_HSM_TYPE, parse_resource_id, same_id
-from ppcmk.azure_resources import KeyInfo, PolicyInfo, VaultStatus
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.cloud.transport import raise_service_error, service_errors
 from ppcmk.errors import ConfigError
-from ppcmk.lock_causes import EXPIRY_EXTENSION, WRAP_OPERATIONS, DeletedItem, KeyAccessReading
-from ppcmk.models import pick
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.transport import raise_service_error, service_errors
-from tasks.access import read_key_grants
-from tasks.keyvault import key_client, key_info, read_key_version_via_arm, read_key_via_arm, read_vault
-from tasks.policy import read_policy
+from ppcmk.locks.causes import EXPIRY_EXTENSION, WRAP_OPERATIONS, DeletedItem, KeyAccessReading
+from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, parse_resource_id, same_id
+from ppcmk.models.azure import KeyInfo, PolicyInfo, VaultStatus
+from ppcmk.models.environments import pick
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks.access import read_key_grants
+from ppcmk_tasks.keyvault import key_client, key_info, read_key_version_via_arm, read_key_via_arm, read_vault
+from ppcmk_tasks.policy import read_policy
 
 TRUSTED_SERVICES = "AzureServices"
 
@@ -42,7 +42,7 @@ TRUSTED_SERVICES = "AzureServices"
 
 @cmk_task(task_run_name="read-key-access-{target.policy_name}")
 def read_key_access(conn: ConnectionSettings, target: TargetSettings) -> KeyAccessReading:
-    """Everything `ppcmk.lock_causes.diagnose` judges: the policy, its vault (or the deleted vault), the key
+    """Everything `ppcmk.locks.causes.diagnose` judges: the policy, its vault (or the deleted vault), the key
     versions in use (or the deleted key) and the identity's grants, on the cloud's clock."""
     factory = ClientFactory.for_settings(conn)
     policy = read_policy(factory, target)

@@ -8,15 +8,15 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import PolicyDeletion, PolicyInfo, ProviderStatus, linked_to
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.cloud.transport import service_errors, text
 from ppcmk.errors import ConfigError, TransientError
-from ppcmk.geo import same_geo
-from ppcmk.models import pick
-from ppcmk.retry import cmk_task
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from ppcmk.transport import service_errors, text
+from ppcmk.models.arm_ids import same_id
+from ppcmk.models.azure import PolicyDeletion, PolicyInfo, ProviderStatus, linked_to
+from ppcmk.models.environments import pick
+from ppcmk.models.geo import same_geo
+from ppcmk.safety.retry import cmk_task
+from ppcmk.services.factory import ClientFactory
 
 PROVIDER = "Microsoft.PowerPlatform"
 PROVIDER_POLL_SECONDS = 10.0

@@ -34,7 +34,7 @@ socket.socket.connect = _loopback_only  # type: ignore[method-assign,assignment]
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The sandbox cloud, started once per session (in-process, HTTPS on 127.0.0.1, own CA)."""
-    from sandbox import Sandbox
+    from ppcmk_sandbox import Sandbox
 
     with Sandbox(scenario="default") as server:
         yield server
@@ -51,8 +51,8 @@ def cloud(sandbox_server: object) -> Iterator[object]:
 def factory(cloud: object) -> Iterator[object]:
     """A client factory of its own (not the shared cache): its sleeper's recorded waits are this test's."""
     # imported here: the environment above must be set before ppcmk reads it
-    from ppcmk.clients import ClientFactory
-    from ppcmk.timing import SandboxSleeper
+    from ppcmk.cloud.clock import SandboxSleeper
+    from ppcmk.services.factory import ClientFactory
     from tests.support.sandbox import connection
 
     built = ClientFactory(connection(cloud, retry_backoff_factor=0.5))
@@ -68,7 +68,7 @@ def prefect_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     from prefect.context import _temporary_global_settings_context, get_settings_context
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from cli.demo_backend import throwaway_prefect
+    from ppcmk_cli.demo_backend import throwaway_prefect
 
     with throwaway_prefect(tmp_path_factory.mktemp("prefect")) as ready:
         api_url = ready()

@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ppcmk.azure_resources import PolicyInfo, linked_to
-from ppcmk.byok import ENDED, REVERTED_FIX, may_have_been_reverted, reverted_at, reverted_message
-from ppcmk.findings import Finding, error, info, warning
-from ppcmk.geo import same_geo
-from ppcmk.models import Environment, EnvironmentOperation
-from ppcmk.settings import TargetSettings
+from ppcmk.checks.byok import ENDED, REVERTED_FIX, may_have_been_reverted, reverted_at, reverted_message
+from ppcmk.cloud.settings import TargetSettings
+from ppcmk.models.azure import PolicyInfo, linked_to
+from ppcmk.models.environments import Environment, EnvironmentOperation
+from ppcmk.models.findings import Finding, error, info, warning
+from ppcmk.models.geo import same_geo
 
 if TYPE_CHECKING:
-    from ppcmk.claims import Owner
+    from ppcmk.safety.claims import Owner
 
 INELIGIBLE_SKUS = {"trial": "Trial", "teams": "Teams"}
 LINK_OPERATION = "NewCustomerManagedKey"

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ppcmk.azure_resources import PolicyInfo, RoleGrant, VaultStatus
-from ppcmk.findings import Finding, error, info
-from ppcmk.hsm_rbac import GRANTED_ROLE, HSM_ROLE_NAMES, ROLE_READERS_HINT, assign_az_command, hsm_key_scope
+from ppcmk.models.azure import PolicyInfo, RoleGrant, VaultStatus
+from ppcmk.models.findings import Finding, error, info
+from ppcmk.services.hsm_rbac import (
+    GRANTED_ROLE,
+    HSM_ROLE_NAMES,
+    ROLE_READERS_HINT,
+    assign_az_command,
+    hsm_key_scope,
+)
 
 GRANTED_ROLE_NAME = HSM_ROLE_NAMES[GRANTED_ROLE]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ppcmk.arm_ids import parse_resource_id
-from ppcmk.azure_resources import KeyInfo, RotationPolicyInfo, VaultStatus
-from ppcmk.findings import Finding, error, info, warning
-from ppcmk.settings import TargetSettings
+from ppcmk.cloud.settings import TargetSettings
+from ppcmk.models.arm_ids import parse_resource_id
+from ppcmk.models.azure import KeyInfo, RotationPolicyInfo, VaultStatus
+from ppcmk.models.findings import Finding, error, info, warning
 
 EXPIRY_HORIZON = timedelta(days=30)
 ROTATION_GRACE = timedelta(days=28)

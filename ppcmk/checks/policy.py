@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ppcmk.arm_ids import same_id
-from ppcmk.azure_resources import PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
-from ppcmk.findings import Finding, error, info, warning
-from ppcmk.geo import canonical_geo, same_geo
-from ppcmk.settings import TargetSettings
+from ppcmk.cloud.settings import TargetSettings
+from ppcmk.models.arm_ids import same_id
+from ppcmk.models.azure import PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
+from ppcmk.models.findings import Finding, error, info, warning
+from ppcmk.models.geo import canonical_geo, same_geo
 
 
 def check_provider(status: ProviderStatus, target: TargetSettings) -> list[Finding]:

@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ppcmk.byok import may_have_been_reverted
-from ppcmk.drift import DriftSeverity
-from ppcmk.drift_rules import detect
+from ppcmk.checks.byok import may_have_been_reverted
 from ppcmk.errors import ConfigError
-from ppcmk.estate import KeyFact, PolicyFact
 from ppcmk.evidence.changes import changes_in, named_with, recorded_findings
 from ppcmk.evidence.controls import KeyReading, controls
 from ppcmk.evidence.history import Reading, coverage, environment_lane, estate_rows, key_lane, pickups
 from ppcmk.evidence.model import ChainCheck, EvidencePack, FindingSpan, Lane, Period, RoleHolder, Scope
-from ppcmk.models import Environment
+from ppcmk.models.environments import Environment
+from ppcmk.watch.drift import DriftSeverity
+from ppcmk.watch.estate import KeyFact, PolicyFact
+from ppcmk.watch.rules import detect
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ppcmk.audit import entry_time
+from ppcmk.audit.trail import entry_time
 from ppcmk.evidence.model import Approver, Change, FindingSpan, Period
 
 DRIFT_EVENT = "drift-changed"

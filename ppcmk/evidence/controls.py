@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ppcmk.azure_resources import KeyInfo, RotationPolicyInfo
-from ppcmk.estate import EstateFacts, PolicyFact, VaultFact
 from ppcmk.evidence.model import Control
+from ppcmk.models.azure import KeyInfo, RotationPolicyInfo
+from ppcmk.watch.estate import EstateFacts, PolicyFact, VaultFact
 
 DOCUMENTED_SIZES = (2048, 3072)
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ppcmk.audit import entry_time
-from ppcmk.byok import byok_note, reverted_at
-from ppcmk.estate import EstateFacts, KeyFact, OperationFact, PolicyFact
+from ppcmk.audit.trail import entry_time
+from ppcmk.checks.byok import byok_note, reverted_at
 from ppcmk.evidence.changes import departures
 from ppcmk.evidence.model import CoveragePoint, EstateRow, FindingSpan, Lane, Mark, Period, PickupRow, Span
-from ppcmk.models import Environment, EnvironmentOperation
-from ppcmk.rotation_pickup import pickup
+from ppcmk.models.environments import Environment, EnvironmentOperation
+from ppcmk.watch.estate import EstateFacts, KeyFact, OperationFact, PolicyFact
+from ppcmk.watch.rotation_pickup import pickup
 
 LINK, UNLINK, REENABLE, ROTATE = ("newcustomermanagedkey", "reverttomicrosoftkey", "enableenvironment",
                                   "rotatecustomermanagedkey")

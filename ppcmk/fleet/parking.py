@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from ppcmk.models import OperationHandle
+from ppcmk.models.environments import OperationHandle
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun

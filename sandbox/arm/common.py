@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
 
 ArmHandler = Callable[[SandboxRequest, "re.Match[str]"], SandboxResponse]
 

@@ -13,13 +13,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sandbox.access import policy_key_access
-from sandbox.arm.common import iso, not_found
-from sandbox.arm.geos import POLICY_LOCATIONS, is_policy_location
-from sandbox.arm.providers import arm_state, require_resource_group, subscription_scope
-from sandbox.arm.state import POLICY_TYPE, POWER_PLATFORM_NAMESPACE, EnterprisePolicy
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
-from sandbox.rbac.authorize import authorize
+from ppcmk_sandbox.access import policy_key_access
+from ppcmk_sandbox.arm.common import iso, not_found
+from ppcmk_sandbox.arm.geos import POLICY_LOCATIONS, is_policy_location
+from ppcmk_sandbox.arm.providers import arm_state, require_resource_group, subscription_scope
+from ppcmk_sandbox.arm.state import POLICY_TYPE, POWER_PLATFORM_NAMESPACE, EnterprisePolicy
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.rbac.authorize import authorize
 
 _VAULT_ID = re.compile(
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.KeyVault/(vaults|managedHSMs)/[^/]+$",

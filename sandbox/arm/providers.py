@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sandbox.arm.geos import POLICY_API_VERSIONS, POLICY_LOCATIONS
-from sandbox.arm.state import POWER_PLATFORM_NAMESPACE, ArmState, ProviderRegistration, ResourceGroup
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
-from sandbox.rbac.authorize import authorize
+from ppcmk_sandbox.arm.geos import POLICY_API_VERSIONS, POLICY_LOCATIONS
+from ppcmk_sandbox.arm.state import POWER_PLATFORM_NAMESPACE, ArmState, ProviderRegistration, ResourceGroup
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.rbac.authorize import authorize
 
 # What the provider GET lists under resourceTypes (A1: the source of truth for policy locations).
 _RESOURCE_TYPES: dict[str, list[dict[str, Any]]] = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sandbox.arm import policies, providers
-from sandbox.arm.common import RESOURCE_GROUP, SUBSCRIPTION, arm_route
+from ppcmk_sandbox.arm import policies, providers
+from ppcmk_sandbox.arm.common import RESOURCE_GROUP, SUBSCRIPTION, arm_route
 
 _PROVIDER = SUBSCRIPTION + r"/providers/(?P<namespace>[^/]+)"
 _FEATURE = (

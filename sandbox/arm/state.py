@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox.clock import parse_instant
-from sandbox.rbac.state import scenario_assignment
-from sandbox.resource_ids import resource_id
+from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.rbac.state import scenario_assignment
+from ppcmk_sandbox.resource_ids import resource_id
 
 if TYPE_CHECKING:
-    from sandbox.world import World
+    from ppcmk_sandbox.world import World
 
 POWER_PLATFORM_NAMESPACE = "Microsoft.PowerPlatform"
 POLICY_TYPE = "Microsoft.PowerPlatform/enterprisePolicies"

@@ -6,8 +6,8 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, graph_error
-from sandbox.identity.principals import Principal
+from ppcmk_sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, graph_error
+from ppcmk_sandbox.identity.principals import Principal
 
 APP_ID_FILTER = re.compile(r"\s*appId\s+eq\s+'(?P<app_id>[^']+)'\s*", re.IGNORECASE)
 

@@ -1,6 +1,7 @@
-"""Entra ID for the sandbox: personas and service principals, and the tokens that identify callers."""
+"""Entra ID for the sandbox: the tenant's principals and applications, and the authority that signs them in
+and issues their tokens."""
 
-from sandbox.identity.principals import Identities, Principal
-from sandbox.identity.tokens import decode_token, issue_token
+from ppcmk_sandbox.identity.authority import Authority
+from ppcmk_sandbox.identity.principals import Application, Identities, Principal
 
-__all__ = ["Identities", "Principal", "decode_token", "issue_token"]
+__all__ = ["Application", "Authority", "Identities", "Principal"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sandbox.http import SandboxHttpError, kv_error
-from sandbox.keyvault.hsm_roles import DATA_ACTIONS, has_local_role, key_scope, local_roles_allowing
-from sandbox.rbac.roles import (
+from ppcmk_sandbox.http import SandboxHttpError, kv_error
+from ppcmk_sandbox.keyvault.hsm_roles import DATA_ACTIONS, has_local_role, key_scope, local_roles_allowing
+from ppcmk_sandbox.rbac.roles import (
     KEY_VAULT_ADMINISTRATOR,
     KEY_VAULT_CRYPTO_OFFICER,
     KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER,
@@ -15,9 +15,9 @@ from sandbox.rbac.roles import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.identity.principals import Principal
-    from sandbox.keyvault.state import Vault
-    from sandbox.world import World
+    from ppcmk_sandbox.identity.principals import Principal
+    from ppcmk_sandbox.keyvault.state import Vault
+    from ppcmk_sandbox.world import World
 
 # Key operations by the access-policy permission name that allows them (also our operation names).
 KEY_OPERATIONS = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sandbox.keyvault import material
-from sandbox.keyvault.state import Key, KeyVersion, Vault
+from ppcmk_sandbox.keyvault import material
+from ppcmk_sandbox.keyvault.state import Key, KeyVersion, Vault
 
 DEFAULT_ROTATION_POLICY: dict[str, Any] = {
     "lifetimeActions": [{"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}],

@@ -8,11 +8,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sandbox.clock import parse_instant
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, kv_error
-from sandbox.keyvault import bundles, material
-from sandbox.keyvault.authz import authorize
-from sandbox.keyvault.state import DEFAULT_KEY_OPS, Key, KeyVersion, Vault, parse_duration
+from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, kv_error
+from ppcmk_sandbox.keyvault import bundles, material
+from ppcmk_sandbox.keyvault.authz import authorize
+from ppcmk_sandbox.keyvault.state import DEFAULT_KEY_OPS, Key, KeyVersion, Vault, parse_duration
 
 RSA_SIZES = (2048, 3072, 4096)
 KEY_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")

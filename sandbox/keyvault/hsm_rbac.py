@@ -6,17 +6,17 @@ from __future__ import annotations
 import re
 import uuid
 
-from sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, kv_error
-from sandbox.keyvault.hsm_roles import (
+from ppcmk_sandbox.http import Route, SandboxHttpError, SandboxRequest, SandboxResponse, kv_error
+from ppcmk_sandbox.keyvault.hsm_roles import (
     DATA_ACTIONS,
     LOCAL_ROLES,
     LocalRoleAssignment,
     has_local_role,
     local_roles_allowing,
 )
-from sandbox.keyvault.state import Vault
-from sandbox.rbac.roles import role_guid
-from sandbox.rbac.state import scope_covers
+from ppcmk_sandbox.keyvault.state import Vault
+from ppcmk_sandbox.rbac.roles import role_guid
+from ppcmk_sandbox.rbac.state import scope_covers
 
 _SCOPE = r"/*(?P<scope>keys(?:/[^/]+)?)?/*providers/Microsoft\.Authorization"
 _PRINCIPAL_FILTER = re.compile(r"principalId\s+eq\s+'(?P<id>[^']+)'", re.IGNORECASE)

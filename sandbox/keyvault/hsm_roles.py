@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox.clock import parse_instant
-from sandbox.rbac.roles import role_guid
-from sandbox.rbac.state import Assignment, scope_covers
+from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.rbac.roles import role_guid
+from ppcmk_sandbox.rbac.state import Assignment, scope_covers
 
 if TYPE_CHECKING:
-    from sandbox.identity.principals import Identities
-    from sandbox.settings import SandboxSettings
+    from ppcmk_sandbox.identity.principals import Identities
+    from ppcmk_sandbox.settings import SandboxSettings
 
 DEFINITION_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sandbox.arm.common import not_found
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
-from sandbox.keyvault.hsm_roles import initial_admin_assignments
-from sandbox.keyvault.state import ARM_TYPES, Vault, VaultKind
-from sandbox.rbac.authorize import authorize
+from ppcmk_sandbox.arm.common import not_found
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.keyvault.hsm_roles import initial_admin_assignments
+from ppcmk_sandbox.keyvault.state import ARM_TYPES, Vault, VaultKind
+from ppcmk_sandbox.rbac.authorize import authorize
 
 KINDS: dict[str, VaultKind] = {"vaults": "vault", "managedhsms": "managedHSM"}
 URI_PROPERTY: dict[VaultKind, str] = {"vault": "vaultUri", "managedHSM": "hsmUri"}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sandbox.arm.common import not_found
-from sandbox.http import SandboxRequest, SandboxResponse, arm_error
-from sandbox.keyvault import bundles
-from sandbox.keyvault.mgmt import bad_request, find_vault
-from sandbox.keyvault.state import ARM_TYPES, Key, KeyVersion, Vault
-from sandbox.rbac.authorize import authorize
+from ppcmk_sandbox.arm.common import not_found
+from ppcmk_sandbox.http import SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.keyvault import bundles
+from ppcmk_sandbox.keyvault.mgmt import bad_request, find_vault
+from ppcmk_sandbox.keyvault.state import ARM_TYPES, Key, KeyVersion, Vault
+from ppcmk_sandbox.rbac.authorize import authorize
 
 
 def update_access_policy(req: SandboxRequest, match: re.Match[str]) -> SandboxResponse:

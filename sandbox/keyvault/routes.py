@@ -1,8 +1,8 @@
 """Key Vault routes: the keys data plane (vault origins) and ARM management of vaults and managed HSMs."""
 
-from sandbox.arm.common import RESOURCE_GROUP, SUBSCRIPTION, arm_route
-from sandbox.http import Route
-from sandbox.keyvault import data, hsm_rbac, mgmt, mgmt_children
+from ppcmk_sandbox.arm.common import RESOURCE_GROUP, SUBSCRIPTION, arm_route
+from ppcmk_sandbox.http import Route
+from ppcmk_sandbox.keyvault import data, hsm_rbac, mgmt, mgmt_children
 
 NAME = r"(?P<name>[^/]+)"
 VERSION = r"(?P<version>[0-9a-f]{32})"

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from sandbox.clock import parse_instant
-from sandbox.keyvault import material
-from sandbox.keyvault.hsm_roles import LocalRoleAssignment, assignment_from_dict
-from sandbox.resource_ids import resource_id
+from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.keyvault import material
+from ppcmk_sandbox.keyvault.hsm_roles import LocalRoleAssignment, assignment_from_dict
+from ppcmk_sandbox.resource_ids import resource_id
 
 if TYPE_CHECKING:
-    from sandbox.world import World
+    from ppcmk_sandbox.world import World
 
 VaultKind = Literal["vault", "managedHSM"]
 ARM_TYPES: dict[str, str] = {

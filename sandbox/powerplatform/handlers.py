@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import re
 
-from sandbox.arm.geos import same_geo
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, bap_error
-from sandbox.powerplatform.lifecycle import setting, settle_once, start_operation
-from sandbox.powerplatform.state import (
+from ppcmk_sandbox.arm.geos import same_geo
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, bap_error
+from ppcmk_sandbox.powerplatform.lifecycle import setting, settle_once, start_operation
+from ppcmk_sandbox.powerplatform.state import (
     Environment,
     OperationType,
     PowerPlatformState,
 )
-from sandbox.powerplatform.views import (
+from ppcmk_sandbox.powerplatform.views import (
     disallowed_operations,
     environment_json,
     operation_json,
 )
-from sandbox.rbac.roles import ARM_READERS
+from ppcmk_sandbox.rbac.roles import ARM_READERS
 
 OPERATION_API_VERSION = "2023-06-01"
 

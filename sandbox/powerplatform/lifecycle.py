@@ -16,8 +16,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox.access import policy_key_access
-from sandbox.powerplatform.records import (
+from ppcmk_sandbox.access import policy_key_access
+from ppcmk_sandbox.powerplatform.records import (
     GOVERNANCE_TYPES,
     OUTAGE_TYPES,
     CmkLink,
@@ -25,13 +25,13 @@ from sandbox.powerplatform.records import (
     LifecycleOperation,
     OperationType,
 )
-from sandbox.powerplatform.rotation import pick_up_rotations
+from ppcmk_sandbox.powerplatform.rotation import pick_up_rotations
 
 if TYPE_CHECKING:
-    from sandbox.http import SandboxRequest
-    from sandbox.identity.principals import Principal
-    from sandbox.powerplatform.state import PowerPlatformState
-    from sandbox.world import World
+    from ppcmk_sandbox.http import SandboxRequest
+    from ppcmk_sandbox.identity.principals import Principal
+    from ppcmk_sandbox.powerplatform.state import PowerPlatformState
+    from ppcmk_sandbox.world import World
 
 STAGES = (("Validate", 0.0), ("Prepare", 0.1), ("Run", 0.2), ("Finalize", 0.9))  # name, start fraction
 

@@ -13,11 +13,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, ppapi_error
-from sandbox.powerplatform.lifecycle import settle_once, stage_states
-from sandbox.powerplatform.records import OperationType
-from sandbox.powerplatform.state import LifecycleOperation
-from sandbox.powerplatform.views import iso
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, ppapi_error
+from ppcmk_sandbox.powerplatform.lifecycle import settle_once, stage_states
+from ppcmk_sandbox.powerplatform.records import OperationType
+from ppcmk_sandbox.powerplatform.state import LifecycleOperation
+from ppcmk_sandbox.powerplatform.views import iso
 
 DEFAULT_PAGE_SIZE = 20
 NAMES: dict[str, str] = {

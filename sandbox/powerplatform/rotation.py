@@ -19,13 +19,13 @@ import weakref
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sandbox.powerplatform.records import Environment, LifecycleOperation, OperationType
+from ppcmk_sandbox.powerplatform.records import Environment, LifecycleOperation, OperationType
 
 if TYPE_CHECKING:
-    from sandbox.arm.state import EnterprisePolicy
-    from sandbox.keyvault.state import KeyVersion
-    from sandbox.powerplatform.state import PowerPlatformState
-    from sandbox.world import World
+    from ppcmk_sandbox.arm.state import EnterprisePolicy
+    from ppcmk_sandbox.keyvault.state import KeyVersion
+    from ppcmk_sandbox.powerplatform.state import PowerPlatformState
+    from ppcmk_sandbox.world import World
 
 PICKUP_SECONDS = 1800.0  # how long the pickup itself runs (inferred)
 SERVICE = {"id": "", "displayName": "Microsoft", "type": "Service"}  # requested by the platform (inferred)

@@ -3,8 +3,8 @@ Platform API route (environment lifecycle operations)."""
 
 from __future__ import annotations
 
-from sandbox.http import Route
-from sandbox.powerplatform import handlers, ppapi
+from ppcmk_sandbox.http import Route
+from ppcmk_sandbox.powerplatform import handlers, ppapi
 
 _BAP = r"/providers/Microsoft\.BusinessAppPlatform"
 _ENVIRONMENTS = _BAP + r"(?P<admin>/scopes/admin)?/environments"

@@ -10,9 +10,9 @@ import heapq
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox.clock import parse_instant
-from sandbox.powerplatform.lifecycle import settle
-from sandbox.powerplatform.records import (
+from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.powerplatform.lifecycle import settle
+from ppcmk_sandbox.powerplatform.records import (
     CmkLink,
     Environment,
     LifecycleOperation,
@@ -20,8 +20,8 @@ from sandbox.powerplatform.records import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.arm.state import EnterprisePolicy
-    from sandbox.world import World
+    from ppcmk_sandbox.arm.state import EnterprisePolicy
+    from ppcmk_sandbox.world import World
 
 # What the admin API's modules import from here with the state (the records are defined in `records`).
 __all__ = ["CmkLink", "Environment", "LifecycleOperation", "OperationType", "PowerPlatformState"]

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sandbox.powerplatform.lifecycle import runtime, stage_states
-from sandbox.powerplatform.records import (
+from ppcmk_sandbox.powerplatform.lifecycle import runtime, stage_states
+from ppcmk_sandbox.powerplatform.records import (
     Environment,
     LifecycleOperation,
     OperationType,
 )
 
 if TYPE_CHECKING:
-    from sandbox.powerplatform.state import PowerPlatformState
+    from ppcmk_sandbox.powerplatform.state import PowerPlatformState
 
 BAP = "/providers/Microsoft.BusinessAppPlatform"
 # Environment types on which the service refuses CMK operations, and which operations.

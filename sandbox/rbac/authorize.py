@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sandbox.http import SandboxHttpError, SandboxRequest, arm_error
-from sandbox.rbac.roles import ARM_READERS, ARM_WRITERS, ROLE_ASSIGNMENT_WRITERS
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, arm_error
+from ppcmk_sandbox.rbac.roles import ARM_READERS, ARM_WRITERS, ROLE_ASSIGNMENT_WRITERS
 
 Need = Literal["read", "write", "assign"]
 

@@ -6,11 +6,11 @@ import re
 import uuid
 from typing import Any
 
-from sandbox.arm.common import iso
-from sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
-from sandbox.rbac.authorize import authorize
-from sandbox.rbac.roles import BUILTIN_ROLES, RoleDefinition, find_by_name, role_guid
-from sandbox.rbac.state import RbacState, RoleAssignment, scope_covers
+from ppcmk_sandbox.arm.common import iso
+from ppcmk_sandbox.http import SandboxHttpError, SandboxRequest, SandboxResponse, arm_error
+from ppcmk_sandbox.rbac.authorize import authorize
+from ppcmk_sandbox.rbac.roles import BUILTIN_ROLES, RoleDefinition, find_by_name, role_guid
+from ppcmk_sandbox.rbac.state import RbacState, RoleAssignment, scope_covers
 
 _ROLE_NAME_FILTER = re.compile(r"roleName\s+eq\s+'([^']*)'", re.IGNORECASE)
 _PRINCIPAL_FILTER = re.compile(r"(?:principalId\s+eq\s+|assignedTo\()'([^']*)'", re.IGNORECASE)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sandbox.arm.common import arm_route
-from sandbox.rbac import handlers
+from ppcmk_sandbox.arm.common import arm_route
+from ppcmk_sandbox.rbac import handlers
 
 # The scope is everything before the last /providers/Microsoft.Authorization (it may hold other /providers/).
 _AUTHZ = r"(?P<scope>/.*?)/providers/Microsoft\.Authorization"

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox.clock import parse_instant
-from sandbox.rbac.roles import BUILTIN_ROLES, find_by_name, role_guid
+from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.rbac.roles import BUILTIN_ROLES, find_by_name, role_guid
 
 if TYPE_CHECKING:
-    from sandbox.world import World
+    from ppcmk_sandbox.world import World
 
 ASSIGNMENTS_SEGMENT = "/providers/Microsoft.Authorization/roleAssignments/"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sandbox.scenarios.files import SCENARIOS_DIR, SECTIONS, read_scenario_dir, scenario_dir
-from sandbox.scenarios.fleet import fleet_scenario
+from ppcmk_sandbox.scenarios.files import SCENARIOS_DIR, SECTIONS, read_scenario_dir, scenario_dir
+from ppcmk_sandbox.scenarios.fleet import fleet_scenario
 
 __all__ = ["SCENARIOS_DIR", "SECTIONS", "load_scenario", "scenario_dir"]
 

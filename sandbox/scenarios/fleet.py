@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sandbox.scenarios.files import read_scenario_dir
+from ppcmk_sandbox.scenarios.files import read_scenario_dir
 
 _FLEET_NAMESPACE = uuid.UUID("5d1f7a40-2b8e-4c1a-9f3e-6a7b8c9d0e1f")
 # Canary first: every `sandbox_every`-th environment is Sandbox type, the rest Production (waves need both).

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.profile import SandboxProfile, save_profile
+from ppcmk_cli.profile import SandboxProfile, save_profile
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from typer.testing import CliRunner
 
-from cli import app
-from cli import approvals as approvals_cli
-from cli.exit_codes import ExitCode
+from ppcmk_cli import app
+from ppcmk_cli import approvals as approvals_cli
+from ppcmk_cli.exit_codes import ExitCode
 from tests.flows.approval_harness import GHOST, POLICY, run, with_ghost
 from tests.support.runs import PendingApproval, RunningFlow, wait_for_approval
 

@@ -16,8 +16,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from typer.testing import CliRunner
 
-from cli import app
-from cli.exit_codes import ExitCode
+from ppcmk_cli import app
+from ppcmk_cli.exit_codes import ExitCode
 from tests.flows.approval_harness import run, with_ghost
 from tests.support.arm import policy_id, subscription
 from tests.support.runs import PendingApproval, RunningFlow, wait_for_approval

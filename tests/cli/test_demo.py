@@ -8,11 +8,11 @@ from typing import Any
 
 from rich.console import Console
 
-from cli.demo_story import NEW_POLICY, ONBOARDED, PRODUCTION, SANDBOX_ENV, UNMANAGED, StoryTeller
-from cli.doctor import sandbox_inputs
-from cli.profile import SandboxProfile, save_profile
-from cli.sandbox_blocks import register_sandbox_blocks
-from deployments.catalog import SandboxBlocks
+from ppcmk_cli.demo_story import NEW_POLICY, ONBOARDED, PRODUCTION, SANDBOX_ENV, UNMANAGED, StoryTeller
+from ppcmk_cli.doctor import sandbox_inputs
+from ppcmk_cli.profile import SandboxProfile, save_profile
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_deployments.catalog import SandboxBlocks
 from tests.support.scenario import LEGACY_BYOK
 
 # Own block names: the session's `sandbox-*` blocks point at another target and other tests rely on them.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli import app
-from cli.exit_codes import ExitCode
+from ppcmk_cli import app
+from ppcmk_cli.exit_codes import ExitCode
 from tests.support.scenario import (
     BUSY_SANDBOX,
     DEFAULT_ENVIRONMENT,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli import app
+from ppcmk_cli import app
 
 
 def test_evidence_writes_a_pack_for_one_environment_and_verify_checks_it(

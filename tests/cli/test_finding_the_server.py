@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from blocks import CmkTarget
-from cli import app
-from cli.exit_codes import ExitCode
-from cli.profile import SandboxProfile, find_profile, instance_path, profile_path
-from deployments.serve import build_deployments, deployment_full_name
+from ppcmk_blocks import CmkTarget
+from ppcmk_cli import app
+from ppcmk_cli.exit_codes import ExitCode
+from ppcmk_cli.profile import SandboxProfile, find_profile, instance_path, profile_path
+from ppcmk_deployments.serve import build_deployments, deployment_full_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_sandbox_up(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "cli", "sandbox", "up"], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "ppcmk_cli", "sandbox", "up"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -66,7 +66,7 @@ def test_a_second_sandbox_stopping_leaves_the_first_one_findable(ppcmk_home: Pat
 def test_a_killed_sandbox_profile_is_not_taken_for_a_running_one(ppcmk_home: Path) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    from cli.profile import save_profile
+    from ppcmk_cli.profile import save_profile
 
     save_profile(SandboxProfile(url="https://127.0.0.1:1", ca="ca.pem", tenant_id="t", subscription_id="s",
                                 pid=gone.pid))
@@ -80,7 +80,7 @@ def test_without_a_prefect_api_the_cli_says_so_and_starts_no_server(tmp_path: Pa
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
     env.update(PPCMK_HOME=str(tmp_path / "ppcmk"), PREFECT_HOME=str(tmp_path / "prefect"),
                PYTHONPATH=str(ROOT))
-    finished = subprocess.run([sys.executable, "-m", "cli", *command], cwd=ROOT, env=env,
+    finished = subprocess.run([sys.executable, "-m", "ppcmk_cli", *command], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=120)
     assert finished.returncode == ExitCode.UNAVAILABLE, finished.stderr
     lines = finished.stderr.strip().splitlines()

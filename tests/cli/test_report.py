@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli import app
+from ppcmk_cli import app
 from tests.support.scenario import FINANCE, LEGACY_BYOK
 
 

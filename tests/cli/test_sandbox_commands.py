@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from cli import app
-from cli.exit_codes import ExitCode
-from cli.profile import SandboxProfile
+from ppcmk_cli import app
+from ppcmk_cli.exit_codes import ExitCode
+from ppcmk_cli.profile import SandboxProfile
 
 
 def test_clock_advance_moves_the_sandbox_clock(runner: CliRunner, profiled_cloud: object) -> None:
@@ -66,7 +66,7 @@ def test_fault_probability_out_of_range_is_refused_before_any_call(runner: CliRu
 
 def test_sandbox_up_publishes_a_profile_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
     env = {**os.environ, "PPCMK_HOME": str(tmp_path)}
-    process = subprocess.Popen([sys.executable, "-m", "cli", "sandbox", "up"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "ppcmk_cli", "sandbox", "up"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     profile_file = tmp_path / "sandbox.json"
     try:
@@ -85,6 +85,9 @@ def test_sandbox_up_publishes_a_profile_and_cleans_up_on_ctrl_c(tmp_path: Path) 
     assert process.returncode == 0, output
     assert "Sandbox stopped." in output
     assert not profile_file.exists()
+    # where the principals' secrets and passwords are, never what they are
+    assert profile.credentials and profile.credentials in output and "passwords" in output
+    assert "client_secret" not in output and "password\"" not in output
 
 
 def test_run_names_the_runbooks_when_the_flow_is_unknown(runner: CliRunner, ppcmk_home: Path) -> None:

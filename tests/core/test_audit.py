@@ -14,9 +14,10 @@ from prefect.filesystems import LocalFileSystem
 from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr
 
-from ppcmk import audit
-from ppcmk.audit import AuditLog, note_response, request_ids
-from ppcmk.audit_store import AUDIT_LOCK, AUDIT_STORAGE_SETTING, configured_storage
+from ppcmk.audit import trail as audit
+from ppcmk.audit.store import AUDIT_LOCK, AUDIT_STORAGE_SETTING, configured_storage
+from ppcmk.audit.trail import AuditLog
+from ppcmk.cloud.request_log import note_response, request_ids
 from ppcmk.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +110,7 @@ def test_the_store_is_the_block_the_setting_names(
 
 WRITER = """
 import sys
-from ppcmk.audit import AuditLog
+from ppcmk.audit.trail import AuditLog
 log = AuditLog()
 for number in range(int(sys.argv[2])):
     log.record({"event": "concurrent", "writer": sys.argv[1], "number": number})
@@ -165,7 +166,7 @@ def test_request_ids_are_collected_per_context() -> None:
 def test_audit_commands_verify_and_show_the_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from cli import app
+    from ppcmk_cli import app
 
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path))
     monkeypatch.delenv(AUDIT_STORAGE_SETTING, raising=False)

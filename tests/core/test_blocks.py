@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from blocks import CmkConnection, CmkTarget
 from ppcmk.errors import ConfigError
+from ppcmk_blocks import CmkConnection, CmkTarget
 
 TENANT = "11111111-2222-4333-8444-555555555555"
 SUB = "00000000-0000-0000-0000-000000000000"

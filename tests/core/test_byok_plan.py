@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flows._two_half import environments_planned
-from flows.migrate_byok import ByokMoves
-from ppcmk.models import Environment
-from ppcmk.plan import Plan
+from ppcmk.models.environments import Environment
+from ppcmk.safety.plan import Plan
+from ppcmk_flows._two_half import environments_planned
+from ppcmk_flows.migrate_byok import ByokMoves
 from tests.core.test_power_automate import TARGET
 
 REVERTED_AT = datetime(2026, 1, 6, 3, tzinfo=UTC)

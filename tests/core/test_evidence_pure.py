@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ppcmk.estate import EstateFacts
 from ppcmk.evidence.build import build_pack
 from ppcmk.evidence.changes import changes_in
 from ppcmk.evidence.history import Reading
 from ppcmk.evidence.model import ChainCheck, Period, Scope
-from ppcmk.models import CmkLink, Environment
+from ppcmk.models.environments import CmkLink, Environment
+from ppcmk.watch.estate import EstateFacts
 
 START = datetime(2027, 1, 1, tzinfo=UTC)
 PERIOD = Period(start=START, end=START + timedelta(days=365))

@@ -9,10 +9,11 @@ import pytest
 from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
 from ppcmk import USER_AGENT
-from ppcmk.arm_ids import policy_id, vault_id
-from ppcmk.audit import request_ids
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.request_log import request_ids
+from ppcmk.models.arm_ids import policy_id, vault_id
+from ppcmk.services.factory import ClientFactory
 from tests.support.arm import managed_hsm_id
+from tests.support.identity import held
 from tests.support.sandbox import connection
 from tests.support.scenario import KEY, VAULT
 from tests.support.scenario import RESOURCE_GROUP as RG
@@ -96,18 +97,40 @@ def test_no_token_in_logs(factory: ClientFactory, cloud: Any, caplog: pytest.Log
     assert "ppcmk.http" in {r.name for r in caplog.records}
 
 
-def test_sandbox_credential_caches_tokens(factory: ClientFactory, cloud: Any) -> None:
+def test_the_credential_is_azure_identitys_and_caches_tokens(factory: ClientFactory, cloud: Any) -> None:
+    assert type(factory.credential).__name__ == "ClientSecretCredential"
     scope = factory.settings.endpoints.bap_scope
     first = factory.credential.get_token(scope)
     assert factory.credential.get_token(scope).token == first.token
-    assert cloud.log.count(path=r"/oauth2/token") <= 1
+    assert cloud.log.count("POST", path=r"/oauth2/v2\.0/token$") == 1
 
 
 def test_managed_identity_mode_uses_azure_identity(cloud: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # azure-identity's ManagedIdentityCredential, unmodified, against the sandbox's App Service endpoint.
     monkeypatch.setenv("IDENTITY_ENDPOINT", cloud.endpoints.identity)
-    monkeypatch.setenv("IDENTITY_HEADER", "pp-admin")
+    monkeypatch.setenv("IDENTITY_HEADER", cloud.authority.credentials.of("runbook").identity_header)
     factory = ClientFactory(connection(cloud, credential_mode="managed_identity"))
     assert type(factory.credential).__name__ == "ManagedIdentityCredential"
     assert factory.pp_admin().list_environments()
-    assert cloud.log.count(path=r"/scopes/admin/environments", caller="pp-admin", status=200) == 1
+    assert cloud.log.count(path=r"/scopes/admin/environments", caller="runbook", status=200) == 1
+
+
+def test_certificate_mode_signs_in_with_the_pem_on_the_worker(cloud: Any) -> None:
+    # what a real tenant's runbook identity holds: its client id and the path of its key and certificate
+    runbook = held(cloud, "runbook")
+    factory = ClientFactory(connection(cloud, credential_mode="certificate", client_id=runbook["client_id"],
+                                       client_secret=None, certificate_path=runbook["certificate"]))
+    assert type(factory.credential).__name__ == "CertificateCredential"
+    assert factory.pp_admin().list_environments()
+    assert cloud.log.count(path=r"/scopes/admin/environments", caller="runbook", status=200) == 1
+
+
+def test_workload_identity_mode_reads_the_federated_token_file(cloud: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    runbook = held(cloud, "runbook")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", runbook["federated_token_file"])
+    factory = ClientFactory(connection(cloud, credential_mode="workload_identity",
+                                       client_id=runbook["client_id"], client_secret=None))
+    assert type(factory.credential).__name__ == "WorkloadIdentityCredential"
+    assert factory.keyvault_mgmt().vaults.get(RG, VAULT).name == VAULT
+    assert cloud.log.count(path=r"/vaults/kv-cmk-prod$", caller="runbook", status=200) == 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError
+from ppcmk.services.factory import ClientFactory
 from tests.support.scenario import PP_ADMIN_ID, RUNBOOK_ID
 
 

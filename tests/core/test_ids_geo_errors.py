@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ppcmk.arm_ids import VAULT_TYPE, parse_resource_id, policy_id, role_assignment_name, same_id, vault_id
 from ppcmk.errors import ServiceError, TransientError, TransientServiceError, service_error
-from ppcmk.geo import GEOS, canonical_geo, same_geo
+from ppcmk.models.arm_ids import (
+    VAULT_TYPE,
+    parse_resource_id,
+    policy_id,
+    role_assignment_name,
+    same_id,
+    vault_id,
+)
+from ppcmk.models.geo import GEOS, canonical_geo, same_geo
 
 SUB = "00000000-0000-0000-0000-000000000000"
 

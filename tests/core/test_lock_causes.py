@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ppcmk.azure_resources import KeyInfo, PolicyInfo, RoleGrant, VaultStatus
-from ppcmk.lock_causes import DeletedItem, KeyAccessReading, diagnose, repair_action
-from ppcmk.lock_countdown import Evidence, countdown
+from ppcmk.locks.causes import DeletedItem, KeyAccessReading, diagnose, repair_action
+from ppcmk.locks.countdown import Evidence, countdown
+from ppcmk.models.azure import KeyInfo, PolicyInfo, RoleGrant, VaultStatus
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 VAULT_ID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from ppcmk.models import Environment, LifecycleOperation, pick
-from ppcmk.ppadmin import PowerPlatformAdminClient
+from ppcmk.models.environments import Environment, LifecycleOperation, pick
+from ppcmk.services.ppadmin import PowerPlatformAdminClient
 
 BAP = "https://api.bap.microsoft.com"
 SYSTEM_ID = ("/regions/europe/providers/Microsoft.PowerPlatform/enterprisePolicies/"

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from flows._two_half import environments_planned
-from flows._two_half_plan import plan_links
-from ppcmk import power_automate
+from ppcmk.checks import power_automate
+from ppcmk.cloud.settings import TargetSettings
 from ppcmk.errors import ConfigError
-from ppcmk.findings import Severity
-from ppcmk.models import CmkLink, Environment
-from ppcmk.plan import Plan
-from ppcmk.settings import TargetSettings
+from ppcmk.models.environments import CmkLink, Environment
+from ppcmk.models.findings import Severity
+from ppcmk.safety.plan import Plan
+from ppcmk_flows._two_half import environments_planned
+from ppcmk_flows._two_half_plan import plan_links
 
 TARGET = TargetSettings(vault_id="/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-cmk/"
                                  "providers/Microsoft.KeyVault/vaults/kv-cmk-prod",

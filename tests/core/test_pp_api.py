@@ -9,14 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from ppcmk.clients import ClientFactory
-from ppcmk.endpoints import endpoints_for
+from ppcmk.cloud.endpoints import endpoints_for
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings, load_settings
 from ppcmk.errors import ConfigError, ServiceError
-from ppcmk.models import EnvironmentOperation
-from ppcmk.ppadmin import PowerPlatformApiClient
-from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
-from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.records import OperationType
+from ppcmk.models.environments import EnvironmentOperation
+from ppcmk.services.factory import ClientFactory
+from ppcmk.services.ppadmin import PowerPlatformApiClient
+from ppcmk_sandbox.powerplatform.lifecycle import start_operation
+from ppcmk_sandbox.powerplatform.records import OperationType
 from tests.support.arm import managed_hsm_id
 from tests.support.sandbox import connection
 from tests.support.scenario import BUSY_SANDBOX, PP_ADMIN_ID, UNKNOWN_ENVIRONMENT, UNMANAGED

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from ppcmk.arm_ids import vault_id
-from ppcmk.clients import ClientFactory
 from ppcmk.errors import ConfigError, ServiceError
-from ppcmk.models import LifecycleOperation, OperationHandle
+from ppcmk.models.arm_ids import vault_id
+from ppcmk.models.environments import LifecycleOperation, OperationHandle
+from ppcmk.services.factory import ClientFactory
 from tests.support.scenario import (
     BUSY_SANDBOX,
     FINANCE,

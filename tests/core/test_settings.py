@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from ppcmk.endpoints import endpoints_for
+from ppcmk.cloud.endpoints import endpoints_for
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings, load_settings
 from ppcmk.errors import ConfigError
-from ppcmk.settings import ConnectionSettings, TargetSettings, load_settings
 
 TENANT = "11111111-2222-4333-8444-555555555555"
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -32,6 +32,9 @@ def target(**overrides: Any) -> dict[str, Any]:
     ({"credential_mode": "client_secret"}, "client_id"),
     ({"credential_mode": "client_secret", "client_id": TENANT}, "client_secret"),
     ({"credential_mode": "sandbox"}, "credential_mode"),
+    ({"credential_mode": "certificate", "client_id": TENANT}, "certificate_path"),
+    ({"credential_mode": "certificate", "client_id": TENANT, "certificate_path": "runbook.pem"},
+     "certificate_path"),
     ({"cloud": "sandbox"}, "sandbox_url"),
     ({"cloud": "sandbox", "sandbox_url": "https://127.0.0.1:1", "ca_bundle": "/no/ca.pem"}, "ca_bundle"),
     ({"cloud": "mars"}, "cloud"),
@@ -49,10 +52,15 @@ def test_connection_defaults_per_cloud(tmp_path: Path) -> None:
     assert public.credential_mode == "default" and public.time_mode == "real"
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    sandbox = load_settings(ConnectionSettings, connection(
-        cloud="sandbox", sandbox_url="https://127.0.0.1:8443", ca_bundle=str(ca), time_mode="virtual"))
-    assert sandbox.credential_mode == "sandbox" and sandbox.virtual_time
-    assert sandbox.endpoints.token_endpoint == "https://127.0.0.1:8443/oauth2/token"
+    sandbox = {"cloud": "sandbox", "sandbox_url": "https://127.0.0.1:8443", "ca_bundle": str(ca),
+               "time_mode": "virtual"}
+    with pytest.raises(ConfigError) as no_default:  # the sandbox is reached like a tenant, with a principal
+        load_settings(ConnectionSettings, connection(**sandbox))
+    assert no_default.value.field == "credential_mode"
+    service = load_settings(ConnectionSettings, connection(
+        **sandbox, credential_mode="client_secret", client_id=TENANT, client_secret="s3cr3t-value"))
+    assert service.virtual_time and service.endpoints.authority == "https://127.0.0.1:8443"
+    assert not service.endpoints.instance_discovery
 
 
 def test_secret_is_hidden_but_tells_connections_apart() -> None:
@@ -83,7 +91,7 @@ def test_endpoints_per_cloud(cloud: str, bap: str, bap_scope: str, arm: str) -> 
     endpoints = endpoints_for(cloud)  # type: ignore[arg-type]
     assert (endpoints.bap, endpoints.bap_scope, endpoints.arm) == (bap, bap_scope, arm)
     assert endpoints.arm_scope == f"{arm}/.default"
-    assert endpoints.keyvault_suffix and endpoints.token_endpoint is None
+    assert endpoints.keyvault_suffix and endpoints.instance_discovery
 
 
 def test_sandbox_serves_every_plane_with_public_scopes() -> None:

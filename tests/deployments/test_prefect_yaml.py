@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from prefect import Flow
 
-from deployments.catalog import RUNBOOKS
+from ppcmk_deployments.catalog import RUNBOOKS
 
 ROOT = Path(__file__).resolve().parents[2]
 

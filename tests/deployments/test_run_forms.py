@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from deployments.catalog import RUNBOOKS, sandbox_deployment_name
-from deployments.serve import build_deployments
-from flows._run_form import SHARED_HELP, run_form
+from ppcmk_deployments.catalog import RUNBOOKS, sandbox_deployment_name
+from ppcmk_deployments.serve import build_deployments
+from ppcmk_flows._run_form import SHARED_HELP, run_form
 
 
 def schemas() -> dict[str, dict[str, Any]]:

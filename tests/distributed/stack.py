@@ -108,7 +108,7 @@ class Stack:
         self.api_url = f"http://127.0.0.1:{port}/api"
         base = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
         self.env = {**base, "PREFECT_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    "PREFECT_LOGGING_TO_API_ENABLED": "false", "PYTHONPATH": str(ROOT)}
+                    "PREFECT_LOGGING_TO_API_ENABLED": "false"}
         server_env = {**self.env, "PREFECT_HOME": str(self.home / "server-home"),
                       "PREFECT_API_DATABASE_CONNECTION_URL": database_url, "PREFECT_UI_ENABLED": "false"}
         self.spawn("server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -132,7 +132,7 @@ class Stack:
         return done.stdout
 
     def worker_env(self, name: str, settings: dict[str, str]) -> dict[str, str]:
-        return {**self.env, **settings, "PPCMK_CODE_DIR": str(ROOT), "PREFECT_HOME": str(self.home / name),
+        return {**self.env, **settings, "PREFECT_HOME": str(self.home / name),
                 "PPCMK_HOME": str(self.home / f"{name}-ppcmk"), "PREFECT_WORKER_QUERY_SECONDS": "1",
                 "PPCMK_RETRY_DELAY_SCALE": "0"}
 

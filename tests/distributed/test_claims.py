@@ -12,9 +12,9 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Completed, Crashed, Running, Suspended
 
-from ppcmk import claims
-from ppcmk.claims import Subject
-from ppcmk.plan import Plan, PlanHasErrors, PlanItem
+from ppcmk.safety import claims
+from ppcmk.safety.claims import Subject
+from ppcmk.safety.plan import Plan, PlanHasErrors, PlanItem
 
 
 @flow(name="claims-holder")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks import CmkConnection
-from flows._runbook import read_back
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows._runbook import read_back
 from tests.support.scenario import FINANCE, PRODUCTION
 
 

@@ -18,39 +18,40 @@ from prefect.settings import (
 )
 from typer.testing import CliRunner
 
-from blocks import CmkConnection
-from cli import app
-from cli.profile import SandboxProfile, save_profile
-from cli.workers import PREFECT_FILE, block_names
-from ppcmk import audit, worker_setup
+from ppcmk import worker_setup
+from ppcmk.audit import trail as audit
+from ppcmk_blocks import CmkConnection
+from ppcmk_cli import app
+from ppcmk_cli.profile import SandboxProfile, save_profile
+from ppcmk_cli.sandbox_blocks import service_credential
+from ppcmk_cli.workers import PREFECT_FILE, block_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_half_set_up_worker_names_every_missing_setting(
         prefect_backend: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for setting in (worker_setup.CODE_DIR_SETTING, worker_setup.AUDIT_SETTING, worker_setup.RESULTS_SETTING):
+    for setting in (worker_setup.AUDIT_SETTING, worker_setup.RESULTS_SETTING):
         monkeypatch.delenv(setting, raising=False)
     with pytest.raises(worker_setup.WorkerNotReady) as refused:
         worker_setup.worker_ready()
     message = str(refused.value)
-    for setting in (worker_setup.CODE_DIR_SETTING, worker_setup.RESULTS_SETTING, worker_setup.AUDIT_SETTING,
-                    worker_setup.HEARTBEAT_SETTING):
+    for setting in (worker_setup.RESULTS_SETTING, worker_setup.AUDIT_SETTING, worker_setup.HEARTBEAT_SETTING):
         assert setting in message, message
     assert "ppcmk setup workers --shared-dir" in message
 
 
-def test_a_set_up_worker_starts_in_the_code_folder(
+def test_a_set_up_worker_starts_wherever_it_is(
         prefect_backend: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The runbooks are imported from the installed package: no code folder, no change of directory."""
     LocalFileSystem(basepath=str(tmp_path / "results")).save("ws-results", overwrite=True)
     LocalFileSystem(basepath=str(tmp_path / "audit")).save("ws-audit", overwrite=True)
-    monkeypatch.setenv(worker_setup.CODE_DIR_SETTING, str(ROOT))
     monkeypatch.setenv(worker_setup.AUDIT_SETTING, "local-file-system/ws-audit")
     monkeypatch.chdir(tmp_path)
     with temporary_settings(updates={PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "local-file-system/ws-results",
                                      PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
-        assert worker_setup.worker_ready() == {"directory": str(ROOT)}
-        assert Path.cwd() == ROOT
+        assert worker_setup.worker_ready() == {}
+        assert Path.cwd() == tmp_path
         monkeypatch.setenv(worker_setup.AUDIT_SETTING, "local-file-system/not-there")
         with pytest.raises(worker_setup.WorkerNotReady, match="not-there"):
             worker_setup.worker_ready()
@@ -63,7 +64,7 @@ def test_the_deployments_name_their_blocks() -> None:
 def test_setup_blocks_from_a_file_saves_all_or_none(
         prefect_backend: None, sandbox_server: Any, tmp_path: Path) -> None:
     profile = SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1)
-    from cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
+    from ppcmk_cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
 
     connections = {name: sandbox_connection_data(profile, name) for name in ("kv-admin", "pp-admin")}
     spec = tmp_path / "blocks.json"
@@ -80,7 +81,7 @@ def test_setup_blocks_from_a_file_saves_all_or_none(
         profile)}}))
     saved = CliRunner().invoke(app, ["setup", "blocks", "--file", str(spec)])
     assert saved.exit_code == 0, saved.output
-    assert CmkConnection.load("runbook").settings().sandbox_principal == "runbook"
+    assert CmkConnection.load("runbook").settings().client_id == connections["runbook"]["client_id"]
 
 
 def test_setup_blocks_from_the_sandbox(prefect_backend: None, sandbox_server: Any, tmp_path: Path,
@@ -89,7 +90,8 @@ def test_setup_blocks_from_the_sandbox(prefect_backend: None, sandbox_server: An
     save_profile(SandboxProfile.from_endpoints(sandbox_server.endpoints, pid=-1))
     saved = CliRunner().invoke(app, ["setup", "blocks", "--sandbox"])
     assert saved.exit_code == 0, saved.output
-    assert CmkConnection.load("pp-admin").settings().sandbox_principal == "pp-admin"
+    pp_admin = service_credential(sandbox_server.endpoints.credentials, "pp-admin")
+    assert CmkConnection.load("pp-admin").settings().client_id == pp_admin["client_id"]
 
 
 def remote_block(name: str, folder: str) -> str:

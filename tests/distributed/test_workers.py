@@ -30,12 +30,12 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
-from blocks import CmkTarget
-from cli import app
-from cli.demo_backend import deliver_queued_events_and_logs
-from cli.profile import SandboxProfile, save_profile
-from cli.sandbox_blocks import sandbox_target_data
-from ppcmk.audit import AuditLog
+from ppcmk.audit.trail import AuditLog
+from ppcmk_blocks import CmkTarget
+from ppcmk_cli import app
+from ppcmk_cli.demo_backend import deliver_queued_events_and_logs
+from ppcmk_cli.profile import SandboxProfile, save_profile
+from ppcmk_cli.sandbox_blocks import sandbox_target_data
 from tests.distributed.stack import POOL, PREFECT, Stack, descendants, wait_for
 from tests.support.scenario import FINANCE, PRODUCTION, SANDBOX
 

@@ -28,12 +28,12 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
-from cli import app
-from cli.sandbox_blocks import register_sandbox_blocks
-from deployments.catalog import SandboxBlocks
-from deployments.serve import deployment_full_name
 from ppcmk.fleet.parking import PARK_KEY_PREFIX
-from sandbox.powerplatform.records import OperationType
+from ppcmk_cli import app
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_deployments.catalog import SandboxBlocks
+from ppcmk_deployments.serve import deployment_full_name
+from ppcmk_sandbox.powerplatform.records import OperationType
 from tests.support.sandbox import profile, save_target
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, PRODUCTION, SANDBOX
 
@@ -54,15 +54,15 @@ def serve_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(sandbox_server: Any, prefect_backend: None, serve_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m deployments.serve` against the session Prefect server, polling every second; one for
+    """`python -m ppcmk_deployments.serve` against the session Prefect server, polling every second; one for
     the module (each test's `cloud` resets the sandbox world, which the served process reaches over HTTPS)."""
     register_sandbox_blocks(profile(sandbox_server), E2E_BLOCKS)
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PPCMK_HOME": str(serve_dir / "ppcmk-home"),
            "PPCMK_RETRY_DELAY_SCALE": "0", "PYTHONPATH": str(ROOT)}
     log = (serve_dir / "serve.log").open("wb")
-    child = subprocess.Popen([sys.executable, "-m", "deployments.serve", "--limit", "2"], cwd=ROOT, env=env,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    child = subprocess.Popen([sys.executable, "-m", "ppcmk_deployments.serve", "--limit", "2"], cwd=ROOT,
+                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield child
     finally:
@@ -81,7 +81,7 @@ def wait_for(what: str, check: Any, timeout: float, child: subprocess.Popen[byte
         value = check()
         if value:
             return value
-        assert child.poll() is None, f"deployments.serve exited with {child.returncode} while waiting: {what}"
+        assert child.poll() is None, f"the served deployments exited with {child.returncode} waiting: {what}"
         time.sleep(0.25)
     raise TimeoutError(f"{what} did not happen within {timeout} s")
 

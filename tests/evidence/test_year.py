@@ -20,16 +20,16 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from flows.evidence import evidence
-from flows.onboard import onboard
-from flows.rotate import rotate
-from flows.unlock import unlock
-from ppcmk.audit import AuditLog
+from ppcmk.audit.trail import AuditLog
 from ppcmk.evidence.files import verify_pack
 from ppcmk.evidence.html import SECTIONS
 from ppcmk.evidence.model import Scope
 from ppcmk.fleet.selection import FleetSelector
-from tasks.evidence import EvidenceResult, evidence_pack
+from ppcmk_flows.evidence import evidence
+from ppcmk_flows.onboard import onboard
+from ppcmk_flows.rotate import rotate
+from ppcmk_flows.unlock import unlock
+from ppcmk_tasks.evidence import EvidenceResult, evidence_pack
 from tests.support.lock import locked_by_two
 from tests.support.runs import (
     approve_next,

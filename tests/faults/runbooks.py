@@ -14,20 +14,20 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.states import Crashed, State
 
-from flows._lock_record import LockRecord, load_lock_record, save_lock_record
-from flows.change_policy import change_policy
-from flows.cleanup import cleanup
-from flows.lock import PROCEDURE as LOCK
-from flows.lock import lock
-from flows.migrate_byok import migrate_byok
-from flows.onboard import onboard
-from flows.revert import revert
-from flows.rotate import rotate
-from flows.unlock import unlock
-from ppcmk import holds
-from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
-from tasks.policy import ensure_provider_registered
+from ppcmk.safety import holds
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._lock_record import LockRecord, load_lock_record, save_lock_record
+from ppcmk_flows.change_policy import change_policy
+from ppcmk_flows.cleanup import cleanup
+from ppcmk_flows.lock import PROCEDURE as LOCK
+from ppcmk_flows.lock import lock
+from ppcmk_flows.migrate_byok import migrate_byok
+from ppcmk_flows.onboard import onboard
+from ppcmk_flows.revert import revert
+from ppcmk_flows.rotate import rotate
+from ppcmk_flows.unlock import unlock
+from ppcmk_tasks.policy import ensure_provider_registered
 from tests.support.arm import linked_policy_grant_id, policy_id, vault_id
 from tests.support.runs import answer, sandbox_block, start, wait_for_approval
 from tests.support.sandbox import connection, save_target

@@ -8,28 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import BlockDocumentUpdate
 
-from blocks import CmkConnection, CmkTarget
-from flows.change_policy import change_policy
-from flows.cleanup import cleanup
-from flows.lock import lock
-from flows.migrate_byok import migrate_byok
-from flows.onboard import onboard
-from flows.revert import revert
-from flows.rotate import rotate
-from flows.unlock import unlock
-from ppcmk import arm_ids
 from ppcmk.fleet.selection import FleetSelector
+from ppcmk.models import arm_ids
+from ppcmk_blocks import CmkConnection, CmkTarget
+from ppcmk_cli.sandbox_blocks import service_credential
+from ppcmk_flows.change_policy import change_policy
+from ppcmk_flows.cleanup import cleanup
+from ppcmk_flows.lock import lock
+from ppcmk_flows.migrate_byok import migrate_byok
+from ppcmk_flows.onboard import onboard
+from ppcmk_flows.revert import revert
+from ppcmk_flows.rotate import rotate
+from ppcmk_flows.unlock import unlock
+from ppcmk_sandbox.identity.credentials import CREDENTIALS_FILE
 from tests.support import scenario
+from tests.support.sandbox import changes_the_cloud
 from tests.support.scenario import PP_ADMIN, PRODUCTION, REQUESTER, UNKNOWN_ENVIRONMENT
 
-READS = ("GET", "HEAD")
-NOT_CLOUD = ("/_sandbox", "/oauth2/token", "/metadata/identity")
 TENANT = "11111111-2222-4333-8444-555555555555"
 SUB = "00000000-0000-0000-0000-000000000000"
 VAULT = arm_ids.vault_id(SUB, scenario.RESOURCE_GROUP, scenario.VAULT)
@@ -46,8 +48,7 @@ class Case:
 
 
 def writes(cloud: Any) -> list[str]:
-    return [f"{e.method} {e.path}" for e in cloud.log.entries
-            if e.method not in READS and not e.path.lower().startswith(NOT_CLOUD)]
+    return [f"{e.method} {e.path}" for e in cloud.log.entries if changes_the_cloud(e.method, e.path)]
 
 
 def _rotate(**overrides: Any) -> Callable[[dict[str, str]], Any]:
@@ -92,9 +93,11 @@ def _migrate(**overrides: Any) -> Callable[[dict[str, str]], Any]:
 
 def _onboard_reading_with_an_outsider(blocks: dict[str, str]) -> Any:
     admin = CmkConnection.load(blocks["pp-admin"])
+    assert admin.ca_bundle is not None
+    outsider = service_credential(Path(admin.ca_bundle).with_name(CREDENTIALS_FILE), "outsider")
     CmkConnection(cloud="sandbox", tenant_id=admin.tenant_id, subscription_id=admin.subscription_id,
-                  sandbox_url=admin.sandbox_url, sandbox_principal="outsider", ca_bundle=admin.ca_bundle,
-                  time_mode="virtual").save("catalogue-outsider", overwrite=True)
+                  sandbox_url=admin.sandbox_url, ca_bundle=admin.ca_bundle, time_mode="virtual",
+                  **outsider).save("catalogue-outsider", overwrite=True)
     return _onboard(pp_connection="catalogue-outsider")(blocks)
 
 

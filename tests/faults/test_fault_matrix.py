@@ -27,11 +27,10 @@ from prefect.states import State
 
 from tests.faults.runbooks import RUNBOOKS, Runbook, forget_runbook_variables, world_summary
 from tests.faults.tally import MATRIX
+from tests.support.sandbox import changes_the_cloud
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-READS = ("GET", "HEAD")
-NOT_CLOUD = ("/_sandbox", "/oauth2/token", "/metadata/identity")
 DROPPED = 0
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 KEY_VERSION = re.compile(r"/[0-9a-f]{32}(?=/|$)")
@@ -45,8 +44,7 @@ def _pattern(path: str) -> str:
 
 def successful_writes(cloud: Any) -> Counter[Write]:
     return Counter((e.method, _pattern(e.path)) for e in cloud.log.entries
-                   if e.method not in READS and not e.path.lower().startswith(NOT_CLOUD)
-                   and (e.status == DROPPED or e.status < 400))
+                   if changes_the_cloud(e.method, e.path) and (e.status == DROPPED or e.status < 400))
 
 
 _clean: dict[str, tuple[Any, Counter[Write]]] = {}

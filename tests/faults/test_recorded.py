@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from ppcmk.arm_ids import vault_id
-from ppcmk.clients import ClientFactory
 from ppcmk.errors import ServiceError
-from ppcmk.models import Environment
-from ppcmk.ppadmin.client import MANAGED_ENVIRONMENT_SETTINGS
+from ppcmk.models.arm_ids import vault_id
+from ppcmk.models.environments import Environment
+from ppcmk.services.factory import ClientFactory
+from ppcmk.services.ppadmin.client import MANAGED_ENVIRONMENT_SETTINGS
 from tests.support.scenario import BUSY_SANDBOX as BUSY
 from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PRODUCTION, RESOURCE_GROUP, UNMANAGED, VAULT
 from tests.support.scenario import LEGACY_BYOK as BYOK

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from flows._lock_record import load_lock_record, save_lock_record
-from flows.lock import PROCEDURE as LOCK
-from flows.lock import lock
-from flows.onboard import onboard
-from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
-from tasks.environments import reenable_environment
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._lock_record import load_lock_record, save_lock_record
+from ppcmk_flows.lock import PROCEDURE as LOCK
+from ppcmk_flows.lock import lock
+from ppcmk_flows.onboard import onboard
+from ppcmk_tasks.environments import reenable_environment
 from tests.support.arm import linked_policy_grant_id
 from tests.support.runs import approve_next, start, start_with_sandbox_blocks
 from tests.support.sandbox import connection, save_target

@@ -18,11 +18,11 @@ import certifi
 import pytest
 from prefect import flow
 
-from ppcmk.clients import ClientFactory
-from ppcmk.settings import ConnectionSettings
-from ppcmk.step_errors import StepFailed
-from tasks.environments import get_environments
-from tasks.holds import hold_key_version
+from ppcmk.cloud.settings import ConnectionSettings
+from ppcmk.safety.step_errors import StepFailed
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks.environments import get_environments
+from ppcmk_tasks.holds import hold_key_version
 from tests.support.arm import vault_id
 from tests.support.sandbox import connection
 
@@ -102,7 +102,7 @@ def test_a_wrong_ca_under_managed_identity_is_not_a_retry_storm(
 ) -> None:
     identity = urlsplit(cloud.endpoints.identity)
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"https://127.0.0.1:{relay.port}{identity.path}")
-    monkeypatch.setenv("IDENTITY_HEADER", "pp-admin")
+    monkeypatch.setenv("IDENTITY_HEADER", cloud.authority.credentials.of("runbook").identity_header)
     failure = _run_failing(_wrong_ca(cloud, relay, credential_mode="managed_identity"))
     assert "certificate verification failed" in str(failure)
     assert relay.connections <= 2  # was 4 x 4 x 4 = 64 (identity, SDK and task retries multiplied)

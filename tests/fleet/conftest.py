@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ppcmk.azure_resources import PolicyInfo
-from ppcmk.settings import ConnectionSettings
+from ppcmk.cloud.settings import ConnectionSettings
+from ppcmk.models.azure import PolicyInfo
 from tests.support.sandbox import connection, target
 from tests.support.scenario import FLEET_SIZE, KEY, LINKED_POLICY
 
@@ -16,7 +16,7 @@ from tests.support.scenario import FLEET_SIZE, KEY, LINKED_POLICY
 @pytest.fixture(scope="module")
 def fleet_server() -> Iterator[Any]:
     """Its own small sandbox: the default scenario plus a fleet (starts in well under a second)."""
-    from sandbox import Sandbox
+    from ppcmk_sandbox import Sandbox
 
     with Sandbox(scenario=f"fleet:{FLEET_SIZE}") as server:
         yield server

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import TransientError
-from ppcmk.ppadmin import PowerPlatformAdminClient
-from ppcmk.settings import ConnectionSettings
+from ppcmk.services.factory import ClientFactory
+from ppcmk.services.ppadmin import PowerPlatformAdminClient
 from tests.support.scenario import BUSY_SANDBOX, UNMANAGED
 
 

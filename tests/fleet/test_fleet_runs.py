@@ -8,10 +8,10 @@ from collections import defaultdict
 from typing import Any
 
 from bench.link_fleet import link_fleet
-from ppcmk.azure_resources import PolicyInfo
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import FleetReport, WaveSpec
-from ppcmk.settings import ConnectionSettings
+from ppcmk.models.azure import PolicyInfo
 from tests.support.scenario import BUSY_SANDBOX, FLEET_PATTERN, FLEET_SIZE
 
 LINK_POST = re.compile(r"/environments/([^/]+)/enterprisePolicies/Encryption/link$", re.IGNORECASE)

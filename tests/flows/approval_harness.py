@@ -1,4 +1,4 @@
-"""A flow that asks one real approval (ppcmk.approvals.request_approval) for a one-environment plan, for
+"""A flow that asks one real approval (ppcmk.approvals.gate.request_approval) for a one-environment plan, for
 tests that answer it through the resume API or the CLI, and the blocks its answerers sign in with. Given a
 target block, it is a hand-off on that target's policy, built as the two-half runbooks build theirs."""
 
@@ -8,29 +8,31 @@ from typing import Any
 
 from prefect import flow
 
-from blocks import CmkConnection
-from flows._runbook import load_connection, load_target
-from flows._two_half import policy_handoff
-from ppcmk.approvals import IdentityResolver, request_approval
+from ppcmk.approvals.gate import IdentityResolver, request_approval
 from ppcmk.errors import ApprovalExpired, ApprovalRejected
-from ppcmk.plan import OutageWindow, Plan, PlanItem
+from ppcmk.safety.plan import OutageWindow, Plan, PlanItem
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows._runbook import load_connection, load_target
+from ppcmk_flows._two_half import policy_handoff
 from tests.support.runs import RunningFlow, start
 from tests.support.scenario import LINKED_POLICY, PP_ADMIN_2, REQUESTER
 
 SECOND = PP_ADMIN_2
-GHOST = "approvals-ghost"  # a block that exists but cannot sign in (no such persona)
+GHOST = "approvals-ghost"  # a block that exists but cannot sign in (an app the tenant does not know)
 POLICY = LINKED_POLICY
 
 
 def with_ghost(sandbox_blocks: dict[str, str]) -> dict[str, str]:
-    """The sandbox personas' blocks, plus GHOST, whose credential signs in as nobody."""
+    """The sandbox personas' blocks, plus GHOST, whose client id no application of the tenant has."""
     settings = load_connection(sandbox_blocks["pp-admin"])
     CmkConnection(
         cloud="sandbox",
         tenant_id=settings.tenant_id,
         subscription_id=settings.subscription_id,
         sandbox_url=settings.sandbox_url,
-        sandbox_principal="nobody",
+        credential_mode="client_secret",
+        client_id="0e0e0000-0000-4000-8000-000000000000",
+        client_secret="not-a-secret-of-this-tenant",
         ca_bundle=settings.ca_bundle,
         time_mode="virtual",
     ).save(GHOST, overwrite=True)

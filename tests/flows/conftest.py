@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ppcmk.audit import AuditLog
+from ppcmk.audit.trail import AuditLog
 
 
 @pytest.fixture(autouse=True)

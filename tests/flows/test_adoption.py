@@ -14,16 +14,16 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import Crashed, Running, State
 
-from flows._runbook import MICROSOFT_KEY
-from flows.change_policy import change_policy
-from flows.onboard import onboard
-from flows.revert import revert
-from ppcmk import claims
-from ppcmk.clients import ClientFactory
 from ppcmk.fleet.selection import FleetSelector
-from ppcmk.plan import PlanHasErrors
+from ppcmk.safety import claims
+from ppcmk.safety.plan import PlanHasErrors
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._runbook import MICROSOFT_KEY
+from ppcmk_flows.change_policy import change_policy
+from ppcmk_flows.onboard import onboard
+from ppcmk_flows.revert import revert
 from tests.support.runs import approve_next, forget_run_state, start, start_with_sandbox_blocks
-from tests.support.sandbox import connection, save_target
+from tests.support.sandbox import changes_the_cloud, connection, save_target
 from tests.support.scenario import (
     FINANCE,
     LINKED_POLICY,
@@ -82,8 +82,7 @@ def refused(cloud: Any, blocks: dict[str, str], target: str, environment: str = 
     assert state.is_failed()
     with pytest.raises(PlanHasErrors) as failed:
         state.result()
-    writes = [e for e in cloud.log.entries if e.method in ("PUT", "PATCH", "DELETE", "POST")
-              and not e.path.startswith(("/_sandbox", "/oauth2", "/metadata"))]
+    writes = [e for e in cloud.log.entries if changes_the_cloud(e.method, e.path)]
     assert writes == []
     [finding] = [f for f in failed.value.errors if f.subject == environment]
     assert finding.check == "env.busy"

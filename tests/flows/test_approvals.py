@@ -12,10 +12,10 @@ from prefect.flow_runs import resume_flow_run
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.states import Suspended
 
-from blocks import CmkConnection
-from ppcmk.approval_forms import form_for
-from ppcmk.approval_pause import expire_overdue
-from ppcmk.audit import AuditLog
+from ppcmk.approvals.forms import form_for
+from ppcmk.approvals.pause import expire_overdue
+from ppcmk.audit.trail import AuditLog
+from ppcmk_blocks import CmkConnection
 from tests.flows.approval_harness import GHOST, POLICY, SECOND, harness, plan_for, run, with_ghost
 from tests.support.runs import answer, approve_next, wait_for_approval
 from tests.support.scenario import PP_ADMIN, PP_ADMIN_ID, REQUESTER, REQUESTER_ID

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 
-from blocks import CmkConnection
-from flows.cleanup import cleanup
-from flows.onboard import onboard
-from flows.rotate import rotate
-from ppcmk.audit import AuditLog
-from ppcmk.clients import ClientFactory
+from ppcmk.audit.trail import AuditLog
 from ppcmk.fleet.selection import FleetSelector
+from ppcmk.services.factory import ClientFactory
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows.cleanup import cleanup
+from ppcmk_flows.onboard import onboard
+from ppcmk_flows.rotate import rotate
 from tests.flows.approval_harness import GHOST, SECOND, with_ghost
 from tests.support.arm import vault_id
 from tests.support.lock import start_lock

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ppcmk.findings import error, info, warning
-from ppcmk.plan import OutageWindow, Plan, PlanHasErrors, PlanItem, artifact_key
+from ppcmk.models.findings import error, info, warning
+from ppcmk.safety.plan import OutageWindow, Plan, PlanHasErrors, PlanItem, artifact_key
 
 
 def _plan(**overrides: object) -> Plan:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from blocks import CmkConnection
-from ppcmk.audit import AuditLog
-from ppcmk.clients import ClientFactory
-from ppcmk.holds import policy_hold
+from ppcmk.audit.trail import AuditLog
+from ppcmk.safety.holds import policy_hold
+from ppcmk.services.factory import ClientFactory
+from ppcmk_blocks import CmkConnection
 from tests.support.arm import policy_id
 from tests.support.runs import (
     NEW_POLICY,

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from blocks import CmkConnection
-from flows.cleanup import cleanup
-from flows.rotate import rotate
-from ppcmk import holds
-from ppcmk.clients import ClientFactory
-from ppcmk.plan import PlanHasErrors
-from tasks.policy import ensure_provider_registered
+from ppcmk.safety import holds
+from ppcmk.safety.plan import PlanHasErrors
+from ppcmk.services.factory import ClientFactory
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows.cleanup import cleanup
+from ppcmk_flows.rotate import rotate
+from ppcmk_tasks.policy import ensure_provider_registered
 from tests.support.arm import vault_id
 from tests.support.runs import approve_next, completed, start
 from tests.support.sandbox import save_target

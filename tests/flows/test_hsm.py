@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from flows._lock_record import load_lock_record
-from flows.lock import lock
-from flows.onboard import onboard
-from flows.unlock import unlock
 from ppcmk.fleet.selection import FleetSelector
-from ppcmk.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
+from ppcmk.services.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER
+from ppcmk_flows._lock_record import load_lock_record
+from ppcmk_flows.lock import lock
+from ppcmk_flows.onboard import onboard
+from ppcmk_flows.unlock import unlock
 from tests.support.arm import managed_hsm_id
 from tests.support.runs import approve_next, start
 from tests.support.sandbox import save_target

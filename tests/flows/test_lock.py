@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 
-from blocks import CmkConnection
-from flows._lock_record import load_lock_record
-from ppcmk.clients import ClientFactory
+from ppcmk.services.factory import ClientFactory
+from ppcmk_blocks import CmkConnection
+from ppcmk_flows._lock_record import load_lock_record
 from tests.support.arm import policy_id, vault_id
 from tests.support.lock import locked_by_two, policy_grants, start_lock
 from tests.support.runs import answer, approve_next, completed, wait_for_approval

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from flows.migrate_byok import migrate_byok
-from ppcmk.audit import AuditLog
+from ppcmk.audit.trail import AuditLog
+from ppcmk_flows.migrate_byok import migrate_byok
 from tests.support.runs import (
     RunningFlow,
     answer,

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from flows import _parking as parking
-from flows._two_half import HandoffWork
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.parking import ParkedOperation
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
-from ppcmk.plan import Plan
-from ppcmk.settings import ConnectionSettings
-from tasks import access, environments, policy
+from ppcmk.safety.plan import Plan
+from ppcmk_flows import _parking as parking
+from ppcmk_flows._two_half import HandoffWork
+from ppcmk_tasks import access, environments, policy
 from tests.support.sandbox import connection, target
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, PRODUCTION, REQUESTER
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from flows.report import InventoryRow, may_overwrite, report
 from ppcmk.errors import ConfigError
+from ppcmk_flows.report import InventoryRow, may_overwrite, report
 from tests.support.scenario import (
     FINANCE,
     KEY,

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from blocks import CmkConnection
-from ppcmk.audit import AuditLog
-from ppcmk.clients import ClientFactory
+from ppcmk.audit.trail import AuditLog
 from ppcmk.errors import HoldActive
-from ppcmk.holds import policy_hold
+from ppcmk.safety.holds import policy_hold
+from ppcmk.services.factory import ClientFactory
+from ppcmk_blocks import CmkConnection
 from tests.support.runs import answer, approve_next, completed, start_revert, wait_for_approval
 from tests.support.scenario import (
     FINANCE,
@@ -69,7 +69,7 @@ def test_a_failed_unlink_is_reported_and_a_rerun_converges(
 
 
 def test_cleanup_refuses_to_break_the_revert_hold(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
-    from flows.cleanup import cleanup
+    from ppcmk_flows.cleanup import cleanup
 
     running = start_revert(sandbox_blocks)
     approve_next(running, PP_ADMIN)

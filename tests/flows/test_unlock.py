@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from flows._lock_record import load_lock_record
-from flows.unlock import unlock
+from ppcmk_flows._lock_record import load_lock_record
+from ppcmk_flows.unlock import unlock
 from tests.support.arm import policy_id
 from tests.support.lock import locked_by_two, policy_grants
 from tests.support.runs import RunningFlow, approve_next, completed, start_with_sandbox_blocks

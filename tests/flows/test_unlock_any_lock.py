@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flows.unlock import unlock
+from ppcmk_flows.unlock import unlock
 from tests.support.runs import approve_next, completed, start_with_sandbox_blocks
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN_2, REQUESTER_ID, VAULT
 from tests.support.watching import clear_watch_state, fix_runs_unlock_on, run_watch

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sandbox.clock import Clock
-from sandbox.keyvault.state import parse_duration
+from ppcmk_sandbox.clock import Clock
+from ppcmk_sandbox.keyvault.state import parse_duration
 
 START = datetime(2026, 12, 1, 9, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from sandbox import Sandbox
-from sandbox.clock import Clock
-from sandbox.frontdoor import Throttle
+from ppcmk_sandbox import Sandbox
+from ppcmk_sandbox.clock import Clock
+from ppcmk_sandbox.frontdoor import Throttle
 from tests.support.arm import vault_id
 from tests.support.sdk_clients import http, key_client, keyvault_mgmt
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox import Sandbox
+from ppcmk_sandbox import Sandbox
 from tests.support.sdk_clients import http
 
 GRAPH = "https://graph.microsoft.com"

@@ -11,8 +11,8 @@ from azure.keyvault.keys import KeyRotationLifetimeAction, KeyRotationPolicy, Ke
 from azure.keyvault.keys._shared import http_challenge_cache
 from azure.keyvault.keys.crypto import EncryptionAlgorithm, KeyWrapAlgorithm
 
-from sandbox import Sandbox
-from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+from ppcmk_sandbox import Sandbox
+from ppcmk_sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
 from tests.support.sdk_clients import assign_role, crypto_client, key_client
 
 

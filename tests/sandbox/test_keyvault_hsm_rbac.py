@@ -11,8 +11,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultRoleScope
 from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 
-from sandbox import Sandbox
-from sandbox.keyvault.hsm_roles import DEFINITION_PREFIX, HSM_CRYPTO_SERVICE_ENCRYPTION_USER
+from ppcmk_sandbox import Sandbox
+from ppcmk_sandbox.keyvault.hsm_roles import DEFINITION_PREFIX, HSM_CRYPTO_SERVICE_ENCRYPTION_USER
 from tests.support.sdk_clients import credential, crypto_client, key_client
 
 SERVICE_ENCRYPTION_USER = DEFINITION_PREFIX + HSM_CRYPTO_SERVICE_ENCRYPTION_USER

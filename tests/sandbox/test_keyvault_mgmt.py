@@ -16,7 +16,7 @@ from azure.mgmt.keyvault.models import (
     VaultProperties,
 )
 
-from sandbox import Sandbox
+from ppcmk_sandbox import Sandbox
 from tests.support.sdk_clients import key_client, keyvault_mgmt
 
 RG = "rg-cmk"

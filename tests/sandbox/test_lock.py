@@ -9,7 +9,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.keyvault.models import NetworkRuleSet, VaultPatchParameters, VaultPatchProperties
 
-from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
+from ppcmk_sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER
 from tests.support.scenario import FINANCE as ON_CMK
 from tests.support.scenario import LINKED_POLICY_GRANT as POLICY_GRANT
 from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID

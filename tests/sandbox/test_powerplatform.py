@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sandbox.powerplatform.handlers import EXTENDED_SETTINGS
-from sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
+from ppcmk_sandbox.powerplatform.handlers import EXTENDED_SETTINGS
+from ppcmk_sandbox.rbac.roles import KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, READER
 from tests.support.arm import vault_id
 from tests.support.scenario import BUSY_SANDBOX as BUSY
 from tests.support.scenario import FINANCE as ON_CMK

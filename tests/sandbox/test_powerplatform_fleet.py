@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.scenarios import load_scenario
-from sandbox.world import World
+from ppcmk_sandbox.scenarios import load_scenario
+from ppcmk_sandbox.world import World
 
 
 def test_fleet_adds_managed_environments_with_stable_ids() -> None:

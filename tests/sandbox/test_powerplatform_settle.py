@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.records import OperationType
-from sandbox.world import World
+from ppcmk_sandbox.powerplatform.lifecycle import start_operation
+from ppcmk_sandbox.powerplatform.records import OperationType
+from ppcmk_sandbox.world import World
 from tests.support.scenario import FINANCE, LINKED_POLICY
 
 FLEET = 20
@@ -120,7 +120,7 @@ def test_a_link_changed_in_place_is_followed(world: World) -> None:
 
 def test_the_lifecycle_rules_do_not_import_the_state_at_run_time() -> None:
     probe = ("import sys, sandbox.powerplatform.lifecycle; "
-             "assert 'sandbox.powerplatform.state' not in sys.modules, 'lifecycle imports the state'")
+             "assert 'ppcmk_sandbox.powerplatform.state' not in sys.modules, 'lifecycle imports the state'")
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ppcmk import arm_ids
+from ppcmk.models import arm_ids
 from tests.support.scenario import HSM, LINKED_POLICY, LINKED_POLICY_GRANT, RESOURCE_GROUP, VAULT
 
 

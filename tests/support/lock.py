@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.lock import lock
+from ppcmk_flows.lock import lock
 from tests.support.arm import policy_id
 from tests.support.runs import RunningFlow, approve_next, start_with_sandbox_blocks
 from tests.support.scenario import LINKED_POLICY, PP_ADMIN, PP_ADMIN_2

@@ -26,10 +26,10 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 
-from flows._lock_record import lock_record_name
-from flows.change_policy import change_policy
-from flows.revert import revert
-from ppcmk.claims import CLAIM_PREFIX
+from ppcmk.safety.claims import CLAIM_PREFIX
+from ppcmk_flows._lock_record import lock_record_name
+from ppcmk_flows.change_policy import change_policy
+from ppcmk_flows.revert import revert
 from tests.support.scenario import PP_ADMIN, REQUESTER
 
 APPROVAL_FLOW = "ppcmk-approval"

@@ -3,13 +3,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from cli.profile import SandboxProfile
-from cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data, sandbox_target_data
-from ppcmk.settings import ConnectionSettings, TargetSettings
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk_cli.profile import SandboxProfile
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks, sandbox_connection_data, sandbox_target_data
 from tests.support.arm import vault_id
 from tests.support.scenario import VAULT
+
+# The sandbox's own admin API and its authority (sign-ins, managed identity): requests that change nothing in
+# the emulated cloud.
+_NOT_CLOUD = re.compile(r"^/(_sandbox|metadata/identity|devicelogin|[^/]+/oauth2/|[^/]+/login$)",
+                        re.IGNORECASE)
+
+
+def changes_the_cloud(method: str, path: str) -> bool:
+    """A write to the emulated cloud (not a read, not a sign-in, not the sandbox's admin API)."""
+    return method not in ("GET", "HEAD") and not _NOT_CLOUD.match(path)
 
 
 def profile(cloud: Any) -> SandboxProfile:
@@ -36,14 +47,14 @@ def target(cloud: Any, vault: str = VAULT, key: str = "cmk-test", policy: str = 
 
 
 def save_connection(cloud: Any, persona: str, block_name: str, **overrides: Any) -> str:
-    from blocks import CmkConnection
+    from ppcmk_blocks import CmkConnection
 
     CmkConnection(**connection_data(cloud, persona, **overrides)).save(block_name, overwrite=True)
     return block_name
 
 
 def save_target(cloud: Any, block_name: str, **overrides: Any) -> str:
-    from blocks import CmkTarget
+    from ppcmk_blocks import CmkTarget
 
     CmkTarget(**{**sandbox_target_data(profile(cloud)), **overrides}).save(block_name, overwrite=True)
     return block_name

@@ -1,6 +1,7 @@
 """The unmodified Azure SDK clients and plain HTTPS clients the sandbox's contract tests talk to it with, per
-persona (tokens from the sandbox token endpoint, through ppcmk's SandboxCredential): no ppcmk factory in
-between, so a test sees exactly what the service answers."""
+persona (tokens from the sandbox authority through azure-identity's ClientSecretCredential, with the persona's
+secret from the sandbox's credentials file): no ppcmk factory in between, so a test sees exactly what the
+service answers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import uuid
 from typing import Any
 
 import httpx
+import jwt
+from azure.core.credentials import AccessToken, AccessTokenInfo
+from azure.identity import ClientSecretCredential
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient
 from azure.mgmt.authorization import AuthorizationManagementClient
@@ -15,15 +19,38 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.powerplatform import PowerPlatformMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-from ppcmk.credentials import SandboxCredential
-from sandbox import Sandbox
+from ppcmk_cli.sandbox_blocks import service_credential
+from ppcmk_sandbox import Sandbox
 
 BAP = "/providers/Microsoft.BusinessAppPlatform"
 
 
-def credential(cloud: Any, persona: str) -> SandboxCredential:
+class ServiceIdentity:
+    """A Microsoft service's own identity (an enterprise policy's), as the service hosting it signs in: at the
+    sandbox's managed-identity endpoint with that identity's header (`Sandbox.token_for`)."""
+
+    def __init__(self, cloud: Sandbox, principal: str) -> None:
+        self._cloud = cloud
+        self._principal = principal
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        info = self.get_token_info(*scopes)
+        return AccessToken(info.token, info.expires_on)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        token = self._cloud.token_for(self._principal, scopes[0])
+        return AccessTokenInfo(token, int(jwt.decode(token, options={"verify_signature": False})["exp"]))
+
+
+def credential(cloud: Any, persona: str) -> ClientSecretCredential | ServiceIdentity:
+    """The unmodified ClientSecretCredential of a persona (a service principal or an admin's stand-in app)."""
     endpoints = cloud.endpoints
-    return SandboxCredential(endpoints.token, persona, endpoints.ca)
+    if cloud.world.identities.require(persona).trusted_service:
+        return ServiceIdentity(cloud, persona)
+    held = service_credential(endpoints.credentials, persona)
+    return ClientSecretCredential(endpoints.tenant_id, held["client_id"], held["client_secret"],
+                                  authority=endpoints.authority, disable_instance_discovery=True,
+                                  connection_verify=endpoints.ca)
 
 
 def key_client(cloud: Sandbox, vault: str, persona: str = "kv-admin", **kwargs: Any) -> KeyClient:

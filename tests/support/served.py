@@ -1,6 +1,6 @@
-"""A served process for the tests that take the UI's path (`ppcmk serve`, or `python -m deployments.serve`
-as it starts it): started from the checkout in its own session with its output in a log file, waited on
-while it is alive, and stopped."""
+"""A served process for the tests that take the UI's path (`ppcmk serve`, or `python -m
+ppcmk_deployments.serve` as it starts it): started from the checkout in its own session with its output in a
+log file, waited on while it is alive, and stopped."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ def clear_watch_state() -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows._watch_state import STATE_KEY_PREFIX
+    from ppcmk_flows._watch_state import STATE_KEY_PREFIX
 
     with get_client(sync_client=True) as client:
         for artifact in client.read_artifacts(artifact_filter=ArtifactFilter(
@@ -23,7 +23,7 @@ def clear_watch_state() -> None:
 
 def run_watch(blocks: dict[str, str], **parameters: Any) -> Any:
     """One watch run as the sandbox's runbook identity, checking PP_ADMIN's Reader unless told otherwise."""
-    from flows.watch import watch
+    from ppcmk_flows.watch import watch
 
     parameters.setdefault("pp_admins", [PP_ADMIN])
     return watch(connection=blocks["runbook"], **parameters)
@@ -34,7 +34,7 @@ def fix_runs_unlock_on(fix: str, policy_name: str) -> bool:
     blocks may name it: any of them is the right advice)."""
     from typing import cast
 
-    from blocks import CmkTarget
+    from ppcmk_blocks import CmkTarget
 
     found = re.match(r"run unlock \(target=([\w-]+)\)", fix)
     return found is not None and \

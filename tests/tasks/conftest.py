@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ppcmk.settings import ConnectionSettings
+from ppcmk.cloud.settings import ConnectionSettings
 from tests.support.sandbox import connection
 
 

@@ -5,12 +5,12 @@ from typing import Any
 
 import pytest
 
-from ppcmk.arm_ids import role_assignment_name
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError
-from ppcmk.settings import ConnectionSettings
-from tasks import access, policy
-from tasks.keyvault import read_vault
+from ppcmk.models.arm_ids import role_assignment_name
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks import access, policy
+from ppcmk_tasks.keyvault import read_vault
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import connection, target
 from tests.support.scenario import PP_ADMIN_2_ID, PP_ADMIN_ID, REQUESTER_ID, RUNBOOK_ID

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from flows.report import report
-from ppcmk.findings import Severity
-from ppcmk.settings import ConnectionSettings
-from tasks.doctor import doctor_report
+from ppcmk.cloud.settings import ConnectionSettings
+from ppcmk.models.findings import Severity
+from ppcmk_flows.report import report
+from ppcmk_tasks.doctor import doctor_report
 from tests.support.sandbox import target
 from tests.support.scenario import LEGACY_BYOK, US_PRODUCTION
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ppcmk.azure_resources import KeyInfo, PolicyInfo, RotationPolicyInfo, VaultStatus
 from ppcmk.checks import key_vault as checks
 from ppcmk.checks import policy as policy_checks
 from ppcmk.checks.environments import check_environment
-from ppcmk.findings import Severity
-from ppcmk.models import CmkLink, Environment
-from ppcmk.settings import ConnectionSettings
-from tasks.doctor import doctor_report, run_doctor
-from tasks.environments import link
-from tasks.policy import get_policy
+from ppcmk.cloud.settings import ConnectionSettings
+from ppcmk.models.azure import KeyInfo, PolicyInfo, RotationPolicyInfo, VaultStatus
+from ppcmk.models.environments import CmkLink, Environment
+from ppcmk.models.findings import Severity
+from ppcmk_tasks.doctor import doctor_report, run_doctor
+from ppcmk_tasks.environments import link
+from ppcmk_tasks.policy import get_policy
 from tests.support.arm import vault_id
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import connection, target

@@ -6,17 +6,17 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ppcmk.azure_resources import VaultStatus
 from ppcmk.checks import key_vault as checks
 from ppcmk.checks.environments import check_operations
-from ppcmk.clients import ClientFactory
-from ppcmk.findings import Finding, Severity
-from ppcmk.models import Environment, EnvironmentOperation
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.records import OperationType
-from tasks import access
-from tasks.doctor import doctor_report
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
+from ppcmk.models.azure import VaultStatus
+from ppcmk.models.environments import Environment, EnvironmentOperation
+from ppcmk.models.findings import Finding, Severity
+from ppcmk.services.factory import ClientFactory
+from ppcmk_sandbox.powerplatform.lifecycle import start_operation
+from ppcmk_sandbox.powerplatform.records import OperationType
+from ppcmk_tasks import access
+from ppcmk_tasks.doctor import doctor_report
 from tests.support.arm import managed_hsm_id
 from tests.support.sandbox import target
 from tests.support.scenario import BUSY_SANDBOX, DEVELOPER, PRODUCTION, SANDBOX, UNMANAGED, US_PRODUCTION

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.fleet.selection import FleetSelector
-from ppcmk.settings import ConnectionSettings
-from tasks import access, environments, policy
+from ppcmk.services.factory import ClientFactory
+from ppcmk_tasks import access, environments, policy
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import target
 from tests.support.scenario import FINANCE, PRODUCTION, UNMANAGED

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from ppcmk.findings import DoctorReport, Severity, error, info, render_table, warning
+from ppcmk.models.findings import DoctorReport, Severity, error, info, render_table, warning
 
 
 def _report() -> DoctorReport:

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from ppcmk.arm_ids import role_assignment_name
-from ppcmk.clients import ClientFactory
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ServiceError
-from ppcmk.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER, hsm_role_definition_id
-from ppcmk.settings import ConnectionSettings, TargetSettings
-from tasks import access, policy
-from tasks.keyvault import read_vault
+from ppcmk.models.arm_ids import role_assignment_name
+from ppcmk.services.factory import ClientFactory
+from ppcmk.services.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER, hsm_role_definition_id
+from ppcmk_tasks import access, policy
+from ppcmk_tasks.keyvault import read_vault
 from tests.support.arm import managed_hsm_id
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import target

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, ServiceError
-from ppcmk.settings import ConnectionSettings
-from tasks import keyvault
+from ppcmk_tasks import keyvault
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import target
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, TransientError
-from ppcmk.settings import ConnectionSettings
-from tasks import policy
+from ppcmk_tasks import policy
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import target
 from tests.support.scenario import FINANCE

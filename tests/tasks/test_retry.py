@@ -9,7 +9,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from prefect import flow
 
 from ppcmk.errors import ConfigError, TransientError, service_error
-from ppcmk.retry import cmk_task, is_transient_error, retry_delays
+from ppcmk.safety.retry import cmk_task, is_transient_error, retry_delays
 
 
 def _http_error(status: int) -> HttpResponseError:

@@ -23,8 +23,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from cli.demo_backend import ensure_template, free_port
-from deployments.serve import deployment_full_name
+from ppcmk_cli.demo_backend import ensure_template, free_port
+from ppcmk_deployments.serve import deployment_full_name
 from tests.support.served import ROOT, deployment_ready, serving, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -56,7 +56,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
     env = {**os.environ, "PPCMK_HOME": str(home / "ppcmk"), "PREFECT_HOME": str(home / "prefect-home"),
            "PPCMK_RETRY_DELAY_SCALE": "0", "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(ROOT)}
     env.pop("PREFECT_API_URL", None)
-    args = ["-m", "cli", "serve", "--prefect-port", str(port), "--sandbox-port", str(free_port()),
+    args = ["-m", "ppcmk_cli", "serve", "--prefect-port", str(port), "--sandbox-port", str(free_port()),
             "--clock-speed", "0", "--limit", "2"]
     ui = f"http://127.0.0.1:{port}"
     onboard = deployment_full_name("onboard")

@@ -32,12 +32,12 @@ from prefect.client.schemas.filters import (
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
-from cli import app
-from cli.sandbox_blocks import register_sandbox_blocks
-from deployments.automations import NOTIFICATIONS, ensure_automations
-from deployments.catalog import RUNBOOKS, SandboxBlocks
-from deployments.serve import deployment_full_name
-from deployments.wake import WAKE_FLOW_NAME
+from ppcmk_cli import app
+from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_deployments.automations import NOTIFICATIONS, ensure_automations
+from ppcmk_deployments.catalog import RUNBOOKS, SandboxBlocks
+from ppcmk_deployments.serve import deployment_full_name
+from ppcmk_deployments.wake import WAKE_FLOW_NAME
 from tests.support.runs import forget_run_state
 from tests.support.sandbox import profile
 from tests.support.served import ROOT, serving, wait_for
@@ -106,7 +106,7 @@ def automations(prefect_backend: None, webhook: Webhook) -> Iterator[list[str]]:
 @pytest.fixture(scope="module")
 def served(sandbox_server: Any, prefect_backend: None, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """`python -m deployments.serve` as `ppcmk serve` starts it, the deployments defaulting to ui-* blocks."""
+    """`python -m ppcmk_deployments.serve` as `ppcmk serve` starts it, the deployments using ui-* blocks."""
     sandbox_server.reset()
     forget_run_state()  # other tests' locks on this session server name the reset policies
     register_sandbox_blocks(profile(sandbox_server), BLOCKS)
@@ -115,7 +115,7 @@ def served(sandbox_server: Any, prefect_backend: None, tmp_path_factory: pytest.
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_UI_URL": api_url.removesuffix("/api"),
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_TO_API_ENABLED": "true",
            "PPCMK_HOME": str(home / "ppcmk-home"), "PPCMK_RETRY_DELAY_SCALE": "0", "PYTHONPATH": str(ROOT)}
-    args = ["-m", "deployments.serve", "--limit", "4", "--blocks-prefix", "ui"]
+    args = ["-m", "ppcmk_deployments.serve", "--limit", "4", "--blocks-prefix", "ui"]
     with serving(args, env, home / "serve.log") as child:
         yield child, home
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ppcmk.audit import AuditLog
+from ppcmk.audit.trail import AuditLog
 from tests.support.watching import clear_watch_state
 from tests.support.watching import run_watch as watch_once
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
-from cli.profile import save_profile
-from ppcmk.converge import plan_runs
-from ppcmk.desired import parse_desired_state
 from ppcmk.errors import ConfigError
-from ppcmk.estate import EnvironmentFact, EstateFacts, PolicyFact
+from ppcmk.watch.converge import plan_runs
+from ppcmk.watch.desired import parse_desired_state
+from ppcmk.watch.estate import EnvironmentFact, EstateFacts, PolicyFact
+from ppcmk_cli import app
+from ppcmk_cli.profile import save_profile
 from tests.support.sandbox import connection, profile
 from tests.support.scenario import DESIRED, FINANCE, PP_ADMIN, REQUESTER
 from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
@@ -56,7 +56,7 @@ def test_converge_dry_run_plans_exactly_the_three_runs(profiled: Any, prefect_ba
 
 
 def test_converge_plans_the_parameters(cloud: Any, desired_file: Path) -> None:
-    from tasks.estate import read_estate
+    from ppcmk_tasks.estate import read_estate
 
     runs = {run.runbook: run for run in plan_runs(read_estate(connection(cloud)),
                                                   parse_desired_state(DESIRED, "test"))}
@@ -111,7 +111,7 @@ def test_ppcmk_watch_exits_1_on_error_findings(profiled: Any, prefect_backend: N
 
 
 def test_the_desired_state_from_a_block(run_watch: Any) -> None:
-    from blocks.desired_state import CmkDesiredState
+    from ppcmk_blocks.desired_state import CmkDesiredState
 
     CmkDesiredState(text=DESIRED).save("cmk-desired", overwrite=True)
     kinds = {d.kind for d in run_watch(desired_state="cmk-desired").drifts}

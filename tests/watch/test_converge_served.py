@@ -14,9 +14,9 @@ from prefect.states import Cancelled
 from prefect.types._datetime import now as prefect_now
 from typer.testing import CliRunner
 
-from cli import app
-from cli.profile import save_profile
-from deployments.serve import deployment_full_name
+from ppcmk_cli import app
+from ppcmk_cli.profile import save_profile
+from ppcmk_deployments.serve import deployment_full_name
 from tests.e2e.test_serve_onboard import (  # noqa: F401 - the module's served deployments (fixtures)
     E2E_BLOCKS,
     FINAL_STATES,

@@ -10,10 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flows.watch import WatchResult
-from ppcmk.drift import Drift
-from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.records import OperationType
+from ppcmk.watch.drift import Drift
+from ppcmk_flows.watch import WatchResult
+from ppcmk_sandbox.powerplatform.lifecycle import start_operation
+from ppcmk_sandbox.powerplatform.records import OperationType
 from tests.support.scenario import FINANCE, LINKED_POLICY, VAULT
 
 MOVED_TO = "ep-moved"

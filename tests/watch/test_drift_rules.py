@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ppcmk.desired import parse_desired_state
-from ppcmk.drift import WatchState, changes
-from ppcmk.drift_rules import detect
-from ppcmk.estate import EnvironmentFact, EstateFacts, PolicyFact, TargetFact, VaultFact
-from ppcmk.lock_countdown import lock_lifetime
+from ppcmk.locks.countdown import lock_lifetime
+from ppcmk.watch.desired import parse_desired_state
+from ppcmk.watch.drift import WatchState, changes
+from ppcmk.watch.estate import EnvironmentFact, EstateFacts, PolicyFact, TargetFact, VaultFact
+from ppcmk.watch.rules import detect
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 POLICY = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.PowerPlatform/enterprisePolicies/"

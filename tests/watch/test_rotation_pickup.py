@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from flows.watch import WatchResult
-from ppcmk.rotation_pickup import NOT_PICKED_UP
+from ppcmk.watch.rotation_pickup import NOT_PICKED_UP
+from ppcmk_flows.watch import WatchResult
 from tests.support.scenario import FINANCE, KEY, VAULT
 from tests.support.world import change, vault
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from flows.watch import WatchResult
-from ppcmk.drift import Drift
-from sandbox.powerplatform.lifecycle import start_operation
-from sandbox.powerplatform.records import OperationType
+from ppcmk.watch.drift import Drift
+from ppcmk_flows.watch import WatchResult
+from ppcmk_sandbox.powerplatform.lifecycle import start_operation
+from ppcmk_sandbox.powerplatform.records import OperationType
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, VAULT
 from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION
 from tests.support.watching import fix_runs_unlock_on

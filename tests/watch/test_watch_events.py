@@ -13,8 +13,8 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.types._datetime import now as prefect_now
 
-from flows.report import report
-from flows.watch import WatchResult
+from ppcmk_flows.report import report
+from ppcmk_flows.watch import WatchResult
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY_GRANT, VAULT
 from tests.support.world import change, current_version
 
@@ -66,7 +66,7 @@ def test_expiry_event_appears_changes_and_resolves_once_each(cloud: Any, run_wat
 def test_the_drift_notification_matches_critical_and_error_events(prefect_backend: None) -> None:
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    from deployments.automations import ensure_automations
+    from ppcmk_deployments.automations import ensure_automations
 
     block = CustomWebhookNotificationBlock(name="oncall", url="https://127.0.0.1:9/hook")
     block_id = block.save("cmk-oncall-drift", overwrite=True)

@@ -1,0 +1,1 @@
+"""Approvals: asking for one, proving who answered, judging the answer, the forms and events."""

@@ -1,0 +1,1 @@
+"""The audit trail: hash-chained entries and the store every worker appends to."""

@@ -1,0 +1,1 @@
+"""The models at the edges: Azure resources, Power Platform environments, operations, findings, ids, geos."""

@@ -24,6 +24,7 @@ from ppcmk.approvals.gate import (
     request_approval,
 )
 from ppcmk.audit import trail as audit
+from ppcmk.cloud.clock import use_cloud_clock
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ApprovalExpired, ApprovalRejected, ConfigError
 from ppcmk.fleet.selection import FleetMember, FleetSelector
@@ -34,6 +35,7 @@ from ppcmk.models.findings import Severity
 from ppcmk.safety import claims, holds
 from ppcmk.safety.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
 from ppcmk.safety.validation import check_parameters, check_selected
+from ppcmk.services.factory import ClientFactory
 from ppcmk_blocks import CmkConnection, CmkTarget
 from ppcmk_tasks.environments import get_environments
 from ppcmk_tasks.holds import hold_key_version, hold_policy
@@ -57,8 +59,11 @@ class Approving:
 
 
 def load_connection(block: str) -> ConnectionSettings:
-    """A connection block, validated (a bad value fails here, naming the field, before anything is read)."""
-    return cast(CmkConnection, CmkConnection.load(block)).settings()
+    """A connection block, validated (a bad value fails here, naming the field, before anything is read).
+    Its cloud's clock becomes the run's: audit entries carry that time too."""
+    settings = cast(CmkConnection, CmkConnection.load(block)).settings()
+    use_cloud_clock(ClientFactory.for_settings(settings).sleeper)
+    return settings
 
 
 def load_target(block: str) -> TargetSettings:

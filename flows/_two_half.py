@@ -26,6 +26,7 @@ from prefect import get_run_logger
 
 from ppcmk.approvals.gate import PowerPlatformHandoff, connection_principal
 from ppcmk.audit import trail as audit
+from ppcmk.checks import power_automate
 from ppcmk.cloud import request_log
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ConfigError, SeparationOfDutyError
@@ -87,6 +88,14 @@ class HandoffWork(ApprovedWork):
 W = TypeVar("W", bound=HandoffWork)
 
 
+def environments_planned(plan: Plan, plan_environments: PlanEnvironments, policy: PolicyInfo | None,
+                         environments: Sequence[Environment]) -> None:
+    """The runbook's environment steps, and what linking them means for Power Automate (its limit of
+    CMK-enabled environments per tenant, and its flows' migration)."""
+    plan_environments(plan, policy, environments)
+    plan.add_findings(power_automate.plan_findings(environments, plan))
+
+
 @dataclass
 class TwoHalfRun:
     """One run of a two-half runbook. It lists environments once per phase (plan, waves, read-back) and
@@ -144,7 +153,7 @@ class TwoHalfRun:
         plan = Plan(procedure=self.procedure, requester=self.who(), target_summary=summary)
         plan_key_vault_half(plan, self.target, reading, self.pp_admin)
         plan.items.extend(key_vault_items)
-        plan_environments(plan, reading.facts.policy, self.list_environments())
+        environments_planned(plan, plan_environments, reading.facts.policy, self.list_environments())
         return published(plan)
 
     def check_inputs(self) -> None:
@@ -255,7 +264,7 @@ class TwoHalfRun:
         environments: Sequence[Environment],
     ) -> Plan:
         plan = Plan(procedure=self.procedure, requester=self.who(), target_summary=summary)
-        plan_environments(plan, policy, environments)
+        environments_planned(plan, plan_environments, policy, environments)
         return plan
 
     def _read_policy(self) -> PolicyInfo | None:

@@ -15,12 +15,14 @@ old BYOK key for at least 28 days. So this is onboarding with a BYOK-aware plan:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from prefect import flow
 from prefect.states import State
 
+from ppcmk.checks.byok import ENDED, reverted_note
 from ppcmk.cloud.settings import TargetSettings
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -30,11 +32,13 @@ from ppcmk.models.findings import error, info
 from ppcmk.models.geo import same_geo
 from ppcmk.safety.claims import RELEASE_HOOKS
 from ppcmk.safety.plan import Plan, RunOutcome
+from ppcmk.services.factory import ClientFactory
 from ppcmk_flows._environment_steps import LinkLimits
 from ppcmk_flows._run_form import run_form
 from ppcmk_flows._runbook import Approving, final_state, load_connection, load_target, select
 from ppcmk_flows._two_half import HandoffWork, TwoHalfRun
 from ppcmk_flows._two_half_plan import plan_links
+from ppcmk_tasks.byok import platform_reverts
 
 PROCEDURE = "migrate_byok"
 BYOK_RETENTION_DAYS = 28
@@ -52,9 +56,10 @@ def plan_byok_moves(
     environments: Sequence[Environment],
     selector: FleetSelector | None,
     enable_managed: bool,
+    reverted: dict[str, datetime] | None = None,
 ) -> None:
     """Link each chosen BYOK environment (the same per-environment plan as onboard), with the retention
-    note."""
+    note, BYOK's end of support and the environments the platform reverted at it."""
     chosen = select(environments, selector, default=lambda e: on_byok(e) and same_geo(e.geo, target.geo))
     not_byok = [env for env in chosen if not on_byok(env)]
     plan.add_findings(
@@ -77,6 +82,11 @@ def plan_byok_moves(
         if on_byok(env) and not same_geo(env.geo, target.geo) and env not in chosen
     )
     byok = [env for env in chosen if on_byok(env)]
+    plan.add_findings([info("byok.end_of_support", "BYOK", f"{ENDED}; this run moves {len(byok)} "
+                            "environment(s) still on BYOK to the policy")])
+    names = {env.id: env.display_name or env.id for env in environments}
+    plan.add_findings(info("byok.reverted", env_id, f"{names.get(env_id, env_id)}: {reverted_note(at)}")
+                      for env_id, at in (reverted or {}).items())
     plan_links(plan, target, policy, byok, enable_managed)
     for item in plan.items:
         if item.kind == "environment" and item.changes and item.target in {env.id for env in byok}:
@@ -99,9 +109,11 @@ class ByokMoves:
     target: TargetSettings
     selector: FleetSelector | None
     enable_managed: bool
+    reverts: Callable[[Sequence[Environment]], dict[str, datetime]]
 
     def __call__(self, plan: Plan, policy: PolicyInfo | None, environments: Sequence[Environment]) -> None:
-        plan_byok_moves(plan, self.target, policy, environments, self.selector, self.enable_managed)
+        plan_byok_moves(plan, self.target, policy, environments, self.selector, self.enable_managed,
+                        self.reverts(environments))
 
 
 @flow(name="migrate_byok", **RELEASE_HOOKS)
@@ -134,7 +146,8 @@ def migrate_byok(
     tgt = load_target(target)
     run = TwoHalfRun(PROCEDURE, load_connection(kv_connection), pp_connection, tgt, pp_admin, requester,
                      Approving(approval_timeout_s, approval_poll_s))
-    moves = ByokMoves(tgt, selector, enable_managed)
+    moves = ByokMoves(tgt, selector, enable_managed,
+                      lambda listed: platform_reverts(ClientFactory.for_settings(run.pp_read()), listed))
 
     work = run.parked_work(HandoffWork, waves) or run.until_approved(
         f"BYOK environments → key {tgt.key_name}, policy {tgt.policy_name} ({tgt.geo})", moves, dry_run,

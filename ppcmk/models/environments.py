@@ -81,6 +81,7 @@ class Environment(BaseModel):
     key_managed_by: str | None
     disallowed_operations: tuple[DisallowedOperation, ...] = ()
     last_modified: datetime | None = None  # lastModifiedTime: the service's last change of the environment
+    created_time: datetime | None = None
 
     @property
     def managed(self) -> bool:
@@ -150,6 +151,7 @@ class Environment(BaseModel):
             key_managed_by=pick(props, "protectionStatus", "keyManagedBy"),
             disallowed_operations=disallowed,
             last_modified=pick(props, "lastModifiedTime"),
+            created_time=pick(props, "createdTime"),
         )
 
 

@@ -24,10 +24,11 @@ from typing import TypeVar, cast
 from azure.core.exceptions import HttpResponseError
 from prefect import get_run_logger
 
-from ppcmk.approvals.gate import PowerPlatformHandoff, connection_principal
+from ppcmk.approvals.gate import connection_principal
+from ppcmk.approvals.request import ApprovalRequest, Approving, PowerPlatformHandoff
 from ppcmk.audit import trail as audit
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
-from ppcmk.errors import ConfigError, SeparationOfDutyError
+from ppcmk.errors import ConfigError
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSpec
 from ppcmk.models.azure import PolicyInfo
@@ -39,7 +40,6 @@ from ppcmk.services.factory import ClientFactory
 from ppcmk_flows._environment_steps import LinkLimits, link_step, verify
 from ppcmk_flows._parking import ApprovedWork, ParkableWaves, Waiting
 from ppcmk_flows._runbook import (
-    Approving,
     approved,
     changing_members,
     finish,
@@ -232,22 +232,18 @@ class TwoHalfRun:
             report, rows = verify(self.pp_read(), policy, FleetReport(), expected)
             done = finish(handoff, [], report, rows, done_message)
             return done.model_copy(update={"status": "nothing-to-do"}) if done.status == "completed" else done
-        approval = approved(
-            handoff, self.kv, lambda: self._handoff_plan(summary, plan_environments, self._read_policy(),
-                                                         self.list_environments()),
-            requester=self.who(),
-            key=f"{self.procedure.replace('_', '-')}-handoff", timeout_s=self.approving.timeout_s,
-            poll_interval_s=self.approving.poll_s,
-            handoff=policy_handoff(self.kv, self.target, designated=self.pp_admin),
+        request = ApprovalRequest.handoff_approval(
+            handoff, f"{self.procedure.replace('_', '-')}-handoff", self.who(), self.approving,
+            policy_handoff(self.kv, self.target, designated=self.pp_admin),
         )
+        approval = approved(request, lambda: self._handoff_plan(
+            summary, plan_environments, self._read_policy(), self.list_environments()), self.kv)
         if isinstance(approval, RunOutcome):
             return approval
-        block = approval.decisions[-1].connection_block if approval.decisions else None
-        if approval.connection is None or not block:  # request_approval checked the approver's connection
-            raise SeparationOfDutyError("the handoff was approved without the approver's connection")
-        self._approver = approval.connection
+        approver = approval.proven[-1]
+        self._approver = approver.connection
         return HandoffWork(plan=approval.plan, approvers=approval.approvers, expected=expected,
-                           connection_block=block, policy=policy)
+                           connection_block=approver.connection_block, policy=policy)
 
     def _handoff_plan(
         self, summary: str, plan_environments: PlanEnvironments, policy: PolicyInfo | None,

@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from prefect.variables import Variable
 
+from ppcmk.approvals.request import Approving
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.cloud.settings import load_settings as validated
 from ppcmk.errors import ConfigError
@@ -43,7 +44,6 @@ from ppcmk_flows._run_form import run_form
 from ppcmk_flows._runbook import (
     HOLD_DAYS,
     MICROSOFT_KEY,
-    Approving,
     final_state,
     hold_policy_and_key,
     hold_subjects,

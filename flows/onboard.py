@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.states import State
 
+from ppcmk.approvals.request import Approving
 from ppcmk.cloud.settings import TargetSettings
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.selection import FleetSelector
@@ -38,7 +39,7 @@ from ppcmk.safety.claims import RELEASE_HOOKS
 from ppcmk.safety.plan import Plan, RunOutcome
 from ppcmk_flows._environment_steps import LinkLimits
 from ppcmk_flows._run_form import run_form
-from ppcmk_flows._runbook import Approving, final_state, load_connection, load_target, select
+from ppcmk_flows._runbook import final_state, load_connection, load_target, select
 from ppcmk_flows._two_half import HandoffWork, TwoHalfRun
 from ppcmk_flows._two_half_plan import plan_links
 

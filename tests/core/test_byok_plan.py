@@ -3,12 +3,13 @@ environments the platform reverted (which it leaves alone), and what linking mea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from ppcmk.models.environments import Environment
 from ppcmk.safety.plan import Plan
 from ppcmk_flows._two_half import environments_planned
-from ppcmk_flows.migrate_byok import ByokMoves
+from ppcmk_flows.migrate_byok import MigrateByok
 from tests.core.test_power_automate import TARGET
 
 REVERTED_AT = datetime(2026, 1, 6, 3, tzinfo=UTC)
@@ -23,8 +24,12 @@ def environment(env_id: str, name: str, key_managed_by: str) -> Environment:
 def test_the_plan_says_byok_ended_names_the_reverted_and_links_the_leftover() -> None:
     byok = environment("e-byok", "Legacy BYOK", "CustomerViaMicrosoft")
     reverted = environment("e-reverted", "US Production", "Microsoft")
-    moves = ByokMoves(TARGET, None, True, lambda listed: {reverted.id: REVERTED_AT})
+    migrate = MigrateByok(TARGET, None, True)
     plan = Plan(procedure="migrate_byok", requester="kv-admin@contoso.example", target_summary="test")
+
+    def moves(plan: Plan, policy: None, listed: Sequence[Environment]) -> None:
+        migrate.plan_environments(plan, policy, listed, {reverted.id: REVERTED_AT})
+
     environments_planned(plan, moves, None, [byok, reverted])
     found = {f.check: f for f in plan.findings}
     assert "BYOK support ended on 2026-01-06" in found["byok.end_of_support"].message

@@ -6,7 +6,6 @@ edited, the page in a real browser and the PDF's text. The year is built once fo
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import unicodedata
@@ -30,6 +29,7 @@ from ppcmk_flows.onboard import onboard
 from ppcmk_flows.rotate import rotate
 from ppcmk_flows.unlock import unlock
 from ppcmk_tasks.evidence import EvidenceResult, evidence_pack
+from tests.support.browser import chromium, needs_a_browser
 from tests.support.lock import locked_by_two
 from tests.support.runs import (
     approve_next,
@@ -44,7 +44,6 @@ from tests.support.scenario import FINANCE, PP_ADMIN, PP_ADMIN_2, PRODUCTION, RE
 from tests.support.watching import clear_watch_state, run_watch
 
 pytestmark = [pytest.mark.usefixtures("prefect_backend"), pytest.mark.timeout(600)]
-CHROMIUM = "/usr/bin/chromium"
 APPROVED = ("onboard", "lock", "unlock", "change_policy", "revert")
 
 
@@ -222,16 +221,10 @@ def test_the_pdf_has_the_same_sections(year: Year) -> None:
     assert "FAILED verification" in pdf_text(year.tampered)
 
 
-@pytest.mark.skipif(not (Path(CHROMIUM).exists() and importlib.util.find_spec("playwright")),
-                    reason="no browser to drive: Debian's chromium and Playwright (make test installs both)")
+@needs_a_browser
 def test_a_browser_shows_the_timelines_and_the_coverage_chart(year: Year) -> None:
-    from playwright.sync_api import sync_playwright
-
-    from tests.ui.test_approval_in_browser import BROWSER_FLAGS
-
     shot = year.home / "evidence.png"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto((Path(year.result.directory) / "evidence.html").as_uri())
         assert page.locator("#key-timeline rect.span-version").count() >= 4
@@ -240,6 +233,5 @@ def test_a_browser_shows_the_timelines_and_the_coverage_chart(year: Year) -> Non
         assert page.locator("#coverage path.on-cmk").count() == 1
         page.locator("#key-timelines").scroll_into_view_if_needed()
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")

@@ -34,7 +34,7 @@ def test_the_busy_environment_is_reported_once_per_running_operation(
 ) -> None:
     # A link left running on another environment: its runtime reason already says so (an error).
     system_id = cloud.world.arm.find_policy_by_name("ep-existing").system_id
-    assert ClientFactory.for_settings(conn).pp_admin().link_policy(SANDBOX, system_id) is not None
+    assert not ClientFactory.for_settings(conn).pp_admin().begin_link(SANDBOX, system_id).done()
     cloud.advance(timedelta(seconds=30))
     cloud.log.clear()  # the link asked for running operations first
     report = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"),

@@ -215,6 +215,14 @@ class _Entry:
             self.operations.settled()
         return change
 
+    def decide(self, change: Callable[[Environment], EnvironmentChange]) -> EnvironmentChange:
+        """The task's result: what the operation started before settled to, or else what `change` makes of
+        the environment as read now (it must exist). Every environment task ends here, so none can skip the
+        earlier operation or the claim's bookkeeping."""
+        if self.settled is not None:
+            return self.outcome(self.settled)
+        return self.outcome(change(_require(self.admin, self.operations.environment_id)))
+
 
 def _change_once(
     conn: ConnectionSettings,
@@ -227,13 +235,14 @@ def _change_once(
     """Unchanged when the environment already reads `done`; else the operation started once and waited for
     up to `deadline`. A retry or a re-run waits on the operation started before instead."""
     entry = _Entry.of(conn, environment_id, kind, None, deadline)
-    if entry.settled is not None:
-        return entry.outcome(entry.settled)
-    env = _require(entry.admin, environment_id)
-    if done(env):
-        return entry.outcome(_unchanged(kind, env))
-    poller = entry.operations.start(kind, 1, lambda: begin(entry.admin, env.id))
-    return entry.outcome(_waited(entry.operations, poller, entry.until, 1))
+
+    def change(env: Environment) -> EnvironmentChange:
+        if done(env):
+            return _unchanged(kind, env)
+        poller = entry.operations.start(kind, 1, lambda: begin(entry.admin, env.id))
+        return _waited(entry.operations, poller, entry.until, 1)
+
+    return entry.decide(change)
 
 
 # ------------------------------------------------------------------------------------------------- tasks
@@ -282,21 +291,22 @@ def link(
         raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
     entry = _Entry.of(conn, environment_id, "link", system_id, deadline, patience, continuation_token,
                       attempts_so_far, max_attempts)
-    if entry.settled is not None:
-        return entry.outcome(entry.settled)
     admin, operations = entry.admin, entry.operations
-    env = _require(admin, environment_id)
-    if env.cmk is not None and env.cmk.linked and same_id(env.cmk.system_id, system_id):
-        return entry.outcome(_unchanged("link", env))
-    if ensure_managed and not env.managed:
-        governance = operations.start("governance", 1, lambda: admin.begin_enable_managed(env.id))
-        managed = _waited(operations, governance, entry.factory.now() + MANAGED_DEADLINE, 1)
-        if not managed.done:
-            return entry.outcome(managed)
-    _run_logger().warning("%s (%s) is Disabled from now until its link to %s finishes",
-                          env.display_name or env.id, env.id, system_id)
-    return entry.outcome(_run_with_reruns(operations, "link", lambda: admin.begin_link(env.id, system_id),
-                                          entry.until, max_attempts, entry.attempts_so_far, system_id))
+
+    def change(env: Environment) -> EnvironmentChange:
+        if env.cmk is not None and env.cmk.linked and same_id(env.cmk.system_id, system_id):
+            return _unchanged("link", env)
+        if ensure_managed and not env.managed:
+            governance = operations.start("governance", 1, lambda: admin.begin_enable_managed(env.id))
+            managed = _waited(operations, governance, entry.factory.now() + MANAGED_DEADLINE, 1)
+            if not managed.done:
+                return managed
+        _run_logger().warning("%s (%s) is Disabled from now until its link to %s finishes",
+                              env.display_name or env.id, env.id, system_id)
+        return _run_with_reruns(operations, "link", lambda: admin.begin_link(env.id, system_id),
+                                entry.until, max_attempts, entry.attempts_so_far, system_id)
+
+    return entry.decide(change)
 
 
 @cmk_task(task_run_name="unlink-{environment_id}")
@@ -314,21 +324,21 @@ def unlink(
     `deadline`, `patience`, `continuation_token` and `attempts_so_far` as for `link`."""
     entry = _Entry.of(conn, environment_id, "unlink", None, deadline, patience, continuation_token,
                       attempts_so_far, max_attempts)
-    if entry.settled is not None:
-        return entry.outcome(entry.settled)
-    admin, operations = entry.admin, entry.operations
-    env = _require(admin, environment_id)
-    if env.cmk is None or not env.cmk.system_id:
-        return entry.outcome(_unchanged("unlink", env))
-    if system_id is not None and not same_id(env.cmk.system_id, system_id):
-        raise ConfigError(
-            "system_id",
-            f"environment {env.id} is linked to {env.cmk.system_id}, not {system_id}",
-            "pass the systemId of the policy the environment is linked to (or none)",
-        )
-    linked = env.cmk.system_id
-    return entry.outcome(_run_with_reruns(operations, "unlink", lambda: admin.begin_unlink(env.id, linked),
-                                          entry.until, max_attempts, entry.attempts_so_far))
+
+    def change(env: Environment) -> EnvironmentChange:
+        if env.cmk is None or not env.cmk.system_id:
+            return _unchanged("unlink", env)
+        if system_id is not None and not same_id(env.cmk.system_id, system_id):
+            raise ConfigError(
+                "system_id",
+                f"environment {env.id} is linked to {env.cmk.system_id}, not {system_id}",
+                "pass the systemId of the policy the environment is linked to (or none)",
+            )
+        linked = env.cmk.system_id
+        return _run_with_reruns(entry.operations, "unlink", lambda: entry.admin.begin_unlink(env.id, linked),
+                                entry.until, max_attempts, entry.attempts_so_far)
+
+    return entry.decide(change)
 
 
 @cmk_task(task_run_name="reenable-environment-{environment_id}")

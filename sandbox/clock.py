@@ -6,12 +6,18 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 def parse_instant(value: str) -> datetime:
     """An ISO-8601 instant; a naive value is taken as UTC."""
     instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def instant_or_none(value: Any) -> datetime | None:
+    """An optional instant of saved state or a scenario: None when absent or empty."""
+    return None if value in (None, "") else parse_instant(str(value))
 
 
 class Clock:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ppcmk_sandbox.clock import parse_instant
 from ppcmk_sandbox.rbac.state import scenario_assignment
 from ppcmk_sandbox.resource_ids import resource_id
+from ppcmk_sandbox.saved import saved_fields
 
 if TYPE_CHECKING:
     from ppcmk_sandbox.world import World
@@ -82,22 +83,8 @@ class EnterprisePolicy:
         return now >= self.identity_ready_at
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "resourceGroup": self.resource_group,
-            "location": self.location,
-            "kind": self.kind,
-            "principalId": self.principal_id,
-            "tenantId": self.tenant_id,
-            "systemGuid": self.system_guid,
-            "keyVaultId": self.key_vault_id,
-            "keyName": self.key_name,
-            "keyVersion": self.key_version,
-            "encryptionState": self.encryption_state,
-            "createdAt": self.created_at.isoformat(),
-            "identityReadyAt": self.identity_ready_at.isoformat(),
-            "tags": self.tags,
-        }
+        # the subscription is the world's: saved state does not repeat it per policy
+        return saved_fields(self, camel=True, leave_out={"subscription"})
 
 
 class ArmState:

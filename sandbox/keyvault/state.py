@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.clock import instant_or_none
 from ppcmk_sandbox.keyvault import material
 from ppcmk_sandbox.keyvault.hsm_roles import LocalRoleAssignment, assignment_from_dict
 from ppcmk_sandbox.resource_ids import resource_id
+from ppcmk_sandbox.saved import saved_fields
 
 if TYPE_CHECKING:
     from ppcmk_sandbox.world import World
@@ -51,10 +52,6 @@ def parse_duration(text: str) -> timedelta:
     )
 
 
-def _instant(value: Any) -> datetime | None:
-    return None if value in (None, "") else parse_instant(str(value))
-
-
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -81,26 +78,14 @@ class KeyVersion:
         return self.enabled and (self.nbf is None or self.nbf <= now) and (self.exp is None or self.exp > now)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "version": self.version,
-            "kty": self.kty,
-            "size": self.size,
-            "curve": self.curve,
-            "key_ops": self.key_ops,
-            "enabled": self.enabled,
-            "nbf": _iso(self.nbf),
-            "exp": _iso(self.exp),
-            "created": _iso(self.created),
-            "updated": _iso(self.updated),
-            "tags": self.tags,
-        }
+        data = saved_fields(self)
         if material.is_materialised(self.version):
             data["pem"] = material.to_pem(self.private_key())
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], default_created: datetime) -> KeyVersion:
-        created = _instant(data.get("created")) or default_created
+        created = instant_or_none(data.get("created")) or default_created
         version = KeyVersion(
             version=data.get("version") or uuid.uuid4().hex,
             kty=data.get("kty", "RSA"),
@@ -108,10 +93,10 @@ class KeyVersion:
             curve=data.get("curve"),
             key_ops=list(data.get("key_ops", DEFAULT_KEY_OPS)),
             enabled=bool(data.get("enabled", True)),
-            nbf=_instant(data.get("nbf")),
-            exp=_instant(data.get("exp")),
+            nbf=instant_or_none(data.get("nbf")),
+            exp=instant_or_none(data.get("exp")),
             created=created,
-            updated=_instant(data.get("updated")) or created,
+            updated=instant_or_none(data.get("updated")) or created,
             tags=dict(data.get("tags", {})),
         )
         if data.get("pem"):
@@ -175,7 +160,7 @@ class Key:
         return cls(
             name=data["name"],
             versions=versions,
-            deleted_at=_instant(data.get("deleted_at")),
+            deleted_at=instant_or_none(data.get("deleted_at")),
             rotation_policy=data.get("rotation_policy"),
         )
 
@@ -253,7 +238,7 @@ class Vault:
             properties=dict(data.get("properties", {})),
             tags=dict(data.get("tags", {})),
             keys={k.name.lower(): k for k in keys},
-            deleted_at=_instant(data.get("deleted_at")),
+            deleted_at=instant_or_none(data.get("deleted_at")),
             role_assignments={a.name.lower(): a for a in assignments},
         )
 

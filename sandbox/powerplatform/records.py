@@ -6,11 +6,13 @@ Plain data with no rules: `lifecycle` decides how they change, `state` keeps and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
+
+from ppcmk_sandbox.saved import saved_fields
 
 TERMINAL = frozenset({"Succeeded", "Failed"})
 # Operation types. Managed Environment's is recorded (EnableGovernanceConfiguration, the Terraform provider's
@@ -65,11 +67,7 @@ class Environment:
         return self.protection_level == "Standard"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["locked_at"] = self.locked_at.isoformat() if self.locked_at else None
-        data["created_at"] = self.created_at.isoformat() if self.created_at else None
-        data["modified_at"] = self.modified_at.isoformat() if self.modified_at else None
-        return data
+        return saved_fields(self)
 
     def report_changes_to(self, changed: Callable[[Environment], None] | None) -> None:
         """Call `changed` after every change of its link or lock, whoever makes it (settle, a handler, a
@@ -111,7 +109,4 @@ class LifecycleOperation:
         return self.state not in TERMINAL
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
-        return data
+        return saved_fields(self)

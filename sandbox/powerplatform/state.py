@@ -10,7 +10,7 @@ import heapq
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ppcmk_sandbox.clock import parse_instant
+from ppcmk_sandbox.clock import instant_or_none
 from ppcmk_sandbox.powerplatform.lifecycle import settle
 from ppcmk_sandbox.powerplatform.records import (
     CmkLink,
@@ -184,15 +184,13 @@ def _operation_from(entry: dict[str, Any], world: World) -> LifecycleOperation:
         id=entry["id"],
         environment_id=entry["environment_id"],
         type=entry["type"],
-        created_at=parse_instant(entry["created_at"])
-        if entry.get("created_at")
-        else world.settings.start_time,
+        created_at=instant_or_none(entry.get("created_at")) or world.settings.start_time,
         duration_seconds=float(entry["duration_seconds"]),
         requested_by=dict(entry.get("requested_by", {})),
         target=dict(entry.get("target", {})),
         state=entry.get("state", "NotStarted"),
         error=entry.get("error"),
-        finished_at=parse_instant(entry["finished_at"]) if entry.get("finished_at") else None,
+        finished_at=instant_or_none(entry.get("finished_at")),
     )
 
 
@@ -214,13 +212,7 @@ def _environment_from(entry: dict[str, Any], world: World) -> Environment:
         key_managed_by=entry.get("key_managed_by", "Customer" if link else "Microsoft"),
         cmk=link,
         admin_disabled=bool(entry.get("admin_disabled", False)),
-        locked_at=_instant_or_none(entry.get("locked_at")),
-        created_at=parse_instant(entry["created_at"])
-        if entry.get("created_at")
-        else world.settings.start_time - timedelta(days=90),
-        modified_at=_instant_or_none(entry.get("modified_at") or entry.get("locked_at")),
+        locked_at=instant_or_none(entry.get("locked_at")),
+        created_at=instant_or_none(entry.get("created_at")) or world.settings.start_time - timedelta(days=90),
+        modified_at=instant_or_none(entry.get("modified_at") or entry.get("locked_at")),
     )
-
-
-def _instant_or_none(value: str | None) -> datetime | None:
-    return parse_instant(value) if value else None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ppcmk_sandbox.clock import parse_instant
 from ppcmk_sandbox.rbac.roles import BUILTIN_ROLES, find_by_name, role_guid
+from ppcmk_sandbox.saved import saved_fields
 
 if TYPE_CHECKING:
     from ppcmk_sandbox.world import World
@@ -37,13 +38,8 @@ class Assignment:
         return f"{self.scope.rstrip('/')}{ASSIGNMENTS_SEGMENT}{self.name}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "scope": self.scope,
-            "roleDefinitionId": self.role_guid,
-            "principalId": self.principal_id,
-            "createdAt": self.created_at.isoformat(),
-        }
+        """Its fields (a subclass's too) as ARM names them."""
+        return saved_fields(self, camel=True, keys={"role_guid": "roleDefinitionId"})
 
 
 @dataclass
@@ -51,13 +47,6 @@ class RoleAssignment(Assignment):
     principal_type: str
     created_by: str = ""
     description: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return super().to_dict() | {
-            "principalType": self.principal_type,
-            "createdBy": self.created_by,
-            "description": self.description,
-        }
 
 
 class RbacState:

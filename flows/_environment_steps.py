@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from prefect import get_run_logger
 
@@ -19,8 +20,8 @@ from ppcmk.fleet.parking import ParkedOperation
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult
 from ppcmk.models.azure import PolicyInfo, linked_to
-from ppcmk.models.environments import Environment, EnvironmentChange
-from ppcmk_flows._parking import Waiting, parked_operation, parked_step
+from ppcmk.models.environments import Environment, EnvironmentChange, OperationKind
+from ppcmk_flows._parking import Waiting, WaitOptions, parked_operation, parked_step
 from ppcmk_flows._runbook import change_failed, state_of, step_state
 from ppcmk_tasks.environments import get_environments, link, unlink
 
@@ -43,53 +44,68 @@ class LinkLimits:
         return cls(timedelta(days=operation_deadline_days), max_link_attempts)
 
 
+class _Tried(NamedTuple):
+    """One environment's task run: its change, what failed if it did not finish, and the step's detail."""
+
+    change: EnvironmentChange
+    failure: str
+    detail: str
+
+
+def _step(
+    conn: ConnectionSettings,
+    kind: OperationKind,
+    deadline: timedelta,
+    waiting: Waiting | None,
+    attempt: Callable[[FleetMember, ParkedOperation | None, WaitOptions], _Tried],
+) -> Callable[[FleetMember], StepResult]:
+    """What link and unlink steps share: the operation a wake finds parked (polled, not started again), the
+    task's wait arguments, and the outcome: parked while the operation runs on, failed when it did not
+    finish, else done (a parked operation that finished meanwhile reads back Unchanged, but this run did
+    it)."""
+    waits = waiting or Waiting()
+
+    def step(member: FleetMember) -> StepResult:
+        saved = waits.saved(member.id, kind)
+        tried = attempt(member, saved, waits.options(saved, deadline))
+        if (parked := parked_operation(conn, tried.change, saved, deadline, waits)) is not None:
+            return parked_step(parked)
+        if not tried.change.done:
+            raise RuntimeError(change_failed(tried.change, tried.failure))
+        return StepResult(state=step_state(tried.change.status == "Unchanged" and saved is None),
+                          detail=tried.detail)
+
+    return step
+
+
 def link_step(
     pp: ConnectionSettings, policy: PolicyInfo, limits: LinkLimits, waiting: Waiting | None = None
 ) -> Callable[[FleetMember], StepResult]:
     """Managed Environment where needed, then link and wait; a Failed link is re-run up to the limit."""
-    waits = waiting or Waiting()
 
-    def step(member: FleetMember) -> StepResult:
-        saved = waits.saved(member.id, "link")
+    def link_one(member: FleetMember, saved: ParkedOperation | None, options: WaitOptions) -> _Tried:
         change = link(pp, member.id, policy.system_id or "", max_attempts=limits.max_attempts,
-                      ensure_managed=True, **waits.options(saved, limits.deadline))
+                      ensure_managed=True, **options)
         failure = ("enabling Managed Environment" if change.kind == "governance"
                    else f"link (after {change.attempts} attempt(s))")
-        return _outcome(pp, change, saved, limits.deadline, waits, failure, f"{change.attempts} attempt(s)")
+        return _Tried(change, failure, f"{change.attempts} attempt(s)")
 
-    return step
+    return _step(pp, "link", limits.deadline, waiting, link_one)
 
 
 def unlink_step(
     conn: ConnectionSettings, policy: PolicyInfo, deadline: timedelta, waiting: Waiting | None = None
 ) -> Callable[[FleetMember], StepResult]:
     """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so)."""
-    waits = waiting or Waiting()
 
-    def step(member: FleetMember) -> StepResult:
-        saved = waits.saved(member.id, "unlink")
+    def unlink_one(member: FleetMember, saved: ParkedOperation | None, options: WaitOptions) -> _Tried:
         if saved is None:
-            get_run_logger().warning(
-                "%s (%s) is Disabled from now until its unlink from %s finishes",
-                member.name,
-                member.id,
-                policy.name,
-            )
-        change = unlink(conn, member.id, policy.system_id, **waits.options(saved, deadline))
-        return _outcome(conn, change, saved, deadline, waits, "unlink", f"now {state_of(change.environment)}")
+            get_run_logger().warning("%s (%s) is Disabled from now until its unlink from %s finishes",
+                                     member.name, member.id, policy.name)
+        change = unlink(conn, member.id, policy.system_id, **options)
+        return _Tried(change, "unlink", f"now {state_of(change.environment)}")
 
-    return step
-
-
-def _outcome(conn: ConnectionSettings, change: EnvironmentChange, saved: ParkedOperation | None,
-             deadline: timedelta, waits: Waiting, failure: str, detail: str) -> StepResult:
-    """Parked while the operation runs on, failed when it did not finish, else done (a parked operation
-    that finished meanwhile reads back Unchanged, but this run did it)."""
-    if (parked := parked_operation(conn, change, saved, deadline, waits)) is not None:
-        return parked_step(parked)
-    if not change.done:
-        raise RuntimeError(change_failed(change, failure))
-    return StepResult(state=step_state(change.status == "Unchanged" and saved is None), detail=detail)
+    return _step(conn, "unlink", deadline, waiting, unlink_one)
 
 
 def encrypted_with(env: Environment | None, policy: PolicyInfo) -> bool:

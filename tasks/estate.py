@@ -24,7 +24,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
-from ppcmk.models.azure import VaultStatus
+from ppcmk.models.azure import PolicyBasics, VaultStatus
 from ppcmk.models.environments import Environment, pick
 from ppcmk.safety.holds import HOLD_TAG, REASON_TAG
 from ppcmk.safety.retry import cmk_task
@@ -109,10 +109,9 @@ def list_policies(factory: ClientFactory) -> list[PolicyFact]:
         info = policy_from_arm(raw)
         hold_until, hold_reason = _tag_time(pick(raw, "tags"))
         found.append(PolicyFact(
-            policy_id=info.policy_id, name=info.name, resource_group=parse_resource_id(info.policy_id)
-            .resource_group, principal_id=info.principal_id, system_id=info.system_id,
-            health_status=info.health_status, key_vault_id=info.key_vault_id, key_name=info.key_name,
-            key_version=info.key_version, hold_until=hold_until, hold_reason=hold_reason))
+            **info.model_dump(include=set(PolicyBasics.model_fields)),
+            resource_group=parse_resource_id(info.policy_id).resource_group,
+            hold_until=hold_until, hold_reason=hold_reason))
     return found
 
 

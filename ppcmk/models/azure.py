@@ -175,27 +175,34 @@ class ProviderStatus(BaseModel):
         return self.registration_state.lower() == "registered"
 
 
-class PolicyInfo(BaseModel):
-    """An enterprise policy: where it is, what key it references, and its identity (which appears late)."""
+class PolicyBasics(BaseModel):
+    """What every view of an enterprise policy holds: its ids, its identity (which appears late) and the
+    key it references. A runbook's view (PolicyInfo) and watch's (watch.estate.PolicyFact) add theirs."""
 
     policy_id: str
     name: str
-    location: str
-    kind: str
-    identity_type: str | None = None
     principal_id: str | None = None
-    tenant_id: str | None = None
     system_id: str | None = None
     health_status: str | None = None
-    encryption_state: str | None = None
     key_vault_id: str | None = None
     key_name: str | None = None
     key_version: str | None = None
-    created: bool = Field(default=False, description="True when this task run created the policy")
 
     @property
     def identity_ready(self) -> bool:
         return bool(self.principal_id and self.system_id)
+
+
+class PolicyInfo(PolicyBasics):
+    """An enterprise policy as a runbook reads and creates it: besides the basics, where it is and its
+    identity's type and tenant."""
+
+    location: str
+    kind: str
+    identity_type: str | None = None
+    tenant_id: str | None = None
+    encryption_state: str | None = None
+    created: bool = Field(default=False, description="True when this task run created the policy")
 
 
 def linked_to(environment: Environment, policy: PolicyInfo | None) -> bool:

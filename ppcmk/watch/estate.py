@@ -11,6 +11,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from ppcmk.models.azure import PolicyBasics
+
 
 class VaultFact(BaseModel):
     vault_id: str
@@ -71,16 +73,10 @@ class ReaderFact(BaseModel):
     has_reader: bool
 
 
-class PolicyFact(BaseModel):
-    policy_id: str
-    name: str
+class PolicyFact(PolicyBasics):
+    """A policy as watch judges it: the basics, its identity's key access, its readers, its hold."""
+
     resource_group: str
-    principal_id: str | None = None
-    system_id: str | None = None
-    health_status: str | None = None
-    key_vault_id: str | None = None
-    key_name: str | None = None
-    key_version: str | None = None
     key_grants: list[GrantFact] | None = Field(default=None, description="None: not checked (e.g. an HSM)")
     readers: list[ReaderFact] = Field(default_factory=list)
     hold_until: datetime | None = None

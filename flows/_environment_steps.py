@@ -45,7 +45,7 @@ class LinkLimits:
 
 
 class _Tried(NamedTuple):
-    """One environment's task run: its change, what failed if it did not finish, and the step's detail."""
+    """One environment's task run: its change, what failed if it did not finish, the step's detail."""
 
     change: EnvironmentChange
     failure: str
@@ -59,10 +59,10 @@ def _step(
     waiting: Waiting | None,
     attempt: Callable[[FleetMember, ParkedOperation | None, WaitOptions], _Tried],
 ) -> Callable[[FleetMember], StepResult]:
-    """What link and unlink steps share: the operation a wake finds parked (polled, not started again), the
-    task's wait arguments, and the outcome: parked while the operation runs on, failed when it did not
-    finish, else done (a parked operation that finished meanwhile reads back Unchanged, but this run did
-    it)."""
+    """What link and unlink steps share: the operation a wake finds parked (polled, not started again),
+    the task's wait arguments, and the outcome: parked while the operation runs on, failed when it did
+    not finish, else done (a parked operation that finished meanwhile reads back Unchanged, but this run
+    did it)."""
     waits = waiting or Waiting()
 
     def step(member: FleetMember) -> StepResult:

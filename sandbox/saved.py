@@ -1,8 +1,9 @@
 """How the sandbox's records are kept in saved state (the state file, the admin snapshot).
 
-One rule for every record, so a field added to a record is saved without anyone remembering to: each field
-under its name (camelCase in the sections shaped like ARM's JSON), instants in ISO-8601, nested records as
-plain dicts. Loading stays with each record: scenario files name things that saved state carries by id.
+One rule for every record, so a field added to a record is saved without anyone remembering to: each
+field under its name (camelCase in the sections shaped like ARM's JSON), instants in ISO-8601, nested
+records as plain dicts. Loading stays with each record: scenario files name things that saved state
+carries by id.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def saved_fields(
     leave_out: Collection[str] = (),
     keys: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The record's fields in declaration order, without `leave_out`; `keys` renames fields whose saved key is
-    not their name (e.g. the id ARM gives it)."""
+    """The record's fields in declaration order, without `leave_out`; `keys` renames fields whose saved
+    key is not their name (e.g. the id ARM gives it)."""
     renamed = keys or {}
     return {
         renamed.get(name) or (_camel_case(name) if camel else name):

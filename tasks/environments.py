@@ -216,9 +216,9 @@ class _Entry:
         return change
 
     def decide(self, change: Callable[[Environment], EnvironmentChange]) -> EnvironmentChange:
-        """The task's result: what the operation started before settled to, or else what `change` makes of
-        the environment as read now (it must exist). Every environment task ends here, so none can skip the
-        earlier operation or the claim's bookkeeping."""
+        """The task's result: what the operation started before settled to, or else what `change` makes
+        of the environment as read now (it must exist). Every environment task ends here, so none can
+        skip the earlier operation or the claim's bookkeeping."""
         if self.settled is not None:
             return self.outcome(self.settled)
         return self.outcome(change(_require(self.admin, self.operations.environment_id)))
@@ -334,8 +334,8 @@ def unlink(
                 f"environment {env.id} is linked to {env.cmk.system_id}, not {system_id}",
                 "pass the systemId of the policy the environment is linked to (or none)",
             )
-        linked = env.cmk.system_id
-        return _run_with_reruns(entry.operations, "unlink", lambda: entry.admin.begin_unlink(env.id, linked),
+        linked, admin = env.cmk.system_id, entry.admin
+        return _run_with_reruns(entry.operations, "unlink", lambda: admin.begin_unlink(env.id, linked),
                                 entry.until, max_attempts, entry.attempts_so_far)
 
     return entry.decide(change)

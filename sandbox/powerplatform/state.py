@@ -213,6 +213,7 @@ def _environment_from(entry: dict[str, Any], world: World) -> Environment:
         cmk=link,
         admin_disabled=bool(entry.get("admin_disabled", False)),
         locked_at=instant_or_none(entry.get("locked_at")),
-        created_at=instant_or_none(entry.get("created_at")) or world.settings.start_time - timedelta(days=90),
+        created_at=instant_or_none(entry.get("created_at"))
+        or world.settings.start_time - timedelta(days=90),
         modified_at=instant_or_none(entry.get("modified_at") or entry.get("locked_at")),
     )

@@ -52,7 +52,7 @@ def previous_state(key: str) -> WatchState:
                              tier=r["tier"], since=_instant(r["since"]), until=_instant(r.get("until")))
                   for r in rows if isinstance(r, dict) and "kind" in r]
     return WatchState(checked_at=artifact.updated,
-                      open={f"{r.kind}|{r.object_id.lower()}": r for r in remembered})
+                      open={r.key: r for r in remembered})
 
 
 def _instant(text: str | None) -> datetime | None:

@@ -30,7 +30,10 @@ class DriftSeverity(StrEnum):
         return list(DriftSeverity).index(self)
 
 
-class Drift(BaseModel):
+class Remembered(BaseModel):
+    """A finding without its words: what it is about, how bad, since and until when. What the state keeps
+    between runs; a Drift adds the message and the fix."""
+
     kind: str = Field(description="stable id, e.g. key.expiry; the event is ppcmk.watch.drift.<kind>")
     severity: DriftSeverity
     tier: str = Field(default="", description="finer step inside the severity, e.g. 30d")
@@ -39,10 +42,6 @@ class Drift(BaseModel):
     object_type: str = Field(description="vault | key | key-version | policy | environment | desired-state")
     since: datetime | None = Field(default=None, description="when the condition began, if known")
     until: datetime | None = Field(default=None, description="when it ends, e.g. a lock's deletion")
-    message: str
-    fix: str
-    replaces: str = Field(default="", description="the kind of an earlier finding on the same object that "
-                                                  "this one carries on (never reported resolved)")
 
     @property
     def key(self) -> str:
@@ -52,32 +51,20 @@ class Drift(BaseModel):
     def level(self) -> str:
         return f"{self.severity.value}:{self.tier}" if self.tier else self.severity.value
 
+    @classmethod
+    def of(cls, drift: Drift) -> Remembered:
+        return cls.model_validate(drift.model_dump(include=set(cls.model_fields)))
+
+
+class Drift(Remembered):
+    message: str
+    fix: str
+    replaces: str = Field(default="", description="the kind of an earlier finding on the same object that "
+                                                  "this one carries on (never reported resolved)")
+
     @property
     def event(self) -> str:
         return f"{EVENT_PREFIX}.{self.kind}"
-
-
-class Remembered(BaseModel):
-    """What the state keeps of a finding between runs."""
-
-    kind: str
-    object: str
-    object_id: str
-    object_type: str
-    severity: DriftSeverity
-    tier: str = ""
-    since: datetime | None = None
-    until: datetime | None = None
-
-    @property
-    def level(self) -> str:
-        return f"{self.severity.value}:{self.tier}" if self.tier else self.severity.value
-
-    @classmethod
-    def of(cls, drift: Drift) -> Remembered:
-        return cls(kind=drift.kind, object=drift.object, object_id=drift.object_id,
-                   object_type=drift.object_type, severity=drift.severity, tier=drift.tier, since=drift.since,
-                   until=drift.until)
 
 
 class WatchState(BaseModel):

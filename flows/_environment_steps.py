@@ -21,9 +21,9 @@ from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult
 from ppcmk.models.azure import PolicyInfo, linked_to
 from ppcmk.models.environments import Environment, EnvironmentChange, OperationKind
-from ppcmk_flows._parking import Waiting, WaitOptions, parked_operation, parked_step
+from ppcmk_flows._parking import Waiting, parked_operation, parked_step
 from ppcmk_flows._runbook import change_failed, state_of, step_state
-from ppcmk_tasks.environments import get_environments, link, unlink
+from ppcmk_tasks.environments import OperationWait, get_environments, link, unlink
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _step(
     kind: OperationKind,
     deadline: timedelta,
     waiting: Waiting | None,
-    attempt: Callable[[FleetMember, ParkedOperation | None, WaitOptions], _Tried],
+    attempt: Callable[[FleetMember, ParkedOperation | None, OperationWait], _Tried],
 ) -> Callable[[FleetMember], StepResult]:
     """What link and unlink steps share: the operation a wake finds parked (polled, not started again),
     the task's wait arguments, and the outcome: parked while the operation runs on, failed when it did
@@ -83,9 +83,9 @@ def link_step(
 ) -> Callable[[FleetMember], StepResult]:
     """Managed Environment where needed, then link and wait; a Failed link is re-run up to the limit."""
 
-    def link_one(member: FleetMember, saved: ParkedOperation | None, options: WaitOptions) -> _Tried:
+    def link_one(member: FleetMember, saved: ParkedOperation | None, options: OperationWait) -> _Tried:
         change = link(pp, member.id, policy.system_id or "", max_attempts=limits.max_attempts,
-                      ensure_managed=True, **options)
+                      ensure_managed=True, wait=options)
         failure = ("enabling Managed Environment" if change.kind == "governance"
                    else f"link (after {change.attempts} attempt(s))")
         return _Tried(change, failure, f"{change.attempts} attempt(s)")
@@ -98,11 +98,11 @@ def unlink_step(
 ) -> Callable[[FleetMember], StepResult]:
     """Unlink one environment from `policy` and wait; it is Disabled meanwhile (and the log says so)."""
 
-    def unlink_one(member: FleetMember, saved: ParkedOperation | None, options: WaitOptions) -> _Tried:
+    def unlink_one(member: FleetMember, saved: ParkedOperation | None, options: OperationWait) -> _Tried:
         if saved is None:
             get_run_logger().warning("%s (%s) is Disabled from now until its unlink from %s finishes",
                                      member.name, member.id, policy.name)
-        change = unlink(conn, member.id, policy.system_id, **options)
+        change = unlink(conn, member.id, policy.system_id, wait=options)
         return _Tried(change, "unlink", f"now {state_of(change.environment)}")
 
     return _step(conn, "unlink", deadline, waiting, unlink_one)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Generic, TypedDict, TypeVar, cast
+from datetime import timedelta
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -43,6 +43,7 @@ from ppcmk.models.environments import EnvironmentChange, OperationKind
 from ppcmk.safety.plan import Plan
 from ppcmk.services.factory import ClientFactory
 from ppcmk.services.ppadmin.pollers import ContinuationToken
+from ppcmk_tasks.environments import OperationWait
 
 CHECKPOINT_FOLDER = "ppcmk-park"
 # A parked run the waker never resumes fails this long after its last operation's deadline (Prefect's
@@ -79,13 +80,6 @@ class Resumed(Generic[W]):
     parks: int
 
 
-class WaitOptions(TypedDict):
-    deadline: timedelta | datetime
-    patience: timedelta | None
-    continuation_token: str | None
-    attempts_so_far: int
-
-
 @dataclass(frozen=True)
 class Waiting:
     """How long a step waits inline and which operations an earlier entry of this run parked."""
@@ -98,16 +92,15 @@ class Waiting:
         found = self.parked.get(environment_id)
         return found if found is not None and found.kind == kind else None
 
-    def options(self, saved: ParkedOperation | None, deadline: timedelta) -> WaitOptions:
-        """The link/unlink task's wait arguments. A parked operation keeps its own deadline (it does not
-        restart with each entry) and is polled once per wake (it parks again while it runs); a new one gets
+    def options(self, saved: ParkedOperation | None, deadline: timedelta) -> OperationWait:
+        """How the link/unlink task waits. A parked operation keeps its own deadline (it does not restart
+        with each entry) and is polled once per wake (it parks again while it runs); a new one gets
         `deadline` from now and the full patience."""
         if saved is None:
-            return WaitOptions(deadline=deadline, patience=self.patience, continuation_token=None,
-                               attempts_so_far=0)
+            return OperationWait(deadline=deadline, patience=self.patience)
         once = timedelta(0) if self.patience is not None else None
-        return WaitOptions(deadline=saved.deadline, patience=once, continuation_token=saved.token,
-                           attempts_so_far=saved.attempts)
+        return OperationWait(deadline=saved.deadline, patience=once, continuation_token=saved.token,
+                             attempts_so_far=saved.attempts)
 
 
 def waiting_for(spec: WaveSpec, resumed: Resumed[Any] | None = None) -> Waiting:

@@ -7,9 +7,9 @@ does nothing when it is already in the wanted state. The operation it starts is 
 claim (ppcmk.safety.operations) before the start is sent: a retried task, a retried flow run or a re-run
 waits on it and reports the change as its own, even when the process that started it was killed.
 
-`link` and `unlink` also wait cheaply across days: `patience` bounds the inline wait (the task then returns
-the change StillRunning with its continuation token, so a deployment run can park), and
-`continuation_token` picks such an operation up again instead of starting a second one.
+`link` and `unlink` also wait cheaply across days (`OperationWait`): `patience` bounds the inline wait
+(the task then returns the change StillRunning with its continuation token, so a deployment run can
+park), and `continuation_token` picks such an operation up again instead of starting a second one.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
+from pydantic import BaseModel, ConfigDict
 
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, ServiceError
@@ -37,6 +38,21 @@ from ppcmk.services.ppadmin.pollers import OperationPoller, reached
 DEFAULT_DEADLINE = timedelta(days=4)  # the documented upper bound of an encryption
 MAX_LINK_ATTEMPTS = 3  # a Failed link is re-run ("the service resumes where it left off"), but not forever
 MANAGED_DEADLINE = timedelta(hours=2)  # a governance change takes minutes; hours means something is wrong
+
+
+class OperationWait(BaseModel):
+    """How a link or unlink task waits. `deadline` (a duration from now or an instant) fails the
+    operation; `patience` only ends this task run's wait: the change comes back StillRunning with its
+    continuation token (None: wait up to the deadline). `continuation_token`, with the `attempts_so_far`
+    it took, waits on that operation first and starts nothing while it runs; without one, the operation
+    a retry's or a re-run's predecessor started is found in the environment's claim."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deadline: timedelta | datetime = DEFAULT_DEADLINE
+    patience: timedelta | None = None
+    continuation_token: str | None = None
+    attempts_so_far: int = 0
 
 
 def select_environments(environments: Iterable[Environment], selector: FleetSelector) -> list[Environment]:
@@ -191,18 +207,15 @@ class _Entry:
         environment_id: str,
         kind: OperationKind,
         target: str | None,
-        deadline: timedelta | datetime,
-        patience: timedelta | None = None,
-        continuation_token: str | None = None,
-        attempts_so_far: int = 0,
+        wait: OperationWait,
         max_attempts: int = 1,
     ) -> _Entry:
         factory = ClientFactory.for_settings(conn)
         operations = StartedOperations.of(factory.pp_admin(), environment_id)
-        until = _wait_until(factory, deadline, patience)
-        earlier = operations.earlier(kind, target, continuation_token, attempts_so_far)
+        until = _wait_until(factory, wait.deadline, wait.patience)
+        earlier = operations.earlier(kind, target, wait.continuation_token, wait.attempts_so_far)
         settled = _go_on(operations, earlier, until, max_attempts)
-        return cls(factory, operations, until, earlier[1] if earlier else attempts_so_far, settled)
+        return cls(factory, operations, until, earlier[1] if earlier else wait.attempts_so_far, settled)
 
     @property
     def admin(self) -> PowerPlatformAdminClient:
@@ -234,7 +247,7 @@ def _change_once(
 ) -> EnvironmentChange:
     """Unchanged when the environment already reads `done`; else the operation started once and waited for
     up to `deadline`. A retry or a re-run waits on the operation started before instead."""
-    entry = _Entry.of(conn, environment_id, kind, None, deadline)
+    entry = _Entry.of(conn, environment_id, kind, None, OperationWait(deadline=deadline))
 
     def change(env: Environment) -> EnvironmentChange:
         if done(env):
@@ -269,28 +282,20 @@ def link(
     conn: ConnectionSettings,
     environment_id: str,
     system_id: str,
-    deadline: timedelta | datetime = DEFAULT_DEADLINE,
     max_attempts: int = MAX_LINK_ATTEMPTS,
     ensure_managed: bool = False,
-    patience: timedelta | None = None,
-    continuation_token: str | None = None,
-    attempts_so_far: int = 0,
+    wait: OperationWait | None = None,
 ) -> EnvironmentChange:
-    """Link (or swap to) the Encryption policy with `system_id` and wait; a Failed link is re-run.
+    """Link (or swap to) the Encryption policy with `system_id` and wait as `wait` says (by default up to
+    four days); a Failed link is re-run.
 
     With `ensure_managed`, an environment that is not yet a Managed Environment (a CMK prerequisite) is made
     one first, from the same read and in the same task run: a fleet pays one read and one task run per
     environment, not two. A governance change that does not finish is returned as it is (kind governance).
-
-    `deadline` (a duration from now or an absolute time) fails the link; `patience` only ends this task
-    run's wait: the change comes back StillRunning with its continuation token. `continuation_token` (with
-    the `attempts_so_far` it took) waits on that operation first and starts nothing while it runs; without
-    one, the operation a retry's or a re-run's predecessor started is found in the environment's claim.
     """
     if max_attempts < 1:
         raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
-    entry = _Entry.of(conn, environment_id, "link", system_id, deadline, patience, continuation_token,
-                      attempts_so_far, max_attempts)
+    entry = _Entry.of(conn, environment_id, "link", system_id, wait or OperationWait(), max_attempts)
     admin, operations = entry.admin, entry.operations
 
     def change(env: Environment) -> EnvironmentChange:
@@ -314,16 +319,12 @@ def unlink(
     conn: ConnectionSettings,
     environment_id: str,
     system_id: str | None = None,
-    deadline: timedelta | datetime = DEFAULT_DEADLINE,
     max_attempts: int = MAX_LINK_ATTEMPTS,
-    patience: timedelta | None = None,
-    continuation_token: str | None = None,
-    attempts_so_far: int = 0,
+    wait: OperationWait | None = None,
 ) -> EnvironmentChange:
-    """Revert to the Microsoft-managed key. `system_id`, when given, must be the linked policy's.
-    `deadline`, `patience`, `continuation_token` and `attempts_so_far` as for `link`."""
-    entry = _Entry.of(conn, environment_id, "unlink", None, deadline, patience, continuation_token,
-                      attempts_so_far, max_attempts)
+    """Revert to the Microsoft-managed key, waiting as `wait` says (by default up to four days); a Failed
+    unlink is re-run. `system_id`, when given, must be the linked policy's."""
+    entry = _Entry.of(conn, environment_id, "unlink", None, wait or OperationWait(), max_attempts)
 
     def change(env: Environment) -> EnvironmentChange:
         if env.cmk is None or not env.cmk.system_id:

@@ -59,8 +59,8 @@ class Remembered(BaseModel):
 class Drift(Remembered):
     message: str
     fix: str
-    replaces: str = Field(default="", description="the kind of an earlier finding on the same object that "
-                                                  "this one carries on (never reported resolved)")
+    replaces: str = Field(default="", description="the kind of an earlier finding on the same object "
+                                                  "that this one carries on (never reported resolved)")
 
     @property
     def event(self) -> str:

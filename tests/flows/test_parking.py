@@ -20,6 +20,7 @@ from ppcmk.services.ppadmin.pollers import ContinuationToken
 from ppcmk_flows import _parking as parking
 from ppcmk_flows._two_half import HandoffWork
 from ppcmk_tasks import access, environments, policy
+from ppcmk_tasks.environments import OperationWait
 from tests.support.sandbox import connection, target
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, PRODUCTION, REQUESTER
 
@@ -46,20 +47,20 @@ def _service_calls(cloud: Any) -> list[tuple[str, str]]:
 def test_a_patient_link_returns_still_running_and_a_resume_polls_without_linking_again(
         cloud: Any, conn: ConnectionSettings) -> None:
     system_id = _system_id(cloud, conn)
-    started = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(minutes=10))
+    started = environments.link.fn(conn, PRODUCTION, system_id,
+                                   wait=OperationWait(patience=timedelta(minutes=10)))
     token = started.continuation_token
     assert started.status == "StillRunning" and token is not None and started.attempts == 1
     assert cloud.log.count(method="POST", path=LINK) == 1
 
     cloud.log.clear()
-    still = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(0), continuation_token=token,
-                                 attempts_so_far=1)
+    resume = OperationWait(patience=timedelta(0), continuation_token=token, attempts_so_far=1)
+    still = environments.link.fn(conn, PRODUCTION, system_id, wait=resume)
     assert still.status == "StillRunning" and still.continuation_token == token
     assert [method for method, _ in _service_calls(cloud)] == ["GET"]  # one poll per wake: nothing else
 
     cloud.clock.advance(timedelta(hours=1))
-    done = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(0), continuation_token=token,
-                                attempts_so_far=1)
+    done = environments.link.fn(conn, PRODUCTION, system_id, wait=resume)
     assert done.status == "Succeeded" and done.environment is not None and done.environment.cmk.linked  # type: ignore[union-attr]
     assert cloud.log.count(method="POST", path=LINK) == 0  # the whole link was the first entry's one POST
 
@@ -69,32 +70,33 @@ def test_a_resumed_link_that_failed_is_started_again_within_max_attempts(
     tgt = target(cloud, key=KEY, policy=LINKED_POLICY)
     existing = policy.get_policy.fn(conn, tgt)
     access.revoke_key_access.fn(conn, tgt, existing.principal_id)  # every link fails when it completes
-    started = environments.link.fn(conn, PRODUCTION, str(existing.system_id), patience=timedelta(minutes=1))
+    started = environments.link.fn(conn, PRODUCTION, str(existing.system_id),
+                                   wait=OperationWait(patience=timedelta(minutes=1)))
     assert started.status == "StillRunning" and started.continuation_token is not None
     cloud.clock.advance(timedelta(hours=1))
 
-    again = environments.link.fn(conn, PRODUCTION, str(existing.system_id), max_attempts=2,
-                                 continuation_token=started.continuation_token, attempts_so_far=1)
+    resume = OperationWait(continuation_token=started.continuation_token, attempts_so_far=1)
+    again = environments.link.fn(conn, PRODUCTION, str(existing.system_id), max_attempts=2, wait=resume)
     assert again.status == "Failed" and again.attempts == 2
     assert cloud.log.count(method="POST", path=LINK) == 2  # the failed one, then exactly one re-run
-    spent = environments.link.fn(conn, PRODUCTION, str(existing.system_id), max_attempts=2,
-                                 continuation_token=again.continuation_token, attempts_so_far=2)
+    resume = OperationWait(continuation_token=again.continuation_token, attempts_so_far=2)
+    spent = environments.link.fn(conn, PRODUCTION, str(existing.system_id), max_attempts=2, wait=resume)
     assert spent.status == "Failed" and cloud.log.count(method="POST", path=LINK) == 2  # no attempts left
 
 
 def test_a_parked_unlink_is_resumed_not_sent_again(cloud: Any, conn: ConnectionSettings) -> None:
-    started = environments.unlink.fn(conn, FINANCE, patience=timedelta(minutes=5))
+    started = environments.unlink.fn(conn, FINANCE, wait=OperationWait(patience=timedelta(minutes=5)))
     assert started.status == "StillRunning" and started.continuation_token is not None
     cloud.clock.advance(timedelta(hours=1))
-    done = environments.unlink.fn(conn, FINANCE, continuation_token=started.continuation_token,
-                                  attempts_so_far=1)
+    done = environments.unlink.fn(conn, FINANCE, wait=OperationWait(
+        continuation_token=started.continuation_token, attempts_so_far=1))
     assert done.status == "Succeeded" and done.environment is not None and done.environment.cmk is None
     assert cloud.log.count(method="POST", path=UNLINK) == 1
 
 
 def test_bad_patience_values_name_the_field(cloud: Any, conn: ConnectionSettings) -> None:
     with pytest.raises(ConfigError, match=r"^patience:"):
-        environments.link.fn(conn, PRODUCTION, "x", patience=timedelta(seconds=-1))
+        environments.link.fn(conn, PRODUCTION, "x", wait=OperationWait(patience=timedelta(seconds=-1)))
     with pytest.raises(ValueError, match=r"waves\.park_after_minutes: 0"):
         WaveSpec(park_after_minutes=0)
     assert WaveSpec().park_after_minutes == 30

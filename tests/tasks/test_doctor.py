@@ -13,7 +13,7 @@ from ppcmk.models.azure import KeyInfo, PolicyInfo, RotationPolicyInfo, VaultSta
 from ppcmk.models.environments import CmkLink, Environment
 from ppcmk.models.findings import Severity
 from ppcmk_tasks.doctor import doctor_report, run_doctor
-from ppcmk_tasks.environments import link
+from ppcmk_tasks.environments import OperationWait, link
 from ppcmk_tasks.policy import get_policy
 from tests.support.arm import vault_id
 from tests.support.runs import run_in_flow
@@ -57,7 +57,7 @@ def test_doctor_reports_every_seeded_problem_in_one_run(
     policy_id = existing.policy_id(conn.subscription_id)
     # A link left running makes one environment busy (runtime disabled while the operation runs).
     system_id = get_policy.fn(conn, existing).system_id  # type: ignore[union-attr]
-    started = link.fn(conn, SANDBOX, system_id, deadline=timedelta(minutes=5))
+    started = link.fn(conn, SANDBOX, system_id, wait=OperationWait(deadline=timedelta(minutes=5)))
     assert started.status == "StillRunning"
     report = run_in_flow(run_doctor, conn, _targets(cloud), None, "pp-admin-2@contoso.example")
     found = {(f.check, f.subject) for f in report.findings if f.severity != Severity.INFO}

@@ -16,6 +16,7 @@ from ppcmk.fleet.selection import FleetSelector
 from ppcmk.safety import claims
 from ppcmk.services.factory import ClientFactory
 from ppcmk_tasks import access, environments, policy
+from ppcmk_tasks.environments import OperationWait
 from tests.support.runs import forget_run_state, run_claiming, run_in_flow
 from tests.support.sandbox import target
 from tests.support.scenario import FINANCE, PRODUCTION, UNMANAGED
@@ -168,10 +169,11 @@ def test_an_unlink_left_running_by_a_crashed_run_is_waited_for_not_refused(
 
 def test_a_wait_resumes_from_a_continuation_token(cloud: Any, conn: ConnectionSettings) -> None:
     existing = _existing_policy(cloud, conn)
-    short = environments.link.fn(conn, PRODUCTION, existing.system_id, deadline=timedelta(minutes=5))
+    short = environments.link.fn(conn, PRODUCTION, existing.system_id,
+                                 wait=OperationWait(deadline=timedelta(minutes=5)))
     assert short.status == "StillRunning" and short.continuation_token is not None
-    resumed = environments.link.fn(conn, PRODUCTION, existing.system_id, deadline=timedelta(days=1),
-                                   continuation_token=short.continuation_token, attempts_so_far=1)
+    resumed = environments.link.fn(conn, PRODUCTION, existing.system_id, wait=OperationWait(
+        deadline=timedelta(days=1), continuation_token=short.continuation_token, attempts_so_far=1))
     assert resumed.status == "Succeeded" and resumed.environment.cmk.linked  # type: ignore[union-attr]
     assert cloud.log.count(method="POST", path=LINK) == 1
 

@@ -25,7 +25,7 @@ from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, parse_resource_id
 from ppcmk.models.azure import PolicyBasics, VaultStatus
-from ppcmk.models.environments import Environment, pick
+from ppcmk.models.environments import Environment, EnvironmentOperation, pick
 from ppcmk.safety.holds import HOLD_TAG, REASON_TAG
 from ppcmk.safety.retry import cmk_task
 from ppcmk.services.factory import ClientFactory
@@ -36,7 +36,6 @@ from ppcmk.watch.estate import (
     GrantFact,
     KeyFact,
     KeyVersionFact,
-    OperationFact,
     PolicyFact,
     ReaderFact,
     ReadFailure,
@@ -183,9 +182,8 @@ def readers(factory: ClientFactory, policy: PolicyFact, admins: Sequence[str]) -
     return found
 
 
-def operations(factory: ClientFactory, environment_id: str) -> list[OperationFact]:
-    return [OperationFact(name=o.name or "", status=o.status, start_time=o.start_time, end_time=o.end_time)
-            for o in factory.pp_api().environment_operations(environment_id)]
+def operations(factory: ClientFactory, environment_id: str) -> list[EnvironmentOperation]:
+    return factory.pp_api().environment_operations(environment_id)
 
 
 # --------------------------------------------------------------------------------------------- the estate

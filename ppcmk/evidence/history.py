@@ -11,7 +11,6 @@ operation found it (an unlink: on the key; a link: not).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from ppcmk.checks.byok import byok_note, reverted_at
 from ppcmk.evidence.changes import departures
 from ppcmk.evidence.model import CoveragePoint, EstateRow, FindingSpan, Lane, Mark, Period, PickupRow, Span
 from ppcmk.models.environments import Environment, EnvironmentOperation
-from ppcmk.watch.estate import EstateFacts, KeyFact, OperationFact, PolicyFact
+from ppcmk.watch.estate import EstateFacts, KeyFact, PolicyFact
 from ppcmk.watch.rotation_pickup import pickup
 
 LINK, UNLINK, REENABLE, ROTATE = ("newcustomermanagedkey", "reverttomicrosoftkey", "enableenvironment",
@@ -44,11 +43,6 @@ class Reading:
     def policy_name(self, policy_id: str | None) -> str:
         policy = self.facts.policy(policy_id)
         return policy.name if policy else (policy_id or "").rstrip("/").rsplit("/", 1)[-1]
-
-
-def as_facts(operations: Iterable[EnvironmentOperation]) -> list[OperationFact]:
-    return [OperationFact(name=o.name or "", status=o.status, start_time=o.start_time, end_time=o.end_time)
-            for o in operations]
 
 
 def _done(operation: EnvironmentOperation, name: str) -> bool:
@@ -216,7 +210,7 @@ def pickups(reading: Reading, lanes: dict[str, Lane], keys: list[KeyFact], perio
                 env = by_name[env_id]
                 if not on_cmk(lane, created) or policy_at(env, created, reading, left).lower() not in users:
                     continue
-                found = pickup(as_facts(reading.operations.get(env.id, [])), created, reading.facts.now)
+                found = pickup(reading.operations.get(env.id, []), created, reading.facts.now)
                 rows.append(PickupRow(environment=env.display_name or env.id, environment_id=env.id,
                                       key=key.label, version=version.version, created=created, due=found.due,
                                       picked_up=found.at, status=found.status))

@@ -234,6 +234,7 @@ class WaitResult(BaseModel):
 # OperationExecutionResult.status values that mean the operation still holds the environment. "Validated"
 # (checked but not run yet) counts as active: inferred, the API reference does not say.
 ACTIVE_OPERATION_STATES = ("queued", "inprogress", "validated")
+FAILED_OPERATION_STATES = ("failed", "validationerror")
 
 
 class OperationRequester(BaseModel):
@@ -270,6 +271,10 @@ class EnvironmentOperation(BaseModel):
     @property
     def active(self) -> bool:
         return self.status.lower() in ACTIVE_OPERATION_STATES
+
+    @property
+    def failed(self) -> bool:
+        return self.status.lower() in FAILED_OPERATION_STATES
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> EnvironmentOperation:

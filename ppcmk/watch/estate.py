@@ -12,6 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from ppcmk.models.azure import PolicyBasics
+from ppcmk.models.environments import EnvironmentOperation
 
 
 class VaultFact(BaseModel):
@@ -83,21 +84,6 @@ class PolicyFact(PolicyBasics):
     hold_reason: str | None = None
 
 
-class OperationFact(BaseModel):
-    name: str
-    status: str
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.status.lower() in ("queued", "inprogress", "validated")
-
-    @property
-    def failed(self) -> bool:
-        return self.status.lower() in ("failed", "validationerror")
-
-
 class EnvironmentFact(BaseModel):
     id: str
     name: str
@@ -108,7 +94,8 @@ class EnvironmentFact(BaseModel):
     link_status: str | None = None
     key_managed_by: str = "Microsoft"
     last_modified: datetime | None = Field(default=None, description="the service's lastModifiedTime")
-    operations: list[OperationFact] | None = Field(default=None, description="None: not read (not needed)")
+    operations: list[EnvironmentOperation] | None = Field(default=None,
+                                                         description="None: not read (not needed)")
 
     @property
     def label(self) -> str:

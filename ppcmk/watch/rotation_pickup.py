@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from ppcmk.watch.estate import EnvironmentFact, KeyFact, OperationFact, PolicyFact
+from ppcmk.models.environments import EnvironmentOperation
+from ppcmk.watch.estate import EnvironmentFact, KeyFact, PolicyFact
 
 PICKUP_HOURS = 24.0  # customer-managed-key.md: "It can take 24 hours for all the resource providers ..."
 WATCH_WINDOW = timedelta(days=28)  # the previous version's hold: after it, cleanup may disable that version
@@ -32,15 +33,15 @@ class Pickup(BaseModel):
     at: datetime | None = None  # when the environment took it up
 
 
-def taken_up_at(operations: Iterable[OperationFact], created: datetime) -> datetime | None:
+def taken_up_at(operations: Iterable[EnvironmentOperation], created: datetime) -> datetime | None:
     """When the environment was first on the version created at `created`, by its operations."""
     ends = [o.end_time for o in operations
-            if o.name.lower() in TAKES_UP and o.status.lower() == "succeeded" and o.end_time is not None
-            and o.end_time >= created]
+            if (o.name or "").lower() in TAKES_UP and o.status.lower() == "succeeded"
+            and o.end_time is not None and o.end_time >= created]
     return min(ends, default=None)
 
 
-def pickup(operations: Iterable[OperationFact], created: datetime, now: datetime,
+def pickup(operations: Iterable[EnvironmentOperation], created: datetime, now: datetime,
            hours: float = PICKUP_HOURS) -> Pickup:
     due = created + timedelta(hours=hours)
     at = taken_up_at(operations, created)

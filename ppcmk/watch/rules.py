@@ -262,7 +262,7 @@ def environment_drifts(env: EnvironmentFact, estate: EstateFacts, rules: WatchRu
 
 
 def _operations(env: EnvironmentFact, now: datetime, rules: WatchRules) -> Iterator[Drift]:
-    cmk = [o for o in env.operations or [] if o.name.lower() in CMK_OPERATIONS]
+    cmk = [o for o in env.operations or [] if (o.name or "").lower() in CMK_OPERATIONS]
     latest = max(cmk, key=lambda o: o.start_time or now, default=None)
     if (env.link_status or "").lower() == "failed" or (latest and latest.failed and not env.linked):
         yield _drift("env.link_failed", ERROR, env.label, env.id, "environment",

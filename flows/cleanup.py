@@ -49,8 +49,9 @@ from ppcmk_flows._runbook import (
 )
 from ppcmk_tasks.access import read_key_grants, revoke_key_access
 from ppcmk_tasks.environments import get_environments
-from ppcmk_tasks.keyvault import key_client, read_key_versions, read_vault
+from ppcmk_tasks.keyvault import key_client, read_vault
 from ppcmk_tasks.policy import read_policy
+from ppcmk_tasks.rotation import read_key_versions
 
 PROCEDURE = "cleanup"
 

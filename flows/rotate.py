@@ -32,14 +32,9 @@ from ppcmk.services.factory import ClientFactory
 from ppcmk_flows._run_form import run_form
 from ppcmk_flows._runbook import approved, final_state, load_connection, load_target, published
 from ppcmk_tasks.holds import ensure_rotation_hold
-from ppcmk_tasks.keyvault import (
-    get_key_info,
-    list_key_versions,
-    new_key_version,
-    rotate_key_now,
-    set_rotation_policy,
-)
+from ppcmk_tasks.keyvault import get_key_info
 from ppcmk_tasks.policy import get_policy
+from ppcmk_tasks.rotation import list_key_versions, new_key_version, rotate_key_now, set_rotation_policy
 
 
 @flow(name="rotate", log_prints=False)

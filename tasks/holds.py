@@ -10,7 +10,7 @@ from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.safety import holds
 from ppcmk.safety.retry import cmk_task
 from ppcmk.services.factory import ClientFactory
-from ppcmk_tasks.keyvault import read_key_versions
+from ppcmk_tasks.rotation import read_key_versions
 
 
 @cmk_task(task_run_name="hold-key-{key_name}-version-{version}")

@@ -1,4 +1,4 @@
-"""Key Vault tasks: verify the vault, create or adopt the key, rotate, rotation policy, versions.
+"""Key Vault tasks: verify the vault, create or adopt the key, read it (rotation is `tasks.rotation`).
 
 Each task has a plain reader/helper underneath (`read_*`) so the doctor can gather the same facts without
 a task run per read. Every task re-reads before it writes, so running it twice changes nothing the second
@@ -8,16 +8,12 @@ time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.keyvault.keys import (
     KeyClient,
-    KeyProperties,
-    KeyRotationLifetimeAction,
-    KeyRotationPolicy,
-    KeyRotationPolicyAction,
     KeyVaultKey,
 )
 
@@ -28,20 +24,15 @@ from ppcmk.models.arm_ids import MANAGED_HSM_TYPE, ResourceId, parse_resource_id
 from ppcmk.models.azure import (
     AccessPolicyEntry,
     KeyInfo,
-    KeyVersionInfo,
-    KeyVersions,
     RotationPolicyInfo,
     VaultStatus,
-    iso_days,
     parse_iso_duration,
 )
 from ppcmk.models.environments import pick
 from ppcmk.safety.retry import cmk_task
-from ppcmk.safety.validation import check_rotation
 from ppcmk.services.factory import ClientFactory
 
 CMK_KEY_OPS = ["wrapKey", "unwrapKey", "encrypt", "decrypt"]
-MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation
 
 
 # ------------------------------------------------------------------------------------------------ readers
@@ -142,13 +133,6 @@ def rotation_info(
     return info
 
 
-def _policy_info(policy: KeyRotationPolicy) -> RotationPolicyInfo:
-    return rotation_info(
-        policy.expires_in,
-        ((text(a.action), a.time_after_create, a.time_before_expiry) for a in policy.lifetime_actions or []),
-    )
-
-
 def _epoch(value: Any) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(int(value), UTC)
 
@@ -217,37 +201,6 @@ def read_key_version_via_arm(
     return None if props is None else _arm_key_info(vault_id, name, props)
 
 
-def read_rotation_policy(factory: ClientFactory, vault_id: str, name: str) -> RotationPolicyInfo:
-    try:
-        policy = key_client(factory, vault_id).get_key_rotation_policy(name)
-    except ResourceNotFoundError:
-        return RotationPolicyInfo()
-    return _policy_info(policy)
-
-
-def read_key_versions(factory: ClientFactory, vault_id: str, name: str) -> KeyVersions:
-    client = key_client(factory, vault_id)
-    current = client.get_key(name).properties.version
-    now = factory.now()
-    versions = [_version_info(p, now, current) for p in client.list_properties_of_key_versions(name)]
-    versions.sort(key=lambda v: v.created_on or datetime.min.replace(tzinfo=now.tzinfo), reverse=True)
-    return KeyVersions(vault_id=vault_id, name=name, versions=versions)
-
-
-def _version_info(props: KeyProperties, now: datetime, current: str | None) -> KeyVersionInfo:
-    age = (now - props.created_on).total_seconds() / 86400 if props.created_on else None
-    return KeyVersionInfo(
-        version=str(props.version),
-        kid=str(props.id),
-        enabled=bool(props.enabled),
-        created_on=props.created_on,
-        not_before=props.not_before,
-        expires_on=props.expires_on,
-        age_days=age,
-        current=props.version == current,
-    )
-
-
 # ------------------------------------------------------------------------------------------------- tasks
 
 
@@ -257,7 +210,9 @@ def verify_vault(conn: ConnectionSettings, target: TargetSettings) -> VaultStatu
     return read_vault(ClientFactory.for_settings(conn), target.vault_id)
 
 
-def _refuse_mismatch(target: TargetSettings, existing: KeyInfo) -> None:
+def require_target_shape(target: TargetSettings, existing: KeyInfo) -> None:
+    """Refuse a key whose type or size is not the target's: adopting it would change what the target
+    means."""
     expected_kty = {"RSA": {"RSA", "RSA-HSM"}, "RSA-HSM": {"RSA-HSM"}}[target.key_type]
     if existing.kty not in expected_kty:
         raise ConfigError(
@@ -273,7 +228,7 @@ def _refuse_mismatch(target: TargetSettings, existing: KeyInfo) -> None:
         )
 
 
-def _create_version(
+def create_key_version(
     factory: ClientFactory, target: TargetSettings, expires_on: datetime | None = None
 ) -> KeyInfo:
     """Create the key, or a new version of it, with the target's type and size and the CMK operations."""
@@ -294,104 +249,9 @@ def create_or_adopt_key(conn: ConnectionSettings, target: TargetSettings) -> Key
     factory = ClientFactory.for_settings(conn)
     existing = read_key(factory, target.vault_id, target.key_name)
     if existing is not None:
-        _refuse_mismatch(target, existing)
+        require_target_shape(target, existing)
         return existing
-    return _create_version(factory, target)
-
-
-def _already_rotated(current: KeyInfo, since: datetime | None) -> bool:
-    return since is not None and current.created_on is not None and current.created_on >= since
-
-
-@cmk_task(task_run_name="rotate-key-now-{target.key_name}")
-def rotate_key_now(
-    conn: ConnectionSettings, target: TargetSettings, since: datetime | None = None
-) -> KeyInfo:
-    """Rotate through Key Vault (new version per the rotation policy's expiry).
-
-    `since` makes the rotation idempotent: when the current version was created at or after it (a previous
-    attempt of the same change already rotated), nothing happens. Without it every call rotates.
-    """
-    factory = ClientFactory.for_settings(conn)
-    current = read_key(factory, target.vault_id, target.key_name)
-    if current is None:
-        raise ConfigError(
-            "key_name",
-            f"key {target.key_name!r} does not exist in the vault",
-            "run onboarding (create_or_adopt_key) first, or fix key_name",
-        )
-    if _already_rotated(current, since):
-        return current
-    with service_errors():
-        rotated = key_client(factory, target.vault_id).rotate_key(target.key_name)
-    return key_info(target.vault_id, rotated, created=True)
-
-
-@cmk_task(task_run_name="new-key-version-{target.key_name}")
-def new_key_version(
-    conn: ConnectionSettings,
-    target: TargetSettings,
-    since: datetime | None = None,
-    expires_on: datetime | None = None,
-) -> KeyInfo:
-    """Create a new version with the target's type and size (and an optional expiry); `since` as in rotate."""
-    factory = ClientFactory.for_settings(conn)
-    current = read_key(factory, target.vault_id, target.key_name)
-    if current is not None:
-        _refuse_mismatch(target, current)
-        if _already_rotated(current, since):
-            return current
-    if expires_on is not None and expires_on <= factory.now() + MIN_EXPIRY_AFTER_ROTATION:
-        raise ConfigError(
-            "expires_on",
-            f"{expires_on.isoformat()} is less than 28 days away",
-            "set an expiry at least 28 days out (the previous version must outlive rotation)",
-        )
-    return _create_version(factory, target, expires_on)
-
-
-@cmk_task(task_run_name="set-rotation-policy-{target.key_name}")
-def set_rotation_policy(
-    conn: ConnectionSettings,
-    target: TargetSettings,
-    rotate_after_days: int = 90,
-    expire_after_days: int | None = 365,
-    notify_before_days: int = 30,
-) -> RotationPolicyInfo:
-    """Rotate every N days; versions expire >= 28 days after the next rotation. Writes only on change."""
-    check_rotation(rotate_after_days, expire_after_days, notify_before_days)
-    wanted = RotationPolicyInfo(
-        rotate_after_create=timedelta(days=rotate_after_days),
-        notify_before_expiry=timedelta(days=notify_before_days) if expire_after_days else None,
-        expires_after=timedelta(days=expire_after_days) if expire_after_days else None,
-    )
-    factory = ClientFactory.for_settings(conn)
-    current = read_rotation_policy(factory, target.vault_id, target.key_name)
-    if current.model_dump(exclude={"changed"}) == wanted.model_dump(exclude={"changed"}):
-        return current
-    actions = [
-        KeyRotationLifetimeAction(
-            KeyRotationPolicyAction.rotate, time_after_create=iso_days(rotate_after_days)
-        )
-    ]
-    if expire_after_days:
-        actions.append(
-            KeyRotationLifetimeAction(
-                KeyRotationPolicyAction.notify, time_before_expiry=iso_days(notify_before_days)
-            )
-        )
-    policy = KeyRotationPolicy(
-        lifetime_actions=actions, expires_in=iso_days(expire_after_days) if expire_after_days else None
-    )
-    with service_errors():
-        written = key_client(factory, target.vault_id).update_key_rotation_policy(target.key_name, policy)
-    return _policy_info(written).model_copy(update={"changed": True})
-
-
-@cmk_task(task_run_name="list-key-versions-{target.key_name}")
-def list_key_versions(conn: ConnectionSettings, target: TargetSettings) -> KeyVersions:
-    """Every version of the key, newest first, with its age on the cloud's clock."""
-    return read_key_versions(ClientFactory.for_settings(conn), target.vault_id, target.key_name)
+    return create_key_version(factory, target)
 
 
 @cmk_task(task_run_name="get-key-info-{target.key_name}")

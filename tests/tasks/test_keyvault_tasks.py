@@ -9,7 +9,7 @@ import pytest
 
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, ServiceError
-from ppcmk_tasks import keyvault
+from ppcmk_tasks import keyvault, rotation
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import target
 
@@ -59,7 +59,7 @@ def test_two_throttled_creates_then_success_make_one_key(
     assert key.created
     assert cloud.log.count(method="POST", path=CREATE, status=429) == 2
     assert cloud.log.count(method="POST", path=CREATE, status=200) == 1
-    assert len(keyvault.list_key_versions.fn(conn, target(cloud)).versions) == 1
+    assert len(rotation.list_key_versions.fn(conn, target(cloud)).versions) == 1
 
 
 def test_a_rejected_request_is_not_retried(
@@ -76,10 +76,10 @@ def test_rotation_policy_is_validated_then_written_only_on_change(
 ) -> None:
     tgt = target(cloud, key="cmk-prod")
     with pytest.raises(ConfigError, match=r"expire_after_days.*at least 118"):
-        keyvault.set_rotation_policy.fn(conn, tgt, rotate_after_days=90, expire_after_days=100)
+        rotation.set_rotation_policy.fn(conn, tgt, rotate_after_days=90, expire_after_days=100)
     assert cloud.log.count(method="PUT", path="rotationpolicy") == 0
-    first = keyvault.set_rotation_policy.fn(conn, tgt, rotate_after_days=90, expire_after_days=365)
-    second = keyvault.set_rotation_policy.fn(conn, tgt, rotate_after_days=90, expire_after_days=365)
+    first = rotation.set_rotation_policy.fn(conn, tgt, rotate_after_days=90, expire_after_days=365)
+    second = rotation.set_rotation_policy.fn(conn, tgt, rotate_after_days=90, expire_after_days=365)
     assert first.changed and not second.changed
     assert first.rotate_after_create == timedelta(days=90) and first.expires_after == timedelta(days=365)
     assert cloud.log.count(method="PUT", path="rotationpolicy") == 1
@@ -89,10 +89,10 @@ def test_rotate_now_is_idempotent_for_one_change(cloud: Any, conn: ConnectionSet
     tgt = target(cloud, key="cmk-prod")
     cloud.clock.advance(timedelta(days=1))
     since = cloud.clock.now()
-    rotated = keyvault.rotate_key_now.fn(conn, tgt, since=since)
-    again = keyvault.rotate_key_now.fn(conn, tgt, since=since)
+    rotated = rotation.rotate_key_now.fn(conn, tgt, since=since)
+    again = rotation.rotate_key_now.fn(conn, tgt, since=since)
     assert rotated.created and not again.created and again.version == rotated.version
-    history = keyvault.list_key_versions.fn(conn, tgt)
+    history = rotation.list_key_versions.fn(conn, tgt)
     assert [v.current for v in history.versions] == [True, False]
     assert history.versions[1].age_days == pytest.approx(31.0)
     assert cloud.log.count(method="POST", path=r"/rotate$", status=200) == 1
@@ -101,7 +101,7 @@ def test_rotate_now_is_idempotent_for_one_change(cloud: Any, conn: ConnectionSet
 def test_new_version_refuses_a_short_expiry(cloud: Any, conn: ConnectionSettings) -> None:
     tgt = target(cloud, key="cmk-prod")
     with pytest.raises(ConfigError, match="expires_on"):
-        keyvault.new_key_version.fn(conn, tgt, expires_on=cloud.clock.now() + timedelta(days=10))
-    created = keyvault.new_key_version.fn(conn, tgt, expires_on=cloud.clock.now() + timedelta(days=400))
+        rotation.new_key_version.fn(conn, tgt, expires_on=cloud.clock.now() + timedelta(days=10))
+    created = rotation.new_key_version.fn(conn, tgt, expires_on=cloud.clock.now() + timedelta(days=400))
     assert created.created and created.expires_on is not None
     assert keyvault.get_key_info.fn(conn, tgt).version == created.version

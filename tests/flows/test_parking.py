@@ -169,7 +169,7 @@ def test_the_checkpoint_round_trips_through_result_storage_without_secrets(
     conn = connection(cloud)
     work = HandoffWork(
         plan=Plan(procedure="onboard", requester=REQUESTER, target_summary="t"),
-        approvers=[PP_ADMIN], expected=["e1", "e2"], connection_block="sandbox-pp-admin",
+        approvers=[PP_ADMIN], expected=["e1", "e2"], pp_connection="sandbox-pp-admin",
         policy=policy.get_policy.fn(conn, target(cloud, key=KEY, policy=LINKED_POLICY)))
     report = run_waves([FLEET[:2]], lambda m: StepResult(state="parked", parked=_parked(m.id)), WaveSpec())
 

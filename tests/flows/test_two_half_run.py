@@ -69,7 +69,7 @@ def test_a_parked_run_reentering_has_its_saved_work_and_the_approvers_connection
 ) -> None:
     policy = get_policy.fn(connection(cloud, "kv-admin"), target(cloud, key=KEY, policy=LINKED_POLICY))
     saved = HandoffWork(plan=Plan(procedure="onboard", requester=REQUESTER, target_summary="Finance"),
-                        approvers=[PP_ADMIN], expected=[FINANCE], connection_block=sandbox_blocks["pp-admin"],
+                        approvers=[PP_ADMIN], expected=[FINANCE],
                         policy=policy)
     steps: list[str] = []
 

@@ -1,8 +1,10 @@
 """What `ppcmk approve` does before it resumes a run: it signs the person in at the tenant's identity provider
 (a device code, or their Azure CLI login) for the proof the run asks, and refuses what the run would refuse
 (`ppcmk.approvals.request`): a stale plan, a missing confirmation, the requester, the same person twice, a
-missing Power Platform role. A refusal here changes nothing: the run is not resumed. The run judges the
-proof again itself (signature, age, single use, Reader, Key Vault rights)."""
+missing Power Platform role, no Reader on the policy as the Key Vault admin's view showed it when the run
+asked (a fresh Reader shows there at once, in its holder's own reads only minutes later). A refusal here
+changes nothing: the run is not resumed. The run judges everything again itself (the proof's signature,
+age and single use, Reader, Key Vault rights)."""
 
 from __future__ import annotations
 
@@ -79,17 +81,21 @@ def check_answer(waiting: WaitingRun, run_input: dict[str, Any], person: ProvenP
     """Refuse (exit 3) what the run would refuse; returns the answerer's readable name."""
     request = request_of(waiting)
     if run_input["decision"] == "reject":
-        return person.name
+        return person.label
     if request.get("confirm_text") is not None and (run_input.get("confirmation") or "") != request[
             "confirm_text"]:
         raise refuse(f"this approval needs --confirm {request['confirm_text']} (the enterprise policy name)")
     if person.object_id.lower() == request.get("requester_id"):
-        raise refuse(f"{person.name} requested this run and cannot approve it; another administrator "
+        raise refuse(f"{person.label} requested this run and cannot approve it; another administrator "
                      "answers, signed in as themselves")
     if person.object_id.lower() in request.get("approved_by", []):
-        raise refuse(f"{person.name} already approved; {request.get('approvers_needed')} different people "
+        raise refuse(f"{person.label} already approved; {request.get('approvers_needed')} different people "
                      "are required")
     if request.get("kind") in ("handoff", "lock") and not set(person.roles) & set(POWER_PLATFORM_ROLES):
-        raise refuse(f"{person.name} holds neither {' nor '.join(POWER_PLATFORM_ROLES.values())}; a Power "
+        raise refuse(f"{person.label} holds neither {' nor '.join(POWER_PLATFORM_ROLES.values())}; a Power "
                      "Platform admin answers")
-    return person.name
+    if request.get("kind") == "handoff" and person.object_id.lower() not in request.get("reader_ids", []):
+        policy = str(request.get("policy_id") or "").rstrip("/").split("/")[-1]
+        raise refuse(f"{person.label} has no Reader role on the enterprise policy {policy}; the Key Vault "
+                     "admin grants it (role acdd72a7-3385-48ef-bd42-f606fba81ae7)")
+    return person.label

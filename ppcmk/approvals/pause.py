@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import keyset_from_paused_state
-from prefect.states import Cancelled, Suspended
+from prefect.states import Cancelled, Paused, Suspended
 from prefect.utilities.urls import url_for
 
 from ppcmk.approvals.forms import REQUEST, FormKind, PlanApproval, form_for
@@ -128,16 +128,17 @@ def _stored_answer(run_id: UUID, response_key: str) -> Answer:
 def forget_proof(answer: Answer, key: str) -> None:
     """Remove the proof from a stored answer once its request is decided: it proved one answer and is kept
     nowhere after (a bearer token until it expires, though for an app that opens nothing)."""
-    response = keyset_from_paused_state(Suspended(pause_key=key))["response"]
     with get_client(sync_client=True) as client:
-        try:
-            stored = json.loads(client.read_flow_run_input(answer.waiting_run_id, response))
-        except Exception:  # nothing stored under this key (any more)
-            return
-        if not isinstance(stored, dict) or not stored.get("proof"):
-            return
-        client.delete_flow_run_input(answer.waiting_run_id, response)
-        client.create_flow_run_input(answer.waiting_run_id, response, json.dumps({**stored, "proof": ""}))
+        for paused in (Paused(pause_key=key), Suspended(pause_key=key)):  # a subflow paused, or the run
+            response = keyset_from_paused_state(paused)["response"]
+            try:
+                stored = json.loads(client.read_flow_run_input(answer.waiting_run_id, response))
+            except Exception:  # nothing stored under this key (any more)
+                continue
+            if isinstance(stored, dict) and stored.get("proof"):
+                client.delete_flow_run_input(answer.waiting_run_id, response)
+                client.create_flow_run_input(answer.waiting_run_id, response,
+                                             json.dumps({**stored, "proof": ""}))
 
 
 def record_verdict(answer: Answer, key: str, verdict: dict[str, Any]) -> None:

@@ -187,6 +187,6 @@ def test_the_checkpoint_round_trips_through_result_storage_without_secrets(
     loaded, stored, cleared = round_trip()
     assert HandoffWork.model_validate(loaded.work) == work and loaded.report == report and loaded.parks == 1
     assert [r.parked.token for r in loaded.report.parked] == [r.parked.token for r in report.parked]
-    assert b'"connection_block":"sandbox-pp-admin"' in stored  # the block's name; its settings never
+    assert b'"pp_connection":"sandbox-pp-admin"' in stored  # the block's name; its settings never
     assert b"client_secret" not in stored and b"ca_bundle" not in stored and b"eyJ" not in stored  # no JWT
     assert cleared is None

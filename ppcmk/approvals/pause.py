@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import keyset_from_paused_state
-from prefect.states import Cancelled, Paused, Suspended
+from prefect.states import Cancelled, Paused, State, Suspended
 from prefect.utilities.urls import url_for
 
 from ppcmk.approvals.forms import REQUEST, FormKind, PlanApproval, form_for
@@ -129,7 +129,8 @@ def forget_proof(answer: Answer, key: str) -> None:
     """Remove the proof from a stored answer once its request is decided: it proved one answer and is kept
     nowhere after (a bearer token until it expires, though for an app that opens nothing)."""
     with get_client(sync_client=True) as client:
-        for paused in (Paused(pause_key=key), Suspended(pause_key=key)):  # a subflow paused, or the run
+        paused: State  # a subflow paused, or the run suspended
+        for paused in (Paused(pause_key=key), Suspended(pause_key=key)):
             response = keyset_from_paused_state(paused)["response"]
             try:
                 stored = json.loads(client.read_flow_run_input(answer.waiting_run_id, response))

@@ -92,22 +92,39 @@ class FormText:
 
 
 def describe(plan: Plan, text: FormText) -> str:
-    """The markdown Prefect shows above the form: short, structured, names before ids; what changes first
-    after who asks, the full table one link away."""
+    """The markdown Prefect shows above the form: short, structured, names before ids. Its first lines are
+    what a hurried approver must see without scrolling the description's box: what they decide (what changes,
+    how many outages), who asks and until when, how to prove who they are; the details follow, the full table
+    one link away."""
     lines = [f"### {plan.procedure}: {plan.target_summary}"]
     if text.refused:
         lines.append(f"> **The last answer was refused:** {text.refused}. Answer again.\n")
     lines += [
+        f"**You decide:** {decision_summary(plan)}. *approve* runs exactly this plan, *reject* ends the run "
+        "Rejected  ",
         f"**Requested by** {text.requester} · **answer by** {text.answer_by:%Y-%m-%d %H:%M} UTC, else the "
         "run ends *Expired*  ",
-        f"**May approve:** {text.who_may_approve}" + (f"  \n**To do:** {text.ask}" if text.ask else ""),
     ]
     if text.how_to_prove:
-        lines.append(f"**Prove who you are:** {text.how_to_prove}")
+        lines.append(f"**Prove who you are:** {text.how_to_prove}  ")
+    to_do = f"  \n**To do:** {text.ask}" if text.ask else ""
+    lines.append(f"**May approve:** {text.who_may_approve}{to_do}")
     lines += _environments(plan) + _other_changes(plan) + _holds(plan) + _findings(plan)
     table = f"[plan table]({text.plan_link})" if text.plan_link else f"artifact `{plan_table_key(plan)}`"
     lines += ["", f"**Plan** `{plan.hash[:12]}` (full hash pre-filled below) · every step: {table}"]
     return "\n".join(lines)
+
+
+def decision_summary(plan: Plan, named: int = 3) -> str:
+    """'2 of 3 environments change (Contoso Production, Contoso Sandbox), 2 outage windows'."""
+    environments = [i for i in plan.items if i.kind == "environment"]
+    if not environments:
+        return f"{len(plan.changes)} change(s), no environment offline"
+    changing = [i.name or i.detail or i.target for i in environments if i.changes]
+    more = f" and {len(changing) - named} more" if len(changing) > named else ""
+    listed = f" ({', '.join(changing[:named])}{more})" if changing else ""
+    return (f"{len(changing)} of {len(environments)} environment(s) change{listed}, "
+            f"{len(plan.outages)} outage window(s)")
 
 
 def environment_label(item: PlanItem) -> str:

@@ -124,6 +124,25 @@ def choose(page: Any, dialog: Any, label: str, option: str) -> None:
     assert option in field.locator(".p-select-button__value").inner_text()
 
 
+# Is the element's bottom inside every scrolling box around it and inside the window, as the page opened?
+SEEN_WITHOUT_SCROLLING = """element => {
+    const bottom = element.getBoundingClientRect().bottom;
+    for (let box = element.parentElement; box; box = box.parentElement) {
+        const style = getComputedStyle(box);
+        const scrolls = /(auto|scroll)/.test(style.overflowY) && box.scrollHeight > box.clientHeight;
+        if (scrolls && bottom > box.getBoundingClientRect().bottom) return false;
+    }
+    return bottom <= window.innerHeight;
+}"""
+ESSENTIALS = ("You decide:", "Requested by", "Prove who you are:")
+
+
+def unseen_essentials(dialog: Any) -> list[str]:
+    """The form's essentials a person would have to scroll to, inside the description or the page."""
+    return [text for text in ESSENTIALS
+            if not dialog.get_by_text(text, exact=False).first.evaluate(SEEN_WITHOUT_SCROLLING)]
+
+
 def sign_in_page(shown: str) -> str:
     """The sign-in page the form names (`ppcmk serve` runs it)."""
     found = re.search(r"open (http://localhost:\d+/)", shown)
@@ -157,6 +176,8 @@ def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, home: Path
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Your proof").wait_for()
     shown = dialog.inner_text()
+    page.screenshot(path=str(home / f"{decision}-form-opened.png"))
+    assert unseen_essentials(dialog) == [], "essentials of the plan below the fold of the Resume form"
     proof = proof_from_the_sign_in_page(page, sign_in_page(" ".join(shown.split())), home, home)
     choose(page, dialog, "Decision", decision)
     field = dialog.locator(".schema-form-property", has_text="Your proof").first
@@ -214,8 +235,8 @@ def test_a_plan_approved_in_the_browser_completes(
 ) -> None:
     home = served[2]
     run = answered(served, browser, "approve", 300)
-    for expected in ("Contoso Production", "Contoso Sandbox", "Outage #1 of", "Requested by",
-                     "May approve", "Plan"):
+    for expected in ("You decide: 2 of 2 environment(s) change (Contoso Production, Contoso Sandbox)",
+                     "Outage #1 of", "Requested by", "May approve", "Prove who you are", "Plan"):
         assert expected in run.shown, f"{expected!r} not on the Resume form:\n{run.shown}"
     assert run.final == "Completed", (home / "serve.log").read_text()[-3000:]
     run.page.reload()

@@ -235,7 +235,8 @@ def test_a_plan_approved_in_the_browser_completes(
 ) -> None:
     home = served[2]
     run = answered(served, browser, "approve", 300)
-    for expected in ("You decide:", "Contoso Production", "Contoso Sandbox", "Outage #1 of", "Requested by", "May approve", "Prove who you are", "Plan"):
+    for expected in ("You decide:", "Contoso Production", "Contoso Sandbox", "Outage #1 of",
+                     "Requested by", "May approve", "Prove who you are", "Plan"):
         assert expected in run.shown, f"{expected!r} not on the Resume form:\n{run.shown}"
     assert run.final == "Completed", (home / "serve.log").read_text()[-3000:]
     run.page.reload()

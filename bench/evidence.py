@@ -63,7 +63,7 @@ def live_the_year(cloud: object, label: str, scratch: Path) -> tuple[ConnectionS
     blocks = register_sandbox_blocks(profile, SandboxBlocks.with_prefix(f"bench-{label}"))
     chapters = {chapter.runbook: chapter for chapter in story(blocks, scratch / "report")}
     teller = StoryTeller(Console(file=io.StringIO()), sandbox_inputs(), cloud.clock.now,  # type: ignore[attr-defined]
-                         scratch / "report")
+                         scratch / "report", profile)
     for number, (runbook, days) in enumerate(YEAR, start=1):
         cloud.clock.advance(timedelta(days=days))  # type: ignore[attr-defined]
         outcome = teller.chapter(number, chapters[runbook], blocks)

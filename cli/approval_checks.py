@@ -1,20 +1,29 @@
-"""What `ppcmk approve` checks before it resumes a run, the same rules the flow applies to the answer
-(`ppcmk.approvals.gate`): the proven approver, separation of duty, Reader, the confirmation, the plan hash. A
-refusal here changes nothing: the run is not resumed."""
+"""What `ppcmk approve` does before it resumes a run: it signs the person in at the tenant's identity provider
+(a device code, or their Azure CLI login) for the proof the run asks, and refuses what the run would refuse
+(`ppcmk.approvals.request`): a stale plan, a missing confirmation, the requester, the same person twice, a
+missing Power Platform role, no Reader on the policy as the Key Vault admin's view showed it when the run
+asked (a fresh Reader shows there at once, in its holder's own reads only minutes later). A refusal here
+changes nothing: the run is not resumed. The run judges everything again itself (the proof's signature,
+age and single use, Reader, Key Vault rights)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, cast
+import time
+from datetime import datetime
+from typing import Any
 
-from azure.core.exceptions import HttpResponseError
+from rich.console import Console
 
 from ppcmk.approvals.forms import REQUEST
-from ppcmk.approvals.proof import Refused, sign_in
-from ppcmk.cloud.settings import ConnectionSettings
-from ppcmk.services.factory import ClientFactory
+from ppcmk.approvals.request import POWER_PLATFORM_ROLES
+from ppcmk.errors import ProofRefused
+from ppcmk.identity.keys import TenantKeys
+from ppcmk.identity.proof import Expected, ProvenPerson, verify
+from ppcmk.identity.signin import SignIn
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.prefect_api import WaitingRun
+
+error_console = Console(stderr=True)
 
 
 def request_of(waiting: WaitingRun) -> dict[str, Any]:
@@ -27,103 +36,66 @@ def refuse(reason: str) -> CliError:
     return CliError(f"not resumed: {reason}", ExitCode.BLOCKED)
 
 
-@dataclass(frozen=True)
-class Answerer:
-    """Who the named connection block signs in as."""
+def sign_in_of(waiting: WaitingRun) -> SignIn:
+    """Where the run's question says to sign in (tenant, authority, the approvals scope)."""
+    described = request_of(waiting).get("sign_in")
+    if not isinstance(described, dict):
+        raise CliError(f"run {waiting.run.id} does not say where to sign in (asked by an older ppcmk); "
+                       "answer it in the Prefect UI", ExitCode.USAGE)
+    return SignIn.model_validate(described)
 
-    object_id: str
-    label: str
-    factory: ClientFactory
+
+def show_device_code(verification_uri: str, user_code: str, expires_on: datetime) -> None:
+    error_console.print(f"To prove who you are, open {verification_uri} and enter the code {user_code} "
+                        f"(valid until {expires_on:%H:%M} UTC), then sign in as yourself.", soft_wrap=True)
 
 
-def check_answer(waiting: WaitingRun, run_input: dict[str, Any], typed: str | None, plan: str | None) -> str:
-    """Refuse (exit 3) what the flow would refuse; returns the approver's readable name."""
+def proof_for(signin: SignIn, azure_cli: bool, ca_bundle: str | None) -> str:
+    """The person's fresh token for the approvals app: through their Azure CLI login, or a device code."""
+    return signin.azure_cli_token() if azure_cli else signin.device_code_token(show_device_code, ca_bundle)
+
+
+def who_proved(signin: SignIn, proof: str, ca_bundle: str | None) -> ProvenPerson:
+    """Who the proof names, checked as the run will (the run also checks its age against the question and
+    that it is used once)."""
+    keys = TenantKeys(signin.authority, signin.tenant_id, ca_bundle)
+    expected = Expected(signin.tenant_id, signin.audiences, signin.scope.rsplit("/", 1)[-1],
+                        asked_at=time.time() - 3600)
+    try:
+        return verify(proof, expected, keys)
+    except ProofRefused as why:
+        raise refuse(str(why)) from None
+
+
+def check_plan(waiting: WaitingRun, plan: str | None) -> None:
+    """The plan the person reviewed (`--plan`) is still the one asked about: checked before they sign in."""
+    asked = request_of(waiting).get("plan_hash", "")
+    if plan and not asked.startswith(plan.lower()):
+        raise refuse(
+            f"the run now asks about plan {asked[:12] or '?'}, not {plan[:12]} (the plan changed since you "
+            "reviewed it): review it with `ppcmk approvals --full`"
+        )
+
+
+def check_answer(waiting: WaitingRun, run_input: dict[str, Any], person: ProvenPerson) -> str:
+    """Refuse (exit 3) what the run would refuse; returns the answerer's readable name."""
     request = request_of(waiting)
-    if plan and not request.get("plan_hash", "").startswith(plan.lower()):
-        raise refuse(
-            f"the run now asks about plan {request.get('plan_hash', '?')[:12]}, not {plan[:12]} (the "
-            "plan changed since you reviewed it): review it with `ppcmk approvals --full`"
-        )
-    answerer = _signed_in(waiting, run_input["connection_block"])
-    _check_typed(answerer, typed, run_input["connection_block"])
     if run_input["decision"] == "reject":
-        return answerer.label
-    if (
-        request.get("confirm_text") is not None
-        and (run_input.get("confirmation") or "") != request["confirm_text"]
-    ):
+        return person.label
+    if request.get("confirm_text") is not None and (run_input.get("confirmation") or "") != request[
+            "confirm_text"]:
         raise refuse(f"this approval needs --confirm {request['confirm_text']} (the enterprise policy name)")
-    if answerer.object_id == request.get("requester_id"):
-        raise refuse(
-            f"{answerer.label} requested this run and cannot approve it; a second administrator "
-            "answers with their own --connection"
-        )
-    if answerer.object_id in request.get("approved_by", []):
-        raise refuse(
-            f"{answerer.label} already approved; {request.get('approvers_needed')} different "
-            "approvers are required"
-        )
-    if request.get("kind") == "handoff" and request.get("policy_id"):
-        _check_reader(answerer, request["policy_id"], request.get("reader_ids") or [])
-    return answerer.label
-
-
-def _signed_in(waiting: WaitingRun, block: str) -> Answerer:
-    offered = waiting.schema.get("properties", {}).get("connection_block", {}).get("enum")
-    if offered and block not in offered:
-        raise refuse(
-            f"the form offers the connection blocks {', '.join(offered)}; {block!r} is not one of them "
-            "(a block created after the run asked is offered when it asks again)"
-        )
-    try:
-        proven = sign_in(block, _load_connection)
-    except Refused as refused:
-        raise refuse(str(refused)) from None
-    return Answerer(proven.object_id, proven.label, ClientFactory.for_settings(proven.connection))
-
-
-def _load_connection(block: str) -> ConnectionSettings:
-    from ppcmk_blocks import CmkConnection
-
-    return cast(CmkConnection, CmkConnection.load(block)).settings()
-
-
-def _check_typed(answerer: Answerer, typed: str | None, block: str) -> None:
-    """--as is a claim; it must be who the block signs in as."""
-    if not typed:
-        return
-    from ppcmk_tasks.access import lookup_principal
-
-    try:
-        claimed = lookup_principal(answerer.factory, typed).object_id.lower()
-    except Exception:  # an unknown name backs nothing
-        claimed = typed.strip().lower()
-    if claimed != answerer.object_id:
-        raise refuse(
-            f"--as {typed} is not who connection block {block!r} signs in as ({answerer.label}); "
-            "name your own block, or leave --as out"
-        )
-
-
-def _check_reader(answerer: Answerer, policy_id: str, reader_ids: list[str]) -> None:
-    """Refuse only an answerer who neither held Reader (or higher) on the policy when the run asked, as the
-    Key Vault admin saw it (`reader_ids`), nor shows it in their own read: a fresh Reader shows in its
-    holder's own reads only minutes later. The run checks again with the Key Vault admin's view."""
-    if answerer.object_id.lower() in {object_id.lower() for object_id in reader_ids}:
-        return
-    from ppcmk_tasks.access import POLICY_READ_ROLES, read_role_grants
-
-    try:
-        grants = read_role_grants(answerer.factory, policy_id, answerer.object_id, POLICY_READ_ROLES)
-    except HttpResponseError as denied:
-        # a Reader granted after the run asked is refused (403) to its holder until it applies: the run
-        # checks it with the Key Vault admin's view after resuming
-        if denied.status_code in (401, 403):
-            return
-        raise
-    if not grants:
-        policy = policy_id.rstrip("/").split("/")[-1]
-        raise refuse(
-            f"{answerer.label} has no Reader role on the enterprise policy {policy}; the Key Vault "
-            "admin grants it (role acdd72a7-3385-48ef-bd42-f606fba81ae7)"
-        )
+    if person.object_id.lower() == request.get("requester_id"):
+        raise refuse(f"{person.label} requested this run and cannot approve it; another administrator "
+                     "answers, signed in as themselves")
+    if person.object_id.lower() in request.get("approved_by", []):
+        raise refuse(f"{person.label} already approved; {request.get('approvers_needed')} different people "
+                     "are required")
+    if request.get("kind") in ("handoff", "lock") and not set(person.roles) & set(POWER_PLATFORM_ROLES):
+        raise refuse(f"{person.label} holds neither {' nor '.join(POWER_PLATFORM_ROLES.values())}; a Power "
+                     "Platform admin answers")
+    if request.get("kind") == "handoff" and person.object_id.lower() not in request.get("reader_ids", []):
+        policy = str(request.get("policy_id") or "").rstrip("/").split("/")[-1]
+        raise refuse(f"{person.label} has no Reader role on the enterprise policy {policy}; the Key Vault "
+                     "admin grants it (role acdd72a7-3385-48ef-bd42-f606fba81ae7)")
+    return person.label

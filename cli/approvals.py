@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from prefect.client.orchestration import SyncPrefectClient
@@ -18,7 +19,8 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from ppcmk.approvals.pause import verdict_key
-from ppcmk_cli.approval_checks import check_answer, request_of
+from ppcmk.identity.signin import SignIn
+from ppcmk_cli.approval_checks import check_answer, check_plan, proof_for, request_of, sign_in_of, who_proved
 from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
@@ -82,13 +84,13 @@ def approvals(
             console.rule(f"{waiting.flow_name} · {waiting.run.id}")
             console.print(Markdown(waiting.description or "(no description)"))
     console.print(
-        "Answer one with: ppcmk approve RUN_ID --connection YOUR_BLOCK [--reject] [--comment TEXT] "
-        "[--confirm POLICY]"
+        "Answer one with: ppcmk approve RUN_ID [--reject] [--comment TEXT] [--confirm POLICY] "
+        "(it signs you in: a device code, or --azure-cli)"
     )
 
 
 def decision_for(
-    waiting: WaitingRun, *, reject: bool, comment: str, connection_block: str, confirmation: str | None
+    waiting: WaitingRun, *, reject: bool, comment: str, proof: str, confirmation: str | None
 ) -> dict[str, Any]:
     """The run input answering `waiting`, bound to the plan hash the flow pre-filled in its form."""
     plan_hash = waiting.schema.get("properties", {}).get("plan_hash", {}).get("default")
@@ -100,7 +102,7 @@ def decision_for(
         )
     run_input: dict[str, Any] = {
         "decision": "reject" if reject else "approve",
-        "connection_block": connection_block,
+        "proof": proof,
         "comment": comment,
         "plan_hash": plan_hash,
     }
@@ -150,19 +152,6 @@ def report(waiting: WaitingRun, verdict: dict[str, Any] | None, seconds: float) 
 @reports_errors
 def approve(
     run_id: Annotated[str, typer.Argument(help="The waiting flow run (see `ppcmk approvals`).")],
-    connection: Annotated[
-        str,
-        typer.Option(
-            help="YOUR CmkConnection block: the run signs in with it, and who it "
-            "signs in as is the approver (hand-offs run with it)."
-        ),
-    ],
-    approver: Annotated[
-        str | None,
-        typer.Option(
-            "--as", help="Your UPN or object id; refused unless it is who --connection signs in as."
-        ),
-    ] = None,
     reject: Annotated[bool, typer.Option("--reject", help="Reject the plan: the run ends Rejected.")] = False,
     comment: Annotated[str, typer.Option(help="Comment or change ticket, e.g. CHG-1234.")] = "",
     confirm: Annotated[str | None, typer.Option(help="Lock only: the enterprise policy name.")] = None,
@@ -173,16 +162,21 @@ def approve(
             "refused if the run asks about another plan."
         ),
     ] = None,
+    azure_cli: Annotated[bool, typer.Option("--azure-cli", help="Prove who you are with your Azure CLI "
+                                            "login (`az login`) instead of a device code.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the run's verdict on the answer.")] = 120,
 ) -> None:
-    """Approve or reject a run waiting for approval: checked first, then resumed, then its verdict reported.
-    Exit 0 accepted, 5 rejected, 3 refused (before resuming, or by the run, which waits again)."""
+    """Approve or reject a run waiting for approval as yourself: you sign in at your tenant's identity
+    provider (a device code, or --azure-cli), the answer is checked, the run resumed with your proof, and its
+    verdict reported. Exit 0 accepted, 5 rejected, 3 refused (before resuming, or by the run)."""
     with prefect_api() as client:
         waiting = read_waiting_run(client, run_id)
-        run_input = decision_for(
-            waiting, reject=reject, comment=comment, connection_block=connection, confirmation=confirm
-        )
-        who = check_answer(waiting, run_input, approver, plan)
+        check_plan(waiting, plan)
+        signin = sign_in_of(waiting)
+        ca_bundle = sandbox_trust(signin)
+        proof = proof_for(signin, azure_cli, ca_bundle)
+        run_input = decision_for(waiting, reject=reject, comment=comment, proof=proof, confirmation=confirm)
+        who = check_answer(waiting, run_input, who_proved(signin, proof, ca_bundle))
         resume_with_input(client, waiting.run.id, run_input)
         console.print(
             f"Answered {run_input['decision']} as {who} for plan {run_input['plan_hash'][:12]}; "
@@ -190,3 +184,13 @@ def approve(
         )
         verdict = wait_for_verdict(client, waiting, wait)
     raise typer.Exit(int(report(waiting, verdict, wait)))
+
+
+def sandbox_trust(signin: SignIn) -> str | None:
+    """The sandbox's CA when the run's authority is the running sandbox's; None: the system's trust, as for
+    a real tenant."""
+    from ppcmk_cli.profile import find_profile
+
+    profile = find_profile()
+    origin = urlsplit(signin.authority if "://" in signin.authority else f"https://{signin.authority}")
+    return profile.ca if profile is not None and urlsplit(profile.url).netloc == origin.netloc else None

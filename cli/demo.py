@@ -96,7 +96,7 @@ def demo(
         from ppcmk_cli.demo_story import StoryTeller
         from ppcmk_cli.doctor import sandbox_inputs
 
-        teller = StoryTeller(console, sandbox_inputs(), cloud.clock.now, workdir / "report")
+        teller = StoryTeller(console, sandbox_inputs(), cloud.clock.now, workdir / "report", profile)
         checked = teller.doctor()  # needs no Prefect: runs while the server starts
         with console.status("Waiting for the throwaway Prefect server ..."):
             api_url = prefect_ready()

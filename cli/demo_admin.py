@@ -1,5 +1,6 @@
 """The demo's scripted admins: run a runbook and answer its approval pauses through Prefect's resume API,
-exactly what an admin's click on "Resume" in the Prefect UI (or `ppcmk approve`) sends."""
+exactly what an admin's click on "Resume" in the Prefect UI (or `ppcmk approve`) sends, each with the proof
+of their own sign-in at the sandbox's authority."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCol
 from prefect.states import State
 
 from ppcmk.safety.plan import artifact_key
+from ppcmk_cli.approval_checks import sign_in_of
 from ppcmk_cli.approvals import decision_for
 from ppcmk_cli.prefect_api import WaitingRun, resume_with_input, waiting_runs
+from ppcmk_cli.profile import SandboxProfile
+from ppcmk_cli.scripted_sign_in import scripted_proof
 
 POLL_SECONDS = 0.2
 
@@ -31,7 +35,7 @@ class ScriptedAnswer:
 
     approver: str  # UPN of the answering admin (never the requester)
     role: str  # shown in the output, e.g. "Power Platform admin"
-    connection_block: str  # the approver's own CmkConnection block (the run signs in with it)
+    persona: str  # the sandbox person who signs in, e.g. pp-admin
     confirmation: str | None = None  # when the plan asks to type the policy name
 
 
@@ -90,7 +94,7 @@ def plan_table_rows(client: SyncPrefectClient, procedure: str) -> list[dict[str,
 
 
 def answer_pending(client: SyncPrefectClient, flow_name: str, procedure: str, answer: ScriptedAnswer,
-                   answered: set[UUID], since: datetime) -> list[AnsweredApproval]:
+                   answered: set[UUID], since: datetime, profile: SandboxProfile) -> list[AnsweredApproval]:
     """Approve every approval of the flow `flow_name` asked since `since` that this admin has not answered
     yet (other runs waiting on the same Prefect server are left alone); `procedure` names its plan."""
     done = []
@@ -100,8 +104,9 @@ def answer_pending(client: SyncPrefectClient, flow_name: str, procedure: str, an
         ours = waiting.flow_name == flow_name and created is not None and created >= since
         if waiting.run.id in answered or not ours or not ready:  # the form is written just after the pause
             continue
-        run_input = decision_for(waiting, reject=False, comment="demo",
-                                 connection_block=answer.connection_block, confirmation=answer.confirmation)
+        proof = scripted_proof(sign_in_of(waiting), profile, answer.persona)
+        run_input = decision_for(waiting, reject=False, comment="demo", proof=proof,
+                                 confirmation=answer.confirmation)
         rows = plan_table_rows(client, procedure)
         resume_with_input(client, waiting.run.id, run_input)
         answered.add(waiting.run.id)
@@ -111,15 +116,17 @@ def answer_pending(client: SyncPrefectClient, flow_name: str, procedure: str, an
 
 def drive(flow_fn: Flow[..., Any], parameters: dict[str, Any], procedure: str,
           answer: ScriptedAnswer | None, on_approval: Callable[[AnsweredApproval], None],
-          on_tick: Callable[[], None]) -> State[Any]:
-    """Run the flow to its end, answering its approvals as `answer` says; `on_tick` refreshes progress."""
+          on_tick: Callable[[], None], profile: SandboxProfile) -> State[Any]:
+    """Run the flow to its end, answering its approvals as `answer` says (its person signs in at the sandbox
+    `profile` names); `on_tick` refreshes progress."""
     answered: set[UUID] = set()
     since = datetime.now(UTC)
     running = FlowInThread.start(flow_fn, parameters)
     with get_client(sync_client=True) as client:
         while running.running:
             if answer is not None:
-                for approval in answer_pending(client, flow_fn.name, procedure, answer, answered, since):
+                for approval in answer_pending(client, flow_fn.name, procedure, answer, answered, since,
+                                               profile):
                     on_approval(approval)
             on_tick()
             time.sleep(POLL_SECONDS)

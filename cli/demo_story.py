@@ -21,6 +21,7 @@ from ppcmk.safety.plan import RunOutcome
 from ppcmk.services.factory import ClientFactory
 from ppcmk_cli.demo_admin import AnsweredApproval, ScriptedAnswer, drive
 from ppcmk_cli.doctor import DoctorInputs, run_checks
+from ppcmk_cli.profile import SandboxProfile
 from ppcmk_cli.tables import rows_table
 from ppcmk_deployments.catalog import RUNBOOKS, SandboxBlocks
 
@@ -55,7 +56,7 @@ class Chapter:
 
 def story(blocks: SandboxBlocks, report_dir: Path) -> list[Chapter]:
     """The chapters in order."""
-    hand_off = ScriptedAnswer(PP_ADMIN, "Power Platform admin", connection_block=blocks.pp_admin)
+    hand_off = ScriptedAnswer(PP_ADMIN, "Power Platform admin", persona="pp-admin")
     return [
         Chapter(
             "Onboard three environments", "onboard",
@@ -132,11 +133,12 @@ class StoryTeller:
     """Runs the chapters and narrates them on a rich console."""
 
     def __init__(self, console: Console, doctor_inputs: DoctorInputs,
-                 cloud_now: Callable[[], Any], report_dir: Path) -> None:
+                 cloud_now: Callable[[], Any], report_dir: Path, profile: SandboxProfile) -> None:
         self.console = console
         self.report_dir = report_dir
         self.doctor_inputs = doctor_inputs
         self.cloud_now = cloud_now
+        self.profile = profile  # where the scripted people sign in
 
     def tell(self, blocks: SandboxBlocks, checked: DoctorReport | None = None) -> StoryResult:
         """The chapters with these blocks, after the doctor (pass its report when it already ran)."""
@@ -179,7 +181,7 @@ class StoryTeller:
                 self.show_approval(chapter, approval)
 
             state = drive(flow_fn, chapter.parameters(blocks), chapter.runbook, chapter.answer,
-                          approved, tick)
+                          approved, tick, self.profile)
         if not state.is_completed():
             self.console.print(f"[bold red]✗ {chapter.runbook} ended {state.name}:[/] {state.message or ''}")
             return RunOutcome(procedure=chapter.runbook, status="partial", plan_hash="",
@@ -200,7 +202,7 @@ class StoryTeller:
             self.console.print(rows_table(f"{chapter.runbook} plan {approval.plan_hash[:12]} "
                                           "(what the approver sees)", approval.plan_rows,
                                           PLAN_COLUMNS))
-        via = f", continuing with their block {answer.connection_block}" if answer.connection_block else ""
         self.console.print(
-            f"[bold cyan]→ scripted {answer.role} {answer.approver}[/] approved plan "
-            f"{approval.plan_hash[:12]} of run {approval.run.run.name} through Prefect's resume API{via}.")
+            f"[bold cyan]→ scripted {answer.role} {answer.approver}[/] signed in at the tenant's identity "
+            f"provider and approved plan {approval.plan_hash[:12]} of run {approval.run.run.name} through "
+            "Prefect's resume API with that proof.")

@@ -19,6 +19,11 @@ SANDBOX_POLICY = "ep-cmk-europe"
 SANDBOX_GEO = "europe"
 
 
+# the default scenario's approvals app (sandbox/scenarios/default/identities.json): a scope, no API
+SANDBOX_APPROVALS_APP = "0d0d0001-0000-4000-8000-000000000001"
+SANDBOX_APPROVALS_URI = "api://contoso-approvals"
+
+
 def service_credential(credentials_file: str | Path, persona: str) -> dict[str, str]:
     """The client id and secret a sandbox persona signs in with as a service connection: a service
     principal's own, or the stand-in app of an admin (people's passwords never go into a block)."""
@@ -71,9 +76,12 @@ def register_sandbox_blocks(profile: SandboxProfile, blocks: SandboxBlocks | Non
 
     Virtual time: runbooks advance the sandbox clock instead of sleeping, so a four-day encryption is instant.
     """
-    from ppcmk_blocks import CmkTarget
+    from ppcmk_blocks import APPROVALS_BLOCK, CmkApprovals, CmkTarget
 
     blocks = blocks or SandboxBlocks()
+    approvals = CmkApprovals.model_validate({"app_id": SANDBOX_APPROVALS_APP,
+                                             "app_id_uri": SANDBOX_APPROVALS_URI})
+    approvals.save(APPROVALS_BLOCK, overwrite=True)
     for persona, block_name in blocks.persona_blocks().items():
         save_sandbox_connection(profile, persona, block_name, time_mode)
     targets = {blocks.target: SANDBOX_POLICY, blocks.existing_target: EXISTING_POLICY}

@@ -15,16 +15,21 @@ import typer
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
+from ppcmk.approvals.request import SIGN_IN_PAGE_SETTING
 from ppcmk.home import ppcmk_home
+from ppcmk.identity.settings import AZURE_CLI_APP_ID
+from ppcmk.identity.signin import SignIn
 from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.profile import SandboxProfile, remove_profile, save_profile
-from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_cli.proof_page import ProofPage
+from ppcmk_cli.sandbox_blocks import SANDBOX_APPROVALS_URI, register_sandbox_blocks
 from ppcmk_cli.sandbox_cmds import start_sandbox
 from ppcmk_cli.setup import create_automations
 from ppcmk_deployments.catalog import (
     FIRST_ENVIRONMENTS,
     KV_ADMIN_UPN,
+    PP_ADMIN_UPN,
     SandboxBlocks,
     sandbox_deployment_name,
 )
@@ -72,9 +77,10 @@ def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes]
     return process, api_url
 
 
-def start_deployments(api_url: str, limit: int) -> subprocess.Popen[bytes]:
-    # the runs' own links (logs, approval notifications) point at this server's UI
-    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_UI_URL": api_url.removesuffix("/api")}
+def start_deployments(api_url: str, limit: int, sign_in_page: str) -> subprocess.Popen[bytes]:
+    # the runs' own links (logs, approval notifications, the sign-in page on their forms) point here
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_UI_URL": api_url.removesuffix("/api"),
+           SIGN_IN_PAGE_SETTING: sign_in_page}
     return subprocess.Popen([sys.executable, "-m", "ppcmk_deployments.serve", "--limit", str(limit)], env=env,
                             start_new_session=True)
 
@@ -107,7 +113,21 @@ def wait_while_running(children: list[subprocess.Popen[bytes]]) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def banner(ui_url: str, profile: SandboxProfile, blocks: SandboxBlocks, notifications: list[str]) -> str:
+def start_sign_in_page(profile: SandboxProfile, port: int) -> ProofPage:
+    """The sign-in page people with only a browser get their proof from, for the sandbox's tenant."""
+    from ppcmk.cloud.endpoints import endpoints_for
+
+    endpoints = endpoints_for("sandbox", profile.url)
+    signin = SignIn(tenant_id=profile.tenant_id, authority=endpoints.authority,
+                    instance_discovery=endpoints.instance_discovery, scope=f"{SANDBOX_APPROVALS_URI}/Approve",
+                    client_id=AZURE_CLI_APP_ID)
+    page = ProofPage(signin, port, ca_bundle=profile.ca)
+    page.serve_in_background()
+    return page
+
+
+def banner(ui_url: str, profile: SandboxProfile, blocks: SandboxBlocks, notifications: list[str],
+           sign_in_page: str) -> str:
     """What `ppcmk serve` prints once everything answers: the first run in the UI, step by step, and where the
     sandbox keeps its principals' secrets and passwords (the file, never its content)."""
     onboard = sandbox_deployment_name("onboard")
@@ -118,9 +138,10 @@ def banner(ui_url: str, profile: SandboxProfile, blocks: SandboxBlocks, notifica
         f"First run in the UI: [bold]Deployments[/] → [bold]{onboard}[/] → [bold]Run ▸ Quick run[/]. It "
         f"onboards {' and '.join(FIRST_ENVIRONMENTS)} as {KV_ADMIN_UPN} (block {blocks.kv_admin}), then "
         "shows [bold]Suspended[/]: the Power Platform admin's turn. Open the run, click [bold]Resume[/] "
-        f"(the plan is on the form), Decision [bold]approve[/], your connection block [bold]{blocks.pp_admin}"
-        "[/] (the run signs in with it as the approver), Submit; the run links the environments and "
-        f"completes (or: `ppcmk approvals`, then `ppcmk approve RUN_ID --connection {blocks.pp_admin}`).\n"
+        f"(the plan is on the form). Prove who you are: open {sign_in_page} and sign in as "
+        f"{PP_ADMIN_UPN}, paste the proof into [bold]Your proof[/], Decision [bold]approve[/], Submit; the "
+        "run links the environments and completes (or: `ppcmk approvals`, then `ppcmk approve RUN_ID`, "
+        "which signs you in with a device code).\n"
         "Every other deployment also runs from Quick run; change_policy, revert and lock only plan there "
         "(dry run).\n"
         f"{notified} Rotation runs on its monthly schedule. Ctrl-C stops everything.\n"
@@ -139,6 +160,8 @@ def serve_notifications(notify: str | None, notify_webhook_url: str | None) -> l
 def serve(
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
     sandbox_port: Annotated[int, typer.Option(help="Fixed port of the sandbox (blocks point at it).")] = 8443,
+    sign_in_port: Annotated[int, typer.Option(help="Port of the sign-in page that gives people with only a "
+                                                   "browser their proof (http://localhost:PORT/).")] = 4300,
     clock_speed: Annotated[float, typer.Option(help="Sandbox clock: real time times X (0 = only runbooks "
                                                      "move it).")] = 1.0,
     scenario: Annotated[str, typer.Option(help="Scenario for a fresh sandbox state.")] = "default",
@@ -173,8 +196,9 @@ def serve(
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             blocks = register_sandbox_blocks(profile)
             notifications = serve_notifications(notify, notify_webhook_url)
-        children.append(start_deployments(api_url, limit))
-        console.print(banner(api_url.removesuffix("/api"), profile, blocks, notifications))
+        sign_in_page = start_sign_in_page(profile, sign_in_port).redirect_uri
+        children.append(start_deployments(api_url, limit, sign_in_page))
+        console.print(banner(api_url.removesuffix("/api"), profile, blocks, notifications, sign_in_page))
         wait_while_running(children)
     finally:
         for child in reversed(children):

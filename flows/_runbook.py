@@ -17,7 +17,7 @@ from prefect import get_run_logger
 from prefect.states import Cancelled, State
 
 from ppcmk.approvals.gate import Approval, connection_principal, request_approval
-from ppcmk.approvals.proof import ConnectionBlockProver
+from ppcmk.approvals.proof import TokenProver
 from ppcmk.approvals.request import ApprovalRequest
 from ppcmk.audit import trail as audit
 from ppcmk.cloud.clock import use_cloud_clock
@@ -25,6 +25,7 @@ from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ApprovalExpired, ApprovalRejected, ConfigError
 from ppcmk.fleet.selection import FleetMember, FleetSelector
 from ppcmk.fleet.waves import FleetReport
+from ppcmk.identity.settings import ApprovalsSettings
 from ppcmk.models.azure import PolicyInfo
 from ppcmk.models.environments import Environment, EnvironmentChange
 from ppcmk.models.findings import Severity
@@ -32,7 +33,7 @@ from ppcmk.safety import claims, holds
 from ppcmk.safety.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
 from ppcmk.safety.validation import check_selected
 from ppcmk.services.factory import ClientFactory
-from ppcmk_blocks import CmkConnection, CmkTarget
+from ppcmk_blocks import APPROVALS_BLOCK, CmkApprovals, CmkConnection, CmkTarget
 from ppcmk_tasks.environments import get_environments
 from ppcmk_tasks.holds import hold_key_version, hold_policy
 from ppcmk_tasks.keyvault import get_key_info
@@ -49,6 +50,19 @@ def load_connection(block: str) -> ConnectionSettings:
     settings = cast(CmkConnection, CmkConnection.load(block)).settings()
     use_cloud_clock(ClientFactory.for_settings(settings).sleeper)
     return settings
+
+
+def load_approvals() -> ApprovalsSettings:
+    """The tenant's approvals app, from the one `ppcmk-approvals` block (set once per server, never a run
+    parameter a requester could point elsewhere)."""
+    try:
+        block = cast(CmkApprovals, CmkApprovals.load(APPROVALS_BLOCK))
+    except ValueError:  # Prefect: "Unable to find block document named ..."
+        raise ConfigError(f"block {APPROVALS_BLOCK}", "there is no approvals app block on this server, so "
+                          "no answer could be proven", "register the approvals app and save the block "
+                          "(docs/AZURE.md, `ppcmk setup blocks`); `ppcmk serve` saves the sandbox's") \
+            from None
+    return block.settings()
 
 
 def load_target(block: str) -> TargetSettings:
@@ -155,13 +169,13 @@ def approved(
     """The approval `request` asks for (re-planned with `replan` after each answer), or, when it was rejected
     or no acceptable answer came in time, the outcome the flow ends with (see `final_state`): nothing after
     the plan was changed. What the plan changes is claimed for this run first: one claimed by another active
-    run fails the plan, naming that run (no approval asked). `conn` (the Key Vault admin's view) names the
-    requester and the approvers; each approver proves who they are by naming their own connection block,
-    which the run signs in with (`ConnectionBlockProver`, the one place the proof is chosen)."""
+    run fails the plan, naming that run (no approval asked). `conn` (the Key Vault admin's view) reaches the
+    tenant: its identity provider's keys verify each approver's proof (`TokenProver`, the one place the proof
+    is chosen), and Graph names the requester and the approvers."""
     plan = request.plan
     claims.claim_plan(plan)
     try:
-        return request_approval(request, ConnectionBlockProver(conn, load_connection), replan)
+        return request_approval(request, TokenProver(load_approvals(), conn), replan)
     except (ApprovalRejected, ApprovalExpired) as ended:
         status: OutcomeStatus = "rejected" if isinstance(ended, ApprovalRejected) else "expired"
         get_run_logger().warning("%s %s: %s", plan.procedure, status, ended)

@@ -57,6 +57,7 @@ from ppcmk_tasks.access import (
     grant_key_access,
     grant_policy_reader,
     has_policy_reader,
+    key_vault_rights,
     lookup_principal,
     policy_reader_ids,
     wait_for_propagation,
@@ -79,7 +80,8 @@ class HandoffWork(ApprovedWork):
     """The approved Power Platform half: what its waves need, and what a parked run saves to continue."""
 
     expected: list[str]  # every environment the handoff plan covers, changing or not (the read-back list)
-    connection_block: str  # the approver's own: the half runs with it (its name only: it may hold a secret)
+    pp_connection: str  # the Power Platform half's own identity: the half runs with it (by name: it may
+    # hold a secret), whoever approved
     policy: PolicyInfo
 
 
@@ -133,7 +135,7 @@ class TwoHalfRequest:
     """What a two-half runbook was asked beyond its procedure: the blocks (by name), people and options."""
 
     kv_connection: str
-    pp_connection: str  # reads the environments for the plan (read only)
+    pp_connection: str  # the Power Platform half's identity: reads for the plan, runs the approved half
     pp_admin: str
     requester: str | None  # None: the principal kv_connection signs in as
     waves: WaveSpec | None
@@ -143,12 +145,12 @@ class TwoHalfRequest:
 
 @dataclass(frozen=True)
 class Approved(Generic[W_co]):
-    """The Power Platform half approved: the work, the approver's connection it runs with, and the listing
+    """The Power Platform half approved: the work, the half's own connection it runs with, and the listing
     the approved plan was made from (its changing environments are the waves' members; a parked run
     continues its saved waves and needs none)."""
 
     work: W_co
-    approver: ConnectionSettings
+    pp_half: ConnectionSettings
     environments: Sequence[Environment] = ()
 
 
@@ -166,7 +168,8 @@ class TwoHalfRun(Generic[W]):
 
     procedure: TwoHalfProcedure
     kv: ConnectionSettings
-    pp_read: ConnectionSettings
+    pp_read: ConnectionSettings  # the Power Platform half's identity (`pp_block`): it runs the approved half
+    pp_block: str
     pp_admin: str
     requester: str
     approving: Approving
@@ -177,15 +180,15 @@ class TwoHalfRun(Generic[W]):
     @classmethod
     def start(cls, procedure: TwoHalfProcedure, request: TwoHalfRequest, work_type: type[W]) -> TwoHalfRun[W]:
         """The run decided before its first step: its blocks loaded, and either the work a parked run saved
-        (`work_type`, with the approver's connection and the requester of its approved plan) or a fresh
+        (`work_type`, with the half's connection and the requester of its approved plan) or a fresh
         run, requested by `request.requester` or else by the Key Vault connection's principal."""
         fleet = ParkableWaves.reenter(procedure.name, work_type, request.waves)
         kv = load_connection(request.kv_connection)
         work = fleet.parked_work
-        parked = Approved(work, load_connection(work.connection_block)) if work is not None else None
+        parked = Approved(work, load_connection(work.pp_connection)) if work is not None else None
         requester = work.plan.requester if work is not None else request.requester or connection_principal(kv)
-        return cls(procedure, kv, load_connection(request.pp_connection), request.pp_admin, requester,
-                   request.approving, request.dry_run, fleet, parked)
+        return cls(procedure, kv, load_connection(request.pp_connection), request.pp_connection,
+                   request.pp_admin, requester, request.approving, request.dry_run, fleet, parked)
 
     # ---------------------------------------------------------------------------------- a fresh run
 
@@ -200,7 +203,7 @@ class TwoHalfRun(Generic[W]):
         policy = self.key_vault_half()
         handed = self.hand_off(policy, planner, planned.environments)
         if not isinstance(handed, RunOutcome):
-            wait_for_reader(handed.approver, self.procedure.target)  # their links are refused before
+            wait_for_reader(handed.pp_half, self.procedure.target)  # their links are refused before
         return handed
 
     def plan(self, planner: PlanEnvironments) -> Planned:
@@ -293,11 +296,11 @@ class TwoHalfRun(Generic[W]):
         approval = approved(request, replan, self.kv)
         if isinstance(approval, RunOutcome):
             return approval
-        approver, plan = approval.proven[-1], approval.plan
+        plan = approval.plan
         work = HandoffWork(plan=plan, approvers=approval.approvers, expected=_environment_ids(plan),
-                           connection_block=approver.connection_block, policy=policy)
+                           pp_connection=self.pp_block, policy=policy)
         listing = next(m.environments for m in reversed(made) if m.plan.hash == plan.hash)
-        return Approved(work, approver.connection, listing)
+        return Approved(work, self.pp_read, listing)
 
     def _handoff_plan(
         self, summary: str, planner: PlanEnvironments, policy: PolicyInfo | None,
@@ -328,7 +331,7 @@ class TwoHalfRun(Generic[W]):
         with the writes' request ids (the wave threads run in copies of this context: same collector)."""
         work = approved.work
         with request_log.request_ids() as calls:
-            report = self.fleet.run(approved.approver, work, step,
+            report = self.fleet.run(approved.pp_half, work, step,
                                     lambda: changing_members(work.plan, approved.environments), on_wave_done)
         audit.record(
             {
@@ -344,14 +347,14 @@ class TwoHalfRun(Generic[W]):
     def link_waves(self, approved: Approved[W], limits: LinkLimits) -> FleetReport:
         """The waves linking each changing environment to the approved policy (Managed Environment first
         where the plan says)."""
-        step = link_step(approved.approver, approved.work.policy, limits, self.waiting())
+        step = link_step(approved.pp_half, approved.work.policy, limits, self.waiting())
         return self.waves(approved, step)
 
     def verify(
         self, approved: Approved[HandoffWork], report: FleetReport
     ) -> tuple[FleetReport, list[dict[str, object]]]:
         """Every environment of the hand-off read back: encrypted through the policy, or failed."""
-        return verify(approved.approver, approved.work.policy, report, approved.work.expected)
+        return verify(approved.pp_half, approved.work.policy, report, approved.work.expected)
 
     def finish(
         self, approved: Approved[HandoffWork], verified: FleetReport, rows: list[dict[str, object]], what: str
@@ -376,6 +379,7 @@ def policy_handoff(
     return PowerPlatformHandoff(
         policy_name=target.policy_name,
         has_policy_reader=lambda admin: has_policy_reader(kv, target, admin),
+        key_vault_rights=lambda person: key_vault_rights(kv, target, person),
         policy_id=target.policy_id(kv.subscription_id),
         designated=designated,
         policy_readers=lambda: policy_reader_ids(kv, target),

@@ -254,7 +254,7 @@ def start_moves(kv: ConnectionSettings, old: TargetSettings,
     hold_policy_and_key(kv, old_policy, old, HOLD_REASON)
     work = handed.work
     note_moves(old, {item.target for item in work.plan.changes if item.kind == "environment"}, done=set())
-    return Approved(MoveWork(**dict(work), old_policy=old_policy), handed.approver, handed.environments)
+    return Approved(MoveWork(**dict(work), old_policy=old_policy), handed.pp_half, handed.environments)
 
 
 def log_wave(wave: int, results: list[EnvironmentResult]) -> None:
@@ -306,7 +306,7 @@ def change_policy(
     if isinstance(moving, RunOutcome):  # a dry run, nothing to hand off, or not approved
         return final_state(moving)
     work = moving.work
-    step = move_step(moving.approver, work.old_policy, work.policy, limits, run.waiting())
+    step = move_step(moving.pp_half, work.old_policy, work.policy, limits, run.waiting())
     verified, rows = run.verify(moving, run.waves(moving, step, on_wave_done=log_wave))
     note_moves(old, set(), done={r.environment_id for r in verified.results if r.state != "failed"})
     return run.finish(moving, verified, rows, f"environment(s) on {work.policy.name}; {work.old_policy.name} "

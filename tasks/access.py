@@ -377,3 +377,24 @@ def has_policy_reader(conn: ConnectionSettings, target: TargetSettings, admin: s
     return bool(
         read_role_grants(factory, target.policy_id(conn.subscription_id), principal, POLICY_READ_ROLES)
     )
+
+
+# The Key Vault admin's rights on a vault: whoever holds one can take the key away from the environments.
+KEY_VAULT_ADMIN_ROLES = {
+    OWNER: "Owner",
+    CONTRIBUTOR: "Contributor",
+    KEY_VAULT_ADMINISTRATOR: "Key Vault Administrator",
+    KEY_VAULT_CRYPTO_OFFICER: "Key Vault Crypto Officer",
+    "f25e0fa2-a7c8-4377-a976-54943a77a395": "Key Vault Contributor",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+    "f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
+}
+
+
+@cmk_task(task_run_name="key-vault-rights-{principal_id}")
+def key_vault_rights(conn: ConnectionSettings, target: TargetSettings, principal_id: str) -> list[str]:
+    """The Key Vault admin's roles the principal holds on the target's vault (assigned there or above), as
+    the Key Vault connection reads them; separation of duty refuses a Power Platform approver holding any."""
+    factory = ClientFactory.for_settings(conn)
+    grants = read_role_grants(factory, target.vault_id, principal_id, frozenset(KEY_VAULT_ADMIN_ROLES))
+    return sorted({KEY_VAULT_ADMIN_ROLES[role_guid(g.role_definition_id)] for g in grants})

@@ -1,10 +1,10 @@
 """The forms an approver answers in the Prefect UI ("Resume"), one per kind of hand-off, and the plan text
 Prefect renders above their fields.
 
-Every rule a form states is JSON-schema expressible (a required Approve/Reject choice, the connection
-block as one of the existing CmkConnection blocks, a pre-filled plan hash), so the Prefect server refuses a
-malformed answer before the run sees it. Whether the answer is *acceptable* (who signed in, separation of
-duty, Reader, the confirmation) is judged by the flow in `ppcmk.approvals.gate`.
+Every rule a form states is JSON-schema expressible (a required Approve/Reject choice, the proof, a
+pre-filled plan hash), so the Prefect server refuses a malformed answer before the run sees it. Whether the
+answer is *acceptable* (whose proof, their roles, separation of duty, Reader, the confirmation) is judged by
+the flow in `ppcmk.approvals.gate`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ HASH_PATTERN = r"^[0-9a-f]{64}$"
 REQUEST = "x-ppcmk-request"  # schema keyword: the request in fields (deadline, requester, environments)
 MAX_LISTED = 12  # per section of the description; the plan artifact has the rest
 
-CONNECTION_HELP: dict[FormKind, str] = {
-    "plan": "Your own CmkConnection block: the run signs in with it, and who it signs in as is the approver",
-    "handoff": "Your own CmkConnection block: the run signs in with it (that is the approver) and runs the "
-    "Power Platform half with it",
-    "lock": "Your own CmkConnection block: the run signs in with it, and who it signs in as is the approver",
-}
+PROOF_HELP = ("A fresh sign-in as yourself: `ppcmk approve RUN_ID` fills it in, or paste the proof the "
+              "sign-in page shows. It is checked, used once and then removed from the run")
 
 
 class PlanApproval(RunInput):
@@ -39,7 +35,8 @@ class PlanApproval(RunInput):
     decision: Literal["approve", "reject"] = Field(
         title="Decision", description="approve runs exactly this plan; reject ends the run Rejected"
     )
-    connection_block: str = Field(title="Your connection block", description=CONNECTION_HELP["plan"])
+    proof: str = Field(default="", max_length=20000, title="Your proof", description=PROOF_HELP,
+                       json_schema_extra={"format": "password"})
     comment: str = Field(
         default="", max_length=2000, title="Comment", description="e.g. change ticket CHG-1234"
     )
@@ -49,7 +46,7 @@ class PlanApproval(RunInput):
 
 
 class HandoffApproval(PlanApproval):
-    """Approve the Power Platform half and run it as yourself (onboard, change_policy, migrate_byok)."""
+    """Approve the Power Platform half (onboard, change_policy, migrate_byok), which its own identity runs."""
 
 
 class LockApproval(PlanApproval):
@@ -67,25 +64,17 @@ FORMS: dict[FormKind, type[PlanApproval]] = {
 }
 
 
-def form_for(kind: FormKind, blocks: list[str], request: dict[str, Any]) -> type[PlanApproval]:
-    """The form of `kind` with the connection block as a choice among `blocks` (built when the run asks,
-    so the choice lists the blocks that exist then) and `request` in its schema (for the CLI and waker)."""
+def form_for(kind: FormKind, request: dict[str, Any]) -> type[PlanApproval]:
+    """The form of `kind` with `request` in its schema (for the CLI and the waker)."""
     base = FORMS[kind]
-    connection: Any = Literal[tuple(blocks)] if blocks else str
-    help_text = CONNECTION_HELP[kind] + ("" if blocks else " (none exists yet: create one first)")
-    config = ConfigDict(**{**base.model_config, "json_schema_extra": {REQUEST: request}})
-    form = create_model(
-        base.__name__,
-        __base__=base,
-        connection_block=(connection, Field(title="Your connection block", description=help_text)),
-    )
-    form.model_config = config
+    form = create_model(base.__name__, __base__=base)
+    form.model_config = ConfigDict(**{**base.model_config, "json_schema_extra": {REQUEST: request}})
     form.model_rebuild(force=True)
     return form
 
 
 def read_answer(kind: FormKind, answer: dict[str, Any]) -> PlanApproval:
-    """An answer read back with the plain form: the block list may have changed since it was asked."""
+    """An answer read back with the plain form."""
     return FORMS[kind].model_validate(answer)
 
 
@@ -99,23 +88,43 @@ class FormText:
     ask: str  # the one thing to do, e.g. "approver 2 of 2: type the policy name"
     plan_link: str | None  # the plan table artifact in the UI, when its address is known
     refused: str = ""  # why the previous answer was not accepted
+    how_to_prove: str = ""  # the command to run, or the sign-in page to open
 
 
 def describe(plan: Plan, text: FormText) -> str:
-    """The markdown Prefect shows above the form: short, structured, names before ids; what changes first
-    after who asks, the full table one link away."""
+    """The markdown Prefect shows above the form: short, structured, names before ids. Its first lines are
+    what a hurried approver must see without scrolling the description's box: what they decide (what changes,
+    how many outages), who asks and until when, how to prove who they are; the details follow, the full table
+    one link away."""
     lines = [f"### {plan.procedure}: {plan.target_summary}"]
     if text.refused:
         lines.append(f"> **The last answer was refused:** {text.refused}. Answer again.\n")
     lines += [
+        f"**You decide:** {decision_summary(plan)}. *approve* runs exactly this plan, *reject* ends the run "
+        "Rejected  ",
         f"**Requested by** {text.requester} · **answer by** {text.answer_by:%Y-%m-%d %H:%M} UTC, else the "
         "run ends *Expired*  ",
-        f"**May approve:** {text.who_may_approve}" + (f"  \n**To do:** {text.ask}" if text.ask else ""),
     ]
+    if text.how_to_prove:
+        lines.append(f"**Prove who you are:** {text.how_to_prove}  ")
+    to_do = f"  \n**To do:** {text.ask}" if text.ask else ""
+    lines.append(f"**May approve:** {text.who_may_approve}{to_do}")
     lines += _environments(plan) + _other_changes(plan) + _holds(plan) + _findings(plan)
     table = f"[plan table]({text.plan_link})" if text.plan_link else f"artifact `{plan_table_key(plan)}`"
     lines += ["", f"**Plan** `{plan.hash[:12]}` (full hash pre-filled below) · every step: {table}"]
     return "\n".join(lines)
+
+
+def decision_summary(plan: Plan, named: int = 3) -> str:
+    """'2 of 3 environments change (Contoso Production, Contoso Sandbox), 2 outage windows'."""
+    environments = [i for i in plan.items if i.kind == "environment"]
+    if not environments:
+        return f"{len(plan.changes)} change(s), no environment offline"
+    changing = [i.name or i.detail or i.target for i in environments if i.changes]
+    more = f" and {len(changing) - named} more" if len(changing) > named else ""
+    listed = f" ({', '.join(changing[:named])}{more})" if changing else ""
+    return (f"{len(changing)} of {len(environments)} environment(s) change{listed}, "
+            f"{len(plan.outages)} outage window(s)")
 
 
 def environment_label(item: PlanItem) -> str:

@@ -2,11 +2,11 @@
 
 A run asks with `request_approval(request, prover, replan)`: `request` is the frozen `ApprovalRequest`,
 `prover` the `Prover` that names the requester and proves each answerer (`ppcmk.approvals.proof`). The
-approver answers a form (`ppcmk.approvals.forms`): Approve or Reject, and the proof (today the name of their
-OWN CmkConnection block, which the flow signs in with: the object id in the token is the approver), and that
-object id is what separation of duty compares (requester ≠ approver; distinct approvers where two are
-needed). A *refused* answer (self-approval, a block that cannot sign in, an unknown block, no Reader on the
-policy, a wrong confirmation, a stale plan hash) does not use the run up: the flow logs and audits why and
+approver answers a form (`ppcmk.approvals.forms`): Approve or Reject, and the proof (a token from their own
+fresh sign-in, which the run verifies: its object id is the approver), and that object id is what separation
+of duty compares (requester ≠ approver; distinct approvers where two are needed). A *refused* answer (no or a
+bad proof, self-approval, a missing role, no Reader on the policy, Key Vault rights, a wrong confirmation, a
+stale plan hash) does not use the run up: the flow logs and audits why and
 asks again under a new pause key, until the approval timeout, when the request raises `ApprovalExpired`. A
 rejection raises `ApprovalRejected`. The flows turn both into named non-Completed states
 (`flows._runbook.final_state`). What a request says and how one answer is judged: `ppcmk.approvals.request`.
@@ -34,11 +34,11 @@ from ppcmk.approvals.pause import (
     can_suspend,
     fired_keys,
     first_asked,
+    forget_proof,
     record_verdict,
 )
-from ppcmk.approvals.proof import ProvenApprover, Prover, Refused, connection_principal
+from ppcmk.approvals.proof import Asked, ProvenApprover, Prover, Refused, connection_principal
 from ppcmk.approvals.request import ApprovalRequest, Asking, judge
-from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ApprovalExpired, ApprovalRejected
 from ppcmk.safety.plan import Plan
 
@@ -62,12 +62,6 @@ class Approval:
     @property
     def approver_ids(self) -> list[str]:
         return [p.object_id for p in self.proven]
-
-    @property
-    def connection(self) -> ConnectionSettings | None:
-        """The connection the (last) approver proved themselves with: a hand-off's Power Platform half runs
-        with it."""
-        return self.proven[-1].connection if self.proven else None
 
 
 def request_approval(
@@ -102,12 +96,18 @@ def request_approval(
 
 
 def _collect(asking: Asking, prover: Prover) -> Approval:
+    """Every approver's answer; the proofs leave the stored answers once the request is decided."""
     decisions: list[PlanApproval] = []
     proven: list[ProvenApprover] = []
-    for number in range(1, asking.request.approvers_needed + 1):
-        decision, approver = _answer_of(asking, prover, number, proven)
-        decisions.append(decision)
-        proven.append(approver)
+    answered: list[tuple[Answer, str]] = []
+    try:
+        for number in range(1, asking.request.approvers_needed + 1):
+            decision, approver = _answer_of(asking, prover, number, proven, answered)
+            decisions.append(decision)
+            proven.append(approver)
+    finally:
+        for answer, key in answered:
+            forget_proof(answer, key)
     asking.request.record(
         "approval-granted",
         approvers=[p.label for p in proven],
@@ -118,12 +118,15 @@ def _collect(asking: Asking, prover: Prover) -> Approval:
 
 
 def _answer_of(
-    asking: Asking, prover: Prover, number: int, prior: list[ProvenApprover]
+    asking: Asking, prover: Prover, number: int, prior: list[ProvenApprover],
+    answered: list[tuple[Answer, str]],
 ) -> tuple[PlanApproval, ProvenApprover]:
-    """Ask approver `number` until an acceptable answer (or a rejection, or the deadline)."""
+    """Ask approver `number` until an acceptable answer (or a rejection, or the deadline); each answer is
+    added to `answered`."""
     request = asking.request
     prefix, fired = request.prefix(number), fired_keys()
-    answer_by = first_asked(prefix) + timedelta(seconds=request.approving.timeout_s)
+    asked_at = first_asked(prefix)
+    answer_by = asked_at + timedelta(seconds=request.approving.timeout_s)
     fields = asking.fields(number, answer_by, prior)
     refused_because, round_ = "", 1
     while True:
@@ -131,9 +134,11 @@ def _answer_of(
         # judged aloud before when a later key fired already
         replayed = bool({f"{prefix}-r{round_ + 1}", request.prefix(number + 1)} & fired)
         answer = _ask_round(asking, number, key, answer_by, fields, refused_because)
+        answered.append((answer, key))
         decision = read_answer(request.kind, answer.values)
         try:
-            approver = prover.prove(decision)
+            approver = prover.prove(decision, Asked(f"{answer.waiting_run_id}:{key}", asked_at,
+                                                    answer.stored_at))
             judge(asking, decision, approver, prior, key, quiet=replayed)
         except ApprovalRejected as rejected:
             record_verdict(answer, key, {"verdict": "rejected", "reason": str(rejected)})
@@ -187,13 +192,7 @@ def _refused(
         reason,
         f"{answer_by:%Y-%m-%d %H:%M}",
     )
-    request.record(
-        "approval-refused",
-        key=key,
-        reason=reason,
-        connection_block=decision.connection_block,
-        decision=decision.decision,
-    )
+    request.record("approval-refused", key=key, reason=reason, decision=decision.decision)
 
 
 def _expire(request: ApprovalRequest, key: str, answer_by: datetime) -> NoReturn:

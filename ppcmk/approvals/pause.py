@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import keyset_from_paused_state
-from prefect.states import Cancelled, Suspended
+from prefect.states import Cancelled, Paused, State, Suspended
 from prefect.utilities.urls import url_for
 
 from ppcmk.approvals.forms import REQUEST, FormKind, PlanApproval, form_for
@@ -40,16 +40,17 @@ class Question:
 
 @dataclass(frozen=True)
 class Answer:
-    """An answer as submitted, and the flow run that waited for it (the approval subflow, or the run)."""
+    """An answer as submitted, and the flow run that waited for it (the approval subflow, or the run); one
+    read back by a re-running run also says when it was stored."""
 
     values: dict[str, Any]
     waiting_run_id: UUID
+    stored_at: datetime | None = None
 
 
 @flow(name="ppcmk-approval", flow_run_name="approval-{key}", persist_result=False)
 def await_approval(
     kind: FormKind,
-    blocks: list[str],
     description: str,
     plan_hash: str,
     key: str,
@@ -59,7 +60,7 @@ def await_approval(
 ) -> dict:
     """Pauses until the form is answered; a timeout fails this subflow, which the caller reads as expired."""
     _log_waiting(key, request)
-    form = form_for(kind, blocks, request).with_initial_data(description=description, plan_hash=plan_hash)
+    form = form_for(kind, request).with_initial_data(description=description, plan_hash=plan_hash)
     timeout = max(1, int((answer_by - datetime.now(UTC)).total_seconds()))
     # The poll only feeds time.sleep, so sub-second intervals (tests) work despite the int annotation.
     answer = pause_flow_run(  # type: ignore[call-overload]
@@ -87,20 +88,11 @@ def fired_keys() -> set[str]:
     return set(run.flow_run.empirical_policy.pause_keys or ())
 
 
-def connection_blocks() -> list[str]:
-    """The names of the CmkConnection blocks on this Prefect server (the form's choice)."""
-    with get_client(sync_client=True) as client:
-        documents = client.read_block_documents_by_type("ppcmk-connection", limit=200, include_secrets=False)
-    return sorted(d.name for d in documents if d.name)
-
-
 def ask_question(question: Question) -> Answer | None:
     """The answer to `question`, or None when the time ran out."""
-    blocks = connection_blocks()
     if not can_suspend():
         state = await_approval(
             question.kind,
-            blocks,
             question.description,
             question.plan_hash,
             question.key,
@@ -114,16 +106,40 @@ def ask_question(question: Question) -> Answer | None:
         return Answer(cast(dict[str, Any], state.result()), state.state_details.flow_run_id)
     run_id = cast(Any, FlowRunContext.get()).flow_run.id
     keyset = keyset_from_paused_state(Suspended(pause_key=question.key))
-    if question.key in fired_keys():  # answered before this process: read back, without today's block list
-        with get_client(sync_client=True) as client:
-            return Answer(json.loads(client.read_flow_run_input(run_id, keyset["response"])), run_id)
+    if question.key in fired_keys():  # answered before this process: read back
+        return _stored_answer(run_id, keyset["response"])
     _log_waiting(question.key, question.request)
-    form = form_for(question.kind, blocks, question.request).with_initial_data(
+    form = form_for(question.kind, question.request).with_initial_data(
         description=question.description, plan_hash=question.plan_hash
     )
     remaining = question.answer_by - datetime.now(UTC) + SUSPEND_GRACE
     answer = suspend_flow_run(wait_for_input=form, timeout=int(remaining.total_seconds()), key=question.key)
     return Answer(cast(PlanApproval, answer).model_dump(), run_id)
+
+
+def _stored_answer(run_id: UUID, response_key: str) -> Answer:
+    with get_client(sync_client=True) as client:
+        stored = client.filter_flow_run_input(run_id, response_key, limit=1, exclude_keys=set())
+    if not stored:  # removed since: read as an answer without a proof, which is refused and asked again
+        return Answer({"decision": "approve", "plan_hash": "0" * 64, "proof": ""}, run_id)
+    return Answer(json.loads(stored[0].value), run_id, stored[0].created)
+
+
+def forget_proof(answer: Answer, key: str) -> None:
+    """Remove the proof from a stored answer once its request is decided: it proved one answer and is kept
+    nowhere after (a bearer token until it expires, though for an app that opens nothing)."""
+    with get_client(sync_client=True) as client:
+        paused: State  # a subflow paused, or the run suspended
+        for paused in (Paused(pause_key=key), Suspended(pause_key=key)):
+            response = keyset_from_paused_state(paused)["response"]
+            try:
+                stored = json.loads(client.read_flow_run_input(answer.waiting_run_id, response))
+            except Exception:  # nothing stored under this key (any more)
+                continue
+            if isinstance(stored, dict) and stored.get("proof"):
+                client.delete_flow_run_input(answer.waiting_run_id, response)
+                client.create_flow_run_input(answer.waiting_run_id, response,
+                                             json.dumps({**stored, "proof": ""}))
 
 
 def record_verdict(answer: Answer, key: str, verdict: dict[str, Any]) -> None:
@@ -148,7 +164,7 @@ def _log_waiting(key: str, request: dict[str, Any]) -> None:
     environments = ", ".join(request.get("environments", [])) or "no environment"
     get_run_logger().info(
         "Waiting for approval %s of %s plan %s (environments: %s). May approve: %s. Answer by %s UTC: "
-        "Resume in the Prefect UI%s, or `ppcmk approve %s --connection YOUR_BLOCK`",
+        "Resume in the Prefect UI%s, or `ppcmk approve %s` (it signs you in)",
         key,
         request.get("procedure"),
         str(request.get("plan_hash", ""))[:12],

@@ -1,23 +1,31 @@
 """Who asked and who answered an approval, and how an answerer proves who they are (`Prover`).
 
-`ConnectionBlockProver` is the proof in use: the answerer names their own CmkConnection block, the flow signs
-in with it, and the object id in that token is the approver. It is the one class a stronger proof replaces
-(the gate, the requests and the flows know only `Prover`). Graph turns ids and UPNs into readable names.
+`TokenProver` is the proof: the answerer signs in at the tenant's identity provider for the approvals app
+(`ppcmk.identity`), and the run verifies the token itself (signature, issuer and tenant, audience and scope,
+a person's, issued after the question, minutes old, used once). Its object id is the approver; no block name,
+typed UPN or access to the Prefect API proves anyone. Graph turns ids and UPNs into readable names.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar, Protocol
 
 from prefect import get_run_logger
 
 from ppcmk.approvals.forms import PlanApproval
 from ppcmk.cloud.settings import ConnectionSettings
+from ppcmk.errors import ProofRefused
+from ppcmk.identity.keys import TenantKeys
+from ppcmk.identity.proof import Expected, verify
+from ppcmk.identity.replay import use_once
+from ppcmk.identity.settings import ApprovalsSettings
+from ppcmk.identity.signin import SignIn
 from ppcmk.services.factory import ClientFactory
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
@@ -81,81 +89,72 @@ class Person:
 
 @dataclass(frozen=True)
 class ProvenApprover:
-    """Who answered, as proven by signing in with the connection block they named."""
+    """Who answered, as their proof says: the object id, a name for people, and their Entra roles."""
 
     object_id: str
-    display_name: str
+    label: str  # "Power Platform Admin (pp-admin@contoso.example)"
     upn: str
-    connection_block: str
-    # what they signed in with: a hand-off's Power Platform half runs with it (never shown: may hold a secret)
-    connection: ConnectionSettings = field(repr=False, compare=False)
+    roles: tuple[str, ...] = ()  # Entra directory role template ids the proof carries (`wids`)
+    # what the audit keeps of the proof: the tenant that issued it, when, and a fingerprint of its id
+    evidence: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def label(self) -> str:
-        return f"{self.display_name} ({self.upn})" if self.upn else self.display_name
+
+@dataclass(frozen=True)
+class Asked:
+    """One question as the prover judges its answer: which (run and key, the proof's use-once record names
+    it), when it was first asked, and when the answer was stored (a suspended run replaying an answer judges
+    the proof's age at that moment; None: now)."""
+
+    question: str
+    asked_at: datetime
+    answered_at: datetime | None = None
 
 
 class Prover(Protocol):
     """How a run knows who asked and who answered: `person` names the requester (once per request), `prove`
-    turns one answer into its proven approver or raises Refused (the run asks again), and `means` says on the
-    form how an answerer proves themselves."""
+    turns one answer into its proven approver or raises Refused (the run asks again), `means` says on the form
+    how an answerer proves themselves and `sign_in` what they sign in to (nothing secret)."""
 
     means: ClassVar[str]
+    sign_in: SignIn
 
     def person(self, who: str) -> Person: ...
 
-    def prove(self, answer: PlanApproval) -> ProvenApprover: ...
+    def prove(self, answer: PlanApproval, asked: Asked) -> ProvenApprover: ...
 
 
-class ConnectionBlockProver:
-    """The answerer names their own CmkConnection block and the run signs in with it; `directory` (the Key
-    Vault admin's connection) looks names up in Graph, so 'alice@x' and her object id compare equal."""
+class TokenProver:
+    """The answerer's proof is a token the tenant's identity provider issued them for the approvals app
+    (`approvals`); `directory` (the Key Vault half's connection) reaches the tenant: its authority publishes
+    the signing keys, and Graph names people."""
 
-    means: ClassVar[str] = "signing in with their own CmkConnection block"
+    means: ClassVar[str] = "signed in as themselves at the moment they answer"
 
-    def __init__(
-        self, directory: ConnectionSettings | None, load_connection: Callable[[str], ConnectionSettings]
-    ) -> None:
+    def __init__(self, approvals: ApprovalsSettings, directory: ConnectionSettings) -> None:
+        endpoints = directory.endpoints
+        self._approvals, self._tenant = approvals, directory.tenant_id
         self._names = IdentityResolver(directory)
-        self._load = load_connection
+        self._keys = TenantKeys(endpoints.authority, directory.tenant_id, directory.ca_bundle)
+        self.sign_in = SignIn(tenant_id=directory.tenant_id, authority=endpoints.authority,
+                              instance_discovery=endpoints.instance_discovery, scope=approvals.scope_uri,
+                              client_id=approvals.sign_in_client_id, audiences=approvals.audiences)
 
     def person(self, who: str) -> Person:
         return Person(self._names.object_id(who), self._names.label(who))
 
-    def prove(self, answer: PlanApproval) -> ProvenApprover:
-        return sign_in(answer.connection_block, self._load)
-
-
-def sign_in(block: str, load: Callable[[str], ConnectionSettings]) -> ProvenApprover:
-    """Sign in with the named block; its token's object id is the approver. Refused when the block does not
-    exist or cannot sign in. `ppcmk approve` checks an answer the same way before it resumes a run."""
-    try:
-        settings = load(block)
-    except ValueError as missing:  # Prefect: "Unable to find block document named …"; also a bad value
-        raise Refused(f"there is no usable CmkConnection block {block!r} ({_first_line(missing)})") from None
-    try:
-        object_id = connection_principal(settings)
-    except Exception as failed:  # any sign-in failure means the answer is unproven, never a crash
-        raise Refused(
-            f"connection block {block!r} could not sign in ({type(failed).__name__}: "
-            f"{_first_line(failed)}), so who answered is unproven"
-        ) from None
-    if not object_id:
-        raise Refused(f"connection block {block!r} signs in without an object id; who answered is unproven")
-    name, upn = _directory_name(settings, object_id)
-    return ProvenApprover(object_id, name, upn, block, settings)
-
-
-def _directory_name(settings: ConnectionSettings, object_id: str) -> tuple[str, str]:
-    graph = ClientFactory.for_settings(settings).graph()
-    for lookup in (graph.user, graph.service_principal):
+    def prove(self, answer: PlanApproval, asked: Asked) -> ProvenApprover:
+        if not answer.proof.strip():
+            raise Refused("the answer carries no proof: sign in first (`ppcmk approve RUN` does it, or the "
+                          "sign-in page the form links)")
+        expected = Expected(self._tenant, self._approvals.audiences, self._approvals.scope,
+                            asked.asked_at.timestamp(), self._approvals.proof_max_age_minutes * 60)
+        at = asked.answered_at.timestamp() if asked.answered_at is not None else None
         try:
-            found = lookup(object_id)
-            return found.display_name or object_id, found.user_principal_name or ""
-        except Exception:  # a name for the log only: the object id is the proof
-            continue
-    return object_id, ""
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0][:200]
+            person = verify(answer.proof, expected, self._keys, now=at)
+            use_once(person, asked.question)
+        except ProofRefused as why:
+            raise Refused(str(why)) from None
+        evidence = (("proof_tenant", person.tenant_id), ("proof_issued_at", str(person.issued_at)),
+                    ("proof_token_id", hashlib.sha256(person.token_id.encode()).hexdigest()[:16]))
+        return ProvenApprover(person.object_id.lower(), self._names.label(person.object_id), person.name,
+                              person.roles, evidence)

@@ -7,6 +7,7 @@ waiting are `ppcmk.approvals.gate`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -20,6 +21,7 @@ from ppcmk.approvals.pause import resumed_by
 from ppcmk.approvals.proof import Person, ProvenApprover, Prover, Refused
 from ppcmk.audit import trail as audit
 from ppcmk.errors import ApprovalRejected
+from ppcmk.identity.signin import SignIn
 from ppcmk.safety.plan import Plan
 from ppcmk.safety.validation import check_parameters
 
@@ -35,12 +37,24 @@ class Approving:
         check_parameters(approval_timeout_s=self.timeout_s, approval_poll_s=self.poll_s)
 
 
+# where `ppcmk serve` runs the sign-in page for people with only a browser (its workers inherit it)
+SIGN_IN_PAGE_SETTING = "PPCMK_SIGN_IN_PAGE"
+POWER_PLATFORM_ADMINISTRATOR = "11648597-926c-4cf3-9c36-bcebb0ba8dcc"
+DYNAMICS_365_ADMINISTRATOR = "44367163-eba1-44c3-98af-f5787879f96a"
+# Entra directory roles (template ids, as `wids` carries them) of those who answer for Power Platform
+POWER_PLATFORM_ROLES = {POWER_PLATFORM_ADMINISTRATOR: "Power Platform Administrator",
+                        DYNAMICS_365_ADMINISTRATOR: "Dynamics 365 Administrator"}
+
+
 @dataclass(frozen=True)
 class PowerPlatformHandoff:
-    """The approver will run the Power Platform half: they name their connection, which must hold Reader."""
+    """The approver lets the Power Platform half run: a Power Platform admin who holds Reader on the policy
+    and none of the Key Vault admin's rights on the vault."""
 
     policy_name: str
     has_policy_reader: Callable[[str], bool]  # principal object id → holds Reader on the policy (ARM)
+    # principal object id → the Key Vault admin's roles it holds on the vault (names; empty: none)
+    key_vault_rights: Callable[[str], list[str]]
     # the object ids holding Reader or higher on the policy as the Key Vault admin sees them, read once per
     # ask: `ppcmk approve` accepts them, since a fresh Reader shows in its holder's own reads minutes later
     policy_readers: Callable[[], list[str]]
@@ -52,8 +66,8 @@ class PowerPlatformHandoff:
 class ApprovalRequest:
     """What a run asks approval for. Its constructors name the three kinds: a plain plan (one approver), a
     hand-off (its approver runs the Power Platform half and must read the policy), and a lock (several
-    distinct approvers, each typing `confirm_text`). `requester` is who asked, as the run was given it (UPN
-    or object id); the prover names them once per request."""
+    distinct Power Platform admins, each typing `confirm_text`). `requester` is who asked, as the run was
+    given it (UPN or object id); the prover names them once per request."""
 
     plan: Plan
     key: str
@@ -80,6 +94,11 @@ class ApprovalRequest:
     ) -> ApprovalRequest:
         return cls(plan, key, requester, approving, approvers_needed=approvers_needed,
                    confirm_text=confirm_text)
+
+    @property
+    def needs_power_platform_role(self) -> bool:
+        """A hand-off or a lock takes Power Platform environments offline: a Power Platform admin answers."""
+        return self.kind != "plan"
 
     @property
     def kind(self) -> FormKind:
@@ -121,25 +140,27 @@ class Asking:
     requester: Person
     readers: tuple[str, ...]
     means: str
+    sign_in: SignIn
 
     @classmethod
     def of(cls, request: ApprovalRequest, prover: Prover) -> Asking:
         handoff = request.handoff
         readers = sorted({object_id.lower() for object_id in handoff.policy_readers()}) if handoff else []
-        return cls(request, prover.person(request.requester), tuple(readers), prover.means)
+        return cls(request, prover.person(request.requester), tuple(readers), prover.means, prover.sign_in)
 
     def who_may_approve(self) -> str:
         request = self.request
+        roles = " or ".join(POWER_PLATFORM_ROLES.values())
         if request.handoff is not None:
             designated = request.handoff.designated
             granted = f" (this run granted it to {designated})" if designated else ""
             return (
-                f"anyone but the requester, {self.means}, who holds Reader on enterprise policy "
-                f"{request.handoff.policy_name}{granted}"
+                f"a {roles} but the requester, {self.means}, who holds Reader on enterprise policy "
+                f"{request.handoff.policy_name}{granted} and no Key Vault admin rights on its vault"
             )
         if request.approvers_needed > 1:
-            return (f"{request.approvers_needed} distinct approvers, neither of them the requester, each "
-                    f"{self.means}")
+            return (f"{request.approvers_needed} distinct people holding {roles}, neither of them the "
+                    f"requester, each {self.means}")
         return f"any administrator but the requester, {self.means}"
 
     def fields(self, number: int, answer_by: datetime, prior: Sequence[ProvenApprover]) -> dict[str, Any]:
@@ -162,12 +183,13 @@ class Asking:
             "policy_id": request.handoff.policy_id if request.handoff is not None else None,
             "reader_ids": list(self.readers),
             "confirm_text": request.confirm_text,
+            "sign_in": self.sign_in.model_dump(),
         }
 
     def form_text(self, number: int, answer_by: datetime, refused_because: str) -> FormText:
         request = self.request
         return FormText(self.requester.label, self.who_may_approve(), answer_by, request.to_do(number),
-                        request.plan_link(), refused_because)
+                        request.plan_link(), refused_because, how_to_prove())
 
 
 def judge(
@@ -181,9 +203,9 @@ def judge(
     who = {"key": key, "approver": approver.label, "approver_id": approver.object_id}
     comment = f": {decision.comment}" if decision.comment else ""
     if not quiet:
-        get_run_logger().info("%s answered %s with connection block %s%s", approver.label, decision.decision,
-                              decision.connection_block, comment)
-        request.record("approval-answered", **who, connection_block=decision.connection_block,
+        get_run_logger().info("%s answered %s, proven by their sign-in%s", approver.label, decision.decision,
+                              comment)
+        request.record("approval-answered", **who, proven_by="sign-in", **dict(approver.evidence),
                        decision=decision.decision, comment=decision.comment, prefect_actor=resumed_by())
     if decision.decision == "reject":
         request.record("approval-rejected", **who, comment=decision.comment)
@@ -205,15 +227,41 @@ def check_approval(
         raise Refused(f"{approver.label} typed {typed!r} as confirmation, not {request.confirm_text!r}")
     if approver.object_id == asking.requester.object_id:
         raise Refused(
-            f"{approver.label} requested this run and cannot approve it; a second administrator "
-            "answers with their own connection block"
+            f"{approver.label} requested this run and cannot approve it; another administrator answers, "
+            "signed in as themselves"
         )
     if approver.object_id in {p.object_id for p in prior}:
         raise Refused(
-            f"{approver.label} already approved; {request.approvers_needed} different approvers are required"
+            f"{approver.label} already approved; {request.approvers_needed} different people are required"
         )
-    if request.handoff is not None and not request.handoff.has_policy_reader(approver.object_id):
+    if request.needs_power_platform_role and not set(approver.roles) & set(POWER_PLATFORM_ROLES):
         raise Refused(
-            f"{approver.label} has no Reader role on the enterprise policy {request.handoff.policy_name};"
+            f"{approver.label} holds neither {' nor '.join(POWER_PLATFORM_ROLES.values())} (Entra roles of "
+            "their sign-in); a Power Platform admin answers"
+        )
+    if request.handoff is not None:
+        check_handoff_approver(request.handoff, approver)
+
+
+def check_handoff_approver(handoff: PowerPlatformHandoff, approver: ProvenApprover) -> None:
+    """Reader on the policy, and none of the Key Vault admin's rights: one person holding both could take
+    the key away from environments they linked themselves."""
+    if not handoff.has_policy_reader(approver.object_id):
+        raise Refused(
+            f"{approver.label} has no Reader role on the enterprise policy {handoff.policy_name};"
             " the Key Vault admin grants it (role acdd72a7-3385-48ef-bd42-f606fba81ae7)"
         )
+    held = handoff.key_vault_rights(approver.object_id)
+    if held:
+        raise Refused(
+            f"{approver.label} also holds {', '.join(held)} on the key's vault: the Key Vault admin and the "
+            "Power Platform admin must be different people"
+        )
+
+
+def how_to_prove() -> str:
+    """The form's one line on proving who you are: from a terminal, or with only a browser."""
+    page = os.environ.get(SIGN_IN_PAGE_SETTING)
+    browser = f"open {page}, sign in" if page else "open the sign-in page `ppcmk serve` prints, sign in"
+    return (f"in a terminal, `ppcmk approve RUN_ID` signs you in and answers (the id `ppcmk approvals` "
+            f"lists); with only a browser, {browser} and paste the proof it shows into **Your proof**")

@@ -42,10 +42,16 @@ class ProvenPerson(BaseModel):
     object_id: str
     tenant_id: str
     name: str = Field(description="the sign-in name (UPN) the token carries, for people to read")
+    display_name: str = Field(default="", description="the person's name, as the token carries it")
     roles: tuple[str, ...] = Field(default=(), description="Entra directory role template ids (`wids`)")
     token_id: str = Field(description="`uti`: the token's unique id, which may be used once")
     issued_at: int
     expires_at: int
+
+    @property
+    def label(self) -> str:
+        """'Power Platform Admin (pp-admin@contoso.example)', or the sign-in name alone."""
+        return f"{self.display_name} ({self.name})" if self.display_name else self.name
 
 
 def verify(token: str, expected: Expected, keys: TenantKeys, now: float | None = None) -> ProvenPerson:
@@ -58,6 +64,7 @@ def verify(token: str, expected: Expected, keys: TenantKeys, now: float | None =
         raise ProofRefused(f"the proof is not for the {expected.scope} scope of the approvals app")
     return ProvenPerson(object_id=str(claims["oid"]), tenant_id=str(claims["tid"]),
                         name=str(claims.get("preferred_username") or claims.get("upn") or claims["oid"]),
+                        display_name=str(claims.get("name") or ""),
                         roles=tuple(str(r) for r in claims.get("wids") or ()), token_id=str(claims["uti"]),
                         issued_at=int(claims["iat"]), expires_at=int(claims["exp"]))
 

@@ -1,6 +1,7 @@
 """A proof is used once: each accepted token's `uti` is recorded as a Prefect Variable, which the server
 creates once under a name, so of two runs (or two workers) offered the same token exactly one accepts it. A
-record is kept until the token expires; older ones are removed as new ones are written."""
+record is kept until the token expires; older ones are removed as new ones are written. The same proof for
+the same question is its one use judged again (a suspended run re-running reads its stored answer back)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,16 @@ def variable_name(token_id: str) -> str:
 
 
 def use_once(person: ProvenPerson, question: str) -> None:
-    """Record the proof as used for `question`; `ProofRefused` when it was used before."""
-    record = VariableCreate(name=variable_name(person.token_id), tags=[TAG],
-                            value={"question": question, "person": person.object_id,
-                                   "expires_at": person.expires_at})
+    """Record the proof as used for `question`; `ProofRefused` when it was used for another one."""
+    use = {"question": question, "person": person.object_id, "expires_at": person.expires_at}
+    record = VariableCreate(name=variable_name(person.token_id), tags=[TAG], value=use)
     with get_client(sync_client=True) as client:
         try:
             client.create_variable(record)
         except ObjectAlreadyExists:
-            raise ProofRefused("this proof was used before: sign in again for this question") from None
+            earlier = client.read_variable_by_name(record.name)
+            if earlier is None or earlier.value != use:
+                raise ProofRefused("this proof was used before: sign in again for this question") from None
         _forget_expired(client)
 
 

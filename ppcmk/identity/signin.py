@@ -29,6 +29,7 @@ class SignIn(BaseModel):
     instance_discovery: bool  # off for an authority Microsoft does not know (the sandbox's)
     scope: str  # e.g. api://contoso-approvals/Approve
     client_id: str  # the public client people sign in with
+    audiences: tuple[str, ...] = ()  # what the proof's `aud` may be: the approvals app's id or its URI
 
     def device_code_token(self, prompt: Prompt, ca_bundle: str | None = None) -> str:
         """The person's token after they sign in with the device code `prompt` shows them."""

@@ -1,5 +1,7 @@
-"""`ppcmk approvals` / `ppcmk approve` against a run waiting at a real ppcmk approval: what is listed, what is
-checked before resuming (exit 3, nothing submitted), and the run's verdict reported with its exit code."""
+"""`ppcmk approvals` / `ppcmk approve` against a run waiting at a real ppcmk approval: what is listed, how
+`ppcmk approve` signs the person in (a device code they enter at the identity provider's verification page),
+what is checked before resuming (exit 3, nothing submitted), and the run's verdict reported with its exit
+code."""
 
 from __future__ import annotations
 
@@ -15,15 +17,17 @@ from typer.testing import CliRunner
 from ppcmk_cli import app
 from ppcmk_cli import approvals as approvals_cli
 from ppcmk_cli.exit_codes import ExitCode
-from tests.flows.approval_harness import GHOST, POLICY, run, with_ghost
-from tests.support.runs import PendingApproval, RunningFlow, wait_for_approval
+from tests.flows.approval_harness import POLICY, run
+from tests.support.approving import over_https, ppcmk_approve
+from tests.support.runs import PendingApproval, RunningFlow, answer, wait_for_approval
+from tests.support.scenario import PP_ADMIN
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
 
 @pytest.fixture(scope="module")
 def blocks(sandbox_blocks: dict[str, str]) -> dict[str, str]:
-    return with_ghost(sandbox_blocks)
+    return sandbox_blocks
 
 
 @pytest.fixture
@@ -32,13 +36,8 @@ def waiting(blocks: dict[str, str], ppcmk_home: Path) -> Iterator[tuple[RunningF
     pending = wait_for_approval(running)
     yield running, pending
     if running.thread.is_alive():  # leave no run waiting for the next test
-        CliRunner().invoke(app, ["approve", str(pending.flow_run_id), "--connection", "sandbox-pp-admin",
-                                 "--reject", "--wait", "10"])
+        answer(pending, approve=False, approver=PP_ADMIN)
         running.state()
-
-
-def approve(runner: CliRunner, pending: PendingApproval, *options: str) -> Any:
-    return runner.invoke(app, ["approve", str(pending.flow_run_id), *options, "--wait", "30"])
 
 
 def said(result: Any) -> str:
@@ -60,71 +59,74 @@ def test_approvals_lists_environments_requester_and_who_may_approve(
     table = runner.invoke(app, ["approvals"])
     assert table.exit_code == 0, table.output
     assert "Contoso Sales" in table.output and "Key Vault Admin" in table.output
+    assert "--connection" not in table.output and "signs you in" in table.output
     listed = {item["run_id"]: item for item in json.loads(runner.invoke(app, ["approvals", "--json"]).output)}
     request = listed[str(pending.flow_run_id)]["request"]
     assert request["environments"] == ["Contoso Sales"]
     assert request["may_approve"].startswith("any administrator but the requester")
 
 
-def test_an_approval_is_accepted_and_the_run_continues(
-        runner: CliRunner, waiting: tuple[RunningFlow, PendingApproval]) -> None:
+def test_the_person_signs_in_with_a_device_code_and_the_run_continues(
+        cloud: Any, ppcmk_home: Path, waiting: tuple[RunningFlow, PendingApproval]) -> None:
     running, pending = waiting
-    result = approve(runner, pending, "--connection", "sandbox-pp-admin", "--as", "pp-admin@contoso.example",
-                     "--comment", "CHG-7", "--plan", pending.plan_hash[:12])
+    result = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "pp-admin"), str(pending.flow_run_id),
+                           "--comment", "CHG-7", "--plan", pending.plan_hash[:12])
     assert result.exit_code == ExitCode.OK, result.output
-    assert "Accepted: Power Platform Admin (pp-admin@contoso.example) approved" in said(result)
+    assert "To prove who you are, open" in result.output
+    assert "Accepted: Power Platform Admin (pp-admin@contoso.example) approved" in result.output
     assert running.result()["approvers"] == ["pp-admin@contoso.example"]
 
 
-def test_a_rejection_exits_with_its_own_code(runner: CliRunner,
+def test_a_rejection_exits_with_its_own_code(cloud: Any, ppcmk_home: Path,
                                              waiting: tuple[RunningFlow, PendingApproval]) -> None:
     running, pending = waiting
-    result = approve(runner, pending, "--connection", "sandbox-pp-admin", "--reject", "--comment", "not now")
+    result = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "pp-admin"), str(pending.flow_run_id),
+                           "--reject", "--comment", "not now")
     assert result.exit_code == ExitCode.REJECTED == 5, result.output
-    assert "ends Rejected" in said(result) and "not now" in said(result)
+    assert "ends Rejected" in result.output and "not now" in result.output
     assert running.result()["status"] == "ApprovalRejected"
 
 
-REFUSED_BEFORE_RESUMING = {
-    "self-approval": (["--connection", "sandbox-kv-admin"], "requested this run and cannot approve it"),
-    "unproven approver": (["--connection", GHOST], "could not sign in"),
-    "typed UPN not backed": (["--connection", "sandbox-pp-admin", "--as", "pp-admin-2@contoso.example"],
-                             "is not who connection block"),
-    "unknown block": (["--connection", "no-such-block"], "is not one of them"),
-    "stale plan": (["--connection", "sandbox-pp-admin", "--plan", "0" * 12], "the plan changed"),
-}
-
-
-@pytest.mark.parametrize("case", REFUSED_BEFORE_RESUMING)
-def test_refused_before_resuming_with_exit_3(case: str, runner: CliRunner,
-                                             waiting: tuple[RunningFlow, PendingApproval]) -> None:
-    options, reason = REFUSED_BEFORE_RESUMING[case]
+def test_the_requester_signed_in_is_refused_before_resuming(
+        cloud: Any, ppcmk_home: Path, waiting: tuple[RunningFlow, PendingApproval]) -> None:
     _, pending = waiting
-    result = approve(runner, pending, *options)
+    result = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "kv-admin"), str(pending.flow_run_id))
     assert result.exit_code == ExitCode.BLOCKED == 3, result.output
-    assert "not resumed" in said(result) and reason in said(result)
+    assert "not resumed" in result.output and "requested this run and cannot approve it" in result.output
     assert still_waiting(pending)
 
 
-def test_lock_forms_need_the_confirmation(runner: CliRunner, blocks: dict[str, str],
-                                          ppcmk_home: Path) -> None:
+def test_a_changed_plan_is_refused_before_anyone_signs_in(
+        cloud: Any, ppcmk_home: Path, waiting: tuple[RunningFlow, PendingApproval]) -> None:
+    _, pending = waiting
+    result = ppcmk_approve(cloud, ppcmk_home, None, str(pending.flow_run_id), "--plan", "0" * 12)
+    assert result.exit_code == ExitCode.BLOCKED and "the plan changed" in result.output
+    assert still_waiting(pending)
+
+
+def test_lock_forms_need_the_confirmation_a_power_platform_role_and_two_people(
+        cloud: Any, blocks: dict[str, str], ppcmk_home: Path) -> None:
     running = run(blocks, approvers_needed=2, confirm_text=POLICY)
     pending = wait_for_approval(running)
-    missing = approve(runner, pending, "--connection", "sandbox-pp-admin")
-    assert missing.exit_code == ExitCode.BLOCKED and f"--confirm {POLICY}" in said(missing)
-    first = approve(runner, pending, "--connection", "sandbox-pp-admin", "--confirm", POLICY)
-    assert first.exit_code == ExitCode.OK and "1 more approver" in said(first)
-    second = wait_for_approval(running)
-    again = approve(runner, second, "--connection", "sandbox-pp-admin", "--confirm", POLICY)
-    assert again.exit_code == ExitCode.BLOCKED and "already approved" in said(again)
-    assert approve(runner, second, "--connection", "sandbox-pp-admin-2", "--confirm", POLICY).exit_code == 0
+    run_id = str(pending.flow_run_id)
+    missing = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "pp-admin"), run_id)
+    assert missing.exit_code == ExitCode.BLOCKED and f"--confirm {POLICY}" in missing.output
+    outsider = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "outsider"), run_id, "--confirm", POLICY)
+    assert outsider.exit_code == ExitCode.BLOCKED and "holds neither" in outsider.output
+    first = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "pp-admin"), run_id, "--confirm", POLICY)
+    assert first.exit_code == ExitCode.OK and "1 more approver" in first.output, first.output
+    second = str(wait_for_approval(running).flow_run_id)
+    again = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "pp-admin"), second, "--confirm", POLICY)
+    assert again.exit_code == ExitCode.BLOCKED and "already approved" in again.output
+    other = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "pp-admin-2"), second, "--confirm", POLICY)
+    assert other.exit_code == ExitCode.OK, other.output
     assert running.result()["status"] == "approved"
 
 
 def test_approving_a_run_that_does_not_exist_is_a_usage_error(runner: CliRunner, ppcmk_home: Path) -> None:
-    result = runner.invoke(app, ["approve", "00000000-0000-0000-0000-000000000000", "--connection", "x"])
+    result = runner.invoke(app, ["approve", "00000000-0000-0000-0000-000000000000"])
     assert result.exit_code == ExitCode.USAGE
     assert "no flow run" in said(result)
-    not_an_id = runner.invoke(app, ["approve", "last-one", "--connection", "x"])
+    not_an_id = runner.invoke(app, ["approve", "last-one"])
     assert not_an_id.exit_code == ExitCode.USAGE
     assert "ppcmk approvals" in not_an_id.output

@@ -27,13 +27,15 @@ def test_the_story_links_the_onboarded_environments(cloud: Any, prefect_backend:
     blocks = register_sandbox_blocks(profile, DEMO_BLOCKS)
     console = Console(record=True, width=400)
 
-    result = StoryTeller(console, sandbox_inputs(), cloud.clock.now, tmp_path / "report").tell(blocks)
+    teller = StoryTeller(console, sandbox_inputs(), cloud.clock.now, tmp_path / "report", profile)
+    result = teller.tell(blocks)
 
     output = console.export_text()
     assert result.ok, output
     assert "provider.registered" in output and "Legacy BYOK" in output  # the doctor's seeded problems
-    assert "scripted Power Platform admin pp-admin@contoso.example approved plan" in output
-    assert "through Prefect's resume API, continuing with their block demo-pp-admin" in output
+    assert ("scripted Power Platform admin pp-admin@contoso.example signed in at the tenant's identity provider "
+            "and approved plan") in output
+    assert "through Prefect's resume API with that proof" in output
     onboarded = {row["environment_id"]: row for row in result.outcomes["onboard"].rows}
     assert set(onboarded) == set(ONBOARDED)
     assert {row["link_status"] for row in onboarded.values()} == {"Linked"}

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from ppcmk.approvals.proof import ConnectionBlockProver
+from ppcmk.approvals.proof import TokenProver
 from ppcmk.approvals.request import ApprovalRequest, Approving, Asking, PowerPlatformHandoff
-from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError
+from ppcmk.identity.settings import ApprovalsSettings
 from ppcmk.safety.plan import OutageWindow, Plan, PlanItem
+from tests.support.sandbox import connection
+from tests.support.scenario import REQUESTER, REQUESTER_ID
 
-REQUESTER = "kv-admin@contoso.example"
+APPROVALS = ApprovalsSettings(app_id="0d0d0001-0000-4000-8000-000000000001", app_id_uri="api://contoso-approvals")
 WINDOW = Approving(timeout_s=3600, poll_s=1)
 
 
@@ -25,13 +28,10 @@ def plan_for(environment: str) -> Plan:
                 outages=[OutageWindow(environment_id=environment, sequence=1, cause="link to ep-x")])
 
 
-def no_blocks(name: str) -> ConnectionSettings:
-    raise ValueError(f"no block {name}")
-
-
 def handoff(reads: list[str]) -> PowerPlatformHandoff:
     """A hand-off on ep-x whose readers (as the Key Vault admin sees them) are counted as they are read."""
     return PowerPlatformHandoff(policy_name="ep-x", has_policy_reader=lambda _: True,
+                                key_vault_rights=lambda _: [],
                                 policy_readers=lambda: reads.append("read") or ["0A0A-PP", "0a0a-kv"])
 
 
@@ -66,17 +66,19 @@ def test_the_approval_window_is_checked_when_it_is_made() -> None:
         Approving(timeout_s=60, poll_s=-1)
 
 
-def test_who_held_reader_is_read_once_per_request_and_again_after_a_replan() -> None:
+def test_who_held_reader_is_read_once_per_request_and_again_after_a_replan(sandbox_server: Any) -> None:
     reads: list[str] = []
     request = ApprovalRequest.handoff_approval(plan_for("env-1"), "onboard-handoff", REQUESTER, WINDOW,
                                                handoff(reads))
-    prover = ConnectionBlockProver(None, no_blocks)
+    prover = TokenProver(APPROVALS, connection(sandbox_server, "kv-admin"))
     asking = Asking.of(request, prover)
     answer_by = datetime(2030, 1, 1, tzinfo=UTC)
     rounds = [asking.fields(number, answer_by, []) for number in (1, 1, 1)]  # three rounds of one request
     assert reads == ["read"]
     assert all(r["reader_ids"] == ["0a0a-kv", "0a0a-pp"] for r in rounds)
-    assert rounds[0]["requester"] == REQUESTER and rounds[0]["requester_id"] == REQUESTER
+    assert rounds[0]["requester"] == f"Key Vault Admin ({REQUESTER})"
+    assert rounds[0]["requester_id"] == REQUESTER_ID
+    assert rounds[0]["sign_in"]["scope"] == "api://contoso-approvals/Approve"
     assert rounds[0]["kind"] == "handoff" and rounds[0]["plan_hash"] == plan_for("env-1").hash
     may_approve = rounds[0]["may_approve"]
     assert prover.means in may_approve and "Reader on enterprise policy ep-x" in may_approve

@@ -67,7 +67,7 @@ def live_the_year(cloud: Any, blocks: dict[str, str]) -> None:
 
     running = start_with_sandbox_blocks(onboard, blocks, pp_admin=PP_ADMIN,
                                         selector=FleetSelector(environment_ids=[PRODUCTION]))
-    approve_next(running, PP_ADMIN, connection_block=blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     completed(running, timeout=120)
     for _ in range(3):
         later(31)
@@ -83,7 +83,7 @@ def live_the_year(cloud: Any, blocks: dict[str, str]) -> None:
     completed(running, timeout=120)
     watched()
     running = start_change(blocks, selector=FleetSelector(environment_ids=[PRODUCTION]))
-    approve_next(running, PP_ADMIN, connection_block=blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     completed(running, timeout=120)
     later(30)
     running = start_revert(blocks, selector=FleetSelector(environment_ids=[FINANCE]))
@@ -138,8 +138,8 @@ def test_every_change_appears_with_requester_approvers_and_outcome(year: Year) -
             continue
         approvers = change["approvers"]
         assert approvers and all(a["decision"] == "approve" for a in approvers), change
-        for approver in approvers:  # who answered, and what proves it: the block they signed in with
-            assert {"approver_id", "connection_block"} <= set(approver["proof"]), approver
+        for approver in approvers:  # who answered, and what proves it: their sign-in's token, by fingerprint
+            assert {"approver_id", "proven_by", "proof_tenant", "proof_token_id"} <= set(approver["proof"])
             assert approver["approver"] in page and approver["proof"]["approver_id"] in page
         if change["procedure"] == "lock":
             assert len({a["proof"]["approver_id"] for a in approvers}) == 2

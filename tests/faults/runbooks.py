@@ -29,7 +29,7 @@ from ppcmk_flows.rotate import rotate
 from ppcmk_flows.unlock import unlock
 from ppcmk_tasks.policy import ensure_provider_registered
 from tests.support.arm import linked_policy_grant_id, policy_id, vault_id
-from tests.support.runs import answer, sandbox_block, start, wait_for_approval
+from tests.support.runs import answer, start, wait_for_approval
 from tests.support.sandbox import connection, save_target
 from tests.support.scenario import (
     FINANCE,
@@ -70,9 +70,7 @@ class Runbook:
             except AssertionError:  # the run ended without asking (again)
                 break
             persona, fields = self.approvers[asked % len(self.approvers)]
-            block = blocks.get(fields.get("block", ""), sandbox_block(persona))
-            answer(pending, approve=True, approver=persona, connection_block=block,
-                   confirmation=fields.get("confirmation"))
+            answer(pending, approve=True, approver=persona, confirmation=fields.get("confirmation"))
             asked += 1
         state = running.state(timeout=300)
         if not crashing:
@@ -167,7 +165,7 @@ def _two_half(blocks: Blocks, **extra: Any) -> dict[str, Any]:
             "requester": REQUESTER, "approval_poll_s": 1, **extra}
 
 
-HANDOFF = ((PP_ADMIN, {"block": "pp-admin"}),)
+HANDOFF: tuple[tuple[str, dict[str, str]], ...] = ((PP_ADMIN, {}),)
 LOCK_RUNBOOK = Runbook(
     "lock", lock,
     lambda b: {"kv_connection": b["kv-admin"], "pp_connection": b["pp-admin"], "target": b["target"],

@@ -40,7 +40,7 @@ def test_onboard_rerun_after_a_failed_key_grant_is_not_blocked_by_the_policy_it_
     cloud.advance(timedelta(minutes=5))  # the policy identity exists and reads Unhealthy: no key access
 
     running = start(onboard, **parameters)
-    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     outcome = running.result(timeout=120)
     assert outcome.status == "completed", outcome.message
     env = cloud.world.powerplatform.environment(PRODUCTION)

@@ -95,7 +95,7 @@ def test_a_crashed_runs_link_to_the_same_policy_is_adopted(
     left_running(cloud)
     crashed = predecessor(Crashed(), f"link to {LINKED_POLICY}")
     running = start(onboard, **parameters(sandbox_blocks, sandbox_blocks["target"]))
-    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    pending = approve_next(running, PP_ADMIN)
     assert "env.adopt" in pending.description and crashed in pending.description
     outcome = running.result(timeout=120)
     assert outcome.status == "completed", outcome.message
@@ -163,7 +163,7 @@ def test_a_crashed_change_policys_unlink_is_adopted_and_the_move_goes_on(
                           FINANCE)
     running = start_with_sandbox_blocks(change_policy, sandbox_blocks, new_policy_name="ep-new",
                                         new_key_name="cmk-new", pp_admin=PP_ADMIN)
-    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    pending = approve_next(running, PP_ADMIN)
     assert "env.adopt" in pending.description and crashed in pending.description
     outcome = running.result(timeout=120)
     assert outcome.status == "completed", outcome.message

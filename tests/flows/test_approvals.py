@@ -1,5 +1,5 @@
-"""Approvals answered through Prefect's resume API: the approver proven by signing in with their own
-connection block, refused answers asked again, rejection and expiry as outcomes, the form's schema."""
+"""Approvals answered through Prefect's resume API: the approver proven by their own sign-in, refused answers
+asked again, rejection and expiry as outcomes, the form's schema."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from prefect.states import Suspended
 from ppcmk.approvals.forms import form_for
 from ppcmk.approvals.pause import expire_overdue
 from ppcmk.audit.trail import AuditLog
-from ppcmk_blocks import CmkConnection
-from tests.flows.approval_harness import GHOST, POLICY, SECOND, harness, plan_for, run, with_ghost
+from tests.flows.approval_harness import POLICY, SECOND, harness, plan_for, run
 from tests.support.runs import answer, approve_next, wait_for_approval
 from tests.support.scenario import PP_ADMIN, PP_ADMIN_ID, REQUESTER, REQUESTER_ID
 
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("prefect_backend")
 
 @pytest.fixture(scope="module", autouse=True)
 def blocks(sandbox_blocks: dict[str, str]) -> dict[str, str]:
-    return with_ghost(sandbox_blocks)
+    return sandbox_blocks
 
 
 def test_an_approval_names_the_proven_approver_and_is_audited(
@@ -47,19 +46,21 @@ def test_an_approval_names_the_proven_approver_and_is_audited(
     assert events == ["approval-answered", "approval-granted"] and not audit_home.verify_chain()
 
 
-def test_the_form_has_a_required_decision_and_a_choice_of_existing_blocks(blocks: dict[str, str]) -> None:
+def test_the_form_asks_a_decision_and_a_proof_and_says_where_to_sign_in(blocks: dict[str, str]) -> None:
     running = run(blocks)
     pending = wait_for_approval(running)
     with get_client(sync_client=True) as client:
         schema = json.loads(client.read_flow_run_input(pending.flow_run_id, f"paused-{pending.key}-schema"))
-    assert {"decision", "connection_block"} <= set(schema["required"])
+    assert "decision" in schema["required"]
     assert schema["properties"]["decision"]["enum"] == ["approve", "reject"]
     assert "default" not in schema["properties"]["decision"]
-    assert {blocks["pp-admin"], GHOST} <= set(schema["properties"]["connection_block"]["enum"])
+    assert "proof" in schema["properties"] and "connection_block" not in schema["properties"]
+    assert "`ppcmk approve RUN_ID` signs you in" in pending.description
     assert "confirmation" not in schema["properties"]
     request = schema["x-ppcmk-request"]
     assert request["environments"] == ["Contoso Sales"] and request["requester"].startswith("Key Vault Admin")
     assert request["requester_id"] == REQUESTER_ID and request["answer_by"]
+    assert request["sign_in"]["scope"] == "api://contoso-approvals/Approve"
     answer(pending, approve=True, approver=PP_ADMIN)
     assert running.result()["status"] == "approved"
 
@@ -78,7 +79,8 @@ def test_a_rejection_names_who_rejected(blocks: dict[str, str], audit_home: Audi
 
 REFUSALS = {
     "self-approval": ({"approver": REQUESTER}, "requested this run and cannot approve it"),
-    "unproven approver": ({"connection_block": GHOST}, "could not sign in"),
+    "no proof": ({"proof": ""}, "carries no proof"),
+    "not a token": ({"proof": "hunter2"}, "not a token"),
     "stale plan hash": ({"approver": PP_ADMIN, "plan_hash": "0" * 64}, "but the plan to run is"),
 }
 
@@ -96,19 +98,6 @@ def test_a_refused_answer_keeps_the_run_waiting(
     assert running.result()["status"] == "approved"
     refused = [e["event"] for e in audit_home.entries() if e["event"]["event"] == "approval-refused"]
     assert len(refused) == 1 and reason in refused[0]["reason"]
-
-
-def test_a_deleted_connection_block_is_refused(blocks: dict[str, str]) -> None:
-    CmkConnection.load(GHOST).save("approvals-gone", overwrite=True)
-    running = run(blocks)
-    first = wait_for_approval(running)  # the form lists approvals-gone ...
-    with get_client(sync_client=True) as client:
-        client.delete_block_document(
-            client.read_block_document_by_name("approvals-gone", "ppcmk-connection").id
-        )
-    answer(first, approve=True, connection_block="approvals-gone")  # ... which is deleted before the answer
-    approve_next(running, PP_ADMIN)
-    assert running.result()["status"] == "approved"
 
 
 def test_lock_needs_two_different_approvers_and_the_typed_policy_name(blocks: dict[str, str]) -> None:
@@ -142,7 +131,7 @@ def test_malformed_input_is_refused_by_the_server_and_the_run_keeps_waiting(bloc
     with pytest.raises(RuntimeError, match="decision"):
         resume_flow_run(
             pending.flow_run_id,
-            run_input={"connection_block": blocks["pp-admin"], "plan_hash": pending.plan_hash},
+            run_input={"proof": "", "plan_hash": pending.plan_hash},
         )
     answer(pending, approve=True, approver=PP_ADMIN)
     assert running.result()["status"] == "approved"
@@ -154,9 +143,7 @@ def test_the_waker_ends_a_suspended_approval_past_its_deadline_expired(blocks: d
     suspended = Suspended(timeout_seconds=3600, pause_key="harness-1")
     keyset = keyset_from_paused_state(suspended)
     suspended.state_details.run_input_keyset = keyset
-    form = form_for(
-        "plan", [blocks["pp-admin"]], {"procedure": "test-approval", "answer_by": answer_by.isoformat()}
-    )
+    form = form_for("plan", {"procedure": "test-approval", "answer_by": answer_by.isoformat()})
     with get_client(sync_client=True) as client:
         run = client.create_flow_run(
             harness, parameters={"targets": ["env-1"], "kv_block": blocks["kv-admin"]}

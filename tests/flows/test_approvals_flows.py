@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from prefect.client.orchestration import get_client
 
 from ppcmk.audit.trail import AuditLog
 from ppcmk.fleet.selection import FleetSelector
@@ -19,7 +18,7 @@ from ppcmk_blocks import CmkConnection
 from ppcmk_flows.cleanup import cleanup
 from ppcmk_flows.onboard import onboard
 from ppcmk_flows.rotate import rotate
-from tests.flows.approval_harness import GHOST, SECOND, with_ghost
+from tests.flows.approval_harness import SECOND
 from tests.support.arm import vault_id
 from tests.support.lock import start_lock
 from tests.support.runs import (
@@ -37,7 +36,7 @@ from tests.support.scenario import LINKED_POLICY, PP_ADMIN, PRODUCTION, REQUESTE
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
-GONE = "approvals-gone"  # offered by the first form, deleted before it is answered
+OUTSIDER = "outsider@contoso.example"  # a person of the tenant without a Power Platform role
 
 
 def start_onboard(cloud: Any, blocks: dict[str, str], **overrides: Any) -> RunningFlow:
@@ -82,12 +81,14 @@ CASES = {
     "onboard": Case(
         start_onboard,
         lambda c: c.log.count(method="POST", path=r"/link|/governance") == 0,
-        refusals=("self-approval", "unproven approver", "stale plan hash", "no Reader"),
+        refusals=("self-approval", "unproven approver", "no Power Platform role", "stale plan hash",
+                  "no Reader"),
     ),
     "change_policy": Case(
         without_cloud(start_change),
         lambda c: c.log.count(method="POST", path=r"/unlink") == 0,
-        refusals=("self-approval", "unproven approver", "stale plan hash", "no Reader"),
+        refusals=("self-approval", "unproven approver", "no Power Platform role", "stale plan hash",
+                  "no Reader"),
     ),
     "revert": Case(without_cloud(start_revert), lambda c: c.log.count(method="POST", path=r"/unlink") == 0),
     "lock": Case(
@@ -95,14 +96,16 @@ CASES = {
         lambda c: c.log.count(method="DELETE", path=r"roleAssignments") == 0,
         approvers=[PP_ADMIN, SECOND],
         confirmation=LINKED_POLICY,
-        refusals=("self-approval", "unproven approver", "stale plan hash", "wrong confirmation"),
+        refusals=("self-approval", "unproven approver", "no Power Platform role", "stale plan hash",
+                  "wrong confirmation"),
     ),
     "cleanup": Case(start_cleanup, key_versions_enabled),
 }
 
 REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "self-approval": ({"approver": REQUESTER}, "requested this run and cannot approve it"),
-    "unproven approver": ({"connection_block": GHOST}, "could not sign in"),
+    "unproven approver": ({"proof": "hunter2"}, "not a token"),
+    "no Power Platform role": ({"approver": OUTSIDER}, "holds neither Power Platform Administrator"),
     "stale plan hash": ({"approver": PP_ADMIN, "plan_hash": "0" * 64}, "but the plan to run is"),
     "no Reader": ({"approver": SECOND}, "has no Reader role"),
     "wrong confirmation": ({"approver": PP_ADMIN, "confirmation": "ep-exist1ng"}, "as confirmation"),
@@ -111,7 +114,7 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.fixture(scope="module")
 def blocks(sandbox_blocks: dict[str, str]) -> dict[str, str]:
-    return with_ghost(sandbox_blocks)
+    return sandbox_blocks
 
 
 @pytest.mark.parametrize("procedure", CASES)
@@ -133,12 +136,9 @@ def test_refused_answers_keep_the_run_waiting_until_a_valid_one(
     procedure: str, cloud: Any, blocks: dict[str, str], audit_home: AuditLog
 ) -> None:
     case = CASES[procedure]
-    CmkConnection.load(GHOST).save(GONE, overwrite=True)
     running = case.start(cloud, blocks)
     pending = wait_for_approval(running, timeout=60)
-    with get_client(sync_client=True) as client:  # offered by this form, gone when it is answered
-        client.delete_block_document(client.read_block_document_by_name(GONE, "ppcmk-connection").id)
-    answer(pending, approve=True, connection_block=GONE, confirmation=case.confirmation)
+    answer(pending, approve=True, proof="", confirmation=case.confirmation)  # submitted without signing in
     for kind in case.refusals:
         wrong, _ = REFUSED[kind]
         pending = wait_for_approval(running)
@@ -153,7 +153,7 @@ def test_refused_answers_keep_the_run_waiting_until_a_valid_one(
     reasons = [
         e["event"]["reason"] for e in audit_home.entries() if e["event"]["event"] == "approval-refused"
     ]
-    assert len(reasons) == len(case.refusals) + 1 and "no usable CmkConnection block" in reasons[0]
+    assert len(reasons) == len(case.refusals) + 1 and "carries no proof" in reasons[0]
     for kind, reason in zip(case.refusals, reasons[1:], strict=True):
         assert REFUSED[kind][1] in reason, kind
 

@@ -34,7 +34,7 @@ def test_change_policy_moves_through_two_outages_and_holds_the_old_key(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:
     running = start_change(sandbox_blocks)
-    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    pending = approve_next(running, PP_ADMIN)
     assert "2 outage window(s) across 1 environment(s)" in pending.description
     assert f"unlink from {LINKED_POLICY}, then link to {NEW_POLICY}" in pending.description
     completed(running)
@@ -59,7 +59,7 @@ def test_the_moves_wait_for_the_approvers_reader_and_are_audited_as_change_polic
     cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
 ) -> None:
     running = start_change(sandbox_blocks)
-    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     completed(running)
     assert approver_read_policy_before_linking(cloud, NEW_POLICY)
     key_vault_half, half = halves_audited_as(audit_home, "change_policy")
@@ -81,13 +81,13 @@ def test_a_failed_link_is_reported_and_a_rerun_converges_without_duplicates(
 ) -> None:
     cloud.faults.add(method="POST", path=r"/enterprisePolicies/Encryption/link", status=400, times=1)
     running = start_change(sandbox_blocks)
-    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     first = running.result()
     assert first.status == "partial" and FINANCE in first.message
     assert linked_policy(cloud) is None  # between the outages: on the Microsoft key, and the result says so
     cloud.faults.clear()
     running = start_change(sandbox_blocks)  # the unfinished move is remembered: no selector needed
-    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    pending = approve_next(running, PP_ADMIN)
     assert "1 outage window(s) across 1 environment(s)" in pending.description  # only the link is left
     completed(running)
     assert linked_policy(cloud) == NEW_POLICY

@@ -54,7 +54,7 @@ def test_onboard_on_a_managed_hsm_then_lock_and_unlock_it(cloud: Any, blocks: di
     running = start(onboard, kv_connection=blocks["kv-admin"], pp_connection=blocks["pp-admin"],
                     target=TARGET, pp_admin=PP_ADMIN, selector=FleetSelector(environment_ids=CHOSEN),
                     approval_poll_s=1)
-    approve_next(running, PP_ADMIN, connection_block=blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     outcome = running.result(timeout=120)
     assert outcome.status == "completed", outcome.message
     assert all(encrypted(cloud, env) for env in CHOSEN)

@@ -41,7 +41,7 @@ def test_byok_environment_is_linked_with_the_retention_note(
     cloud: Any, sandbox_blocks: dict[str, str]
 ) -> None:
     running = start_migration(sandbox_blocks)
-    pending = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    pending = approve_next(running, PP_ADMIN)
     assert BYOK in pending.description and "28 days" in pending.description
     assert PRODUCTION not in pending.description  # not on BYOK: not chosen by default
     completed(running)
@@ -53,7 +53,7 @@ def test_the_links_wait_for_the_approvers_reader_and_are_audited_as_migrate_byok
     cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
 ) -> None:
     running = start_migration(sandbox_blocks)
-    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     completed(running)
     assert approver_read_policy_before_linking(cloud, LINKED_POLICY)
     _, half = halves_audited_as(audit_home, "migrate_byok")
@@ -64,7 +64,7 @@ def test_the_links_wait_for_the_approvers_reader_and_are_audited_as_migrate_byok
 
 def test_the_requester_cannot_approve_the_migration(cloud: Any, sandbox_blocks: dict[str, str]) -> None:
     running = start_migration(sandbox_blocks)
-    approve_next(running, REQUESTER, connection_block=sandbox_blocks["kv-admin"])  # refused: asked again
+    approve_next(running, REQUESTER)  # refused: asked again
     pending = wait_for_approval(running)
     assert "requested this run and cannot approve it" in pending.description
     assert not on_policy(cloud, BYOK) and cloud.log.count(method="POST", path=r"/link") == 0
@@ -80,8 +80,8 @@ def test_a_plan_that_changed_before_approval_is_asked_again(
     assert PRODUCTION not in first.description
     with cloud.world.lock:  # meanwhile, another environment turns out to be on BYOK
         cloud.world.powerplatform.environment(PRODUCTION).key_managed_by = "CustomerViaMicrosoft"
-    answer(first, approve=True, approver=PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
-    second = approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    answer(first, approve=True, approver=PP_ADMIN)
+    second = approve_next(running, PP_ADMIN)
     assert second.plan_hash != first.plan_hash and PRODUCTION in second.description
     completed(running)
     assert on_policy(cloud, BYOK) and on_policy(cloud, PRODUCTION)
@@ -92,12 +92,12 @@ def test_a_failed_link_then_a_rerun_converges_without_duplicates(
 ) -> None:
     cloud.faults.add(method="POST", path=r"/enterprisePolicies/Encryption/link", status=400, times=1)
     running = start_migration(sandbox_blocks)
-    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     first = running.result()
     assert first.status == "partial" and BYOK in first.message and not on_policy(cloud, BYOK)
     cloud.faults.clear()
     running = start_migration(sandbox_blocks)
-    approve_next(running, PP_ADMIN, connection_block=sandbox_blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     completed(running)
     assert on_policy(cloud, BYOK)
     assert cloud.log.count(method="PUT", path=r"enterprisePolicies/[^/]+($|\?)") == 0  # the policy is adopted

@@ -69,7 +69,7 @@ def test_onboarding_encrypts_three_environments_and_a_rerun_changes_nothing(
     cloud: Any, blocks: dict[str, str], audit_home: AuditLog
 ) -> None:
     running = run_onboard(blocks)
-    pending = approve_next(running, PP_ADMIN, connection_block=blocks["pp-admin"])
+    pending = approve_next(running, PP_ADMIN)
     assert "Power Platform half" in pending.description
     assert f"(`{UNMANAGED}`): enable Managed Environment, then link" in pending.description
     outcome = running.result(timeout=120)
@@ -112,8 +112,8 @@ def test_a_plan_changed_before_the_answer_is_asked_again(cloud: Any, blocks: dic
     first = wait_for_approval(running)
     with cloud.world.lock:  # someone enables Managed Environment meanwhile
         cloud.world.powerplatform.environment(UNMANAGED).protection_level = "Standard"
-    answer(first, approve=True, approver=PP_ADMIN, connection_block=blocks["pp-admin"])
-    second = approve_next(running, PP_ADMIN, connection_block=blocks["pp-admin"])
+    answer(first, approve=True, approver=PP_ADMIN)
+    second = approve_next(running, PP_ADMIN)
     assert second.plan_hash != first.plan_hash
     assert "enable Managed Environment" in first.description
     assert "enable Managed Environment" not in second.description
@@ -134,7 +134,7 @@ def test_a_failure_mid_way_then_a_rerun_converges_without_duplicates(
     cloud.faults.clear()
 
     running = run_onboard(blocks)
-    approve_next(running, PP_ADMIN, connection_block=blocks["pp-admin"])
+    approve_next(running, PP_ADMIN)
     outcome = running.result(timeout=120)
     assert outcome.status == "completed", outcome.message
     assert world_counts(cloud) == ONCE

@@ -171,7 +171,7 @@ def test_the_checkpoint_round_trips_through_result_storage_without_secrets(
     conn = connection(cloud)
     work = HandoffWork(
         plan=Plan(procedure="onboard", requester=REQUESTER, target_summary="t"),
-        approvers=[PP_ADMIN], expected=["e1", "e2"], connection_block="sandbox-pp-admin",
+        approvers=[PP_ADMIN], expected=["e1", "e2"], pp_connection="sandbox-pp-admin",
         policy=policy.get_policy.fn(conn, target(cloud, key=KEY, policy=LINKED_POLICY)))
     report = run_waves([FLEET[:2]], lambda m: StepResult(state="parked", parked=_parked(m.id)), WaveSpec())
 
@@ -189,6 +189,6 @@ def test_the_checkpoint_round_trips_through_result_storage_without_secrets(
     loaded, stored, cleared = round_trip()
     assert HandoffWork.model_validate(loaded.work) == work and loaded.report == report and loaded.parks == 1
     assert [r.parked.token for r in loaded.report.parked] == [r.parked.token for r in report.parked]
-    assert b'"connection_block":"sandbox-pp-admin"' in stored  # the block's name; its settings never
+    assert b'"pp_connection":"sandbox-pp-admin"' in stored  # the block's name; its settings never
     assert b"client_secret" not in stored and b"ca_bundle" not in stored and b"eyJ" not in stored  # no JWT
     assert cleared is None

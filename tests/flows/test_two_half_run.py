@@ -69,7 +69,7 @@ def test_a_parked_run_reentering_has_its_saved_work_and_the_approvers_connection
 ) -> None:
     policy = get_policy.fn(connection(cloud, "kv-admin"), target(cloud, key=KEY, policy=LINKED_POLICY))
     saved = HandoffWork(plan=Plan(procedure="onboard", requester=REQUESTER, target_summary="Finance"),
-                        approvers=[PP_ADMIN], expected=[FINANCE], connection_block=sandbox_blocks["pp-admin"],
+                        approvers=[PP_ADMIN], expected=[FINANCE], pp_connection=sandbox_blocks["pp-admin"],
                         policy=policy)
     steps: list[str] = []
 
@@ -88,7 +88,7 @@ def test_a_parked_run_reentering_has_its_saved_work_and_the_approvers_connection
         # a wake's calls are its polls
         assert [e.path for e in cloud.log.entries if not e.path.startswith("/_sandbox/")] == []
         assert run.parked is not None and run.parked.work == saved
-        assert run.parked.approver == load_connection(sandbox_blocks["pp-admin"])
+        assert run.parked.pp_half == load_connection(sandbox_blocks["pp-admin"])
         assert run.requester == REQUESTER  # who requested the approved plan, not who starts the run now
         report = run.waves(run.parked, lambda m: steps.append(m.id) or StepResult(state="succeeded"))
         verified, rows = run.verify(run.parked, report)

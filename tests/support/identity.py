@@ -5,15 +5,14 @@ admin would hand them out."""
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 from azure.identity import CertificateCredential, ClientSecretCredential, DeviceCodeCredential
+
+from ppcmk.identity.signin import Prompt
+from ppcmk_cli.scripted_sign_in import verification_page_prompt
 
 
 def held(cloud: Any, persona: str) -> dict[str, Any]:
@@ -42,23 +41,11 @@ def certificate_credential(cloud: Any, persona: str) -> CertificateCredential:
                                  certificate_path=proof["certificate"], **authority(cloud))
 
 
-Prompt = Callable[[str, str, datetime], None]
-
-
-def verification_page_sign_in(cloud: Any, persona: str, password: str | None = None) -> Prompt:
+def verification_page_sign_in(cloud: Any, persona: str) -> Prompt:
     """A DeviceCodeCredential prompt that does what the person does: open the verification page, enter the
     code, sign in with their UPN and password (over plain HTTPS, no browser)."""
     proof = held(cloud, persona)
-
-    def prompt(verification_uri: str, user_code: str, expires_on: datetime) -> None:
-        with httpx.Client(verify=cloud.endpoints.ca) as browser:
-            assert 'id="otc"' in browser.get(verification_uri).text.replace("'", '"')
-            browser.post(verification_uri, data={"otc": user_code})
-            done = browser.post(f"{verification_uri}/signin", data={
-                "otc": user_code, "login": proof["upn"], "passwd": password or proof["password"]})
-        assert "You have signed in" in done.text, re.sub(r"<[^>]+>", " ", done.text)
-
-    return prompt
+    return verification_page_prompt(cloud.endpoints.ca, proof["upn"], proof["password"])
 
 
 def device_code_credential(cloud: Any, prompt: Prompt) -> DeviceCodeCredential:

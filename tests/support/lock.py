@@ -26,7 +26,7 @@ def locked_by_two(blocks: dict[str, str]) -> Any:
     running = start_lock(blocks)
     first = approve_next(running, PP_ADMIN, confirmation=LINKED_POLICY)
     assert (
-        "DELETED 30 days after the lock" in first.description and "2 distinct approvers" in first.description
+        "DELETED 30 days after the lock" in first.description and "2 distinct people" in first.description
     )
     approve_next(running, PP_ADMIN_2, confirmation=LINKED_POLICY)
     return running.result()

@@ -26,11 +26,15 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 
+from ppcmk.approvals.forms import REQUEST
+from ppcmk.identity.signin import SignIn
 from ppcmk.safety import claims
 from ppcmk.safety.claims import CLAIM_PREFIX
+from ppcmk_cli.scripted_sign_in import scripted_proof
 from ppcmk_flows._lock_record import lock_record_name
 from ppcmk_flows.change_policy import change_policy
 from ppcmk_flows.revert import revert
+from tests.support.sandbox import sandbox_profile
 from tests.support.scenario import PP_ADMIN, REQUESTER
 
 APPROVAL_FLOW = "ppcmk-approval"
@@ -115,6 +119,7 @@ class PendingApproval:
     key: str
     plan_hash: str
     description: str
+    sign_in: SignIn  # where its answerer signs in for the proof
 
 
 _answered: set[UUID] = set()
@@ -143,25 +148,32 @@ def wait_for_approval(running: RunningFlow | None = None, timeout: float = 30) -
                 except Exception:  # the inputs are written just after the state change; look again
                     continue
                 plan_hash = schema["properties"]["plan_hash"]["default"]
-                return PendingApproval(run.id, key, plan_hash, description)
+                sign_in = SignIn.model_validate(schema[REQUEST]["sign_in"])
+                return PendingApproval(run.id, key, plan_hash, description, sign_in)
             if running is not None and not running.thread.is_alive():
                 raise AssertionError(f"the flow ended without asking for approval: {running.state(0)}")
             time.sleep(0.1)
     raise TimeoutError(f"no approval request appeared within {timeout} s")
 
 
-def sandbox_block(approver: str) -> str:
-    """The sandbox connection block a persona signs in with: pp-admin@contoso.example → sandbox-pp-admin."""
-    return f"sandbox-{approver.split('@')[0].lower()}"
+def persona_of(approver: str) -> str:
+    """The sandbox person with this UPN: pp-admin@contoso.example → pp-admin."""
+    return approver.split("@")[0].lower()
+
+
+def proof_of(pending: PendingApproval, approver: str) -> str:
+    """`approver`'s own fresh sign-in for the question (device code at the sandbox's verification page)."""
+    profile = sandbox_profile(pending.sign_in.authority)
+    return scripted_proof(pending.sign_in, profile, persona_of(approver))
 
 
 def answer(pending: PendingApproval, *, approve: bool, approver: str | None = None, comment: str = "CHG-1",
-           plan_hash: str | None = None, connection_block: str | None = None,
+           plan_hash: str | None = None, proof: str | None = None,
            confirmation: str | None = None) -> None:
-    """Answer as the form does: the decision and the answerer's own connection block (by default the
-    sandbox block of `approver`), the pre-filled plan hash unless another is given."""
-    block = connection_block or sandbox_block(approver or "")
-    run_input: dict[str, Any] = {"decision": "approve" if approve else "reject", "connection_block": block,
+    """Answer as the form does: the decision and the proof (by default `approver` signs in for it), the
+    pre-filled plan hash unless another is given."""
+    proven = proof if proof is not None else proof_of(pending, approver or "")
+    run_input: dict[str, Any] = {"decision": "approve" if approve else "reject", "proof": proven,
                                  "comment": comment, "plan_hash": plan_hash or pending.plan_hash}
     if confirmation is not None:
         run_input["confirmation"] = confirmation

@@ -23,9 +23,20 @@ def changes_the_cloud(method: str, path: str) -> bool:
     return method not in ("GET", "HEAD") and not _NOT_CLOUD.match(path)
 
 
+_PROFILES: dict[str, SandboxProfile] = {}  # authority → the profile of the sandbox serving it
+
+
 def profile(cloud: Any) -> SandboxProfile:
-    """The profile `ppcmk sandbox up` would publish for this sandbox."""
-    return SandboxProfile.from_endpoints(cloud.endpoints, pid=-1)
+    """The profile `ppcmk sandbox up` would publish for this sandbox (remembered: people who answer its
+    questions sign in at its authority)."""
+    made = SandboxProfile.from_endpoints(cloud.endpoints, pid=-1)
+    _PROFILES[cloud.endpoints.authority] = made
+    return made
+
+
+def sandbox_profile(authority: str) -> SandboxProfile:
+    """The profile of the sandbox whose identity provider is `authority` (one this process made)."""
+    return _PROFILES[authority]
 
 
 def connection_data(cloud: Any, persona: str = "runbook", **overrides: Any) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """The Power Platform admin's path in a real browser (Debian's chromium driven by Playwright) against
 `ppcmk serve`: Run ▸ Quick run on the onboard deployment, open the suspended run, read the Resume form (the
-environments by name, their outage windows), choose the decision and the connection block, Submit. A
+environments by name, their outage windows), get a proof at the sign-in page `ppcmk serve` runs (signing in
+as the Power Platform admin at the sandbox's identity provider), paste it, choose the decision, Submit. A
 rejected run ends in the state "Rejected"; an approved one ends Completed. Screenshots of each step are kept
 in the module's temporary directory."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,7 +31,7 @@ from tests.support.browser import chromium, needs_a_browser
 from tests.support.served import ROOT, deployment_ready, serving, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900), needs_a_browser]
-APPROVER_BLOCK = "sandbox-pp-admin"  # what `ppcmk serve` saves for the Power Platform admin
+APPROVER = "pp-admin"  # the sandbox's Power Platform admin, who signs in with their own password
 PAGE_TIMEOUT_MS = 120_000  # a busy machine renders the UI slowly
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled", "Rejected", "Expired")
 
@@ -45,7 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
            "PPCMK_RETRY_DELAY_SCALE": "0", "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(ROOT)}
     env.pop("PREFECT_API_URL", None)
     args = ["-m", "ppcmk_cli", "serve", "--prefect-port", str(port), "--sandbox-port", str(free_port()),
-            "--clock-speed", "0", "--limit", "2"]
+            "--sign-in-port", str(free_port()), "--clock-speed", "0", "--limit", "2"]
     ui = f"http://127.0.0.1:{port}"
     onboard = deployment_full_name("onboard")
     with (serving(args, env, home / "serve.log", stop=signal.SIGTERM, stop_timeout=30) as serve,
@@ -121,17 +124,65 @@ def choose(page: Any, dialog: Any, label: str, option: str) -> None:
     assert option in field.locator(".p-select-button__value").inner_text()
 
 
-def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, shots: Path,
+# Is the element's bottom inside every scrolling box around it and inside the window, as the page opened?
+SEEN_WITHOUT_SCROLLING = """element => {
+    const bottom = element.getBoundingClientRect().bottom;
+    for (let box = element.parentElement; box; box = box.parentElement) {
+        const style = getComputedStyle(box);
+        const scrolls = /(auto|scroll)/.test(style.overflowY) && box.scrollHeight > box.clientHeight;
+        if (scrolls && bottom > box.getBoundingClientRect().bottom) return false;
+    }
+    return bottom <= window.innerHeight;
+}"""
+ESSENTIALS = ("You decide:", "Requested by", "Prove who you are:")
+
+
+def unseen_essentials(dialog: Any) -> list[str]:
+    """The form's essentials a person would have to scroll to, inside the description or the page."""
+    return [text for text in ESSENTIALS
+            if not dialog.get_by_text(text, exact=False).first.evaluate(SEEN_WITHOUT_SCROLLING)]
+
+
+def sign_in_page(shown: str) -> str:
+    """The sign-in page the form names (`ppcmk serve` runs it)."""
+    found = re.search(r"open (http://localhost:\d+/)", shown)
+    assert found, f"the form names no sign-in page:\n{shown}"
+    return found[1]
+
+
+def proof_from_the_sign_in_page(page: Any, address: str, home: Path, shots: Path) -> str:
+    """In a new tab: the sign-in page sends the person to the identity provider, they sign in with their UPN
+    and password, and the page shows their proof."""
+    profile = json.loads((home / "ppcmk" / "sandbox.json").read_text())
+    person = json.loads(Path(profile["credentials"]).read_text())["principals"][APPROVER]
+    tab = page.context.new_page()
+    tab.goto(address)
+    tab.fill("#i0116", person["upn"])
+    tab.fill("#i0118", person["password"])
+    tab.click("#idSIButton9")
+    tab.wait_for_selector("#proof")
+    tab.screenshot(path=str(shots / "proof.png"))
+    proof = str(tab.input_value("#proof"))
+    tab.close()
+    return proof
+
+
+def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, home: Path,
                      serve: subprocess.Popen[bytes]) -> str:
-    """Open the suspended run, Resume, answer; returns the text the form showed."""
+    """Open the suspended run, Resume, prove who you are at the sign-in page the form names, answer; returns
+    the text the form showed."""
     page.goto(f"{ui}/runs/flow-run/{run_id}")
     page.get_by_role("button", name="Resume").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Your connection block").wait_for()
+    dialog.get_by_text("Your proof").wait_for()
     shown = dialog.inner_text()
+    page.screenshot(path=str(home / f"{decision}-form-opened.png"))
+    assert unseen_essentials(dialog) == [], "essentials of the plan below the fold of the Resume form"
+    proof = proof_from_the_sign_in_page(page, sign_in_page(" ".join(shown.split())), home, home)
     choose(page, dialog, "Decision", decision)
-    choose(page, dialog, "Your connection block", APPROVER_BLOCK)
-    page.screenshot(path=str(shots / f"{decision}-form.png"))
+    field = dialog.locator(".schema-form-property", has_text="Your proof").first
+    field.locator("input, textarea").first.fill(proof)
+    page.screenshot(path=str(home / f"{decision}-form.png"))  # the proof shows as dots
     submit = dialog.get_by_role("button", name="Submit")
     click_until("the answer to be taken", submit, dialog, lambda: state_of(run_id) != "Suspended", serve)
     dialog.wait_for(state="hidden")  # the server accepted the answer
@@ -184,8 +235,8 @@ def test_a_plan_approved_in_the_browser_completes(
 ) -> None:
     home = served[2]
     run = answered(served, browser, "approve", 300)
-    for expected in ("Contoso Production", "Contoso Sandbox", "Outage #1 of", "Requested by",
-                     "May approve", "Plan"):
+    for expected in ("You decide:", "Contoso Production", "Contoso Sandbox", "Outage #1 of",
+                     "Requested by", "May approve", "Prove who you are", "Plan"):
         assert expected in run.shown, f"{expected!r} not on the Resume form:\n{run.shown}"
     assert run.final == "Completed", (home / "serve.log").read_text()[-3000:]
     run.page.reload()

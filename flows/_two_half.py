@@ -19,14 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
-from azure.core.exceptions import HttpResponseError
 from prefect import get_run_logger
 
 from ppcmk.approvals.gate import connection_principal
-from ppcmk.approvals.request import ApprovalRequest, Approving, PowerPlatformHandoff
+from ppcmk.approvals.request import ApprovalRequest, Approving
 from ppcmk.audit import trail as audit
 from ppcmk.checks import power_automate
 from ppcmk.cloud import request_log
@@ -37,7 +35,6 @@ from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSp
 from ppcmk.models.azure import PolicyInfo
 from ppcmk.models.environments import Environment
 from ppcmk.safety.plan import Plan, PlanItem, RunOutcome
-from ppcmk.safety.retry import cmk_task
 from ppcmk.safety.validation import check_not_requester, check_principal, check_subscription
 from ppcmk.services.factory import ClientFactory
 from ppcmk_flows._environment_steps import LinkLimits, link_step, verify
@@ -51,17 +48,7 @@ from ppcmk_flows._runbook import (
     published,
 )
 from ppcmk_flows._two_half_plan import plan_key_vault_half
-from ppcmk_tasks.access import (
-    PROPAGATION_POLL_SECONDS,
-    PROPAGATION_TIMEOUT,
-    grant_key_access,
-    grant_policy_reader,
-    has_policy_reader,
-    key_vault_rights,
-    lookup_principal,
-    policy_reader_ids,
-    wait_for_propagation,
-)
+from ppcmk_tasks.access import grant_key_access, lookup_principal, wait_for_propagation
 from ppcmk_tasks.doctor import DoctorReading, run_doctor
 from ppcmk_tasks.environments import get_environments
 from ppcmk_tasks.keyvault import create_or_adopt_key, verify_vault
@@ -71,6 +58,7 @@ from ppcmk_tasks.policy import (
     read_policy,
     wait_for_policy_identity,
 )
+from ppcmk_tasks.policy_reader import grant_policy_reader, policy_handoff, wait_for_reader
 
 # What a runbook plans for its environments: (plan, the policy they go to or None, all environments listed).
 PlanEnvironments = Callable[[Plan, PolicyInfo | None, Sequence[Environment]], None]
@@ -368,38 +356,3 @@ class TwoHalfRun(Generic[W]):
 def _environment_ids(plan: Plan) -> list[str]:
     """Every environment a hand-off plan covers, changing or not: what the read-back checks."""
     return [item.target for item in plan.items if item.kind == "environment"]
-
-
-def policy_handoff(
-    kv: ConnectionSettings, target: TargetSettings, designated: str = ""
-) -> PowerPlatformHandoff:
-    """The hand-off's Reader requirement on the target's policy, judged with the Key Vault admin's view
-    (`kv` reads role assignments): who holds it is read once per ask, for `ppcmk approve`; the answer is
-    checked after it. `designated`: the admin this run granted Reader, named on the form."""
-    return PowerPlatformHandoff(
-        policy_name=target.policy_name,
-        has_policy_reader=lambda admin: has_policy_reader(kv, target, admin),
-        key_vault_rights=lambda person: key_vault_rights(kv, target, person),
-        policy_id=target.policy_id(kv.subscription_id),
-        designated=designated,
-        policy_readers=lambda: policy_reader_ids(kv, target),
-    )
-
-
-@cmk_task(task_run_name="wait-for-reader-{target.policy_name}")
-def wait_for_reader(
-    pp: ConnectionSettings, target: TargetSettings, timeout: timedelta = PROPAGATION_TIMEOUT
-) -> float:
-    """Read the policy as the approver until ARM lets them: their fresh Reader takes minutes to apply, and
-    the link is refused (403) until it has. Returns the seconds waited (cloud clock)."""
-    factory = ClientFactory.for_settings(pp)
-    waited = 0.0
-    while True:
-        try:
-            read_policy(factory, target)
-            return waited
-        except HttpResponseError as denied:
-            if denied.status_code != 403 or waited >= timeout.total_seconds():
-                raise
-        factory.sleeper.sleep(PROPAGATION_POLL_SECONDS)
-        waited += PROPAGATION_POLL_SECONDS

@@ -118,7 +118,7 @@ def read_key_grants(
     ]
 
 
-def _assign(
+def assign_role(
     factory: ClientFactory,
     scope: str,
     principal_id: str,
@@ -190,7 +190,7 @@ def grant_key_access(conn: ConnectionSettings, target: TargetSettings, principal
     if vault.kind == "managedHSM":
         return assign_hsm_role(factory, vault, hsm_key_scope(target.key_name), principal_id, GRANTED_ROLE)
     if vault.rbac_authorization:
-        return _assign(
+        return assign_role(
             factory, vault.vault_id, principal_id, CRYPTO_SERVICE_ENCRYPTION_USER, "ServicePrincipal"
         )
     return _add_access_policy(factory, vault, principal_id, list(CMK_KEY_PERMISSIONS), None)
@@ -321,7 +321,7 @@ def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -
         else:
             name = (grant.assignment_id or "").rstrip("/").rsplit("/", 1)[-1] or None
             restored.append(
-                _assign(
+                assign_role(
                     factory,
                     grant.scope,
                     grant.principal_id,
@@ -347,54 +347,3 @@ def lookup_principal(factory: ClientFactory, admin: str) -> Principal:
 def resolve_principal(factory: ClientFactory, admin: str) -> str:
     """The object id of a UPN or object id, checked to exist through Graph."""
     return lookup_principal(factory, admin).object_id
-
-
-@cmk_task(task_run_name="grant-policy-reader-{admin}")
-def grant_policy_reader(conn: ConnectionSettings, target: TargetSettings, admin: str) -> RoleGrant:
-    """Reader on the enterprise policy for the Power Platform admin (UPN or object id), so they can link."""
-    factory = ClientFactory.for_settings(conn)
-    principal = lookup_principal(factory, admin)
-    policy_id = target.policy_id(conn.subscription_id)
-    existing = read_role_grants(factory, policy_id, principal.object_id, POLICY_READ_ROLES)
-    if existing:
-        return existing[0]
-    return _assign(factory, policy_id, principal.object_id, READER, principal.kind)
-
-
-@cmk_task(task_run_name="policy-readers-{target.policy_name}")
-def policy_reader_ids(conn: ConnectionSettings, target: TargetSettings) -> list[str]:
-    """Who holds Reader or higher on the policy, as this connection (one that reads role assignments) sees
-    it: a fresh Reader shows here at once, but in its holder's own reads only minutes later."""
-    factory = ClientFactory.for_settings(conn)
-    return principals_with_roles(factory, target.policy_id(conn.subscription_id), POLICY_READ_ROLES)
-
-
-@cmk_task(task_run_name="has-policy-reader-{admin}")
-def has_policy_reader(conn: ConnectionSettings, target: TargetSettings, admin: str) -> bool:
-    """Whether the admin holds Reader or higher on the policy (checked through ARM; separation of duty)."""
-    factory = ClientFactory.for_settings(conn)
-    principal = resolve_principal(factory, admin)
-    return bool(
-        read_role_grants(factory, target.policy_id(conn.subscription_id), principal, POLICY_READ_ROLES)
-    )
-
-
-# The Key Vault admin's rights on a vault: whoever holds one can take the key away from the environments.
-KEY_VAULT_ADMIN_ROLES = {
-    OWNER: "Owner",
-    CONTRIBUTOR: "Contributor",
-    KEY_VAULT_ADMINISTRATOR: "Key Vault Administrator",
-    KEY_VAULT_CRYPTO_OFFICER: "Key Vault Crypto Officer",
-    "f25e0fa2-a7c8-4377-a976-54943a77a395": "Key Vault Contributor",
-    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
-    "f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
-}
-
-
-@cmk_task(task_run_name="key-vault-rights-{principal_id}")
-def key_vault_rights(conn: ConnectionSettings, target: TargetSettings, principal_id: str) -> list[str]:
-    """The Key Vault admin's roles the principal holds on the target's vault (assigned there or above), as
-    the Key Vault connection reads them; separation of duty refuses a Power Platform approver holding any."""
-    factory = ClientFactory.for_settings(conn)
-    grants = read_role_grants(factory, target.vault_id, principal_id, frozenset(KEY_VAULT_ADMIN_ROLES))
-    return sorted({KEY_VAULT_ADMIN_ROLES[role_guid(g.role_definition_id)] for g in grants})

@@ -33,8 +33,8 @@ def test_the_story_links_the_onboarded_environments(cloud: Any, prefect_backend:
     output = console.export_text()
     assert result.ok, output
     assert "provider.registered" in output and "Legacy BYOK" in output  # the doctor's seeded problems
-    assert ("scripted Power Platform admin pp-admin@contoso.example signed in at the tenant's identity provider "
-            "and approved plan") in output
+    assert ("scripted Power Platform admin pp-admin@contoso.example signed in at the tenant's identity "
+            "provider and approved plan") in output
     assert "through Prefect's resume API with that proof" in output
     onboarded = {row["environment_id"]: row for row in result.outcomes["onboard"].rows}
     assert set(onboarded) == set(ONBOARDED)

@@ -15,7 +15,7 @@ from ppcmk.approvals.request import ApprovalRequest, Approving
 from ppcmk.errors import ApprovalExpired, ApprovalRejected
 from ppcmk.safety.plan import OutageWindow, Plan, PlanItem
 from ppcmk_flows._runbook import load_approvals, load_connection, load_target
-from ppcmk_flows._two_half import policy_handoff
+from ppcmk_tasks.policy_reader import policy_handoff
 from tests.support.runs import RunningFlow, start
 from tests.support.scenario import LINKED_POLICY, PP_ADMIN_2, REQUESTER
 

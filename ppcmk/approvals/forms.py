@@ -35,7 +35,7 @@ class PlanApproval(RunInput):
     decision: Literal["approve", "reject"] = Field(
         title="Decision", description="approve runs exactly this plan; reject ends the run Rejected"
     )
-    proof: str = Field(default="", max_length=20000, title="Your proof", description=PROOF_HELP,
+    proof: str = Field(max_length=20000, title="Your proof", description=PROOF_HELP,
                        json_schema_extra={"format": "password"})
     comment: str = Field(
         default="", max_length=2000, title="Comment", description="e.g. change ticket CHG-1234"

@@ -51,7 +51,7 @@ def test_the_form_asks_a_decision_and_a_proof_and_says_where_to_sign_in(blocks: 
     pending = wait_for_approval(running)
     with get_client(sync_client=True) as client:
         schema = json.loads(client.read_flow_run_input(pending.flow_run_id, f"paused-{pending.key}-schema"))
-    assert "decision" in schema["required"]
+    assert {"decision", "proof"} <= set(schema["required"])
     assert schema["properties"]["decision"]["enum"] == ["approve", "reject"]
     assert "default" not in schema["properties"]["decision"]
     assert "proof" in schema["properties"] and "connection_block" not in schema["properties"]

@@ -58,9 +58,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
+def browser(served: tuple[str, subprocess.Popen[bytes], Path]) -> Iterator[Any]:
+    """Chromium trusting the served sandbox's certificate (its identity provider signs people in)."""
+    tls = Path(served_profile(served[2])["ca"]).parent
+    with chromium(trusting=tls / "sandbox-cert.pem") as launched:
         yield launched
+
+
+def served_profile(home: Path) -> dict[str, Any]:
+    return dict(json.loads((home / "ppcmk" / "sandbox.json").read_text()))
 
 
 def onboard_runs() -> dict[UUID, str]:
@@ -153,9 +159,8 @@ def sign_in_page(shown: str) -> str:
 def proof_from_the_sign_in_page(page: Any, address: str, home: Path, shots: Path) -> str:
     """In a new tab: the sign-in page sends the person to the identity provider, they sign in with their UPN
     and password, and the page shows their proof."""
-    profile = json.loads((home / "ppcmk" / "sandbox.json").read_text())
-    person = json.loads(Path(profile["credentials"]).read_text())["principals"][APPROVER]
-    tab = page.context.new_page()
+    person = json.loads(Path(served_profile(home)["credentials"]).read_text())["principals"][APPROVER]
+    tab = page.context.browser.new_page()  # its own context, as another tab of the person's browser
     tab.goto(address)
     tab.fill("#i0116", person["upn"])
     tab.fill("#i0118", person["password"])
@@ -174,7 +179,7 @@ def answer_in_the_ui(page: Any, ui: str, run_id: UUID, decision: str, home: Path
     page.goto(f"{ui}/runs/flow-run/{run_id}")
     page.get_by_role("button", name="Resume").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Your proof").wait_for()
+    dialog.locator(".schema-form-property__label", has_text="Your proof").wait_for()
     shown = dialog.inner_text()
     page.screenshot(path=str(home / f"{decision}-form-opened.png"))
     assert unseen_essentials(dialog) == [], "essentials of the plan below the fold of the Resume form"

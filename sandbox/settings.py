@@ -28,6 +28,9 @@ class SandboxSettings(BaseModel):
     throttle_retry_after_seconds: int = 1  # the least Retry-After of a 429; it says when the window frees
     # How long (real seconds) a device code waits for its person to sign in at the verification page.
     device_code_seconds: float = 900
+    # The identity provider's clock against the real one, in seconds, for the access tokens it issues (a
+    # skewed issuer; -7200 issues tokens that expired an hour ago).
+    token_clock_offset_seconds: float = 0
     # Seed for fault rules given a probability, so "random" faults repeat run to run.
     fault_seed: int = 7
     # Readings of the Power Platform admin API where the sources disagree (docs/SANDBOX.md):

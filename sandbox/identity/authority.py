@@ -94,7 +94,8 @@ class Authority:
     def access_token(self, world: World, grant: Grant, resource: Resource) -> str:
         api = world.identities.api(resource.uri) if resource.app_id else None
         issuer = self.issuer(world.tenant_id, resource.version)
-        return self.sign(access_token_claims(grant, resource, api, issuer, world.tenant_id, int(time.time())))
+        issued = int(time.time() + world.settings.token_clock_offset_seconds)
+        return self.sign(access_token_claims(grant, resource, api, issuer, world.tenant_id, issued))
 
     def app_tokens(self, world: World, grant: Grant, resource: Resource) -> dict[str, Any]:
         """The token endpoint's answer to a client-credentials grant (no refresh token, no ID token)."""

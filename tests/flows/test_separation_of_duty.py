@@ -119,6 +119,20 @@ def test_the_key_vault_admin_cannot_answer_the_onboard_handoff(
     assert [e.path for e in cloud.log.entries[asked:] if changes_the_cloud(e.method, e.path)] == []
 
 
+def test_an_expired_proof_is_refused(cloud: Any, sandbox_blocks: dict[str, str], audit_home: AuditLog
+                                     ) -> None:
+    """The Power Platform admin's own sign-in, from an identity provider whose tokens expired an hour ago."""
+    running = run(sandbox_blocks, timeout_s=60)
+    asked = wait_for_approval(running)
+    change(cloud, lambda world: setattr(world.settings, "token_clock_offset_seconds", -7200))
+    stale = proof_of(asked, PP_ADMIN)
+    change(cloud, lambda world: setattr(world.settings, "token_clock_offset_seconds", 0))
+    again = attack(running, asked, stale)
+    assert "the proof has expired" in refusals(audit_home)[-1]
+    answer(again, approve=True, approver=PP_ADMIN)
+    assert running.result()["approvers"] == [PP_ADMIN]
+
+
 def test_a_proof_answers_one_question_only(sandbox_blocks: dict[str, str], audit_home: AuditLog) -> None:
     """The Power Platform admin's real answer to one run, replayed by someone else into another run that was
     already waiting (so the proof is fresh there): refused as used before."""

@@ -38,13 +38,26 @@ def over_https(cloud: Any, persona: str) -> SignsIn:
     return lambda address, code: prompt(address, code, datetime.now(UTC))
 
 
+def publish_profile(cloud: Any, home: Path) -> None:
+    """The sandbox's profile in `home`, as `ppcmk serve` publishes it (this process stands for its server)."""
+    previous = os.environ.get("PPCMK_HOME")
+    os.environ["PPCMK_HOME"] = str(home)
+    try:
+        save_profile(SandboxProfile.from_endpoints(cloud.endpoints, pid=os.getpid()))
+    finally:
+        if previous is None:
+            del os.environ["PPCMK_HOME"]
+        else:
+            os.environ["PPCMK_HOME"] = previous
+
+
 def ppcmk_approve(cloud: Any, home: Path, signs_in: SignsIn | None, *arguments: str) -> Answered:
     """Run `ppcmk approve ARGUMENTS` against this Prefect API and sandbox; `signs_in` answers its device
     code (None: nobody signs in, the command must end before asking)."""
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PPCMK_HOME": str(home), "PREFECT_API_URL": str(PREFECT_API_URL.value()),
            "COLUMNS": "200"}
-    save_profile(SandboxProfile.from_endpoints(cloud.endpoints, pid=os.getpid()))
+    publish_profile(cloud, home)
     command = [sys.executable, "-m", "ppcmk_cli", "approve", *arguments, "--wait", "60"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)

@@ -53,12 +53,22 @@ def _from_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
     data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     if not isinstance(data, dict):
         raise CliError(f"--file {path}: write a mapping with 'connections' and 'targets'", ExitCode.USAGE)
-    return {"connections": data.get("connections") or {}, "targets": data.get("targets") or {}}
+    from ppcmk_blocks import APPROVALS_BLOCK
+
+    approvals = data.get("approvals")
+    return {"connections": data.get("connections") or {}, "targets": data.get("targets") or {},
+            "approvals": {APPROVALS_BLOCK: approvals} if approvals else {}}
 
 
 def _from_sandbox(connections: list[str], targets: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    from ppcmk_blocks import APPROVALS_BLOCK
     from ppcmk_cli.profile import load_profile
-    from ppcmk_cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
+    from ppcmk_cli.sandbox_blocks import (
+        SANDBOX_APPROVALS_APP,
+        SANDBOX_APPROVALS_URI,
+        sandbox_connection_data,
+        sandbox_target_data,
+    )
     from ppcmk_deployments.catalog import SandboxBlocks
 
     profile = load_profile()
@@ -68,7 +78,9 @@ def _from_sandbox(connections: list[str], targets: list[str]) -> dict[str, dict[
         raise CliError(f"--sandbox: no sandbox persona for connection block(s) {', '.join(unknown)}; the "
                        f"personas are {', '.join(sorted(personas))}", ExitCode.USAGE)
     return {"connections": {name: sandbox_connection_data(profile, name) for name in connections},
-            "targets": {name: sandbox_target_data(profile) for name in targets}}
+            "targets": {name: sandbox_target_data(profile) for name in targets},
+            "approvals": {APPROVALS_BLOCK: {"app_id": SANDBOX_APPROVALS_APP,
+                                            "app_id_uri": SANDBOX_APPROVALS_URI}}}
 
 
 def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str],
@@ -76,12 +88,14 @@ def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str
     """Every block the deployments need, validated; all problems at once, before anything is saved."""
     from pydantic import ValidationError
 
-    from ppcmk_blocks import CmkConnection, CmkTarget
+    from ppcmk_blocks import CmkApprovals, CmkConnection, CmkTarget
     from ppcmk_cli.errors import describe_validation_error
 
     problems: list[str] = []
     ready: list[tuple[str, Any]] = []
-    for kind, names, model in (("connections", connections, CmkConnection), ("targets", targets, CmkTarget)):
+    approvals = list(data["approvals"])  # the approvals app, when given: one block, by its fixed name
+    for kind, names, model in (("connections", connections, CmkConnection), ("targets", targets, CmkTarget),
+                               ("approvals", approvals, CmkApprovals)):
         for name in names:
             if name not in data[kind]:
                 problems.append(f"{kind}.{name}: missing (deployments/prefect.yaml uses it)")

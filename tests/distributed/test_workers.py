@@ -37,6 +37,7 @@ from ppcmk_cli.demo_backend import deliver_queued_events_and_logs
 from ppcmk_cli.profile import SandboxProfile, save_profile
 from ppcmk_cli.sandbox_blocks import sandbox_target_data
 from tests.distributed.stack import POOL, PREFECT, Stack, descendants, wait_for
+from tests.support.approving import approve_as
 from tests.support.scenario import FINANCE, PRODUCTION, SANDBOX
 
 # A PostgreSQL cluster, a Prefect server, two workers and about ten flow-run processes: 2.2 min on 2 idle
@@ -120,9 +121,10 @@ def link_posts(cloud: Any, environment: str | None = None) -> int:
                                                     r"Encryption/link$"))
 
 
-def approve(run_id: UUID, connection: str = "pp-admin") -> None:
-    """Answer as the Power Platform admin, who signs in with their own connection block."""
-    cli("approve", str(run_id), "--as", PP_ADMIN, "--connection", connection)
+def approve(stack: Stack, run_id: UUID) -> None:
+    """Answer as the Power Platform admin, who signs in with a device code (`ppcmk approve`)."""
+    answered = approve_as(stack.sandbox, "pp-admin", stack.home / "approver-home", str(run_id))
+    assert answered.exit_code == 0, answered.output
 
 
 def suspended_at(client: SyncPrefectClient, run_id: UUID, prefix: str) -> bool:
@@ -157,7 +159,7 @@ def onboard_crosses_workers(stack: Stack, client: SyncPrefectClient, settings: d
     approved_on = "worker-b" if planned_on == "worker-a" else "worker-a"
     wait_for("the suspended run's process to exit", lambda: idle(stack, planned_on), 60)
     stack.stop(planned_on)  # the approval can only be picked up by the other worker now
-    approve(run_id, "pp-admin")
+    approve(stack, run_id)
     wait_for("the park", lambda: state_of(client, run_id)[1] == "ppcmk-park-1", 240)
     assert ("onboard-parked", approved_on) in worker_sequence(stack, run_id)
     assert link_posts(cloud) == len(ONBOARDED)
@@ -185,7 +187,7 @@ def kill_a_worker_mid_link(stack: Stack, client: SyncPrefectClient) -> tuple[UUI
     # the link's first status poll is answered slowly: the kill lands in that wait
     stack.sandbox.faults.add(method="GET", path=r"/lifecycleOperations/", status=None, times=1,
                              latency=SLOW_POLL_SECONDS)
-    approve(run_id, "pp-admin")
+    approve(stack, run_id)
     wait_for("the link to start", lambda: link_posts(stack.sandbox, KILLED_MID_LINK) == 1, 240)
     [victim] = [name for name in ("worker-a", "worker-b") if not idle(stack, name)]
     stack.stop(victim, signal.SIGKILL)
@@ -218,7 +220,7 @@ def revert_races_change_policy(stack: Stack, client: SyncPrefectClient) -> None:
     [loser] = [name for name, state in states.items() if state[0] == "Failed"]
     winner_name = client.read_flow_run(runs[winner]).name
     assert "claim.held" in states[loser][2] and winner_name in states[loser][2], states[loser][2]
-    approve(runs[winner])
+    approve(stack, runs[winner])
     name, _, message = final_state(client, runs[winner])
     assert name == "Completed", message
     environment = cloud.world.powerplatform.environment(FINANCE_ON_CMK)

@@ -34,6 +34,7 @@ from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
 from ppcmk_deployments.catalog import SandboxBlocks
 from ppcmk_deployments.serve import deployment_full_name
 from ppcmk_sandbox.powerplatform.records import OperationType
+from tests.support.approving import approve_as, ppcmk_approve
 from tests.support.sandbox import profile, save_target
 from tests.support.scenario import FINANCE, KEY, LINKED_POLICY, PP_ADMIN, PRODUCTION, SANDBOX
 
@@ -136,11 +137,11 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
                  120, served)
         assert all(cloud.world.powerplatform.environment(env).cmk is None for env in ENVIRONMENTS)
         # the requester's own block: refused before anything is submitted, the run still waits
-        own = CliRunner().invoke(app, ["approve", str(flow_run.id), "--connection", E2E_BLOCKS.kv_admin])
+        home = tmp_path / "approver-home"
+        own = approve_as(cloud, "kv-admin", home, str(flow_run.id))
         assert own.exit_code == 3 and "cannot approve" in own.output, own.output
         assert pause_key(client, flow_run.id).startswith("onboard-")
-        approved = CliRunner().invoke(app, ["approve", str(flow_run.id), "--as", PP_ADMIN,
-                                            "--connection", E2E_BLOCKS.pp_admin, "--comment", "CHG-42"])
+        approved = approve_as(cloud, "pp-admin", home, str(flow_run.id), "--comment", "CHG-42")
         assert approved.exit_code == 0 and "Accepted" in approved.output, approved.output
 
         assert wait_for("parked", lambda: pause_key(client, flow_run.id), 120, served) == "ppcmk-park-1"
@@ -153,7 +154,7 @@ def test_served_onboard_parks_during_the_links_and_finishes_when_woken(
         listed = CliRunner().invoke(app, ["approvals", "--json"])
         assert listed.exit_code == 0, listed.output
         assert str(flow_run.id) not in [waiting["run_id"] for waiting in json.loads(listed.output)]
-        refused = CliRunner().invoke(app, ["approve", str(flow_run.id), "--connection", E2E_BLOCKS.pp_admin])
+        refused = ppcmk_approve(cloud, home, None, str(flow_run.id))
         assert refused.exit_code != 0 and "runs wake" in refused.output, refused.output
 
         cloud.clock.advance(link_duration)  # the service finishes while the run holds no process
@@ -224,8 +225,8 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
         assert isinstance(change, FlowRun)
         wait_for("Suspended at the hand-off",
                  lambda: pause_key(client, change.id).startswith("change-policy-"), 120, served)
-        approved = CliRunner().invoke(app, ["approve", str(change.id), "--as", PP_ADMIN,
-                                            "--connection", E2E_BLOCKS.pp_admin])
+        home = tmp_path / "approver-home"
+        approved = approve_as(cloud, "pp-admin", home, str(change.id))
         assert approved.exit_code == 0, approved.output
 
         final, parks = park_until_done(client, change.id, served, cloud, moved)
@@ -251,15 +252,15 @@ def test_served_change_policy_and_revert_park_in_every_outage_and_finish_when_wo
             return run
 
         rejected_run = waiting_revert()
-        rejected = CliRunner().invoke(app, ["approve", str(rejected_run.id), "--connection",
-                                            E2E_BLOCKS.pp_admin, "--reject", "--comment", "not this week"])
+        rejected = approve_as(cloud, "pp-admin", home, str(rejected_run.id), "--reject", "--comment",
+                              "not this week")
         assert rejected.exit_code == 5 and "ends Rejected" in rejected.output, rejected.output
         assert wait_for("the rejected run to end", lambda: state_name(client, rejected_run.id) == "Rejected",
                         60, served)
         assert all(operation_posts(cloud, env, "unlink") == 1 for env in moved)  # nothing after the plan
 
         revert = waiting_revert()
-        approved = CliRunner().invoke(app, ["approve", str(revert.id), "--connection", E2E_BLOCKS.pp_admin])
+        approved = approve_as(cloud, "pp-admin", home, str(revert.id))
         assert approved.exit_code == 0, approved.output
 
         final, parks = park_until_done(client, revert.id, served, cloud, moved)

@@ -39,7 +39,7 @@ def harness(
     kv_block: str,
     approvers_needed: int = 1,
     confirm_text: str | None = None,
-    timeout_s: int = 30,
+    timeout_s: int = 300,  # a busy machine answers through a separate process and a sign-in
     handoff_target: str | None = None,
 ) -> dict:
     """Plans once per entry of `targets` (the world as seen at each re-plan); returns what was approved.

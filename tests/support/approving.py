@@ -72,3 +72,8 @@ def ppcmk_approve(cloud: Any, home: Path, signs_in: SignsIn | None, *arguments: 
             break
     out, err = process.communicate(timeout=120)
     return Answered(process.returncode, " ".join((out + "".join(lines) + err).split()))
+
+
+def approve_as(cloud: Any, persona: str, home: Path, *arguments: str) -> Answered:
+    """`ppcmk approve ARGUMENTS` answered by `persona`, who signs in at the device code it shows."""
+    return ppcmk_approve(cloud, home, over_https(cloud, persona), *arguments)

@@ -9,7 +9,7 @@ from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError
 from ppcmk.models.arm_ids import role_assignment_name
 from ppcmk.services.factory import ClientFactory
-from ppcmk_tasks import access, policy
+from ppcmk_tasks import access, policy, policy_reader
 from ppcmk_tasks.keyvault import read_vault
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import connection, target
@@ -97,16 +97,16 @@ def test_revoke_returns_what_it_removed_and_restore_puts_it_back(
 
 def test_admin_reader_granted_by_upn_and_checked_through_arm(cloud: Any, conn: ConnectionSettings) -> None:
     tgt = target(cloud, key="cmk-prod", policy="ep-existing")
-    assert access.has_policy_reader.fn(conn, tgt, "pp-admin@contoso.example")
-    assert not access.has_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
-    grant = access.grant_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
+    assert policy_reader.has_policy_reader.fn(conn, tgt, "pp-admin@contoso.example")
+    assert not policy_reader.has_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
+    grant = policy_reader.grant_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
     assert grant.changed and grant.principal_id == PP_ADMIN_2_ID
-    assert not access.grant_policy_reader.fn(conn, tgt, PP_ADMIN_2_ID).changed
-    assert access.has_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
+    assert not policy_reader.grant_policy_reader.fn(conn, tgt, PP_ADMIN_2_ID).changed
+    assert policy_reader.has_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
     with pytest.raises(ConfigError, match="user"):
-        access.grant_policy_reader.fn(conn, tgt, "nobody@contoso.example")
+        policy_reader.grant_policy_reader.fn(conn, tgt, "nobody@contoso.example")
     # A service principal (the runbook) already reads the policy through Owner on the subscription.
-    inherited = access.grant_policy_reader.fn(conn, tgt, RUNBOOK_ID)
+    inherited = policy_reader.grant_policy_reader.fn(conn, tgt, RUNBOOK_ID)
     assert not inherited.changed and inherited.principal_type == "ServicePrincipal"
     assert inherited.scope == f"/subscriptions/{conn.subscription_id}"
 
@@ -118,11 +118,11 @@ def test_policy_readers_are_who_holds_reader_or_higher_at_the_policy_or_above(
     kv_admin = connection(cloud, "kv-admin")
     # Owner on the subscription (kv-admin, the runbook) and Reader on the policy (pp-admin)
     owners_and_reader = [REQUESTER_ID, PP_ADMIN_ID, RUNBOOK_ID]
-    assert access.policy_reader_ids.fn(kv_admin, tgt) == owners_and_reader
+    assert policy_reader.policy_reader_ids.fn(kv_admin, tgt) == owners_and_reader
     # a Reader granted this moment is listed at once (its holder's own reads see it only once it applies)
-    access.grant_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
+    policy_reader.grant_policy_reader.fn(conn, tgt, "pp-admin-2@contoso.example")
     second = PP_ADMIN_2_ID
-    assert access.policy_reader_ids.fn(kv_admin, tgt) == sorted([*owners_and_reader, second])
+    assert policy_reader.policy_reader_ids.fn(kv_admin, tgt) == sorted([*owners_and_reader, second])
     # only the roles asked for, and only assignments at the scope or above it (pp-admin's is on the policy)
     factory, vault = ClientFactory.for_settings(kv_admin), tgt.vault_id
     administrators = access.principals_with_roles(factory, vault, frozenset({access.KEY_VAULT_ADMINISTRATOR}))

@@ -30,14 +30,13 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.settings import PREFECT_API_URL
-from typer.testing import CliRunner
 
-from ppcmk_cli import app
 from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
 from ppcmk_deployments.automations import NOTIFICATIONS, ensure_automations
 from ppcmk_deployments.catalog import RUNBOOKS, SandboxBlocks
 from ppcmk_deployments.serve import deployment_full_name
 from ppcmk_deployments.wake import WAKE_FLOW_NAME
+from tests.support.approving import approve_as
 from tests.support.runs import forget_run_state
 from tests.support.sandbox import profile
 from tests.support.served import ROOT, serving, wait_for
@@ -231,11 +230,10 @@ def test_the_approval_wait_reaches_the_webhook_with_the_ui_link(
 
 def test_the_approved_onboard_run_completes_without_republishing_its_plan(
         quick_runs: dict[str, QuickRun], served: tuple[subprocess.Popen[bytes], Path],
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        sandbox_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PPCMK_HOME", str(tmp_path / "cli-home"))
     onboard = quick_runs["onboard"].run_id
-    approved = CliRunner().invoke(app, ["approve", str(onboard), "--as", "pp-admin@contoso.example",
-                                        "--connection", BLOCKS.pp_admin])
+    approved = approve_as(sandbox_server, "pp-admin", tmp_path / "cli-home", str(onboard))
     assert approved.exit_code == 0, approved.output
     with get_client(sync_client=True) as client:
         final = wait_for("onboard to finish", lambda: (name := settled(client, onboard)) in FINAL and name,

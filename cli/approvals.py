@@ -19,7 +19,6 @@ from rich.table import Table
 
 from ppcmk.approvals.pause import verdict_key
 from ppcmk_cli.approval_checks import check_answer, request_of
-from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
 
@@ -46,7 +45,6 @@ def waiting_runs_table(runs: list[WaitingRun]) -> Table:
     return table
 
 
-@reports_errors
 def approvals(
     json_output: Annotated[bool, typer.Option("--json", help="Print the waiting runs as JSON.")] = False,
     full: Annotated[bool, typer.Option(help="Print each run's complete plan summary.")] = False,
@@ -147,9 +145,9 @@ def report(waiting: WaitingRun, verdict: dict[str, Any] | None, seconds: float) 
     return ExitCode.OK
 
 
-@reports_errors
 def approve(
-    run_id: Annotated[str, typer.Argument(help="The waiting flow run (see `ppcmk approvals`).")],
+    run_id: Annotated[str, typer.Argument(help="The waiting flow run: its id or its first characters (see "
+                                               "`ppcmk approvals`).")],
     connection: Annotated[
         str,
         typer.Option(
@@ -173,7 +171,8 @@ def approve(
             "refused if the run asks about another plan."
         ),
     ] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the run's verdict on the answer.")] = 120,
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the run's verdict on the answer.")]
+    = 120,
 ) -> None:
     """Approve or reject a run waiting for approval: checked first, then resumed, then its verdict reported.
     Exit 0 accepted, 5 rejected, 3 refused (before resuming, or by the run, which waits again)."""

@@ -8,24 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from azure.core.exceptions import AzureError
-from prefect.blocks.core import Block
 from rich.console import Console
 
 from ppcmk.cloud.settings import KEY_SIZES, ConnectionSettings, TargetSettings, load_settings
 from ppcmk.models.arm_ids import parse_resource_id
 from ppcmk.models.findings import DoctorReport, render_table
 from ppcmk.services.factory import ClientFactory
-from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.profile import load_profile
 from ppcmk_cli.sandbox_blocks import sandbox_connection_data, sandbox_target_data
 
 console = Console()
-BlockT = TypeVar("BlockT", bound=Block)
 
 # The sandbox persona doctor reads as: Owner on the subscription and a registered admin management app.
 SANDBOX_DOCTOR_PERSONA = "runbook"
@@ -50,22 +47,14 @@ def sandbox_inputs() -> DoctorInputs:
 def block_inputs(connection_block: str, target_blocks: list[str]) -> DoctorInputs:
     """Load the named blocks from the Prefect API (the one `ppcmk serve` published, or $PREFECT_API_URL)."""
     from ppcmk_blocks import CmkConnection, CmkTarget
+    from ppcmk_cli.blocks import existing_block
     from ppcmk_cli.prefect_api import prefect_api
 
     with prefect_api():
-        connection = load_block(CmkConnection, connection_block, "--connection").settings()
-        targets = [load_block(CmkTarget, name, "--target").settings() for name in target_blocks]
+        connection = existing_block(CmkConnection, connection_block, "--connection").settings()
+        targets = [existing_block(CmkTarget, name, "--target").settings() for name in target_blocks]
     return DoctorInputs(connection, targets, f"blocks {connection_block}, {', '.join(target_blocks)}",
                         scan_by_default=False)
-
-
-def load_block(block_type: type[BlockT], name: str, option: str) -> BlockT:
-    try:
-        return block_type.load(name)  # type: ignore[return-value]
-    except ValueError as error:
-        raise CliError(f"{option} {name}: no such {block_type.__name__} block on this Prefect server; "
-                       "create it in the UI (Blocks → +) or check the name with `prefect block ls`",
-                       ExitCode.USAGE) from error
 
 
 def scanned_targets(connection: ConnectionSettings, primary: TargetSettings) -> Iterator[TargetSettings]:
@@ -101,7 +90,6 @@ def run_checks(inputs: DoctorInputs, environments: list[str] | None, pp_admin: s
     return doctor_report(inputs.connection, targets, environments, pp_admin)
 
 
-@reports_errors
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     connection: Annotated[str | None, typer.Option(help="CmkConnection block to check with (default: the "
@@ -126,6 +114,10 @@ def doctor(
         inputs = block_inputs(connection, target)
     else:
         inputs = sandbox_inputs()
+    if pp_admin:
+        from ppcmk_tasks.access import known_principals
+
+        known_principals("--pp-admin", inputs.connection, [pp_admin])
     scan = inputs.scan_by_default if scan_vaults is None else scan_vaults
     report = run_checks(inputs, environment or None, pp_admin, scan)
     if json_output:

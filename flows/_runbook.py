@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, Self, cast
+from typing import Literal, Self
 
 from prefect import get_run_logger
 from prefect.states import Cancelled, State
@@ -58,11 +58,11 @@ class Approving:
 
 def load_connection(block: str) -> ConnectionSettings:
     """A connection block, validated (a bad value fails here, naming the field, before anything is read)."""
-    return cast(CmkConnection, CmkConnection.load(block)).settings()
+    return CmkConnection.named(block).settings()
 
 
 def load_target(block: str) -> TargetSettings:
-    return cast(CmkTarget, CmkTarget.load(block)).settings()
+    return CmkTarget.named(block).settings()
 
 
 def published(plan: Plan) -> Plan:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from ppcmk.errors import ConfigError
 from ppcmk.safety.plan import publish_table
+from ppcmk.safety.validation import check_parameters
 from ppcmk.watch.desired import DesiredState, load_desired_state_file
 from ppcmk.watch.drift import Drift, DriftChange, DriftSeverity, WatchState, changes, with_since, worst
 from ppcmk.watch.estate import EstateFacts
@@ -35,6 +36,7 @@ from ppcmk_flows._watch_state import (
     state_key,
     target_blocks,
 )
+from ppcmk_tasks.access import known_principals
 from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, read_estate_task
 
 PROCEDURE = "watch"
@@ -128,9 +130,12 @@ def watch(
         link_expected_hours: A link or unlink running longer than this is a finding.
         concurrency: How many reads run at the same time.
     """
-    conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
+    check_parameters(rotation_cadence_days=rotation_cadence_days, link_expected_hours=link_expected_hours,
+                     concurrency=concurrency)
+    conn = CmkConnection.named(connection).settings()
     desired = load_desired(desired_state)
     admins = pp_admins if pp_admins is not None else (desired.pp_admins if desired else [])
+    known_principals("pp_admins", conn, admins)
     rules = WatchRules(rotation_cadence_days=rotation_cadence_days, link_expected_hours=link_expected_hours)
     facts = read_estate_task(conn, admins, desired_linked(desired), concurrency)
     facts = facts.model_copy(update={"locks": lock_facts(), "targets": target_blocks()})

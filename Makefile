@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/evidence.py
 
 serve: $(STAMP)
 	$(BIN)/ppcmk serve

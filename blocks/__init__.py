@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
 from ppcmk.errors import ConfigError
+from ppcmk.identity.settings import AZURE_CLI_APP_ID, ApprovalsSettings
 
 
 class _Validated(Block, ABC):
@@ -118,4 +119,26 @@ class CmkTarget(_Validated):
         return load_settings(TargetSettings, self.model_dump(include=set(TargetSettings.model_fields)))
 
 
-__all__ = ["CmkConnection", "CmkTarget"]
+class CmkApprovals(_Validated):
+    """How a person proves who they are when they answer: a token for the tenant's approvals app."""
+
+    _block_type_name = "ppcmk approvals"
+    _block_type_slug = "ppcmk-approvals"
+    _description = ("The tenant's approvals app (an app registration that exposes one scope and no API): "
+                    "people answer approvals with a token for it, which ppcmk verifies. Saved once, as "
+                    "ppcmk-approvals.")
+
+    app_id: str = Field(..., description="The approvals app's application (client) id (GUID).")
+    app_id_uri: str | None = Field(None, description="Its Application ID URI, e.g. api://contoso-approvals.")
+    scope: str = Field("Approve", description="The delegated scope it exposes, e.g. Approve.")
+    sign_in_client_id: str = Field(
+        AZURE_CLI_APP_ID, description="The public client people sign in with (default: the Azure CLI's).")
+    proof_max_age_minutes: int = Field(10, description="How old a proof may be when it is checked.")
+
+    def settings(self) -> ApprovalsSettings:
+        return load_settings(ApprovalsSettings, self.model_dump(include=set(ApprovalsSettings.model_fields)))
+
+
+APPROVALS_BLOCK = "ppcmk-approvals"  # one per server, read by name: never a run parameter
+
+__all__ = ["APPROVALS_BLOCK", "CmkApprovals", "CmkConnection", "CmkTarget"]

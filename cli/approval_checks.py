@@ -10,7 +10,7 @@ from typing import Any, cast
 from azure.core.exceptions import HttpResponseError
 
 from ppcmk.approvals.forms import REQUEST
-from ppcmk.approvals.proof import Refused, prove
+from ppcmk.approvals.proof import Refused, sign_in
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.services.factory import ClientFactory
 from ppcmk_cli.exit_codes import CliError, ExitCode
@@ -76,10 +76,10 @@ def _signed_in(waiting: WaitingRun, block: str) -> Answerer:
             "(a block created after the run asked is offered when it asks again)"
         )
     try:
-        proven, settings = prove(block, _load_connection)
+        proven = sign_in(block, _load_connection)
     except Refused as refused:
         raise refuse(str(refused)) from None
-    return Answerer(proven.object_id, proven.label, ClientFactory.for_settings(settings))
+    return Answerer(proven.object_id, proven.label, ClientFactory.for_settings(proven.connection))
 
 
 def _load_connection(block: str) -> ConnectionSettings:

@@ -12,6 +12,7 @@ from ppcmk_cli.audit_cmds import audit_app
 from ppcmk_cli.demo import demo
 from ppcmk_cli.doctor import doctor
 from ppcmk_cli.errors import DEBUG_SETTING, OneLineErrors
+from ppcmk_cli.evidence import evidence
 from ppcmk_cli.exit_codes import EXIT_CODES_HELP
 from ppcmk_cli.report import report
 from ppcmk_cli.runs import run, runs_app
@@ -53,6 +54,7 @@ app.command("run")(run)
 app.command("doctor")(doctor)
 app.command("demo")(demo)
 app.command("report")(report)
+app.command("evidence")(evidence)
 app.command("watch")(watch)
 app.command("converge")(converge)
 

@@ -18,6 +18,9 @@ ROTATION_CRON = "0 6 1-7 * 1"
 ROTATION_TIMEZONE = "Europe/Amsterdam"
 ROTATION_IN_WORDS = f"the first Monday of every month at 06:00 ({ROTATION_TIMEZONE})"
 WATCH_EVERY_MINUTES = 60
+# The evidence pack: monthly, on the 1st at 07:00 Amsterdam time (the month just ended is in it).
+EVIDENCE_CRON = "0 7 1 * *"
+EVIDENCE_IN_WORDS = f"the 1st of every month at 07:00 ({ROTATION_TIMEZONE})"
 
 # The default scenario's people and the environments a first onboarding touches (sandbox/scenarios/default).
 KV_ADMIN_UPN = "kv-admin@contoso.example"
@@ -39,6 +42,8 @@ class Runbook:
     # acts on the policy the scenario already has (EXISTING_POLICY) instead of the one onboarding creates
     on_existing_policy: bool = False
     every_minutes: int | None = None  # an interval schedule (watch), besides the rotation cron
+    cron: str | None = None  # a cron schedule of its own (evidence), in ROTATION_TIMEZONE
+    cron_in_words: str = ""
 
     @property
     def entrypoint(self) -> str:
@@ -77,6 +82,9 @@ RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (
     Runbook("watch", "every drift of the estate with severity and fix; events on change (read-only)",
             every_minutes=WATCH_EVERY_MINUTES, sandbox_defaults={"pp_admins": [PP_ADMIN_UPN]}),
     Runbook("cleanup", "remove what is no longer needed once its hold expired"),
+    Runbook("evidence", "an evidence pack for auditors: timelines, changes with approvals, controls, the "
+                        "audit chain verified (read-only)",
+            cron=EVIDENCE_CRON, cron_in_words=EVIDENCE_IN_WORDS),
 )}
 
 
@@ -112,7 +120,8 @@ def default_parameters(runbook: Runbook, blocks: SandboxBlocks) -> dict[str, Any
     """Block-name defaults for the parameters this runbook actually declares (the rest keep flow defaults)."""
     by_role = {
         # report and revert read and change environments: the runbook identity (PP admin app + Azure)
-        "connection": blocks.runbook if runbook.name in ("report", "revert", "watch") else blocks.kv_admin,
+        "connection": blocks.runbook if runbook.name in ("report", "revert", "watch", "evidence")
+        else blocks.kv_admin,
         "kv_connection": blocks.kv_admin,
         "pp_connection": blocks.pp_admin,
         "target": blocks.existing_target if runbook.on_existing_policy else blocks.target,
@@ -137,6 +146,8 @@ def sandbox_description(runbook: Runbook) -> str:
     summary = runbook.summary[0].upper() + runbook.summary[1:] + "."
     if runbook.scheduled:  # the deployments list shows a cron only as "+1"; the description says it in words
         summary += f" Scheduled: {ROTATION_IN_WORDS}."
+    elif runbook.cron:
+        summary += f" Scheduled: {runbook.cron_in_words}."
     if runbook.sandbox_dry_run:
         return (f"{summary} Quick run is a DRY RUN (plan only, nothing changes): this runbook is destructive "
                 "and the sandbox cannot guess what you mean; set dry_run to false in Custom run to apply.")

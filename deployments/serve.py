@@ -54,6 +54,8 @@ def runbook_deployment(runbook: Runbook, blocks: SandboxBlocks) -> RunnerDeploym
     schedules = None
     if runbook.scheduled:
         schedules = [Cron(ROTATION_CRON, timezone=ROTATION_TIMEZONE, day_or=False)]
+    elif runbook.cron:
+        schedules = [Cron(runbook.cron, timezone=ROTATION_TIMEZONE)]
     elif runbook.every_minutes:
         schedules = [Interval(timedelta(minutes=runbook.every_minutes))]
     flow = runbook.load()

@@ -11,7 +11,7 @@ environment polls its saved operation once (no second link/unlink) and parks aga
 The checkpoint is JSON (pydantic, never pickle) in Prefect's result storage, keyed by the flow run id, so a
 worker on another machine resumes it when the result storage is shared. It holds the approved plan, the
 approvers, the approver's connection BLOCK NAME (never its settings: they may hold a client secret), the
-waves, the results so far with the parked operations' handles, and the number of parks.
+waves, the results so far with the parked operations' continuation tokens, and the number of parks.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from ppcmk.errors import ConfigError
 from ppcmk.fleet.parking import PARK_KEY_PREFIX, ParkedOperation
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport, StepResult, WaveSpec, plan_waves, run_waves
-from ppcmk.models.environments import EnvironmentChange, OperationHandle, OperationKind
+from ppcmk.models.environments import EnvironmentChange, OperationKind
 from ppcmk.safety.plan import Plan
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.ppadmin.pollers import ContinuationToken
 
 CHECKPOINT_FOLDER = "ppcmk-park"
 # A parked run the waker never resumes fails this long after its last operation's deadline (Prefect's
@@ -64,7 +65,7 @@ class Checkpoint(BaseModel):
     procedure: str
     work: dict[str, Any] = Field(description="the procedure's ApprovedWork, as JSON")
     waves: list[list[FleetMember]]
-    report: FleetReport = Field(description="results so far; parked members carry their operation handles")
+    report: FleetReport = Field(description="results so far; parked members carry their continuation tokens")
     parks: int = Field(ge=1, description="how often this run parked so far (the next key is parks + 1)")
 
 
@@ -81,7 +82,7 @@ class Resumed(Generic[W]):
 class WaitOptions(TypedDict):
     deadline: timedelta | datetime
     patience: timedelta | None
-    resume: OperationHandle | None
+    continuation_token: str | None
     attempts_so_far: int
 
 
@@ -95,16 +96,17 @@ class Waiting:
     def saved(self, environment_id: str, kind: OperationKind) -> ParkedOperation | None:
         """The parked operation of this kind on this environment (change_policy parks unlinks and links)."""
         found = self.parked.get(environment_id)
-        return found if found is not None and found.handle.kind == kind else None
+        return found if found is not None and found.kind == kind else None
 
     def options(self, saved: ParkedOperation | None, deadline: timedelta) -> WaitOptions:
         """The link/unlink task's wait arguments. A parked operation keeps its own deadline (it does not
         restart with each entry) and is polled once per wake (it parks again while it runs); a new one gets
         `deadline` from now and the full patience."""
         if saved is None:
-            return WaitOptions(deadline=deadline, patience=self.patience, resume=None, attempts_so_far=0)
+            return WaitOptions(deadline=deadline, patience=self.patience, continuation_token=None,
+                               attempts_so_far=0)
         once = timedelta(0) if self.patience is not None else None
-        return WaitOptions(deadline=saved.deadline, patience=once, resume=saved.handle,
+        return WaitOptions(deadline=saved.deadline, patience=once, continuation_token=saved.token,
                            attempts_so_far=saved.attempts)
 
 
@@ -126,22 +128,22 @@ def parked_operation(
 ) -> ParkedOperation | None:
     """The operation to park when `change` is still running only because the step's patience ran out; None
     when it is done, failed, or past its deadline (a failure, as for a run that never parks)."""
-    if waiting.patience is None or change.status != "StillRunning" or change.handle is None:
+    token = change.continuation_token
+    if waiting.patience is None or change.status != "StillRunning" or token is None:
         return None
     if change.kind not in ("link", "unlink"):  # a governance change has its own short deadline
         return None
-    handle = change.handle
     now = ClientFactory.for_settings(conn).now()
-    until = saved.deadline if saved else (handle.started_at or now) + deadline
+    until = saved.deadline if saved else ContinuationToken.decode(token).started_at + deadline
     if now >= until:
         return None
-    return ParkedOperation(handle=handle, attempts=max(change.attempts, 1), deadline=until)
+    return ParkedOperation(kind=change.kind, token=token, attempts=max(change.attempts, 1), deadline=until)
 
 
 def parked_step(parked: ParkedOperation) -> StepResult:
     return StepResult(
         state="parked",
-        detail=f"{parked.handle.kind} still running after {parked.attempts} attempt(s); parked",
+        detail=f"{parked.kind} still running after {parked.attempts} attempt(s); parked",
         parked=parked,
     )
 

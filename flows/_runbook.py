@@ -16,14 +16,11 @@ from typing import Literal, Self
 from prefect import get_run_logger
 from prefect.states import Cancelled, State
 
-from ppcmk.approvals.gate import (
-    Approval,
-    IdentityResolver,
-    PowerPlatformHandoff,
-    connection_principal,
-    request_approval,
-)
+from ppcmk.approvals.gate import Approval, connection_principal, request_approval
+from ppcmk.approvals.proof import ConnectionBlockProver
+from ppcmk.approvals.request import ApprovalRequest
 from ppcmk.audit import trail as audit
+from ppcmk.cloud.clock import use_cloud_clock
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ApprovalExpired, ApprovalRejected, ConfigError
 from ppcmk.fleet.selection import FleetMember, FleetSelector
@@ -33,7 +30,8 @@ from ppcmk.models.environments import Environment, EnvironmentChange
 from ppcmk.models.findings import Severity
 from ppcmk.safety import claims, holds
 from ppcmk.safety.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
-from ppcmk.safety.validation import check_parameters, check_selected
+from ppcmk.safety.validation import check_selected
+from ppcmk.services.factory import ClientFactory
 from ppcmk_blocks import CmkConnection, CmkTarget
 from ppcmk_tasks.environments import get_environments
 from ppcmk_tasks.holds import hold_key_version, hold_policy
@@ -45,20 +43,12 @@ HOLD_DAYS = 30
 HOLD_REASON = "environments left this policy; their backups restore only with this key (keep 30 days)"
 
 
-@dataclass(frozen=True)
-class Approving:
-    """How long an approval waits, and how often it looks for the answer."""
-
-    timeout_s: int
-    poll_s: int
-
-    def __post_init__(self) -> None:
-        check_parameters(approval_timeout_s=self.timeout_s, approval_poll_s=self.poll_s)
-
-
 def load_connection(block: str) -> ConnectionSettings:
-    """A connection block, validated (a bad value fails here, naming the field, before anything is read)."""
-    return CmkConnection.named(block).settings()
+    """A connection block, validated (a bad value fails here, naming the field, before anything is read).
+    Its cloud's clock becomes the run's: audit entries carry that time too."""
+    settings = CmkConnection.named(block).settings()
+    use_cloud_clock(ClientFactory.for_settings(settings).sleeper)
+    return settings
 
 
 def load_target(block: str) -> TargetSettings:
@@ -160,37 +150,18 @@ def state_of(environment: Environment | None) -> str:
 
 
 def approved(
-    plan: Plan,
-    conn: ConnectionSettings,
-    replan: Callable[[], Plan],
-    *,
-    requester: str,
-    key: str,
-    timeout_s: int,
-    poll_interval_s: int,
-    approvers_needed: int = 1,
-    confirm_text: str | None = None,
-    handoff: PowerPlatformHandoff | None = None,
+    request: ApprovalRequest, replan: Callable[[], Plan], conn: ConnectionSettings
 ) -> Approval | RunOutcome:
-    """The approval of `plan` (re-planned with `replan` after the answer), or, when it was rejected or no
-    acceptable answer came in time, the outcome the flow ends with (see `final_state`): nothing after the
-    plan was changed. What the plan changes is claimed for this run first: one claimed by another active run
-    fails the plan, naming that run (no approval asked)."""
+    """The approval `request` asks for (re-planned with `replan` after each answer), or, when it was rejected
+    or no acceptable answer came in time, the outcome the flow ends with (see `final_state`): nothing after
+    the plan was changed. What the plan changes is claimed for this run first: one claimed by another active
+    run fails the plan, naming that run (no approval asked). `conn` (the Key Vault admin's view) names the
+    requester and the approvers; each approver proves who they are by naming their own connection block,
+    which the run signs in with (`ConnectionBlockProver`, the one place the proof is chosen)."""
+    plan = request.plan
     claims.claim_plan(plan)
     try:
-        return request_approval(
-            plan,
-            requester=requester,
-            key=key,
-            timeout_s=timeout_s,
-            identities=IdentityResolver(conn),
-            replan=replan,
-            handoff=handoff,
-            approvers_needed=approvers_needed,
-            confirm_text=confirm_text,
-            poll_interval_s=poll_interval_s,
-            load_connection=load_connection,
-        )
+        return request_approval(request, ConnectionBlockProver(conn, load_connection), replan)
     except (ApprovalRejected, ApprovalExpired) as ended:
         status: OutcomeStatus = "rejected" if isinstance(ended, ApprovalRejected) else "expired"
         get_run_logger().warning("%s %s: %s", plan.procedure, status, ended)
@@ -210,22 +181,13 @@ def final_state(outcome: RunOutcome) -> RunOutcome | State[RunOutcome]:
 
 
 def approval_unless_plan_only(
-    plan: Plan,
-    conn: ConnectionSettings,
-    replan: Callable[[], Plan],
-    *,
-    dry_run: bool,
-    requester: str,
-    key: str,
-    timeout_s: int,
-    poll_interval_s: int,
+    request: ApprovalRequest, replan: Callable[[], Plan], conn: ConnectionSettings, dry_run: bool
 ) -> Approval | RunOutcome:
     """For a published plan without errors: the run ends there when it is a dry run or the plan changes
     nothing; otherwise one approver other than the requester approves it (see `approved`)."""
-    if dry_run or not plan.changes:
-        return plan_only_outcome(plan, dry_run)
-    return approved(plan, conn, replan, requester=requester, key=key, timeout_s=timeout_s,
-                    poll_interval_s=poll_interval_s)
+    if dry_run or not request.plan.changes:
+        return plan_only_outcome(request.plan, dry_run)
+    return approved(request, replan, conn)
 
 
 def policy_after_approval(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:

@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from prefect.variables import Variable
 
+from ppcmk.approvals.request import Approving
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.cloud.settings import load_settings as validated
 from ppcmk.errors import ConfigError
@@ -43,16 +44,22 @@ from ppcmk_flows._run_form import run_form
 from ppcmk_flows._runbook import (
     HOLD_DAYS,
     MICROSOFT_KEY,
-    Approving,
     final_state,
     hold_policy_and_key,
     hold_subjects,
-    load_connection,
     load_target,
+    policy_after_approval,
     select,
     step_state,
 )
-from ppcmk_flows._two_half import HandoffWork, TwoHalfRun
+from ppcmk_flows._two_half import (
+    Approved,
+    HandoffWork,
+    PlanEnvironments,
+    TwoHalfProcedure,
+    TwoHalfRequest,
+    TwoHalfRun,
+)
 from ppcmk_flows._two_half_plan import running_operation_findings
 from ppcmk_tasks.policy import get_policy
 
@@ -171,6 +178,38 @@ def old_key_item(old: TargetSettings, new: TargetSettings) -> PlanItem:
     )
 
 
+@dataclass(frozen=True)
+class PolicyChange(TwoHalfProcedure):
+    """change_policy's halves: the new key and policy (`target`) beside the old ones, the new identity
+    granted the old key too, then the old policy's environments (or the selected ones) moved."""
+
+    name = PROCEDURE
+
+    target: TargetSettings
+    old: TargetSettings
+    selector: FleetSelector | None
+
+    def summary(self) -> str:
+        return f"{self.old.policy_name} → new key {self.target.key_name}, policy {self.target.policy_name}"
+
+    def environment_planner(self, kv: ConnectionSettings, pp_read: ConnectionSettings
+                            ) -> PlanEnvironments:
+        """The moves, planned with the old policy and the moves a failed run left, as read now."""
+        return Moves(get_policy(kv, self.old), self.target, self.selector, unfinished_moves(self.old))
+
+    def handoff_summary(self, policy: PolicyInfo) -> str:
+        return f"environments: policy {self.old.policy_name} → {policy.name}"
+
+    def done_message(self, policy: PolicyInfo) -> str:
+        return f"every environment already on {policy.name}"
+
+    def key_vault_items(self) -> Sequence[PlanItem]:
+        return [old_key_item(self.old, self.target)]
+
+    def also_grant(self) -> Sequence[TargetSettings]:
+        return [self.old]
+
+
 class MoveWork(HandoffWork):
     """The approved moves (`policy` is the new one) and the old policy they leave."""
 
@@ -204,15 +243,18 @@ def move_step(
     return step
 
 
-def start_moves(kv: ConnectionSettings, old: TargetSettings, old_policy: PolicyInfo | None,
-                handed: HandoffWork) -> MoveWork:
-    """Before outage 1: the old key and policy held 30 days (the old key must outlive every move), and the
-    moves remembered (a crash between the outages must not lose an environment on the Microsoft key)."""
-    if old_policy is None:  # the plan has an error for it, so an approved run never gets here without one
-        raise ConfigError("target", "the current policy does not exist", "check the target block")
+def start_moves(kv: ConnectionSettings, old: TargetSettings,
+                handed: Approved[HandoffWork] | RunOutcome) -> Approved[MoveWork] | RunOutcome:
+    """Once approved, before outage 1: the old key and policy (read again: the wait may have been days)
+    held 30 days, since the old key must outlive every move, and the moves remembered, since a crash between
+    the outages must not lose an environment on the Microsoft key."""
+    if isinstance(handed, RunOutcome):
+        return handed
+    old_policy = policy_after_approval(kv, old)
     hold_policy_and_key(kv, old_policy, old, HOLD_REASON)
-    note_moves(old, {item.target for item in handed.plan.changes if item.kind == "environment"}, done=set())
-    return MoveWork(**dict(handed), old_policy=old_policy)
+    work = handed.work
+    note_moves(old, {item.target for item in work.plan.changes if item.kind == "environment"}, done=set())
+    return Approved(MoveWork(**dict(work), old_policy=old_policy), handed.approver, handed.environments)
 
 
 def log_wave(wave: int, results: list[EnvironmentResult]) -> None:
@@ -254,29 +296,18 @@ def change_policy(
             empty: every environment on the current policy.
     """
     limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
-    kv, old_tgt = load_connection(kv_connection), load_target(target)
-    new_tgt = new_target(old_tgt, new_policy_name, new_key_name, new_vault_id)
-    run = TwoHalfRun(PROCEDURE, kv, pp_connection, new_tgt, pp_admin, requester,
-                     Approving(approval_timeout_s, approval_poll_s))
+    old = load_target(target)
+    change = PolicyChange(new_target(old, new_policy_name, new_key_name, new_vault_id), old, selector)
+    request = TwoHalfRequest(kv_connection, pp_connection, pp_admin, requester, waves, dry_run,
+                             Approving(approval_timeout_s, approval_poll_s))
+    run = TwoHalfRun.start(change, request, MoveWork)
 
-    work = run.parked_work(MoveWork, waves)
-    if work is None:
-        old_policy = get_policy(kv, old_tgt)
-        moves = Moves(old_policy, new_tgt, selector, unfinished_moves(old_tgt))
-        handed = run.until_approved(
-            f"{old_tgt.policy_name} → new key {new_tgt.key_name}, policy {new_tgt.policy_name}", moves,
-            dry_run,
-            handoff_summary=lambda policy: f"environments: policy {old_tgt.policy_name} → {policy.name}",
-            done_message=lambda policy: f"every environment already on {policy.name}",
-            key_vault_items=[old_key_item(old_tgt, new_tgt)], also_grant=[old_tgt],
-        )
-        if isinstance(handed, RunOutcome):  # a dry run, nothing to hand off, or not approved
-            return final_state(handed)
-        work = start_moves(kv, old_tgt, old_policy, handed)
-
-    step = move_step(run.approver(work), work.old_policy, work.policy, limits, run.waiting())
-    report = run.waves(work, step, on_wave_done=log_wave)
-    verified, rows = run.verify(work, report)
-    note_moves(old_tgt, set(), done={r.environment_id for r in verified.results if r.state != "failed"})
-    return run.finish(work, verified, rows, f"environment(s) on {work.policy.name}; {work.old_policy.name} "
-                      f"and key {old_tgt.key_name} held {HOLD_DAYS} days")
+    moving = run.parked or start_moves(run.kv, old, run.until_approved())
+    if isinstance(moving, RunOutcome):  # a dry run, nothing to hand off, or not approved
+        return final_state(moving)
+    work = moving.work
+    step = move_step(moving.approver, work.old_policy, work.policy, limits, run.waiting())
+    verified, rows = run.verify(moving, run.waves(moving, step, on_wave_done=log_wave))
+    note_moves(old, set(), done={r.environment_id for r in verified.results if r.state != "failed"})
+    return run.finish(moving, verified, rows, f"environment(s) on {work.policy.name}; {work.old_policy.name} "
+                      f"and key {old.key_name} held {HOLD_DAYS} days")

@@ -28,6 +28,7 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from ppcmk.approvals.gate import connection_principal
+from ppcmk.approvals.request import ApprovalRequest, Approving
 from ppcmk.audit import trail as audit
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ConfigError
@@ -37,7 +38,6 @@ from ppcmk.safety import holds
 from ppcmk.safety.claims import RELEASE_HOOKS
 from ppcmk.safety.plan import Plan, PlanItem, RunOutcome, publish_table
 from ppcmk.safety.retry import cmk_task
-from ppcmk.safety.validation import check_parameters
 from ppcmk.services.factory import ClientFactory
 from ppcmk_flows._run_form import run_form
 from ppcmk_flows._runbook import (
@@ -205,7 +205,7 @@ def cleanup(
         old_policy: Name of a policy in the target's resource group whose key access goes once its hold
             ended, e.g. ep-cmk-europe-old; empty: leave policies alone.
     """
-    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
+    approving = Approving(approval_timeout_s, approval_poll_s)
     if old_policy is not None and pp_connection is None:
         raise ConfigError("pp_connection", "old_policy needs a connection that can read environments",
                           "name a Power Platform admin (or management app) connection block")
@@ -223,8 +223,8 @@ def cleanup(
     found = latest["found"]
     if found.held and not plan.changes:
         return still_on_hold(plan, found.held)
-    approval = approval_unless_plan_only(plan, kv, make_plan, dry_run=dry_run, requester=who, key=PROCEDURE,
-                                         timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s)
+    request = ApprovalRequest.plan_approval(plan, PROCEDURE, who, approving)
+    approval = approval_unless_plan_only(request, make_plan, kv, dry_run)
     if isinstance(approval, RunOutcome):
         return final_state(approval)
     plan, found = approval.plan, latest["found"]  # the candidates of the plan that was approved

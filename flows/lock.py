@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from prefect import flow, get_run_logger
 from prefect.states import State
 
+from ppcmk.approvals.request import ApprovalRequest, Approving
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ConfigError
 from ppcmk.fleet.waves import EnvironmentResult, FleetReport
@@ -30,7 +31,6 @@ from ppcmk.models.environments import Environment
 from ppcmk.models.findings import error, info
 from ppcmk.safety.claims import RELEASE_HOOKS
 from ppcmk.safety.plan import OutageWindow, Plan, PlanItem, RunOutcome
-from ppcmk.safety.validation import check_parameters
 from ppcmk.services.factory import ClientFactory
 from ppcmk_flows._lock_record import (
     LockedEnvironment,
@@ -312,7 +312,7 @@ def lock(
         dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
         approval_timeout_s: Seconds to wait for both approvals before the run ends as not approved.
     """
-    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s)
+    approving = Approving(approval_timeout_s, approval_poll_s)
     planning = LockPlanning.load(kv_connection, pp_connection, target, requester)
     plan = planning.first()
     kv, pp, tgt = planning.kv, planning.pp, planning.target
@@ -326,9 +326,9 @@ def lock(
             f"policy {tgt.policy_name} has no key access left to revoke (already locked?)",
             "see the lock record and the environments' state; run unlock to restore access",
         )
-    approval = approved(plan, kv, planning, requester=planning.requester, key=PROCEDURE,
-                        timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s,
-                        approvers_needed=APPROVERS_NEEDED, confirm_text=tgt.policy_name)
+    request = ApprovalRequest.lock_approval(plan, PROCEDURE, planning.requester, approving, APPROVERS_NEEDED,
+                                            tgt.policy_name)
+    approval = approved(request, planning, kv)
     if isinstance(approval, RunOutcome):
         return final_state(approval)
     policy = policy_after_approval(kv, tgt)

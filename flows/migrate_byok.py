@@ -10,33 +10,30 @@ old BYOK key for at least 28 days. So this is onboarding with a BYOK-aware plan:
 3. Key Vault half → handoff approval (the Power Platform admin names their own connection) → wait for their
    Reader → link in waves (a deployment run parks during long links, see flows/_parking.py) → verify each
    environment is encrypted through the policy (keyManagedBy Customer). The two-half procedure is
-   flows/_two_half.py.
+   flows/_two_half.py; the flow, onboard's with this module's `MigrateByok`, is flows/_linking.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from prefect import flow
-from prefect.states import State
-
-from ppcmk.cloud.settings import TargetSettings
+from ppcmk.checks.byok import ENDED, reverted_note
+from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.fleet.selection import FleetSelector
-from ppcmk.fleet.waves import WaveSpec
 from ppcmk.models.azure import PolicyInfo
 from ppcmk.models.environments import Environment
 from ppcmk.models.findings import error, info
 from ppcmk.models.geo import same_geo
-from ppcmk.safety.claims import RELEASE_HOOKS
-from ppcmk.safety.plan import Plan, RunOutcome
-from ppcmk_flows._environment_steps import LinkLimits
-from ppcmk_flows._run_form import run_form
-from ppcmk_flows._runbook import Approving, final_state, load_connection, load_target, select
-from ppcmk_flows._two_half import HandoffWork, TwoHalfRun
+from ppcmk.safety.plan import Plan
+from ppcmk.services.factory import ClientFactory
+from ppcmk_flows._linking import Linking, link_runbook
+from ppcmk_flows._runbook import select
+from ppcmk_flows._two_half import PlanEnvironments
 from ppcmk_flows._two_half_plan import plan_links
+from ppcmk_tasks.byok import platform_reverts
 
-PROCEDURE = "migrate_byok"
 BYOK_RETENTION_DAYS = 28
 
 
@@ -52,9 +49,10 @@ def plan_byok_moves(
     environments: Sequence[Environment],
     selector: FleetSelector | None,
     enable_managed: bool,
+    reverted: dict[str, datetime] | None = None,
 ) -> None:
     """Link each chosen BYOK environment (the same per-environment plan as onboard), with the retention
-    note."""
+    note, BYOK's end of support and the environments the platform reverted at it."""
     chosen = select(environments, selector, default=lambda e: on_byok(e) and same_geo(e.geo, target.geo))
     not_byok = [env for env in chosen if not on_byok(env)]
     plan.add_findings(
@@ -77,6 +75,11 @@ def plan_byok_moves(
         if on_byok(env) and not same_geo(env.geo, target.geo) and env not in chosen
     )
     byok = [env for env in chosen if on_byok(env)]
+    plan.add_findings([info("byok.end_of_support", "BYOK", f"{ENDED}; this run moves {len(byok)} "
+                            "environment(s) still on BYOK to the policy")])
+    names = {env.id: env.display_name or env.id for env in environments}
+    plan.add_findings(info("byok.reverted", env_id, f"{names.get(env_id, env_id)}: {reverted_note(at)}")
+                      for env_id, at in (reverted or {}).items())
     plan_links(plan, target, policy, byok, enable_managed)
     for item in plan.items:
         if item.kind == "environment" and item.changes and item.target in {env.id for env in byok}:
@@ -93,34 +96,7 @@ def plan_byok_moves(
 
 
 @dataclass(frozen=True)
-class ByokMoves:
-    """migrate_byok's environments: the BYOK ones of the target's geo, or the selected ones."""
-
-    target: TargetSettings
-    selector: FleetSelector | None
-    enable_managed: bool
-
-    def __call__(self, plan: Plan, policy: PolicyInfo | None, environments: Sequence[Environment]) -> None:
-        plan_byok_moves(plan, self.target, policy, environments, self.selector, self.enable_managed)
-
-
-@flow(name="migrate_byok", **RELEASE_HOOKS)
-@run_form
-def migrate_byok(
-    kv_connection: str,
-    pp_connection: str,
-    target: str,
-    pp_admin: str,
-    selector: FleetSelector | None = None,
-    requester: str | None = None,
-    enable_managed: bool = True,
-    waves: WaveSpec | None = None,
-    dry_run: bool = False,
-    approval_timeout_s: int = 3 * 24 * 3600,
-    approval_poll_s: int = 10,
-    operation_deadline_days: float = 4,
-    max_link_attempts: int = 3,
-) -> RunOutcome | State[RunOutcome]:
+class MigrateByok(Linking):
     """Link the legacy BYOK environments of the target's geo (or the selected ones) to the target's policy:
     the Key Vault admin's half, then the Power Platform admin approves and links them.
 
@@ -130,19 +106,35 @@ def migrate_byok(
         selector: Which environments: ids or names, or a geo / skus / name pattern; empty: every BYOK
             environment in the target's geo (in the sandbox: Legacy BYOK).
     """
-    limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
-    tgt = load_target(target)
-    run = TwoHalfRun(PROCEDURE, load_connection(kv_connection), pp_connection, tgt, pp_admin, requester,
-                     Approving(approval_timeout_s, approval_poll_s))
-    moves = ByokMoves(tgt, selector, enable_managed)
 
-    work = run.parked_work(HandoffWork, waves) or run.until_approved(
-        f"BYOK environments → key {tgt.key_name}, policy {tgt.policy_name} ({tgt.geo})", moves, dry_run,
-        handoff_summary=lambda _policy: f"BYOK environments → policy {tgt.policy_name}",
-        done_message=lambda policy: f"no BYOK environment left to move to {policy.name}",
-    )
-    if isinstance(work, RunOutcome):  # a dry run, nothing to hand off, or not approved
-        return final_state(work)
-    verified, rows = run.verify(work, run.link_waves(work, limits))
-    return run.finish(work, verified, rows, f"BYOK environment(s) on {work.policy.name}; Microsoft keeps "
-                      f"each old BYOK key ≥ {BYOK_RETENTION_DAYS} days")
+    name = "migrate_byok"
+
+    def summary(self) -> str:
+        target = self.target
+        return f"BYOK environments → key {target.key_name}, policy {target.policy_name} ({target.geo})"
+
+    def environment_planner(self, kv: ConnectionSettings, pp_read: ConnectionSettings
+                            ) -> PlanEnvironments:
+        factory = ClientFactory.for_settings(pp_read)
+
+        def plan_moves(plan: Plan, policy: PolicyInfo | None, environments: Sequence[Environment]) -> None:
+            self.plan_environments(plan, policy, environments, platform_reverts(factory, environments))
+
+        return plan_moves
+
+    def plan_environments(self, plan: Plan, policy: PolicyInfo | None, environments: Sequence[Environment],
+                          reverted: dict[str, datetime] | None = None) -> None:
+        plan_byok_moves(plan, self.target, policy, environments, self.selector, self.enable_managed, reverted)
+
+    def handoff_summary(self, policy: PolicyInfo) -> str:
+        return f"BYOK environments → policy {self.target.policy_name}"
+
+    def done_message(self, policy: PolicyInfo) -> str:
+        return f"no BYOK environment left to move to {policy.name}"
+
+    def finished(self, policy: PolicyInfo) -> str:
+        return (f"BYOK environment(s) on {policy.name}; Microsoft keeps each old BYOK key ≥ "
+                f"{BYOK_RETENTION_DAYS} days")
+
+
+migrate_byok = link_runbook(MigrateByok)

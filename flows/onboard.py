@@ -1,5 +1,6 @@
 """Onboard: apply a customer-managed key to Power Platform environments, in the two halves the
-documentation prescribes, with the separation of duty between them enforced (flows/_two_half.py).
+documentation prescribes, with the separation of duty between them enforced (flows/_two_half.py). This module
+says what onboard chooses and says (`Onboard`); its flow is the linking runbooks' one (flows/_linking.py).
 
 1. Plan: the doctor for the vault, key and policy, plus every intended change and each environment's
    outage window (published; errors stop here; `dry_run` stops after it).
@@ -25,56 +26,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prefect import flow
-from prefect.states import State
-
-from ppcmk.cloud.settings import TargetSettings
 from ppcmk.errors import ConfigError
-from ppcmk.fleet.selection import FleetSelector
-from ppcmk.fleet.waves import WaveSpec
 from ppcmk.models.azure import PolicyInfo
 from ppcmk.models.environments import Environment
-from ppcmk.safety.claims import RELEASE_HOOKS
-from ppcmk.safety.plan import Plan, RunOutcome
-from ppcmk_flows._environment_steps import LinkLimits
-from ppcmk_flows._run_form import run_form
-from ppcmk_flows._runbook import Approving, final_state, load_connection, load_target, select
-from ppcmk_flows._two_half import HandoffWork, TwoHalfRun
+from ppcmk.safety.plan import Plan
+from ppcmk_flows._linking import Linking, link_runbook
+from ppcmk_flows._runbook import select
 from ppcmk_flows._two_half_plan import plan_links
-
-PROCEDURE = "onboard"
 
 
 @dataclass(frozen=True)
-class SelectedLinks:
-    """onboard's environments: the selected ones, each linked to the policy (Managed Environment first)."""
-
-    target: TargetSettings
-    selector: FleetSelector
-    enable_managed: bool
-
-    def __call__(self, plan: Plan, policy: PolicyInfo | None, environments: Sequence[Environment]) -> None:
-        chosen = select(environments, self.selector, default=lambda _env: False)
-        plan_links(plan, self.target, policy, chosen, self.enable_managed)
-
-
-@flow(name="onboard", **RELEASE_HOOKS)
-@run_form
-def onboard(
-    kv_connection: str,
-    pp_connection: str,
-    target: str,
-    pp_admin: str,
-    selector: FleetSelector | None = None,
-    requester: str | None = None,
-    enable_managed: bool = True,
-    waves: WaveSpec | None = None,
-    dry_run: bool = False,
-    approval_timeout_s: int = 3 * 24 * 3600,
-    approval_poll_s: int = 10,
-    operation_deadline_days: float = 4,
-    max_link_attempts: int = 3,
-) -> RunOutcome | State[RunOutcome]:
+class Onboard(Linking):
     """Encrypt the selected environments with the target's key through its enterprise policy: the Key Vault
     admin's half (key, policy, grants), then the Power Platform admin approves and links the environments.
 
@@ -85,23 +47,32 @@ def onboard(
             {"environment_ids": ["Contoso Production", "Contoso Sandbox"]} (the sandbox Quick run). Empty is
             refused: onboarding never guesses.
     """
-    if selector is None or selector.is_empty():
-        raise ConfigError(
-            "selector", "no environments selected", "name environment_ids, or a geo / skus / name_pattern"
-        )
-    limits = LinkLimits.checked(operation_deadline_days, max_link_attempts)
-    tgt = load_target(target)
-    run = TwoHalfRun(PROCEDURE, load_connection(kv_connection), pp_connection, tgt, pp_admin, requester,
-                     Approving(approval_timeout_s, approval_poll_s))
-    links = SelectedLinks(tgt, selector, enable_managed)
 
-    work = run.parked_work(HandoffWork, waves) or run.until_approved(
-        f"key {tgt.key_name} → policy {tgt.policy_name} ({tgt.geo})", links, dry_run,
-        handoff_summary=lambda _policy: f"Power Platform half: environments → policy {tgt.policy_name}",
-        done_message=lambda policy: f"every environment already encrypted with {policy.name}",
-    )
-    if isinstance(work, RunOutcome):  # a dry run, nothing to hand off, or not approved
-        return final_state(work)
-    verified, rows = run.verify(work, run.link_waves(work, limits))
-    return run.finish(work, verified, rows,
-                      f"environment(s) encrypted with {tgt.key_name} through {work.policy.name}")
+    name = "onboard"
+
+    def __post_init__(self) -> None:
+        if self.selector is None or self.selector.is_empty():
+            raise ConfigError(
+                "selector", "no environments selected", "name environment_ids, or a geo / skus / name_pattern"
+            )
+
+    def summary(self) -> str:
+        return f"key {self.target.key_name} → policy {self.target.policy_name} ({self.target.geo})"
+
+    def plan_environments(self, plan: Plan, policy: PolicyInfo | None, environments: Sequence[Environment]
+                          ) -> None:
+        """The selected environments, each linked to the policy (Managed Environment first)."""
+        chosen = select(environments, self.selector, default=lambda _env: False)
+        plan_links(plan, self.target, policy, chosen, self.enable_managed)
+
+    def handoff_summary(self, policy: PolicyInfo) -> str:
+        return f"Power Platform half: environments → policy {self.target.policy_name}"
+
+    def done_message(self, policy: PolicyInfo) -> str:
+        return f"every environment already encrypted with {policy.name}"
+
+    def finished(self, policy: PolicyInfo) -> str:
+        return f"environment(s) encrypted with {self.target.key_name} through {policy.name}"
+
+
+onboard = link_runbook(Onboard)

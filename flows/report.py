@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, cast
 
@@ -24,6 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
+from ppcmk.checks.byok import byok_note
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, PpcmkError
 from ppcmk.home import ppcmk_home
@@ -38,6 +40,7 @@ from ppcmk.watch.estate import EstateFacts
 from ppcmk.watch.lock_rules import deleted_drifts
 from ppcmk_blocks import CmkConnection
 from ppcmk_flows._watch_state import lock_facts, previous_state, state_key
+from ppcmk_tasks.byok import platform_reverts
 from ppcmk_tasks.environments import get_environments
 from ppcmk_tasks.estate import environment_fact
 from ppcmk_tasks.keyvault import read_key_via_arm
@@ -83,19 +86,6 @@ class OverwriteAnswer(BaseModel):
     destination: str
     allowed: bool
     reason: str
-
-
-def _rotation_text(rotation: RotationPolicyInfo) -> str:
-    if not rotation.configured:
-        return "none"
-    parts = []
-    if rotation.rotate_after_create:
-        parts.append(f"rotate after {rotation.rotate_after_create.days} d")
-    if rotation.rotate_before_expiry:
-        parts.append(f"rotate {rotation.rotate_before_expiry.days} d before expiry")
-    if rotation.expires_after:
-        parts.append(f"expire after {rotation.expires_after.days} d")
-    return ", ".join(parts)
 
 
 class _Lookup:
@@ -158,7 +148,7 @@ def inventory_row(env: Environment, lookup: _Lookup) -> InventoryRow:
         update={
             "key_version": pinned or key.version,
             "key_expires": key.expires_on.isoformat() if key.expires_on and not pinned else "",
-            "rotation_policy": _rotation_text(rotation),
+            "rotation_policy": rotation.text,
             "note": f"pinned to version {pinned}: does not follow rotation" if pinned else "",
         }
     )
@@ -166,14 +156,20 @@ def inventory_row(env: Environment, lookup: _Lookup) -> InventoryRow:
 
 @cmk_task(task_run_name="inventory")
 def build_inventory(conn: ConnectionSettings, environments: list[Environment]) -> list[InventoryRow]:
-    """Each environment with its key chain, reading each policy and each key once; then each environment a
-    lock cost (locked when watch last saw it, or in ppcmk's lock record, and gone now)."""
+    """Each environment with its key chain, reading each policy and each key once, and what BYOK's end of
+    support means for it; then each environment a lock cost (locked when watch last saw it, or in ppcmk's
+    lock record, and gone now)."""
     factory = ClientFactory.for_settings(conn)
-    lookup = _Lookup(factory)
-    rows = [inventory_row(env, lookup) for env in environments]
+    lookup, reverted = _Lookup(factory), platform_reverts(factory, environments)
+    rows = [with_byok_note(inventory_row(env, lookup), env, reverted.get(env.id)) for env in environments]
     estate = EstateFacts(now=factory.now(), environments=[environment_fact(e) for e in environments],
                          locks=lock_facts())
     return rows + [lost_row(d) for d in deleted_drifts(estate, previous_state(state_key(conn)))]
+
+
+def with_byok_note(row: InventoryRow, env: Environment, reverted: datetime | None) -> InventoryRow:
+    note = byok_note(env, reverted)
+    return row.model_copy(update={"note": "; ".join(n for n in (row.note, note) if n)}) if note else row
 
 
 def lost_row(deleted: Drift) -> InventoryRow:

@@ -20,6 +20,7 @@ from prefect import flow
 from prefect.states import State
 
 from ppcmk.approvals.gate import connection_principal
+from ppcmk.approvals.request import ApprovalRequest, Approving
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import WaveSpec
@@ -36,7 +37,6 @@ from ppcmk_flows._runbook import (
     HOLD_DAYS,
     HOLD_REASON,
     MICROSOFT_KEY,
-    Approving,
     approval_unless_plan_only,
     changing_members,
     final_state,
@@ -126,10 +126,8 @@ def approve_revert(
     def make_plan() -> Plan:
         return plan_revert(requester, target, get_policy(conn, target), get_environments(conn), selector)
 
-    plan = published(make_plan())
-    approval = approval_unless_plan_only(plan, conn, make_plan, dry_run=dry_run, requester=requester,
-                                         key=PROCEDURE, timeout_s=approving.timeout_s,
-                                         poll_interval_s=approving.poll_s)
+    request = ApprovalRequest.plan_approval(published(make_plan()), PROCEDURE, requester, approving)
+    approval = approval_unless_plan_only(request, make_plan, conn, dry_run)
     if isinstance(approval, RunOutcome):
         return approval
     policy = policy_after_approval(conn, target)
@@ -169,12 +167,12 @@ def revert(
         dry_run: Plan and publish the plan only; change nothing (the sandbox Quick run does this).
         operation_deadline_hours: How long one environment's unlink may take before it counts as failed.
     """
-    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
-                     operation_deadline_hours=operation_deadline_hours)
+    check_parameters(operation_deadline_hours=operation_deadline_hours)
+    approving = Approving(approval_timeout_s, approval_poll_s)
     conn, tgt = load_connection(connection), load_target(target)
     fleet = ParkableWaves.reenter(PROCEDURE, RevertWork, waves)
     work = fleet.parked_work or approve_revert(conn, tgt, requester or connection_principal(conn), selector,
-                                               dry_run, Approving(approval_timeout_s, approval_poll_s))
+                                               dry_run, approving)
     if isinstance(work, RunOutcome):
         return final_state(work)
     step = unlink_step(conn, work.policy, timedelta(hours=operation_deadline_hours), fleet.waiting())

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from ppcmk.approvals.gate import connection_principal
+from ppcmk.approvals.request import ApprovalRequest, Approving
 from ppcmk.audit import trail as audit
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ServiceError
@@ -85,18 +86,17 @@ def rotate(
     conn, key_target = load_connection(connection), load_target(target)
     # a scheduled run has nobody to name: the principal the connection signs in as requested it
     requester = requester or connection_principal(conn)
-    now = ClientFactory.for_settings(conn).now()
 
     # 1. Plan: what the key and the policy look like now, and what this run will do.
-    check_parameters(min_interval_hours=min_interval_hours, approval_timeout_s=approval_timeout_s,
-                     approval_poll_s=approval_poll_s)
+    check_parameters(min_interval_hours=min_interval_hours)
+    approving = Approving(approval_timeout_s, approval_poll_s)
+    since = ClientFactory.for_settings(conn).now() - timedelta(hours=min_interval_hours)  # cloud clock
     if set_policy:
         check_rotation(rotate_after_days, expire_after_days, notify_before_days)
     current = get_key_info(conn, key_target)
     if set_policy:
         check_key_shape(key_target, current.kty, current.size)
-    recently_rotated = current.created_on is not None and now - current.created_on < timedelta(
-        hours=min_interval_hours)
+    recently_rotated = current.created_on is not None and current.created_on > since
     plan = plan_rotation(requester, key_target, current, readable_policy(conn, key_target), recently_rotated,
                          mode, min_interval_hours)
     if set_policy:
@@ -107,8 +107,8 @@ def rotate(
     if dry_run:
         return RunOutcome(procedure="rotate", status="dry-run", plan_hash=plan.hash, message="plan only")
     if approval and not recently_rotated:
-        answer = approved(plan, conn, lambda: plan, requester=requester, key="rotate",
-                          timeout_s=approval_timeout_s, poll_interval_s=approval_poll_s)
+        request = ApprovalRequest.plan_approval(plan, "rotate", requester, approving)
+        answer = approved(request, lambda: plan, conn)
         if isinstance(answer, RunOutcome):
             return final_state(answer)
 
@@ -116,7 +116,7 @@ def rotate(
     # 3. record the history.
     if set_policy:
         set_rotation_policy(conn, key_target, rotate_after_days, expire_after_days, notify_before_days)
-    verified = rotate_and_hold(conn, key_target, mode, now - timedelta(hours=min_interval_hours))
+    verified = rotate_and_hold(conn, key_target, mode, since)
     return recorded(plan, key_target, current, verified, publish_history(conn, key_target))
 
 

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from prefect import flow
 from prefect.states import State
 
+from ppcmk.approvals.request import ApprovalRequest, Approving
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
@@ -274,14 +275,13 @@ def unlock(
         waves: How the environments are split and paced (canary first, wave sizes, parallelism).
         reenable_deadline_minutes: How long one environment may take to come back before it counts as failed.
     """
-    check_parameters(approval_timeout_s=approval_timeout_s, approval_poll_s=approval_poll_s,
-                     reenable_deadline_minutes=reenable_deadline_minutes)
+    check_parameters(reenable_deadline_minutes=reenable_deadline_minutes)
+    approving = Approving(approval_timeout_s, approval_poll_s)
     planning = UnlockPlanning.load(kv_connection, pp_connection, target, requester)
     plan = planning.first()
     kv, pp, tgt = planning.kv, planning.pp, planning.target
-    approval = approval_unless_plan_only(plan, kv, planning, dry_run=dry_run, requester=planning.requester,
-                                         key=PROCEDURE, timeout_s=approval_timeout_s,
-                                         poll_interval_s=approval_poll_s)
+    request = ApprovalRequest.plan_approval(plan, PROCEDURE, planning.requester, approving)
+    approval = approval_unless_plan_only(request, planning, kv, dry_run)
     if isinstance(approval, RunOutcome):
         return final_state(approval)
     repairs = repair_key_access(kv, tgt, planning)

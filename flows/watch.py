@@ -20,12 +20,15 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
+from ppcmk.audit import trail as audit
 from ppcmk.errors import ConfigError
+from ppcmk.evidence.changes import drift_record
 from ppcmk.safety.plan import publish_table
 from ppcmk.safety.validation import check_parameters
 from ppcmk.watch.desired import DesiredState, load_desired_state_file
 from ppcmk.watch.drift import Drift, DriftChange, DriftSeverity, WatchState, changes, with_since, worst
 from ppcmk.watch.estate import EstateFacts
+from ppcmk.watch.rotation_pickup import NOT_PICKED_UP
 from ppcmk.watch.rules import WatchRules, detect
 from ppcmk_blocks import CmkConnection
 from ppcmk_blocks.desired_state import CmkDesiredState
@@ -101,6 +104,12 @@ def judge(facts: EstateFacts, previous: WatchState, desired: DesiredState | None
     return drifts, changes(previous, drifts)
 
 
+def still_to_pick_up(previous: WatchState) -> list[str]:
+    """Environments that had not taken up their key's newest version at the previous run: their operations
+    are read again, however old that version is now."""
+    return [r.object_id for r in previous.open.values() if r.kind == NOT_PICKED_UP]
+
+
 def desired_linked(desired: DesiredState | None) -> list[str]:
     return [name for policy in desired.policies for name in policy.environments] if desired else []
 
@@ -137,12 +146,15 @@ def watch(
     admins = pp_admins if pp_admins is not None else (desired.pp_admins if desired else [])
     known_principals("pp_admins", conn, admins)
     rules = WatchRules(rotation_cadence_days=rotation_cadence_days, link_expected_hours=link_expected_hours)
-    facts = read_estate_task(conn, admins, desired_linked(desired), concurrency)
-    facts = facts.model_copy(update={"locks": lock_facts(), "targets": target_blocks()})
     key = state_key(conn)
-    drifts, found = judge(facts, previous_state(key), desired, rules)
+    previous = previous_state(key)
+    facts = read_estate_task(conn, admins, desired_linked(desired) + still_to_pick_up(previous), concurrency)
+    facts = facts.model_copy(update={"locks": lock_facts(), "targets": target_blocks()})
+    drifts, found = judge(facts, previous, desired, rules)
     for change in found:
         emit(change)
+    if found:  # the evidence pack's record of when each finding was open
+        audit.record(drift_record(facts.now, found))
     # the table is also the state the next run compares with
     publish_table(health_rows(drifts), key, description=f"CMK estate health at {facts.now:%Y-%m-%d %H:%M} "
                   f"(cloud clock): {len(drifts)} finding(s)")

@@ -132,6 +132,10 @@ class ApprovalExpired(PpcmkError):
     """No acceptable answer arrived before the approval timeout; nothing after the plan was changed."""
 
 
+class ProofRefused(PpcmkError, ValueError):
+    """Why a person's proof does not prove who answered, in one line they can act on."""
+
+
 class SeparationOfDutyError(PpcmkError):
     """The approver is the requester (or otherwise not allowed to approve this plan)."""
 

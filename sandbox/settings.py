@@ -41,3 +41,7 @@ class SandboxSettings(BaseModel):
     governance_conflict_body: Literal["empty", "coded"] = "empty"
     # keyManagedBy of a BYOK environment once linked to a CMK policy (the docs: CustomerViaMicrosoft).
     byok_migrated_key_managed_by: str = "CustomerViaMicrosoft"
+    # When linked environments have picked up a new key version (the docs: up to 24 hours), and which
+    # environments (ids or names) never do: sandbox/powerplatform/rotation.py.
+    rotation_pickup_seconds: float = 6 * 3600
+    rotation_pickup_stalled: list[str] = Field(default_factory=list)

@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field
 from ppcmk.checks import hsm as hsm_checks
 from ppcmk.checks import key_vault as checks
 from ppcmk.checks import policy as policy_checks
-from ppcmk.checks.environments import check_environment, check_operations, operations_refused
+from ppcmk.checks import power_automate
+from ppcmk.checks.byok import may_have_been_reverted
+from ppcmk.checks.environments import check_environment, check_operations, check_reverted, operations_refused
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.models.azure import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
@@ -48,7 +50,9 @@ def survey_operations_read(read: int, listed: int) -> Finding:
         "env.operations",
         "environments",
         f"lifecycle operations read for {read} of {listed} environments: those whose one error is not being "
-        "a Managed Environment (an enabling may be under way there); the environment list shows a running "
+        "a Managed Environment (an enabling may be under way there) and those on the Microsoft key that "
+        "existed at BYOK's end of support (the platform may have reverted them); the environment list shows "
+        "a running "
         "link or unlink on every environment; name environments with --environment to read theirs too",
     )
 
@@ -185,9 +189,10 @@ class _Gatherer:
                 for environment in listed:
                     findings = check_environment(environment.id, environment, target, policy)
                     self.add(findings)
-                    if _enabling_is_the_advice(findings):
+                    if _enabling_is_the_advice(findings) or may_have_been_reverted(environment):
                         surveyed.append(environment)
                 self.survey_note(self.all_operations(surveyed), len(listed))
+                self.add([power_automate.doctor_count(listed)])
             return
         found = []
         for environment_id in environment_ids:
@@ -231,7 +236,7 @@ class _Gatherer:
                 self.operations_refused = True
                 self.add([operations_refused(exc.status)])
                 return False
-            self.add(check_operations(env, operations))
+            self.add(check_operations(env, operations) + check_reverted(env, operations))
             return True
         return False
 

@@ -1,13 +1,15 @@
 """Power Platform environment tasks: select environments, Managed Environment, link/unlink the Encryption
-policy, re-enable a locked environment, and wait on lifecycle operations.
+policy, re-enable a locked environment.
 
-A task starts an operation and polls it inside itself (honouring Retry-After through the admin client), so a
-four-day encryption is one task run, not thousands. Each task reads the environment first and does nothing
-when it is already in the wanted state.
+A task starts an operation and polls it inside itself (honouring Retry-After through the admin client's
+poller), so a four-day encryption is one task run, not thousands. Each task reads the environment first and
+does nothing when it is already in the wanted state. The operation it starts is kept in the environment's
+claim (ppcmk.safety.operations) before the start is sent: a retried task, a retried flow run or a re-run
+waits on it and reports the change as its own, even when the process that started it was killed.
 
 `link` and `unlink` also wait cheaply across days: `patience` bounds the inline wait (the task then returns
-the change StillRunning with its handle, so a deployment run can park), and `resume` picks such a handle up
-again instead of starting a second operation.
+the change StillRunning with its continuation token, so a deployment run can park), and
+`continuation_token` picks such an operation up again instead of starting a second one.
 """
 
 from __future__ import annotations
@@ -25,17 +27,12 @@ from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.fleet.selection import FleetMember, FleetSelector
 from ppcmk.models.arm_ids import same_id
-from ppcmk.models.environments import (
-    Environment,
-    EnvironmentChange,
-    OperationHandle,
-    OperationKind,
-    WaitResult,
-)
-from ppcmk.safety.retry import LeftForRetry, cmk_task
+from ppcmk.models.environments import Environment, EnvironmentChange, OperationKind, WaitResult
+from ppcmk.safety.operations import StartedOperations
+from ppcmk.safety.retry import cmk_task
 from ppcmk.services.factory import ClientFactory
 from ppcmk.services.ppadmin import PowerPlatformAdminClient
-from ppcmk.services.ppadmin.client import reached
+from ppcmk.services.ppadmin.pollers import OperationPoller, reached
 
 DEFAULT_DEADLINE = timedelta(days=4)  # the documented upper bound of an encryption
 MAX_LINK_ATTEMPTS = 3  # a Failed link is re-run ("the service resumes where it left off"), but not forever
@@ -82,42 +79,24 @@ def _require(admin: PowerPlatformAdminClient, environment_id: str) -> Environmen
     return env
 
 
-def _finish(
-    admin: PowerPlatformAdminClient,
-    kind: OperationKind,
-    environment_id: str,
-    handle: OperationHandle | None,
-    deadline: timedelta | datetime,
-    attempts: int,
+def _waited(
+    operations: StartedOperations, poller: OperationPoller, until: datetime, attempts: int
 ) -> EnvironmentChange:
-    """Wait for a started operation (None: the service finished at once) and read the environment after."""
-    if handle is None:
-        return EnvironmentChange(
-            environment_id=environment_id,
-            kind=kind,
-            status="Succeeded",
-            attempts=attempts,
-            environment=read_environment(admin, environment_id),
-        )
-    result = admin.wait_operation(handle, deadline)
-    return _change(admin, kind, environment_id, result, attempts)
+    return _change(operations, poller, poller.wait(until), attempts)
 
 
 def _change(
-    admin: PowerPlatformAdminClient,
-    kind: OperationKind,
-    environment_id: str,
-    result: WaitResult,
-    attempts: int,
+    operations: StartedOperations, poller: OperationPoller, result: WaitResult, attempts: int
 ) -> EnvironmentChange:
+    """The outcome of a wait, with the environment as read after it."""
     return EnvironmentChange(
-        environment_id=environment_id,
-        kind=kind,
+        environment_id=operations.environment_id,
+        kind=poller.kind,
         status=result.status,
         attempts=attempts,
-        handle=result.handle,
+        continuation_token=poller.continuation_token(),
         error_message=result.error_message,
-        environment=read_environment(admin, environment_id),
+        environment=read_environment(operations.admin, operations.environment_id),
     )
 
 
@@ -125,42 +104,24 @@ def _unchanged(kind: OperationKind, env: Environment) -> EnvironmentChange:
     return EnvironmentChange(environment_id=env.id, kind=kind, status="Unchanged", environment=env)
 
 
-# The operation an environment task's try started last, with the attempts so far. A retry of the same task
-# run picks it up (as a parked run's), so it neither reads its own earlier try's change as "already done"
-# nor starts a second one.
-_STARTED: LeftForRetry[tuple[OperationHandle, int]] = LeftForRetry()
-
-
-def _carried_over(resume: OperationHandle | None, attempts_so_far: int) -> tuple[OperationHandle | None, int]:
-    earlier = _STARTED.kept()
-    return earlier if resume is None and earlier is not None else (resume, attempts_so_far)
-
-
 def _run_with_reruns(
-    admin: PowerPlatformAdminClient,
+    operations: StartedOperations,
     kind: OperationKind,
-    environment_id: str,
-    start: Callable[[], OperationHandle | None],
-    deadline: datetime,
+    begin: Callable[[], OperationPoller],
+    until: datetime,
     max_attempts: int,
     attempts_so_far: int = 0,
     target: str | None = None,
 ) -> EnvironmentChange:
     """Start and wait; a Failed operation is started again, at most `max_attempts` times in all (counting
-    the `attempts_so_far` an earlier entry of a parked run started). So is one that succeeded without the
-    environment showing its result: the start found another run's operation of the same kind running (a
-    link to another policy, say) and waited on that one."""
-    def started(attempt: int) -> OperationHandle | None:
-        handle = start()
-        if handle is not None:
-            _STARTED.keep((handle, attempt))
-        return handle
-
+    the `attempts_so_far` made before). So is one that succeeded without the environment showing its result:
+    the start found another run's operation of the same kind running (a link to another policy, say) and
+    waited on that one."""
     attempt = attempts_so_far + 1
-    change = _finish(admin, kind, environment_id, started(attempt), deadline, attempt)
+    change = _waited(operations, operations.start(kind, attempt, begin, target), until, attempt)
     while _again(change, target) and attempt < max_attempts:
         attempt += 1
-        change = _finish(admin, kind, environment_id, started(attempt), deadline, attempt)
+        change = _waited(operations, operations.start(kind, attempt, begin, target), until, attempt)
     return change
 
 
@@ -184,24 +145,75 @@ def _wait_until(
     return until if patience is None else min(until, now + patience)
 
 
-def _settle_saved(
-    admin: PowerPlatformAdminClient, saved: OperationHandle, until: datetime, attempts: int, max_attempts: int
+def _go_on(
+    operations: StartedOperations,
+    earlier: tuple[OperationPoller, int] | None,
+    until: datetime,
+    max_attempts: int,
 ) -> EnvironmentChange | None:
-    """Wait on an operation an earlier entry of a parked run started, BEFORE anything else: a still-running
+    """Wait on the operation an earlier try, entry or run started, BEFORE anything else: a still-running
     one costs one poll and no second start. None when the caller must decide afresh from a read of the
-    environment: the operation Failed with attempts left, or the service no longer knows it (404)."""
+    environment: none was started, it Failed with attempts left, or the service no longer knows it (404)."""
+    if earlier is None:
+        return None
+    poller, attempts = earlier
     try:
-        result = admin.wait_operation(saved, until)
+        result = poller.wait(until)
     except ServiceError as gone:
         if gone.status != 404:
             raise
         return None
     if result.status == "StillRunning":  # the environment is mid-operation: reading it would say nothing new
-        return EnvironmentChange(environment_id=saved.environment_id, kind=saved.kind, status="StillRunning",
-                                 attempts=attempts, handle=saved)
+        return EnvironmentChange(environment_id=operations.environment_id, kind=poller.kind,
+                                 status="StillRunning", attempts=attempts,
+                                 continuation_token=poller.continuation_token())
     if result.status == "Failed" and attempts < max_attempts:
         return None
-    return _change(admin, saved.kind, saved.environment_id, result, attempts)
+    return _change(operations, poller, result, attempts)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """How an environment task run starts: its clients and the record of what it starts, when its inline wait
+    stops, the attempts made so far, and the change the operation started before (a parked run's, or one its
+    claim records) settled to; None: decide afresh from a read of the environment."""
+
+    factory: ClientFactory
+    operations: StartedOperations
+    until: datetime
+    attempts_so_far: int
+    settled: EnvironmentChange | None
+
+    @classmethod
+    def of(
+        cls,
+        conn: ConnectionSettings,
+        environment_id: str,
+        kind: OperationKind,
+        target: str | None,
+        deadline: timedelta | datetime,
+        patience: timedelta | None = None,
+        continuation_token: str | None = None,
+        attempts_so_far: int = 0,
+        max_attempts: int = 1,
+    ) -> _Entry:
+        factory = ClientFactory.for_settings(conn)
+        operations = StartedOperations.of(factory.pp_admin(), environment_id)
+        until = _wait_until(factory, deadline, patience)
+        earlier = operations.earlier(kind, target, continuation_token, attempts_so_far)
+        settled = _go_on(operations, earlier, until, max_attempts)
+        return cls(factory, operations, until, earlier[1] if earlier else attempts_so_far, settled)
+
+    @property
+    def admin(self) -> PowerPlatformAdminClient:
+        return self.operations.admin
+
+    def outcome(self, change: EnvironmentChange) -> EnvironmentChange:
+        """The task's result; the claim forgets its operation unless it still runs (a parked run waits on
+        it)."""
+        if change.status != "StillRunning":
+            self.operations.settled()
+        return change
 
 
 def _change_once(
@@ -209,56 +221,19 @@ def _change_once(
     environment_id: str,
     kind: OperationKind,
     done: Callable[[Environment], bool],
-    start: Callable[[PowerPlatformAdminClient, str], OperationHandle | None],
+    begin: Callable[[PowerPlatformAdminClient, str], OperationPoller],
     deadline: timedelta,
 ) -> EnvironmentChange:
     """Unchanged when the environment already reads `done`; else the operation started once and waited for
-    up to `deadline`. A retry of the task run waits on the operation its earlier try started."""
-    factory = ClientFactory.for_settings(conn)
-    admin = factory.pp_admin()
-    earlier = _STARTED.kept()
-    if earlier is not None:
-        return _finish(admin, kind, environment_id, earlier[0], factory.now() + deadline, earlier[1])
-    env = _require(admin, environment_id)
+    up to `deadline`. A retry or a re-run waits on the operation started before instead."""
+    entry = _Entry.of(conn, environment_id, kind, None, deadline)
+    if entry.settled is not None:
+        return entry.outcome(entry.settled)
+    env = _require(entry.admin, environment_id)
     if done(env):
-        return _unchanged(kind, env)
-    handle = start(admin, env.id)
-    if handle is not None:
-        _STARTED.keep((handle, 1))
-    return _finish(admin, kind, env.id, handle, factory.now() + deadline, 1)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """How a link or an unlink task run starts: its clients, when its inline wait stops, the attempts made
-    so far, and for a parked run re-entering (`resume`) or a retry of this task run, the change the saved
-    operation settled to (None: decide afresh from a read of the environment)."""
-
-    factory: ClientFactory
-    admin: PowerPlatformAdminClient
-    until: datetime
-    attempts_so_far: int
-    settled: EnvironmentChange | None = None
-
-    @classmethod
-    def of(
-        cls,
-        conn: ConnectionSettings,
-        deadline: timedelta | datetime,
-        patience: timedelta | None,
-        resume: OperationHandle | None,
-        attempts_so_far: int,
-        max_attempts: int,
-    ) -> _Entry:
-        factory = ClientFactory.for_settings(conn)
-        admin = factory.pp_admin()
-        until = _wait_until(factory, deadline, patience)
-        resume, attempts_so_far = _carried_over(resume, attempts_so_far)
-        if resume is None:
-            return cls(factory, admin, until, attempts_so_far)
-        attempts = max(attempts_so_far, 1)  # the saved operation is one
-        settled = _settle_saved(admin, resume, until, attempts, max_attempts)
-        return cls(factory, admin, until, attempts, settled)
+        return entry.outcome(_unchanged(kind, env))
+    poller = entry.operations.start(kind, 1, lambda: begin(entry.admin, env.id))
+    return entry.outcome(_waited(entry.operations, poller, entry.until, 1))
 
 
 # ------------------------------------------------------------------------------------------------- tasks
@@ -277,7 +252,7 @@ def enable_managed_environment(
 ) -> EnvironmentChange:
     """Turn on Managed Environment (protection level Standard), a prerequisite of CMK."""
     return _change_once(conn, environment_id, "governance", lambda env: env.managed,
-                        PowerPlatformAdminClient.enable_managed_environment, deadline)
+                        PowerPlatformAdminClient.begin_enable_managed, deadline)
 
 
 @cmk_task(task_run_name="link-{environment_id}")
@@ -289,7 +264,7 @@ def link(
     max_attempts: int = MAX_LINK_ATTEMPTS,
     ensure_managed: bool = False,
     patience: timedelta | None = None,
-    resume: OperationHandle | None = None,
+    continuation_token: str | None = None,
     attempts_so_far: int = 0,
 ) -> EnvironmentChange:
     """Link (or swap to) the Encryption policy with `system_id` and wait; a Failed link is re-run.
@@ -299,31 +274,29 @@ def link(
     environment, not two. A governance change that does not finish is returned as it is (kind governance).
 
     `deadline` (a duration from now or an absolute time) fails the link; `patience` only ends this task
-    run's wait: the change comes back StillRunning with its handle. `resume` (with the `attempts_so_far`
-    it took) waits on that handle first and starts nothing while it runs.
+    run's wait: the change comes back StillRunning with its continuation token. `continuation_token` (with
+    the `attempts_so_far` it took) waits on that operation first and starts nothing while it runs; without
+    one, the operation a retry's or a re-run's predecessor started is found in the environment's claim.
     """
     if max_attempts < 1:
         raise ConfigError("max_attempts", f"{max_attempts} is below 1", "use 1 or more (default 3)")
-    entry = _Entry.of(conn, deadline, patience, resume, attempts_so_far, max_attempts)
+    entry = _Entry.of(conn, environment_id, "link", system_id, deadline, patience, continuation_token,
+                      attempts_so_far, max_attempts)
     if entry.settled is not None:
-        return entry.settled
-    admin = entry.admin
+        return entry.outcome(entry.settled)
+    admin, operations = entry.admin, entry.operations
     env = _require(admin, environment_id)
     if env.cmk is not None and env.cmk.linked and same_id(env.cmk.system_id, system_id):
-        return _unchanged("link", env)
+        return entry.outcome(_unchanged("link", env))
     if ensure_managed and not env.managed:
-        managed = _finish(admin, "governance", env.id, admin.enable_managed_environment(env.id),
-                          entry.factory.now() + MANAGED_DEADLINE, 1)
+        governance = operations.start("governance", 1, lambda: admin.begin_enable_managed(env.id))
+        managed = _waited(operations, governance, entry.factory.now() + MANAGED_DEADLINE, 1)
         if not managed.done:
-            return managed
+            return entry.outcome(managed)
     _run_logger().warning("%s (%s) is Disabled from now until its link to %s finishes",
                           env.display_name or env.id, env.id, system_id)
-
-    def start() -> OperationHandle | None:
-        return admin.link_policy(env.id, system_id)
-
-    return _run_with_reruns(admin, "link", env.id, start, entry.until, max_attempts, entry.attempts_so_far,
-                            system_id)
+    return entry.outcome(_run_with_reruns(operations, "link", lambda: admin.begin_link(env.id, system_id),
+                                          entry.until, max_attempts, entry.attempts_so_far, system_id))
 
 
 @cmk_task(task_run_name="unlink-{environment_id}")
@@ -334,18 +307,19 @@ def unlink(
     deadline: timedelta | datetime = DEFAULT_DEADLINE,
     max_attempts: int = MAX_LINK_ATTEMPTS,
     patience: timedelta | None = None,
-    resume: OperationHandle | None = None,
+    continuation_token: str | None = None,
     attempts_so_far: int = 0,
 ) -> EnvironmentChange:
     """Revert to the Microsoft-managed key. `system_id`, when given, must be the linked policy's.
-    `deadline`, `patience`, `resume` and `attempts_so_far` as for `link`."""
-    entry = _Entry.of(conn, deadline, patience, resume, attempts_so_far, max_attempts)
+    `deadline`, `patience`, `continuation_token` and `attempts_so_far` as for `link`."""
+    entry = _Entry.of(conn, environment_id, "unlink", None, deadline, patience, continuation_token,
+                      attempts_so_far, max_attempts)
     if entry.settled is not None:
-        return entry.settled
-    admin = entry.admin
+        return entry.outcome(entry.settled)
+    admin, operations = entry.admin, entry.operations
     env = _require(admin, environment_id)
     if env.cmk is None or not env.cmk.system_id:
-        return _unchanged("unlink", env)
+        return entry.outcome(_unchanged("unlink", env))
     if system_id is not None and not same_id(env.cmk.system_id, system_id):
         raise ConfigError(
             "system_id",
@@ -353,27 +327,8 @@ def unlink(
             "pass the systemId of the policy the environment is linked to (or none)",
         )
     linked = env.cmk.system_id
-
-    def start() -> OperationHandle | None:
-        try:
-            return admin.unlink_policy(env.id, linked)
-        except ServiceError as refused:
-            # The start waits out a 409 while another operation runs; when that was the unlink of a crashed
-            # run, the environment is unlinked by the time this POST goes out and the service refuses it.
-            if refused.status == 400 and _require(admin, env.id).cmk is None:
-                return None  # already done: the final read reports it
-            raise
-
-    return _run_with_reruns(admin, "unlink", env.id, start, entry.until, max_attempts, entry.attempts_so_far)
-
-
-@cmk_task(task_run_name="wait-operation-{handle.environment_id}")
-def wait_operation(
-    conn: ConnectionSettings, handle: OperationHandle, deadline: timedelta | datetime = DEFAULT_DEADLINE
-) -> EnvironmentChange:
-    """Wait on an operation started earlier (e.g. resumed after a restart from a saved handle)."""
-    admin = ClientFactory.for_settings(conn).pp_admin()
-    return _change(admin, handle.kind, handle.environment_id, admin.wait_operation(handle, deadline), 0)
+    return entry.outcome(_run_with_reruns(operations, "unlink", lambda: admin.begin_unlink(env.id, linked),
+                                          entry.until, max_attempts, entry.attempts_so_far))
 
 
 @cmk_task(task_run_name="reenable-environment-{environment_id}")
@@ -382,4 +337,4 @@ def reenable_environment(
 ) -> EnvironmentChange:
     """Re-enable an environment that was disabled (locked) once access to its key is restored."""
     return _change_once(conn, environment_id, "reenable", lambda env: env.enabled,
-                        PowerPlatformAdminClient.reenable_environment, deadline)
+                        PowerPlatformAdminClient.begin_reenable, deadline)

@@ -42,6 +42,7 @@ from ppcmk.watch.estate import (
     ReadFailure,
     VaultFact,
 )
+from ppcmk.watch.rotation_pickup import awaiting
 from ppcmk_tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
 from ppcmk_tasks.keyvault import read_key_via_arm, read_vault
 from ppcmk_tasks.policy import policy_from_arm
@@ -213,14 +214,17 @@ class _Estate:
 
 def read_estate(conn: ConnectionSettings, pp_admins: Sequence[str] = (),
                 operations_for: Callable[[EnvironmentFact], bool] | None = None,
-                concurrency: int = DEFAULT_CONCURRENCY) -> EstateFacts:
+                concurrency: int = DEFAULT_CONCURRENCY,
+                environments: Sequence[Environment] | None = None) -> EstateFacts:
     """Everything watch judges. `operations_for` says which environments' lifecycle operations to read
-    besides those with a CMK operation in progress (e.g. environments the desired state wants linked)."""
+    besides those with a CMK operation in progress (e.g. environments the desired state wants linked);
+    `environments`: the environment list, when the caller has read it already."""
     factory = ClientFactory.for_settings(conn)
     estate = _Estate(factory, concurrency)
     now = factory.now()
-    envs = [environment_fact(e) for e in estate.one(factory.pp_admin().list_environments, "environments",
-                                                   ENVIRONMENT_LIST) or []]
+    if environments is None:
+        environments = estate.one(factory.pp_admin().list_environments, "environments", ENVIRONMENT_LIST)
+    envs = [environment_fact(e) for e in environments or []]
     policies = estate.one(lambda: list_policies(factory), "enterprise policies", "the policy list") or []
     vault_ids = sorted({p.key_vault_id for p in policies if p.key_vault_id}, key=str.lower)
     read = dict(estate.each(lambda v: _vault_if_present(factory, v), vault_ids, str, "the vault"))
@@ -239,7 +243,9 @@ def read_estate(conn: ConnectionSettings, pp_admins: Sequence[str] = (),
         for policy, found in estate.each(lambda p: readers(factory, p, pp_admins), policies,
                                          lambda p: p.policy_id, "the admins' Reader role"):
             policy.readers = found
-    wanted = [e for e in envs if e.cmk_in_progress or (operations_for is not None and operations_for(e))]
+    picking_up = awaiting(envs, policies, keys, now)
+    wanted = [e for e in envs if e.cmk_in_progress or e.id in picking_up
+              or (operations_for is not None and operations_for(e))]
     for env, listed in estate.each(lambda e: operations(factory, e.id), wanted, lambda e: e.id,
                                    "the environment's lifecycle operations"):
         env.operations = listed

@@ -1,5 +1,9 @@
-"""Who answered an approval: the approver names their own CmkConnection block, the flow signs in with it,
-and the object id in that token is the approver. Graph turns ids and UPNs into readable names."""
+"""Who asked and who answered an approval, and how an answerer proves who they are (`Prover`).
+
+`ConnectionBlockProver` is the proof in use: the answerer names their own CmkConnection block, the flow signs
+in with it, and the object id in that token is the approver. It is the one class a stronger proof replaces
+(the gate, the requests and the flows know only `Prover`). Graph turns ids and UPNs into readable names.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ import base64
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 from prefect import get_run_logger
 
+from ppcmk.approvals.forms import PlanApproval
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.services.factory import ClientFactory
 
@@ -66,6 +72,14 @@ class Refused(Exception):
 
 
 @dataclass(frozen=True)
+class Person:
+    """Who asked for a run: the object id separation of duty compares, and a name people read."""
+
+    object_id: str
+    label: str
+
+
+@dataclass(frozen=True)
 class ProvenApprover:
     """Who answered, as proven by signing in with the connection block they named."""
 
@@ -73,15 +87,48 @@ class ProvenApprover:
     display_name: str
     upn: str
     connection_block: str
+    # what they signed in with: a hand-off's Power Platform half runs with it (never shown: may hold a secret)
+    connection: ConnectionSettings = field(repr=False, compare=False)
 
     @property
     def label(self) -> str:
         return f"{self.display_name} ({self.upn})" if self.upn else self.display_name
 
 
-def prove(block: str, load: Callable[[str], ConnectionSettings]) -> tuple[ProvenApprover, ConnectionSettings]:
+class Prover(Protocol):
+    """How a run knows who asked and who answered: `person` names the requester (once per request), `prove`
+    turns one answer into its proven approver or raises Refused (the run asks again), and `means` says on the
+    form how an answerer proves themselves."""
+
+    means: ClassVar[str]
+
+    def person(self, who: str) -> Person: ...
+
+    def prove(self, answer: PlanApproval) -> ProvenApprover: ...
+
+
+class ConnectionBlockProver:
+    """The answerer names their own CmkConnection block and the run signs in with it; `directory` (the Key
+    Vault admin's connection) looks names up in Graph, so 'alice@x' and her object id compare equal."""
+
+    means: ClassVar[str] = "signing in with their own CmkConnection block"
+
+    def __init__(
+        self, directory: ConnectionSettings | None, load_connection: Callable[[str], ConnectionSettings]
+    ) -> None:
+        self._names = IdentityResolver(directory)
+        self._load = load_connection
+
+    def person(self, who: str) -> Person:
+        return Person(self._names.object_id(who), self._names.label(who))
+
+    def prove(self, answer: PlanApproval) -> ProvenApprover:
+        return sign_in(answer.connection_block, self._load)
+
+
+def sign_in(block: str, load: Callable[[str], ConnectionSettings]) -> ProvenApprover:
     """Sign in with the named block; its token's object id is the approver. Refused when the block does not
-    exist or cannot sign in."""
+    exist or cannot sign in. `ppcmk approve` checks an answer the same way before it resumes a run."""
     try:
         settings = load(block)
     except ValueError as missing:  # Prefect: "Unable to find block document named …"; also a bad value
@@ -96,7 +143,7 @@ def prove(block: str, load: Callable[[str], ConnectionSettings]) -> tuple[Proven
     if not object_id:
         raise Refused(f"connection block {block!r} signs in without an object id; who answered is unproven")
     name, upn = _directory_name(settings, object_id)
-    return ProvenApprover(object_id, name, upn, block), settings
+    return ProvenApprover(object_id, name, upn, block, settings)
 
 
 def _directory_name(settings: ConnectionSettings, object_id: str) -> tuple[str, str]:

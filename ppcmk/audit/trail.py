@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from ppcmk.cloud.clock import cloud_now
+
 GENESIS = "0" * 64
 # Field names whose values never belong in an audit entry, whatever a caller passes.
 SECRET_FIELDS = frozenset({"client_secret", "secret", "password", "access_token", "refresh_token", "token",
@@ -65,8 +67,15 @@ def _origin() -> dict[str, str]:
 def new_entry(sequence: int, previous: str, event: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {"seq": sequence, "at": datetime.now(UTC).isoformat(), "by": _origin(),
                              "event": scrubbed(event), "prev": previous}
+    if (cloud := cloud_now()) is not None:  # a virtual cloud clock: what a period on that clock selects by
+        entry["cloud_at"] = cloud.isoformat()
     entry["hash"] = digest(entry)
     return entry
+
+
+def entry_time(entry: dict[str, Any]) -> datetime:
+    """When the entry was written on the cloud's clock (the wall clock unless a virtual one was in use)."""
+    return datetime.fromisoformat(str(entry.get("cloud_at") or entry["at"]))
 
 
 def chain_problems(entries: list[dict[str, Any]], head: dict[str, Any] | None) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ppcmk.checks.byok import ENDED, REVERTED_FIX, may_have_been_reverted, reverted_at, reverted_message
 from ppcmk.cloud.settings import TargetSettings
 from ppcmk.models.azure import PolicyInfo, linked_to
 from ppcmk.models.environments import Environment, EnvironmentOperation
@@ -185,8 +186,9 @@ def _encryption_state(env: Environment, policy: PolicyInfo | None) -> list[Findi
             warning(
                 "env.byok",
                 subject,
-                f"the environment uses a bring-your-own key ({env.key_managed_by})",
-                "migrate it with the BYOK migration runbook (a short outage; keep the BYOK key 28 days)",
+                f"the environment uses a bring-your-own key ({env.key_managed_by}). {ENDED}",
+                "migrate it with the BYOK migration runbook (a short outage; Microsoft keeps the BYOK key 28 "
+                "days)",
             )
         ]
     return [info("env.encryption", subject, "uses the Microsoft-managed key")]
@@ -209,6 +211,14 @@ def check_operations(env: Environment, operations: Iterable[EnvironmentOperation
         for op in operations
         if op.active
     ]
+
+
+def check_reverted(env: Environment, operations: Iterable[EnvironmentOperation]) -> list[Finding]:
+    """An environment the platform reverted from BYOK to the Microsoft key at BYOK's end of support."""
+    at = reverted_at(operations)
+    if at is None or not may_have_been_reverted(env):
+        return []
+    return [warning("env.byok_reverted", env.id, reverted_message(at), REVERTED_FIX)]
 
 
 def operations_refused(status: int) -> Finding:

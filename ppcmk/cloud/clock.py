@@ -8,6 +8,7 @@ milliseconds, and holds and expiry checks use the same time as the cloud.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -62,6 +63,29 @@ class SandboxSleeper:
 
     def close(self) -> None:
         self._http.close()
+
+
+# The clock of the cloud the current run acts on, when it is not the wall clock (the sandbox's virtual
+# one): an audit entry is stamped with it too, so a period on the cloud's clock selects the entry.
+_cloud_clock: ContextVar[Sleeper | None] = ContextVar("ppcmk_cloud_clock", default=None)
+
+
+def use_cloud_clock(sleeper: Sleeper) -> None:
+    """Make `sleeper`'s clock the cloud clock of this context (a virtual one only: the wall clock is the
+    cloud's own time everywhere else)."""
+    if isinstance(sleeper, SandboxSleeper):
+        _cloud_clock.set(sleeper)
+
+
+def cloud_now() -> datetime | None:
+    """The cloud clock of this context, when it is a virtual one; None when it is the wall clock or gone."""
+    sleeper = _cloud_clock.get()
+    if sleeper is None:
+        return None
+    try:
+        return sleeper.now()
+    except httpx.HTTPError:  # the sandbox stopped: the entry keeps its wall-clock time only
+        return None
 
 
 def _parse_now(body: dict[str, str]) -> datetime:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from ppcmk.models.environments import OperationHandle
+from ppcmk.models.environments import OperationKind
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -24,7 +24,8 @@ DEFAULT_PARK_AFTER_MINUTES = 30.0
 class ParkedOperation(BaseModel):
     """A lifecycle operation still running at the service when its step stopped waiting for it."""
 
-    handle: OperationHandle
+    kind: OperationKind
+    token: str = Field(description="the operation's continuation token: a wake resumes it without a start")
     attempts: int = Field(ge=1, description="operations started for this environment so far (this one too)")
     deadline: datetime = Field(description="when it counts as failed (cloud clock), however often it parks")
 

@@ -146,6 +146,18 @@ class RotationPolicyInfo(BaseModel):
     def configured(self) -> bool:
         return any((self.rotate_after_create, self.rotate_before_expiry, self.expires_after))
 
+    @property
+    def text(self) -> str:
+        """The policy in words, e.g. "rotate after 90 d, expire after 365 d" ("none" when not set)."""
+        parts = []
+        if self.rotate_after_create:
+            parts.append(f"rotate after {self.rotate_after_create.days} d")
+        if self.rotate_before_expiry:
+            parts.append(f"rotate {self.rotate_before_expiry.days} d before expiry")
+        if self.expires_after:
+            parts.append(f"expire after {self.expires_after.days} d")
+        return ", ".join(parts) or "none"
+
 
 # ------------------------------------------------------------------------------------- ARM: provider, policy
 

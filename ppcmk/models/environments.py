@@ -1,5 +1,5 @@
-"""Typed models at the edges: what the Power Platform admin API returns, lifecycle operation handles, and the
-outcome of one lifecycle change.
+"""Typed models at the edges: what the Power Platform admin API returns, lifecycle operations and waits on
+them, and the outcome of one lifecycle change.
 
 The service's JSON casing varies (customerManagedKeys vs CustomerManagedKeys, state.id vs State.Id), so every
 `from_api` reads fields case-insensitively through `pick`.
@@ -81,6 +81,7 @@ class Environment(BaseModel):
     key_managed_by: str | None
     disallowed_operations: tuple[DisallowedOperation, ...] = ()
     last_modified: datetime | None = None  # lastModifiedTime: the service's last change of the environment
+    created_time: datetime | None = None
 
     @property
     def managed(self) -> bool:
@@ -150,6 +151,7 @@ class Environment(BaseModel):
             key_managed_by=pick(props, "protectionStatus", "keyManagedBy"),
             disallowed_operations=disallowed,
             last_modified=pick(props, "lastModifiedTime"),
+            created_time=pick(props, "createdTime"),
         )
 
 
@@ -211,27 +213,13 @@ class LifecycleOperation(BaseModel):
                    error_message=pick(raw, "error", "message"))
 
 
-class OperationHandle(BaseModel):
-    """Where to poll a started operation. Serialisable, so a wait can resume after a restart."""
-
-    model_config = ConfigDict(frozen=True)
-
-    url: str
-    retry_after: float | None = None
-    environment_id: str
-    kind: OperationKind
-    started_at: datetime | None = None
-    target: str | None = None  # a link's policy systemId: what a re-read must show when the poll is 404
-
-
 class WaitResult(BaseModel):
     """The outcome of waiting on an operation: Succeeded, Failed (a result, not an exception) or StillRunning
-    when the deadline passed first (the handle can be waited on again later)."""
+    when the deadline passed first (its poller's continuation token resumes the wait later)."""
 
     model_config = ConfigDict(frozen=True)
 
     status: Literal["Succeeded", "Failed", "StillRunning"]
-    handle: OperationHandle
     operation: LifecycleOperation | None
     polls: int
     waited_seconds: float
@@ -314,7 +302,8 @@ class EnvironmentChange(BaseModel):
     kind: OperationKind
     status: Literal["Unchanged", "Succeeded", "Failed", "StillRunning"]
     attempts: int = Field(default=0, description="operations started by this task run (0: nothing to do)")
-    handle: OperationHandle | None = Field(default=None, description="where to resume a StillRunning wait")
+    continuation_token: str | None = Field(
+        default=None, description="resumes the wait on its operation (begin_*(continuation_token=...))")
     error_message: str | None = None
     environment: Environment | None = Field(default=None, description="the environment as read afterwards")
 

@@ -13,6 +13,12 @@ A claim also says what its run does to the subject (`Holder.intent`, the plan's 
 claim is therefore the only record of what an operation it left running at the service is for (the service
 does not say which policy a running link goes to): it stays until a run takes it over, and a re-run whose
 plan does the same adopts that operation instead of starting a second one (`owner_of`).
+
+A claim on an environment also keeps the lifecycle operation its run started there (`Holder.operation`):
+written before the start is sent, completed with the operation's continuation token once the service
+accepted it, cleared when the task settled it (`held`). A retried task, a retried flow run and a re-run that
+takes the claim over (the record goes with it) therefore wait on that operation instead of starting another,
+whichever process died between the start and the wait.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.objects import StateType
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from ppcmk.models.environments import OperationKind
 from ppcmk.models.findings import Finding, error
 from ppcmk.safety.plan import Plan
 
@@ -40,6 +47,18 @@ CLAIM_PREFIX = "ppcmk-claim-"
 CLAIM_TAG = "ppcmk-claim"
 ENDED = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 MAX_NAME = 255
+
+
+class OperationRecord(BaseModel):
+    """A lifecycle operation a run started on the environment it claims: written ahead of the start, so a
+    process that dies after sending it leaves this behind (`token` None: look the operation up at the service,
+    `PowerPlatformAdminClient.find_started`)."""
+
+    kind: OperationKind
+    target: str | None = None  # a link's policy systemId
+    posted_at: datetime = Field(description="when the start was sent (the cloud's clock)")
+    attempt: int = Field(default=1, ge=1, description="the step's operations started so far, this one too")
+    token: str | None = Field(default=None, description="the poller's continuation token, once accepted")
 
 
 class Holder(BaseModel):
@@ -51,6 +70,7 @@ class Holder(BaseModel):
     subject: str
     claimed_at: str
     intent: str = ""  # what the run does to the subject: its plan's action, e.g. "link to ep-cmk-europe"
+    operation: OperationRecord | None = None  # the lifecycle operation the run started and has not settled
 
 
 @dataclass(frozen=True)
@@ -122,7 +142,7 @@ def claim(subjects: Iterable[Subject], procedure: str, run: tuple[str, str] | No
 def _claim_one(client: SyncPrefectClient, subject: Subject, me: Holder) -> Conflict | None:
     for _ in range(3):  # create, or take over a stale claim; another claimant may win each race
         try:
-            client.create_variable(VariableCreate(name=subject.variable, value=me.model_dump(),
+            client.create_variable(VariableCreate(name=subject.variable, value=me.model_dump(mode="json"),
                                                   tags=[CLAIM_TAG, _run_tag(me.flow_run_id)]))
             return None
         except ObjectAlreadyExists:
@@ -136,7 +156,9 @@ def _claim_one(client: SyncPrefectClient, subject: Subject, me: Holder) -> Confl
         state = _run_state(client, holder.flow_run_id)
         if state is not None and state[0] not in ENDED:
             return Conflict(subject, holder, state[1])
-        _delete(client, existing.id)  # stale: that run ended (or is gone)
+        if _delete(client, existing.id):  # stale: that run ended (or is gone)
+            # what it started and never settled is this run's to wait on now
+            me = me.model_copy(update={"operation": holder.operation})
     raise RuntimeError(f"{subject.describe()}: the claim changed hands three times while claiming; run again")
 
 
@@ -241,6 +263,45 @@ def owner_of(subject: Subject) -> Owner | None:
     ended = state is None or state[0] in ENDED
     return Owner(holder, state[1] if state else "gone", ended,
                  mine=run is not None and run[0] == holder.flow_run_id)
+
+
+class HeldClaim:
+    """The claim the current flow run holds on a subject, as the place to keep the operation it starts there.
+    Only the holder writes it, and a run changes each environment from one step at a time, so the value read
+    when it was found is the one written over. Written by its id: a claim another run took over meanwhile
+    is refused (404), never overwritten."""
+
+    def __init__(self, variable_id: UUID, holder: Holder) -> None:
+        self._variable_id = variable_id
+        self._holder = holder
+
+    @property
+    def operation(self) -> OperationRecord | None:
+        return self._holder.operation
+
+    def note(self, operation: OperationRecord | None) -> None:
+        """Keep `operation` in the claim (None: the run settled what it started)."""
+        if operation == self._holder.operation:
+            return
+        holder = self._holder.model_copy(update={"operation": operation})
+        with get_client(sync_client=True) as client:
+            client.request("PATCH", "/variables/{id}", path_params={"id": self._variable_id},
+                           json={"value": holder.model_dump(mode="json")})
+        self._holder = holder
+
+
+def held(subject: Subject) -> HeldClaim | None:
+    """The claim the current flow run holds on `subject`; None outside a flow run (no call is made) or when
+    the run holds none (nothing it starts there outlives its process then)."""
+    run = current_run()
+    if run is None:
+        return None
+    with get_client(sync_client=True) as client:
+        existing = client.read_variable_by_name(subject.variable)
+    if existing is None:
+        return None
+    holder = Holder.model_validate(existing.value)
+    return HeldClaim(existing.id, holder) if holder.flow_run_id == run[0] else None
 
 
 def plan_subjects(plan: Plan) -> list[Subject]:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar
-from uuid import UUID
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 import requests
@@ -31,14 +28,12 @@ from ppcmk.safety.step_errors import step_errors
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 
 DEFAULT_RETRIES = 3
 BASE_DELAY_SECONDS = 2.0
 MAX_DELAY_SECONDS = 60.0
 JITTER_FACTOR = 0.5
 DELAY_SCALE_ENV = "PPCMK_RETRY_DELAY_SCALE"
-KEPT_RUNS = 1024  # task runs whose note to their next try is kept (a run that succeeds never reads it)
 
 
 def status_is_transient(status: int | None) -> bool:
@@ -140,33 +135,6 @@ def cmk_task(
         )
 
     return decorate
-
-
-class LeftForRetry(Generic[T]):
-    """What one try of a task run leaves for the next try of the same run: Prefect calls a retried task
-    again from the top, with nothing of what the failed try learnt. Kept in this process, for the last
-    KEPT_RUNS task runs; outside a task run nothing is kept."""
-
-    def __init__(self) -> None:
-        self._notes: OrderedDict[UUID, T] = OrderedDict()
-        self._guard = threading.Lock()
-
-    def keep(self, note: T) -> None:
-        run = TaskRunContext.get()
-        if run is None:
-            return
-        with self._guard:
-            self._notes[run.task_run.id] = note
-            while len(self._notes) > KEPT_RUNS:
-                self._notes.popitem(last=False)
-
-    def kept(self) -> T | None:
-        """The note an earlier try of this task run kept (it stays: the try reading it may fail too)."""
-        run = TaskRunContext.get()
-        if run is None:
-            return None
-        with self._guard:
-            return self._notes.get(run.task_run.id)
 
 
 def _step_name(fn: Callable[..., Any]) -> str:

@@ -31,7 +31,7 @@ class DriftSeverity(StrEnum):
 
 
 class Drift(BaseModel):
-    kind: str = Field(description="stable id, e.g. key.expiry; the event is ppcmk.drift.<kind>")
+    kind: str = Field(description="stable id, e.g. key.expiry; the event is ppcmk.watch.drift.<kind>")
     severity: DriftSeverity
     tier: str = Field(default="", description="finer step inside the severity, e.g. 30d")
     object: str = Field(description="the object by name (what a person reads)")

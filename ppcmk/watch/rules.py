@@ -19,6 +19,7 @@ from ppcmk.watch.desired import DesiredPolicy, DesiredState
 from ppcmk.watch.drift import Drift, DriftSeverity, WatchState, ordered
 from ppcmk.watch.estate import EnvironmentFact, EstateFacts, KeyFact, PolicyFact, VaultFact
 from ppcmk.watch.lock_rules import deleted_drifts, locked_drift
+from ppcmk.watch.rotation_pickup import NOT_PICKED_UP, PICKUP_HOURS, follows_rotation, pickup
 
 CRITICAL, ERROR, WARNING, INFO = (DriftSeverity.CRITICAL, DriftSeverity.ERROR, DriftSeverity.WARNING,
                                   DriftSeverity.INFO)
@@ -36,6 +37,7 @@ class WatchRules(BaseModel):
     link_expected_hours: float = 6.0
     hold_notice_days: int = 7
     propagation_minutes: int = 10
+    rotation_pickup_hours: float = PICKUP_HOURS
 
 
 def _drift(kind: str, severity: DriftSeverity, obj: str, obj_id: str, obj_type: str, message: str, fix: str,
@@ -254,6 +256,7 @@ def environment_drifts(env: EnvironmentFact, estate: EstateFacts, rules: WatchRu
     if env.locked:
         yield locked_drift(env, estate, previous, _target_of(desired, estate, policy.name if policy else ""))
     yield from _operations(env, estate.now, rules)
+    yield from rotation_pickup_drifts(env, estate, rules)
     if desired is not None:
         yield from _desired_placement(env, estate, desired)
 
@@ -274,6 +277,25 @@ def _operations(env: EnvironmentFact, now: datetime, rules: WatchRules) -> Itera
                          f"{operation.name} has been running for {hours:.0f} hours (expected under "
                          f"{rules.link_expected_hours:g})", "wait (large environments take up to 4 days); "
                          "if it does not move, open a support case naming the environment", since=started)
+
+
+def rotation_pickup_drifts(env: EnvironmentFact, estate: EstateFacts, rules: WatchRules) -> Iterator[Drift]:
+    """A linked environment that has not taken up its key's newest version within the documented hours."""
+    policy = estate.policy(env.policy_id)
+    key = estate.key(policy.key_vault_id, policy.key_name) if policy else None
+    if env.operations is None or key is None or key.created_on is None:
+        return
+    if not follows_rotation(env, policy, key):
+        return
+    found = pickup(env.operations, key.created_on, estate.now, rules.rotation_pickup_hours)
+    if found.status == "missing":
+        yield _drift(NOT_PICKED_UP, WARNING, env.label, env.id, "environment",
+                     f"has not taken up version {key.current_version} of {key.label} (created "
+                     f"{key.created_on:%Y-%m-%d %H:%M}) within {rules.rotation_pickup_hours:g} hours: no "
+                     "RotateCustomerManagedKey operation since; it still uses an older version",
+                     f"keep the older versions of {key.label} enabled (no cleanup of them); check the "
+                     "environment's History in the Power Platform admin center, then open a support case "
+                     f"naming the environment and version {key.current_version}", since=found.due)
 
 
 def _desired_placement(env: EnvironmentFact, estate: EstateFacts, desired: DesiredState) -> Iterator[Drift]:

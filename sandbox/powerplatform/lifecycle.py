@@ -25,6 +25,7 @@ from ppcmk_sandbox.powerplatform.records import (
     LifecycleOperation,
     OperationType,
 )
+from ppcmk_sandbox.powerplatform.rotation import pick_up_rotations
 
 if TYPE_CHECKING:
     from ppcmk_sandbox.http import SandboxRequest
@@ -122,6 +123,7 @@ def settle(world: World) -> None:
     for operation in sorted(due, key=lambda o: o.ends_at):
         _complete(world, state, operation)
     _apply_locks(world, state, now)
+    pick_up_rotations(world, state, now)
 
 
 def _complete(world: World, state: PowerPlatformState, operation: LifecycleOperation) -> None:

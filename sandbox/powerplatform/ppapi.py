@@ -26,6 +26,7 @@ NAMES: dict[str, str] = {
     OperationType.GOVERNANCE: "UpdateGovernanceConfiguration",
     OperationType.GOVERNANCE_OFF: "UpdateGovernanceConfiguration",
     OperationType.REENABLE: "EnableEnvironment",
+    OperationType.ROTATE: "RotateCustomerManagedKey",
 }
 STATUSES = {"NotStarted": "Queued", "Running": "InProgress", "Succeeded": "Succeeded", "Failed": "Failed"}
 

@@ -22,6 +22,7 @@ class OperationType(StrEnum):
     GOVERNANCE = "EnableGovernanceConfiguration"
     GOVERNANCE_OFF = "DisableGovernanceConfiguration"
     REENABLE = "EnableEnvironment"
+    ROTATE = "RotateCustomerManagedKey"  # the service picking up a new key version (sandbox/.../rotation.py)
 
 
 GOVERNANCE_TYPES = frozenset({OperationType.GOVERNANCE, OperationType.GOVERNANCE_OFF})

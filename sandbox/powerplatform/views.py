@@ -103,6 +103,7 @@ _DISPLAY: dict[str, str] = {
     OperationType.LINK: "Update Customer Managed Key",
     OperationType.UNLINK: "Revert To Microsoft Managed Key",
     OperationType.REENABLE: "Enable Environment",
+    OperationType.ROTATE: "Rotate Customer Managed Key",
 }
 
 

@@ -102,10 +102,10 @@ def test_client_reads_pascal_case_service_payloads() -> None:
     environments = client.list_environments()
     assert [e.id for e in environments] == ["env-1"] and environments[0].cmk is not None
 
-    handle = client.link_policy("env-1", SYSTEM_ID)
-    assert handle is not None and handle.retry_after == 20 and handle.kind == "link"
+    poller = client.begin_link("env-1", SYSTEM_ID)
+    assert poller.kind == "link" and not poller.done()
     assert seen[-1] == ("POST", "/providers/Microsoft.BusinessAppPlatform/environments/env-1/"
                                 "enterprisePolicies/Encryption/link", {"SystemId": SYSTEM_ID})
-    result = client.wait_operation(handle, timedelta(days=4))
+    result = poller.wait(timedelta(days=4))
     # the first poll waits for the Retry-After the service asked for, then one poll finds it done
     assert result.status == "Succeeded" and result.polls == 1 and clock.slept == [20]

@@ -9,8 +9,9 @@ import pytest
 
 from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.models.arm_ids import vault_id
-from ppcmk.models.environments import LifecycleOperation, OperationHandle
+from ppcmk.models.environments import LifecycleOperation
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.ppadmin.pollers import ContinuationToken
 from tests.support.scenario import (
     BUSY_SANDBOX,
     FINANCE,
@@ -47,10 +48,12 @@ def test_unknown_environment_names_the_likely_cause(factory: ClientFactory) -> N
 
 def test_link_and_wait_honours_retry_after(factory: ClientFactory) -> None:
     client = factory.pp_admin()
-    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None and handle.kind == "link" and handle.retry_after == 60
+    poller = client.begin_link(PRODUCTION, SYSTEM_ID)
+    assert poller.kind == "link" and poller.status() == "InProgress" and not poller.done()
+    assert ContinuationToken.decode(poller.continuation_token()).retry_after == 60
     progress: list[LifecycleOperation] = []
-    result = client.wait_operation(handle, timedelta(days=4), on_progress=progress.append)
+    result = poller.wait(timedelta(days=4), on_progress=progress.append)
+    assert poller.done() and poller.status() == "Succeeded"
     assert result.status == "Succeeded", result
     waits = factory.sleeper.waits  # type: ignore[attr-defined]
     assert waits[:2] == [60.0, 60.0]  # the service's Retry-After (above the 15 s floor) ...
@@ -65,9 +68,7 @@ def test_link_and_wait_honours_retry_after(factory: ClientFactory) -> None:
 def test_poll_floor_applies_when_retry_after_is_shorter(factory: ClientFactory) -> None:
     client = factory.pp_admin()
     client.poll_floor = client.poll_ceiling = 240.0
-    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None
-    result = client.wait_operation(handle, timedelta(days=1))
+    result = client.begin_link(PRODUCTION, SYSTEM_ID).wait(timedelta(days=1))
     assert result.status == "Succeeded"
     assert set(factory.sleeper.waits) == {240.0}  # type: ignore[attr-defined]
 
@@ -75,10 +76,11 @@ def test_poll_floor_applies_when_retry_after_is_shorter(factory: ClientFactory) 
 def test_start_waits_on_the_same_change_already_running(factory: ClientFactory, cloud: Any) -> None:
     client = factory.pp_admin()
     # The running two-hour operation is itself a Managed Environment change: the start waits on it.
-    handle = client.enable_managed_environment(BUSY_SANDBOX)
-    assert handle is not None and handle.url.split("?")[0].endswith("0e000000-0000-4000-8000-00000000000c")
+    poller = client.begin_enable_managed(BUSY_SANDBOX)
+    url = ContinuationToken.decode(poller.continuation_token()).url or ""
+    assert url.split("?")[0].endswith("0e000000-0000-4000-8000-00000000000c")
     assert cloud.log.count(method="POST", path="governanceConfiguration") == 0
-    assert client.wait_operation(handle, timedelta(hours=3)).status == "Succeeded"
+    assert poller.wait(timedelta(hours=3)).status == "Succeeded"
     assert client.get_environment(BUSY_SANDBOX).managed
 
 
@@ -86,47 +88,59 @@ def test_start_backs_off_while_another_operation_runs(factory: ClientFactory, cl
     client = factory.pp_admin()
     before = factory.now()
     # not managed yet: refused, but only once the busy one ends
-    handle = client.link_policy(BUSY_SANDBOX, SYSTEM_ID)
+    poller = client.begin_link(BUSY_SANDBOX, SYSTEM_ID)
     waited = (factory.now() - before).total_seconds()
     assert waited >= 7200 - 60  # it waited out the running two-hour operation
     assert cloud.log.count(method="POST", path="Encryption/link", status=409) >= 2
-    assert handle is not None and handle.kind == "link"
+    assert poller.kind == "link"
 
 
 def test_start_gives_up_with_the_409_after_start_timeout(factory: ClientFactory) -> None:
     client = factory.pp_admin()
     client.start_timeout = timedelta(minutes=10)
     with pytest.raises(ServiceError) as caught:
-        client.link_policy(BUSY_SANDBOX, SYSTEM_ID)
+        client.begin_link(BUSY_SANDBOX, SYSTEM_ID)
     assert caught.value.status == 409 and "wait" in (caught.value.hint or "")
 
 
 def test_failed_operation_is_a_result(factory: ClientFactory) -> None:
     sub = factory.settings.subscription_id
     client = factory.pp_admin()
-    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None
+    poller = client.begin_link(PRODUCTION, SYSTEM_ID)
     # The policy identity loses its key access while the link runs, so the link fails at completion.
     factory.authorization().role_assignments.delete_by_id(vault_id(sub, RESOURCE_GROUP, VAULT) + GRANT)
-    result = client.wait_operation(handle, timedelta(days=4))
+    result = poller.wait(timedelta(days=4))
+    assert poller.status() == "Failed"
     assert result.status == "Failed" and result.operation is not None and result.operation.failed
     assert result.error_message
     assert client.get_environment(PRODUCTION).cmk is None
 
 
-def test_deadline_returns_still_running_and_a_saved_handle_resumes(factory: ClientFactory) -> None:
+def test_deadline_returns_still_running_and_a_continuation_token_resumes(
+        factory: ClientFactory, cloud: Any) -> None:
     client = factory.pp_admin()
-    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None
-    first = client.wait_operation(handle, timedelta(minutes=10))
+    poller = client.begin_link(PRODUCTION, SYSTEM_ID)
+    first = poller.wait(timedelta(minutes=10))
     assert first.status == "StillRunning" and first.operation is not None and not first.operation.terminal
-    assert first.waited_seconds <= 600
+    assert first.waited_seconds <= 600 and poller.status() == "InProgress"
 
-    saved = handle.model_dump_json()  # what a flow persists before a restart
-    restored = OperationHandle.model_validate_json(saved)
+    saved = poller.continuation_token()  # what a flow persists before a restart
     fresh_client = ClientFactory(factory.settings, sleeper=factory.sleeper).pp_admin()
-    second = fresh_client.wait_operation(restored, timedelta(days=4))
-    assert second.status == "Succeeded"
+    resumed = fresh_client.begin_link(PRODUCTION, SYSTEM_ID, continuation_token=saved)
+    assert resumed.kind == "link" and not resumed.done()
+    assert resumed.wait(timedelta(days=4)).status == "Succeeded"
+    assert cloud.log.count(method="POST", path="Encryption/link") == 1  # resumed, never started again
+
+
+def test_a_continuation_token_resumes_only_its_own_kind_and_environment(factory: ClientFactory) -> None:
+    client = factory.pp_admin()
+    saved = client.begin_link(PRODUCTION, SYSTEM_ID).continuation_token()
+    with pytest.raises(ConfigError, match="resumes a link operation, not a unlink"):
+        client.begin_unlink(PRODUCTION, SYSTEM_ID, continuation_token=saved)
+    with pytest.raises(ConfigError, match=f"not on {FINANCE}"):
+        client.begin_link(FINANCE, SYSTEM_ID, continuation_token=saved)
+    with pytest.raises(ConfigError, match="is not the continuation token"):
+        client.begin_link(PRODUCTION, SYSTEM_ID, continuation_token="{}")
 
 
 def test_throttled_reads_are_retried_with_retry_after(factory: ClientFactory, cloud: Any) -> None:
@@ -135,17 +149,21 @@ def test_throttled_reads_are_retried_with_retry_after(factory: ClientFactory, cl
     assert factory.sleeper.waits == [3.0, 3.0]  # type: ignore[attr-defined]
 
 
-def test_foreign_operation_urls_are_refused(factory: ClientFactory) -> None:
+def test_foreign_operation_urls_are_refused(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    forged = ContinuationToken(kind="link", environment_id=PRODUCTION, started_at=factory.now(),
+                               url="https://attacker.example/lifecycleOperations/1").encode()
     with pytest.raises(ConfigError) as caught:
-        factory.pp_admin().get_operation("https://attacker.example/lifecycleOperations/1")
+        client.begin_link(PRODUCTION, SYSTEM_ID, continuation_token=forged).wait(timedelta(days=1))
     assert caught.value.field == "url"
+    assert cloud.log.count(method="GET", path="lifecycleOperations") == 0
 
 
 def test_unlink_reverts_to_the_microsoft_key(factory: ClientFactory) -> None:
     client = factory.pp_admin()
-    handle = client.unlink_policy(FINANCE, SYSTEM_ID)
-    assert handle is not None and handle.kind == "unlink"
-    assert client.wait_operation(handle, timedelta(days=4)).status == "Succeeded"
+    poller = client.begin_unlink(FINANCE, SYSTEM_ID)
+    assert poller.kind == "unlink"
+    assert poller.wait(timedelta(days=4)).status == "Succeeded"
     assert client.get_environment(FINANCE).cmk is None
 
 
@@ -161,7 +179,54 @@ def test_locked_environment_is_reenabled_after_access_returns(factory: ClientFac
         "roleDefinitionId": revoked.role_definition_id, "principalId": revoked.principal_id,
         "principalType": "ServicePrincipal"}})
     factory.sleeper.sleep(300)  # role propagation
-    handle = client.reenable_environment(FINANCE)
-    assert handle is not None and handle.kind == "reenable"
-    assert client.wait_operation(handle, timedelta(hours=1)).status == "Succeeded"
+    poller = client.begin_reenable(FINANCE)
+    assert poller.kind == "reenable"
+    assert poller.wait(timedelta(hours=1)).status == "Succeeded"
     assert client.get_environment(FINANCE).enabled
+
+
+LIST = r"/environmentmanagement/environments/[^/]+/operations$"
+
+
+def test_a_start_whose_answer_was_lost_is_found_running(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    posted_at = factory.now()
+    assert client.find_started("link", PRODUCTION, posted_at, SYSTEM_ID) is None  # nothing was sent yet
+    client.begin_link(PRODUCTION, SYSTEM_ID)  # its poller lost with the process that sent it
+    found = client.find_started("link", PRODUCTION, posted_at, SYSTEM_ID)
+    assert found is not None and not found.done()
+    assert found.wait(timedelta(days=4)).status == "Succeeded"
+    assert cloud.log.count(method="POST", path="Encryption/link") == 1
+
+
+def test_a_lost_start_the_service_finished_meanwhile_is_done(factory: ClientFactory, cloud: Any) -> None:
+    client = factory.pp_admin()
+    posted_at = factory.now()
+    client.begin_link(PRODUCTION, SYSTEM_ID)
+    factory.sleeper.sleep(cloud.world.settings.link_duration_seconds)
+    cloud.log.clear()
+    found = client.find_started("link", PRODUCTION, posted_at, SYSTEM_ID)
+    assert found is not None and found.done() and found.status() == "Succeeded"
+    assert cloud.log.count(path=LIST) == 0  # the environment already shows the link
+
+
+def test_an_operation_that_ended_before_the_lost_start_was_sent_is_not_it(
+        factory: ClientFactory, cloud: Any) -> None:
+    sub = factory.settings.subscription_id
+    client = factory.pp_admin()
+    factory.authorization().role_assignments.delete_by_id(vault_id(sub, RESOURCE_GROUP, VAULT) + GRANT)
+    assert client.begin_link(PRODUCTION, SYSTEM_ID).wait(timedelta(days=4)).status == "Failed"
+    posted_at = factory.now()
+    assert client.find_started("link", PRODUCTION, posted_at, SYSTEM_ID) is None  # an earlier attempt's
+    client.begin_link(PRODUCTION, SYSTEM_ID)
+    factory.sleeper.sleep(cloud.world.settings.link_duration_seconds)  # it fails too, before anyone looks
+    found = client.find_started("link", PRODUCTION, posted_at, SYSTEM_ID)
+    assert found is not None and found.wait(timedelta(days=4)).status == "Failed"
+
+
+def test_a_lost_start_is_not_guessed_when_the_operations_cannot_be_listed(
+        factory: ClientFactory, cloud: Any) -> None:
+    cloud.faults.add("GET", LIST, status=403, times=None)
+    with pytest.raises(ServiceError) as caught:
+        factory.pp_admin().find_started("link", PRODUCTION, factory.now(), SYSTEM_ID)
+    assert caught.value.status == 403

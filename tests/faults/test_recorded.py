@@ -14,6 +14,7 @@ from ppcmk.models.arm_ids import vault_id
 from ppcmk.models.environments import Environment
 from ppcmk.services.factory import ClientFactory
 from ppcmk.services.ppadmin.client import MANAGED_ENVIRONMENT_SETTINGS
+from ppcmk.services.ppadmin.pollers import ContinuationToken, OperationPoller
 from tests.support.scenario import BUSY_SANDBOX as BUSY
 from tests.support.scenario import FINANCE, LINKED_POLICY_GRANT, PRODUCTION, RESOURCE_GROUP, UNMANAGED, VAULT
 from tests.support.scenario import LEGACY_BYOK as BYOK
@@ -21,6 +22,11 @@ from tests.support.scenario import LINKED_POLICY_SYSTEM_ID as SYSTEM_ID
 from tests.support.sdk_clients import BAP, bap
 
 LINK_PATH = r"/enterprisePolicies/Encryption/link"
+
+
+def _operation_id(poller: OperationPoller) -> str:
+    url = ContinuationToken.decode(poller.continuation_token()).url or ""
+    return url.split("?")[0].rsplit("/", 1)[-1]
 
 
 def _vault_grant(factory: ClientFactory) -> str:
@@ -31,27 +37,26 @@ def _vault_grant(factory: ClientFactory) -> str:
 
 def test_a_409_while_polling_keeps_waiting(factory: ClientFactory, cloud: Any) -> None:
     client = factory.pp_admin()
-    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None
+    poller = client.begin_link(PRODUCTION, SYSTEM_ID)
     cloud.faults.poll_conflicts(times=3)
-    result = client.wait_operation(handle, timedelta(days=4))
+    result = poller.wait(timedelta(days=4))
     assert result.status == "Succeeded"
     assert cloud.log.count(method="GET", path="lifecycleOperations", status=409) == 3
 
 
 def test_a_409_on_every_poll_ends_still_running_at_the_deadline(factory: ClientFactory, cloud: Any) -> None:
     client = factory.pp_admin()
-    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None
+    poller = client.begin_link(PRODUCTION, SYSTEM_ID)
     cloud.faults.poll_conflicts(times=None)
-    result = client.wait_operation(handle, timedelta(minutes=30))
+    result = poller.wait(timedelta(minutes=30))
     assert result.status == "StillRunning" and result.operation is None
 
 
 def test_governance_on_a_managed_environment_answers_an_empty_409_and_counts_as_done(
     factory: ClientFactory, cloud: Any
 ) -> None:
-    assert factory.pp_admin().enable_managed_environment(PRODUCTION) is None
+    poller = factory.pp_admin().begin_enable_managed(PRODUCTION)
+    assert poller.done() and poller.status() == "Succeeded" and poller.wait(timedelta(0)).polls == 0
     refused = [e for e in cloud.log.entries if e.method == "POST" and "governanceConfiguration" in e.path]
     assert [e.status for e in refused] == [409]  # one POST, then the re-read said "already managed"
     assert cloud.log.count(method="GET", path=f"environments/{PRODUCTION}$") == 1
@@ -63,8 +68,7 @@ def test_a_busy_409_on_a_start_rereads_then_retries(
     factory: ClientFactory, cloud: Any, fault: dict[str, Any]
 ) -> None:
     cloud.faults.add("POST", LINK_PATH, status=409, times=2, **fault)
-    handle = factory.pp_admin().link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None
+    assert not factory.pp_admin().begin_link(PRODUCTION, SYSTEM_ID).done()
     assert cloud.log.count(method="POST", path=LINK_PATH, status=409) == 2
     assert cloud.log.count(method="POST", path=LINK_PATH, status=202) == 1
     assert cloud.log.count(method="GET", path=f"environments/{PRODUCTION}$") == 2  # a re-read per 409
@@ -74,7 +78,7 @@ def test_the_busy_code_is_operation_not_startable(factory: ClientFactory, cloud:
     client = factory.pp_admin()
     client.start_timeout = timedelta(minutes=5)
     with pytest.raises(ServiceError) as caught:
-        client.link_policy(BUSY, SYSTEM_ID)
+        client.begin_link(BUSY, SYSTEM_ID)
     assert caught.value.status == 409 and caught.value.code == "OperationNotStartable"
     assert "active lifecycle operation" in str(caught.value)
 
@@ -82,9 +86,7 @@ def test_the_busy_code_is_operation_not_startable(factory: ClientFactory, cloud:
 def test_a_404_poll_after_an_unlink_is_judged_by_the_environment(factory: ClientFactory, cloud: Any) -> None:
     cloud.world.settings.finished_operation_poll = "404"
     client = factory.pp_admin()
-    handle = client.unlink_policy(FINANCE, SYSTEM_ID)
-    assert handle is not None
-    result = client.wait_operation(handle, timedelta(days=4))
+    result = client.begin_unlink(FINANCE, SYSTEM_ID).wait(timedelta(days=4))
     assert result.status == "Succeeded" and client.get_environment(FINANCE).cmk is None
     assert cloud.log.count(method="GET", path="lifecycleOperations", status=404) == 1
 
@@ -94,30 +96,27 @@ def test_a_404_poll_is_no_success_when_the_environment_says_otherwise(
 ) -> None:
     cloud.world.settings.finished_operation_poll = "404"
     client = factory.pp_admin()
-    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None
+    poller = client.begin_link(PRODUCTION, SYSTEM_ID)
     factory.authorization().role_assignments.delete_by_id(_vault_grant(factory))
     with pytest.raises(ServiceError) as caught:  # the link failed; the forgotten operation is not success
-        client.wait_operation(handle, timedelta(days=4))
+        poller.wait(timedelta(days=4))
     assert caught.value.status == 404
 
 
 def test_a_start_waits_on_the_same_operation_already_running(factory: ClientFactory, cloud: Any) -> None:
     client = factory.pp_admin()
-    first = client.link_policy(PRODUCTION, SYSTEM_ID)
-    again = client.link_policy(PRODUCTION, SYSTEM_ID)  # a re-run after a crash right after the POST
-    assert first is not None and again is not None
-    assert first.url.split("?")[0].rsplit("/", 1)[-1] == again.url.split("?")[0].rsplit("/", 1)[-1]
+    first = client.begin_link(PRODUCTION, SYSTEM_ID)
+    again = client.begin_link(PRODUCTION, SYSTEM_ID)  # a re-run after a crash right after the POST
+    assert _operation_id(first) == _operation_id(again)
     assert cloud.log.count(method="POST", path=LINK_PATH) == 1
-    assert client.wait_operation(again, timedelta(days=4)).status == "Succeeded"
+    assert again.wait(timedelta(days=4)).status == "Succeeded"
 
 
 def test_a_failed_operation_without_error_names_its_failed_stage(factory: ClientFactory) -> None:
     client = factory.pp_admin()
-    handle = client.link_policy(PRODUCTION, SYSTEM_ID)
-    assert handle is not None
+    poller = client.begin_link(PRODUCTION, SYSTEM_ID)
     factory.authorization().role_assignments.delete_by_id(_vault_grant(factory))
-    result = client.wait_operation(handle, timedelta(days=4))
+    result = poller.wait(timedelta(days=4))
     assert result.status == "Failed" and result.operation is not None
     assert result.operation.error_message is None and result.operation.failed_stage == "Run"
     assert result.error_message and "Run" in result.error_message
@@ -142,9 +141,8 @@ def test_managed_environment_is_enabled_with_the_recorded_settings_and_operation
     factory: ClientFactory, cloud: Any
 ) -> None:
     client = factory.pp_admin()
-    handle = client.enable_managed_environment(UNMANAGED)  # the sandbox refuses a partial settings map
-    assert handle is not None
-    result = client.wait_operation(handle, timedelta(hours=1))
+    poller = client.begin_enable_managed(UNMANAGED)  # the sandbox refuses a partial settings map
+    result = poller.wait(timedelta(hours=1))
     assert result.operation is not None and result.operation.type == "EnableGovernanceConfiguration"
     assert cloud.world.powerplatform.environment(UNMANAGED).protection_level == "Standard"
 
@@ -165,8 +163,7 @@ def test_a_migrated_byok_environment_is_encrypted_by_its_policy(
     client = factory.pp_admin()
     before = client.get_environment(BYOK)
     assert before.on_byok and not before.encrypted_by(SYSTEM_ID)
-    handle = client.link_policy(BYOK, SYSTEM_ID)
-    assert handle is not None and client.wait_operation(handle, timedelta(days=4)).status == "Succeeded"
+    assert client.begin_link(BYOK, SYSTEM_ID).wait(timedelta(days=4)).status == "Succeeded"
     after = client.get_environment(BYOK)
     assert after.key_managed_by == reading
     assert after.encrypted_by(SYSTEM_ID) and not after.on_byok

@@ -54,7 +54,7 @@ def test_a_start_is_not_resent_when_the_server_drops_the_connection(
     fleet.faults.add(method="POST", path=r"/governanceConfiguration$", drop=True, times=1)
 
     with pytest.raises(TransientError):
-        admin.enable_managed_environment(UNMANAGED)  # no operation runs on it: the start is sent
+        admin.begin_enable_managed(UNMANAGED)  # no operation runs on it: the start is sent
     # only the start's own POSTs: a first call in this process also POSTs for its token
     starts = [e for e in fleet.log.entries
               if e.method == "POST" and e.path.endswith("/governanceConfiguration")]

@@ -1,6 +1,7 @@
 """A flow that asks one real approval (ppcmk.approvals.gate.request_approval) for a one-environment plan, for
 tests that answer it through the resume API or the CLI, and the blocks its answerers sign in with. Given a
-target block, it is a hand-off on that target's policy, built as the two-half runbooks build theirs."""
+target block, it is a hand-off on that target's policy, built as the two-half runbooks build theirs; given a
+confirmation, a lock approval."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 from prefect import flow
 
-from ppcmk.approvals.gate import IdentityResolver, request_approval
+from ppcmk.approvals.gate import request_approval
+from ppcmk.approvals.proof import ConnectionBlockProver
+from ppcmk.approvals.request import ApprovalRequest, Approving
 from ppcmk.errors import ApprovalExpired, ApprovalRejected
 from ppcmk.safety.plan import OutageWindow, Plan, PlanItem
 from ppcmk_blocks import CmkConnection
@@ -61,23 +64,19 @@ def harness(
     """Plans once per entry of `targets` (the world as seen at each re-plan); returns what was approved.
     `handoff_target`: a CmkTarget block whose policy the approver must read (a hand-off)."""
     plans = iter(targets)
-    first = plan_for(next(plans))
     kv = load_connection(kv_block)
-    handoff = policy_handoff(kv, load_target(handoff_target)) if handoff_target else None
+    first, approving = plan_for(next(plans)), Approving(timeout_s, 0.2)
+    if handoff_target:
+        handoff = policy_handoff(kv, load_target(handoff_target))
+        request = ApprovalRequest.handoff_approval(first, "harness", REQUESTER, approving, handoff)
+    elif confirm_text is not None:
+        request = ApprovalRequest.lock_approval(first, "harness", REQUESTER, approving, approvers_needed,
+                                                confirm_text)
+    else:
+        request = ApprovalRequest.plan_approval(first, "harness", REQUESTER, approving)
     try:
-        approval = request_approval(
-            first,
-            requester=REQUESTER,
-            key="harness",
-            timeout_s=timeout_s,
-            identities=IdentityResolver(kv),
-            replan=lambda: plan_for(next(plans, targets[-1])),
-            handoff=handoff,
-            approvers_needed=approvers_needed,
-            confirm_text=confirm_text,
-            poll_interval_s=0.2,
-            load_connection=load_connection,
-        )
+        approval = request_approval(request, ConnectionBlockProver(kv, load_connection),
+                                    replan=lambda: plan_for(next(plans, targets[-1])))
     except (ApprovalRejected, ApprovalExpired) as ended:
         return {"status": type(ended).__name__, "reason": str(ended)}
     return {

@@ -64,8 +64,8 @@ def predecessor(state: State, intent: str, procedure: str = "onboard", environme
 def left_running(cloud: Any, operation: str = "link", environment: str = PRODUCTION) -> None:
     """The Power Platform admin's link to (or unlink from) ep-existing, started and not waited for."""
     admin = ClientFactory(connection(cloud, "pp-admin")).pp_admin()
-    start_it = admin.link_policy if operation == "link" else admin.unlink_policy
-    assert start_it(environment, LINKED_POLICY_SYSTEM_ID) is not None
+    start_it = admin.begin_link if operation == "link" else admin.begin_unlink
+    assert not start_it(environment, LINKED_POLICY_SYSTEM_ID).done()
     cloud.advance(timedelta(minutes=1))  # past NotStarted: the environment shows the operation running
 
 

@@ -4,7 +4,7 @@ real deployment run, its suspend and its wake are in tests/e2e/test_serve_onboar
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from ppcmk.fleet.parking import ParkedOperation
 from ppcmk.fleet.selection import FleetMember
 from ppcmk.fleet.waves import FleetReport, StepResult, WaveSpec, plan_waves, run_waves
 from ppcmk.safety.plan import Plan
+from ppcmk.services.ppadmin.pollers import ContinuationToken
 from ppcmk_flows import _parking as parking
 from ppcmk_flows._two_half import HandoffWork
 from ppcmk_tasks import access, environments, policy
@@ -46,17 +47,18 @@ def test_a_patient_link_returns_still_running_and_a_resume_polls_without_linking
         cloud: Any, conn: ConnectionSettings) -> None:
     system_id = _system_id(cloud, conn)
     started = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(minutes=10))
-    assert started.status == "StillRunning" and started.handle is not None and started.attempts == 1
+    token = started.continuation_token
+    assert started.status == "StillRunning" and token is not None and started.attempts == 1
     assert cloud.log.count(method="POST", path=LINK) == 1
 
     cloud.log.clear()
-    still = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(0), resume=started.handle,
+    still = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(0), continuation_token=token,
                                  attempts_so_far=1)
-    assert still.status == "StillRunning" and still.handle == started.handle
+    assert still.status == "StillRunning" and still.continuation_token == token
     assert [method for method, _ in _service_calls(cloud)] == ["GET"]  # one poll per wake: nothing else
 
     cloud.clock.advance(timedelta(hours=1))
-    done = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(0), resume=started.handle,
+    done = environments.link.fn(conn, PRODUCTION, system_id, patience=timedelta(0), continuation_token=token,
                                 attempts_so_far=1)
     assert done.status == "Succeeded" and done.environment is not None and done.environment.cmk.linked  # type: ignore[union-attr]
     assert cloud.log.count(method="POST", path=LINK) == 0  # the whole link was the first entry's one POST
@@ -68,23 +70,24 @@ def test_a_resumed_link_that_failed_is_started_again_within_max_attempts(
     existing = policy.get_policy.fn(conn, tgt)
     access.revoke_key_access.fn(conn, tgt, existing.principal_id)  # every link fails when it completes
     started = environments.link.fn(conn, PRODUCTION, str(existing.system_id), patience=timedelta(minutes=1))
-    assert started.status == "StillRunning" and started.handle is not None
+    assert started.status == "StillRunning" and started.continuation_token is not None
     cloud.clock.advance(timedelta(hours=1))
 
     again = environments.link.fn(conn, PRODUCTION, str(existing.system_id), max_attempts=2,
-                                 resume=started.handle, attempts_so_far=1)
+                                 continuation_token=started.continuation_token, attempts_so_far=1)
     assert again.status == "Failed" and again.attempts == 2
     assert cloud.log.count(method="POST", path=LINK) == 2  # the failed one, then exactly one re-run
     spent = environments.link.fn(conn, PRODUCTION, str(existing.system_id), max_attempts=2,
-                                 resume=again.handle, attempts_so_far=2)
+                                 continuation_token=again.continuation_token, attempts_so_far=2)
     assert spent.status == "Failed" and cloud.log.count(method="POST", path=LINK) == 2  # no attempts left
 
 
 def test_a_parked_unlink_is_resumed_not_sent_again(cloud: Any, conn: ConnectionSettings) -> None:
     started = environments.unlink.fn(conn, FINANCE, patience=timedelta(minutes=5))
-    assert started.status == "StillRunning" and started.handle is not None
+    assert started.status == "StillRunning" and started.continuation_token is not None
     cloud.clock.advance(timedelta(hours=1))
-    done = environments.unlink.fn(conn, FINANCE, resume=started.handle, attempts_so_far=1)
+    done = environments.unlink.fn(conn, FINANCE, continuation_token=started.continuation_token,
+                                  attempts_so_far=1)
     assert done.status == "Succeeded" and done.environment is not None and done.environment.cmk is None
     assert cloud.log.count(method="POST", path=UNLINK) == 1
 
@@ -105,10 +108,10 @@ FLEET = [
 
 
 def _parked(environment_id: str) -> ParkedOperation:
-    return ParkedOperation.model_validate({
-        "handle": {"url": f"https://bap/ops/{environment_id}", "environment_id": environment_id,
-                   "kind": "link"},
-        "attempts": 1, "deadline": "2030-01-01T00:00:00Z"})
+    token = ContinuationToken(kind="link", environment_id=environment_id, url=f"https://bap/ops/{environment_id}",
+                              started_at=datetime(2029, 12, 28, tzinfo=UTC))
+    return ParkedOperation(kind="link", token=token.encode(), attempts=1,
+                           deadline=datetime(2030, 1, 1, tzinfo=UTC))
 
 
 def test_waves_stop_after_a_wave_with_a_parked_member_and_continue_from_its_report() -> None:
@@ -183,7 +186,7 @@ def test_the_checkpoint_round_trips_through_result_storage_without_secrets(
 
     loaded, stored, cleared = round_trip()
     assert HandoffWork.model_validate(loaded.work) == work and loaded.report == report and loaded.parks == 1
-    assert [r.parked.handle for r in loaded.report.parked] == [r.parked.handle for r in report.parked]
+    assert [r.parked.token for r in loaded.report.parked] == [r.parked.token for r in report.parked]
     assert b'"connection_block":"sandbox-pp-admin"' in stored  # the block's name; its settings never
     assert b"client_secret" not in stored and b"ca_bundle" not in stored and b"eyJ" not in stored  # no JWT
     assert cleared is None

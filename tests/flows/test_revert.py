@@ -98,7 +98,7 @@ def test_an_environment_linked_while_waiting_is_planned_again(
     # meanwhile another admin links a second environment to the policy (through the admin API)
     factory = ClientFactory.for_settings(CmkConnection.load(sandbox_blocks["runbook"]).settings())
     system_id = env_state(cloud, FINANCE).cmk.system_id
-    factory.pp_admin().link_policy(PRODUCTION, system_id)
+    factory.pp_admin().begin_link(PRODUCTION, system_id)
     cloud.clock.advance(timedelta(hours=2))
     answer(first, approve=True, approver=PP_ADMIN)
     second = approve_next(running, PP_ADMIN)

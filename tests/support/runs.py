@@ -26,6 +26,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 
+from ppcmk.safety import claims
 from ppcmk.safety.claims import CLAIM_PREFIX
 from ppcmk_flows._lock_record import lock_record_name
 from ppcmk_flows.change_policy import change_policy
@@ -182,6 +183,19 @@ def run_in_flow(task: Task[..., Any], *args: Any, **kwargs: Any) -> Any:
         return task(*args, **kwargs)
 
     return one_task()
+
+
+def run_claiming(environment_id: str, task: Task[..., Any], *args: Any, **kwargs: Any) -> State:
+    """Run one environment task inside a tiny flow that first claims the environment, as a runbook claims
+    what its plan changes (the claim keeps the operation the task starts; a claim a Crashed run left is taken
+    over with it). Returns the run's final state; the flow releases no claim at its end."""
+
+    @flow(name=f"tasks-test-claiming-{task.name}")
+    def claiming() -> Any:
+        assert claims.claim([claims.Subject("environment", environment_id)], "tasks-test") == []
+        return task(*args, **kwargs)
+
+    return claiming(return_state=True)
 
 
 def approver_read_policy_before_linking(cloud: Any, policy_name: str, approver: str = "pp-admin") -> bool:

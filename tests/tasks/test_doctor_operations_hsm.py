@@ -19,7 +19,7 @@ from ppcmk_tasks import access
 from ppcmk_tasks.doctor import doctor_report
 from tests.support.arm import managed_hsm_id
 from tests.support.sandbox import target
-from tests.support.scenario import BUSY_SANDBOX, DEVELOPER, PRODUCTION, SANDBOX, UNMANAGED
+from tests.support.scenario import BUSY_SANDBOX, DEVELOPER, PRODUCTION, SANDBOX, UNMANAGED, US_PRODUCTION
 
 OPERATIONS = r"/environmentmanagement/environments/.*/operations"
 HSM_KEY = "hsm-cmk/keys/cmk-hsm"
@@ -34,7 +34,7 @@ def test_the_busy_environment_is_reported_once_per_running_operation(
 ) -> None:
     # A link left running on another environment: its runtime reason already says so (an error).
     system_id = cloud.world.arm.find_policy_by_name("ep-existing").system_id
-    assert ClientFactory.for_settings(conn).pp_admin().link_policy(SANDBOX, system_id) is not None
+    assert not ClientFactory.for_settings(conn).pp_admin().begin_link(SANDBOX, system_id).done()
     cloud.advance(timedelta(seconds=30))
     cloud.log.clear()  # the link asked for running operations first
     report = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"),
@@ -60,9 +60,10 @@ def test_a_tenant_survey_reads_operations_only_where_managed_environment_is_the_
     cloud.log.clear()
     survey = doctor_report(conn, target(cloud, key="cmk-prod", policy="ep-existing"))
     read = {e.path.rsplit("/", 2)[-2] for e in cloud.log.entries if re.search(OPERATIONS, e.path)}
-    assert read == {DEVELOPER, UNMANAGED, BUSY_SANDBOX}  # the Basic ones of an eligible type and geo
+    # the Basic ones of an eligible type and geo, and the one that existed at BYOK's end of support
+    assert read == {DEVELOPER, UNMANAGED, BUSY_SANDBOX, US_PRODUCTION}
     (note,) = _about(survey, "env.operations", "environments")
-    assert note.severity == Severity.INFO and "read for 3 of 12 environments" in note.message
+    assert note.severity == Severity.INFO and "read for 4 of 12 environments" in note.message
     assert "--environment" in note.message
     assert _about(survey, "env.busy", BUSY_SANDBOX) and not _about(survey, "env.busy", PRODUCTION)
 

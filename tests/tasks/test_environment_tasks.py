@@ -1,4 +1,5 @@
-"""Environment tasks against the sandbox: selection, Managed Environment, link/unlink, re-enable, waits."""
+"""Environment tasks against the sandbox: selection, Managed Environment, link/unlink, re-enable, waits, and
+the operation a retry or a re-run finds in the environment's claim."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.states import Crashed
 
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError, ServiceError
 from ppcmk.fleet.selection import FleetSelector
+from ppcmk.safety import claims
 from ppcmk.services.factory import ClientFactory
 from ppcmk_tasks import access, environments, policy
-from tests.support.runs import run_in_flow
+from tests.support.runs import forget_run_state, run_claiming, run_in_flow
 from tests.support.sandbox import target
 from tests.support.scenario import FINANCE, PRODUCTION, UNMANAGED
 
@@ -45,14 +49,27 @@ def test_managed_environment_is_enabled_once(cloud: Any, conn: ConnectionSetting
     assert cloud.log.count(method="POST", path="/governanceConfiguration$") == 1
 
 
+@pytest.fixture
+def no_claims(prefect_backend: None) -> None:
+    forget_run_state()  # runs of other tests on this session server may still claim the reset environments
+
+
+def _claimed_operation(environment_id: str) -> Any:
+    with get_client(sync_client=True) as client:
+        variable = client.read_variable_by_name(claims.Subject("environment", environment_id).variable)
+    assert variable is not None
+    return claims.Holder.model_validate(variable.value).operation
+
+
 def test_a_retried_managed_environment_task_reports_the_change_its_first_try_made(
-    cloud: Any, conn: ConnectionSettings, prefect_backend: None
+    cloud: Any, conn: ConnectionSettings, no_claims: None
 ) -> None:
     cloud.world.settings.governance_duration_seconds = 1  # done before the first poll
     cloud.faults.add(method="GET", path="/lifecycleOperations/", status=503, times=conn.retry_total + 1)
-    managed = run_in_flow(environments.enable_managed_environment, conn, UNMANAGED)
-    assert managed.status == "Succeeded" and managed.environment.managed
+    managed = run_claiming(UNMANAGED, environments.enable_managed_environment, conn, UNMANAGED).result()
+    assert managed.status == "Succeeded" and managed.attempts == 1 and managed.environment.managed
     assert cloud.log.count(method="POST", path="/governanceConfiguration$") == 1
+    assert _claimed_operation(UNMANAGED) is None  # settled: nothing left for a re-run to wait on
 
 
 def test_link_waits_inside_one_task_and_is_idempotent(
@@ -71,15 +88,53 @@ def test_link_waits_inside_one_task_and_is_idempotent(
 
 
 def test_a_retried_link_task_reports_the_link_its_first_try_made(
-    cloud: Any, conn: ConnectionSettings, prefect_backend: None
+    cloud: Any, conn: ConnectionSettings, no_claims: None
 ) -> None:
     existing = _existing_policy(cloud, conn)
     cloud.world.settings.link_duration_seconds = 1  # done before the first poll
     # that poll fails past the client's own retries, so Prefect retries the task run after the link is done
     cloud.faults.add(method="GET", path="/lifecycleOperations/", status=503, times=conn.retry_total + 1)
-    linked = run_in_flow(environments.link, conn, PRODUCTION, existing.system_id)
+    linked = run_claiming(PRODUCTION, environments.link, conn, PRODUCTION, existing.system_id).result()
     assert linked.status == "Succeeded" and linked.attempts == 1  # its own link, not found "Unchanged"
     assert cloud.log.count(method="POST", path=LINK) == 1
+    assert _claimed_operation(PRODUCTION) is None
+
+
+@pytest.mark.parametrize("finished", [False, True], ids=["still-running", "finished-meanwhile"])
+def test_a_rerun_takes_over_the_link_a_crashed_run_sent_without_hearing_back(
+    cloud: Any, conn: ConnectionSettings, no_claims: None, finished: bool
+) -> None:
+    existing = _existing_policy(cloud, conn)
+    cloud.faults.crash_after("POST", LINK)  # the link is applied, then its sender hears nothing any more
+    crashed = run_claiming(PRODUCTION, environments.link, conn, PRODUCTION, existing.system_id)
+    assert crashed.is_failed()
+    record = _claimed_operation(PRODUCTION)
+    assert record is not None and record.kind == "link" and record.token is None  # written ahead, no answer
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(crashed.state_details.flow_run_id, Crashed(), force=True)
+    cloud.faults.clear()
+    if finished:  # the service finished it while no run was there: only the claim says whose it was
+        cloud.advance(timedelta(seconds=cloud.world.settings.link_duration_seconds))
+
+    rerun = run_claiming(PRODUCTION, environments.link, conn, PRODUCTION, existing.system_id).result()
+    assert rerun.status == "Succeeded" and rerun.attempts == 1  # the crashed run's link, as the re-run's own
+    assert cloud.log.count(method="POST", path=LINK) == 1
+    assert rerun.environment.encrypted_by(existing.system_id)
+    assert _claimed_operation(PRODUCTION) is None
+
+
+def test_a_start_that_never_reached_the_service_is_sent_by_the_rerun(
+    cloud: Any, conn: ConnectionSettings, no_claims: None
+) -> None:
+    existing = _existing_policy(cloud, conn)
+    cloud.faults.add("POST", LINK, drop=True, times=None)  # the connection drops before the service reads it
+    assert run_claiming(PRODUCTION, environments.link, conn, PRODUCTION, existing.system_id).is_failed()
+    assert _claimed_operation(PRODUCTION).token is None
+    cloud.faults.clear()
+
+    rerun = run_claiming(PRODUCTION, environments.link, conn, PRODUCTION, existing.system_id).result()
+    assert rerun.status == "Succeeded" and rerun.attempts == 1
+    assert cloud.log.count(method="POST", path=LINK, status=202) == 1
 
 
 def test_a_failed_link_is_rerun_a_bounded_number_of_times(cloud: Any, conn: ConnectionSettings) -> None:
@@ -104,19 +159,21 @@ def test_unlink_reverts_and_a_wrong_system_id_is_refused(cloud: Any, conn: Conne
 
 def test_an_unlink_left_running_by_a_crashed_run_is_waited_for_not_refused(
         cloud: Any, conn: ConnectionSettings) -> None:
-    crashed_runs_unlink = ClientFactory.for_settings(conn).pp_admin().unlink_policy(
+    crashed_runs_unlink = ClientFactory.for_settings(conn).pp_admin().begin_unlink(
         FINANCE, _existing_policy(cloud, conn).system_id)
-    assert crashed_runs_unlink is not None  # still running when the re-run starts
+    assert not crashed_runs_unlink.done()  # still running when the re-run starts
     rerun = environments.unlink.fn(conn, FINANCE)
     assert rerun.status == "Succeeded" and rerun.environment.cmk is None  # type: ignore[union-attr]
 
 
-def test_a_wait_resumes_from_a_saved_handle(cloud: Any, conn: ConnectionSettings) -> None:
+def test_a_wait_resumes_from_a_continuation_token(cloud: Any, conn: ConnectionSettings) -> None:
     existing = _existing_policy(cloud, conn)
     short = environments.link.fn(conn, PRODUCTION, existing.system_id, deadline=timedelta(minutes=5))
-    assert short.status == "StillRunning" and short.handle is not None
-    resumed = environments.wait_operation.fn(conn, short.handle, deadline=timedelta(days=1))
+    assert short.status == "StillRunning" and short.continuation_token is not None
+    resumed = environments.link.fn(conn, PRODUCTION, existing.system_id, deadline=timedelta(days=1),
+                                   continuation_token=short.continuation_token, attempts_so_far=1)
     assert resumed.status == "Succeeded" and resumed.environment.cmk.linked  # type: ignore[union-attr]
+    assert cloud.log.count(method="POST", path=LINK) == 1
 
 
 def test_a_locked_environment_is_reenabled_after_access_returns(cloud: Any, conn: ConnectionSettings) -> None:

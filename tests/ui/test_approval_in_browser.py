@@ -6,7 +6,6 @@ in the module's temporary directory."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -25,21 +24,10 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ppcmk_cli.demo_backend import ensure_template, free_port
 from ppcmk_deployments.serve import deployment_full_name
+from tests.support.browser import chromium, needs_a_browser
 from tests.support.served import ROOT, deployment_ready, serving, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-MISSING = [what for what, there in (("Debian's chromium at /usr/bin/chromium", Path(CHROMIUM).exists()),
-                                    ("Playwright's Python package", importlib.util.find_spec("playwright")))
-           if not there]
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.timeout(900),
-    pytest.mark.skipif(bool(MISSING), reason=f"no browser to drive: {' and '.join(MISSING)} missing "
-                                             "(make test installs both: .ci/system-deps.sh, the dev extra)"),
-]
-
-BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900), needs_a_browser]
 APPROVER_BLOCK = "sandbox-pp-admin"  # what `ppcmk serve` saves for the Power Platform admin
 PAGE_TIMEOUT_MS = 120_000  # a busy machine renders the UI slowly
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled", "Rejected", "Expired")
@@ -68,12 +56,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def onboard_runs() -> dict[UUID, str]:

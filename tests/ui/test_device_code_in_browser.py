@@ -5,54 +5,17 @@ object id, UPN and directory roles. A screenshot of each page is kept in the tes
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import importlib.util
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from ppcmk_sandbox import Sandbox
+from tests.support.browser import needs_a_browser
 from tests.support.identity import claims, device_code_credential, held
 from tests.support.scenario import PP_ADMIN, PP_ADMIN_ID
 
-CHROMIUM = "/usr/bin/chromium"
-MISSING = [what for what, there in (("Debian's chromium at /usr/bin/chromium", Path(CHROMIUM).exists()),
-                                    ("Playwright's Python package", importlib.util.find_spec("playwright")))
-           if not there]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"no browser to drive: {' and '.join(MISSING)} missing "
-                                                      "(make test installs both: .ci/system-deps.sh, the dev "
-                                                      "extra)")
-BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = needs_a_browser
 POWER_PLATFORM_ADMIN = "11648597-926c-4cf3-9c36-bcebb0ba8dcc"
-
-
-def pinned_sandbox_key(cloud: Sandbox) -> str:
-    """The base64 SHA-256 of the sandbox certificate's public key: chromium trusts that key and no other
-    untrusted one (its own store stays as it is; nothing is installed system-wide)."""
-    leaf = x509.load_pem_x509_certificate(cloud.tls.cert_chain.read_bytes())
-    spki = leaf.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
-@pytest.fixture
-def browser_page(cloud: Sandbox) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            *BROWSER_FLAGS, f"--ignore-certificate-errors-spki-list={pinned_sandbox_key(cloud)}"])
-        page = chromium.new_page()
-        page.set_default_timeout(60_000)
-        yield page
-        chromium.close()
 
 
 def test_a_person_signs_in_with_a_device_code_at_the_verification_page(cloud: Sandbox, browser_page: Any,

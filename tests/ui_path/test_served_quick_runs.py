@@ -49,7 +49,8 @@ BLOCKS = SandboxBlocks.with_prefix("ui")  # beside the session's sandbox-* block
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
 # cleanup right after rotate finds the previous version on hold; migrate_byok after onboard, whose Key Vault
 # half creates the policy both use
-PHASES = [["rotate", "report", "watch", "change_policy", "revert", "lock", "unlock", WAKE_FLOW_NAME],
+PHASES = [["rotate", "report", "watch", "evidence", "change_policy", "revert", "lock", "unlock",
+           WAKE_FLOW_NAME],
           ["cleanup", "onboard"], ["migrate_byok"]]
 
 
@@ -201,6 +202,9 @@ def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
     inventory = home / "ppcmk-home" / "reports" / "cmk-inventory.csv"
     assert inventory.exists()
     logged(quick_runs["report"].run_id, str(inventory), child)
+    # and the evidence pack under it too, published as a link and a summary
+    assert list((home / "ppcmk-home" / "evidence").glob("*/manifest.json"))
+    assert quick_runs["evidence"].artifacts == {"evidence-pack": 1, "evidence-summary": 1}
 
 
 def test_a_run_publishes_its_plan_once(quick_runs: dict[str, QuickRun]) -> None:

@@ -53,3 +53,10 @@ def check_bap_url(url: str, bap: str, api: str = "Power Platform admin API") -> 
 def transport_failure(exc: httpx.TransportError, what: str, api: str = "Power Platform admin API"
                       ) -> TransientError:
     return TransientError(f"could not reach the {api} to {what}: {exc.__class__.__name__}")
+
+
+def next_delay(retry_after_seconds: float | None, backoff: float, floor: float, ceiling: float) -> float:
+    """Never sooner than the service asked (Retry-After), growing with our own back-off so a four-day
+    operation is not polled every minute, always within [floor, ceiling]."""
+    wanted = max(retry_after_seconds or 0.0, backoff)
+    return min(max(wanted, floor), ceiling)

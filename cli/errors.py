@@ -18,7 +18,15 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from ppcmk.errors import ApprovalRejected, ConfigError, HoldActive, PpcmkError, SeparationOfDutyError
+from ppcmk.cloud.certificates import SOME_TRUST, certificate_error, untrusted
+from ppcmk.errors import (
+    ApprovalRejected,
+    ConfigError,
+    HoldActive,
+    PpcmkError,
+    SeparationOfDutyError,
+    UntrustedCertificate,
+)
 from ppcmk_cli.exit_codes import CliError, ExitCode
 
 DEBUG_SETTING = "PPCMK_DEBUG"
@@ -46,8 +54,10 @@ def exit_code_for(error: BaseException) -> tuple[ExitCode, str] | None:
     """The exit code and message for an expected failure; None for a bug."""
     if isinstance(error, CliError):
         return error.code, str(error)
-    if isinstance(error, ConfigError):
+    if isinstance(error, ConfigError | UntrustedCertificate):
         return ExitCode.USAGE, str(error)
+    if (bad_certificate := certificate_error(error)) is not None:  # an SDK's, with no host named
+        return ExitCode.USAGE, str(untrusted(bad_certificate, "a service", SOME_TRUST))
     if isinstance(error, ValidationError):
         return ExitCode.USAGE, describe_validation_error(error)
     if isinstance(error, ApprovalRejected):

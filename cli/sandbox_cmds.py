@@ -29,12 +29,25 @@ sandbox_app.add_typer(faults_app, name="faults")
 
 
 def resolve_scenario(scenario: str) -> str:
-    """A scenario is a name shipped with the sandbox or a path; a path must exist."""
+    """A scenario is a name shipped with the sandbox, `fleet:<n>` or a path; a path must exist."""
+    from ppcmk_sandbox.scenarios import scenario_dir
+
     looks_like_path = os.sep in scenario or scenario.endswith(".json") or scenario.startswith(".")
     if looks_like_path and not Path(scenario).exists():
         raise CliError(f"--scenario: {scenario} does not exist; give a scenario name (e.g. default) or an "
                        "existing scenario directory", ExitCode.USAGE)
-    return str(Path(scenario).resolve()) if looks_like_path else scenario
+    if looks_like_path:
+        return str(Path(scenario).resolve())
+    if scenario.startswith("fleet:"):
+        if not scenario.removeprefix("fleet:").isdigit():
+            raise CliError(f"--scenario {scenario}: write fleet:<number of environments>, e.g. fleet:500",
+                           ExitCode.USAGE)
+        return scenario
+    try:
+        scenario_dir(scenario)
+    except ValueError as unknown:
+        raise CliError(f"--scenario: {unknown}", ExitCode.USAGE) from None
+    return scenario
 
 
 def checked_scenario(scenario: str, clock_speed: float) -> str:

@@ -31,6 +31,7 @@ NUMBER_RULES: dict[str, tuple[float, str, str]] = {
     "rotation_cadence_days": (1, "days a key version may live before its rotation is overdue", "90"),
     "link_expected_hours": (0.01, "hours a link or unlink may run before it is a finding", "6"),
     "concurrency": (1, "reads at the same time", "16"),
+    "days": (1, "days of the period, up to now", "365"),
 }
 
 

@@ -1,6 +1,6 @@
-"""`ppcmk run FLOW`: run a runbook locally (this process) or through a served deployment; `ppcmk runs wake`:
-resume the deployment runs parked during long link/unlink waits now (the `ppcmk-wake` deployment does it on
-its interval)."""
+"""`ppcmk run FLOW`: run a runbook locally (this process) or through a served deployment; `ppcmk runs list`:
+the latest runs and how each ended (a dry run says so); `ppcmk runs wake`: resume the deployment runs parked
+during long link/unlink waits now (the `ppcmk-wake` deployment does it on its interval)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ from ppcmk_deployments.serve import deployment_full_name
 console = Console()
 EXAMPLES = {"selector": '{"environment_ids": ["Contoso Production"]}', "waves": '{"wave_sizes": [5, 50]}',
             "pp_admins": '["pp-admin@contoso.example"]'}
-runs_app = typer.Typer(help="Deployment runs: wake the ones parked during long link/unlink waits.",
-                       no_args_is_help=True)
+runs_app = typer.Typer(help="Runbook runs: list the latest (a dry run says so), wake the ones parked during "
+                            "long link/unlink waits.", no_args_is_help=True)
+RUN_COLUMNS = ["runbook", "state", "started", "run", "message", "name"]
 
 
 def parse_params(pairs: list[str], runbook: Runbook) -> dict[str, Any]:
@@ -197,3 +198,44 @@ def wake() -> None:
     for run_id in woken:
         console.print(f"resumed {run_id}")
     console.print(f"{len(woken)} parked run(s) resumed")
+
+
+@runs_app.command("list")
+def list_runs(
+    limit: Annotated[int, typer.Option(min=1, max=200, help="How many of the latest runs.")] = 20,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """The latest runbook runs, newest first: which runbook, how it ended (a dry run ends "Dry run": nothing
+    was changed) and why, when it started, and the first characters of its id (enough wherever a run id is
+    asked for; --json has the whole id)."""
+    with prefect_api() as client:
+        rows = latest_runs(client, limit)
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    Console().print(rows_table(f"the latest {len(rows)} run(s)", rows or [{"runbook": "no run yet"}],
+                               RUN_COLUMNS))
+
+
+def latest_runs(client: Any, limit: int) -> list[dict[str, str]]:
+    """The latest top-level runs that started (not scheduled ones, not approval subflows), as rows."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterId,
+        FlowRunFilter,
+        FlowRunFilterParentTaskRunId,
+        FlowRunFilterStartTime,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    started = FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False),
+                            parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True))
+    runs = client.read_flow_runs(flow_run_filter=started, sort=FlowRunSort.START_TIME_DESC, limit=limit)
+    flow_ids = list({run.flow_id for run in runs})
+    flows = {flow.id: flow.name for flow in client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(
+        any_=flow_ids)))} if flow_ids else {}
+    return [{"runbook": flows.get(run.flow_id, "?"), "state": run.state.name if run.state else "?",
+             "started": f"{run.start_time:%Y-%m-%d %H:%M}" if run.start_time else "",
+             "run": str(run.id)[:8], "message": (run.state.message or "") if run.state else "",
+             "name": run.name, "run_id": str(run.id)}
+            for run in runs]

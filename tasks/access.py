@@ -336,13 +336,7 @@ def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -
 
 def lookup_principal(factory: ClientFactory, admin: str) -> Principal:
     """The user (UPN or object id) or service principal (object id) through Graph; ConfigError if neither."""
-    graph = factory.graph()
-    if "@" in admin:
-        return graph.user(admin)
-    try:
-        return graph.user(admin)
-    except ConfigError:
-        return graph.service_principal(admin)
+    return factory.graph().principal(admin)
 
 
 def known_principals(field: str, conn: ConnectionSettings, names: Sequence[str]) -> None:

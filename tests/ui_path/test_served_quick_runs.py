@@ -46,7 +46,7 @@ from tests.support.served import ROOT, serving, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 BLOCKS = SandboxBlocks.with_prefix("ui")  # beside the session's sandbox-* blocks, which other tests change
-FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
+FINAL = ("Completed", "Dry run", "Failed", "Crashed", "Cancelled")
 # cleanup right after rotate finds the previous version on hold; migrate_byok after onboard, whose Key Vault
 # half creates the policy both use
 PHASES = [["rotate", "report", "watch", "evidence", "change_policy", "revert", "lock", "unlock",
@@ -182,7 +182,7 @@ def quick_runs(served: tuple[subprocess.Popen[bytes], Path], automations: list[s
 def test_every_served_deployment_runs_from_quick_run_without_failing(quick_runs: dict[str, QuickRun]) -> None:
     assert set(quick_runs) == {*RUNBOOKS, WAKE_FLOW_NAME}
     failed = {name: run.state for name, run in quick_runs.items()
-              if run.state not in ("Completed", "Suspended", "Paused")}
+              if run.state not in ("Completed", "Dry run", "Suspended", "Paused")}
     assert not failed, failed
 
 
@@ -194,9 +194,10 @@ def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
     logged(quick_runs["cleanup"].run_id, "nothing can be cleaned up yet", child)  # not a Failed HoldActive
     logged(quick_runs["unlock"].run_id, "nothing to do, the plan changes nothing (nothing is locked", child)
     for destructive in ("change_policy", "revert", "lock"):
-        logged(quick_runs[destructive].run_id, "dry run, the plan only", child)
+        logged(quick_runs[destructive].run_id, "dry run — nothing was changed; a run without dry_run would",
+               child)
     for destructive in ("change_policy", "revert", "lock"):
-        assert states[destructive] == "Completed", destructive  # a dry run: the plan only
+        assert states[destructive] == "Dry run", destructive  # the runs list says so
         assert quick_runs[destructive].artifacts == {f"{destructive.replace('_', '-')}-plan": 1}, destructive
     # the served process's working directory stays clean: the report writes under its PPCMK_HOME
     inventory = home / "ppcmk-home" / "reports" / "cmk-inventory.csv"

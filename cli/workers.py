@@ -64,7 +64,8 @@ def _read_document(path: Path, option: str) -> dict[str, Any]:
     return data
 
 
-def _from_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+def blocks_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The connections and targets of a `--file` (docs/first-tenant-blocks.yaml is an example), by name."""
     data = _read_document(path, "--file")
     unknown = sorted(set(data) - {"connections", "targets"})
     if unknown:
@@ -96,7 +97,7 @@ def _unknown_fields(fields: Any, known: Iterable[str]) -> str | None:
     return f".{unknown[0]}: no such field; the fields are {', '.join(known)}" if unknown else None
 
 
-def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str],
+def validated_blocks(data: dict[str, dict[str, dict[str, Any]]], connections: list[str],
                targets: list[str]) -> list[tuple[str, Any]]:
     """Every block the deployments need, validated; all problems at once, before anything is saved."""
     from pydantic import ValidationError
@@ -140,8 +141,8 @@ def setup_blocks(
     if (file is None) == (not sandbox):
         raise CliError("give --file FILE or --sandbox (one of them)", ExitCode.USAGE)
     connections, targets = block_names(prefect_file)
-    data = _from_file(file) if file is not None else _from_sandbox(connections, targets)
-    ready = _validated(data, connections, targets)
+    data = blocks_file(file) if file is not None else _from_sandbox(connections, targets)
+    ready = validated_blocks(data, connections, targets)
     with prefect_api():
         for name, block in ready:
             block.save(name, overwrite=True)

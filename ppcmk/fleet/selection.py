@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 def parameter_object(model: type[BaseModel], value: Any, example: str) -> Any:
     """An object run parameter as given: JSON text (a parameter typed in a form or on the command line) is
-    parsed, and a key the model does not have is refused naming the keys it has; the model validates the
-    rest."""
+    parsed, anything but an object is refused, and so is a key the model does not have, naming the keys it
+    has; the model validates the rest."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -24,6 +24,8 @@ def parameter_object(model: type[BaseModel], value: Any, example: str) -> Any:
         if unknown:
             keys = ", ".join(model.model_fields)
             raise ValueError(f"no such key {', '.join(unknown)}; the keys are {keys}")
+    elif not isinstance(value, model):
+        raise ValueError(f"{json.dumps(value, default=str)} is not an object; write one such as {example}")
     return value
 
 

@@ -33,4 +33,4 @@ def report(
         return
     console = Console()  # made per call: it reads the terminal width (COLUMNS) of this invocation
     console.print(rows_table(f"CMK state of {len(rows)} environment(s)", rows, TABLE_COLUMNS))
-    console.print(outcome.message, style="dim")
+    console.print(outcome.message, style="dim", soft_wrap=True)  # paths whole, for copying

@@ -21,6 +21,10 @@ COLUMN_FRAME = 3
 LEFT_OUT = "columns left out at this width"
 
 
+def _header(column: str) -> str:
+    return column.replace("_", " ")
+
+
 def _longest_word(text: str) -> int:
     return max((len(word) for word in text.split()), default=0)
 
@@ -57,7 +61,7 @@ class FittedTable:
             yield Text.from_markup(" · ".join(row[i] for i in head if row[i]))
             for i in rest:
                 if Text.from_markup(row[i]).plain:
-                    line = Text.from_markup(f"{self.columns[i].replace('_', ' ')}: {row[i]}")
+                    line = Text.from_markup(f"{_header(self.columns[i])}: {row[i]}")
                     yield Padding(line, (0, 0, 0, 2))
 
     def _plain(self, index: int) -> Iterator[str]:
@@ -68,7 +72,7 @@ class FittedTable:
     def _least(self, index: int) -> int:
         """The width a column needs so no word (no id) in it breaks."""
         cells = list(self._plain(index))
-        header = _longest_word(cells[0])
+        header = _longest_word(_header(cells[0]))
         if self.columns[index] in self.no_wrap:
             return max(header, *(len(cell) for cell in cells[1:]))
         return max(_longest_word(cell) for cell in cells)
@@ -95,20 +99,22 @@ class FittedTable:
 
     def table(self, width: int) -> Table:
         kept = self.kept(width)
-        left_out = [self.columns[i] for i in range(len(self.columns)) if i not in kept]
+        left_out = [_header(self.columns[i]) for i in range(len(self.columns)) if i not in kept]
         caption = f"({LEFT_OUT}: {', '.join(left_out)}; --json shows them)" if left_out else None
         table = Table(title=self.title, title_justify="left", caption=caption, caption_justify="left")
         for index, column_width in zip(kept, self.widths(kept, width), strict=True):
             name = self.columns[index]
-            table.add_column(name.replace("_", " "), width=column_width, overflow="fold",
+            table.add_column(_header(name), width=column_width, overflow="fold",
                              no_wrap=name in self.no_wrap)
         for row in self.rows:
             table.add_row(*(row[i] for i in kept))
         return table
 
 
-def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> FittedTable:
-    """One row per dictionary; `columns` picks and orders them (default: all), the first most important."""
+def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None,
+               priority: list[str] | None = None, essential: int = 1) -> FittedTable:
+    """One row per dictionary; `columns` picks and orders them (default: all), `priority` says which go
+    first when not all fit (default: the first most important; see `FittedTable`)."""
     columns = columns or list(dict.fromkeys(name for row in rows for name in row))
-    cells = [[short_id(row.get(column, "")) for column in columns] for row in rows]
-    return FittedTable(title, columns, [[escape(cell) for cell in line] for line in cells])
+    cells = [[escape(short_id(row.get(column, ""))) for column in columns] for row in rows]
+    return FittedTable(title, columns, cells, priority, essential=essential)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 WATCH_OPTIONS = {"desired_state": "--desired", "pp_admins": "--pp-admin",
                  "rotation_cadence_days": "--rotation-cadence-days"}
 WATCH_COLUMNS = ["severity", "tier", "kind", "object", "since", "finding", "fix"]
+# what is left out first in a narrow terminal; without the first four a finding is printed as lines
+WATCH_PRIORITY = ["severity", "object", "finding", "fix", "since", "kind", "tier"]
 
 
 def watch(
@@ -50,7 +52,8 @@ def watch(
 
         console = Console()
         console.print(rows_table(f"ppcmk watch at {result.checked_at:%Y-%m-%d %H:%M} (cloud clock)",
-                                 health_rows(result.drifts) or [{"finding": "no drift"}], WATCH_COLUMNS))
+                                 health_rows(result.drifts) or [{"finding": "no drift"}], WATCH_COLUMNS,
+                                 WATCH_PRIORITY, essential=4))
         console.print(result.summary(), style="dim")
     raise typer.Exit(int(ExitCode.FAILED if result.has_errors else ExitCode.OK))
 

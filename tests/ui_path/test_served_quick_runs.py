@@ -32,12 +32,14 @@ from prefect.client.schemas.filters import (
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
+from ppcmk.safety.plan import DRY_RUN
 from ppcmk_cli import app
 from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
 from ppcmk_deployments.automations import NOTIFICATIONS, ensure_automations
 from ppcmk_deployments.catalog import RUNBOOKS, SandboxBlocks
 from ppcmk_deployments.serve import deployment_full_name
 from ppcmk_deployments.wake import WAKE_FLOW_NAME
+from tests.support.plans import plan_artifact, unnamed_ids
 from tests.support.runs import forget_run_state
 from tests.support.sandbox import profile
 from tests.support.served import ROOT, serving, wait_for
@@ -206,6 +208,20 @@ def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
     # and the evidence pack under it too, published as a link and a summary
     assert list((home / "ppcmk-home" / "evidence").glob("*/manifest.json"))
     assert quick_runs["evidence"].artifacts == {"evidence-pack": 1, "evidence-summary": 1}
+
+
+def test_a_dry_run_quick_run_reads_as_one_and_onboard_names_what_its_plan_identifies(
+        quick_runs: dict[str, QuickRun]) -> None:
+    """What the UI shows: the state in the runs list, the plan artifact's heading, the ids named."""
+    with get_client(sync_client=True) as client:
+        for destructive in ("change_policy", "revert", "lock"):
+            state = client.read_flow_run(quick_runs[destructive].run_id).state
+            assert state is not None and state.name == "Dry run" and DRY_RUN in (state.message or "")
+            description, _ = plan_artifact(quick_runs[destructive].run_id, destructive)
+            assert description.startswith(f"## {destructive}: {DRY_RUN}"), description
+    description, rows = plan_artifact(quick_runs["onboard"].run_id, "onboard")
+    assert not unnamed_ids(description, rows), (description, rows)
+    assert "**Requested by:** Key Vault Admin (kv-admin@contoso.example)" in description
 
 
 def test_a_run_publishes_its_plan_once(quick_runs: dict[str, QuickRun]) -> None:

@@ -38,10 +38,12 @@ class _Validated(Block, ABC):
             return cls.load(name)  # type: ignore[return-value]
         except ConfigError:
             raise
-        except ValueError:  # Prefect: "Unable to find block document named ..."
+        except ValueError as missing:
+            if "Unable to find block document" not in str(missing):  # Prefect's words for a missing block
+                raise
             raise ConfigError(f"{cls.__name__} block {name!r}", "there is no such block on this Prefect "
-                              "server", "name an existing one (`prefect block ls` lists them) or create it "
-                              "(Blocks → + in the UI, or `ppcmk setup blocks`)") from None
+                              "server", "name an existing one (`prefect block ls` lists them) or create "
+                              "it (Blocks → + in the UI, or `ppcmk setup blocks`)") from None
 
     @classmethod
     def model_validate(cls, obj: Any, **options: Any) -> Self:

@@ -69,8 +69,10 @@ def test_approvals_lists_environments_requester_and_who_may_approve(
 def test_an_approval_is_accepted_and_the_run_continues(
         runner: CliRunner, waiting: tuple[RunningFlow, PendingApproval]) -> None:
     running, pending = waiting
-    result = approve(runner, pending, "--connection", "sandbox-pp-admin", "--as", "pp-admin@contoso.example",
-                     "--comment", "CHG-7", "--plan", pending.plan_hash[:12])
+    prefix = str(pending.flow_run_id)[:8]  # the run by its first characters, as --plan takes the plan's
+    result = runner.invoke(app, ["approve", prefix, "--connection", "sandbox-pp-admin", "--as",
+                                 "pp-admin@contoso.example", "--comment", "CHG-7", "--plan",
+                                 pending.plan_hash[:12], "--wait", "30"])
     assert result.exit_code == ExitCode.OK, result.output
     assert "Accepted: Power Platform Admin (pp-admin@contoso.example) approved" in said(result)
     assert running.result()["approvers"] == ["pp-admin@contoso.example"]

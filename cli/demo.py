@@ -105,7 +105,9 @@ def demo(
     verdict = "[bold green]The story completed[/]" if result.ok else "[bold red]The story stopped[/]"
     console.print(f"{verdict} in {elapsed:.0f} s ({result.seconds:.0f} s of runbooks).")
     if keep:
-        console.print(f"Audit log and state: {workdir}")
+        console.print(f"Audit log, report and state: {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+        console.print(f"{workdir} (the report, the audit log) is removed again; `ppcmk demo --keep` "
+                      "keeps it.", style="dim")
     raise typer.Exit(int(ExitCode.OK if result.ok else ExitCode.FAILED))

@@ -60,7 +60,8 @@ class PlanHasErrors(PpcmkError):
     def __init__(self, procedure: str, errors: list[Finding]) -> None:
         self.errors = errors
         listed = "\n".join(
-            f"- [{e.check}] {e.subject}: {e.message}" + (f" Fix: {e.fix}" if e.fix else "") for e in errors
+            f"- [{e.check}] {short_id(e.about)}: {short_id(e.message)}" + (f" Fix: {e.fix}" if e.fix else "")
+            for e in errors
         )
         super().__init__(f"{procedure}: the plan has {len(errors)} error(s); nothing was changed:\n{listed}")
 

@@ -33,13 +33,14 @@ class _Validated(Block, ABC):
 
     @classmethod
     def named(cls, name: str) -> Self:
-        """The saved block `name`; one that does not exist is a ConfigError naming it, like a bad value."""
+        """The saved block `name`; one that does not exist is a ConfigError naming it, like a bad
+        value."""
         try:
             return cls.load(name)  # type: ignore[return-value]
         except ConfigError:
             raise
         except ValueError as missing:
-            if "Unable to find block document" not in str(missing):  # Prefect's words for a missing block
+            if "Unable to find block document" not in str(missing):  # Prefect's words for missing
                 raise
             raise ConfigError(f"{cls.__name__} block {name!r}", "there is no such block on this Prefect "
                               "server", "name an existing one (`prefect block ls` lists them) or create "

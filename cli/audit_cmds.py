@@ -60,7 +60,8 @@ def show(
         log = AuditLog()
         entries = log.of_run(prefix) if prefix else log.entries()
     if prefix:  # a prefix of two runs' ids is ambiguous
-        one_run(prefix, [str(e.get("by", {}).get("flow_run_id")) for e in entries], "--run", "audited run")
+        audited = [str(e.get("by", {}).get("flow_run_id")) for e in entries]
+        one_run(prefix, audited, "--run", "audited run")
     if as_json:
         typer.echo(json.dumps(entries, indent=2, sort_keys=True))
         return

@@ -78,8 +78,8 @@ def scanned_targets(connection: ConnectionSettings, primary: TargetSettings) -> 
 
 
 def environment_ids(connection: ConnectionSettings, given: list[str]) -> list[str]:
-    """`--environment` values as ids: an environment's id or display name as the connection sees it. An id
-    the list lacks is kept (the doctor reports it as not visible); anything else is a usage error."""
+    """`--environment` values as ids: an environment's id or display name as the connection sees it. An
+    id the list lacks is kept (the doctor reports it as not visible); anything else is a usage error."""
     listed = ClientFactory.for_settings(connection).pp_admin().list_environments()
     known = {key.lower(): env.id for env in listed for key in (env.id, env.display_name or env.id)}
     ids = []
@@ -88,8 +88,8 @@ def environment_ids(connection: ConnectionSettings, given: list[str]) -> list[st
             try:
                 UUID(value)
             except ValueError:
-                raise CliError(f"--environment {value}: neither an environment id (a GUID) nor the name of "
-                               "an environment the connection sees; `ppcmk report` lists them",
+                raise CliError(f"--environment {value}: neither an environment id (a GUID) nor the name "
+                               "of an environment the connection sees; `ppcmk report` lists them",
                                ExitCode.USAGE) from None
         ids.append(known.get(value.lower(), value))
     return ids
@@ -102,10 +102,11 @@ SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severi
 
 
 def findings_table(report: DoctorReport, title: str) -> FittedTable:
-    """Errors and warnings, one row each: the object by name, the fix, and which runbooks an error blocks.
-    Infos (facts, nothing to fix) are `notes` below it."""
-    rows = [[f"[{SEVERITY_STYLE[f.severity]}]{f.severity.value}[/]", escape(f.name or short_id(f.subject)),
-             escape(short_id(f.message)), escape(short_id(f.fix)), escape(stops(f)), f.check]
+    """Errors and warnings, one row each: the object by name, the fix, and which runbooks an error
+    blocks. Infos (facts, nothing to fix) are `notes` below it."""
+    rows = [[f"[{SEVERITY_STYLE[f.severity]}]{f.severity.value}[/]",
+             escape(f.name or short_id(f.subject)), escape(short_id(f.message)), escape(short_id(f.fix)),
+             escape(stops(f)), f.check]
             for f in report.findings if f.severity != Severity.INFO]
     return FittedTable(f"{title} ({report.summary()})", FINDING_COLUMNS, rows, FINDING_PRIORITY,
                        no_wrap=frozenset({"severity", "check"}), essential=4)
@@ -120,8 +121,9 @@ def notes(report: DoctorReport) -> list[str]:
 def verdict(report: DoctorReport) -> str:
     if report.ok:
         return f"{report.summary()}: [bold green]ready[/]"
-    return (f"{report.summary()}: [bold red]each error blocks the runbooks in its blocks column[/], for its "
-            "object only; fix it before running them (the other runbooks and objects are not blocked)")
+    return (f"{report.summary()}: [bold red]each error blocks the runbooks in its blocks column[/], "
+            "for its object only; fix it before running them (the other runbooks and objects are not "
+            "blocked)")
 
 
 def run_checks(inputs: DoctorInputs, environments: list[str] | None, pp_admin: str | None,
@@ -146,8 +148,8 @@ def doctor(
     target: Annotated[list[str] | None, typer.Option(help="CmkTarget block (repeatable; the first one's "
                                                           "policy is checked against the environments).")]
     = None,
-    environment: Annotated[list[str] | None, typer.Option(help="Only these environments, by id or name "
-                                                               "(repeatable; default: every one).")] = None,
+    environment: Annotated[list[str] | None, typer.Option(
+        help="Only these environments, by id or name (repeatable; default: every one).")] = None,
     pp_admin: Annotated[str | None, typer.Option(help="UPN or object id of the Power Platform admin: checks "
                                                       "their Reader role on the policy.")] = None,
     scan_vaults: Annotated[bool | None, typer.Option(help="Also check every key of every vault in the "

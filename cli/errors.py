@@ -1,6 +1,6 @@
-"""Every failure of a command ends as one plain-words line on stderr and a documented exit code: a mistake on
-the command line, an expected failure (bad configuration, a refusal, a service error) and a bug alike. The
-traceback is shown only to whoever asks for it (`ppcmk --debug ...` or PPCMK_DEBUG=1)."""
+"""Every failure of a command ends as one plain-words line on stderr and a documented exit code: a
+mistake on the command line, an expected failure (bad configuration, a refusal, a service error) and a
+bug alike. The traceback is shown only to whoever asks for it (`ppcmk --debug ...` or PPCMK_DEBUG=1)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def exit_code_for(error: BaseException) -> tuple[ExitCode, str] | None:
 
 def say_error(message: str) -> None:
     # soft wrap: one line however narrow the terminal, so scripts and logs see the whole message
-    error_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    line = Text.assemble(("error:", "bold red"), " ", message)
+    error_console.print(line, highlight=False, soft_wrap=True)
 
 
 def command_line_mistake(error: typer.TyperException) -> int:
@@ -109,8 +110,8 @@ class OneLineErrors(TyperGroup):
     """The command group every `ppcmk` command runs under: how a command ends is decided here, once."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
-             **extra: Any) -> Any:
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         for name in FLUSHING_SERVICES:
             logging.getLogger(name).setLevel(logging.ERROR)
         try:
@@ -125,8 +126,8 @@ class OneLineErrors(TyperGroup):
 
 
 class _RunLogsUntraced(logging.Filter):
-    """Drops what a local flow run logs with a traceback, and its multi-line "Finished in state Failed(...)"
-    that repeats it: the command says once, in one line, how the run ended."""
+    """Drops what a local flow run logs with a traceback, and its multi-line "Finished in state
+    Failed(...)" that repeats it: the command says once, in one line, how the run ended."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,7 +142,8 @@ class _RunLogsUntraced(logging.Filter):
 
 @contextmanager
 def run_logs_untraced() -> Iterator[None]:
-    """Around a local flow run: the terminal shows the run's logs without tracebacks (unless debugging)."""
+    """Around a local flow run: the terminal shows the run's logs without tracebacks (unless
+    debugging)."""
     if debugging():
         yield
         return

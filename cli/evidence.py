@@ -21,8 +21,8 @@ EVIDENCE_OPTIONS = {"days": "--days", "policy": "--policy", "environments": "--e
 
 def verified(directory: Path) -> None:
     if not (directory / MANIFEST).is_file():
-        raise CliError(f"--verify {directory}: no evidence pack there (no {MANIFEST}); name the directory "
-                       "`ppcmk evidence` wrote", ExitCode.USAGE)
+        raise CliError(f"--verify {directory}: no evidence pack there (no {MANIFEST}); name the "
+                       "directory `ppcmk evidence` wrote", ExitCode.USAGE)
     problems = verify_pack(directory)
     if problems:
         for problem in problems:
@@ -47,8 +47,9 @@ def evidence(
     if verify is not None:
         verified(verify)
         return
-    result = run_read_only("evidence", connection, EvidenceResult, EVIDENCE_OPTIONS, days=days, policy=policy,
-                           environments=environment or [], output_dir=str(out) if out else None)
+    result = run_read_only("evidence", connection, EvidenceResult, EVIDENCE_OPTIONS, days=days,
+                           policy=policy, environments=environment or [],
+                           output_dir=str(out) if out else None)
     Console().print(rows_table(f"evidence pack in {result.directory}", result.rows()))
     if not result.chain_intact:
         raise CliError("the audit chain failed verification; the pack says where", ExitCode.FAILED)

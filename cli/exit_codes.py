@@ -12,7 +12,8 @@ class ExitCode(IntEnum):
     # bad command line or bad configuration (the message names the field and the fix)
     USAGE = 2
     # blocked: an answer refused (separation of duty, no Reader, wrong confirmation, another plan), an
-    # approval expired, a retention hold, or Prefect refused to resume a run; never a rejection (that is 5)
+    # approval expired, a retention hold, or Prefect refused to resume a run; never a rejection (that is
+    # 5)
     BLOCKED = 3
     # something the command needs is not running: no sandbox profile, Prefect API unreachable
     UNAVAILABLE = 4

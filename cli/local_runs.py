@@ -37,8 +37,8 @@ def reader_block(connection: str | None) -> str:
 def run_read_only(runbook: str, connection: str | None, result_type: type[T], options: dict[str, str],
                   **parameters: Any) -> T:
     """A read-only runbook as a local run on the Prefect API `ppcmk serve` published (or the configured
-    one); its result. A parameter it refuses is named by the command's option for it (`options`: parameter
-    → option)."""
+    one); its result. A parameter it refuses is named by the command's option for it (`options`:
+    parameter → option)."""
     from ppcmk_deployments.catalog import RUNBOOKS
 
     flow = RUNBOOKS[runbook].load()
@@ -53,12 +53,13 @@ def run_read_only(runbook: str, connection: str | None, result_type: type[T], op
         if bad.field not in options:
             raise
         option = options[bad.field]
-        raise CliError(f"{option}: {bad.problem}. Fix: {bad.fix.replace(bad.field, option)}", ExitCode.USAGE
-                       ) from None
+        fix = bad.fix.replace(bad.field, option)
+        raise CliError(f"{option}: {bad.problem}. Fix: {fix}", ExitCode.USAGE) from None
 
 
 def failure_of(state: State[Any]) -> Exception | None:
-    """The exception a failed run raised, when it is one the CLI reports as a line with its own exit code."""
+    """The exception a failed run raised, when it is one the CLI reports as a line with its own exit
+    code."""
     try:
         state.result(raise_on_failure=True)
     except Exception as error:  # whatever the flow raised: only the expected ones are returned
@@ -67,8 +68,8 @@ def failure_of(state: State[Any]) -> Exception | None:
 
 
 def result_of(state: State[Any], runbook: str, result_type: type[T]) -> T:
-    """A completed run's result; any other end is the command's failure: the run's own error when it is an
-    expected one (its exit code), else how the run ended."""
+    """A completed run's result; any other end is the command's failure: the run's own error when it is
+    an expected one (its exit code), else how the run ended."""
     if not state.is_completed():
         failure = failure_of(state)
         if failure is not None:

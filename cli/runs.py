@@ -1,6 +1,6 @@
-"""`ppcmk run FLOW`: run a runbook locally (this process) or through a served deployment; `ppcmk runs list`:
-the latest runs and how each ended (a dry run says so); `ppcmk runs wake`: resume the deployment runs parked
-during long link/unlink waits now (the `ppcmk-wake` deployment does it on its interval)."""
+"""`ppcmk run FLOW`: run a runbook locally (this process) or through a served deployment; `ppcmk runs
+list`: the latest runs and how each ended (a dry run says so); `ppcmk runs wake`: resume the deployment
+runs parked during long link/unlink waits now (the `ppcmk-wake` deployment does it on its interval)."""
 
 from __future__ import annotations
 
@@ -29,16 +29,16 @@ from ppcmk_deployments.catalog import RUNBOOKS, Runbook, sandbox_parameters
 from ppcmk_deployments.serve import deployment_full_name
 
 console = Console()
-EXAMPLES = {"selector": '{"environment_ids": ["Contoso Production"]}', "waves": '{"wave_sizes": [5, 50]}',
-            "pp_admins": '["pp-admin@contoso.example"]'}
-runs_app = typer.Typer(help="Runbook runs: list the latest (a dry run says so), wake the ones parked during "
-                            "long link/unlink waits.", no_args_is_help=True)
+EXAMPLES = {"selector": '{"environment_ids": ["Contoso Production"]}',
+            "waves": '{"wave_sizes": [5, 50]}', "pp_admins": '["pp-admin@contoso.example"]'}
+runs_app = typer.Typer(help="Runbook runs: list the latest (a dry run says so), wake the ones parked "
+                            "during long link/unlink waits.", no_args_is_help=True)
 RUN_COLUMNS = ["runbook", "state", "started", "run", "message", "name"]
 
 
 def parse_params(pairs: list[str], runbook: Runbook) -> dict[str, Any]:
-    """`k=v` pairs; values are JSON when they parse (numbers, true, lists), else plain strings. A value that
-    opens an object or a list must be JSON."""
+    """`k=v` pairs; values are JSON when they parse (numbers, true, lists), else plain strings. A value
+    that opens an object or a list must be JSON."""
     known = runbook.parameter_names()
     parameters: dict[str, Any] = {}
     for pair in pairs:
@@ -52,9 +52,9 @@ def parse_params(pairs: list[str], runbook: Runbook) -> dict[str, Any]:
             parameters[name] = json.loads(raw)
         except ValueError as broken:
             if raw.lstrip()[:1] in ("{", "["):
-                raise CliError(f"--param {name}: not valid JSON ({broken}); quote the whole value for the "
-                               f"shell, e.g. -p '{name}={EXAMPLES.get(name, '{...}')}'", ExitCode.USAGE
-                               ) from None
+                example = EXAMPLES.get(name, "{...}")
+                raise CliError(f"--param {name}: not valid JSON ({broken}); quote the whole value for "
+                               f"the shell, e.g. -p '{name}={example}'", ExitCode.USAGE) from None
             parameters[name] = raw
     return parameters
 
@@ -89,8 +89,8 @@ def sandbox_defaults(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def checked_values(parameters: dict[str, Any]) -> None:
-    """What the flow would refuse at its start, refused before it is started: numbers out of range, a block
-    name that names no block."""
+    """What the flow would refuse at its start, refused before it is started: numbers out of range, a
+    block name that names no block."""
     try:
         check_parameters(**parameters)
     except ConfigError as bad:
@@ -205,9 +205,9 @@ def list_runs(
     limit: Annotated[int, typer.Option(min=1, max=200, help="How many of the latest runs.")] = 20,
     json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
-    """The latest runbook runs, newest first: which runbook, how it ended (a dry run ends "Dry run": nothing
-    was changed) and why, when it started, and the first characters of its id (enough wherever a run id is
-    asked for; --json has the whole id)."""
+    """The latest runbook runs, newest first: which runbook, how it ended (a dry run ends "Dry run":
+    nothing was changed) and why, when it started, and the first characters of its id (enough wherever a
+    run id is asked for; --json has the whole id)."""
     with prefect_api() as client:
         rows = latest_runs(client, limit)
     if json_output:

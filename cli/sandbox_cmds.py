@@ -19,8 +19,9 @@ from ppcmk_cli.profile import SandboxAdmin, SandboxProfile, load_profile, remove
 console = Console()
 notes = Console(stderr=True)  # `sandbox up` keeps stdout for its one JSON line
 
-sandbox_app = typer.Typer(help="Run the offline sandbox cloud and steer a running one.", no_args_is_help=True,
-                          cls=OneLineErrors)  # `ppcmk sandbox` runs it as the top group (ppcmk_cli.main)
+# `ppcmk sandbox` runs it as the top group (ppcmk_cli.main), so it ends errors as the whole command does
+sandbox_app = typer.Typer(help="Run the offline sandbox cloud and steer a running one.",
+                          no_args_is_help=True, cls=OneLineErrors)
 clock_app = typer.Typer(help="Read or move the sandbox's virtual clock.", no_args_is_help=True)
 faults_app = typer.Typer(help="Inject or clear faults (throttling, errors, latency) in a running sandbox.",
                          no_args_is_help=True)
@@ -40,8 +41,8 @@ def resolve_scenario(scenario: str) -> str:
         return str(Path(scenario).resolve())
     if scenario.startswith("fleet:"):
         if not scenario.removeprefix("fleet:").isdigit():
-            raise CliError(f"--scenario {scenario}: write fleet:<number of environments>, e.g. fleet:500",
-                           ExitCode.USAGE)
+            raise CliError(f"--scenario {scenario}: write fleet:<number of environments>, e.g. "
+                           "fleet:500", ExitCode.USAGE)
         return scenario
     try:
         scenario_dir(scenario)
@@ -93,8 +94,8 @@ def start_sandbox(scenario: str, state_file: Path | None, port: int, clock_speed
 
 @sandbox_app.command("up")
 def sandbox_up(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the main origin (0 = any free port).")]
-    = 0,
+    port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Port of the main origin (0 = any free port).")] = 0,
     state: Annotated[Path | None, typer.Option(help="Persist the cloud's state in this JSON file.")] = None,
     scenario: Annotated[str, typer.Option(help="Scenario name (sandbox/scenarios) or a scenario directory.")]
     = "default",
@@ -175,8 +176,8 @@ def faults_add(
     try:
         re.compile(path)
     except re.error as broken:
-        raise CliError(f"--path {path!r}: not a regular expression ({broken}); escape special characters "
-                       r"with \, e.g. /keys/cmk-prod/", ExitCode.USAGE) from None
+        raise CliError(f"--path {path!r}: not a regular expression ({broken}); escape special "
+                       r"characters with \, e.g. /keys/cmk-prod/", ExitCode.USAGE) from None
     rule: dict[str, Any] = {"path": path, "status": status, "latency": latency, "probability": probability,
                             "drop": drop}
     optional = {"method": method.upper() if method else None, "times": times, "retry_after": retry_after}

@@ -133,7 +133,8 @@ def serve_notifications(notify: str | None, notify_webhook_url: str | None) -> l
     return create_automations(notify, notify_webhook_url)
 
 
-def checked_options(scenario: str, clock_speed: float, notify: str | None, webhook_url: str | None) -> None:
+def checked_options(scenario: str, clock_speed: float, notify: str | None,
+                    webhook_url: str | None) -> None:
     """What `serve` is given, checked before anything starts (a Prefect server takes a while)."""
     checked_scenario(scenario, clock_speed)
     if notify is not None or webhook_url is not None:
@@ -141,8 +142,8 @@ def checked_options(scenario: str, clock_speed: float, notify: str | None, webho
 
 
 def serve(
-    prefect_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect server and UI.")]
-    = 4200,
+    prefect_port: Annotated[int, typer.Option(
+        min=1, max=65535, help="Port of the Prefect server and UI.")] = 4200,
     sandbox_port: Annotated[int, typer.Option(
         min=1, max=65535, help="Fixed port of the sandbox (blocks point at it).")] = 8443,
     clock_speed: Annotated[float, typer.Option(help="Sandbox clock: real time times X (0 = only runbooks "

@@ -23,16 +23,18 @@ BLOCK_HELP = ("Notification block as TYPE/NAME, e.g. slack-webhook/ops, ms-teams
 WEBHOOK_HELP = f"Or a URL to POST JSON {{subject, text}} to (saved as block custom-webhook/{WEBHOOK_BLOCK})."
 
 
-def checked_notification(block: str | None, webhook_url: str | None, option: str, url_option: str) -> None:
+def checked_notification(block: str | None, webhook_url: str | None, option: str,
+                         url_option: str) -> None:
     """One of a notification block TYPE/NAME (`option`) and a webhook URL (`url_option`), well formed;
     checked before anything is started or saved."""
     if (block is None) == (webhook_url is None):
-        raise CliError(f"{option}: name one notification block (TYPE/NAME) or give {url_option}, not both "
-                       "and not neither", ExitCode.USAGE)
+        raise CliError(f"{option}: name one notification block (TYPE/NAME) or give {url_option}, not "
+                       "both and not neither", ExitCode.USAGE)
     if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
         raise CliError(f"{url_option} {webhook_url}: use an http(s):// URL", ExitCode.USAGE)
     if block is not None and "/" not in block:
-        raise CliError(f"{option} {block}: write it as TYPE/NAME, e.g. slack-webhook/ops", ExitCode.USAGE)
+        raise CliError(f"{option} {block}: write it as TYPE/NAME, e.g. slack-webhook/ops",
+                       ExitCode.USAGE)
 
 
 def notification_block_id(block: str | None, webhook_url: str | None, option: str = "--notify",

@@ -1,6 +1,6 @@
-"""Terminal tables that fit the terminal without breaking a word: one line per row when there is room, cells
-wrapped at spaces when there is not, and the least important columns left out (the caption names them) when
-even a word would not fit. ARM ids are shortened to their last segment."""
+"""Terminal tables that fit the terminal without breaking a word: one line per row when there is room,
+cells wrapped at spaces when there is not, and the least important columns left out (the caption names
+them) when even a word would not fit. ARM ids are shortened to their last segment."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ def _longest_word(text: str) -> int:
 
 @dataclass
 class FittedTable:
-    """A table laid out for the width it is printed at. Each column is at least as wide as its longest word
-    (`no_wrap` columns as their longest cell: ids); the room left goes to the columns that want more. When
-    the columns do not all fit, those last in `priority` (default: the display order) are left out."""
+    """A table laid out for the width it is printed at. Each column is at least as wide as its longest
+    word (`no_wrap` columns as their longest cell: ids); the room left goes to the columns that want
+    more. When the columns do not all fit, those last in `priority` (default: the display order) are left
+    out."""
 
     title: str
     columns: list[str]
@@ -79,15 +80,17 @@ class FittedTable:
 
     def kept(self, width: int) -> list[int]:
         """The indices of the columns shown at `width`, in display order."""
-        order = [self.columns.index(name) for name in self.priority or self.columns if name in self.columns]
+        named = self.priority or self.columns
+        order = [self.columns.index(name) for name in named if name in self.columns]
         kept = order[:]
         while len(kept) > 1 and sum(self._least(i) + COLUMN_FRAME for i in kept) + 1 > width:
             kept.pop()
         return sorted(kept)
 
     def widths(self, kept: Sequence[int], width: int) -> list[int]:
-        """Each kept column's width: its least, then the room left to the columns that want the least more
-        first (their longest cell on one line), so short values stay on one line and long text wraps."""
+        """Each kept column's width: its least, then the room left to the columns that want the least
+        more first (their longest cell on one line), so short values stay on one line and long text
+        wraps."""
         widths = [self._least(i) for i in kept]
         wants = [max(len(cell) for cell in self._plain(i)) for i in kept]
         spare = width - 1 - sum(w + COLUMN_FRAME for w in widths)

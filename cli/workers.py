@@ -46,8 +46,8 @@ def block_names(prefect_file: Path) -> tuple[list[str], list[str]]:
 
 
 def _read_document(path: Path, option: str) -> dict[str, Any]:
-    """A JSON (by its suffix) or YAML mapping; unreadable, malformed or not a mapping is a usage error naming
-    `option` and the file."""
+    """A JSON (by its suffix) or YAML mapping; unreadable, malformed or not a mapping is a usage error
+    naming `option` and the file."""
     try:
         text = path.read_text()
     except OSError as unreadable:
@@ -65,7 +65,8 @@ def _read_document(path: Path, option: str) -> dict[str, Any]:
 
 
 def blocks_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """The connections and targets of a `--file` (docs/first-tenant-blocks.yaml is an example), by name."""
+    """The connections and targets of a `--file` (docs/first-tenant-blocks.yaml is an example), by
+    name."""
     data = _read_document(path, "--file")
     unknown = sorted(set(data) - {"connections", "targets"})
     if unknown:

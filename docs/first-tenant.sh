@@ -9,14 +9,16 @@ set -euo pipefail
 # --- step 1: your tenant, vault and policy (edit these) ---
 TENANT_ID=$(az account show --query tenantId -o tsv)
 SUBSCRIPTION_ID=$(az account show --query id -o tsv)
-VAULT_ID="/subscriptions/$SUBSCRIPTION_ID/resourceGroups/rg-cmk/providers/Microsoft.KeyVault/vaults/kv-cmk-prod"
+VAULT_RG="rg-cmk"  # the resource group of the key vault
+VAULT_ID="/subscriptions/$SUBSCRIPTION_ID/resourceGroups/$VAULT_RG/providers/Microsoft.KeyVault/vaults"
+VAULT_ID="$VAULT_ID/kv-cmk-prod"  # the vault's name
 POLICY_RG="rg-cmk"  # the resource group the enterprise policy is (or will be) in
 POLICY_RG_ID="/subscriptions/$SUBSCRIPTION_ID/resourceGroups/$POLICY_RG"
 PEM_DIR="$PWD/ppcmk-certificates"  # written here; copy them to /etc/ppcmk on each worker (step 9)
 
 # --- step 2: the three identities, each a service principal with a certificate; the provider ---
 az provider register --namespace Microsoft.PowerPlatform --subscription "$SUBSCRIPTION_ID"
-identity() {  # the app id of the app registration named $1, created with its service principal if missing
+identity() {  # the app id of the app registration named $1, created with its service principal if new
   local app
   app=$(az ad app list --display-name "$1" --query "[0].appId" -o tsv)
   if [ -z "$app" ]; then
@@ -27,7 +29,8 @@ identity() {  # the app id of the app registration named $1, created with its se
 }
 certificate() {  # a new certificate for app $1, its PEM (private key and certificate) written to $2
   local pem
-  pem=$(az ad app credential reset --id "$1" --create-cert --append --query fileWithCertAndPrivateKey -o tsv)
+  pem=$(az ad app credential reset --id "$1" --create-cert --append \
+    --query fileWithCertAndPrivateKey -o tsv)
   mkdir -p "$PEM_DIR" && mv "$pem" "$2" && chmod 600 "$2"
 }
 KV_HALF_APP=$(identity "ppcmk Key Vault half")
@@ -65,14 +68,15 @@ for app in "$KV_HALF_APP" "$RUNBOOK_APP"; do
   az ad app permission admin-consent --id "$app"
 done
 
-# --- step 6: the Power Platform half and the runbook identity as Power Platform admin management apps ---
+# --- step 6: the Power Platform half and the runbook identity: Power Platform admin management apps ---
 # (as a Power Platform administrator; `pac admin application register --application-id ID` does the same)
+BAP="https://api.bap.microsoft.com/providers/Microsoft.BusinessAppPlatform"
 for app in "$PP_HALF_APP" "$RUNBOOK_APP"; do
   az rest --method put --resource "https://service.powerapps.com/" \
-    --url "https://api.bap.microsoft.com/providers/Microsoft.BusinessAppPlatform/adminApplications/$app?api-version=2020-10-01"
+    --url "$BAP/adminApplications/$app?api-version=2020-10-01"
 done
 
-# --- step 7: the approvals app: one delegated scope, Approve, and no API; the Azure CLI pre-authorized ---
+# --- step 7: the approvals app: one delegated scope, Approve, and no API; the Azure CLI pre-authorized
 AZURE_CLI=04b07795-8ddb-461a-bbee-02f9e1bf7b46
 APPROVALS_APP=$(identity "ppcmk approvals")
 az ad app update --id "$APPROVALS_APP" --identifier-uris "api://$APPROVALS_APP"
@@ -94,7 +98,7 @@ subscription_id:  $SUBSCRIPTION_ID
 kv-admin:         client_id $KV_HALF_APP, certificate_path /etc/ppcmk/kv-half.pem
 pp-admin:         client_id $PP_HALF_APP, certificate_path /etc/ppcmk/pp-half.pem
 runbook:          client_id $RUNBOOK_APP, certificate_path /etc/ppcmk/runbook.pem
-pp_admin:         $(az ad sp show --id "$PP_HALF_APP" --query id -o tsv) (the Power Platform half's object id)
+pp_admin:         $(az ad sp show --id "$PP_HALF_APP" --query id -o tsv) (the Power Platform half)
 ppcmk-approvals:  app_id $APPROVALS_APP, app_id_uri api://$APPROVALS_APP, scope Approve
 certificates:     $PEM_DIR/*.pem, to copy to /etc/ppcmk on each worker (chmod 600, the worker's user)
 EOF

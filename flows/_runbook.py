@@ -47,8 +47,8 @@ HOLD_REASON = "environments left this policy; their backups restore only with th
 
 def load_connection(block: str) -> ConnectionSettings:
     """A connection block, validated (a bad value fails here, naming the field, before anything is read).
-    Its cloud's clock becomes the run's: audit entries carry that time too; the first one a run loads names
-    the people its plan names."""
+    Its cloud's clock becomes the run's: audit entries carry that time too; the first one a run loads
+    names the people its plan names."""
     settings = CmkConnection.named(block).settings()
     use_cloud_clock(ClientFactory.for_settings(settings).sleeper)
     use_directory(settings)
@@ -180,10 +180,10 @@ def approved(
 
 
 def final_state(outcome: RunOutcome) -> RunOutcome | State[RunOutcome]:
-    """What a flow returns: its outcome (a Completed run), except a dry run, which ends Completed "Dry run"
-    with the plan's summary as its message, a rejected plan, which ends the run Cancelled "Rejected", and an
-    approval nobody answered acceptably in time, Cancelled "Expired" (grey in the runs list). None of them
-    changed anything after the plan. The outcome stays the state's result
+    """What a flow returns: its outcome (a Completed run), except a dry run, which ends Completed "Dry
+    run" with the plan's summary as its message, a rejected plan, which ends the run Cancelled
+    "Rejected", and an approval nobody answered acceptably in time, Cancelled "Expired" (grey in the runs
+    list). None of them changed anything after the plan. The outcome stays the state's result
     (`state.result(raise_on_failure=False)`)."""
     message = f"{outcome.procedure}: {outcome.message}"
     if outcome.status == "dry-run":  # Completed, named so in the runs list

@@ -139,8 +139,8 @@ def watch(
         link_expected_hours: A link or unlink running longer than this is a finding.
         concurrency: How many reads run at the same time.
     """
-    check_parameters(rotation_cadence_days=rotation_cadence_days, link_expected_hours=link_expected_hours,
-                     concurrency=concurrency)
+    check_parameters(rotation_cadence_days=rotation_cadence_days,
+                     link_expected_hours=link_expected_hours, concurrency=concurrency)
     conn = CmkConnection.named(connection).settings()
     desired = load_desired(desired_state)
     admins = pp_admins if pp_admins is not None else (desired.pp_admins if desired else [])

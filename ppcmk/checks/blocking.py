@@ -1,6 +1,6 @@
-"""Which runbooks a doctor error stops, and for what. An error about one environment stops only the runbooks
-that would change that environment (the others, and the other environments, go on); one about a vault, key
-or policy stops the runbooks that use that object. Warnings and infos stop nothing."""
+"""Which runbooks a doctor error stops, and for what. An error about one environment stops only the
+runbooks that would change that environment (the others, and the other environments, go on); one about a
+vault, key or policy stops the runbooks that use that object. Warnings and infos stop nothing."""
 
 from __future__ import annotations
 

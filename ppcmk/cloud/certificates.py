@@ -40,9 +40,10 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
 # OpenSSL's verify codes for a certificate that does not name the host (or IP address) connected to
 NAME_MISMATCH_CODES = frozenset({62, 64})
 TRUST_FIX = ("set the connection's ca_bundle to the PEM file of the CA that issued it (behind a "
-             "TLS-inspection proxy: the proxy's root CA), or leave ca_bundle empty to trust the system's CAs")
-NAME_FIX = ("connect by a host name the certificate names (the connection's cloud or sandbox_url), or have "
-            "the certificate issued for this one")
+             "TLS-inspection proxy: the proxy's root CA), or leave ca_bundle empty to trust the "
+             "system's CAs")
+NAME_FIX = ("connect by a host name the certificate names (the connection's cloud or sandbox_url), or "
+            "have the certificate issued for this one")
 
 
 # the trust an error names when it does not know the connection's
@@ -61,7 +62,8 @@ def untrusted(bad: ssl.SSLCertVerificationError, host: str, trust: str) -> Untru
         problem, fix = f"TLS certificate of {host} does not name that host ({reason})", NAME_FIX
     else:
         problem, fix = f"TLS certificate of {host} is not trusted by {trust} ({reason})", TRUST_FIX
-    return UntrustedCertificate(f"{problem}; fix: {fix}. Not retried: every retry repeats the same handshake")
+    return UntrustedCertificate(f"{problem}; fix: {fix}. Not retried: every retry repeats the same "
+                                "handshake")
 
 
 class CertificateAwareRetryPolicy(RetryPolicy):

@@ -132,8 +132,8 @@ class RetryingTransport(httpx.BaseTransport):
 
 
 class BearerAuth(httpx.Auth):
-    """Adds a bearer token for one scope; the credential caches and refreshes it. A sign-in refused for the
-    authority's certificate is `UntrustedCertificate` naming the authority."""
+    """Adds a bearer token for one scope; the credential caches and refreshes it. A sign-in refused for
+    the authority's certificate is `UntrustedCertificate` naming the authority."""
 
     def __init__(self, credential: TokenCredential, scope: str, authority: str, trust: str) -> None:
         self._credential = credential

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 def parameter_object(model: type[BaseModel], value: Any, example: str) -> Any:
-    """An object run parameter as given: JSON text (a parameter typed in a form or on the command line) is
-    parsed, anything but an object is refused, and so is a key the model does not have, naming the keys it
-    has; the model validates the rest."""
+    """An object run parameter as given: JSON text (a parameter typed in a form or on the command line)
+    is parsed, anything but an object is refused, and so is a key the model does not have, naming the
+    keys it has; the model validates the rest."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -25,7 +25,8 @@ def parameter_object(model: type[BaseModel], value: Any, example: str) -> Any:
             keys = ", ".join(model.model_fields)
             raise ValueError(f"no such key {', '.join(unknown)}; the keys are {keys}")
     elif not isinstance(value, model):
-        raise ValueError(f"{json.dumps(value, default=str)} is not an object; write one such as {example}")
+        given = json.dumps(value, default=str)
+        raise ValueError(f"{given} is not an object; write one such as {example}")
     return value
 
 
@@ -41,7 +42,8 @@ class FleetMember(BaseModel):
 class FleetSelector(BaseModel):
     """Which environments a run touches: an explicit list, or every one matching all the given filters."""
 
-    # a misspelt filter (`envs`) would otherwise be dropped, and the run would act on its default selection
+    # a misspelt filter (`envs`) would otherwise be dropped, and the run would act on its default
+    # selection
     model_config = ConfigDict(extra="forbid")
 
     environment_ids: list[str] | None = Field(

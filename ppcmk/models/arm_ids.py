@@ -73,7 +73,8 @@ _ANY_ID = re.compile(r"/subscriptions/[^\s,;()]+/([^/\s,;()]+)")
 
 
 def short_id(text: object) -> str:
-    """`text` with each ARM id in it shortened to its last segment (the resource's name): what people read."""
+    """`text` with each ARM id in it shortened to its last segment (the resource's name): what people
+    read."""
     return _ANY_ID.sub(r"\1", str(text))
 
 

@@ -1,4 +1,5 @@
-"""Findings: what a preflight check concluded about one object, and the fix; the report of them as JSON."""
+"""Findings: what a preflight check concluded about one object, and the fix; the report of them as
+JSON."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class Finding(BaseModel):
     @property
     def about(self) -> str:
         """The subject as a person reads it: its name, with the id after it where they differ."""
-        return f"{self.name} ({self.subject})" if self.name and self.name != self.subject else self.subject
+        named = self.name and self.name != self.subject
+        return f"{self.name} ({self.subject})" if named else self.subject
 
 
 def error(check: str, subject: str, message: str, fix: str) -> Finding:

@@ -60,7 +60,8 @@ class PlanHasErrors(PpcmkError):
     def __init__(self, procedure: str, errors: list[Finding]) -> None:
         self.errors = errors
         listed = "\n".join(
-            f"- [{e.check}] {short_id(e.about)}: {short_id(e.message)}" + (f" Fix: {e.fix}" if e.fix else "")
+            f"- [{e.check}] {short_id(e.about)}: {short_id(e.message)}"
+            + (f" Fix: {e.fix}" if e.fix else "")
             for e in errors
         )
         super().__init__(f"{procedure}: the plan has {len(errors)} error(s); nothing was changed:\n{listed}")
@@ -77,7 +78,8 @@ class Plan(BaseModel):
     outages: list[OutageWindow] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     holds: list[PlannedHold] = Field(default_factory=list)
-    # how it is shown, not what it does (outside the hash): a dry run's plan is the real run's, word for word
+    # how it is shown, not what it does (outside the hash): a dry run's plan is the real run's, word for
+    # word
     dry_run: bool = Field(default=False, description="the plan of a dry run: shown, never applied")
 
     @property
@@ -115,15 +117,15 @@ class Plan(BaseModel):
         return [o for o in self.outages if o.environment_id == environment_id]
 
     def summary_markdown(self, steps: bool = True) -> str:
-        """The plan in words: who asked, what changes, with what outages and holds. A dry run's says so first
-        and speaks of what a run would do."""
+        """The plan in words: who asked, what changes, with what outages and holds. A dry run's says so
+        first and speaks of what a run would do."""
         would = self.dry_run
         lines = [
             f"## {self.procedure}: {DRY_RUN} · plan `{self.hash[:12]}`" if would
             else f"## {self.procedure}: plan `{self.hash[:12]}`",
             "",
-            *([f"**{DRY_RUN.capitalize()}:** this is what the run would do without dry_run.", ""] if would
-              else []),
+            *([f"**{DRY_RUN.capitalize()}:** this is what the run would do without dry_run.", ""]
+              if would else []),
             f"**Target:** {self.target_summary}  ",
             f"**Requested by:** {person(self.requester)}  ",
             f"**Plan hash:** `{self.hash}`",
@@ -183,7 +185,8 @@ class Plan(BaseModel):
         from prefect.context import FlowRunContext
 
         context = FlowRunContext.get()  # a run started with dry_run shows its plan as a dry run's
-        self.dry_run = self.dry_run or bool(context is not None and (context.parameters or {}).get("dry_run"))
+        parameters = (context.parameters or {}) if context is not None else {}
+        self.dry_run = self.dry_run or bool(parameters.get("dry_run"))
         key = artifact_key(self.procedure, "plan")
         table = self.table_rows() or [{"result": "no steps"}]
         description = self.summary_markdown(steps=False)

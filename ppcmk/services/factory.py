@@ -225,7 +225,8 @@ class ClientFactory:
             auth=BearerAuth(self.credential, scope, authority, trust),
             timeout=httpx.Timeout(s.request_timeout, connect=min(s.request_timeout, 30.0)),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            transport=RetryingTransport(inner, self.sleeper, s.retry_total, s.retry_backoff_factor, trust),
+            transport=RetryingTransport(inner, self.sleeper, s.retry_total, s.retry_backoff_factor,
+                                        trust),
             event_hooks={"response": [on_httpx_response]},
         )
 

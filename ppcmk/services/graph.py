@@ -79,7 +79,8 @@ class GraphClient:
                          display_name=pick(body, "displayName"), app_id=pick(body, "appId"))
 
     def principal(self, upn_or_id: str) -> Principal:
-        """The user (UPN or object id) or else the service principal (object id); ConfigError if neither."""
+        """The user (UPN or object id) or else the service principal (object id); ConfigError if
+        neither."""
         if "@" in upn_or_id:
             return self.user(upn_or_id)
         try:

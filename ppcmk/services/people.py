@@ -1,6 +1,6 @@
-"""People by name: what a person reads for a principal a run names (who requested it), e.g. 'Key Vault Admin
-(kv-admin@contoso.example)'. Resolved through Graph once per run and principal, with the first connection the
-run loaded; where Graph cannot say, the UPN or id as given stands."""
+"""People by name: what a person reads for a principal a run names (who requested it), e.g. 'Key Vault
+Admin (kv-admin@contoso.example)'. Resolved through Graph once per run and principal, with the first
+connection the run loaded; where Graph cannot say, the UPN or id as given stands."""
 
 from __future__ import annotations
 
@@ -33,15 +33,16 @@ def _current_run() -> str:
 
 
 def use_directory(connection: ConnectionSettings) -> None:
-    """Name people with `connection` for the rest of the current flow run, unless it already names them."""
+    """Name people with `connection` for the rest of the current flow run, unless it already names
+    them."""
     run_id, held = _current_run(), _directory.get()
     if held is None or held.run_id != run_id:
         _directory.set(_Directory(run_id, connection))
 
 
 def person(who: str) -> str:
-    """`who` (a UPN or object id) as a person reads it, looked up once per run; `who` itself outside a run
-    that loaded a connection, or when the directory does not know them."""
+    """`who` (a UPN or object id) as a person reads it, looked up once per run; `who` itself outside a
+    run that loaded a connection, or when the directory does not know them."""
     held = _directory.get()
     if not who or held is None or held.run_id != _current_run():
         return who

@@ -64,7 +64,8 @@ def test_doctor_table_names_objects_and_says_what_each_error_blocks(
     assert result.exit_code == ExitCode.FAILED, result.output
     assert "provider.registered" in result.output and "env.byok" in result.output
     assert "kv-nopurge" not in result.output  # not scanned
-    rows = {line.split("│")[2].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    rows = {line.split("│")[2].strip(): line
+            for line in result.output.splitlines() if line.count("│") > 3}
     # objects by name, never an environment id or a full ARM id
     assert {"Legacy BYOK", "Contoso Trial", "provider Microsoft.PowerPlatform"} <= set(rows), rows
     assert "e1000000-" not in result.output and "/subscriptions/" not in result.output

@@ -1,6 +1,6 @@
-"""A dry run is unmistakable wherever it shows (the command's words, the run's state in the runs list, its
-plan's heading and logs speak of what would be done), and a plan names people and objects: onboard's plan
-artifact holds no environment or object id without its name beside it."""
+"""A dry run is unmistakable wherever it shows (the command's words, the run's state in the runs list,
+its plan's heading and logs speak of what would be done), and a plan names people and objects: onboard's
+plan artifact holds no environment or object id without its name beside it."""
 
 from __future__ import annotations
 
@@ -25,13 +25,14 @@ def latest_run(runner: CliRunner, runbook: str) -> dict[str, str]:
 
 
 def test_a_dry_run_says_so_everywhere_a_person_looks(
-    runner: CliRunner, profiled_cloud: Any, sandbox_blocks: dict[str, str], caplog: pytest.LogCaptureFixture
+    runner: CliRunner, profiled_cloud: Any, sandbox_blocks: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="prefect.flow_runs"):
         result = runner.invoke(app, ["run", "revert", "--dry-run"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert f"revert dry-run: policy ep-existing in rg-cmk: {DRY_RUN}; a run without dry_run would make 1 " \
-           "change(s) with 1 outage window(s)" in result.stdout
+    assert (f"revert dry-run: policy ep-existing in rg-cmk: {DRY_RUN}; a run without dry_run would make "
+            "1 change(s) with 1 outage window(s)") in result.stdout
     assert any(DRY_RUN in record.getMessage() for record in caplog.records)
     run = latest_run(runner, "revert")
     assert run["state"] == "Dry run" and DRY_RUN in run["message"], run  # the runs list marks it
@@ -50,7 +51,8 @@ def test_onboard_names_what_its_plan_identifies(
     assert result.exit_code == 0, result.output
     run = latest_run(runner, "onboard")
     description, rows = plan_artifact(UUID(run["run_id"]), "onboard")
-    assert "**Requested by:** Key Vault Admin (kv-admin@contoso.example)" in description  # not its object id
+    # the requester by name, not by the object id the run was given
+    assert "**Requested by:** Key Vault Admin (kv-admin@contoso.example)" in description
     assert "Contoso Production (e1000000-0000-4000-8000-000000000001): uses the Microsoft-managed key" \
         in description
     assert not unnamed_ids(description, rows), (description, rows)

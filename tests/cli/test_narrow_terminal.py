@@ -1,6 +1,6 @@
-"""At 80 columns `ppcmk doctor`, `report` and `watch` break no word: every word they print is one the same
-command prints at 400 columns, where nothing needs wrapping (a word cut across two lines would be two words
-that exist nowhere else). Columns left out for want of room are named in a caption instead."""
+"""At 80 columns `ppcmk doctor`, `report` and `watch` break no word: every word they print is one the
+same command prints at 400 columns, where nothing needs wrapping (a word cut across two lines would be
+two words that exist nowhere else). Columns left out for want of room are named in a caption instead."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from ppcmk_cli import app
 from ppcmk_cli.tables import LEFT_OUT
 from tests.support.scenario import DESIRED
 
-BOX = re.compile(r"[\u2500-\u257f·]")  # the tables' frame, and the dot between a stacked row's first values
+# the tables' frame, and the dot between a stacked row's first values
+BOX = re.compile(r"[\u2500-\u257f·]")
 CAPTION = re.compile(r"\(" + r"\s+".join(LEFT_OUT.split()) + r":.*?--json\s+shows\s+them\)", re.DOTALL)
 
 

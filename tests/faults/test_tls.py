@@ -1,10 +1,9 @@
-"""A certificate that fails verification is never retried, and says "certificate" naming the host and the fix;
-a dropped connection on an idempotent PATCH is retried.
+"""A certificate that fails verification is never retried, and says "certificate" naming the host and the
+fix; a dropped connection on an idempotent PATCH is retried.
 
 Every connection to the sandbox goes through a counting TCP relay, so a handshake storm shows as a count.
 The wrong CA is a real one (certifi's public roots, or a throwaway CA of the test's own), which does not
-trust the sandbox's own CA; a relay on 127.0.0.2 is a host the sandbox's certificate does not name.
-"""
+trust the sandbox's own CA; a relay on 127.0.0.2 is a host the sandbox's certificate does not name."""
 
 from __future__ import annotations
 
@@ -124,7 +123,8 @@ def test_graph_behind_another_ca_says_certificate_and_is_not_transient(
     with pytest.raises(UntrustedCertificate) as caught:
         _graph_behind(cloud, relay, str(proxy_ca)).graph().user(PP_ADMIN)
     message = str(caught.value)
-    assert f"TLS certificate of 127.0.0.1:{relay.port} is not trusted by the CA bundle {proxy_ca}" in message
+    assert f"TLS certificate of 127.0.0.1:{relay.port} is not trusted by the CA bundle {proxy_ca}" \
+        in message
     assert "fix:" in message and "ConnectError" not in message
     assert not isinstance(caught.value, TransientError) and not is_transient_error(caught.value)
     assert relay.connections == 1  # one handshake: nothing retried what cannot succeed
@@ -132,7 +132,8 @@ def test_graph_behind_another_ca_says_certificate_and_is_not_transient(
 
 @pytest.fixture
 def elsewhere(cloud: Any) -> Iterator[CountingRelay]:
-    """A relay on 127.0.0.2: a loopback address the sandbox's certificate (127.0.0.1, localhost) lacks."""
+    """A relay on 127.0.0.2: a loopback address the sandbox's certificate (127.0.0.1, localhost)
+    lacks."""
     origin = urlsplit(cloud.endpoints.url)
     running = CountingRelay((origin.hostname or "127.0.0.1", origin.port or 443), host="127.0.0.2")
     yield running

@@ -1,5 +1,5 @@
-"""Reading a run's published plan as a person does: its artifact (the summary above, the steps below), and
-whether an id in it stands without the name of what it identifies."""
+"""Reading a run's published plan as a person does: its artifact (the summary above, the steps below),
+and whether an id in it stands without the name of what it identifies."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def plan_artifact(run_id: UUID, procedure: str) -> tuple[str, list[dict[str, Any
 
 
 def unnamed_ids(description: str, rows: list[dict[str, Any]]) -> list[str]:
-    """Every GUID that stands without a name: in the summary, one not written as `name (id)`; in the table,
-    one in a row whose `name` is empty or an id itself."""
+    """Every GUID that stands without a name: in the summary, one not written as `name (id)`; in the
+    table, one in a row whose `name` is empty or an id itself."""
     named = set(NAMED.findall(description))
     loose = [guid for guid in GUID.findall(description) if guid not in named]
     for row in rows:

@@ -196,8 +196,8 @@ def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
     logged(quick_runs["cleanup"].run_id, "nothing can be cleaned up yet", child)  # not a Failed HoldActive
     logged(quick_runs["unlock"].run_id, "nothing to do, the plan changes nothing (nothing is locked", child)
     for destructive in ("change_policy", "revert", "lock"):
-        logged(quick_runs[destructive].run_id, "dry run — nothing was changed; a run without dry_run would",
-               child)
+        logged(quick_runs[destructive].run_id,
+               "dry run — nothing was changed; a run without dry_run would", child)
     for destructive in ("change_policy", "revert", "lock"):
         assert states[destructive] == "Dry run", destructive  # the runs list says so
         assert quick_runs[destructive].artifacts == {f"{destructive.replace('_', '-')}-plan": 1}, destructive

@@ -1,6 +1,7 @@
-"""The catalogue: each case a command line as a person would type it, the exit code it ends with, and what
-its message must name (the option, parameter, key, value or file). `{tmp}` in a command line is the test's own
-folder, holding the files below; `{wrong_ca}` a connection block whose CA bundle is another CA's."""
+"""The catalogue: each case a command line as a person would type it, the exit code it ends with, and
+what its message must name (the option, parameter, key, value or file). `{tmp}` in a command line is the
+test's own folder, holding the files below; `{wrong_ca}` a connection block whose CA bundle is another
+CA's."""
 
 from __future__ import annotations
 
@@ -35,15 +36,16 @@ def files(folder: Path) -> None:
     (folder / "broken.json").write_text("{not json")
     (folder / "one-key-wrong.yaml").write_text("connection: {}\n")
     blocks = (DOCS / "first-tenant-blocks.yaml").read_text()
-    (folder / "bad-tenant.yaml").write_text(blocks.replace("c0ffee00-1111-4222-8333-444455556666", "contoso",
-                                                           1))
+    tenant = "c0ffee00-1111-4222-8333-444455556666"
+    (folder / "bad-tenant.yaml").write_text(blocks.replace(tenant, "contoso", 1))
 
 
 SELECTOR = '{"environment_ids": ["Contoso Production"]}'
 COMMAND_LINES = [
     case("doctor unknown option", "doctor|--bogus", "--bogus"),
     case("doctor connection without target", "doctor|--connection|sandbox-runbook", "--target"),
-    case("doctor missing block", "doctor|--connection|nope|--target|sandbox-target", "--connection nope"),
+    case("doctor missing block", "doctor|--connection|nope|--target|sandbox-target",
+         "--connection nope"),
     case("doctor environment neither id nor name", "doctor|--environment|Contoso Nowhere",
          "--environment Contoso Nowhere"),
     case("doctor unknown pp-admin", "doctor|--pp-admin|nobody@contoso.example", "--pp-admin",
@@ -60,7 +62,8 @@ COMMAND_LINES = [
          "not trusted by the CA bundle"),
     case("evidence negative days", "evidence|--days|-5", "--days", "-5"),
     case("evidence unknown policy", "evidence|--policy|ep-nowhere", "--policy", "ep-nowhere"),
-    case("evidence verify without a pack", "evidence|--verify|{tmp}/nowhere", "--verify", "{tmp}/nowhere"),
+    case("evidence verify without a pack", "evidence|--verify|{tmp}/nowhere", "--verify",
+         "{tmp}/nowhere"),
     case("watch negative cadence", "watch|--rotation-cadence-days|-5", "--rotation-cadence-days"),
     case("watch broken desired state", "watch|--desired|{tmp}/broken.yaml", "{tmp}/broken.yaml",
          "not valid YAML"),
@@ -80,13 +83,15 @@ COMMAND_LINES = [
     case("sandbox up bad fleet size", "sandbox|up|--scenario|fleet:many", "--scenario fleet:many"),
     case("sandbox clock advance not a duration", "sandbox|clock|advance|soon", "DURATION", "'soon'"),
     case("sandbox faults add broken regex", "sandbox|faults|add|--path|(", "--path '('"),
-    case("sandbox faults add probability 2", "sandbox|faults|add|--path|/x|--probability|2", "--probability"),
+    case("sandbox faults add probability 2", "sandbox|faults|add|--path|/x|--probability|2",
+         "--probability"),
     case("sandbox faults add status 99", "sandbox|faults|add|--path|/x|--status|99", "--status"),
     case("runs unknown command", "runs|bogus", "bogus"),
     case("runs list limit 0", "runs|list|--limit|0", "--limit"),
     case("runs wake unknown option", "runs|wake|--all", "--all"),
     case("setup blocks without a source", "setup|blocks", "--file"),
-    case("setup blocks broken JSON", "setup|blocks|--file|{tmp}/broken.json", "--file", "not valid JSON"),
+    case("setup blocks broken JSON", "setup|blocks|--file|{tmp}/broken.json", "--file",
+         "not valid JSON"),
     case("setup blocks missing file", "setup|blocks|--file|{tmp}/nope.yaml", "{tmp}/nope.yaml"),
     case("setup blocks unknown key", "setup|blocks|--file|{tmp}/one-key-wrong.yaml",
          "no such key connection"),
@@ -108,14 +113,16 @@ RUN_PARAMETERS = [
     case("run onboard parameter without value", "run|onboard|-p|nokey", "'nokey'", "name=value"),
     case("onboard selector unknown key", 'run|onboard|-p|selector={"envs": ["Contoso Production"]}',
          "selector", "no such key envs"),
-    case("onboard selector broken JSON", "run|onboard|-p|selector={broken", "selector", "not valid JSON"),
+    case("onboard selector broken JSON", "run|onboard|-p|selector={broken", "selector",
+         "not valid JSON"),
     case("onboard selector a list", "run|onboard|-p|selector=[1]", "selector", "[1] is not an object"),
     case("onboard selector unknown environment id",
-         f'run|onboard|--dry-run|-p|selector={{"environment_ids": ["{UNKNOWN_ENVIRONMENT}"]}}', "selector",
-         UNKNOWN_ENVIRONMENT),
+         f'run|onboard|--dry-run|-p|selector={{"environment_ids": ["{UNKNOWN_ENVIRONMENT}"]}}',
+         "selector", UNKNOWN_ENVIRONMENT),
     case("onboard unknown pp_admin", "run|onboard|-p|pp_admin=nobody@contoso.example", "pp_admin",
          "nobody@contoso.example"),
-    case("onboard missing target block", "run|onboard|-p|target=no-such-target", "target no-such-target"),
+    case("onboard missing target block", "run|onboard|-p|target=no-such-target",
+         "target no-such-target"),
     case("onboard dry_run not a boolean", "run|onboard|-p|dry_run=maybe", "dry_run"),
     case("onboard waves a number", "run|onboard|-p|waves=5", "waves", "5 is not an object"),
     case("onboard poll not a number through the deployment",
@@ -125,25 +132,28 @@ RUN_PARAMETERS = [
          "expire_after_days"),
     case("change_policy bad key name", "run|change_policy|--dry-run|-p|new_key_name=bad key",
          "new_key_name", "'bad key'"),
-    case("change_policy vault not an ARM id", "run|change_policy|--dry-run|-p|new_vault_id=not-an-arm-id",
-         "new_vault_id"),
+    case("change_policy vault not an ARM id",
+         "run|change_policy|--dry-run|-p|new_vault_id=not-an-arm-id", "new_vault_id"),
     case("revert missing connection block", "run|revert|-p|connection=no-such-block",
          "connection no-such-block"),
     case("revert selector geo a number", 'run|revert|-p|selector={"geo": 5}', "selector.geo"),
     case("migrate_byok waves unknown key", 'run|migrate_byok|-p|waves={"wave_size": 5}', "waves",
          "wave_size"),
     case("lock negative poll", "run|lock|-p|approval_poll_s=-1", "approval_poll_s"),
-    case("unlock zero deadline", "run|unlock|-p|reenable_deadline_minutes=0", "reenable_deadline_minutes"),
+    case("unlock zero deadline", "run|unlock|-p|reenable_deadline_minutes=0",
+         "reenable_deadline_minutes"),
     case("report one of two overwrite environments", "run|report|-p|overwrite_source=abc",
          "overwrite_source"),
     case("report has no dry run", "run|report|--dry-run", "--dry-run"),
     case("cleanup zero approval timeout", "run|cleanup|-p|approval_timeout_s=0", "approval_timeout_s"),
-    case("cleanup unknown old policy", "run|cleanup|--dry-run|-p|old_policy=ep-old", "old_policy", "ep-old"),
+    case("cleanup unknown old policy", "run|cleanup|--dry-run|-p|old_policy=ep-old", "old_policy",
+         "ep-old"),
     case("watch parameter negative cadence", "run|watch|-p|rotation_cadence_days=-5",
          "rotation_cadence_days"),
     case("watch parameter zero concurrency", "run|watch|-p|concurrency=0", "concurrency"),
     case("evidence parameter negative days", "run|evidence|-p|days=-5", "days"),
-    case("evidence parameter unknown policy", "run|evidence|-p|policy=ep-nowhere", "policy", "ep-nowhere"),
+    case("evidence parameter unknown policy", "run|evidence|-p|policy=ep-nowhere", "policy",
+         "ep-nowhere"),
 ]
 
 CASES = COMMAND_LINES + RUN_PARAMETERS

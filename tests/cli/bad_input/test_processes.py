@@ -1,6 +1,7 @@
-"""A few cases as real processes (`python -m ppcmk_cli`), as a terminal sees them: stderr ends with the one
-error line and nothing after it (no queue service of Prefect's warning as the process exits, no traceback);
-a run the command started logs its progress before it. `--debug` is how a person asks for the traceback."""
+"""A few cases as real processes (`python -m ppcmk_cli`), as a terminal sees them: stderr ends with the
+one error line and nothing after it (no queue service of Prefect's warning as the process exits, no
+traceback); a run the command started logs its progress before it. `--debug` is how a person asks for the
+traceback."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def ppcmk(profiled_cloud: Any, sandbox_blocks: dict[str, str], ppcmk_home: Path)
     (["run", "onboard", "-p", 'selector={"envs": ["Contoso Production"]}'], "no such key envs"),
     (["approve", "zz", "--connection", "sandbox-pp-admin"], "RUN_ID"),
 ], ids=["missing block", "negative option", "unknown selector key", "run id too short"])
-def test_refused_before_anything_runs_is_exactly_one_line(ppcmk: Any, argv: list[str], names: str) -> None:
+def test_refused_before_anything_runs_is_exactly_one_line(ppcmk: Any, argv: list[str],
+                                                          names: str) -> None:
     done = ppcmk(*argv)
     assert done.returncode == ExitCode.USAGE, done.stderr
     lines = done.stderr.strip().splitlines()

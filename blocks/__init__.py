@@ -16,6 +16,7 @@ from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings, config_error_from, load_settings
+from ppcmk.errors import ConfigError
 from ppcmk.identity.settings import AZURE_CLI_APP_ID, ApprovalsSettings
 
 
@@ -29,6 +30,21 @@ class _Validated(Block, ABC):
 
     def block_initialization(self) -> None:
         self.settings()
+
+    @classmethod
+    def named(cls, name: str) -> Self:
+        """The saved block `name`; one that does not exist is a ConfigError naming it, like a bad
+        value."""
+        try:
+            return cls.load(name)  # type: ignore[return-value]
+        except ConfigError:
+            raise
+        except ValueError as missing:
+            if "Unable to find block document" not in str(missing):  # Prefect's words for missing
+                raise
+            raise ConfigError(f"{cls.__name__} block {name!r}", "there is no such block on this Prefect "
+                              "server", "name an existing one (`prefect block ls` lists them) or create "
+                              "it (Blocks → + in the UI, or `ppcmk setup blocks`)") from None
 
     @classmethod
     def model_validate(cls, obj: Any, **options: Any) -> Self:

@@ -21,7 +21,6 @@ from rich.table import Table
 from ppcmk.approvals.pause import verdict_key
 from ppcmk.identity.signin import SignIn
 from ppcmk_cli.approval_checks import check_answer, check_plan, proof_for, request_of, sign_in_of, who_proved
-from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
 
@@ -48,7 +47,6 @@ def waiting_runs_table(runs: list[WaitingRun]) -> Table:
     return table
 
 
-@reports_errors
 def approvals(
     json_output: Annotated[bool, typer.Option("--json", help="Print the waiting runs as JSON.")] = False,
     full: Annotated[bool, typer.Option(help="Print each run's complete plan summary.")] = False,
@@ -149,9 +147,9 @@ def report(waiting: WaitingRun, verdict: dict[str, Any] | None, seconds: float) 
     return ExitCode.OK
 
 
-@reports_errors
 def approve(
-    run_id: Annotated[str, typer.Argument(help="The waiting flow run (see `ppcmk approvals`).")],
+    run_id: Annotated[str, typer.Argument(help="The waiting flow run: its id or its first characters (see "
+                                               "`ppcmk approvals`).")],
     reject: Annotated[bool, typer.Option("--reject", help="Reject the plan: the run ends Rejected.")] = False,
     comment: Annotated[str, typer.Option(help="Comment or change ticket, e.g. CHG-1234.")] = "",
     confirm: Annotated[str | None, typer.Option(help="Lock only: the enterprise policy name.")] = None,
@@ -164,7 +162,8 @@ def approve(
     ] = None,
     azure_cli: Annotated[bool, typer.Option("--azure-cli", help="Prove who you are with your Azure CLI "
                                             "login (`az login`) instead of a device code.")] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the run's verdict on the answer.")] = 120,
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the run's verdict on the answer.")]
+    = 120,
 ) -> None:
     """Approve or reject a run waiting for approval as yourself: you sign in at your tenant's identity
     provider (a device code, or --azure-cli), the answer is checked, the run resumed with your proof, and its

@@ -13,7 +13,6 @@ from rich.table import Table
 
 from ppcmk.audit.store import AUDIT_STORAGE_SETTING, describe
 from ppcmk.audit.trail import AuditLog
-from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 
 console = Console()
@@ -33,7 +32,6 @@ def _api() -> AbstractContextManager[Any]:
 
 
 @audit_app.command("verify")
-@reports_errors
 def verify() -> None:
     """Check that no entry was edited, removed or reordered (exit 1 naming each problem)."""
     with _api():
@@ -49,15 +47,21 @@ def verify() -> None:
 
 
 @audit_app.command("show")
-@reports_errors
 def show(
-    run: Annotated[str | None, typer.Option("--run", help="only the entries of this flow run (id)")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="only the entries of this flow run (its id or "
+                                                          "its first characters)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the entries as JSON")] = False,
 ) -> None:
     """The entries in chain order: when, which run and host, and what happened."""
+    from ppcmk_cli.prefect_api import one_run, run_id_or_prefix
+
+    prefix = run_id_or_prefix(run, "--run") if run else None
     with _api():
         log = AuditLog()
-        entries = log.of_run(run) if run else log.entries()
+        entries = log.of_run(prefix) if prefix else log.entries()
+    if prefix:  # a prefix of two runs' ids is ambiguous
+        audited = [str(e.get("by", {}).get("flow_run_id")) for e in entries]
+        one_run(prefix, audited, "--run", "audited run")
     if as_json:
         typer.echo(json.dumps(entries, indent=2, sort_keys=True))
         return

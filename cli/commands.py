@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from typing import Annotated
+
 import typer
 
 from ppcmk_cli.approvals import approvals, approve
 from ppcmk_cli.audit_cmds import audit_app
 from ppcmk_cli.demo import demo
 from ppcmk_cli.doctor import doctor
+from ppcmk_cli.errors import DEBUG_SETTING, OneLineErrors
 from ppcmk_cli.evidence import evidence
 from ppcmk_cli.exit_codes import EXIT_CODES_HELP
 from ppcmk_cli.report import report
@@ -24,7 +28,19 @@ app = typer.Typer(
     + EXIT_CODES_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
+
+
+@app.callback()
+def options(
+    debug: Annotated[bool, typer.Option("--debug", help=f"Show the traceback with an error (also "
+                                                        f"{DEBUG_SETTING}=1).")] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_SETTING] = "1"
+
+
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(runs_app, name="runs")
 app.add_typer(audit_app, name="audit")

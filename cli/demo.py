@@ -22,7 +22,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
 from ppcmk_cli.demo_backend import ensure_template, template_path, throwaway_prefect
-from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import ExitCode
 from ppcmk_cli.profile import SandboxProfile, save_profile
 from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
@@ -76,7 +75,6 @@ def demo_world(workdir: Path) -> Iterator[tuple[Any, SandboxProfile, Callable[[]
         yield cloud, profile, prefect_ready
 
 
-@reports_errors
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the temporary directory (audit log) and print its path.")]
     = False,
@@ -107,7 +105,9 @@ def demo(
     verdict = "[bold green]The story completed[/]" if result.ok else "[bold red]The story stopped[/]"
     console.print(f"{verdict} in {elapsed:.0f} s ({result.seconds:.0f} s of runbooks).")
     if keep:
-        console.print(f"Audit log and state: {workdir}")
+        console.print(f"Audit log, report and state: {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+        console.print(f"{workdir} (the report, the audit log) is removed again; `ppcmk demo --keep` "
+                      "keeps it.", style="dim")
     raise typer.Exit(int(ExitCode.OK if result.ok else ExitCode.FAILED))

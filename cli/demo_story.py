@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from ppcmk.fleet.selection import FleetSelector
-from ppcmk.models.findings import DoctorReport, Severity
+from ppcmk.models.findings import DoctorReport
 from ppcmk.safety.plan import RunOutcome
-from ppcmk.services.factory import ClientFactory
 from ppcmk_cli.demo_admin import AnsweredApproval, ScriptedAnswer, drive
-from ppcmk_cli.doctor import DoctorInputs, run_checks
+from ppcmk_cli.doctor import DoctorInputs, findings_table, run_checks
 from ppcmk_cli.profile import SandboxProfile
 from ppcmk_cli.tables import rows_table
 from ppcmk_deployments.catalog import RUNBOOKS, SandboxBlocks
@@ -122,13 +120,6 @@ class StoryResult:
         return all(outcome.status in ("completed", "nothing-to-do") for outcome in self.outcomes.values())
 
 
-def findings_table(report: DoctorReport, title: str, names: dict[str, str]) -> Table:
-    """Errors and warnings, one line each; environments by display name."""
-    rows = [{"severity": f.severity.value, "check": f.check, "object": names.get(f.subject, f.subject),
-             "finding": f.message} for f in report.findings if f.severity != Severity.INFO]
-    return rows_table(f"{title} ({report.summary()})", rows)
-
-
 class StoryTeller:
     """Runs the chapters and narrates them on a rich console."""
 
@@ -161,9 +152,7 @@ class StoryTeller:
                                   "seeded on purpose.")
         with self.console.status("doctor: reading vaults, keys, policies and environments ..."):
             report = run_checks(self.doctor_inputs, None, None, scan=True)
-        admin = ClientFactory.for_settings(self.doctor_inputs.connection).pp_admin()
-        names = {env.id: env.display_name or env.id for env in admin.list_environments()}
-        self.console.print(findings_table(report, "Seeded problems", names))
+        self.console.print(findings_table(report, "Seeded problems"))
         self.console.print("The story below works on the healthy vault kv-cmk-prod and three healthy "
                            "environments.", style="dim")
         return report

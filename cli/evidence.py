@@ -9,32 +9,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ppcmk.evidence.files import verify_pack
-from ppcmk_cli.errors import expected_failures_untraced, reports_errors
+from ppcmk.evidence.files import MANIFEST, verify_pack
 from ppcmk_cli.exit_codes import CliError, ExitCode
-from ppcmk_cli.local_runs import reader_block, result_of
-from ppcmk_cli.prefect_api import using_prefect_api
+from ppcmk_cli.local_runs import run_read_only
 from ppcmk_cli.tables import rows_table
 from ppcmk_tasks.evidence import EvidenceResult
 
-
-def run_evidence(connection: str | None, days: int, policy: str | None, environments: list[str],
-                 out: Path | None) -> EvidenceResult:
-    """The evidence flow as a local run, on the Prefect API `ppcmk serve` published (or the configured
-    one)."""
-    from ppcmk_flows.evidence import evidence as evidence_flow
-
-    with using_prefect_api():
-        block = reader_block(connection)
-        with expected_failures_untraced():
-            state = evidence_flow(connection=block, days=days, policy=policy, environments=environments,
-                                  output_dir=str(out) if out else None, return_state=True)
-            if state.is_failed():
-                state.result()  # its own error: a scope that names nothing is a configuration error
-    return result_of(state, "evidence", EvidenceResult)
+EVIDENCE_OPTIONS = {"days": "--days", "policy": "--policy", "environments": "--environment",
+                    "output_dir": "--out"}
 
 
 def verified(directory: Path) -> None:
+    if not (directory / MANIFEST).is_file():
+        raise CliError(f"--verify {directory}: no evidence pack there (no {MANIFEST}); name the "
+                       "directory `ppcmk evidence` wrote", ExitCode.USAGE)
     problems = verify_pack(directory)
     if problems:
         for problem in problems:
@@ -43,7 +31,6 @@ def verified(directory: Path) -> None:
     Console().print(f"every file of the evidence pack in {directory} matches its manifest", highlight=False)
 
 
-@reports_errors
 def evidence(
     days: Annotated[int, typer.Option(help="The period: this many days up to now (cloud clock).")] = 365,
     policy: Annotated[str | None, typer.Option(help="Only this enterprise policy (name).")] = None,
@@ -60,7 +47,9 @@ def evidence(
     if verify is not None:
         verified(verify)
         return
-    result = run_evidence(connection, days, policy, environment or [], out)
+    result = run_read_only("evidence", connection, EvidenceResult, EVIDENCE_OPTIONS, days=days,
+                           policy=policy, environments=environment or [],
+                           output_dir=str(out) if out else None)
     Console().print(rows_table(f"evidence pack in {result.directory}", result.rows()))
     if not result.chain_intact:
         raise CliError("the audit chain failed verification; the pack says where", ExitCode.FAILED)

@@ -11,8 +11,9 @@ class ExitCode(IntEnum):
     FAILED = 1
     # bad command line or bad configuration (the message names the field and the fix)
     USAGE = 2
-    # an approval was rejected, separation of duty or a retention hold blocked the change,
-    # or Prefect refused to resume a run
+    # blocked: an answer refused (separation of duty, no Reader, wrong confirmation, another plan), an
+    # approval expired, a retention hold, or Prefect refused to resume a run; never a rejection (that is
+    # 5)
     BLOCKED = 3
     # something the command needs is not running: no sandbox profile, Prefect API unreachable
     UNAVAILABLE = 4
@@ -22,7 +23,7 @@ class ExitCode(IntEnum):
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 findings, failed run or service error; 2 usage or configuration error; "
-    "3 rejected or blocked (approval, separation of duty, retention hold); "
+    "3 blocked (an answer refused, an approval expired, a retention hold); "
     "4 sandbox or Prefect API not reachable; 5 the plan was rejected (nothing changed)."
 )
 

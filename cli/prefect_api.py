@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,22 +133,51 @@ def waiting_runs(client: SyncPrefectClient, limit: int = 200) -> list[WaitingRun
     return [describe_waiting_run(client, run) for run in runs if not is_parked(run)]
 
 
+RUN_ID_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]{3,35}$")
+
+
+def run_id_or_prefix(text: str, option: str = "RUN_ID") -> str:
+    """A flow run id or its first characters (at least four, as `ppcmk approvals` shows eight),
+    lower-case."""
+    cleaned = text.strip().lower()
+    if not RUN_ID_PREFIX.match(cleaned):
+        raise CliError(f"{option}: {text!r} is not a flow run id or its first characters (at least 4); "
+                       "`ppcmk approvals` lists the waiting runs", ExitCode.USAGE)
+    return cleaned
+
+
+def one_run(prefix: str, run_ids: list[str], option: str, what: str) -> str:
+    """The one id of `run_ids` that starts with `prefix`; none or several is a usage error naming
+    them."""
+    matching = sorted({run_id for run_id in run_ids if run_id.startswith(prefix)})
+    if not matching:
+        raise CliError(f"{option} {prefix}: no {what} starts with it", ExitCode.USAGE)
+    if len(matching) > 1:
+        raise CliError(f"{option} {prefix}: {len(matching)} {what}s start with it "
+                       f"({', '.join(matching)}); give more characters", ExitCode.USAGE)
+    return matching[0]
+
+
 def read_waiting_run(client: SyncPrefectClient, run_id: str) -> WaitingRun:
+    """The run `run_id` (or the one waiting run whose id starts with it), checked to wait at an
+    approval."""
+    wanted = run_id_or_prefix(run_id)
     try:
-        parsed = UUID(run_id)
-    except ValueError as error:
-        raise CliError(f"RUN_ID: '{run_id}' is not a flow run id; `ppcmk approvals` lists the waiting runs",
-                       ExitCode.USAGE) from error
+        parsed = UUID(wanted)
+    except ValueError:
+        waiting = [str(w.run.id) for w in waiting_runs(client)]
+        parsed = UUID(one_run(wanted, waiting, "RUN_ID", "run waiting for approval"))
     try:
         run = client.read_flow_run(parsed)
     except ObjectNotFound as error:
         raise CliError(f"RUN_ID: no flow run {run_id} on {client.api_url}", ExitCode.USAGE) from error
     if not run.state or not run.state.is_paused():
         state = run.state.name if run.state else "unknown"
-        raise CliError(f"flow run {run_id} is not waiting for approval (it is {state})", ExitCode.BLOCKED)
+        raise CliError(f"flow run {parsed} is not waiting for approval (it is {state})",
+                       ExitCode.BLOCKED)
     if is_parked(run):
-        raise CliError(f"flow run {run_id} is parked while its environments' operations run, not waiting for "
-                       "approval; `ppcmk runs wake` resumes it", ExitCode.BLOCKED)
+        raise CliError(f"flow run {parsed} is parked while its environments' operations run, not "
+                       "waiting for approval; `ppcmk runs wake` resumes it", ExitCode.BLOCKED)
     return describe_waiting_run(client, run)
 
 

@@ -10,27 +10,13 @@ import typer
 from rich.console import Console
 
 from ppcmk.safety.plan import RunOutcome
-from ppcmk_cli.errors import expected_failures_untraced, reports_errors
-from ppcmk_cli.local_runs import reader_block, result_of
-from ppcmk_cli.prefect_api import using_prefect_api
+from ppcmk_cli.local_runs import run_read_only
 from ppcmk_cli.tables import rows_table
 
 TABLE_COLUMNS = ["name", "sku", "state", "policy", "key", "key_version", "key_expires", "link_status",
                  "key_managed_by", "note"]
 
 
-def run_report(connection: str | None, out: Path | None) -> RunOutcome:
-    """The report flow as a local run, on the Prefect API `ppcmk serve` published (or the configured one)."""
-    from ppcmk_flows.report import report
-
-    with using_prefect_api():
-        block = reader_block(connection)
-        with expected_failures_untraced():
-            state = report(connection=block, output_dir=str(out) if out else None, return_state=True)
-    return result_of(state, "report", RunOutcome)
-
-
-@reports_errors
 def report(
     out: Annotated[Path | None, typer.Option(help="Directory for cmk-inventory.csv and .json (default: "
                                                   "$PPCMK_HOME/reports).")] = None,
@@ -39,11 +25,12 @@ def report(
                                                         "running sandbox's runbook identity).")] = None,
 ) -> None:
     """The CMK state of every environment: policy, vault, key, version, expiry, link status (read-only)."""
-    outcome = run_report(connection, out)
+    outcome = run_read_only("report", connection, RunOutcome, {"output_dir": "--out"},
+                            output_dir=str(out) if out else None)
     rows: list[dict[str, Any]] = outcome.rows
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
     console = Console()  # made per call: it reads the terminal width (COLUMNS) of this invocation
     console.print(rows_table(f"CMK state of {len(rows)} environment(s)", rows, TABLE_COLUMNS))
-    console.print(outcome.message, style="dim")
+    console.print(outcome.message, style="dim", soft_wrap=True)  # paths whole, for copying

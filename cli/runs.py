@@ -1,6 +1,6 @@
-"""`ppcmk run FLOW`: run a runbook locally (this process) or through a served deployment; `ppcmk runs wake`:
-resume the deployment runs parked during long link/unlink waits now (the `ppcmk-wake` deployment does it on
-its interval)."""
+"""`ppcmk run FLOW`: run a runbook locally (this process) or through a served deployment; `ppcmk runs
+list`: the latest runs and how each ended (a dry run says so); `ppcmk runs wake`: resume the deployment
+runs parked during long link/unlink waits now (the `ppcmk-wake` deployment does it on its interval)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,31 @@ from prefect.exceptions import ObjectNotFound, ParameterTypeError, PrefectHTTPSt
 from prefect.states import State
 from rich.console import Console
 
-from ppcmk_cli.errors import exit_code_for, expected_failures_untraced, reports_errors
+from ppcmk.errors import ConfigError
+from ppcmk.safety.plan import RunOutcome, reading_order
+from ppcmk.safety.validation import check_parameters
+from ppcmk_cli.blocks import BLOCK_PARAMETERS, existing_block
+from ppcmk_cli.errors import run_logs_untraced
 from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.local_runs import result_of
 from ppcmk_cli.prefect_api import prefect_api, using_prefect_api
 from ppcmk_cli.profile import load_profile
 from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
+from ppcmk_cli.tables import rows_table
 from ppcmk_deployments.catalog import RUNBOOKS, Runbook, sandbox_parameters
 from ppcmk_deployments.serve import deployment_full_name
 
 console = Console()
-runs_app = typer.Typer(help="Deployment runs: wake the ones parked during long link/unlink waits.",
-                       no_args_is_help=True)
+EXAMPLES = {"selector": '{"environment_ids": ["Contoso Production"]}',
+            "waves": '{"wave_sizes": [5, 50]}', "pp_admins": '["pp-admin@contoso.example"]'}
+runs_app = typer.Typer(help="Runbook runs: list the latest (a dry run says so), wake the ones parked "
+                            "during long link/unlink waits.", no_args_is_help=True)
+RUN_COLUMNS = ["runbook", "state", "started", "run", "message", "name"]
 
 
 def parse_params(pairs: list[str], runbook: Runbook) -> dict[str, Any]:
-    """`k=v` pairs; values are JSON when they parse (numbers, true, lists), else plain strings."""
+    """`k=v` pairs; values are JSON when they parse (numbers, true, lists), else plain strings. A value
+    that opens an object or a list must be JSON."""
     known = runbook.parameter_names()
     parameters: dict[str, Any] = {}
     for pair in pairs:
@@ -40,7 +50,11 @@ def parse_params(pairs: list[str], runbook: Runbook) -> dict[str, Any]:
                            f"{', '.join(known)}", ExitCode.USAGE)
         try:
             parameters[name] = json.loads(raw)
-        except ValueError:
+        except ValueError as broken:
+            if raw.lstrip()[:1] in ("{", "["):
+                example = EXAMPLES.get(name, "{...}")
+                raise CliError(f"--param {name}: not valid JSON ({broken}); quote the whole value for "
+                               f"the shell, e.g. -p '{name}={example}'", ExitCode.USAGE) from None
             parameters[name] = raw
     return parameters
 
@@ -54,12 +68,14 @@ def lookup_runbook(name: str) -> Runbook:
 
 # the named states a run ends in when its approval said no or nobody answered acceptably in time
 ENDED_BY_APPROVAL = {"Rejected": ExitCode.REJECTED, "Expired": ExitCode.BLOCKED}
+# a completed run's outcome status, when it is not plain success
+OUTCOME_CODES = {"rejected": ExitCode.REJECTED, "expired": ExitCode.BLOCKED, "partial": ExitCode.FAILED}
 
 
 def outcome_code(result: Any) -> ExitCode:
-    """Flows end Completed with status 'rejected' when an approval said no: scripts see exit code 3."""
+    """The exit code of a completed run's outcome: done, a dry run or nothing to do are 0."""
     status = getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else None)
-    return ExitCode.BLOCKED if str(status).lower() in ("rejected", "blocked") else ExitCode.OK
+    return OUTCOME_CODES.get(str(status).lower(), ExitCode.OK)
 
 
 def sandbox_defaults(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
@@ -72,22 +88,36 @@ def sandbox_defaults(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in sandbox_parameters(runbook, blocks).items() if name != "dry_run"}
 
 
+def checked_values(parameters: dict[str, Any]) -> None:
+    """What the flow would refuse at its start, refused before it is started: numbers out of range, a
+    block name that names no block."""
+    try:
+        check_parameters(**parameters)
+    except ConfigError as bad:
+        raise CliError(f"--param {bad}", ExitCode.USAGE) from None
+    for name, value in parameters.items():
+        block_type = BLOCK_PARAMETERS.get(name)
+        if block_type is not None and isinstance(value, str):
+            existing_block(block_type, value, f"--param {name}")
+
+
 def checked_parameters(runbook: Runbook, parameters: dict[str, Any]) -> None:
     """Refuse parameters the flow would reject, before anything runs: one line naming each field."""
+    checked_values(parameters)
     flow = runbook.load()
     flows_logger = logging.getLogger("prefect.flows")  # Prefect logs the same problem as an ERROR first
     previous, flows_logger.disabled = flows_logger.disabled, True
     try:
         flow.validate_parameters(parameters)
     except ParameterTypeError as invalid:
-        problems = [line.strip(" -") for line in str(invalid).splitlines()[1:] if line.strip()]
+        problems = [line.strip(" -").replace("Value error, ", "")
+                    for line in str(invalid).splitlines()[1:] if line.strip()]
         raise CliError(f"{runbook.name}: invalid parameter(s): {'; '.join(problems)}; fix them with "
                        "--param NAME=VALUE (JSON for objects and lists)", ExitCode.USAGE) from None
     finally:
         flows_logger.disabled = previous
 
 
-@reports_errors
 def run(
     flow: Annotated[str, typer.Argument(help=f"Runbook: {', '.join(RUNBOOKS)}.")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value (repeatable).")] = None,
@@ -105,32 +135,30 @@ def run(
         parameters["dry_run"] = True
     with using_prefect_api():
         if deployment:
+            checked_values(parameters)
             start_deployment(runbook, parameters)
             return
         parameters = {**sandbox_defaults(runbook, parameters), **parameters}
         checked_parameters(runbook, parameters)
-        with expected_failures_untraced():
+        with run_logs_untraced():
             state = cast(State[Any], runbook.load()(**parameters, return_state=True))
     if state.name in ENDED_BY_APPROVAL:
         console.print(f"{runbook.name} ended {state.name}: {state.message or ''}")
         raise typer.Exit(int(ENDED_BY_APPROVAL[state.name]))
-    if not state.is_completed():
-        failure = failure_of(state)
-        if failure is not None:
-            raise failure
-        raise CliError(f"{runbook.name} ended {state.name}: {state.message or ''}", ExitCode.FAILED)
-    result = state.result()
-    console.print(result)
+    result = result_of(state, runbook.name, object)
+    show(result)
     raise typer.Exit(int(outcome_code(result)))
 
 
-def failure_of(state: State[Any]) -> Exception | None:
-    """The exception a failed run raised, when it is one the CLI reports as a line with its own exit code."""
-    try:
-        state.result(raise_on_failure=True)
-    except Exception as error:  # whatever the flow raised: only the expected ones are returned
-        return error if exit_code_for(error) is not None else None
-    return None
+def show(result: object) -> None:
+    """How the run ended in words, and its result table."""
+    if isinstance(result, RunOutcome):
+        console.print(f"{result.procedure} {result.status}: {result.message}", highlight=False)
+        if result.rows:
+            console.print(rows_table(f"{result.procedure}: result", reading_order(result.rows)))
+    else:
+        summary = getattr(result, "summary", None)
+        console.print(summary() if callable(summary) else result, highlight=False)
 
 
 def start_deployment(runbook: Runbook, parameters: dict[str, Any]) -> None:
@@ -160,7 +188,6 @@ def refusal_reason(refused: PrefectHTTPStatusError) -> str:
 
 
 @runs_app.command("wake")
-@reports_errors
 def wake() -> None:
     """Resume every run parked during a long link/unlink: each polls its operations once, then finishes or
     parks again."""
@@ -171,3 +198,44 @@ def wake() -> None:
     for run_id in woken:
         console.print(f"resumed {run_id}")
     console.print(f"{len(woken)} parked run(s) resumed")
+
+
+@runs_app.command("list")
+def list_runs(
+    limit: Annotated[int, typer.Option(min=1, max=200, help="How many of the latest runs.")] = 20,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """The latest runbook runs, newest first: which runbook, how it ended (a dry run ends "Dry run":
+    nothing was changed) and why, when it started, and the first characters of its id (enough wherever a
+    run id is asked for; --json has the whole id)."""
+    with prefect_api() as client:
+        rows = latest_runs(client, limit)
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    Console().print(rows_table(f"the latest {len(rows)} run(s)", rows or [{"runbook": "no run yet"}],
+                               RUN_COLUMNS))
+
+
+def latest_runs(client: Any, limit: int) -> list[dict[str, str]]:
+    """The latest top-level runs that started (not scheduled ones, not approval subflows), as rows."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterId,
+        FlowRunFilter,
+        FlowRunFilterParentTaskRunId,
+        FlowRunFilterStartTime,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    started = FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False),
+                            parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True))
+    runs = client.read_flow_runs(flow_run_filter=started, sort=FlowRunSort.START_TIME_DESC, limit=limit)
+    flow_ids = list({run.flow_id for run in runs})
+    flows = {flow.id: flow.name for flow in client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(
+        any_=flow_ids)))} if flow_ids else {}
+    return [{"runbook": flows.get(run.flow_id, "?"), "state": run.state.name if run.state else "?",
+             "started": f"{run.start_time:%Y-%m-%d %H:%M}" if run.start_time else "",
+             "run": str(run.id)[:8], "message": (run.state.message or "") if run.state else "",
+             "name": run.name, "run_id": str(run.id)}
+            for run in runs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,14 +12,16 @@ import typer
 from rich.console import Console
 
 from ppcmk_cli.durations import parse_duration
-from ppcmk_cli.errors import reports_errors
+from ppcmk_cli.errors import OneLineErrors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.profile import SandboxAdmin, SandboxProfile, load_profile, remove_profile, save_profile
 
 console = Console()
 notes = Console(stderr=True)  # `sandbox up` keeps stdout for its one JSON line
 
-sandbox_app = typer.Typer(help="Run the offline sandbox cloud and steer a running one.", no_args_is_help=True)
+# `ppcmk sandbox` runs it as the top group (ppcmk_cli.main), so it ends errors as the whole command does
+sandbox_app = typer.Typer(help="Run the offline sandbox cloud and steer a running one.",
+                          no_args_is_help=True, cls=OneLineErrors)
 clock_app = typer.Typer(help="Read or move the sandbox's virtual clock.", no_args_is_help=True)
 faults_app = typer.Typer(help="Inject or clear faults (throttling, errors, latency) in a running sandbox.",
                          no_args_is_help=True)
@@ -27,15 +30,28 @@ sandbox_app.add_typer(faults_app, name="faults")
 
 
 def resolve_scenario(scenario: str) -> str:
-    """A scenario is a name shipped with the sandbox or a path; a path must exist."""
+    """A scenario is a name shipped with the sandbox, `fleet:<n>` or a path; a path must exist."""
+    from ppcmk_sandbox.scenarios import scenario_dir
+
     looks_like_path = os.sep in scenario or scenario.endswith(".json") or scenario.startswith(".")
     if looks_like_path and not Path(scenario).exists():
         raise CliError(f"--scenario: {scenario} does not exist; give a scenario name (e.g. default) or an "
                        "existing scenario directory", ExitCode.USAGE)
-    return str(Path(scenario).resolve()) if looks_like_path else scenario
+    if looks_like_path:
+        return str(Path(scenario).resolve())
+    if scenario.startswith("fleet:"):
+        if not scenario.removeprefix("fleet:").isdigit():
+            raise CliError(f"--scenario {scenario}: write fleet:<number of environments>, e.g. "
+                           "fleet:500", ExitCode.USAGE)
+        return scenario
+    try:
+        scenario_dir(scenario)
+    except ValueError as unknown:
+        raise CliError(f"--scenario: {unknown}", ExitCode.USAGE) from None
+    return scenario
 
 
-def _checked_scenario(scenario: str, clock_speed: float) -> str:
+def checked_scenario(scenario: str, clock_speed: float) -> str:
     """Validate what `sandbox up` and `serve` are given, before anything starts; the scenario to load."""
     if clock_speed < 0:
         raise CliError("--clock-speed must be 0 (virtual time, moved by runbooks) or positive "
@@ -65,7 +81,7 @@ def start_sandbox(scenario: str, state_file: Path | None, port: int, clock_speed
     profile; returns (sandbox, profile path)."""
     from ppcmk_sandbox import Sandbox
 
-    server = Sandbox(scenario=_checked_scenario(scenario, clock_speed),
+    server = Sandbox(scenario=checked_scenario(scenario, clock_speed),
                      state_file=str(state_file) if state_file else None, port=port, clock_speed=clock_speed)
     try:
         server.start()
@@ -77,9 +93,9 @@ def start_sandbox(scenario: str, state_file: Path | None, port: int, clock_speed
 
 
 @sandbox_app.command("up")
-@reports_errors
 def sandbox_up(
-    port: Annotated[int, typer.Option(help="Port of the main origin (0 = any free port).")] = 0,
+    port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Port of the main origin (0 = any free port).")] = 0,
     state: Annotated[Path | None, typer.Option(help="Persist the cloud's state in this JSON file.")] = None,
     scenario: Annotated[str, typer.Option(help="Scenario name (sandbox/scenarios) or a scenario directory.")]
     = "default",
@@ -93,7 +109,7 @@ def sandbox_up(
     goes to stderr."""
     from ppcmk_sandbox import serve_forever
 
-    resolved = _checked_scenario(scenario, clock_speed)
+    resolved = checked_scenario(scenario, clock_speed)
     started = False
 
     def announce(server: Any) -> None:
@@ -123,7 +139,6 @@ def sandbox_up(
 
 
 @clock_app.command("show")
-@reports_errors
 def clock_show() -> None:
     """Print the sandbox's current (virtual) time."""
     with SandboxAdmin(load_profile()) as admin:
@@ -131,7 +146,6 @@ def clock_show() -> None:
 
 
 @clock_app.command("advance")
-@reports_errors
 def clock_advance(
     duration: Annotated[str, typer.Argument(help="How far to move the clock, e.g. 90s, 15m, 2h, 7d, 1d12h.")],
 ) -> None:
@@ -143,15 +157,14 @@ def clock_advance(
 
 
 @faults_app.command("add")
-@reports_errors
 def faults_add(
     path: Annotated[str, typer.Option(help="Regular expression matched against the request path.")],
     status: Annotated[int, typer.Option(help="HTTP status to answer with (e.g. 429, 503, 409).")] = 503,
     method: Annotated[str | None, typer.Option(help="Only this HTTP method (default: any).")] = None,
-    times: Annotated[int | None, typer.Option(help="Fire this many times, then stop (default: always).")]
-    = None,
+    times: Annotated[int | None, typer.Option(min=1, help="Fire this many times, then stop (default: "
+                                                          "always).")] = None,
     retry_after: Annotated[str | None, typer.Option(help="Retry-After header value to send.")] = None,
-    latency: Annotated[float, typer.Option(help="Extra seconds before answering.")] = 0.0,
+    latency: Annotated[float, typer.Option(min=0, help="Extra seconds before answering.")] = 0.0,
     probability: Annotated[float, typer.Option(help="Chance (0-1) that a matching request is hit.")] = 1.0,
     drop: Annotated[bool, typer.Option(help="Drop the connection instead of answering.")] = False,
 ) -> None:
@@ -160,6 +173,11 @@ def faults_add(
         raise CliError("--probability must be between 0 and 1", ExitCode.USAGE)
     if not 100 <= status <= 599:
         raise CliError("--status must be an HTTP status code between 100 and 599", ExitCode.USAGE)
+    try:
+        re.compile(path)
+    except re.error as broken:
+        raise CliError(f"--path {path!r}: not a regular expression ({broken}); escape special "
+                       r"characters with \, e.g. /keys/cmk-prod/", ExitCode.USAGE) from None
     rule: dict[str, Any] = {"path": path, "status": status, "latency": latency, "probability": probability,
                             "drop": drop}
     optional = {"method": method.upper() if method else None, "times": times, "retry_after": retry_after}
@@ -171,7 +189,6 @@ def faults_add(
 
 
 @faults_app.command("clear")
-@reports_errors
 def faults_clear() -> None:
     """Remove every fault rule from the running sandbox."""
     with SandboxAdmin(load_profile()) as admin:

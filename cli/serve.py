@@ -19,13 +19,12 @@ from ppcmk.approvals.request import SIGN_IN_PAGE_SETTING
 from ppcmk.home import ppcmk_home
 from ppcmk.identity.settings import AZURE_CLI_APP_ID
 from ppcmk.identity.signin import SignIn
-from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.profile import SandboxProfile, remove_profile, save_profile
 from ppcmk_cli.proof_page import ProofPage
 from ppcmk_cli.sandbox_blocks import SANDBOX_APPROVALS_URI, register_sandbox_blocks
-from ppcmk_cli.sandbox_cmds import start_sandbox
-from ppcmk_cli.setup import create_automations
+from ppcmk_cli.sandbox_cmds import checked_scenario, start_sandbox
+from ppcmk_cli.setup import checked_notification, create_automations
 from ppcmk_deployments.catalog import (
     FIRST_ENVIRONMENTS,
     KV_ADMIN_UPN,
@@ -152,20 +151,29 @@ def banner(ui_url: str, profile: SandboxProfile, blocks: SandboxBlocks, notifica
 def serve_notifications(notify: str | None, notify_webhook_url: str | None) -> list[str]:
     if notify is None and notify_webhook_url is None:
         return []
-    return create_automations(notify, notify_webhook_url,
-                              option="--notify" if notify is not None else "--notify-webhook-url")
+    return create_automations(notify, notify_webhook_url)
 
 
-@reports_errors
+def checked_options(scenario: str, clock_speed: float, notify: str | None,
+                    webhook_url: str | None) -> None:
+    """What `serve` is given, checked before anything starts (a Prefect server takes a while)."""
+    checked_scenario(scenario, clock_speed)
+    if notify is not None or webhook_url is not None:
+        checked_notification(notify, webhook_url, "--notify", "--notify-webhook-url")
+
+
 def serve(
-    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
-    sandbox_port: Annotated[int, typer.Option(help="Fixed port of the sandbox (blocks point at it).")] = 8443,
-    sign_in_port: Annotated[int, typer.Option(help="Port of the sign-in page that gives people with only a "
-                                                   "browser their proof (http://localhost:PORT/).")] = 4300,
+    prefect_port: Annotated[int, typer.Option(
+        min=1, max=65535, help="Port of the Prefect server and UI.")] = 4200,
+    sandbox_port: Annotated[int, typer.Option(
+        min=1, max=65535, help="Fixed port of the sandbox (blocks point at it).")] = 8443,
+    sign_in_port: Annotated[int, typer.Option(
+        min=1, max=65535, help="Port of the sign-in page that gives people with only a browser their proof "
+                               "(http://localhost:PORT/).")] = 4300,
     clock_speed: Annotated[float, typer.Option(help="Sandbox clock: real time times X (0 = only runbooks "
                                                      "move it).")] = 1.0,
     scenario: Annotated[str, typer.Option(help="Scenario for a fresh sandbox state.")] = "default",
-    limit: Annotated[int, typer.Option(help="Maximum concurrent flow runs.")] = 4,
+    limit: Annotated[int, typer.Option(min=1, help="Maximum concurrent flow runs.")] = 4,
     notify: Annotated[str | None, typer.Option(help="Notify through this Prefect notification block "
                                                     "(TYPE/NAME, e.g. slack-webhook/ops) when a run waits "
                                                     "for approval or fails.")] = None,
@@ -173,6 +181,7 @@ def serve(
                                                                 "this URL.")] = None,
 ) -> None:
     """Prefect UI + sandbox + blocks + every runbook as a deployment, on 127.0.0.1, until Ctrl-C."""
+    checked_options(scenario, clock_speed, notify, notify_webhook_url)
     home = ppcmk_home()
     children: list[subprocess.Popen[bytes]] = []
     external_api = os.environ.get("PREFECT_API_URL")

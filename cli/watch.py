@@ -9,36 +9,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
 from ppcmk.cloud.settings import ConnectionSettings, load_settings
-from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
-from ppcmk_cli.local_runs import SANDBOX_READER, reader_block, result_of
-from ppcmk_cli.profile import find_profile, load_profile
+from ppcmk_cli.local_runs import SANDBOX_READER, run_read_only
+from ppcmk_cli.profile import load_profile
 from ppcmk_cli.sandbox_blocks import sandbox_connection_data
 from ppcmk_cli.tables import rows_table
 
 if TYPE_CHECKING:
     from ppcmk.watch.converge import PlannedRun
-    from ppcmk_flows.watch import WatchResult
 
+WATCH_OPTIONS = {"desired_state": "--desired", "pp_admins": "--pp-admin",
+                 "rotation_cadence_days": "--rotation-cadence-days"}
 WATCH_COLUMNS = ["severity", "tier", "kind", "object", "since", "finding", "fix"]
+# what is left out first in a narrow terminal; without the first four a finding is printed as lines
+WATCH_PRIORITY = ["severity", "object", "finding", "fix", "since", "kind", "tier"]
 
 
-def run_watch(connection: str | None, **parameters: Any) -> WatchResult:
-    """The watch flow as a local run, on the Prefect API `ppcmk serve` published (or the configured one)."""
-    from ppcmk_flows.watch import WatchResult, watch
-
-    served = find_profile()
-    api = {PREFECT_API_URL: served.prefect_api_url} if served and served.prefect_api_url else {}
-    with temporary_settings(updates=api):
-        state = watch(connection=reader_block(connection), return_state=True, **parameters)
-    return result_of(state, "watch", WatchResult)
-
-
-@reports_errors
 def watch(
     connection: Annotated[str | None, typer.Option(help="CmkConnection block to read with (default: the "
                                                         "running sandbox's runbook identity).")] = None,
@@ -47,14 +36,15 @@ def watch(
     pp_admin: Annotated[list[str] | None, typer.Option(help="Check this admin's Reader role on every policy "
                                                             "(repeatable; default: the desired state's).")]
     = None,
-    rotation_cadence_days: Annotated[int | None, typer.Option(help="Rotation is overdue after this many "
-                                                                   "days (default: the rotation policy).")]
-    = None,
+    rotation_cadence_days: Annotated[int | None, typer.Option(
+        min=1, help="Rotation is overdue after this many days (default: the rotation policy).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Every drift of the CMK estate with severity, since when and the fix (exit 1 on critical/error)."""
-    result = run_watch(connection, desired_state=desired, pp_admins=pp_admin,
-                       rotation_cadence_days=rotation_cadence_days)
+    from ppcmk_flows.watch import WatchResult
+
+    result = run_read_only("watch", connection, WatchResult, WATCH_OPTIONS, desired_state=desired,
+                           pp_admins=pp_admin, rotation_cadence_days=rotation_cadence_days)
     if json_output:
         typer.echo(result.model_dump_json(indent=2))
     else:
@@ -62,7 +52,8 @@ def watch(
 
         console = Console()
         console.print(rows_table(f"ppcmk watch at {result.checked_at:%Y-%m-%d %H:%M} (cloud clock)",
-                                 health_rows(result.drifts) or [{"finding": "no drift"}], WATCH_COLUMNS))
+                                 health_rows(result.drifts) or [{"finding": "no drift"}], WATCH_COLUMNS,
+                                 WATCH_PRIORITY, essential=4))
         console.print(result.summary(), style="dim")
     raise typer.Exit(int(ExitCode.FAILED if result.has_errors else ExitCode.OK))
 
@@ -73,11 +64,11 @@ def converge_connection(connection: str | None) -> tuple[ConnectionSettings, str
         persona, _ = SANDBOX_READER
         return load_settings(ConnectionSettings, sandbox_connection_data(load_profile(), persona)), "sandbox"
     from ppcmk_blocks import CmkConnection
-    from ppcmk_cli.doctor import load_block
+    from ppcmk_cli.blocks import existing_block
     from ppcmk_cli.prefect_api import prefect_api
 
     with prefect_api():
-        return load_block(CmkConnection, connection, "--connection").settings(), "production"
+        return existing_block(CmkConnection, connection, "--connection").settings(), "production"
 
 
 def start_runs(runs: list[PlannedRun], deployment: str) -> list[tuple[PlannedRun, str]]:
@@ -109,7 +100,6 @@ def runs_table(runs: list[PlannedRun], deployment: str, started: dict[int, str] 
     return rows_table(f"{len(runs)} runbook run(s) to reach the desired state", rows)
 
 
-@reports_errors
 def converge(
     file: Annotated[Path, typer.Argument(help="Desired-state YAML file (docs/WATCH.md).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the runs that would be started.")]

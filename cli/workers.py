@@ -12,6 +12,7 @@ machines needs from ppcmk, created in one go or not at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,6 @@ import yaml
 from rich.console import Console
 
 import ppcmk_deployments
-from ppcmk_cli.errors import reports_errors
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.prefect_api import prefect_api
 
@@ -33,7 +33,7 @@ AUDIT_BLOCK = "ppcmk-audit"
 
 def block_names(prefect_file: Path) -> tuple[list[str], list[str]]:
     """The connection and target block names the deployments of `prefect_file` pass as parameters."""
-    document = yaml.safe_load(prefect_file.read_text())
+    document = _read_document(prefect_file, "--prefect-file")
     connections: set[str] = set()
     targets: set[str] = set()
     for deployment in document.get("deployments", []):
@@ -45,16 +45,35 @@ def block_names(prefect_file: Path) -> tuple[list[str], list[str]]:
     return sorted(connections), sorted(targets)
 
 
-def _from_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+def _read_document(path: Path, option: str) -> dict[str, Any]:
+    """A JSON (by its suffix) or YAML mapping; unreadable, malformed or not a mapping is a usage error
+    naming `option` and the file."""
     try:
         text = path.read_text()
     except OSError as unreadable:
-        raise CliError(f"--file {path}: {unreadable.strerror}", ExitCode.USAGE) from None
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raise CliError(f"{option} {path}: {unreadable.strerror}", ExitCode.USAGE) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except ValueError as broken:  # json.JSONDecodeError
+        raise CliError(f"{option} {path}: not valid JSON ({broken})", ExitCode.USAGE) from None
+    except yaml.YAMLError as broken:
+        problem = " ".join(str(broken).split())
+        raise CliError(f"{option} {path}: not valid YAML ({problem})", ExitCode.USAGE) from None
     if not isinstance(data, dict):
-        raise CliError(f"--file {path}: write a mapping with 'connections' and 'targets'", ExitCode.USAGE)
+        raise CliError(f"{option} {path}: write a mapping, not {type(data).__name__}", ExitCode.USAGE)
+    return data
+
+
+def blocks_file(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The connections and targets of a `--file` (docs/first-tenant-blocks.yaml is an example), by
+    name."""
+    data = _read_document(path, "--file")
     from ppcmk_blocks import APPROVALS_BLOCK
 
+    unknown = sorted(set(data) - {"connections", "targets", "approvals"})
+    if unknown:
+        raise CliError(f"--file {path}: no such key {', '.join(unknown)}; the keys are connections, targets "
+                       "and approvals", ExitCode.USAGE)
     approvals = data.get("approvals")
     return {"connections": data.get("connections") or {}, "targets": data.get("targets") or {},
             "approvals": {APPROVALS_BLOCK: approvals} if approvals else {}}
@@ -83,7 +102,15 @@ def _from_sandbox(connections: list[str], targets: list[str]) -> dict[str, dict[
                                             "app_id_uri": SANDBOX_APPROVALS_URI}}}
 
 
-def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str],
+def _unknown_fields(fields: Any, known: Iterable[str]) -> str | None:
+    """What is wrong with a block's fields as written, before the block validates their values."""
+    if not isinstance(fields, dict):
+        return ": write the block's fields as a mapping"
+    unknown = sorted(set(fields) - set(known))
+    return f".{unknown[0]}: no such field; the fields are {', '.join(known)}" if unknown else None
+
+
+def validated_blocks(data: dict[str, dict[str, dict[str, Any]]], connections: list[str],
                targets: list[str]) -> list[tuple[str, Any]]:
     """Every block the deployments need, validated; all problems at once, before anything is saved."""
     from pydantic import ValidationError
@@ -100,6 +127,9 @@ def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str
             if name not in data[kind]:
                 problems.append(f"{kind}.{name}: missing (deployments/prefect.yaml uses it)")
                 continue
+            if (problem := _unknown_fields(data[kind][name], model.model_fields)) is not None:
+                problems.append(f"{kind}.{name}{problem}")
+                continue
             try:
                 block = model.model_validate(data[kind][name])
                 block.settings()
@@ -113,7 +143,6 @@ def _validated(data: dict[str, dict[str, dict[str, Any]]], connections: list[str
     return ready
 
 
-@reports_errors
 def setup_blocks(
     file: Annotated[Path | None, typer.Option(
         "--file", help="JSON or YAML: {connections: {NAME: {...}}, targets: {NAME: {...}}}, fields as in "
@@ -127,8 +156,8 @@ def setup_blocks(
     if (file is None) == (not sandbox):
         raise CliError("give --file FILE or --sandbox (one of them)", ExitCode.USAGE)
     connections, targets = block_names(prefect_file)
-    data = _from_file(file) if file is not None else _from_sandbox(connections, targets)
-    ready = _validated(data, connections, targets)
+    data = blocks_file(file) if file is not None else _from_sandbox(connections, targets)
+    ready = validated_blocks(data, connections, targets)
     with prefect_api():
         for name, block in ready:
             block.save(name, overwrite=True)
@@ -170,7 +199,6 @@ def _storage_references(shared_dir: Path | None, results_block: str | None,
     return str(chosen[RESULTS_BLOCK]), str(chosen[AUDIT_BLOCK])
 
 
-@reports_errors
 def setup_workers(
     shared_dir: Annotated[Path | None, typer.Option(help="a folder every worker mounts at this path: "
                                                     "result storage and the audit store go below it")] = None,

@@ -11,10 +11,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, Self, cast
+from typing import Literal, Self
 
 from prefect import get_run_logger
-from prefect.states import Cancelled, State
+from prefect.states import Cancelled, Completed, State
 
 from ppcmk.approvals.gate import Approval, connection_principal, request_approval
 from ppcmk.approvals.proof import TokenProver
@@ -30,9 +30,10 @@ from ppcmk.models.azure import PolicyInfo
 from ppcmk.models.environments import Environment, EnvironmentChange
 from ppcmk.models.findings import Severity
 from ppcmk.safety import claims, holds
-from ppcmk.safety.plan import OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
+from ppcmk.safety.plan import DRY_RUN, OutcomeStatus, Plan, PlannedHold, RunOutcome, publish_table
 from ppcmk.safety.validation import check_selected
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.people import use_directory
 from ppcmk_blocks import APPROVALS_BLOCK, CmkApprovals, CmkConnection, CmkTarget
 from ppcmk_tasks.environments import get_environments
 from ppcmk_tasks.holds import hold_key_version, hold_policy
@@ -40,33 +41,29 @@ from ppcmk_tasks.keyvault import get_key_info
 from ppcmk_tasks.policy import ensure_provider_registered, get_policy
 
 MICROSOFT_KEY = "the Microsoft-managed key"
+DRY_RUN_STATE = "Dry run"  # the name of a dry run's Completed state: what the runs list shows
 HOLD_DAYS = 30
 HOLD_REASON = "environments left this policy; their backups restore only with this key (keep 30 days)"
 
 
 def load_connection(block: str) -> ConnectionSettings:
     """A connection block, validated (a bad value fails here, naming the field, before anything is read).
-    Its cloud's clock becomes the run's: audit entries carry that time too."""
-    settings = cast(CmkConnection, CmkConnection.load(block)).settings()
+    Its cloud's clock becomes the run's: audit entries carry that time too; the first one a run loads
+    names the people its plan names."""
+    settings = CmkConnection.named(block).settings()
     use_cloud_clock(ClientFactory.for_settings(settings).sleeper)
+    use_directory(settings)
     return settings
 
 
 def load_approvals() -> ApprovalsSettings:
     """The tenant's approvals app, from the one `ppcmk-approvals` block (set once per server, never a run
-    parameter a requester could point elsewhere)."""
-    try:
-        block = cast(CmkApprovals, CmkApprovals.load(APPROVALS_BLOCK))
-    except ValueError:  # Prefect: "Unable to find block document named ..."
-        raise ConfigError(f"block {APPROVALS_BLOCK}", "there is no approvals app block on this server, so "
-                          "no answer could be proven", "register the approvals app and save the block "
-                          "(docs/AZURE.md, `ppcmk setup blocks`); `ppcmk serve` saves the sandbox's") \
-            from None
-    return block.settings()
+    parameter a requester could point elsewhere; docs/AZURE.md). Without it no answer can be proven."""
+    return CmkApprovals.named(APPROVALS_BLOCK).settings()
 
 
 def load_target(block: str) -> TargetSettings:
-    return cast(CmkTarget, CmkTarget.load(block)).settings()
+    return CmkTarget.named(block).settings()
 
 
 def published(plan: Plan) -> Plan:
@@ -107,11 +104,18 @@ def step_state(unchanged: bool) -> Literal["succeeded", "unchanged"]:
 
 
 def plan_only_outcome(plan: Plan, dry_run: bool) -> RunOutcome:
-    """The run ends after publishing the plan: a dry run, or nothing to change."""
+    """The run ends after publishing the plan: a dry run (which says what a run would do), or nothing to
+    change."""
     status: OutcomeStatus = "dry-run" if dry_run else "nothing-to-do"
-    why = "dry run, the plan only" if dry_run else "nothing to do, the plan changes nothing"
-    notes = "; ".join(f.message for f in plan.findings if f.severity == Severity.INFO)
-    message = f"{plan.target_summary}: {why}" + (f" ({notes})" if notes else "")
+    if dry_run:
+        windows = len(plan.outages)
+        why = (f"{DRY_RUN}; a run without dry_run would make {len(plan.changes)} change(s) with "
+               f"{windows} outage window(s) (plan {plan.hash[:12]})")
+        message = f"{plan.target_summary}: {why}"
+    else:
+        notes = "; ".join(f.message for f in plan.findings if f.severity == Severity.INFO)
+        message = f"{plan.target_summary}: nothing to do, the plan changes nothing" + (
+            f" ({notes})" if notes else "")
     get_run_logger().info(message)
     return RunOutcome(procedure=plan.procedure, status=status, plan_hash=plan.hash, message=message)
 
@@ -183,14 +187,17 @@ def approved(
 
 
 def final_state(outcome: RunOutcome) -> RunOutcome | State[RunOutcome]:
-    """What a flow returns: its outcome (a Completed run), except a rejected plan, which ends the run
-    Cancelled "Rejected", and an approval nobody answered acceptably in time, Cancelled "Expired". Both are
-    grey in the runs list and named for why; neither changed anything after the plan. The outcome stays the
-    state's result (`state.result(raise_on_failure=False)`)."""
+    """What a flow returns: its outcome (a Completed run), except a dry run, which ends Completed "Dry
+    run" with the plan's summary as its message, a rejected plan, which ends the run Cancelled
+    "Rejected", and an approval nobody answered acceptably in time, Cancelled "Expired" (grey in the runs
+    list). None of them changed anything after the plan. The outcome stays the state's result
+    (`state.result(raise_on_failure=False)`)."""
+    message = f"{outcome.procedure}: {outcome.message}"
+    if outcome.status == "dry-run":  # Completed, named so in the runs list
+        return Completed(name=DRY_RUN_STATE, message=message, data=outcome)
     names = {"rejected": "Rejected", "expired": "Expired"}
     if outcome.status not in names:
         return outcome
-    message = f"{outcome.procedure}: {outcome.message}"
     return Cancelled(name=names[outcome.status], message=message, data=outcome)
 
 

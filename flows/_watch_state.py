@@ -13,7 +13,7 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.safety.plan import artifact_key
@@ -84,6 +84,10 @@ def target_blocks() -> list[TargetFact]:
             documents = client.read_block_documents_by_type(CmkTarget.get_block_type_slug(),
                                                             include_secrets=False)
         except ObjectNotFound:  # no CmkTarget block was ever saved on this server
+            return []
+        except PrefectHTTPStatusError as missing:  # nor its block type registered (a 404 for the type)
+            if missing.response.status_code != 404:
+                raise
             return []
     return [TargetFact(block=d.name, **{field: str(d.data.get(field, "")) for field in TARGET_FIELDS})
             for d in documents if d.name and d.data]

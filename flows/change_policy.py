@@ -67,12 +67,21 @@ PROCEDURE = "change_policy"
 HOLD_REASON = "environments moved to a new policy; their backups restore only with the old key (30 days)"
 
 
+# the parameters that give the new target's fields
+NEW_TARGET_PARAMETERS = {"policy_name": "new_policy_name", "key_name": "new_key_name",
+                         "vault_id": "new_vault_id"}
+
+
 def new_target(old: TargetSettings, policy_name: str, key_name: str, vault_id: str | None) -> TargetSettings:
     """The new key/policy beside the old one (same geo and resource group), validated like a block."""
     data = old.model_dump() | {"policy_name": policy_name, "key_name": key_name}
     if vault_id:
         data["vault_id"] = vault_id
-    new = validated(TargetSettings, data)
+    try:
+        new = validated(TargetSettings, data)
+    except ConfigError as bad:  # named by the parameter that gave the value
+        parameter = NEW_TARGET_PARAMETERS.get(bad.field, bad.field)
+        raise ConfigError(parameter, bad.problem, bad.fix.replace(bad.field, parameter)) from None
     if new.policy_name.lower() == old.policy_name.lower():
         raise ConfigError(
             "new_policy_name", "it names the current policy", "choose a name for the new policy"

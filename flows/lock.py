@@ -317,7 +317,7 @@ def lock(
     plan = planning.first()
     kv, pp, tgt = planning.kv, planning.pp, planning.target
     if dry_run:
-        return plan_only_outcome(plan, dry_run)
+        return final_state(plan_only_outcome(plan, dry_run))
     if not any(item.kind == "role-assignment" for item in plan.items):
         if (unfinished := unfinished_lock(kv, tgt)) is not None:
             return complete_lock(plan, pp, unfinished, planning.factory.now())

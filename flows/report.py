@@ -261,7 +261,7 @@ def report(
     if (overwrite_source is None) != (overwrite_destination is None):
         raise ConfigError("overwrite_source / overwrite_destination", "only one of the two is given",
                           "give both environments (ids or names), or neither")
-    conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
+    conn = CmkConnection.named(connection).settings()
     # quote: Prefect would otherwise walk every environment twice, looking for futures in the task's input;
     # it unwraps the quote before the task runs, so the task still receives the list
     rows = build_inventory(conn, cast(list[Environment], quote(get_environments(conn))))

@@ -30,7 +30,14 @@ from ppcmk.safety.plan import OutcomeStatus, Plan, PlanItem, PlannedHold, RunOut
 from ppcmk.safety.validation import check_key_shape, check_parameters, check_rotation
 from ppcmk.services.factory import ClientFactory
 from ppcmk_flows._run_form import run_form
-from ppcmk_flows._runbook import approved, final_state, load_connection, load_target, published
+from ppcmk_flows._runbook import (
+    approved,
+    final_state,
+    load_connection,
+    load_target,
+    plan_only_outcome,
+    published,
+)
 from ppcmk_tasks.holds import ensure_rotation_hold
 from ppcmk_tasks.keyvault import get_key_info
 from ppcmk_tasks.policy import get_policy
@@ -100,7 +107,7 @@ def rotate(
             detail=f"rotate after {rotate_after_days} d, expire after {expire_after_days} d"))
     published(plan)
     if dry_run:
-        return RunOutcome(procedure="rotate", status="dry-run", plan_hash=plan.hash, message="plan only")
+        return final_state(plan_only_outcome(plan, dry_run))
     if approval and not recently_rotated:
         request = ApprovalRequest.plan_approval(plan, "rotate", requester, approving)
         answer = approved(request, lambda: plan, conn)

@@ -24,6 +24,7 @@ from ppcmk.audit import trail as audit
 from ppcmk.errors import ConfigError
 from ppcmk.evidence.changes import drift_record
 from ppcmk.safety.plan import publish_table
+from ppcmk.safety.validation import check_parameters
 from ppcmk.watch.desired import DesiredState, load_desired_state_file
 from ppcmk.watch.drift import Drift, DriftChange, DriftSeverity, WatchState, changes, with_since, worst
 from ppcmk.watch.estate import EstateFacts
@@ -38,6 +39,7 @@ from ppcmk_flows._watch_state import (
     state_key,
     target_blocks,
 )
+from ppcmk_tasks.access import known_principals
 from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, read_estate_task
 
 PROCEDURE = "watch"
@@ -137,9 +139,12 @@ def watch(
         link_expected_hours: A link or unlink running longer than this is a finding.
         concurrency: How many reads run at the same time.
     """
-    conn = cast(CmkConnection, CmkConnection.load(connection)).settings()
+    check_parameters(rotation_cadence_days=rotation_cadence_days,
+                     link_expected_hours=link_expected_hours, concurrency=concurrency)
+    conn = CmkConnection.named(connection).settings()
     desired = load_desired(desired_state)
     admins = pp_admins if pp_admins is not None else (desired.pp_admins if desired else [])
+    known_principals("pp_admins", conn, admins)
     rules = WatchRules(rotation_cadence_days=rotation_cadence_days, link_expected_hours=link_expected_hours)
     key = state_key(conn)
     previous = previous_state(key)

@@ -30,6 +30,12 @@ class TransientError(PpcmkError):
     """A failure worth retrying (throttling, 5xx, connection trouble)."""
 
 
+class UntrustedCertificate(PpcmkError):
+    """A TLS certificate the connection refuses (another CA's, expired, or not naming the host). Never
+    transient: every retry would repeat the same refused handshake. The message names the host, the trust
+    it was checked against and the fix (the connection's ca_bundle, or its address)."""
+
+
 @dataclass(frozen=True)
 class _KnownError:
     status: int | None

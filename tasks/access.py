@@ -4,7 +4,7 @@ Power Platform admin's Reader on the policy."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -17,6 +17,7 @@ from ppcmk.errors import ConfigError, TransientError
 from ppcmk.models.arm_ids import parse_resource_id, role_assignment_name, same_id
 from ppcmk.models.azure import AccessRevocation, PropagationResult, RoleGrant, VaultStatus, role_guid
 from ppcmk.safety.retry import cmk_task
+from ppcmk.safety.validation import check_principal
 from ppcmk.services.factory import ClientFactory
 from ppcmk.services.graph import Principal
 from ppcmk.services.hsm_rbac import (
@@ -335,13 +336,15 @@ def restore_key_access(conn: ConnectionSettings, revocation: AccessRevocation) -
 
 def lookup_principal(factory: ClientFactory, admin: str) -> Principal:
     """The user (UPN or object id) or service principal (object id) through Graph; ConfigError if neither."""
-    graph = factory.graph()
-    if "@" in admin:
-        return graph.user(admin)
-    try:
-        return graph.user(admin)
-    except ConfigError:
-        return graph.service_principal(admin)
+    return factory.graph().principal(admin)
+
+
+def known_principals(field: str, conn: ConnectionSettings, names: Sequence[str]) -> None:
+    """Each name (UPN or object id) is an existing user or service principal; a misspelt one is bad input
+    naming `field`, not a finding of every run."""
+    factory = ClientFactory.for_settings(conn)
+    for name in names:
+        check_principal(field, name, lambda who: lookup_principal(factory, who))
 
 
 def resolve_principal(factory: ClientFactory, admin: str) -> str:

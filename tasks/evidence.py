@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from ppcmk.audit.store import describe
 from ppcmk.audit.trail import AuditLog, chain_problems
 from ppcmk.cloud.settings import ConnectionSettings
-from ppcmk.errors import ConfigError, PpcmkError
+from ppcmk.errors import PpcmkError
 from ppcmk.evidence.build import build_pack, needs_operations, select
 from ppcmk.evidence.controls import KeyReading
 from ppcmk.evidence.files import write_pack
@@ -27,6 +27,7 @@ from ppcmk.home import ppcmk_home
 from ppcmk.models.environments import EnvironmentOperation
 from ppcmk.safety.plan import artifact_key
 from ppcmk.safety.retry import cmk_task
+from ppcmk.safety.validation import check_number
 from ppcmk.services.factory import ClientFactory
 from ppcmk.watch.estate import PolicyFact
 from ppcmk_tasks.access import lookup_principal
@@ -137,8 +138,7 @@ def pack_directory(output_dir: str | None, scope: Scope, end: datetime) -> Path:
 def evidence_pack(conn: ConnectionSettings, scope: Scope, days: int | None = None,
                   output_dir: str | None = None, log: AuditLog | None = None) -> EvidenceResult:
     """Read, build and write one pack for the last `days` (default a year) on the cloud's clock."""
-    if days is not None and days < 1:
-        raise ConfigError("days", f"{days} is not a period", "give a number of days of at least 1")
+    check_number("days", days)
     factory = ClientFactory.for_settings(conn)
     now = factory.now()
     period = Period(start=now - (timedelta(days=days) if days else DEFAULT_PERIOD), end=now)

@@ -137,7 +137,9 @@ class AuditLog:
         return chain_problems(self.entries(), self.head())
 
     def of_run(self, flow_run_id: str) -> list[dict[str, Any]]:
-        return [e for e in self.entries() if e.get("by", {}).get("flow_run_id") == flow_run_id]
+        """The entries of the flow run with this id, or of the runs whose id starts with it."""
+        wanted = flow_run_id.lower()
+        return [e for e in self.entries() if str(e.get("by", {}).get("flow_run_id")).startswith(wanted)]
 
 
 

@@ -36,7 +36,13 @@ def check_environment(
                 "principal must be a registered admin management application)",
             )
         ]
-    return _eligibility(env, target) + _runtime_state(env) + _encryption_state(env, policy)
+    return named(env, _eligibility(env, target) + _runtime_state(env) + _encryption_state(env, policy))
+
+
+def named(env: Environment, findings: list[Finding]) -> list[Finding]:
+    """The findings about `env` with its display name, which people read before its id."""
+    name = env.display_name or ""
+    return [f.model_copy(update={"name": name}) if f.subject == env.id else f for f in findings]
 
 
 def _eligibility(env: Environment, target: TargetSettings) -> list[Finding]:
@@ -132,6 +138,10 @@ def running_operation(env: Environment, step: str, owner: Owner | None) -> Findi
     its run's steps (the environment's state says which step that run had reached: still on P, it was
     unlinking); otherwise the operation is a conflict (an error naming its holder). The service does not say
     which policy a running link goes to, so an operation no claim accounts for is never adopted."""
+    return named(env, [_running_operation(env, step, owner)])[0]
+
+
+def _running_operation(env: Environment, step: str, owner: Owner | None) -> Finding:
     if owner is None:
         return error("env.busy", env.id,
                      f"a customer-managed key operation is running ({env.runtime_reason}) that no ppcmk run "
@@ -200,7 +210,7 @@ def check_operations(env: Environment, operations: Iterable[EnvironmentOperation
     reason already shows (the env.busy error of `check_environment`) is not reported twice."""
     if cmk_operation_running(env):
         return []
-    return [
+    return named(env, [
         warning(
             "env.busy",
             env.id,
@@ -210,7 +220,7 @@ def check_operations(env: Environment, operations: Iterable[EnvironmentOperation
         )
         for op in operations
         if op.active
-    ]
+    ])
 
 
 def check_reverted(env: Environment, operations: Iterable[EnvironmentOperation]) -> list[Finding]:
@@ -218,7 +228,7 @@ def check_reverted(env: Environment, operations: Iterable[EnvironmentOperation])
     at = reverted_at(operations)
     if at is None or not may_have_been_reverted(env):
         return []
-    return [warning("env.byok_reverted", env.id, reverted_message(at), REVERTED_FIX)]
+    return named(env, [warning("env.byok_reverted", env.id, reverted_message(at), REVERTED_FIX)])
 
 
 def operations_refused(status: int) -> Finding:

@@ -13,12 +13,12 @@ from typing import Any, NoReturn
 
 import httpx
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
 
-from ppcmk.cloud.certificates import certificate_error
+from ppcmk.cloud.certificates import certificate_error, untrusted
 from ppcmk.cloud.clock import Sleeper
 from ppcmk.cloud.request_log import note_response
 from ppcmk.errors import ServiceError, service_error
@@ -77,14 +77,16 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 class RetryingTransport(httpx.BaseTransport):
     """httpx retries with azure-core's rules: 408/429/5xx and connection errors, Retry-After honoured,
-    exponential back-off otherwise; POST only when the service says when (Retry-After) or throttles."""
+    exponential back-off otherwise; POST only when the service says when (Retry-After) or throttles. A
+    certificate the connection's `trust` refuses is `UntrustedCertificate` at once, naming the host."""
 
     def __init__(self, inner: httpx.BaseTransport, sleeper: Sleeper, retry_total: int,
-                 backoff_factor: float) -> None:
+                 backoff_factor: float, trust: str) -> None:
         self._inner = inner
         self._sleeper = sleeper
         self._retry_total = retry_total
         self._backoff_factor = backoff_factor
+        self._trust = trust
 
     def _backoff(self, attempt: int) -> float:
         return min(self._backoff_factor * (2 ** (attempt - 1)), BACKOFF_MAX) if attempt > 1 else 0.0
@@ -93,17 +95,8 @@ class RetryingTransport(httpx.BaseTransport):
         attempt = 0
         while True:
             attempt += 1
-            try:
-                response = self._inner.handle_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as refused:
-                if attempt > self._retry_total or certificate_error(refused) is not None:
-                    raise
-                self._sleeper.sleep(self._backoff(attempt))
-                continue
-            except (httpx.RemoteProtocolError, httpx.ReadError):
-                # The server closed a kept-alive connection as we reused it: safe to resend a read only.
-                if request.method not in IDEMPOTENT_METHODS or attempt > self._retry_total:
-                    raise
+            response = self._attempt(request, attempt)
+            if response is None:
                 self._sleeper.sleep(self._backoff(attempt))
                 continue
             retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -115,19 +108,50 @@ class RetryingTransport(httpx.BaseTransport):
             response.close()
             self._sleeper.sleep(retry_after if retry_after is not None else self._backoff(attempt))
 
+    def _attempt(self, request: httpx.Request, attempt: int) -> httpx.Response | None:
+        """One send: the response, or None when the connection failed in a way worth another attempt."""
+        may_retry = attempt <= self._retry_total
+        try:
+            return self._inner.handle_request(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as refused:
+            bad_certificate = certificate_error(refused)
+            if bad_certificate is None:
+                if may_retry:
+                    return None
+                raise
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # The server closed a kept-alive connection as we reused it: safe to resend a read only.
+            if request.method in IDEMPOTENT_METHODS and may_retry:
+                return None
+            raise
+        # raised outside the handler: the error carries no request (nor its bearer token)
+        raise untrusted(bad_certificate, request.url.netloc.decode(), self._trust)
+
     def close(self) -> None:
         self._inner.close()
 
 
 class BearerAuth(httpx.Auth):
-    """Adds a bearer token for one scope; the credential caches and refreshes it."""
+    """Adds a bearer token for one scope; the credential caches and refreshes it. A sign-in refused for
+    the authority's certificate is `UntrustedCertificate` naming the authority."""
 
-    def __init__(self, credential: TokenCredential, scope: str) -> None:
+    def __init__(self, credential: TokenCredential, scope: str, authority: str, trust: str) -> None:
         self._credential = credential
         self._scope = scope
+        self._authority = authority
+        self._trust = trust
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._credential.get_token(self._scope).token}"
+        try:
+            token = self._credential.get_token(self._scope).token
+        except AzureError as refused:
+            if (bad_certificate := certificate_error(refused)) is None:
+                raise
+        else:
+            bad_certificate = None
+        if bad_certificate is not None:
+            raise untrusted(bad_certificate, f"the sign-in authority {self._authority}", self._trust)
+        request.headers["Authorization"] = f"Bearer {token}"
         yield request
 
 

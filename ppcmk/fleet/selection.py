@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def parameter_object(model: type[BaseModel], value: Any, example: str) -> Any:
+    """An object run parameter as given: JSON text (a parameter typed in a form or on the command line)
+    is parsed, anything but an object is refused, and so is a key the model does not have, naming the
+    keys it has; the model validates the rest."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as broken:
+            raise ValueError(f"not valid JSON ({broken}); write an object such as {example}") from None
+    if isinstance(value, dict):
+        unknown = sorted(str(key) for key in value if key not in model.model_fields)
+        if unknown:
+            keys = ", ".join(model.model_fields)
+            raise ValueError(f"no such key {', '.join(unknown)}; the keys are {keys}")
+    elif not isinstance(value, model):
+        given = json.dumps(value, default=str)
+        raise ValueError(f"{given} is not an object; write one such as {example}")
+    return value
 
 
 class FleetMember(BaseModel):
@@ -20,6 +42,10 @@ class FleetMember(BaseModel):
 class FleetSelector(BaseModel):
     """Which environments a run touches: an explicit list, or every one matching all the given filters."""
 
+    # a misspelt filter (`envs`) would otherwise be dropped, and the run would act on its default
+    # selection
+    model_config = ConfigDict(extra="forbid")
+
     environment_ids: list[str] | None = Field(
         default=None, description="exact environment ids (names also match)"
     )
@@ -30,6 +56,11 @@ class FleetSelector(BaseModel):
     name_pattern: str | None = Field(
         default=None, description="shell-style pattern on the display name, e.g. 'fin-*'"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        return parameter_object(cls, value, '{"environment_ids": ["Contoso Production"]}')
 
     def is_empty(self) -> bool:
         return not (self.environment_ids or self.geo or self.skus or self.name_pattern)

@@ -18,18 +18,20 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ppcmk.fleet.parking import DEFAULT_PARK_AFTER_MINUTES, ParkedOperation
-from ppcmk.fleet.selection import FleetMember
+from ppcmk.fleet.selection import FleetMember, parameter_object
 
 EnvironmentState = Literal["succeeded", "unchanged", "failed", "not-started", "parked"]
 
 
 class WaveSpec(BaseModel):
     """How a fleet is split and paced."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is refused, not left at its default
 
     canary_skus: list[str] = Field(
         default_factory=lambda: ["Sandbox"],
@@ -57,6 +59,11 @@ class WaveSpec(BaseModel):
         description="a top-level deployment run waits this long for a link/unlink, then parks (suspends, "
         "freeing its worker) until the ppcmk-wake flow resumes it; None = always wait inline",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        return parameter_object(cls, value, '{"wave_sizes": [5, 50]}')
 
     @field_validator("wave_sizes")
     @classmethod

@@ -69,6 +69,15 @@ def policy_id(subscription: str, resource_group: str, name: str) -> str:
     return str(ResourceId(subscription, resource_group, *POLICY_TYPE, name))
 
 
+_ANY_ID = re.compile(r"/subscriptions/[^\s,;()]+/([^/\s,;()]+)")
+
+
+def short_id(text: object) -> str:
+    """`text` with each ARM id in it shortened to its last segment (the resource's name): what people
+    read."""
+    return _ANY_ID.sub(r"\1", str(text))
+
+
 def same_id(a: str | None, b: str | None) -> bool:
     """Case-insensitive ARM id equality that also ignores a trailing slash."""
     if a is None or b is None:

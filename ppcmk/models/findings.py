@@ -1,4 +1,5 @@
-"""Findings: what a preflight check concluded about one object, and the fix; rendered as a table or JSON."""
+"""Findings: what a preflight check concluded about one object, and the fix; the report of them as
+JSON."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
-from rich.table import Table
 
 
 class Severity(StrEnum):
@@ -27,8 +27,15 @@ class Finding(BaseModel):
     check: str = Field(description="stable check id, e.g. 'vault.purge_protection'")
     severity: Severity
     subject: str = Field(description="the object concerned: a vault/key/policy id, an environment id, ...")
+    name: str = Field(default="", description="what a person calls the subject (an environment's name)")
     message: str = Field(description="what was found")
     fix: str = Field(default="", description="how to fix it (empty for info findings)")
+
+    @property
+    def about(self) -> str:
+        """The subject as a person reads it: its name, with the id after it where they differ."""
+        named = self.name and self.name != self.subject
+        return f"{self.name} ({self.subject})" if named else self.subject
 
 
 def error(check: str, subject: str, message: str, fix: str) -> Finding:
@@ -85,24 +92,3 @@ class DoctorReport(BaseModel):
             {"ok": self.ok, "summary": self.summary(), **self.model_dump(mode="json")}, indent=2
         )
 
-
-_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-
-
-def render_table(report: DoctorReport, title: str = "ppcmk doctor") -> Table:
-    """A rich table: one row per finding, severity coloured, the fix next to the problem."""
-    table = Table(title=f"{title} ({report.summary()})", show_lines=False, expand=True)
-    table.add_column("Severity", no_wrap=True)
-    table.add_column("Check", no_wrap=True)
-    table.add_column("Object", overflow="fold")
-    table.add_column("Finding", overflow="fold")
-    table.add_column("Fix", overflow="fold")
-    for finding in report.findings:
-        table.add_row(
-            f"[{_STYLE[finding.severity]}]{finding.severity.value}[/]",
-            finding.check,
-            finding.subject,
-            finding.message,
-            finding.fix,
-        )
-    return table

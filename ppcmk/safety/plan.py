@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import Artifact
 
 from ppcmk.errors import PpcmkError
+from ppcmk.models.arm_ids import short_id
 from ppcmk.models.findings import Finding, Severity
+from ppcmk.services.people import person
 
 OutcomeStatus = Literal["completed", "partial", "rejected", "expired", "dry-run", "nothing-to-do"]
 
@@ -58,9 +60,14 @@ class PlanHasErrors(PpcmkError):
     def __init__(self, procedure: str, errors: list[Finding]) -> None:
         self.errors = errors
         listed = "\n".join(
-            f"- [{e.check}] {e.subject}: {e.message}" + (f" Fix: {e.fix}" if e.fix else "") for e in errors
+            f"- [{e.check}] {short_id(e.about)}: {short_id(e.message)}"
+            + (f" Fix: {e.fix}" if e.fix else "")
+            for e in errors
         )
         super().__init__(f"{procedure}: the plan has {len(errors)} error(s); nothing was changed:\n{listed}")
+
+
+DRY_RUN = "dry run — nothing was changed"
 
 
 class Plan(BaseModel):
@@ -71,6 +78,9 @@ class Plan(BaseModel):
     outages: list[OutageWindow] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     holds: list[PlannedHold] = Field(default_factory=list)
+    # how it is shown, not what it does (outside the hash): a dry run's plan is the real run's, word for
+    # word
+    dry_run: bool = Field(default=False, description="the plan of a dry run: shown, never applied")
 
     @property
     def hash(self) -> str:
@@ -107,31 +117,39 @@ class Plan(BaseModel):
         return [o for o in self.outages if o.environment_id == environment_id]
 
     def summary_markdown(self, steps: bool = True) -> str:
+        """The plan in words: who asked, what changes, with what outages and holds. A dry run's says so
+        first and speaks of what a run would do."""
+        would = self.dry_run
         lines = [
-            f"## {self.procedure}: plan `{self.hash[:12]}`",
+            f"## {self.procedure}: {DRY_RUN} · plan `{self.hash[:12]}`" if would
+            else f"## {self.procedure}: plan `{self.hash[:12]}`",
             "",
+            *([f"**{DRY_RUN.capitalize()}:** this is what the run would do without dry_run.", ""]
+              if would else []),
             f"**Target:** {self.target_summary}  ",
-            f"**Requested by:** `{self.requester}`  ",
+            f"**Requested by:** {person(self.requester)}  ",
             f"**Plan hash:** `{self.hash}`",
             "",
-            f"**Changes:** {len(self.changes)} · **Outage windows:** {len(self.outages)} "
+            f"**{'Would change' if would else 'Changes'}:** {len(self.changes)} · "
+            f"**{'Outage windows it would cause' if would else 'Outage windows'}:** {len(self.outages)} "
             f"across {len({o.environment_id for o in self.outages})} environment(s)",
         ]
         if self.findings:
             lines += ["", "### Findings"]
             lines += [
-                f"- **{f.severity.value}** `{f.check}` {f.subject}: {f.message}"
-                + (f" — *fix:* {f.fix}" if f.fix else "")
+                f"- **{f.severity.value}** `{f.check}` {short_id(f.about)}: {short_id(f.message)}"
+                + (f" — *fix:* {short_id(f.fix)}" if f.fix else "")
                 for f in self.findings
             ]
         if self.holds:
-            lines += ["", "### Holds recorded by this run"]
-            lines += [f"- {h.subject}: {h.days} days ({h.reason})" for h in self.holds]
+            lines += ["", "### Holds this run would record (none is recorded: a dry run)" if would
+                      else "### Holds this run records when it applies"]
+            lines += [f"- {short_id(h.subject)}: {h.days} days ({h.reason})" for h in self.holds]
         if not steps:
             return "\n".join(lines)
-        lines += ["", "### Steps"]
+        lines += ["", "### Steps it would take" if would else "### Steps"]
         lines += [
-            f"{n}. `{item.target}` ({item.kind}): {item.action}"
+            f"{n}. `{short_id(item.target)}` ({item.kind}): {item.action}"
             + (f" — {item.detail}" if item.detail else "")
             for n, item in enumerate(self.items, start=1)
         ]
@@ -164,7 +182,11 @@ class Plan(BaseModel):
         from prefect.artifacts import create_table_artifact
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import ArtifactUpdate
+        from prefect.context import FlowRunContext
 
+        context = FlowRunContext.get()  # a run started with dry_run shows its plan as a dry run's
+        parameters = (context.parameters or {}) if context is not None else {}
+        self.dry_run = self.dry_run or bool(parameters.get("dry_run"))
         key = artifact_key(self.procedure, "plan")
         table = self.table_rows() or [{"result": "no steps"}]
         description = self.summary_markdown(steps=False)

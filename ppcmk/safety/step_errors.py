@@ -4,6 +4,8 @@ An azure-core error keeps the request it failed on (with its `Authorization: Bea
 transport's response; requests' and httpx's errors keep theirs. Prefect persists a failed task's exception
 (result storage, its state), so none of those may leave a task: `step_errors` turns them, and ppcmk's own
 service errors, into `StepFailed` (status, code and the service's message; transient ones still retried).
+A certificate the connection refuses is never transient; ppcmk's own clients say so naming the host
+(`UntrustedCertificate`, passed unchanged), the SDKs' errors here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import httpx
 import requests
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from ppcmk.cloud.certificates import certificate_error
+from ppcmk.cloud.certificates import SOME_TRUST, certificate_error, untrusted
 from ppcmk.cloud.transport import error_code
 from ppcmk.errors import PpcmkError, ServiceError, TransientError, service_error
 
@@ -51,8 +53,7 @@ class TransientStepFailure(StepFailed, TransientError):
 def _problem(exc: BaseException) -> tuple[str, int | None, str | None, bool]:
     """(what went wrong, status, code, transient) without anything a request or response carries."""
     if (bad_cert := certificate_error(exc)) is not None:
-        return (f"TLS certificate verification failed ({bad_cert.verify_message or 'untrusted'}): check the "
-                "connection's ca_bundle and the endpoint; this is not retried", None, None, False)
+        return str(untrusted(bad_cert, "the service", SOME_TRUST)), None, None, False
     if isinstance(exc, ServiceError):
         return str(exc), exc.status, exc.code, exc.is_transient
     if isinstance(exc, HttpResponseError):

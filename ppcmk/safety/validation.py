@@ -28,6 +28,10 @@ NUMBER_RULES: dict[str, tuple[float, str, str]] = {
     "rotate_after_days": (1, "days before a version rotates", "90"),
     "expire_after_days": (29, "days a version lives", "365"),
     "notify_before_days": (0, "days of notice before expiry", "30"),
+    "rotation_cadence_days": (1, "days a key version may live before its rotation is overdue", "90"),
+    "link_expected_hours": (0.01, "hours a link or unlink may run before it is a finding", "6"),
+    "concurrency": (1, "reads at the same time", "16"),
+    "days": (1, "days of the period, up to now", "365"),
 }
 
 

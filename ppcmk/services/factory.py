@@ -13,12 +13,13 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from urllib.parse import urlsplit
 
 import httpx
 from azure.core.credentials import TokenCredential
 
 from ppcmk import USER_AGENT
-from ppcmk.cloud.certificates import CertificateAwareRetryPolicy
+from ppcmk.cloud.certificates import CertificateAwareRetryPolicy, trust_of
 from ppcmk.cloud.clock import RealSleeper, SandboxSleeper, Sleeper
 from ppcmk.cloud.credentials import build_credential
 from ppcmk.cloud.redaction import ForgetTokensPolicy
@@ -217,12 +218,15 @@ class ClientFactory:
         """An httpx client with the factory's TLS trust, timeouts, retries, user agent and request-id hook."""
         s = self.settings
         inner = httpx.HTTPTransport(verify=self._tls)
+        trust = trust_of(s.ca_bundle)
+        authority = urlsplit(s.endpoints.authority).netloc
         return httpx.Client(
             base_url=base_url,
-            auth=BearerAuth(self.credential, scope),
+            auth=BearerAuth(self.credential, scope, authority, trust),
             timeout=httpx.Timeout(s.request_timeout, connect=min(s.request_timeout, 30.0)),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            transport=RetryingTransport(inner, self.sleeper, s.retry_total, s.retry_backoff_factor),
+            transport=RetryingTransport(inner, self.sleeper, s.retry_total, s.retry_backoff_factor,
+                                        trust),
             event_hooks={"response": [on_httpx_response]},
         )
 

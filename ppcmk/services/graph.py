@@ -29,6 +29,13 @@ class Principal(BaseModel):
     user_principal_name: str | None = None
     app_id: str | None = None
 
+    @property
+    def label(self) -> str:
+        """What a person reads: 'Key Vault Admin (kv-admin@contoso.example)', else the display name."""
+        name = self.display_name or self.user_principal_name or self.object_id
+        upn = self.user_principal_name
+        return f"{name} ({upn})" if upn and upn != name else name
+
 
 class GraphClient:
     def __init__(self, http: httpx.Client) -> None:
@@ -70,3 +77,13 @@ class GraphClient:
                           "use the object id of the enterprise application (not its app id)")
         return Principal(object_id=str(pick(body, "id")), kind="ServicePrincipal",
                          display_name=pick(body, "displayName"), app_id=pick(body, "appId"))
+
+    def principal(self, upn_or_id: str) -> Principal:
+        """The user (UPN or object id) or else the service principal (object id); ConfigError if
+        neither."""
+        if "@" in upn_or_id:
+            return self.user(upn_or_id)
+        try:
+            return self.user(upn_or_id)
+        except ConfigError:
+            return self.service_principal(upn_or_id)

@@ -120,7 +120,10 @@ def parse_desired_state(text: str, source: str) -> DesiredState:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as bad:
-        raise ConfigError(source, f"not valid YAML: {bad}", "fix the YAML syntax") from None
+        mark = getattr(bad, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(bad, "problem", None) or " ".join(str(bad).split())
+        raise ConfigError(source, f"not valid YAML ({problem}{where})", "fix the YAML syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(source, "the desired state must be a mapping (policies:, microsoft_managed:, ...)",
                           "start the file with `policies:`")
@@ -129,8 +132,22 @@ def parse_desired_state(text: str, source: str) -> DesiredState:
     except ValidationError as invalid:
         first = invalid.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "desired state"
+        if first["type"] == "extra_forbidden":
+            keys = ", ".join(_model_at(first["loc"][:-1]).model_fields)
+            raise ConfigError(f"{source}: {field}", "no such key", f"use one of {keys} (docs/WATCH.md)"
+                              ) from None
         raise ConfigError(f"{source}: {field}", first["msg"],
                           "see docs/WATCH.md for the desired-state format") from None
+
+
+def _model_at(location: tuple[int | str, ...]) -> type[BaseModel]:
+    """The part of the desired state a key sits in (`policies.0` is a policy)."""
+    parts: dict[str, type[BaseModel]] = {"policies": DesiredPolicy, "rotation": Rotation,
+                                         "runbooks": RunbookDefaults}
+    model: type[BaseModel] = DesiredState
+    for part in location:
+        model = parts.get(part, model) if isinstance(part, str) else model
+    return model
 
 
 def load_desired_state_file(path: str | Path) -> DesiredState:
@@ -138,6 +155,6 @@ def load_desired_state_file(path: str | Path) -> DesiredState:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as unreadable:
-        raise ConfigError("desired_state", f"cannot read {file}: {unreadable.strerror}",
+        raise ConfigError(str(file), f"cannot be read ({unreadable.strerror})",
                           "give the path of a desired-state YAML file") from None
     return parse_desired_state(text, str(file))

@@ -69,8 +69,9 @@ def test_approvals_lists_environments_requester_and_who_may_approve(
 def test_the_person_signs_in_with_a_device_code_and_the_run_continues(
         cloud: Any, ppcmk_home: Path, waiting: tuple[RunningFlow, PendingApproval]) -> None:
     running, pending = waiting
-    result = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "pp-admin"), str(pending.flow_run_id),
-                           "--comment", "CHG-7", "--plan", pending.plan_hash[:12])
+    prefix = str(pending.flow_run_id)[:8]  # the run by its first characters, as --plan takes the plan's
+    result = ppcmk_approve(cloud, ppcmk_home, over_https(cloud, "pp-admin"), prefix, "--comment", "CHG-7",
+                           "--plan", pending.plan_hash[:12])
     assert result.exit_code == ExitCode.OK, result.output
     assert "To prove who you are, open" in result.output
     assert "Accepted: Power Platform Admin (pp-admin@contoso.example) approved" in result.output

@@ -55,13 +55,30 @@ def test_doctor_json_lists_every_seeded_problem_and_exits_1(
     assert hsm_key and not any(f["check"] == "key.exists" for f in hsm_key)
 
 
-def test_doctor_table_names_problems_and_fixes(runner: CliRunner, profiled_cloud: object) -> None:
-    result = runner.invoke(app, ["doctor", "--no-scan-vaults", "--environment",
-                                 LEGACY_BYOK], env={"COLUMNS": "200"})
+def test_doctor_table_names_objects_and_says_what_each_error_blocks(
+        runner: CliRunner, profiled_cloud: object) -> None:
+    # environments by id or by name
+    result = runner.invoke(app, ["doctor", "--no-scan-vaults", "--environment", LEGACY_BYOK,
+                                 "--environment", "Contoso Trial", "--environment", "Finance on CMK"],
+                           env={"COLUMNS": "250"})
     assert result.exit_code == ExitCode.FAILED, result.output
     assert "provider.registered" in result.output and "env.byok" in result.output
     assert "kv-nopurge" not in result.output  # not scanned
-    assert "fix the errors" in result.output
+    rows = {line.split("│")[2].strip(): line
+            for line in result.output.splitlines() if line.count("│") > 3}
+    # objects by name, never an environment id or a full ARM id
+    assert {"Legacy BYOK", "Contoso Trial", "provider Microsoft.PowerPlatform"} <= set(rows), rows
+    assert "e1000000-" not in result.output and "/subscriptions/" not in result.output
+    assert "onboard, change_policy, migrate_byok here" in rows["Contoso Trial"]  # the error blocks these
+    assert "info: Finance on CMK: encrypted with another policy" not in result.output  # a warning: a row
+    assert "each error blocks the runbooks in its blocks column" in result.output
+
+
+def test_doctor_refuses_an_environment_that_is_neither_an_id_nor_a_name(
+        runner: CliRunner, profiled_cloud: object) -> None:
+    result = runner.invoke(app, ["doctor", "--environment", "Contoso Nowhere"])
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.startswith("error: --environment Contoso Nowhere: neither an environment id")
 
 
 def test_doctor_needs_both_block_names(runner: CliRunner, ppcmk_home: Path) -> None:

@@ -118,8 +118,12 @@ def test_a_bad_parameter_through_the_deployment_is_exit_2_and_one_line(
     assert deployment_full_name("onboard").startswith("onboard/")
     result = runner.invoke(app, ["run", "onboard", "--deployment", "-p", "approval_poll_s=often"])
     assert result.exit_code == ExitCode.USAGE
-    line = one_error_line(result.output)
-    assert "approval_poll_s" in line and "refused the parameters" in line
+    line = one_error_line(result.output)  # checked here, before the server is asked
+    assert "--param approval_poll_s" in line and "not a number" in line
+    refused = runner.invoke(app, ["run", "onboard", "--deployment", "-p", "dry_run=maybe"])
+    assert refused.exit_code == ExitCode.USAGE
+    line = one_error_line(refused.output)  # a type only the flow's schema knows: the server refuses it
+    assert "dry_run" in line and "refused the parameters" in line
 
 
 def test_a_plan_with_errors_is_exit_1_with_its_findings_and_no_traceback(

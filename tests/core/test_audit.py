@@ -175,8 +175,10 @@ def test_audit_commands_verify_and_show_the_chain(tmp_path: Path, monkeypatch: p
     assert verified.exit_code == 0 and "audit chain intact: 3 entries" in verified.output, verified.output
     shown = CliRunner().invoke(app, ["audit", "show", "--json"])
     assert [e["event"]["event"] for e in json.loads(shown.output)] == ["plan", "approve", "apply"]
-    other_run = CliRunner().invoke(app, ["audit", "show", "--run", "no-such-run", "--json"])
-    assert json.loads(other_run.output) == []
+    first_run = CliRunner().invoke(app, ["audit", "show", "--run", "ffff", "--json"])
+    assert first_run.exit_code == 2 and "--run ffff: no audited run starts with it" in first_run.output
+    not_an_id = CliRunner().invoke(app, ["audit", "show", "--run", "no-such-run", "--json"])
+    assert not_an_id.exit_code == 2 and "--run: 'no-such-run' is not a flow run id" in not_an_id.output
     _entry_file(tmp_path / "audit", 1).write_text("{}")
     broken = CliRunner().invoke(app, ["audit", "verify"])
     assert broken.exit_code == 1 and "entry 1" in broken.output, broken.output

@@ -60,6 +60,14 @@ def test_a_stored_block_with_a_bad_value_fails_to_load_naming_the_field(prefect_
     assert refused.value.field == "geo"
 
 
+def test_a_missing_block_is_refused_in_the_words_ppcmk_recognises(prefect_backend: None) -> None:
+    """`named` tells a block that does not exist from a bad one by Prefect's message for it."""
+    with pytest.raises(ValueError, match="Unable to find block document"):
+        Block.load("ppcmk-target/contract-no-such-block")
+    with pytest.raises(ConfigError, match="'contract-no-such-block': there is no such block"):
+        CmkTarget.named("contract-no-such-block")
+
+
 def _with(document: Any, **data: Any) -> Any:
     from prefect.client.schemas.actions import BlockDocumentUpdate
 

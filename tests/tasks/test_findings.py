@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from ppcmk.models.findings import DoctorReport, Severity, error, info, render_table, warning
+from ppcmk.models.findings import DoctorReport, Severity, error, info, warning
+from ppcmk_cli.doctor import findings_table, notes
 
 
 def _report() -> DoctorReport:
@@ -36,6 +37,7 @@ def test_json_and_table_carry_every_finding() -> None:
     checks = [f["check"] for f in data["findings"]]
     assert checks == ["vault.purge_protection", "key.expiry", "env.encryption"]
     console = Console(record=True, width=200)
-    console.print(render_table(report))
+    console.print(findings_table(report, "ppcmk doctor"))
     text = console.export_text()
-    assert "enable purge protection" in text and "env-a" in text and "1 error" in text
+    assert "enable purge protection" in text and "kv/cmk" in text and "1 error" in text
+    assert notes(report) == ["info: env-a: uses the Microsoft-managed key"]

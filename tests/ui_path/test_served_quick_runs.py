@@ -31,12 +31,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.settings import PREFECT_API_URL
 
+from ppcmk.safety.plan import DRY_RUN
 from ppcmk_cli.sandbox_blocks import register_sandbox_blocks
 from ppcmk_deployments.automations import NOTIFICATIONS, ensure_automations
 from ppcmk_deployments.catalog import RUNBOOKS, SandboxBlocks
 from ppcmk_deployments.serve import deployment_full_name
 from ppcmk_deployments.wake import WAKE_FLOW_NAME
 from tests.support.approving import approve_as
+from tests.support.plans import plan_artifact, unnamed_ids
 from tests.support.runs import forget_run_state
 from tests.support.sandbox import profile
 from tests.support.served import ROOT, serving, wait_for
@@ -45,7 +47,7 @@ from tests.support.served import ROOT, serving, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 BLOCKS = SandboxBlocks.with_prefix("ui")  # beside the session's sandbox-* blocks, which other tests change
-FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
+FINAL = ("Completed", "Dry run", "Failed", "Crashed", "Cancelled")
 # cleanup right after rotate finds the previous version on hold; migrate_byok after onboard, whose Key Vault
 # half creates the policy both use
 PHASES = [["rotate", "report", "watch", "evidence", "change_policy", "revert", "lock", "unlock",
@@ -181,7 +183,7 @@ def quick_runs(served: tuple[subprocess.Popen[bytes], Path], automations: list[s
 def test_every_served_deployment_runs_from_quick_run_without_failing(quick_runs: dict[str, QuickRun]) -> None:
     assert set(quick_runs) == {*RUNBOOKS, WAKE_FLOW_NAME}
     failed = {name: run.state for name, run in quick_runs.items()
-              if run.state not in ("Completed", "Suspended", "Paused")}
+              if run.state not in ("Completed", "Dry run", "Suspended", "Paused")}
     assert not failed, failed
 
 
@@ -193,9 +195,10 @@ def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
     logged(quick_runs["cleanup"].run_id, "nothing can be cleaned up yet", child)  # not a Failed HoldActive
     logged(quick_runs["unlock"].run_id, "nothing to do, the plan changes nothing (nothing is locked", child)
     for destructive in ("change_policy", "revert", "lock"):
-        logged(quick_runs[destructive].run_id, "dry run, the plan only", child)
+        logged(quick_runs[destructive].run_id,
+               "dry run — nothing was changed; a run without dry_run would", child)
     for destructive in ("change_policy", "revert", "lock"):
-        assert states[destructive] == "Completed", destructive  # a dry run: the plan only
+        assert states[destructive] == "Dry run", destructive  # the runs list says so
         assert quick_runs[destructive].artifacts == {f"{destructive.replace('_', '-')}-plan": 1}, destructive
     # the served process's working directory stays clean: the report writes under its PPCMK_HOME
     inventory = home / "ppcmk-home" / "reports" / "cmk-inventory.csv"
@@ -204,6 +207,20 @@ def test_quick_runs_do_the_sensible_thing(quick_runs: dict[str, QuickRun],
     # and the evidence pack under it too, published as a link and a summary
     assert list((home / "ppcmk-home" / "evidence").glob("*/manifest.json"))
     assert quick_runs["evidence"].artifacts == {"evidence-pack": 1, "evidence-summary": 1}
+
+
+def test_a_dry_run_quick_run_reads_as_one_and_onboard_names_what_its_plan_identifies(
+        quick_runs: dict[str, QuickRun]) -> None:
+    """What the UI shows: the state in the runs list, the plan artifact's heading, the ids named."""
+    with get_client(sync_client=True) as client:
+        for destructive in ("change_policy", "revert", "lock"):
+            state = client.read_flow_run(quick_runs[destructive].run_id).state
+            assert state is not None and state.name == "Dry run" and DRY_RUN in (state.message or "")
+            description, _ = plan_artifact(quick_runs[destructive].run_id, destructive)
+            assert description.startswith(f"## {destructive}: {DRY_RUN}"), description
+    description, rows = plan_artifact(quick_runs["onboard"].run_id, "onboard")
+    assert not unnamed_ids(description, rows), (description, rows)
+    assert "**Requested by:** Key Vault Admin (kv-admin@contoso.example)" in description
 
 
 def test_a_run_publishes_its_plan_once(quick_runs: dict[str, QuickRun]) -> None:

@@ -8,6 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from ppcmk_blocks import APPROVALS_BLOCK
 from ppcmk_cli.workers import PREFECT_FILE, block_names, blocks_file, validated_blocks
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -72,7 +73,7 @@ def test_the_guide_shows_every_step_of_the_script_word_for_word() -> None:
 def test_the_example_blocks_file_is_what_setup_blocks_accepts() -> None:
     connections, targets = block_names(PREFECT_FILE)
     ready = validated_blocks(blocks_file(DOCS / "first-tenant-blocks.yaml"), connections, targets)
-    assert sorted(name for name, _ in ready) == sorted(connections + targets)
+    assert sorted(name for name, _ in ready) == sorted([*connections, *targets, APPROVALS_BLOCK])
     assert (DOCS / "first-tenant-blocks.yaml").read_text().rstrip() in GUIDE.read_text()
 
 

@@ -47,16 +47,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(setup_app, name="setup")
 setup_app.command("blocks")(setup_blocks)
 setup_app.command("workers")(setup_workers)
-app.command("approvals")(approvals)
-app.command("approve")(approve)
-app.command("serve")(serve)
-app.command("run")(run)
-app.command("doctor")(doctor)
-app.command("demo")(demo)
-app.command("report")(report)
-app.command("evidence")(evidence)
-app.command("watch")(watch)
-app.command("converge")(converge)
+for command in (approvals, approve, serve, run, doctor, demo, report, evidence, watch, converge):
+    app.command(command.__name__)(command)
 
 
 def main() -> None:

@@ -153,9 +153,11 @@ def run(
 def show(result: object) -> None:
     """How the run ended in words, and its result table."""
     if isinstance(result, RunOutcome):
-        console.print(f"{result.procedure} {result.status}: {result.message}", highlight=False)
+        # the status line whole (scripts read it); the table for this invocation's terminal width
+        console.print(f"{result.procedure} {result.status}: {result.message}", highlight=False,
+                      soft_wrap=True)
         if result.rows:
-            console.print(rows_table(f"{result.procedure}: result", reading_order(result.rows)))
+            Console().print(rows_table(f"{result.procedure}: result", reading_order(result.rows)))
     else:
         summary = getattr(result, "summary", None)
         console.print(summary() if callable(summary) else result, highlight=False)

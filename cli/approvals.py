@@ -16,35 +16,36 @@ import typer
 from prefect.client.orchestration import SyncPrefectClient
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.table import Table
+from rich.markup import escape
 
 from ppcmk.approvals.pause import verdict_key
 from ppcmk.identity.signin import SignIn
 from ppcmk_cli.approval_checks import check_answer, check_plan, proof_for, request_of, sign_in_of, who_proved
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.prefect_api import WaitingRun, prefect_api, read_waiting_run, resume_with_input, waiting_runs
+from ppcmk_cli.tables import FittedTable
 
 console = Console()
 VERDICT_POLL_SECONDS = 0.5
 
 
-def waiting_runs_table(runs: list[WaitingRun]) -> Table:
-    table = Table(title="Runs waiting for approval")
-    for column in ("run id", "runbook", "environments", "requested by", "may approve", "answer by", "plan"):
-        table.add_column(column, overflow="fold")
+WAITING_COLUMNS = ["run id", "runbook", "environments", "requested by", "may approve", "answer by", "plan"]
+
+
+def waiting_runs_table(runs: list[WaitingRun]) -> FittedTable:
+    """One row a waiting run; at any width no id or word is broken (a narrow terminal leaves out who may
+    approve first, then who asked, naming them in the caption; --json and --full show everything)."""
+    rows = []
     for waiting in runs:
         request = request_of(waiting)
-        environments = ", ".join(request.get("environments", [])) or "-"
-        table.add_row(
-            str(waiting.run.id),
-            waiting.flow_name,
-            environments,
-            request.get("requester", "?"),
-            request.get("may_approve", "?"),
+        rows.append([escape(cell) for cell in (
+            str(waiting.run.id), waiting.flow_name, ", ".join(request.get("environments", [])) or "-",
+            request.get("requester", "?"), request.get("may_approve", "?"),
             str(request.get("answer_by", "?"))[:16].replace("T", " "),
-            str(request.get("plan_hash", "?"))[:12],
-        )
-    return table
+            str(request.get("plan_hash", "?"))[:12])])
+    priority = ["run id", "runbook", "answer by", "plan", "environments", "requested by", "may approve"]
+    return FittedTable("Runs waiting for approval", WAITING_COLUMNS, rows, priority,
+                       no_wrap=frozenset({"run id", "plan"}), essential=2)
 
 
 def approvals(

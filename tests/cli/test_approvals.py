@@ -6,6 +6,7 @@ code."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from ppcmk_cli import app
 from ppcmk_cli import approvals as approvals_cli
 from ppcmk_cli.exit_codes import ExitCode
+from tests.cli.test_narrow_terminal import words
 from tests.flows.approval_harness import POLICY, run
 from tests.support.approving import over_https, ppcmk_approve
 from tests.support.runs import PendingApproval, RunningFlow, answer, wait_for_approval
@@ -64,6 +66,20 @@ def test_approvals_lists_environments_requester_and_who_may_approve(
     request = listed[str(pending.flow_run_id)]["request"]
     assert request["environments"] == ["Contoso Sales"]
     assert request["may_approve"].startswith("any administrator but the requester")
+
+
+def test_approvals_at_80_columns_break_no_word(
+    runner: CliRunner, waiting: tuple[RunningFlow, PendingApproval], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    printed = {}
+    for width in (400, 80):
+        monkeypatch.setattr(approvals_cli.console, "width", width)
+        printed[width] = runner.invoke(app, ["approvals"]).stdout
+    table = [line for line in printed[80].splitlines() if re.search(r"[\u2500-\u257f]", line)]
+    assert table and max(len(line) for line in table) <= 80, printed[80]
+    assert str(waiting[1].flow_run_id) in printed[80]  # the id whole, on one line
+    broken = words(printed[80]) - words(printed[400])
+    assert not broken, f"split across lines at 80 columns: {sorted(broken)}\n{printed[80]}"
 
 
 def test_the_person_signs_in_with_a_device_code_and_the_run_continues(

@@ -28,6 +28,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from ppcmk_cli.demo_backend import ensure_template, free_port
 from ppcmk_deployments.serve import deployment_full_name
 from tests.support.browser import chromium, needs_a_browser
+from tests.support.plans import unnamed_ids
 from tests.support.served import ROOT, deployment_ready, serving, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900), needs_a_browser]
@@ -69,9 +70,9 @@ def served_profile(home: Path) -> dict[str, Any]:
     return dict(json.loads((home / "ppcmk" / "sandbox.json").read_text()))
 
 
-def onboard_runs() -> dict[UUID, str]:
+def runs_of(runbook: str) -> dict[UUID, str]:
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["onboard"])))
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[runbook])))
     return {run.id: run.state.name if run.state else "" for run in runs}
 
 
@@ -81,24 +82,24 @@ def state_of(run_id: UUID) -> str:
     return state.name if state else ""
 
 
-def quick_run(page: Any, ui: str, serve: subprocess.Popen[bytes]) -> UUID:
+def quick_run(page: Any, ui: str, serve: subprocess.Popen[bytes], runbook: str = "onboard") -> UUID:
     """The onboard deployment's page → Run ▸ Quick run (the UI shows the defaults; Run starts it)."""
-    before = set(onboard_runs())
+    before = set(runs_of(runbook))
     with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(deployment_full_name("onboard"))
+        deployment = client.read_deployment_by_name(deployment_full_name(runbook))
     page.goto(f"{ui}/deployments/deployment/{deployment.id}")
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Quick run", exact=True).click()
     dialog = page.get_by_role("dialog")
-    wait_for("the run dialog or the run", lambda: dialog.count() or set(onboard_runs()) - before, 60, serve)
+    wait_for("the run dialog or the run", lambda: dialog.count() or set(runs_of(runbook)) - before, 60, serve)
     if dialog.count():
         page.wait_for_load_state("networkidle")  # the form has its schema and defaults
         run_button = dialog.get_by_role("button", name="Run", exact=True)
-        (run_id,) = click_until("the new run", run_button, dialog, lambda: set(onboard_runs()) - before,
+        (run_id,) = click_until("the new run", run_button, dialog, lambda: set(runs_of(runbook)) - before,
                                 serve)
         dialog.wait_for(state="hidden")
         return run_id
-    (run_id,) = wait_for("the new run", lambda: set(onboard_runs()) - before, 180, serve)
+    (run_id,) = wait_for("the new run", lambda: set(runs_of(runbook)) - before, 180, serve)
     return run_id
 
 
@@ -247,3 +248,29 @@ def test_a_plan_approved_in_the_browser_completes(
     run.page.reload()
     run.page.get_by_text("Completed").first.wait_for()
     run.page.screenshot(path=str(home / "completed-run.png"))
+    # the plan the approver read, as the UI shows it: people and environments by name, no id alone
+    run.page.goto(f"{served[0]}/artifacts/key/onboard-plan")
+    run.page.get_by_text("Requested by").first.wait_for()
+    run.page.screenshot(path=str(home / "onboard-plan.png"))
+    shown = run.page.inner_text("body")
+    assert "Key Vault Admin (kv-admin@contoso.example)" in shown
+    assert unnamed_ids(shown, []) == [], shown
+
+
+def test_a_dry_run_quick_run_reads_as_one_in_the_runs_list_and_its_plan(
+    served: tuple[str, subprocess.Popen[bytes], Path], browser: Any
+) -> None:
+    """revert's Quick run only plans: the runs list shows it as a dry run, and its plan says so."""
+    ui, serve, home = served
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    run_id = quick_run(page, ui, serve, "revert")
+    assert wait_for("the dry run to end", lambda: (name := state_of(run_id)) in (*FINAL, "Dry run") and name,
+                    300, serve) == "Dry run"
+    page.goto(f"{ui}/runs")
+    page.get_by_text("Dry run").first.wait_for()
+    page.screenshot(path=str(home / "runs-list-dry-run.png"))
+    page.goto(f"{ui}/artifacts/key/revert-plan")
+    page.get_by_text("dry run — nothing was changed").first.wait_for()
+    page.screenshot(path=str(home / "dry-run-plan.png"))
+    assert "Holds recorded by this run" not in page.inner_text("body")

@@ -214,7 +214,12 @@ class TwoHalfRun(Generic[W]):
         check_subscription("target.vault_id", self.procedure.target.vault_id, self.kv)
         check_not_requester(self.pp_admin, self.requester)
         factory = ClientFactory.for_settings(self.kv)
-        check_principal("pp_admin", self.pp_admin, lambda name: lookup_principal(factory, name))
+        admin = check_principal("pp_admin", self.pp_admin, lambda name: lookup_principal(factory, name))
+        try:  # a UPN and an object id name one person too
+            requester_id = lookup_principal(factory, self.requester).object_id
+        except ConfigError:  # a requester the directory does not know is compared as written
+            requester_id = self.requester
+        check_not_requester(admin.object_id, requester_id)
 
     # ------------------------------------------------------------------------------- the Key Vault half
 

@@ -202,3 +202,15 @@ def test_the_proof_leaves_the_stored_answer(sandbox_blocks: dict[str, str], tmp_
     with get_client(sync_client=True) as client:
         stored = json.loads(client.read_flow_run_input(pending.flow_run_id, f"paused-{pending.key}-response"))
     assert stored["decision"] == "approve" and stored["proof"] == ""
+
+
+def test_the_requester_cannot_be_named_the_power_platform_admin_by_another_name(
+        cloud: Any, sandbox_blocks: dict[str, str]) -> None:
+    """The requester defaults to whom the Key Vault connection signs in as (an object id); naming the same
+    person as pp_admin by their UPN is refused before anything is written."""
+    target = save_target(cloud, "sod-self-target", key_name="cmk-self", key_size=2048, policy_name="ep-self")
+    running = start_with_sandbox_blocks(onboard, {**sandbox_blocks, "target": target}, pp_admin=REQUESTER,
+                                        requester=None, selector=FleetSelector(environment_ids=[PRODUCTION]))
+    state = running.state()
+    assert state.is_failed() and "pp_admin" in (state.message or "") and "requester" in (state.message or "")
+    assert [e.path for e in cloud.log.entries if changes_the_cloud(e.method, e.path)] == []

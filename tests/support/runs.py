@@ -81,15 +81,9 @@ def start_with_sandbox_blocks(
 ) -> RunningFlow:
     """Start a two-connection runbook as the sandbox's admins do: the Key Vault admin's and the Power Platform
     admin's connection blocks, the sandbox target, REQUESTER asking, approvals polled every second."""
-    return start(
-        flow_fn,
-        kv_connection=blocks["kv-admin"],
-        pp_connection=blocks["pp-admin"],
-        target=blocks["target"],
-        requester=REQUESTER,
-        approval_poll_s=1,
-        **parameters,
-    )
+    return start(flow_fn, **{"kv_connection": blocks["kv-admin"], "pp_connection": blocks["pp-admin"],
+                             "target": blocks["target"], "requester": REQUESTER, "approval_poll_s": 1,
+                             **parameters})
 
 
 def start_revert(blocks: dict[str, str], **parameters: Any) -> RunningFlow:

@@ -18,6 +18,8 @@ from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.fleet.selection import FleetSelector
 from ppcmk.fleet.waves import FleetReport, WaveSpec, plan_waves, run_waves
 from ppcmk.models.azure import PolicyInfo
+from ppcmk.safety import claims
+from ppcmk.safety.claims import RELEASE_HOOKS
 from ppcmk.services.factory import ClientFactory
 from ppcmk_flows._environment_steps import LinkLimits, link_step, verify
 from ppcmk_flows._runbook import fleet_member
@@ -34,16 +36,22 @@ def read_linkable_policy(conn: ConnectionSettings, target: TargetSettings) -> Po
     return policy
 
 
-@flow(name="link-fleet", persist_result=False)
+@flow(name="link-fleet", persist_result=False, **RELEASE_HOOKS)
 def link_fleet(
     conn: ConnectionSettings,
     policy: PolicyInfo,
     selector: FleetSelector,
     waves: WaveSpec,
     operation_deadline: timedelta = timedelta(days=4),
+    claimed: bool = False,
 ) -> FleetReport:
-    """Link every selected environment to `policy`, wave by wave, then verify each by reading it back."""
+    """Link every selected environment to `policy`, wave by wave, then verify each by reading it back.
+    `claimed`: hold the environments first, as a runbook holds what its plan changes; the claim keeps each
+    started link, so a task retried after a failed poll waits on its link instead of reading afresh."""
     members = selector.select([fleet_member(env) for env in get_environments(conn)])
+    subjects = [claims.Subject("environment", member.id) for member in members]
+    if claimed and (held := claims.claim(subjects, "link-fleet")):
+        raise RuntimeError(f"environments held by other runs: {held}")
     step = link_step(conn, policy, LinkLimits(operation_deadline, MAX_LINK_ATTEMPTS))
     report = run_waves(plan_waves(members, waves), step, waves)
     verified, _ = verify(conn, policy, report, [m.id for m in members])

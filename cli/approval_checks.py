@@ -12,18 +12,15 @@ import time
 from datetime import datetime
 from typing import Any
 
-from rich.console import Console
-
 from ppcmk.approvals.forms import REQUEST
 from ppcmk.approvals.request import POWER_PLATFORM_ROLES
 from ppcmk.errors import ProofRefused
 from ppcmk.identity.keys import TenantKeys
 from ppcmk.identity.proof import Expected, ProvenPerson, verify
 from ppcmk.identity.signin import SignIn
+from ppcmk_cli.errors import error_console
 from ppcmk_cli.exit_codes import CliError, ExitCode
 from ppcmk_cli.prefect_api import WaitingRun
-
-error_console = Console(stderr=True)
 
 
 def request_of(waiting: WaitingRun) -> dict[str, Any]:

@@ -43,22 +43,19 @@ KV_HALF=$(az ad sp show --id "$KV_HALF_APP" --query id -o tsv)
 RUNBOOK=$(az ad sp show --id "$RUNBOOK_APP" --query id -o tsv)
 
 # --- step 3: the Key Vault half: Key Vault rights only ---
-az role assignment create --assignee-object-id "$KV_HALF" --assignee-principal-type ServicePrincipal \
-  --role "Key Vault Crypto Officer" --scope "$VAULT_ID" -o none
-az role assignment create --assignee-object-id "$KV_HALF" --assignee-principal-type ServicePrincipal \
-  --role "User Access Administrator" --scope "$VAULT_ID" -o none
-az role assignment create --assignee-object-id "$KV_HALF" --assignee-principal-type ServicePrincipal \
-  --role "Contributor" --scope "$POLICY_RG_ID" -o none
-az role assignment create --assignee-object-id "$KV_HALF" --assignee-principal-type ServicePrincipal \
-  --role "User Access Administrator" --scope "$POLICY_RG_ID" -o none
+grant() {  # Azure role $2 at scope $3 to the service principal with object id $1
+  az role assignment create --assignee-object-id "$1" --assignee-principal-type ServicePrincipal \
+    --role "$2" --scope "$3" -o none
+}
+grant "$KV_HALF" "Key Vault Crypto Officer" "$VAULT_ID"
+grant "$KV_HALF" "User Access Administrator" "$VAULT_ID"
+grant "$KV_HALF" "Contributor" "$POLICY_RG_ID"
+grant "$KV_HALF" "User Access Administrator" "$POLICY_RG_ID"
 
 # --- step 4: the runbook identity: reads everything, rotates the key, reverts (unlink, hold tags) ---
-az role assignment create --assignee-object-id "$RUNBOOK" --assignee-principal-type ServicePrincipal \
-  --role "Key Vault Crypto Officer" --scope "$VAULT_ID" -o none
-az role assignment create --assignee-object-id "$RUNBOOK" --assignee-principal-type ServicePrincipal \
-  --role "Reader" --scope "$VAULT_ID" -o none
-az role assignment create --assignee-object-id "$RUNBOOK" --assignee-principal-type ServicePrincipal \
-  --role "Contributor" --scope "$POLICY_RG_ID" -o none
+grant "$RUNBOOK" "Key Vault Crypto Officer" "$VAULT_ID"
+grant "$RUNBOOK" "Reader" "$VAULT_ID"
+grant "$RUNBOOK" "Contributor" "$POLICY_RG_ID"
 
 # --- step 5: who may read the directory (names of people, the approver checks): User.Read.All ---
 GRAPH=00000003-0000-0000-c000-000000000000

@@ -20,16 +20,13 @@ SCOPES = {"VAULT_ID": "the vault", "POLICY_RG_ID": "the policy's resource group"
 
 
 def granted_by_the_script() -> set[tuple[str, str, str]]:
-    """(block, role, scope) of every `az role assignment create` in the script."""
-    commands = SCRIPT.read_text().replace("\\\n", " ")
-    grants = set()
-    for command in re.findall(r"az role assignment create [^\n]*", commands):
-        who = re.search(r'--assignee-object-id "\$(\w+)"', command)
-        role = re.search(r'--role "([^"]+)"', command)
-        scope = re.search(r'--scope "\$(\w+)"', command)
-        assert who and role and scope, command
-        grants.add((IDENTITIES[who.group(1)], role.group(1), SCOPES[scope.group(1)]))
-    return grants
+    """(block, role, scope) of every `grant` in the script, the one function that assigns Azure roles."""
+    script = SCRIPT.read_text()
+    assert script.count("az role assignment create") == 1, "every role assignment goes through grant()"
+    return {
+        (IDENTITIES[who], role, SCOPES[scope])
+        for who, role, scope in re.findall(r'(?m)^grant "\$(\w+)" "([^"]+)" "\$(\w+)"$', script)
+    }
 
 
 def least_privilege_table() -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ from ppcmk.checks.byok import ENDED, REVERTED_FIX, may_have_been_reverted, rever
 from ppcmk.cloud.settings import TargetSettings
 from ppcmk.models.azure import PolicyInfo, linked_to
 from ppcmk.models.environments import Environment, EnvironmentOperation
-from ppcmk.models.findings import Finding, error, info, warning
+from ppcmk.models.findings import Finding, FindingsAbout, error, info, warning
 from ppcmk.models.geo import same_geo
 
 if TYPE_CHECKING:
@@ -47,57 +47,31 @@ def named(env: Environment, findings: list[Finding]) -> list[Finding]:
 
 def _eligibility(env: Environment, target: TargetSettings) -> list[Finding]:
     """What Power Platform asks of an environment before it links: type, Managed Environment, geo."""
-    subject = env.id
-    found: list[Finding] = []
+    found = FindingsAbout(env.id)
     sku = (env.sku or "").lower()
     if sku in INELIGIBLE_SKUS:
-        found.append(
-            error(
-                "env.sku",
-                subject,
-                f"{INELIGIBLE_SKUS[sku]} environments cannot use a customer-managed key",
-                "choose a Production or Sandbox environment",
-            )
-        )
+        found.error("env.sku",
+                    f"{INELIGIBLE_SKUS[sku]} environments cannot use a customer-managed key",
+                    "choose a Production or Sandbox environment")
     if env.is_default or sku == "default":
-        found.append(
-            error(
-                "env.default",
-                subject,
-                "the Default environment does not allow CMK operations",
-                "leave the Default environment out of the selection",
-            )
-        )
+        found.error("env.default",
+                    "the Default environment does not allow CMK operations",
+                    "leave the Default environment out of the selection")
     blocked = env.disallows(LINK_OPERATION)
     if blocked and sku not in INELIGIBLE_SKUS and not env.is_default and sku != "default":
-        found.append(
-            error(
-                "env.disallowed",
-                subject,
-                blocked.reason or f"{LINK_OPERATION} is disallowed",
-                "leave this environment out of the selection",
-            )
-        )
+        found.error("env.disallowed",
+                    blocked.reason or f"{LINK_OPERATION} is disallowed",
+                    "leave this environment out of the selection")
     if not env.managed:
-        found.append(
-            error(
-                "env.managed",
-                subject,
-                f"not a Managed Environment (protection level {env.protection_level})",
-                "enable Managed Environment (ppcmk onboard does it when "
-                "asked, or Power Platform admin center > Environments > Enable Managed Environments)",
-            )
-        )
+        found.error("env.managed",
+                    f"not a Managed Environment (protection level {env.protection_level})",
+                    "enable Managed Environment (ppcmk onboard does it when "
+                    "asked, or Power Platform admin center > Environments > Enable Managed Environments)")
     if not same_geo(env.geo, target.geo):
-        found.append(
-            error(
-                "env.geo",
-                subject,
-                f"the environment is in {env.geo}, the policy in {target.geo}",
-                "use a policy in the environment's geo",
-            )
-        )
-    return found
+        found.error("env.geo",
+                    f"the environment is in {env.geo}, the policy in {target.geo}",
+                    "use a policy in the environment's geo")
+    return found.findings
 
 
 def _runtime_state(env: Environment) -> list[Finding]:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from ppcmk.cloud.settings import TargetSettings
 from ppcmk.models.arm_ids import parse_resource_id
 from ppcmk.models.azure import KeyInfo, RotationPolicyInfo, VaultStatus
-from ppcmk.models.findings import Finding, error, info, warning
+from ppcmk.models.findings import Finding, FindingsAbout, error, info, warning
 
 EXPIRY_HORIZON = timedelta(days=30)
 ROTATION_GRACE = timedelta(days=28)
@@ -26,29 +26,17 @@ def key_subject(vault_id: str, key_name: str) -> str:
 
 
 def check_vault(vault: VaultStatus) -> list[Finding]:
-    subject = vault.vault_id
-    found: list[Finding] = []
+    found = FindingsAbout(vault.vault_id)
     if not vault.soft_delete:
-        found.append(
-            error(
-                "vault.soft_delete",
-                subject,
-                "soft delete is off; Power Platform refuses the vault",
-                "enable soft delete on the vault (az keyvault update --enable-soft-delete true)",
-            )
-        )
+        found.error("vault.soft_delete",
+                    "soft delete is off; Power Platform refuses the vault",
+                    "enable soft delete on the vault (az keyvault update --enable-soft-delete true)")
     if not vault.purge_protection:
-        found.append(
-            error(
-                "vault.purge_protection",
-                subject,
-                "purge protection is off; Power Platform refuses the vault",
-                f"enable purge protection (az keyvault {'update' if vault.kind == 'vault' else 'update-hsm'} "
-                "--enable-purge-protection true); it cannot be turned off again, so have the vault owner "
-                "approve it",
-            )
-        )
-    return found + _permission_model(vault) + _network(vault)
+        update = "update" if vault.kind == "vault" else "update-hsm"
+        found.error("vault.purge_protection", "purge protection is off; Power Platform refuses the vault",
+                    f"enable purge protection (az keyvault {update} --enable-purge-protection true); it "
+                    "cannot be turned off again, so have the vault owner approve it")
+    return found.findings + _permission_model(vault) + _network(vault)
 
 
 def _permission_model(vault: VaultStatus) -> list[Finding]:
@@ -109,90 +97,52 @@ def check_key(key: KeyInfo | None, target: TargetSettings, now: datetime) -> lis
 
 def _key_kind(key: KeyInfo, target: TargetSettings, subject: str) -> list[Finding]:
     """The key's type and size against what Power Platform accepts and what the target says."""
-    found: list[Finding] = []
+    found = FindingsAbout(subject)
     if key.kty not in ("RSA", "RSA-HSM"):
-        found.append(
-            error(
-                "key.type",
-                subject,
-                f"key type is {key.kty}; customer-managed keys must be RSA or RSA-HSM",
-                "create a new RSA key (2048 or 3072 bits) and point the target at it",
-            )
-        )
+        found.error("key.type",
+                    f"key type is {key.kty}; customer-managed keys must be RSA or RSA-HSM",
+                    "create a new RSA key (2048 or 3072 bits) and point the target at it")
     elif target.key_type == "RSA-HSM" and key.kty != "RSA-HSM":
-        found.append(
-            error(
-                "key.type",
-                subject,
-                "the target asks for an HSM-protected key but the key is RSA",
-                "set key_type to RSA, or create an RSA-HSM key",
-            )
-        )
+        found.error("key.type",
+                    "the target asks for an HSM-protected key but the key is RSA",
+                    "set key_type to RSA, or create an RSA-HSM key")
     if key.kty in ("RSA", "RSA-HSM") and key.size is not None and key.size != target.key_size:
-        found.append(
-            error(
-                "key.size",
-                subject,
-                f"the key has {key.size} bits, the target says {target.key_size}; onboarding would refuse it",
-                f"set key_size to {key.size} in the target, or use another key name",
-            )
-        )
+        found.error("key.size",
+                    f"the key has {key.size} bits, the target says {target.key_size}; onboarding would "
+                    "refuse it",
+                    f"set key_size to {key.size} in the target, or use another key name")
     elif key.kty in ("RSA", "RSA-HSM") and key.size is not None and key.size not in DOCUMENTED_RSA_SIZES:
-        found.append(
-            warning(
-                "key.size",
-                subject,
-                f"key size {key.size} is not documented as supported (2048 or 3072)",
-                "prefer a 2048 or 3072 bit key",
-            )
-        )
-    return found
+        found.warning("key.size",
+                      f"key size {key.size} is not documented as supported (2048 or 3072)",
+                      "prefer a 2048 or 3072 bit key")
+    return found.findings
 
 
 def _key_state(key: KeyInfo, now: datetime, subject: str) -> list[Finding]:
     """Enabled, active, and not expired or about to."""
-    found: list[Finding] = []
+    found = FindingsAbout(subject)
     if not key.enabled:
-        found.append(
-            error(
-                "key.enabled",
-                subject,
-                f"the current version {key.version} is disabled",
-                "run unlock with this target: it enables the version and re-enables any environment it "
-                "locked",
-            )
-        )
+        found.error("key.enabled",
+                    f"the current version {key.version} is disabled",
+                    "run unlock with this target: it enables the version and re-enables any environment it "
+                    "locked")
     if key.not_before and key.not_before > now:
-        found.append(
-            error(
-                "key.not_before",
-                subject,
-                f"the key is not active before {key.not_before:%Y-%m-%d}",
-                "remove the activation date or wait until it passes",
-            )
-        )
+        found.error("key.not_before",
+                    f"the key is not active before {key.not_before:%Y-%m-%d}",
+                    "remove the activation date or wait until it passes")
     if key.expires_on and key.expires_on <= now:
-        found.append(
-            error(
-                "key.expiry",
-                subject,
-                f"the key expired on {key.expires_on:%Y-%m-%d}; environments encrypted with it are locked",
-                "run unlock with this target: it extends the expiry and re-enables the locked environments; "
-                "then rotate",
-            )
-        )
+        found.error("key.expiry",
+                    f"the key expired on {key.expires_on:%Y-%m-%d}; environments encrypted with it are "
+                    "locked",
+                    "run unlock with this target: it extends the expiry and re-enables the locked "
+                    "environments; then rotate")
     elif key.expires_on and key.expires_on - now <= EXPIRY_HORIZON:
         days = (key.expires_on - now).days
-        found.append(
-            warning(
-                "key.expiry",
-                subject,
-                f"the key expires in {days} days ({key.expires_on:%Y-%m-%d}); "
-                "at expiry every environment using it goes down",
-                "rotate the key (new version) before it expires, and set a rotation policy",
-            )
-        )
-    return found
+        found.warning("key.expiry",
+                      f"the key expires in {days} days ({key.expires_on:%Y-%m-%d}); "
+                      "at expiry every environment using it goes down",
+                      "rotate the key (new version) before it expires, and set a rotation policy")
+    return found.findings
 
 
 def _key_operations(key: KeyInfo, subject: str) -> list[Finding]:
@@ -220,30 +170,20 @@ def check_rotation(policy: RotationPolicyInfo, target: TargetSettings) -> list[F
                 "set a rotation policy (e.g. rotate every 90 days, expire after 365)",
             )
         ]
-    found: list[Finding] = []
+    found = FindingsAbout(subject)
     rotate_at = policy.rotate_after_create
     if (
         policy.expires_after is not None
         and rotate_at is not None
         and policy.expires_after < rotate_at + ROTATION_GRACE
     ):
-        found.append(
-            error(
-                "rotation.expiry",
-                subject,
-                f"versions expire {policy.expires_after.days} days after creation, less than 28 days "
-                f"after the rotation at day {rotate_at.days}; the previous version must stay usable "
-                "28 days after rotation",
-                f"set the expiry to at least {rotate_at.days + 28} days",
-            )
-        )
+        found.error("rotation.expiry",
+                    f"versions expire {policy.expires_after.days} days after creation, less than 28 days "
+                    f"after the rotation at day {rotate_at.days}; the previous version must stay usable "
+                    "28 days after rotation",
+                    f"set the expiry to at least {rotate_at.days + 28} days")
     if policy.expires_after is not None and rotate_at is None and policy.rotate_before_expiry is None:
-        found.append(
-            warning(
-                "rotation.expiry",
-                subject,
-                "versions expire but nothing rotates them",
-                "add a Rotate action to the rotation policy",
-            )
-        )
-    return found
+        found.warning("rotation.expiry",
+                      "versions expire but nothing rotates them",
+                      "add a Rotate action to the rotation policy")
+    return found.findings

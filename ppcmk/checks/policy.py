@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from ppcmk.cloud.settings import TargetSettings
 from ppcmk.models.arm_ids import same_id
 from ppcmk.models.azure import PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
-from ppcmk.models.findings import Finding, error, info, warning
+from ppcmk.models.findings import Finding, FindingsAbout, error, info
 from ppcmk.models.geo import canonical_geo, same_geo
 
 
@@ -46,86 +46,49 @@ def check_policy(policy: PolicyInfo | None, target: TargetSettings) -> list[Find
                 "the enterprise policy does not exist yet; onboarding creates it",
             )
         ]
-    subject = policy.policy_id
-    found: list[Finding] = []
+    found = FindingsAbout(policy.policy_id)
     if policy.kind.lower() != "encryption":
-        found.append(
-            error(
-                "policy.kind",
-                subject,
-                f"kind is {policy.kind}, not Encryption",
-                "use another policy name for the CMK policy",
-            )
-        )
+        found.error("policy.kind",
+                    f"kind is {policy.kind}, not Encryption",
+                    "use another policy name for the CMK policy")
     if (policy.identity_type or "").lower() != "systemassigned":
-        found.append(
-            error(
-                "policy.identity",
-                subject,
-                f"identity type is {policy.identity_type}, not SystemAssigned",
-                "recreate the policy with a system-assigned identity",
-            )
-        )
+        found.error("policy.identity",
+                    f"identity type is {policy.identity_type}, not SystemAssigned",
+                    "recreate the policy with a system-assigned identity")
     for field, value in (("principalId", policy.principal_id), ("systemId", policy.system_id)):
         if not value:
-            found.append(
-                warning(
-                    f"policy.{field.lower()}",
-                    subject,
-                    f"the policy has no {field} yet (it appears some minutes after creation)",
-                    "wait and run the doctor again",
-                )
-            )
-    return found + _policy_key_and_health(policy, target)
+            found.warning(f"policy.{field.lower()}",
+                          f"the policy has no {field} yet (it appears some minutes after creation)",
+                          "wait and run the doctor again")
+    return found.findings + _policy_key_and_health(policy, target)
 
 
 def _policy_key_and_health(policy: PolicyInfo, target: TargetSettings) -> list[Finding]:
     """The policy's geo and key against the target, a pinned key version, and its health."""
-    subject = policy.policy_id
-    found: list[Finding] = []
+    found = FindingsAbout(policy.policy_id)
     if not same_geo(target.geo, policy.location):
-        found.append(
-            error(
-                "policy.geo",
-                subject,
-                f"policy is in {policy.location}, the target says {target.geo}",
-                "fix the target's geo, or create a policy in the right geo",
-            )
-        )
+        found.error("policy.geo",
+                    f"policy is in {policy.location}, the target says {target.geo}",
+                    "fix the target's geo, or create a policy in the right geo")
     same_key = (
         same_id(policy.key_vault_id, target.vault_id)
         and (policy.key_name or "").lower() == target.key_name.lower()
     )
     if not same_key:
-        found.append(
-            error(
-                "policy.key",
-                subject,
-                f"policy references {policy.key_name} in {policy.key_vault_id}, not the target key",
-                "fix the target, or use change-policy",
-            )
-        )
+        found.error("policy.key",
+                    f"policy references {policy.key_name} in {policy.key_vault_id}, not the target key",
+                    "fix the target, or use change-policy")
     if policy.key_version:
-        found.append(
-            warning(
-                "policy.pinned_version",
-                subject,
-                f"the policy pins key version {policy.key_version}; it will not follow rotation",
-                "move to a versionless policy with change-policy",
-            )
-        )
+        found.warning("policy.pinned_version",
+                      f"the policy pins key version {policy.key_version}; it will not follow rotation",
+                      "move to a versionless policy with change-policy")
     if (policy.health_status or "").lower() == "unhealthy":
-        found.append(
-            error(
-                "policy.health",
-                subject,
-                "the policy is Unhealthy: its identity cannot use the key; "
-                "linked environments are locked or about to be",
-                "run unlock with this target: it repairs what keeps the identity from its key, whoever "
-                "caused it, and re-enables the locked environments",
-            )
-        )
-    return found
+        found.error("policy.health",
+                    "the policy is Unhealthy: its identity cannot use the key; "
+                    "linked environments are locked or about to be",
+                    "run unlock with this target: it repairs what keeps the identity from its key, whoever "
+                    "caused it, and re-enables the locked environments")
+    return found.findings
 
 
 def check_key_access(vault: VaultStatus, policy: PolicyInfo, grants: Iterable[RoleGrant]) -> list[Finding]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -48,6 +49,20 @@ def warning(check: str, subject: str, message: str, fix: str) -> Finding:
 
 def info(check: str, subject: str, message: str) -> Finding:
     return Finding(check=check, severity=Severity.INFO, subject=subject, message=message)
+
+
+@dataclass
+class FindingsAbout:
+    """What one check concludes about one subject, named once: each call adds a finding."""
+
+    subject: str
+    findings: list[Finding] = field(default_factory=list)
+
+    def error(self, check: str, message: str, fix: str) -> None:
+        self.findings.append(error(check, self.subject, message, fix))
+
+    def warning(self, check: str, message: str, fix: str) -> None:
+        self.findings.append(warning(check, self.subject, message, fix))
 
 
 class DoctorReport(BaseModel):

@@ -245,7 +245,9 @@ class OperationRequester(BaseModel):
     user_id: str | None = None
 
 
-class OperationJobStatus(BaseModel):
+class OperationJob(BaseModel):
+    """A job of an environment operation (jobStatuses), and what the operation itself shares with its jobs."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str | None
@@ -253,20 +255,24 @@ class OperationJobStatus(BaseModel):
     start_time: datetime | None = None
     end_time: datetime | None = None
 
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> OperationJob:
+        return cls(**cls._job_fields(raw))
 
-class EnvironmentOperation(BaseModel):
+    @staticmethod
+    def _job_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+        return {"name": pick(raw, "name"), "status": pick(raw, "status"),
+                "start_time": pick(raw, "startTime"), "end_time": pick(raw, "endTime")}
+
+
+class EnvironmentOperation(OperationJob):
     """One environment lifecycle operation as the Power Platform API lists it (OperationExecutionResult)."""
 
-    model_config = ConfigDict(frozen=True)
-
     operation_id: str | None
-    name: str | None
     status: str  # Queued | InProgress | Succeeded | ValidationError | Failed | NoOperation | Validated
-    start_time: datetime | None = None
-    end_time: datetime | None = None
     requested_by: OperationRequester | None = None
     error_code: str | None = None
-    jobs: tuple[OperationJobStatus, ...] = ()
+    jobs: tuple[OperationJob, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -279,24 +285,17 @@ class EnvironmentOperation(BaseModel):
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> EnvironmentOperation:
         requester = pick(raw, "requestedBy")
-        jobs = tuple(
-            OperationJobStatus(name=pick(job, "name"), status=pick(job, "status"),
-                               start_time=pick(job, "startTime"), end_time=pick(job, "endTime"))
-            for job in pick(raw, "jobStatuses", default=[])
-            if isinstance(job, Mapping)
-        )
+        job = {**cls._job_fields(raw), "status": str(pick(raw, "status", default="Unknown"))}
         return cls(
+            **job,
             operation_id=pick(raw, "operationId"),
-            name=pick(raw, "name"),
-            status=str(pick(raw, "status", default="Unknown")),
-            start_time=pick(raw, "startTime"),
-            end_time=pick(raw, "endTime"),
             requested_by=OperationRequester(display_name=pick(requester, "displayName"),
                                             tenant_id=pick(requester, "tenantId"),
                                             user_id=pick(requester, "userId"))
             if isinstance(requester, Mapping) else None,
             error_code=pick(raw, "errorDetail", "code"),
-            jobs=jobs,
+            jobs=tuple(OperationJob.from_api(job) for job in pick(raw, "jobStatuses", default=[])
+                       if isinstance(job, Mapping)),
         )
 
 

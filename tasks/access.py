@@ -75,15 +75,7 @@ def read_role_grants(
 ) -> list[RoleGrant]:
     """The principal's assignments of any of `roles` that apply to `resource_id` (inherited ones included)."""
     return [
-        RoleGrant(
-            mechanism="rbac",
-            scope=str(a.scope),
-            principal_id=str(a.principal_id),
-            role_definition_id=a.role_definition_id,
-            assignment_id=a.id,
-            principal_type=a.principal_type,
-            created_on=a.created_on,
-        )
+        RoleGrant.listed("rbac", a.id, a, a.principal_type, a.created_on)
         for a in _applying(factory, resource_id, roles, f"principalId eq '{principal_id}'")
         if (a.principal_id or "").lower() == principal_id.lower()
     ]
@@ -133,27 +125,15 @@ def assign_role(
     parameters = RoleAssignmentCreateParameters(
         role_definition_id=definition, principal_id=principal_id, principal_type=principal_type
     )
+    grant = RoleGrant(mechanism="rbac", scope=scope, principal_id=principal_id, role_definition_id=definition,
+                      principal_type=principal_type)
     try:
         created = factory.authorization().role_assignments.create(scope, name, parameters)
     except HttpResponseError as exc:
         if exc.status_code == 409 and error_code(exc) == "RoleAssignmentExists":
-            return RoleGrant(
-                mechanism="rbac",
-                scope=scope,
-                principal_id=principal_id,
-                role_definition_id=definition,
-                principal_type=principal_type,
-            )
+            return grant
         raise_service_error(exc)
-    return RoleGrant(
-        mechanism="rbac",
-        scope=scope,
-        principal_id=principal_id,
-        role_definition_id=definition,
-        assignment_id=created.id,
-        principal_type=principal_type,
-        changed=True,
-    )
+    return grant.model_copy(update={"assignment_id": created.id, "changed": True})
 
 
 def _add_access_policy(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -238,6 +238,29 @@ class RoleGrant(BaseModel):
     tenant_id: str | None = None
     created_on: datetime | None = Field(default=None, description="when ARM says it was assigned (RBAC)")
     changed: bool = Field(default=False, description="True when this task run created it")
+
+    @classmethod
+    def listed(
+        cls, mechanism: Literal["rbac", "hsm_rbac"], assignment_id: str | None, listed: ListedAssignment,
+        principal_type: str | None, created_on: datetime | None = None,
+    ) -> RoleGrant:
+        """A role assignment as ARM or a managed HSM lists it."""
+        return cls(mechanism=mechanism, scope=str(listed.scope), principal_id=str(listed.principal_id),
+                   role_definition_id=listed.role_definition_id, assignment_id=assignment_id,
+                   principal_type=principal_type, created_on=created_on)
+
+
+class ListedAssignment(Protocol):
+    """What ARM's role assignments and a managed HSM's local ones both carry (their SDK models differ)."""
+
+    @property
+    def scope(self) -> Any: ...  # ARM: str; managed HSM: str or KeyVaultRoleScope
+
+    @property
+    def principal_id(self) -> str | None: ...
+
+    @property
+    def role_definition_id(self) -> str | None: ...
 
 
 def role_guid(definition_id: str | None) -> str:

@@ -74,16 +74,7 @@ def read_hsm_key_grants(
             or not _covers(str(props.scope), key_name)
         ):
             continue
-        grants.append(
-            RoleGrant(
-                mechanism="hsm_rbac",
-                scope=str(props.scope),
-                principal_id=str(props.principal_id),
-                role_definition_id=props.role_definition_id,
-                assignment_id=assignment.role_assignment_id,
-                principal_type="ServicePrincipal",
-            )
-        )
+        grants.append(RoleGrant.listed("hsm_rbac", assignment.role_assignment_id, props, "ServicePrincipal"))
     return grants
 
 

@@ -4,34 +4,23 @@ these, the doctor's checks judge them, the flows plan with them."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from ppcmk.models.arm_ids import same_id
 from ppcmk.models.environments import Environment
 
 PermissionModel = Literal["rbac", "access_policy"]
 
-_ISO_DURATION = re.compile(
-    r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$",
-    re.IGNORECASE,
-)
+_DURATION = TypeAdapter(timedelta)
 
 
 def parse_iso_duration(text: str) -> timedelta:
-    """An ISO-8601 duration as Key Vault writes them (P90D, P1Y, PT12H); a year is 365 days, a month 30."""
-    found = _ISO_DURATION.match(text.strip())
-    if not found or text.strip().upper() in ("P", "PT"):
-        raise ValueError(f"{text!r} is not an ISO-8601 duration such as P90D or P1Y")
-    n = {k: int(v) for k, v in found.groupdict().items() if v}
-    days = n.get("years", 0) * 365 + n.get("months", 0) * 30 + n.get("weeks", 0) * 7 + n.get("days", 0)
-    return timedelta(
-        days=days, hours=n.get("hours", 0), minutes=n.get("minutes", 0), seconds=n.get("seconds", 0)
-    )
+    """An ISO-8601 duration as Key Vault returns them (P90D, P1Y, PT12H), parsed by pydantic: a year is 365
+    days, a month 30. Raises ValueError (pydantic's ValidationError) for anything else."""
+    return _DURATION.validate_python(text.strip().upper())
 
 
 def iso_days(days: int) -> str:

@@ -10,7 +10,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
+from ppcmk.models.azure import parse_iso_duration
 from ppcmk.models.environments import Environment, LifecycleOperation, pick
 from ppcmk.services.ppadmin import PowerPlatformAdminClient
 
@@ -109,3 +111,17 @@ def test_client_reads_pascal_case_service_payloads() -> None:
     result = poller.wait(timedelta(days=4))
     # the first poll waits for the Retry-After the service asked for, then one poll finds it done
     assert result.status == "Succeeded" and result.polls == 1 and clock.slept == [20]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("P90D", timedelta(days=90)), ("P1Y", timedelta(days=365)), ("p2m", timedelta(days=60)),
+     ("PT12H", timedelta(hours=12)), ("P1Y2M3DT4H", timedelta(days=428, hours=4))],
+)
+def test_rotation_policy_durations_read_as_key_vault_counts_them(text: str, expected: timedelta) -> None:
+    assert parse_iso_duration(text) == expected
+
+
+def test_a_duration_that_is_not_iso_8601_is_refused() -> None:
+    with pytest.raises(ValueError, match="timedelta"):
+        parse_iso_duration("PT")

@@ -31,7 +31,8 @@ class PowerPlatformState:
     """Environments and operations, indexed so that settling (before every request on a running clock) and
     the per-environment reads cost what changes, not the size of the tenant: unfinished operations and
     every operation per environment, linked and unlocked environments per policy, and locked ones by when
-    they are deleted."""
+    they are deleted. Change them through `add_operation`, `add_environment` and `remove_environment`, never
+    by writing the dicts: the indexes follow those calls (and an environment's own changes), not the dicts."""
 
     def __init__(self, world: World) -> None:
         self._world = world

@@ -2,7 +2,7 @@
 
 Routes and api-versions follow the API reference: environments are read through the admin route; link and
 unlink use the route WITHOUT scopes/admin (the scoped one answers 404) with `{"SystemId": ...}`; re-enable is
-modelled on the admin center action (docs/INTERFACES.md, section 2).
+modelled on the admin center action (docs/INTERFACES.md, undocumented behaviour).
 
 Each `begin_*` returns an `OperationPoller` (pollers.py), which waits on the operation and resumes from its
 continuation token. Recorded service behaviour a start copes with (docs/SANDBOX.md names the sources): a start

@@ -21,10 +21,10 @@ from ppcmk.models.azure import PolicyInfo
 from ppcmk.safety import claims
 from ppcmk.safety.claims import RELEASE_HOOKS
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.policies import read_policy
 from ppcmk_flows._environment_steps import LinkLimits, link_step, verify
 from ppcmk_flows._runbook import fleet_member
 from ppcmk_tasks.environments import MAX_LINK_ATTEMPTS, get_environments
-from ppcmk_tasks.policy import read_policy
 
 
 def read_linkable_policy(conn: ConnectionSettings, target: TargetSettings) -> PolicyInfo:

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 
 from bench.measure import SandboxAdmin, cpu_seconds, process_cpu_seconds
 from bench.sandbox_process import FleetCloud, SandboxProcess
+from ppcmk.cloud.parallel import DEFAULT_CONCURRENCY as READ_CONCURRENCY
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk_cli.sandbox_blocks import service_credential
-from ppcmk_tasks.estate import DEFAULT_CONCURRENCY as READ_CONCURRENCY
 
 READER = "runbook"
 PP_ADMIN = "pp-admin@contoso.example"

@@ -116,7 +116,7 @@ def converge(
     runs unless --dry-run. Each run plans and waits for its own approval: nothing changes unapproved."""
     from ppcmk.watch.converge import plan_runs
     from ppcmk.watch.desired import load_desired_state_file
-    from ppcmk_tasks.estate import read_estate
+    from ppcmk.watch.reading import read_estate
 
     desired = load_desired_state_file(file)
     settings, default_deployment = converge_connection(connection)

@@ -20,8 +20,8 @@ from ppcmk.models.arm_ids import same_id
 from ppcmk.models.azure import AccessRevocation, RoleGrant
 from ppcmk.safety.plan import Plan, artifact_key
 from ppcmk.services.factory import ClientFactory
-from ppcmk_tasks.access import read_key_grants
-from ppcmk_tasks.keyvault import read_vault
+from ppcmk.services.key_vault import read_vault
+from ppcmk.services.role_grants import read_key_grants
 
 
 class LockedEnvironment(BaseModel):

@@ -37,6 +37,8 @@ from ppcmk.models.environments import Environment
 from ppcmk.safety.plan import Plan, PlanItem, RunOutcome
 from ppcmk.safety.validation import check_not_requester, check_principal, check_subscription
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.policies import read_policy
+from ppcmk.services.role_grants import lookup_principal
 from ppcmk_flows._environment_steps import LinkLimits, link_step, verify
 from ppcmk_flows._parking import ApprovedWork, ParkableWaves, Waiting
 from ppcmk_flows._runbook import (
@@ -48,16 +50,11 @@ from ppcmk_flows._runbook import (
     published,
 )
 from ppcmk_flows._two_half_plan import plan_key_vault_half
-from ppcmk_tasks.access import grant_key_access, lookup_principal, wait_for_propagation
+from ppcmk_tasks.access import grant_key_access, wait_for_propagation
 from ppcmk_tasks.doctor import DoctorReading, run_doctor
 from ppcmk_tasks.environments import get_environments
 from ppcmk_tasks.keyvault import create_or_adopt_key, verify_vault
-from ppcmk_tasks.policy import (
-    create_or_get_policy,
-    ensure_provider_registered,
-    read_policy,
-    wait_for_policy_identity,
-)
+from ppcmk_tasks.policy import create_or_get_policy, ensure_provider_registered, wait_for_policy_identity
 from ppcmk_tasks.policy_reader import grant_policy_reader, policy_handoff, wait_for_reader
 
 # What a runbook plans for its environments: (plan, the policy they go to or None, all environments listed).

@@ -39,6 +39,9 @@ from ppcmk.safety.claims import RELEASE_HOOKS
 from ppcmk.safety.plan import Plan, PlanItem, RunOutcome, publish_table
 from ppcmk.safety.retry import cmk_task
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.key_vault import key_client, read_key_versions, read_vault
+from ppcmk.services.policies import read_policy
+from ppcmk.services.role_grants import read_key_grants
 from ppcmk_flows._run_form import run_form
 from ppcmk_flows._runbook import (
     approval_unless_plan_only,
@@ -47,11 +50,8 @@ from ppcmk_flows._runbook import (
     load_target,
     published,
 )
-from ppcmk_tasks.access import read_key_grants, revoke_key_access
+from ppcmk_tasks.access import revoke_key_access
 from ppcmk_tasks.environments import get_environments
-from ppcmk_tasks.keyvault import key_client, read_vault
-from ppcmk_tasks.policy import read_policy
-from ppcmk_tasks.rotation import read_key_versions
 
 PROCEDURE = "cleanup"
 

@@ -35,16 +35,16 @@ from ppcmk.models.environments import Environment
 from ppcmk.safety.plan import RunOutcome, publish_table
 from ppcmk.safety.retry import cmk_task
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.key_vault import read_key_via_arm
+from ppcmk.services.policies import policy_from_arm
 from ppcmk.watch.drift import Drift
 from ppcmk.watch.estate import EstateFacts
 from ppcmk.watch.lock_rules import deleted_drifts
+from ppcmk.watch.reading import environment_fact
 from ppcmk_blocks import CmkConnection
 from ppcmk_flows._watch_state import lock_facts, previous_state, state_key
 from ppcmk_tasks.byok import platform_reverts
 from ppcmk_tasks.environments import get_environments
-from ppcmk_tasks.estate import environment_fact
-from ppcmk_tasks.keyvault import read_key_via_arm
-from ppcmk_tasks.policy import policy_from_arm
 
 PROCEDURE = "report"
 Overwrite = Literal["restore", "copy"]

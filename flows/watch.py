@@ -21,6 +21,7 @@ from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
 from ppcmk.audit import trail as audit
+from ppcmk.cloud.parallel import DEFAULT_CONCURRENCY
 from ppcmk.errors import ConfigError
 from ppcmk.evidence.changes import drift_record
 from ppcmk.safety.plan import publish_table
@@ -32,15 +33,9 @@ from ppcmk.watch.rotation_pickup import NOT_PICKED_UP
 from ppcmk.watch.rules import WatchRules, detect
 from ppcmk_blocks import CmkConnection
 from ppcmk_blocks.desired_state import CmkDesiredState
-from ppcmk_flows._watch_state import (
-    health_rows,
-    lock_facts,
-    previous_state,
-    state_key,
-    target_blocks,
-)
+from ppcmk_flows._watch_state import health_rows, lock_facts, previous_state, state_key, target_blocks
 from ppcmk_tasks.access import known_principals
-from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, read_estate_task
+from ppcmk_tasks.estate import read_estate_task
 
 PROCEDURE = "watch"
 

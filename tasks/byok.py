@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ppcmk.checks.byok import may_have_been_reverted, reverted_at
+from ppcmk.cloud.parallel import DEFAULT_CONCURRENCY, bounded_map
 from ppcmk.models.environments import Environment
 from ppcmk.services.factory import ClientFactory
-from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, bounded_map
 
 
 def platform_reverts(factory: ClientFactory, environments: Sequence[Environment]) -> dict[str, datetime]:

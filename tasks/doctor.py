@@ -20,6 +20,7 @@ from ppcmk.checks import policy as policy_checks
 from ppcmk.checks import power_automate
 from ppcmk.checks.byok import may_have_been_reverted
 from ppcmk.checks.environments import check_environment, check_operations, check_reverted, operations_refused
+from ppcmk.cloud.parallel import DEFAULT_CONCURRENCY, bounded_map
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import PpcmkError, ServiceError
 from ppcmk.models.azure import KeyInfo, PolicyInfo, ProviderStatus, RoleGrant, VaultStatus
@@ -27,11 +28,9 @@ from ppcmk.models.environments import Environment
 from ppcmk.models.findings import DoctorReport, Finding, Severity, error, info
 from ppcmk.safety.retry import cmk_task
 from ppcmk.services.factory import ClientFactory
-from ppcmk_tasks.access import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
-from ppcmk_tasks.environments import read_environment
-from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, bounded_map
-from ppcmk_tasks.keyvault import read_key_via_arm, read_vault
-from ppcmk_tasks.policy import read_policy, read_provider
+from ppcmk.services.key_vault import read_key_via_arm, read_vault
+from ppcmk.services.policies import read_policy, read_provider
+from ppcmk.services.role_grants import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
 
 READ_ERRORS = (PpcmkError, AzureError)
 
@@ -197,7 +196,7 @@ class _Gatherer:
         found = []
         for environment_id in environment_ids:
             with self.about("env.read", environment_id, "the environment"):
-                env = read_environment(admin, environment_id)
+                env = admin.find_environment(environment_id)
                 self.add(check_environment(environment_id, env, target, policy))
                 if env is not None:
                     found.append(env)

@@ -74,18 +74,8 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
         return logging.getLogger("ppcmk.environments")
 
 
-def read_environment(admin: PowerPlatformAdminClient, environment_id: str) -> Environment | None:
-    """The environment, or None when the service says it does not exist (or the caller cannot see it)."""
-    try:
-        return admin.get_environment(environment_id)
-    except ServiceError as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def _require(admin: PowerPlatformAdminClient, environment_id: str) -> Environment:
-    env = read_environment(admin, environment_id)
+    env = admin.find_environment(environment_id)
     if env is None:
         raise ConfigError(
             "environment_id",
@@ -112,7 +102,7 @@ def _change(
         attempts=attempts,
         continuation_token=poller.continuation_token(),
         error_message=result.error_message,
-        environment=read_environment(operations.admin, operations.environment_id),
+        environment=operations.admin.find_environment(operations.environment_id),
     )
 
 
@@ -256,9 +246,6 @@ def _change_once(
         return _waited(entry.operations, poller, entry.until, 1)
 
     return entry.decide(change)
-
-
-# ------------------------------------------------------------------------------------------------- tasks
 
 
 @cmk_task(task_run_name="get-environments")

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from ppcmk.audit.store import describe
 from ppcmk.audit.trail import AuditLog, chain_problems
+from ppcmk.cloud.parallel import DEFAULT_CONCURRENCY, bounded_map, summary
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import PpcmkError
 from ppcmk.evidence.build import build_pack, needs_operations, select
@@ -29,10 +30,10 @@ from ppcmk.safety.plan import artifact_key
 from ppcmk.safety.retry import cmk_task
 from ppcmk.safety.validation import check_number
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.key_vault import read_key_via_arm
+from ppcmk.services.role_grants import lookup_principal
 from ppcmk.watch.estate import PolicyFact
-from ppcmk_tasks.access import lookup_principal
-from ppcmk_tasks.estate import DEFAULT_CONCURRENCY, bounded_map, read_estate, summary
-from ppcmk_tasks.keyvault import read_key_via_arm
+from ppcmk.watch.reading import read_estate
 
 
 class EvidenceResult(BaseModel):

@@ -10,7 +10,7 @@ from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.safety import holds
 from ppcmk.safety.retry import cmk_task
 from ppcmk.services.factory import ClientFactory
-from ppcmk_tasks.rotation import read_key_versions
+from ppcmk.services.key_vault import read_key_versions
 
 
 @cmk_task(task_run_name="hold-key-{key_name}-version-{version}")
@@ -25,7 +25,6 @@ def hold_policy(conn: ConnectionSettings, resource_group: str, policy_name: str,
                 reason: str) -> holds.Hold:
     """Tag the enterprise policy (covering its identity's vault access) with a hold."""
     return holds.hold_policy(conn, resource_group, policy_name, duration, reason)
-
 
 
 @cmk_task(task_run_name="ensure-rotation-hold-{target.key_name}")

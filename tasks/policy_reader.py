@@ -14,7 +14,8 @@ from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.models.azure import RoleGrant, role_guid
 from ppcmk.safety.retry import cmk_task
 from ppcmk.services.factory import ClientFactory
-from ppcmk_tasks.access import (
+from ppcmk.services.policies import read_policy
+from ppcmk.services.role_grants import (
     CONTRIBUTOR,
     KEY_VAULT_ADMINISTRATOR,
     KEY_VAULT_CRYPTO_OFFICER,
@@ -29,7 +30,6 @@ from ppcmk_tasks.access import (
     read_role_grants,
     resolve_principal,
 )
-from ppcmk_tasks.policy import read_policy
 
 
 @cmk_task(task_run_name="grant-policy-reader-{admin}")

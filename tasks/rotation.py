@@ -10,75 +10,27 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.keyvault.keys import (
-    KeyProperties,
-    KeyRotationLifetimeAction,
-    KeyRotationPolicy,
-    KeyRotationPolicyAction,
-)
+from azure.keyvault.keys import KeyRotationLifetimeAction, KeyRotationPolicy, KeyRotationPolicyAction
 
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
-from ppcmk.cloud.transport import service_errors, text
+from ppcmk.cloud.transport import service_errors
 from ppcmk.errors import ConfigError
-from ppcmk.models.azure import KeyInfo, KeyVersionInfo, KeyVersions, RotationPolicyInfo, iso_days
+from ppcmk.models.azure import KeyInfo, KeyVersions, RotationPolicyInfo, iso_days
 from ppcmk.safety.retry import cmk_task
 from ppcmk.safety.validation import check_rotation
 from ppcmk.services.factory import ClientFactory
-from ppcmk_tasks.keyvault import (
+from ppcmk.services.key_vault import (
+    _policy_info,
     create_key_version,
     key_client,
     key_info,
     read_key,
+    read_key_versions,
+    read_rotation_policy,
     require_target_shape,
-    rotation_info,
 )
 
 MIN_EXPIRY_AFTER_ROTATION = timedelta(days=28)  # the previous version must stay usable 28 days after rotation
-
-
-# ------------------------------------------------------------------------------------------------ readers
-
-
-def read_rotation_policy(factory: ClientFactory, vault_id: str, name: str) -> RotationPolicyInfo:
-    try:
-        policy = key_client(factory, vault_id).get_key_rotation_policy(name)
-    except ResourceNotFoundError:
-        return RotationPolicyInfo()
-    return _policy_info(policy)
-
-
-def read_key_versions(factory: ClientFactory, vault_id: str, name: str) -> KeyVersions:
-    client = key_client(factory, vault_id)
-    current = client.get_key(name).properties.version
-    now = factory.now()
-    versions = [_version_info(p, now, current) for p in client.list_properties_of_key_versions(name)]
-    versions.sort(key=lambda v: v.created_on or datetime.min.replace(tzinfo=now.tzinfo), reverse=True)
-    return KeyVersions(vault_id=vault_id, name=name, versions=versions)
-
-
-def _version_info(props: KeyProperties, now: datetime, current: str | None) -> KeyVersionInfo:
-    age = (now - props.created_on).total_seconds() / 86400 if props.created_on else None
-    return KeyVersionInfo(
-        version=str(props.version),
-        kid=str(props.id),
-        enabled=bool(props.enabled),
-        created_on=props.created_on,
-        not_before=props.not_before,
-        expires_on=props.expires_on,
-        age_days=age,
-        current=props.version == current,
-    )
-
-
-def _policy_info(policy: KeyRotationPolicy) -> RotationPolicyInfo:
-    return rotation_info(
-        policy.expires_in,
-        ((text(a.action), a.time_after_create, a.time_before_expiry) for a in policy.lifetime_actions or []),
-    )
-
-
-# ------------------------------------------------------------------------------------------------- tasks
 
 
 def _already_rotated(current: KeyInfo, since: datetime | None) -> bool:

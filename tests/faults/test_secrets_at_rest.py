@@ -38,9 +38,10 @@ from prefect.settings import (
 
 from ppcmk.safety.step_errors import StepFailed
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.key_vault import read_key
 from ppcmk_tasks.environments import link
 from ppcmk_tasks.holds import hold_key_version
-from ppcmk_tasks.keyvault import create_or_adopt_key, get_key_info, read_key
+from ppcmk_tasks.keyvault import create_or_adopt_key, get_key_info
 from ppcmk_tasks.policy import create_or_get_policy, get_policy
 from tests.faults import tally
 from tests.support.sandbox import connection, target

@@ -20,8 +20,8 @@ from prefect.client.orchestration import get_client
 
 from ppcmk.audit.trail import AuditLog
 from ppcmk.fleet.selection import FleetSelector
+from ppcmk.services.role_grants import KEY_VAULT_ADMINISTRATOR
 from ppcmk_flows.onboard import onboard
-from ppcmk_tasks.access import KEY_VAULT_ADMINISTRATOR
 from tests.flows.approval_harness import POLICY, SECOND, run
 from tests.support.arm import vault_id
 from tests.support.identity import authority, held

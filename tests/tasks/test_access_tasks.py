@@ -8,9 +8,10 @@ import pytest
 from ppcmk.cloud.settings import ConnectionSettings
 from ppcmk.errors import ConfigError
 from ppcmk.models.arm_ids import role_assignment_name
+from ppcmk.services import role_grants
 from ppcmk.services.factory import ClientFactory
+from ppcmk.services.key_vault import read_vault
 from ppcmk_tasks import access, policy, policy_reader
-from ppcmk_tasks.keyvault import read_vault
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import connection, target
 from tests.support.scenario import PP_ADMIN_2_ID, PP_ADMIN_ID, REQUESTER_ID, RUNBOOK_ID
@@ -37,7 +38,8 @@ def test_rbac_grant_is_deterministic_and_written_once(cloud: Any, conn: Connecti
     first = access.grant_key_access.fn(conn, tgt, principal)
     second = access.grant_key_access.fn(conn, tgt, principal)
     assert first.changed and not second.changed and first.mechanism == "rbac"
-    definition = access.role_definition_id(conn.subscription_id, access.CRYPTO_SERVICE_ENCRYPTION_USER)
+    definition = role_grants.role_definition_id(conn.subscription_id,
+                                                role_grants.CRYPTO_SERVICE_ENCRYPTION_USER)
     assert str(first.assignment_id).endswith(role_assignment_name(tgt.vault_id, principal, definition))
     assert cloud.log.count(method="PUT", path=ASSIGNMENT_PUT) == 1
 
@@ -63,7 +65,7 @@ def test_access_policy_vault_gets_get_wrap_unwrap(cloud: Any, conn: ConnectionSe
     revoked = access.revoke_key_access.fn(conn, tgt, principal)
     assert [g.mechanism for g in revoked.removed] == ["access_policy"]
     factory = ClientFactory.for_settings(conn)
-    assert access.read_key_grants(factory, read_vault(factory, tgt.vault_id), principal) == []
+    assert role_grants.read_key_grants(factory, read_vault(factory, tgt.vault_id), principal) == []
     restored = access.restore_key_access.fn(conn, revoked)
     assert restored[0].changed and set(restored[0].key_permissions) == {"get", "wrapKey", "unwrapKey"}
 
@@ -85,7 +87,7 @@ def test_revoke_returns_what_it_removed_and_restore_puts_it_back(
     principal = str(policy.get_policy.fn(conn, tgt).principal_id)  # type: ignore[union-attr]
     revoked = access.revoke_key_access.fn(conn, tgt, principal)
     assert [g.role_definition_id.rsplit("/", 1)[-1] for g in revoked.removed] == [  # type: ignore[union-attr]
-        access.CRYPTO_SERVICE_ENCRYPTION_USER
+        role_grants.CRYPTO_SERVICE_ENCRYPTION_USER
     ]
     assert policy.get_policy.fn(conn, tgt).health_status == "Unhealthy"  # type: ignore[union-attr]
     assert access.revoke_key_access.fn(conn, tgt, principal).removed == []
@@ -125,6 +127,7 @@ def test_policy_readers_are_who_holds_reader_or_higher_at_the_policy_or_above(
     assert policy_reader.policy_reader_ids.fn(kv_admin, tgt) == sorted([*owners_and_reader, second])
     # only the roles asked for, and only assignments at the scope or above it (pp-admin's is on the policy)
     factory, vault = ClientFactory.for_settings(kv_admin), tgt.vault_id
-    administrators = access.principals_with_roles(factory, vault, frozenset({access.KEY_VAULT_ADMINISTRATOR}))
+    administrators = role_grants.principals_with_roles(factory, vault,
+                                                       frozenset({role_grants.KEY_VAULT_ADMINISTRATOR}))
     assert administrators == [REQUESTER_ID]
-    assert access.principals_with_roles(factory, vault, frozenset({access.READER})) == []
+    assert role_grants.principals_with_roles(factory, vault, frozenset({role_grants.READER})) == []

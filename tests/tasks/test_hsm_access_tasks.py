@@ -10,10 +10,11 @@ import pytest
 from ppcmk.cloud.settings import ConnectionSettings, TargetSettings
 from ppcmk.errors import ServiceError
 from ppcmk.models.arm_ids import role_assignment_name
+from ppcmk.services import role_grants
 from ppcmk.services.factory import ClientFactory
 from ppcmk.services.hsm_rbac import HSM_CRYPTO_SERVICE_ENCRYPTION_USER, hsm_role_definition_id
+from ppcmk.services.key_vault import read_vault
 from ppcmk_tasks import access, policy
-from ppcmk_tasks.keyvault import read_vault
 from tests.support.arm import managed_hsm_id
 from tests.support.runs import run_in_flow
 from tests.support.sandbox import target
@@ -111,5 +112,5 @@ def test_revoke_then_restore_round_trip(cloud: Any, conn: ConnectionSettings) ->
     assert policy.get_policy.fn(conn, tgt).health_status == "Healthy"  # type: ignore[union-attr]
     factory = ClientFactory.for_settings(conn)
     vault = read_vault(factory, tgt.vault_id)
-    assert len(access.read_key_grants(factory, vault, principal, "cmk-hsm")) == 1
-    assert access.read_key_grants(factory, vault, principal, "another-key") == []
+    assert len(role_grants.read_key_grants(factory, vault, principal, "cmk-hsm")) == 1
+    assert role_grants.read_key_grants(factory, vault, principal, "another-key") == []

@@ -56,7 +56,7 @@ def test_converge_dry_run_plans_exactly_the_three_runs(profiled: Any, prefect_ba
 
 
 def test_converge_plans_the_parameters(cloud: Any, desired_file: Path) -> None:
-    from ppcmk_tasks.estate import read_estate
+    from ppcmk.watch.reading import read_estate
 
     runs = {run.runbook: run for run in plan_runs(read_estate(connection(cloud)),
                                                   parse_desired_state(DESIRED, "test"))}

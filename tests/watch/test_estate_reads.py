@@ -8,9 +8,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from ppcmk.cloud.parallel import bounded_map
+from ppcmk.watch.reading import read_estate
 from ppcmk_sandbox.powerplatform.lifecycle import start_operation
 from ppcmk_sandbox.powerplatform.records import OperationType
-from ppcmk_tasks.estate import bounded_map, read_estate
 from tests.support.sandbox import connection
 from tests.support.scenario import KEY, LINKED_POLICY, PP_ADMIN
 from tests.support.scenario import PRODUCTION as CONTOSO_PRODUCTION

@@ -139,6 +139,15 @@ class PowerPlatformAdminClient:
                              f"read environment {environment_id}")
         return Environment.from_api(raw)
 
+    def find_environment(self, environment_id: str) -> Environment | None:
+        """The environment, or None when the service says it does not exist (or the caller cannot see it)."""
+        try:
+            return self.get_environment(environment_id)
+        except ServiceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     # -- operations ----------------------------------------------------------------------------------------
 
     def begin_enable_managed(self, environment_id: str, *, continuation_token: str | None = None

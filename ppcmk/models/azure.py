@@ -19,7 +19,7 @@ _DURATION = TypeAdapter(timedelta)
 
 def parse_iso_duration(text: str) -> timedelta:
     """An ISO-8601 duration as Key Vault returns them (P90D, P1Y, PT12H), parsed by pydantic: a year is 365
-    days, a month 30. Raises ValueError (pydantic's ValidationError) for anything else."""
+    days, a month 30. Raises ValueError (pydantic's ValidationError) for what is not a duration."""
     return _DURATION.validate_python(text.strip().upper())
 
 

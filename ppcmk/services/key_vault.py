@@ -128,7 +128,8 @@ def rotation_info(
     return info
 
 
-def _epoch(value: Any) -> datetime | None:
+def epoch_time(value: Any) -> datetime | None:
+    """A time as ARM gives a key's attributes: Unix seconds."""
     return None if value is None else datetime.fromtimestamp(int(value), UTC)
 
 
@@ -150,10 +151,10 @@ def _arm_key_info(vault_id: str, name: str, props: Any) -> KeyInfo:
         size=pick(props, "keySize"),
         key_ops=[str(op) for op in pick(props, "keyOps", default=[])],
         enabled=bool(pick(attributes, "enabled", default=True)),
-        not_before=_epoch(pick(attributes, "nbf")),
-        expires_on=_epoch(pick(attributes, "exp")),
-        created_on=_epoch(pick(attributes, "created")),
-        updated_on=_epoch(pick(attributes, "updated")),
+        not_before=epoch_time(pick(attributes, "nbf")),
+        expires_on=epoch_time(pick(attributes, "exp")),
+        created_on=epoch_time(pick(attributes, "created")),
+        updated_on=epoch_time(pick(attributes, "updated")),
     )
 
 

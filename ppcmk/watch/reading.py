@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -26,7 +25,7 @@ from ppcmk.models.azure import PolicyBasics, VaultStatus
 from ppcmk.models.environments import Environment, EnvironmentOperation, pick
 from ppcmk.safety.holds import HOLD_TAG, REASON_TAG
 from ppcmk.services.factory import ClientFactory
-from ppcmk.services.key_vault import read_key_via_arm, read_vault
+from ppcmk.services.key_vault import epoch_time, read_key_via_arm, read_vault
 from ppcmk.services.policies import policy_from_arm
 from ppcmk.services.role_grants import POLICY_READ_ROLES, read_key_grants, read_role_grants, resolve_principal
 from ppcmk.watch.estate import (
@@ -93,10 +92,6 @@ def _vault_if_present(factory: ClientFactory, vault_id: str) -> VaultStatus | No
         return None
 
 
-def _epoch(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(int(value), UTC)
-
-
 def read_key_fact(factory: ClientFactory, vault_id: str, name: str) -> KeyFact:
     """The key, its rotation policy and every version (with hold tags) through ARM: no data-plane access is
     needed and the vault's firewall does not apply."""
@@ -113,8 +108,8 @@ def read_key_fact(factory: ClientFactory, vault_id: str, name: str) -> KeyFact:
         hold_until, hold_reason = _tag_time(pick(raw, "tags"))
         versions.append(KeyVersionFact(
             version=str(pick(raw, "name", default="")).rsplit("/", 1)[-1], enabled=bool(pick(
-                attributes, "enabled", default=True)), created_on=_epoch(pick(attributes, "created")),
-            not_before=_epoch(pick(attributes, "nbf")), expires_on=_epoch(pick(attributes, "exp")),
+                attributes, "enabled", default=True)), created_on=epoch_time(pick(attributes, "created")),
+            not_before=epoch_time(pick(attributes, "nbf")), expires_on=epoch_time(pick(attributes, "exp")),
             hold_until=hold_until, hold_reason=hold_reason))
     versions.sort(key=lambda v: v.created_on or datetime.min.replace(tzinfo=UTC), reverse=True)
     after = rotation.rotate_after_create

@@ -7,6 +7,7 @@ token only in the page it shows. `ppcmk serve` runs it beside the Prefect UI; th
 from __future__ import annotations
 
 import html
+import socket
 import threading
 import time
 from typing import Any
@@ -69,9 +70,11 @@ class ProofPage:
         return RedirectResponse(str(flow["auth_uri"]), status_code=302)
 
     def serve_in_background(self) -> uvicorn.Server:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        server = uvicorn.Server(config)
-        threading.Thread(target=server.run, name="ppcmk-proof-page", daemon=True).start()
+        # listening before the thread starts: a browser sent here at once waits in the backlog, not refused
+        listening = socket.create_server(("127.0.0.1", self.port))
+        server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
+        threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="ppcmk-proof-page",
+                         daemon=True).start()
         return server
 
 

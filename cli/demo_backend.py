@@ -66,7 +66,7 @@ def free_port() -> int:
 def start_api_server(home: Path, database: Path, port: int) -> subprocess.Popen[bytes]:
     """Prefect's API (no UI) under uvicorn in a child process, the way Prefect's own temporary server runs it;
     started directly so that this process never imports the server code (seconds of CPU on a busy machine).
-    Its 503 answers say when to retry (ppcmk_cli.demo_server_app)."""
+    Its 503 answers say when to retry (ppcmk_cli.prefect_app)."""
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -79,7 +79,7 @@ def start_api_server(home: Path, database: Path, port: int) -> subprocess.Popen[
     env.pop("PREFECT_API_URL", None)
     log = (home / "server.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "ppcmk_cli.demo_server_app:create_app",
+        [sys.executable, "-m", "uvicorn", "--factory", "ppcmk_cli.prefect_app:create_app",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

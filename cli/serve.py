@@ -63,7 +63,9 @@ def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes]
     env.pop("PREFECT_API_URL", None)
     log = (home / "server.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        # what `prefect server start` runs, with the app whose 503 answers say when to retry
+        [sys.executable, "-m", "uvicorn", "--factory", "ppcmk_cli.prefect_app:create_app",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "on"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + SERVER_START_TIMEOUT

@@ -1,11 +1,12 @@
-"""The throwaway backend's web app: Prefect's API, whose 503 answers say when to try again.
+"""The web app of the Prefect servers ppcmk starts on SQLite (the demo's and the tests' throwaway one, and
+`ppcmk serve`'s): Prefect's own app, whose 503 answers say when to try again.
 
 Prefect's server answers 503 when SQLite refuses a write that raced another one (SQLITE_BUSY or
 SQLITE_BUSY_SNAPSHOT). Without a Retry-After header, Prefect's client waits 2, then 4, 8, 16 and 32 s. On
-the throwaway SQLite backend these races are frequent, because the server's own event and task-run recorders
+a local SQLite server these races are frequent, because the server's own event and task-run recorders
 write beside every run, and each one is over in milliseconds. So this app asks for the retry within half a
-second; the client still tries at most `PREFECT_CLIENT_MAX_RETRIES` times. A served Prefect (`ppcmk serve`,
-a team's server) is not wrapped.
+second; the client still tries at most `PREFECT_CLIENT_MAX_RETRIES` times. A team's own Prefect server
+(PostgreSQL, docs/WORKERS.md) is not wrapped.
 """
 
 from __future__ import annotations

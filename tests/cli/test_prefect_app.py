@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from ppcmk_cli.demo_server_app import RETRY_AFTER_S, RetrySoonWhenBusy
+from ppcmk_cli.prefect_app import RETRY_AFTER_S, RetrySoonWhenBusy
 
 
 def _answer(request: Request) -> Response:

@@ -22,6 +22,7 @@ from pathlib import Path
 import prefect
 
 from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.prefect_app import server_command
 from ppcmk_cli.serve import healthy, stop_process
 
 SERVER_START_TIMEOUT_S = 180
@@ -79,9 +80,8 @@ def start_api_server(home: Path, database: Path, port: int) -> subprocess.Popen[
     env.pop("PREFECT_API_URL", None)
     log = (home / "server.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "ppcmk_cli.prefect_app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        server_command(port, log_level="error"), env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 

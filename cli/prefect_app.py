@@ -12,6 +12,7 @@ second; the client still tries at most `PREFECT_CLIENT_MAX_RETRIES` times. A tea
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -50,3 +51,9 @@ def create_app() -> RetrySoonWhenBusy:
     from prefect.server.api.server import create_app as prefect_app
 
     return RetrySoonWhenBusy(prefect_app())
+
+
+def server_command(port: int, log_level: str) -> list[str]:
+    """The command that serves this app on 127.0.0.1, as `prefect server start` serves Prefect's."""
+    return [sys.executable, "-m", "uvicorn", "--factory", f"{__name__}:create_app", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", log_level, "--lifespan", "on"]

@@ -20,6 +20,7 @@ from ppcmk.home import ppcmk_home
 from ppcmk.identity.settings import AZURE_CLI_APP_ID
 from ppcmk.identity.signin import SignIn
 from ppcmk_cli.exit_codes import CliError, ExitCode
+from ppcmk_cli.prefect_app import server_command
 from ppcmk_cli.profile import SandboxProfile, remove_profile, save_profile
 from ppcmk_cli.proof_page import ProofPage
 from ppcmk_cli.sandbox_blocks import SANDBOX_APPROVALS_URI, register_sandbox_blocks
@@ -63,10 +64,8 @@ def start_prefect_server(home: Path, port: int) -> tuple[subprocess.Popen[bytes]
     env.pop("PREFECT_API_URL", None)
     log = (home / "server.log").open("ab")
     process = subprocess.Popen(
-        # what `prefect server start` runs, with the app whose 503 answers say when to retry
-        [sys.executable, "-m", "uvicorn", "--factory", "ppcmk_cli.prefect_app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--lifespan", "on"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        server_command(port, log_level="warning"), env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while not healthy(api_url):
